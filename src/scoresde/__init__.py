@@ -1,0 +1,62 @@
+"""scoresde: score-based generative modelling through stochastic differential equations.
+
+Implements Song et al. 2021, "Score-Based Generative Modeling through Stochastic
+Differential Equations" (ICLR 2021): forward SDEs and their marginals, denoising score
+matching, reverse-time SDE and probability-flow ODE samplers, with exact Gaussian-mixture
+oracles to test every piece against.
+"""
+
+from scoresde.data import TOY_DATASETS, toy_data
+from scoresde.losses import LossOutput, dsm_loss
+from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
+from scoresde.models import (
+    PREDICTIONS,
+    AnalyticScore,
+    CountingModel,
+    Funnel,
+    GaussianMixture,
+    ScoreFunction,
+    ScoreModel,
+)
+from scoresde.nets import MLP
+from scoresde.sampling import GRIDS, SAMPLERS, PerSampleNoise, SampleResult, sample, time_grid
+from scoresde.sde import EDMSDE, SDE, SDES, VESDE, VPSDE, ReverseSDE, StraightSDE, SubVPSDE, make_sde
+from scoresde.train import EMA, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EDMSDE",
+    "EMA",
+    "GRIDS",
+    "MLP",
+    "PREDICTIONS",
+    "SAMPLERS",
+    "SDE",
+    "SDES",
+    "TOY_DATASETS",
+    "VESDE",
+    "VPSDE",
+    "AnalyticScore",
+    "CountingModel",
+    "Funnel",
+    "GaussianMixture",
+    "LossOutput",
+    "PerSampleNoise",
+    "ReverseSDE",
+    "SampleResult",
+    "ScoreFunction",
+    "ScoreModel",
+    "StraightSDE",
+    "SubVPSDE",
+    "__version__",
+    "dsm_loss",
+    "energy_distance",
+    "fit",
+    "make_sde",
+    "mmd_rbf",
+    "sample",
+    "sliced_wasserstein",
+    "time_grid",
+    "toy_data",
+]

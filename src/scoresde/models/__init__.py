@@ -1,0 +1,19 @@
+"""Score models: the common interface, the network wrapper and exact oracles."""
+
+from scoresde.models.analytic import AnalyticScore, GaussianMixture
+from scoresde.models.base import CountingModel, ScoreFunction
+from scoresde.models.funnel import Funnel
+from scoresde.models.parameterization import PREDICTIONS, from_eps, to_eps
+from scoresde.models.wrapper import ScoreModel
+
+__all__ = [
+    "PREDICTIONS",
+    "AnalyticScore",
+    "CountingModel",
+    "Funnel",
+    "GaussianMixture",
+    "ScoreFunction",
+    "ScoreModel",
+    "from_eps",
+    "to_eps",
+]

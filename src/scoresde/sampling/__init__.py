@@ -1,0 +1,20 @@
+"""Samplers of the reverse SDE and probability-flow ODE, their grids and the ``sample`` API."""
+
+from scoresde.sampling.api import sample
+from scoresde.sampling.grids import GRIDS, time_grid
+from scoresde.sampling.noise import GeneratorNoise, NoiseSource, PerSampleNoise
+from scoresde.sampling.registry import SAMPLERS, get_sampler
+from scoresde.sampling.types import Sampler, SampleResult
+
+__all__ = [
+    "GRIDS",
+    "SAMPLERS",
+    "GeneratorNoise",
+    "NoiseSource",
+    "PerSampleNoise",
+    "SampleResult",
+    "Sampler",
+    "get_sampler",
+    "sample",
+    "time_grid",
+]

@@ -1,0 +1,143 @@
+"""``sample``: the one entry point that resolves a method name and runs it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from scoresde._utils import as_shape, check_finite
+from scoresde.models.base import CountingModel, ScoreFunction
+from scoresde.sampling.grids import check_grid, time_grid
+from scoresde.sampling.noise import make_noise
+from scoresde.sampling.registry import get_sampler
+from scoresde.sampling.types import Callback, SampleResult
+from scoresde.sde.base import SDE
+
+__all__ = ["sample", "check_model_sde"]
+
+
+def check_model_sde(model: ScoreFunction, sde: SDE | None) -> SDE:
+    """Return the SDE to use, raising if ``sde`` disagrees with the one the model was built for."""
+    if not isinstance(model, ScoreFunction):
+        raise TypeError(
+            "model must be a scoresde ScoreFunction (ScoreModel, AnalyticScore, ...), "
+            f"got {type(model).__name__}"
+        )
+    if sde is None:
+        return model.sde
+    if model.sde is not sde and (type(model.sde) is not type(sde) or model.sde.config() != sde.config()):
+        raise ValueError(f"the model was built for {model.sde!r} but sampling was asked under {sde!r}")
+    return sde
+
+
+@torch.no_grad()
+def sample(
+    model: ScoreFunction,
+    sde: SDE | None = None,
+    shape: Sequence[int] | None = None,
+    method: str = "euler_maruyama",
+    steps: int = 100,
+    grid: str | Tensor = "uniform",
+    denoise: bool = True,
+    x_T: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    y: Tensor | None = None,
+    callback: Callback | None = None,
+    record: bool = False,
+    record_stride: int = 1,
+    progress: bool = False,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    **options: Any,
+) -> SampleResult:
+    """Draw samples by integrating the reverse SDE or probability-flow ODE of ``sde``.
+
+    Args:
+        model: any :class:`~scoresde.models.ScoreFunction` (network wrapper or exact oracle).
+        sde: the forward SDE (defaults to ``model.sde``; must agree with it).
+        shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
+        method: a key of :data:`scoresde.SAMPLERS`.
+        steps: number of steps of the time grid.
+        grid: a grid name (``uniform``, ``logsnr``, ``edm``, ``quadratic``) or a
+            decreasing tensor of times.
+        denoise: finish with one Tweedie step ``x <- E[x_0 | x_{t_end}]`` (one more NFE).
+        x_T: the starting point; drawn from the prior when ``None``.
+        generator: RNG for the prior draw and all sampler noise.
+        seed: instead of ``generator``: per-sample noise, so a sample depends only on the
+            seed and its index, not on the batch size.
+        y: labels ``(B,)`` for class-conditional models.
+        callback: ``callback(i, t, x)`` after every step.
+        record: keep the trajectory (every ``record_stride``-th state, plus start and end).
+        progress: show a tqdm progress bar.
+        t_start, t_end: integration interval (defaults ``sde.T`` and ``sde.eps``).
+        **options: method-specific options (e.g. ``snr`` for Langevin correctors).
+
+    Returns:
+        A :class:`~scoresde.sampling.types.SampleResult`.
+    """
+    sde = check_model_sde(model, sde)
+    sampler = get_sampler(method)
+    if isinstance(grid, str):
+        ts = time_grid(sde, steps, grid, t_start=t_start, t_end=t_end)
+    else:
+        ts = check_grid(grid, sde)
+    if record_stride < 1:
+        raise ValueError(f"record_stride must be >= 1, got {record_stride}")
+    noise = make_noise(generator, seed)
+    if x_T is None:
+        if shape is None:
+            raise ValueError("give shape=(B, *D) or a starting point x_T")
+        shape = as_shape(shape)
+        if float(ts[0]) < sde.T - 1e-12:
+            raise ValueError("a grid that starts before T needs an explicit starting point x_T")
+        x = noise(torch.empty(shape, device=device, dtype=dtype)) * sde.prior_std()
+    else:
+        check_finite(x_T, "x_T")
+        if shape is not None and tuple(x_T.shape) != as_shape(shape):
+            raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was given")
+        x = x_T.clone()
+    if y is not None and y.shape[0] != x.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
+
+    counted = CountingModel(model)
+    ts_dev = ts.to(x.device)
+    traj: list[Tensor] = [x.clone()] if record else []
+    traj_t: list[Tensor] = [ts_dev[0]] if record else []
+    n_steps = len(ts) - 1
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_steps, desc=method, leave=False)
+
+    def step_callback(i: int, t: Tensor, x_i: Tensor) -> None:
+        if record and ((i + 1) % record_stride == 0 or i + 1 == n_steps):
+            traj.append(x_i.clone())
+            traj_t.append(t)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(nfe=counted.nfe)
+        if callback is not None:
+            callback(i, t, x_i)
+
+    try:
+        x = sampler(counted, sde, x, ts_dev, noise=noise, y=y, callback=step_callback, **options)
+    finally:
+        if bar is not None:
+            bar.close()
+    if denoise:
+        # Final denoising step (Tweedie's formula) at t_end.
+        x = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
+    return SampleResult(
+        x=x,
+        nfe=counted.nfe,
+        times=ts,
+        trajectory=torch.stack(traj) if record else None,
+        trajectory_times=torch.stack(traj_t).cpu() if record else None,
+    )

@@ -1,0 +1,34 @@
+"""Shared fixtures: the three SDEs of the paper and small exact mixtures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import scoresde as ss
+
+torch.set_num_threads(2)
+
+
+def all_sdes() -> list[ss.SDE]:
+    return [ss.VESDE(sigma_min=0.01, sigma_max=10.0), ss.VPSDE(), ss.SubVPSDE()]
+
+
+SDE_IDS = ["ve", "vp", "subvp"]
+
+
+@pytest.fixture(params=all_sdes(), ids=SDE_IDS)
+def sde(request) -> ss.SDE:
+    return request.param
+
+
+@pytest.fixture
+def gmm2d() -> ss.GaussianMixture:
+    """A 2-D three-component mixture with full, anisotropic covariances."""
+    means = [[-1.0, 0.5], [1.0, 1.0], [0.5, -1.0]]
+    covs = [
+        [[0.10, 0.03], [0.03, 0.05]],
+        [[0.04, -0.01], [-0.01, 0.09]],
+        [[0.02, 0.0], [0.0, 0.02]],
+    ]
+    return ss.GaussianMixture([0.5, 0.3, 0.2], means, covs)
