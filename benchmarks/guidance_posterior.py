@@ -29,29 +29,15 @@ from scoresde.guidance import (
     LikelihoodGuidance,
     MatrixOperator,
     class_mixture,
+    compare_to_mixture,
     condition,
     conditional_sample,
 )
 
 
 def mixture_errors(target: ss.GaussianMixture, x: torch.Tensor) -> tuple[float, float, float]:
-    """Max abs errors of mode weights, means, covariances of samples ``x`` vs ``target``."""
-    x = x.reshape(x.shape[0], -1).double()
-    n = x.shape[0]
-    # Assign each sample to its most likely component (a little noise keeps singular covs usable).
-    r = target.perturbed_responsibilities(x, torch.ones(n), torch.full((n,), 1e-3))
-    lab = r.argmax(1)
-    k = target.n_components
-    w = torch.bincount(lab, minlength=k).double() / n
-    dw = float((w - target.weights).abs().max())
-    dm = dc = 0.0
-    for j in range(k):
-        sel = x[lab == j]
-        if target.weights[j] < 0.02 or len(sel) < 50:
-            continue  # too few samples to estimate a negligible mode
-        dm = max(dm, float((sel.mean(0) - target.means[j]).abs().max()))
-        dc = max(dc, float((torch.cov(sel.T) - target.covs[j]).abs().max()))
-    return dw, dm, dc
+    e = compare_to_mixture(target, x)
+    return e.weights, e.means, e.covs
 
 
 def ambiguous_problem(gmm: ss.GaussianMixture, op, i: int = 0, j: int = 1):
@@ -92,24 +78,50 @@ def run(n: int, steps: int, seed: int = 0) -> list[dict]:
         oracle = ss.AnalyticScore(gmm, sde)
         post = condition(gmm, op, y_obs, noise_std)
         post0 = condition(gmm, op, y_obs, 0.0)
-        print(name, "posterior weights", post.weights.numpy().round(3), "noise-free", post0.weights.numpy().round(3))
+        print(
+            name,
+            "posterior weights",
+            post.weights.numpy().round(3),
+            "noise-free",
+            post0.weights.numpy().round(3),
+        )
         shape = (n, *dshape)
         ref = post.sample(n, generator=torch.Generator().manual_seed(seed + 1))
-        rows.append(dict(problem=name, method="exact posterior samples (MC floor)", target=f"s_y={noise_std}",
-                         nfe=0, err=mixture_errors(post, ref), secs=0.0))
+        rows.append(
+            dict(
+                problem=name,
+                method="exact posterior samples (MC floor)",
+                target=f"s_y={noise_std}",
+                nfe=0,
+                err=mixture_errors(post, ref),
+                secs=0.0,
+            )
+        )
         exact = LikelihoodGuidance(oracle, ExactMeasurementLikelihood(oracle, op, y_obs, noise_std))
         dps = DPSGuidance(oracle, op, y_obs, noise_std)
+        common = dict(shape=shape, steps=steps, seed=seed, dtype=torch.float64)
         runs = [
-            ("exact p_t(y|x) guidance, reverse SDE", lambda: ss.sample(exact, shape=shape, method="euler_maruyama", steps=steps, seed=seed, dtype=torch.float64), post, f"s_y={noise_std}"),
-            ("exact p_t(y|x) guidance, PF-ODE", lambda: ss.sample(exact, shape=shape, method="euler", steps=steps, seed=seed, dtype=torch.float64), post, f"s_y={noise_std}"),
-            ("DPS (Chung et al. 2023), reverse SDE", lambda: ss.sample(dps, shape=shape, method="euler_maruyama", steps=steps, seed=seed, dtype=torch.float64), post, f"s_y={noise_std}"),
-            ("projection (Song et al. App. I), reverse SDE", lambda: conditional_sample(oracle, op, y_obs, shape=shape, method="euler_maruyama", steps=steps, seed=seed, dtype=torch.float64), post0, "s_y=0"),
-            ("projection (Song et al. App. I), PF-ODE", lambda: conditional_sample(oracle, op, y_obs, shape=shape, method="euler", steps=steps, seed=seed, dtype=torch.float64), post0, "s_y=0"),
+            ("exact p_t(y|x) guidance, reverse SDE", ss.sample, (exact,), "euler_maruyama", post, noise_std),
+            ("exact p_t(y|x) guidance, PF-ODE", ss.sample, (exact,), "euler", post, noise_std),
+            ("DPS (Chung et al. 2023), reverse SDE", ss.sample, (dps,), "euler_maruyama", post, noise_std),
+            (
+                "projection (App. I), reverse SDE",
+                conditional_sample,
+                (oracle, op, y_obs),
+                "euler_maruyama",
+                post0,
+                0,
+            ),
+            ("projection (App. I), PF-ODE", conditional_sample, (oracle, op, y_obs), "euler", post0, 0),
         ]
-        for method, fn, target, tname in runs:
+        for method, fn, args, sampler, target, s_y in runs:
             t0 = time.perf_counter()
-            res = fn()
-            rows.append(dict(problem=name, method=method, target=tname, nfe=res.nfe, err=mixture_errors(target, res.x), secs=time.perf_counter() - t0))
+            res = fn(*args, method=sampler, **common)
+            err = mixture_errors(target, res.x)
+            secs = time.perf_counter() - t0
+            rows.append(
+                dict(problem=name, method=method, target=f"s_y={s_y}", nfe=res.nfe, err=err, secs=secs)
+            )
             print(rows[-1], flush=True)
     # Class-conditional sampling with the exact noise-conditional classifier.
     gmm = ss.GaussianMixture([0.5, 0.3, 0.2], [[-1.0, 0.5], [1.0, 1.0], [0.5, -1.0]], [0.1, 0.04, 0.02])
@@ -118,8 +130,25 @@ def run(n: int, steps: int, seed: int = 0) -> list[dict]:
     for method in ["euler_maruyama", "euler"]:
         for k in range(3):
             t0 = time.perf_counter()
-            res = ss.sample(guided, shape=(n, 2), method=method, steps=steps, seed=seed, y=torch.full((n,), k), dtype=torch.float64)
-            rows.append(dict(problem=f"classes = components of a 2-D mixture, class {k}", method=f"exact classifier guidance, {method}", target="p(x|y)", nfe=res.nfe, err=mixture_errors(class_mixture(gmm, k), res.x), secs=time.perf_counter() - t0))
+            res = ss.sample(
+                guided,
+                shape=(n, 2),
+                method=method,
+                steps=steps,
+                seed=seed,
+                y=torch.full((n,), k),
+                dtype=torch.float64,
+            )
+            rows.append(
+                dict(
+                    problem=f"classes = components of a 2-D mixture, class {k}",
+                    method=f"exact classifier guidance, {method}",
+                    target="p(x|y)",
+                    nfe=res.nfe,
+                    err=mixture_errors(class_mixture(gmm, k), res.x),
+                    secs=time.perf_counter() - t0,
+                )
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -145,7 +174,9 @@ def main() -> None:
     ]
     for r in rows:
         dw, dm, dc = r["err"]
-        lines.append(f"| {r['problem']} | {r['method']} | {r['target']} | {r['nfe']} | {dw:.4f} | {dm:.4f} | {dc:.4f} | {r['secs']:.1f} |")
+        cells = [r["problem"], r["method"], r["target"], str(r["nfe"])]
+        cells += [f"{dw:.4f}", f"{dm:.4f}", f"{dc:.4f}", f"{r['secs']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -7,7 +7,22 @@ one, so every sampler works unchanged: :class:`ClassifierGuidance`, :class:`Clas
 """
 
 from scoresde.guidance.cfg import ClassifierFreeGuidance
-from scoresde.guidance.exact import AnalyticClassifier, ClassConditionalScore, class_mixture, condition
+from scoresde.guidance.classifier import (
+    ClassifierFitResult,
+    NoiseConditionalClassifier,
+    classifier_accuracy,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from scoresde.guidance.exact import (
+    AnalyticClassifier,
+    ClassConditionalScore,
+    MixtureErrors,
+    class_mixture,
+    compare_to_mixture,
+    condition,
+)
 from scoresde.guidance.likelihood import (
     ClassifierGuidance,
     DPSGuidance,
@@ -27,6 +42,7 @@ from scoresde.guidance.projection import colorize, conditional_sample, inpaint
 __all__ = [
     "AnalyticClassifier",
     "ClassConditionalScore",
+    "ClassifierFitResult",
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "Colorization",
@@ -37,10 +53,17 @@ __all__ = [
     "LikelihoodGuidance",
     "LinearOperator",
     "MatrixOperator",
+    "MixtureErrors",
+    "NoiseConditionalClassifier",
     "class_mixture",
+    "classifier_accuracy",
     "classifier_log_prob",
+    "compare_to_mixture",
     "colorize",
     "condition",
     "conditional_sample",
     "inpaint",
+    "load_classifier",
+    "save_classifier",
+    "train_classifier",
 ]

@@ -13,6 +13,7 @@ These drive the tests of every conditional sampler.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,14 @@ from scoresde.models.analytic import AnalyticScore, GaussianMixture
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 
-__all__ = ["AnalyticClassifier", "ClassConditionalScore", "class_mixture", "condition"]
+__all__ = [
+    "AnalyticClassifier",
+    "ClassConditionalScore",
+    "MixtureErrors",
+    "class_mixture",
+    "compare_to_mixture",
+    "condition",
+]
 
 
 def condition(
@@ -157,3 +165,45 @@ class ClassConditionalScore(ScoreFunction):
             if bool(sel.any()):
                 out[sel] = oracle(x[sel], t[sel])
         return out
+
+
+@dataclass
+class MixtureErrors:
+    """Largest absolute errors of samples' mode weights, component means and covariances.
+
+    Attributes:
+        weights: ``max_k |w_k(samples) - w_k|``.
+        means: ``max_{k, i} |mean_k(samples) - mu_k|_i`` over modes with enough samples.
+        covs: ``max_{k, i, j} |cov_k(samples) - S_k|_{ij}`` over the same modes.
+        counts: samples assigned to each mode.
+    """
+
+    weights: float
+    means: float
+    covs: float
+    counts: list[int]
+
+
+def compare_to_mixture(target: GaussianMixture, x: Tensor, min_count: int = 50) -> MixtureErrors:
+    """Compare samples ``x: (N, *D)`` with a mixture by assigning each to its most likely component.
+
+    The assignment uses the responsibilities of the target slightly smoothed (``sigma = 1e-3``),
+    so that singular covariances (noise-free posteriors) are usable.  Modes with fewer than
+    ``min_count`` assigned samples are left out of the mean and covariance errors.
+    """
+    flat = x.reshape(x.shape[0], -1).to(target.dtype)
+    if flat.shape[1] != target.dim:
+        raise ValueError(f"samples have {flat.shape[1]} features, the mixture has dimension {target.dim}")
+    n, k = flat.shape[0], target.n_components
+    r = target.perturbed_responsibilities(flat, torch.ones(n, dtype=target.dtype), torch.full((n,), 1e-3))
+    lab = r.argmax(1)
+    counts = torch.bincount(lab, minlength=k)
+    dw = float((counts.to(target.dtype) / n - target.weights).abs().max())
+    dm = dc = 0.0
+    for j in range(k):
+        sel = flat[lab == j]
+        if len(sel) < min_count:
+            continue
+        dm = max(dm, float((sel.mean(0) - target.means[j]).abs().max()))
+        dc = max(dc, float((torch.cov(sel.T) - target.covs[j]).abs().max()))
+    return MixtureErrors(dw, dm, dc, counts.tolist())
