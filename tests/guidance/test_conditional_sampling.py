@@ -22,6 +22,7 @@ from scoresde.guidance import (
     Colorization,
     DPSGuidance,
     ExactMeasurementLikelihood,
+    FunctionOperator,
     Inpainting,
     LikelihoodGuidance,
     MatrixOperator,
@@ -206,3 +207,15 @@ def test_conditional_sample_bad_input() -> None:
         DPSGuidance(oracle, op, y_obs, 0.0)
     with pytest.raises(ValueError, match=r"gray must have shape \(B, 1, \*S\)"):
         colorize(oracle, torch.zeros(2, 3, 2, 2))
+
+
+def test_projection_seed_is_per_sample_and_works_with_a_function_operator() -> None:
+    prior, y_obs, op = _vector_problem()
+    oracle = ss.AnalyticScore(prior, ss.VPSDE())
+    a = conditional_sample(oracle, op, y_obs[0], shape=(6, 4), steps=20, seed=5, dtype=F64)
+    b = conditional_sample(oracle, op, y_obs[0], shape=(2, 4), steps=20, seed=5, dtype=F64)
+    torch.testing.assert_close(a.x[:2], b.x)
+    mat = op.to_matrix()
+    fop = FunctionOperator(lambda x: x @ mat.T, lambda y: y @ mat, (4,), (2,))
+    c = conditional_sample(oracle, fop, y_obs, shape=(2, 4), steps=20, seed=5, dtype=F64)
+    torch.testing.assert_close(c.x, b.x)
