@@ -152,7 +152,7 @@ def inpaint(
 
     op = Inpainting(mask, channels=channels)
     op.check_input(image, "image")
-    return conditional_sample(model, op, op.forward(image), x_T=None, shape=image.shape, **kwargs)
+    return conditional_sample(model, op, op.forward(image), shape=image.shape, **kwargs)
 
 
 def colorize(model: ScoreFunction, gray: Tensor, channels: int = 3, **kwargs: Any) -> SampleResult:
