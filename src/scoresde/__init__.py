@@ -6,7 +6,9 @@ matching, reverse-time SDE and probability-flow ODE samplers, with exact Gaussia
 oracles to test every piece against.
 """
 
+from scoresde import guidance
 from scoresde.data import TOY_DATASETS, toy_data
+from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, DPSGuidance, conditional_sample
 from scoresde.losses import LossOutput, dsm_loss
 from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 from scoresde.models import (
@@ -60,3 +62,4 @@ __all__ = [
     "time_grid",
     "toy_data",
 ]
+__all__ += ["ClassifierFreeGuidance", "ClassifierGuidance", "DPSGuidance", "conditional_sample", "guidance"]

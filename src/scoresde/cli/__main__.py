@@ -6,8 +6,10 @@ import argparse
 import sys
 
 from scoresde.cli import demo
+from scoresde.cli import train_classifier as train_classifier_cmd
 
 SUBCOMMANDS = {"demo": demo}
+SUBCOMMANDS["train-classifier"] = train_classifier_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,10 +22,16 @@ class ScoreFunction(nn.Module):
     marginal (see :mod:`scoresde.models.parameterization`).  Samplers, losses and the
     likelihood only ever call these five methods.
 
+    ``nfe_per_call`` is the number of network evaluations one call costs (2 for
+    classifier-free guidance, which evaluates the conditional and unconditional model);
+    :class:`CountingModel` counts it.
+
     Args:
         sde: the forward SDE whose marginals the model describes.
         prediction: what :meth:`forward` returns.
     """
+
+    nfe_per_call: int = 1
 
     def __init__(self, sde: SDE, prediction: str) -> None:
         super().__init__()
@@ -79,18 +85,20 @@ class CountingModel(ScoreFunction):
     """Wraps a :class:`ScoreFunction` and counts its evaluations (the NFE).
 
     One batched call of the underlying network counts as one function evaluation,
-    whatever is derived from it.
+    whatever is derived from it; a wrapped model that evaluates its network several times
+    per call (e.g. classifier-free guidance) declares so in ``nfe_per_call``.
     """
 
     def __init__(self, model: ScoreFunction) -> None:
         super().__init__(model.sde, model.prediction)
         self.inner = model
+        self.nfe_per_call = model.nfe_per_call
         self.nfe = 0
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        self.nfe += 1
+        self.nfe += self.inner.nfe_per_call
         return self.inner(x, t, y)
 
     def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
-        self.nfe += 1
+        self.nfe += self.inner.nfe_per_call
         return self.inner.predict(kind, x, t, y)

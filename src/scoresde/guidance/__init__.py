@@ -1,0 +1,69 @@
+"""Controllable generation (Song et al. 2021, Sec. 5 and App. I; Ho & Salimans 2022).
+
+Guidance produces a new :class:`~scoresde.models.ScoreFunction` whose score is the conditional
+one, so every sampler works unchanged: :class:`ClassifierGuidance`, :class:`ClassifierFreeGuidance`,
+:class:`DPSGuidance`, :class:`LikelihoodGuidance`.  Projection-based conditioning
+(:func:`conditional_sample`, :func:`inpaint`, :func:`colorize`) acts between sampler steps.
+"""
+
+from scoresde.guidance.cfg import ClassifierFreeGuidance
+from scoresde.guidance.classifier import (
+    ClassifierFitResult,
+    NoiseConditionalClassifier,
+    classifier_accuracy,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from scoresde.guidance.exact import (
+    AnalyticClassifier,
+    ClassConditionalScore,
+    MixtureErrors,
+    class_mixture,
+    compare_to_mixture,
+    condition,
+)
+from scoresde.guidance.likelihood import (
+    ClassifierGuidance,
+    DPSGuidance,
+    ExactMeasurementLikelihood,
+    LikelihoodGuidance,
+    classifier_log_prob,
+)
+from scoresde.guidance.operators import (
+    Colorization,
+    FunctionOperator,
+    Inpainting,
+    LinearOperator,
+    MatrixOperator,
+)
+from scoresde.guidance.projection import colorize, conditional_sample, inpaint
+
+__all__ = [
+    "AnalyticClassifier",
+    "ClassConditionalScore",
+    "ClassifierFitResult",
+    "ClassifierFreeGuidance",
+    "ClassifierGuidance",
+    "Colorization",
+    "DPSGuidance",
+    "ExactMeasurementLikelihood",
+    "FunctionOperator",
+    "Inpainting",
+    "LikelihoodGuidance",
+    "LinearOperator",
+    "MatrixOperator",
+    "MixtureErrors",
+    "NoiseConditionalClassifier",
+    "class_mixture",
+    "classifier_accuracy",
+    "classifier_log_prob",
+    "compare_to_mixture",
+    "colorize",
+    "condition",
+    "conditional_sample",
+    "inpaint",
+    "load_classifier",
+    "save_classifier",
+    "train_classifier",
+]
