@@ -89,6 +89,9 @@ def our_variants() -> list[tuple[str, str, int, int, dict]]:
         if name in ("dpm_solver++_2m", "dpm_solver++_3m", "unipc"):
             out.append((name, ", no lower-order final", per_step, 0, {"lower_order_final": False}))
     out.append(("unipc", ", final corrector", 1, 1, {"final_corrector": True}))
+    out.append(("unipc", ", order 3", 1, 0, {"order": 3}))
+    out.append(("unipc", ", order 3, no lower-order final", 1, 0, {"order": 3, "lower_order_final": False}))
+    out.append(("unipc", ", order 3, final corrector", 1, 1, {"order": 3, "final_corrector": True}))
     return out
 
 
