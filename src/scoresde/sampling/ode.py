@@ -1,4 +1,10 @@
-"""Fixed-step solvers of the probability-flow ODE (Song et al. 2021, Eq. 13)."""
+"""Fixed-step solvers of the probability-flow ODE (Song et al. 2021, Eq. 13): Euler, Heun, DDIM.
+
+Heun and DDIM work in the variables of Karras et al. 2022 (EDM), ``y = x / s(t)`` and
+``sigma_hat(t) = sigma(t) / s(t)``: since ``y = x_0 + sigma_hat n``, the probability-flow ODE of
+every linear SDE is ``dy / dsigma_hat = eps(x, t)`` (EDM, Eq. 4 with ``s = 1``), so the same code
+serves VE, VP, sub-VP, EDM and straight-path SDEs.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ from torch import Tensor
 
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.noise import NoiseSource
+from scoresde.sampling.schedule import grid_schedule
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
-__all__ = ["euler"]
+__all__ = ["ddim", "euler", "heun"]
 
 
 def euler(
@@ -31,6 +38,75 @@ def euler(
         dt = (ts[i + 1] - ts[i]).to(x.dtype)
         # Euler step.
         x = x + model.velocity(x, t, y) * dt
+        if callback is not None:
+            callback(i, ts[i + 1], x)
+    return x
+
+
+def heun(
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    ts: Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    y: Tensor | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Heun's second-order method in ``(y, sigma_hat)`` (Karras et al. 2022, Alg. 1, deterministic).
+
+    With ``y = x / s`` the ODE is ``dy/dsigma_hat = eps(x, t)``; each step is an Euler step
+    followed by the trapezoidal correction, ``2`` NFE per step.  A step that ends at
+    ``sigma_hat = 0`` stays an Euler step (the correction would evaluate the model at zero
+    noise), so ``NFE = 2N`` or ``2N - 1``.  Order 2.
+
+    Args:
+        x: ``(B, *D)`` at ``ts[0]``.
+        ts: decreasing times ``(N + 1,)``.
+    """
+    sch = grid_schedule(sde, ts)
+    tx = ts.to(x.dtype)
+    y_i = x / sch.s[0]
+    for i in range(sch.steps):
+        ds = sch.sigma_hat[i + 1] - sch.sigma_hat[i]
+        d_i = model.eps(x, tx[i], y)
+        # Euler step.
+        y_next = y_i + ds * d_i
+        if sch.sigma_hat[i + 1] > 0:
+            # 2nd order correction.
+            d_next = model.eps(y_next * sch.s[i + 1], tx[i + 1], y)
+            y_next = y_i + (0.5 * ds) * (d_i + d_next)
+        y_i = y_next
+        x = y_i * sch.s[i + 1]
+        if callback is not None:
+            callback(i, ts[i + 1], x)
+    return x
+
+
+def ddim(
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    ts: Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    y: Tensor | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Deterministic DDIM (Song et al. 2021b, Eq. 12 with ``sigma_t = 0``), for any linear SDE.
+
+    ``x_{i+1} = s_{i+1} x0_hat + sigma_{i+1} eps_hat``, with ``x0_hat`` the model's denoiser at
+    ``(x_i, t_i)`` and ``eps_hat = (x_i - s_i x0_hat) / sigma_i``; i.e. the Euler step in
+    ``(y, sigma_hat)`` and the first-order exponential integrator (DPM-Solver-1, Lu et al. 2022,
+    Eq. 3.7).  Exact when the data is a single point.  1 NFE per step; order 1.
+    """
+    sch = grid_schedule(sde, ts)
+    tx = ts.to(x.dtype)
+    for i in range(sch.steps):
+        ratio = sch.sigma[i + 1] / sch.sigma[i]
+        x0 = model.denoise(x, tx[i], y)
+        # x_{i+1} = (sigma_{i+1}/sigma_i) x_i + (s_{i+1} - s_i sigma_{i+1}/sigma_i) x0_hat.
+        x = ratio * x + (sch.s[i + 1] - sch.s[i] * ratio) * x0
         if callback is not None:
             callback(i, ts[i + 1], x)
     return x

@@ -6,9 +6,12 @@ as an import side effect.
 
 from __future__ import annotations
 
-from scoresde.sampling.ode import euler
+from scoresde.sampling.adaptive import dopri5
+from scoresde.sampling.dpm_solver import dpm_solver_2, dpm_solver_3, dpm_solver_pp_2m, dpm_solver_pp_3m
+from scoresde.sampling.ode import ddim, euler, heun
 from scoresde.sampling.predictors import euler_maruyama
 from scoresde.sampling.types import Sampler
+from scoresde.sampling.unipc import unipc
 
 SAMPLERS: dict[str, Sampler] = {
     "euler_maruyama": Sampler(
@@ -22,6 +25,54 @@ SAMPLERS: dict[str, Sampler] = {
         order=1,
         stochastic=False,
         description="Euler on the probability-flow ODE (Song et al. 2021, Eq. 13)",
+    ),
+    "heun": Sampler(
+        heun,
+        order=2,
+        stochastic=False,
+        description="Heun in (x/s, sigma/s), 2 NFE/step (Karras et al. 2022, Alg. 1)",
+    ),
+    "ddim": Sampler(
+        ddim,
+        order=1,
+        stochastic=False,
+        description="deterministic DDIM, first-order exponential integrator (Song et al. 2021b)",
+    ),
+    "dpm_solver_2": Sampler(
+        dpm_solver_2,
+        order=2,
+        stochastic=False,
+        description="singlestep DPM-Solver-2, r1=1/2, 2 NFE/step (Lu et al. 2022, Alg. 1)",
+    ),
+    "dpm_solver_3": Sampler(
+        dpm_solver_3,
+        order=3,
+        stochastic=False,
+        description="singlestep DPM-Solver-3, r1=1/3, r2=2/3, 3 NFE/step (Lu et al. 2022, Alg. 2)",
+    ),
+    "dpm_solver++_2m": Sampler(
+        dpm_solver_pp_2m,
+        order=2,
+        stochastic=False,
+        description="multistep DPM-Solver++(2M), data prediction (Lu et al. 2022b, Alg. 2)",
+    ),
+    "dpm_solver++_3m": Sampler(
+        dpm_solver_pp_3m,
+        order=3,
+        stochastic=False,
+        description="multistep DPM-Solver++(3M), data prediction (Lu et al. 2022b)",
+    ),
+    "unipc": Sampler(
+        unipc,
+        order=3,
+        stochastic=False,
+        description="UniPC, UniP-2 + UniC, B(h)=bh2, data prediction (Zhao et al. 2023)",
+    ),
+    "dopri5": Sampler(
+        dopri5,
+        order=5,
+        stochastic=False,
+        description="adaptive Dormand-Prince 5(4) via torchdiffeq (Song et al. 2021, Sec. 4.3)",
     ),
 }
 
