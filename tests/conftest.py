@@ -7,7 +7,7 @@ import torch
 
 import scoresde as ss
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # small tensors: one thread avoids oversubscription on shared CI cores
 
 
 def all_sdes() -> list[ss.SDE]:
