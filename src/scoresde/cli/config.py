@@ -256,6 +256,12 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
 
     Flags default to "not given" so that :func:`resolve` can tell them from the defaults.
     """
+    if parser.epilog is None:
+        parser.epilog = (
+            "Each setting comes from, in increasing precedence: its default, the --config file, "
+            "--set KEY=VALUE, its own flag. Outputs go to --out, else runs/<name>; the settings "
+            "used are saved there as config.toml."
+        )
     cfg = parser.add_argument_group("configuration")
     cfg.add_argument(
         "--config",
@@ -288,12 +294,18 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
                 *flags,
                 dest=o.key,
                 default=argparse.SUPPRESS,
-                metavar=o.metavar or o.key.upper(),
+                metavar=o.metavar or _metavar(o),
                 choices=None,  # checked by parse_value, with a better message
                 help=o.help
                 + (f"; one of {', '.join(map(str, o.choices))}" if o.choices else "")
                 + default_text,
             )
+
+
+def _metavar(o: Option) -> str:
+    if o.choices:
+        return "{" + ",".join(map(str, o.choices)) + "}"
+    return {int: "N", float: "X", str: "TEXT"}[o.value_type]
 
 
 def resolve(args: argparse.Namespace, options: Sequence[Option], command: str) -> dict[str, Any]:
