@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.models.parameterization import PREDICTIONS
 
 HELP = "train score models on the 2-D funnel and compare samplers (a few minutes on a CPU)"
 
@@ -33,6 +34,18 @@ OPTIONS = [
     Option("lr", 2e-3, "learning rate (AdamW, cosine decay)", minimum=0.0),
     Option("hidden", 128, "width of the MLP", minimum=1),
     Option("depth", 3, "hidden layers of the MLP", minimum=1),
+    Option(
+        "vp_prediction",
+        "x0",
+        "what the VP model's network predicts (x0 fits the funnel best)",
+        choices=PREDICTIONS,
+    ),
+    Option(
+        "ve_prediction",
+        "eps",
+        "what the VE model's network predicts (eps fits the funnel best)",
+        choices=PREDICTIONS,
+    ),
     Option("funnel_scale", 1.5, "standard deviation of the funnel's log-variance coordinate v", minimum=0.1),
     Option("ve_sigma_max", 20.0, "sigma_max of the VE SDE (about the largest distance between data points)"),
     Option("samples", 4000, "samples per sampler", minimum=2),
@@ -149,8 +162,11 @@ def _train(cfg: dict[str, Any], name: str, funnel, generator: torch.Generator):
     sde = ss.VPSDE() if name == "vp" else ss.VESDE(sigma_min=0.01, sigma_max=cfg["ve_sigma_max"])
     sigma_data = float(funnel.sample(20_000, torch.Generator().manual_seed(cfg["seed"] + 7)).std())
     net = ss.MLP(2, hidden=cfg["hidden"], depth=cfg["depth"])
-    model = ss.ScoreModel(net, sde, prediction="eps", sigma_data=sigma_data)
-    print(f"training the {name.upper()} model ({cfg['steps']} steps, {sde!r})", flush=True)
+    model = ss.ScoreModel(net, sde, prediction=cfg[f"{name}_prediction"], sigma_data=sigma_data)
+    print(
+        f"training the {name.upper()} model ({cfg['steps']} steps, {sde!r}, {model.prediction}-prediction)",
+        flush=True,
+    )
     fitted = ss.fit(
         model,
         lambda n, g: funnel.sample(n, g).float(),
