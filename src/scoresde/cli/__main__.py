@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as err:
         print(f"scoresde {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. an output folder that cannot be written
+        print(f"scoresde {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
