@@ -7,6 +7,9 @@ oracles to test every piece against.
 """
 
 from scoresde.data import TOY_DATASETS, toy_data
+from scoresde.dequantization import Quantization
+from scoresde.latent import FlowResult, decode, encode, slerp, temperature
+from scoresde.likelihood import LikelihoodResult, log_likelihood
 from scoresde.losses import LossOutput, dsm_loss
 from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 from scoresde.models import (
@@ -40,9 +43,12 @@ __all__ = [
     "AnalyticScore",
     "CountingModel",
     "Funnel",
+    "FlowResult",
     "GaussianMixture",
+    "LikelihoodResult",
     "LossOutput",
     "PerSampleNoise",
+    "Quantization",
     "ReverseSDE",
     "SampleResult",
     "ScoreFunction",
@@ -50,13 +56,18 @@ __all__ = [
     "StraightSDE",
     "SubVPSDE",
     "__version__",
+    "decode",
     "dsm_loss",
+    "encode",
     "energy_distance",
     "fit",
+    "log_likelihood",
     "make_sde",
     "mmd_rbf",
     "sample",
+    "slerp",
     "sliced_wasserstein",
+    "temperature",
     "time_grid",
     "toy_data",
 ]
