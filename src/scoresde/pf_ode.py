@@ -138,6 +138,10 @@ def odeint_state(
         options = {"grid_constructor": lambda f, y0, t: grid}
         out = odeint(func, state, u, method=method, options=options)
     else:
-        options = {"norm": per_sample_norm} if norm == "per_sample" else {}
+        # step_t: land exactly on u1 rather than step past it and interpolate back, which
+        # would evaluate the model outside [eps, T] (e.g. at t < 0, where sigma(t) is undefined).
+        options = {"step_t": u[1:]}
+        if norm == "per_sample":
+            options["norm"] = per_sample_norm
         out = odeint(func, state, u, method=method, rtol=rtol, atol=atol, options=options)
     return tuple(o[-1] for o in out)
