@@ -32,6 +32,14 @@ def test_matches_exact_logp_2d(sde, gmm2d):
     torch.testing.assert_close(res.logp, res.prior_logp + res.delta_logp)
 
 
+@pytest.mark.parametrize(
+    "sde",
+    [
+        pytest.param(ss.VESDE(sigma_min=0.01, sigma_max=10.0), id="ve", marks=pytest.mark.slow),
+        pytest.param(ss.VPSDE(), id="vp"),
+        pytest.param(ss.SubVPSDE(), id="subvp", marks=pytest.mark.slow),
+    ],
+)
 def test_matches_exact_logp_16d(sde):
     gmm = ss.GaussianMixture.random(16, 3, eig_min=1e-2, generator=torch.Generator().manual_seed(1))
     oracle = ss.AnalyticScore(gmm, sde)
@@ -41,14 +49,14 @@ def test_matches_exact_logp_16d(sde):
 
 
 def test_image_shaped_input(gmm2d):
-    """Any (B, *D) shape: a 16-D mixture seen as (B, 1, 4, 4) images."""
+    """Any (B, *D) shape: a 4-D mixture seen as (B, 1, 2, 2) images."""
     sde = ss.VPSDE()
-    gmm = ss.GaussianMixture.random(16, 2, eig_min=1e-2, generator=torch.Generator().manual_seed(3))
+    gmm = ss.GaussianMixture.random(4, 2, eig_min=1e-2, generator=torch.Generator().manual_seed(3))
     oracle = ss.AnalyticScore(gmm, sde)
     x = gmm.sample(4, generator=torch.Generator().manual_seed(4))
     flat = ss.log_likelihood(oracle, sde, x)
-    img = ss.log_likelihood(oracle, sde, x.reshape(4, 1, 4, 4))
-    assert img.z.shape == (4, 1, 4, 4)
+    img = ss.log_likelihood(oracle, sde, x.reshape(4, 1, 2, 2))
+    assert img.z.shape == (4, 1, 2, 2)
     torch.testing.assert_close(img.logp, flat.logp, rtol=0, atol=1e-8)
 
 
@@ -65,13 +73,12 @@ def test_fixed_step_converges(gmm2d):
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(4, generator=torch.Generator().manual_seed(6))
     errs = []
-    for steps in (25, 50, 100):
+    for steps in (20, 40):
         err, res = _error(oracle, sde, x, method="rk4", steps=steps)
         assert res.nfe == 4 * steps
         errs.append(float(err.mean()))
-    assert errs[2] < errs[1] < errs[0], errs
     # rk4 is 4th order: halving the step divides the error by ~16 once resolved.
-    assert errs[1] / errs[2] > 8, errs
+    assert errs[0] / errs[1] > 8, errs
 
 
 def test_sample_alone_equals_sample_in_batch(gmm2d):
@@ -93,10 +100,10 @@ def test_float32_runs_in_float32(gmm2d):
     sde = ss.SubVPSDE()
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(8, generator=torch.Generator().manual_seed(8)).float()
-    res = ss.log_likelihood(oracle, sde, x, rtol=1e-4, atol=1e-4)
-    assert res.logp.dtype == torch.float32
-    ref = ss.log_likelihood(oracle, sde, x.double())
-    assert float((res.logp.double() - ref.logp).abs().max()) < 1e-2
+    res = ss.log_likelihood(oracle, sde, x, rtol=1e-4, atol=1e-4, prior_logp=_exact_prior(oracle, sde))
+    assert res.logp.dtype == torch.float32 and res.z.dtype == torch.float32
+    exact = oracle.log_prob(x.double(), sde.eps)
+    assert float((res.logp.double() - exact).abs().max()) < 1e-2
 
 
 def test_divergence_estimators_on_linear_map():
@@ -138,12 +145,20 @@ def test_hutchinson_probes_are_reproducible(gmm2d):
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(4, generator=torch.Generator().manual_seed(12))
     runs = [
-        ss.log_likelihood(oracle, sde, x, divergence="hutchinson", generator=torch.Generator().manual_seed(3))
+        ss.log_likelihood(
+            oracle,
+            sde,
+            x,
+            divergence="hutchinson",
+            generator=torch.Generator().manual_seed(3),
+            rtol=1e-3,
+            atol=1e-3,
+        )
         for _ in range(2)
     ]
     torch.testing.assert_close(runs[0].logp, runs[1].logp, rtol=0, atol=0)
     probes = draw_probes(x, 2, "gaussian", torch.Generator().manual_seed(3))
-    explicit = ss.log_likelihood(oracle, sde, x, divergence="hutchinson", probes=probes)
+    explicit = ss.log_likelihood(oracle, sde, x, divergence="hutchinson", probes=probes, rtol=1e-3, atol=1e-3)
     assert explicit.logp.shape == (4,)
 
 
