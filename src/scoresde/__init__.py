@@ -9,6 +9,9 @@ oracles to test every piece against.
 from scoresde import guidance
 from scoresde.data import TOY_DATASETS, toy_data
 from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, DPSGuidance, conditional_sample
+from scoresde.dequantization import Quantization
+from scoresde.latent import FlowResult, decode, encode, slerp, temperature
+from scoresde.likelihood import LikelihoodResult, log_likelihood
 from scoresde.losses import LossOutput, dsm_loss
 from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 from scoresde.models import (
@@ -42,9 +45,12 @@ __all__ = [
     "AnalyticScore",
     "CountingModel",
     "Funnel",
+    "FlowResult",
     "GaussianMixture",
+    "LikelihoodResult",
     "LossOutput",
     "PerSampleNoise",
+    "Quantization",
     "ReverseSDE",
     "SampleResult",
     "ScoreFunction",
@@ -52,13 +58,18 @@ __all__ = [
     "StraightSDE",
     "SubVPSDE",
     "__version__",
+    "decode",
     "dsm_loss",
+    "encode",
     "energy_distance",
     "fit",
+    "log_likelihood",
     "make_sde",
     "mmd_rbf",
     "sample",
+    "slerp",
     "sliced_wasserstein",
+    "temperature",
     "time_grid",
     "toy_data",
 ]
