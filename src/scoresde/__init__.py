@@ -8,8 +8,8 @@ oracles to test every piece against.
 
 from scoresde import guidance
 from scoresde.data import TOY_DATASETS, toy_data
-from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, DPSGuidance, conditional_sample
 from scoresde.dequantization import Quantization
+from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, DPSGuidance, conditional_sample
 from scoresde.latent import FlowResult, decode, encode, slerp, temperature
 from scoresde.likelihood import LikelihoodResult, log_likelihood
 from scoresde.losses import LossOutput, dsm_loss
