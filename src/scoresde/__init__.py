@@ -20,6 +20,7 @@ from scoresde.models import (
 )
 from scoresde.nets import MLP
 from scoresde.sampling import GRIDS, SAMPLERS, PerSampleNoise, SampleResult, sample, time_grid
+from scoresde.sampling.langevin import LangevinResult, langevin_dynamics
 from scoresde.sde import EDMSDE, SDE, SDES, VESDE, VPSDE, ReverseSDE, StraightSDE, SubVPSDE, make_sde
 from scoresde.train import EMA, fit
 
@@ -41,6 +42,7 @@ __all__ = [
     "CountingModel",
     "Funnel",
     "GaussianMixture",
+    "LangevinResult",
     "LossOutput",
     "PerSampleNoise",
     "ReverseSDE",
@@ -53,6 +55,7 @@ __all__ = [
     "dsm_loss",
     "energy_distance",
     "fit",
+    "langevin_dynamics",
     "make_sde",
     "mmd_rbf",
     "sample",
