@@ -13,6 +13,16 @@ from scoresde.sampling.predictors import ancestral_step, reverse_diffusion_step
 from scoresde.sampling.stochastic import dpm_solver_pp_2m_sde, edm_stochastic
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run single-threaded: these small batched ops are several times slower with 2 threads
+    on a loaded 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class FixedNoise:
     """A noise source that returns pre-drawn tensors in order (to compare updates exactly)."""
 
@@ -116,7 +126,9 @@ def test_ald_step_size(gmm2d) -> None:
     torch.testing.assert_close(got, expected)
 
 
-@pytest.mark.parametrize("sde", [ss.VESDE(sigma_max=10.0), ss.VPSDE(), ss.SubVPSDE()], ids=["ve", "vp", "subvp"])
+@pytest.mark.parametrize(
+    "sde", [ss.VESDE(sigma_max=10.0), ss.VPSDE(), ss.SubVPSDE()], ids=["ve", "vp", "subvp"]
+)
 def test_dpm_solver_sde_first_step_is_ancestral_posterior(gmm2d, sde) -> None:
     oracle, x, z, _ = _setup(gmm2d, sde)
     ts = torch.stack([T1, T0])
