@@ -53,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50])
-    ap.add_argument("--snr", type=float, default=0.16)
+    ap.add_argument("--snr", type=float, nargs="+", default=[0.16, 0.4])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "bench_pc.md"))
     args = ap.parse_args()
@@ -68,33 +68,38 @@ def main() -> None:
         "# Predictor-corrector vs predictor-only vs corrector-only at matched NFE",
         "",
         "Exact scores of a 2-D three-component Gaussian mixture (`benchmarks/bench_pc.py`), "
-        f"n = {args.n} samples, seed {args.seed}, uniform time grid, Langevin snr = {args.snr} "
-        "(batch norms), final denoising step. `mode err` = L1 error of mode weights + mean over "
+        f"n = {args.n} samples, seed {args.seed}, uniform time grid, Langevin corrector with batch "
+        "norms, final denoising step. `mode err` = L1 error of mode weights + mean over "
         "modes of ||mean error|| + ||covariance error||_F; `SW` = sliced 2-Wasserstein distance to "
         f"{args.n} exact samples. Monte-Carlo floor (exact samples vs exact samples): mode err "
         f"{floor_mode:.4f}, SW {floor_sw:.4f}.",
         "",
-        "| SDE | N | sampler | NFE | mode err | SW | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| SDE | N | sampler | snr | NFE | mode err | SW | seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     print(lines[2])
     for sde in (ss.VESDE(sigma_min=0.01, sigma_max=10.0), ss.VPSDE()):
         oracle = ss.AnalyticScore(gmm, sde)
         for n_steps in args.steps:
             for label, method, mult, opts in CONFIGS:
-                if method in ("pc", "langevin"):
-                    opts = {**opts, "snr": args.snr}
-                t0 = time.perf_counter()
-                res = ss.sample(
-                    oracle, sde, shape=(args.n, 2), method=method, steps=mult * n_steps, seed=args.seed,
-                    dtype=torch.float64, **opts,
-                )  # fmt: skip
-                secs = time.perf_counter() - t0
-                me = mode_error(gmm, res.x)
-                sw = ss.sliced_wasserstein(res.x, exact, generator=torch.Generator().manual_seed(123))
-                row = f"| {sde.name} | {n_steps} | {label} | {res.nfe} | {me:.4f} | {sw:.4f} | {secs:.1f} |"
-                print(row, flush=True)
-                lines.append(row)
+                uses_snr = method in ("pc", "langevin")
+                for snr in args.snr if uses_snr else [None]:
+                    kw = {**opts, "snr": snr} if uses_snr else opts
+                    t0 = time.perf_counter()
+                    res = ss.sample(
+                        oracle, sde, shape=(args.n, 2), method=method, steps=mult * n_steps,
+                        seed=args.seed, dtype=torch.float64, **kw,
+                    )  # fmt: skip
+                    secs = time.perf_counter() - t0
+                    me = mode_error(gmm, res.x)
+                    sw = ss.sliced_wasserstein(res.x, exact, generator=torch.Generator().manual_seed(123))
+                    snr_s = "-" if snr is None else f"{snr:g}"
+                    row = (
+                        f"| {sde.name} | {n_steps} | {label} | {snr_s} | {res.nfe} | {me:.4f} | {sw:.4f} "
+                        f"| {secs:.1f} |"
+                    )
+                    print(row, flush=True)
+                    lines.append(row)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
