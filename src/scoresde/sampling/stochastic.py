@@ -136,7 +136,9 @@ def dpm_solver_pp_2m_sde(
 
     The first step is first order; a step that ends at ``sigma = 0`` returns ``s x0_hat``.
     1 NFE per step.  Weak order 1 (the noise is integrated exactly, the multistep correction
-    raises only the drift's order).
+    raises only the drift's order).  Use it on a grid uniform in ``lambda`` (``grid="logsnr"``):
+    on a grid uniform in ``t`` the last steps of the VP SDE have large ``h`` and the
+    extrapolation (``heun`` most) is markedly less accurate at 25-50 steps.
 
     Args:
         solver_type: ``"midpoint"`` or ``"heun"``, as above.
