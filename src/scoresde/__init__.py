@@ -25,6 +25,7 @@ from scoresde.models import (
 )
 from scoresde.nets import MLP
 from scoresde.sampling import GRIDS, SAMPLERS, PerSampleNoise, SampleResult, sample, time_grid
+from scoresde.sampling.langevin import LangevinResult, langevin_dynamics
 from scoresde.sde import EDMSDE, SDE, SDES, VESDE, VPSDE, ReverseSDE, StraightSDE, SubVPSDE, make_sde
 from scoresde.train import EMA, fit
 
@@ -48,6 +49,7 @@ __all__ = [
     "FlowResult",
     "GaussianMixture",
     "LikelihoodResult",
+    "LangevinResult",
     "LossOutput",
     "PerSampleNoise",
     "Quantization",
@@ -64,6 +66,7 @@ __all__ = [
     "energy_distance",
     "fit",
     "log_likelihood",
+    "langevin_dynamics",
     "make_sde",
     "mmd_rbf",
     "sample",

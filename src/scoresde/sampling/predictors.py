@@ -1,6 +1,20 @@
-"""Predictors of the reverse-time SDE (Song et al. 2021, Sec. 4.2 and App. E-F)."""
+"""Predictors of the reverse-time SDE (Song et al. 2021, Sec. 4.2 and App. E-F).
+
+A predictor *step* moves ``x`` from ``t`` to ``t_next < t`` with one model evaluation:
+``step(model, sde, x, t, t_next, *, noise, y, **options) -> x``, with ``x: (B, *D)`` and
+``t, t_next`` 0-d float64 tensors.  :data:`PREDICTORS` names the steps for
+:func:`scoresde.sampling.pc.pc`; :func:`euler_maruyama`, :func:`reverse_diffusion` and
+:func:`ancestral` are the predictor-only samplers (uniform sampler signature).
+
+Every step is written for a general linear SDE through its exact transition
+``x_t = a x_{t_next} + b n`` (:meth:`~scoresde.sde.SDE.transition`): no step asks which
+concrete SDE it was given.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 
@@ -10,7 +24,165 @@ from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
-__all__ = ["euler_maruyama"]
+__all__ = [
+    "PREDICTORS",
+    "PredictorStep",
+    "ancestral",
+    "ancestral_step",
+    "euler_maruyama",
+    "euler_maruyama_step",
+    "get_predictor",
+    "probability_flow_step",
+    "reverse_diffusion",
+    "reverse_diffusion_step",
+    "run_predictor",
+]
+
+PredictorStep = Callable[..., Tensor]
+"""``step(model, sde, x, t, t_next, *, noise, y=None, **options) -> x``."""
+
+VARIANCES = ("posterior", "transition")
+
+
+def _batch(t: Tensor, x: Tensor) -> Tensor:
+    return t.to(x.dtype).expand(x.shape[0])
+
+
+def euler_maruyama_step(
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    t: Tensor,
+    t_next: Tensor,
+    *,
+    noise: NoiseSource,
+    y: Tensor | None = None,
+) -> Tensor:
+    """One Euler-Maruyama step of the reverse SDE (Song et al. 2021, Eq. 6).
+
+    ``x <- x + [f x - g^2 score(x, t)] (t_next - t) + g(t) sqrt(t - t_next) z``.
+    """
+    reverse = sde.reverse(model.score_fn(y))
+    drift, g = reverse.discretize(x, _batch(t, x), (t_next - t).to(x.dtype))
+    return x + drift + append_dims(g, x.ndim) * noise(x)
+
+
+def reverse_diffusion_step(
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    t: Tensor,
+    t_next: Tensor,
+    *,
+    noise: NoiseSource,
+    y: Tensor | None = None,
+) -> Tensor:
+    """Reverse-diffusion predictor (Song et al. 2021, App. E, Eq. 46).
+
+    The forward discretisation is the exact transition ``x_{i+1} = x_i + f_{i+1}(x_i) +
+    G_{i+1} z`` with ``f_{i+1}(x) = (a - 1) x`` and ``G_{i+1} = b`` from
+    ``sde.transition(t_next, t)``: the SMLD chain for VE (``a = 1``, ``b^2 = sigma_{i+1}^2 -
+    sigma_i^2``) and the DDPM chain for VP (``a = sqrt(1 - beta_{i+1})``, ``b^2 = beta_{i+1}``).
+    Its reverse is ``x_i = x_{i+1} - f_{i+1}(x_{i+1}) + G_{i+1}^2 score(x_{i+1}, t_{i+1}) +
+    G_{i+1} z``.
+    """
+    a, b = (float(c) for c in sde.transition(t_next, t))
+    score = model.score(x, _batch(t, x), y)
+    return (2.0 - a) * x + b**2 * score + b * noise(x)
+
+
+def ancestral_step(
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    t: Tensor,
+    t_next: Tensor,
+    *,
+    noise: NoiseSource,
+    y: Tensor | None = None,
+    variance: str = "posterior",
+) -> Tensor:
+    """Ancestral sampling (Song et al. 2021, App. F), written once for every linear SDE.
+
+    The forward chain ``x_t = a x_{t_next} + b n`` with ``x_{t_next} | x_0 ~ N(s' x_0,
+    sigma'^2 I)`` (``s', sigma'`` the marginal at ``t_next``, ``sigma`` at ``t``) has the Gaussian
+    posterior ``q(x_{t_next} | x_t, x_0) = N(mu, v I)`` with
+
+        mu = (b^2 s' x_0 + a sigma'^2 x_t) / sigma^2,    v = sigma'^2 b^2 / sigma^2.
+
+    Ancestral sampling draws from it with ``x_0`` replaced by the model's ``E[x_0 | x_t]``.
+    Then ``mu = (x_t + b^2 score) / a``: for VE (``a = 1``) this is the SMLD ancestral update
+    ``x_{i-1} = x_i + (sigma_i^2 - sigma_{i-1}^2) s + sqrt(sigma_{i-1}^2 (sigma_i^2 -
+    sigma_{i-1}^2) / sigma_i^2) z`` and for VP (``a^2 = 1 - beta_i``, ``b^2 = beta_i``) the DDPM
+    update ``(x_i + beta_i s) / sqrt(1 - beta_i) + sigma_i z`` (Ho et al. 2020, Alg. 2).
+
+    Args:
+        variance: ``"posterior"`` (``v`` above: DDPM's ``beta_tilde``, SMLD's form) or
+            ``"transition"`` (``v = b^2``: DDPM's ``sigma_i^2 = beta_i``, the VP form the paper
+            writes in App. F, Eq. 47).
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown ancestral variance {variance!r}; choose one of {list(VARIANCES)}")
+    a, b = (float(c) for c in sde.transition(t_next, t))
+    s_next, sigma_next = (float(c) for c in sde.marginal(t_next))
+    sigma = float(sde.marginal(t)[1])
+    x0 = model.denoise(x, _batch(t, x), y)
+    # Posterior mean of q(x_{t_next} | x_t, x0_hat).
+    mean = (b**2 * s_next * x0 + a * sigma_next**2 * x) / sigma**2
+    var = (sigma_next * b / sigma) ** 2 if variance == "posterior" else b**2
+    return mean + var**0.5 * noise(x)
+
+
+def probability_flow_step(
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    t: Tensor,
+    t_next: Tensor,
+    *,
+    noise: NoiseSource,
+    y: Tensor | None = None,
+) -> Tensor:
+    """Euler step of the probability-flow ODE (Song et al. 2021, Eq. 13), a deterministic predictor."""
+    return x + model.velocity(x, _batch(t, x), y) * (t_next - t).to(x.dtype)
+
+
+PREDICTORS: dict[str, PredictorStep | None] = {
+    "euler_maruyama": euler_maruyama_step,
+    "reverse_diffusion": reverse_diffusion_step,
+    "ancestral": ancestral_step,
+    "probability_flow": probability_flow_step,
+    "none": None,
+}
+"""Predictor steps by name for :func:`~scoresde.sampling.pc.pc`; ``"none"`` means corrector-only."""
+
+
+def get_predictor(name: str) -> PredictorStep | None:
+    """Look up a predictor step by name, with an error that lists the choices."""
+    try:
+        return PREDICTORS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown predictor {name!r}; choose one of {list(PREDICTORS)}") from None
+
+
+def run_predictor(
+    step: PredictorStep,
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    ts: Tensor,
+    *,
+    noise: NoiseSource,
+    y: Tensor | None = None,
+    callback: Callback | None = None,
+    **options: Any,
+) -> Tensor:
+    """Apply ``step`` along the decreasing grid ``ts`` (predictor-only sampling, 1 NFE per step)."""
+    for i in range(len(ts) - 1):
+        x = step(model, sde, x, ts[i], ts[i + 1], noise=noise, y=y, **options)
+        if callback is not None:
+            callback(i, ts[i + 1], x)
+    return x
 
 
 def euler_maruyama(
@@ -26,15 +198,45 @@ def euler_maruyama(
     """Euler-Maruyama on the reverse SDE (Song et al. 2021, Eq. 6; App. E).
 
     ``x_{i+1} = x_i + [f x_i - g^2 score(x_i, t_i)] (t_{i+1} - t_i) + g(t_i) sqrt(t_i - t_{i+1}) z``.
-    Weak order 1.
+    Weak order 1; 1 NFE per step.
     """
-    reverse = sde.reverse(model.score_fn(y))
-    for i in range(len(ts) - 1):
-        t = ts[i].to(x.dtype).expand(x.shape[0])
-        dt = (ts[i + 1] - ts[i]).to(x.dtype)
-        drift, g = reverse.discretize(x, t, dt)
-        # Euler-Maruyama step.
-        x = x + drift + append_dims(g, x.ndim) * noise(x)
-        if callback is not None:
-            callback(i, ts[i + 1], x)
-    return x
+    return run_predictor(euler_maruyama_step, model, sde, x, ts, noise=noise, y=y, callback=callback)
+
+
+def reverse_diffusion(
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    ts: Tensor,
+    *,
+    noise: NoiseSource,
+    y: Tensor | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Reverse-diffusion sampler (Song et al. 2021, App. E): :func:`reverse_diffusion_step` per step.
+
+    Weak order 1; 1 NFE per step.
+    """
+    return run_predictor(reverse_diffusion_step, model, sde, x, ts, noise=noise, y=y, callback=callback)
+
+
+def ancestral(
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    ts: Tensor,
+    *,
+    noise: NoiseSource,
+    y: Tensor | None = None,
+    callback: Callback | None = None,
+    variance: str = "posterior",
+) -> Tensor:
+    """Ancestral sampler (Song et al. 2021, App. F; DDPM / SMLD): :func:`ancestral_step` per step.
+
+    Weak order 1; 1 NFE per step.  ``variance`` as in :func:`ancestral_step`.
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown ancestral variance {variance!r}; choose one of {list(VARIANCES)}")
+    return run_predictor(
+        ancestral_step, model, sde, x, ts, noise=noise, y=y, callback=callback, variance=variance
+    )

@@ -9,7 +9,9 @@ from __future__ import annotations
 from scoresde.sampling.adaptive import dopri5
 from scoresde.sampling.dpm_solver import dpm_solver_2, dpm_solver_3, dpm_solver_pp_2m, dpm_solver_pp_3m
 from scoresde.sampling.ode import ddim, euler, heun
-from scoresde.sampling.predictors import euler_maruyama
+from scoresde.sampling.pc import ald, langevin, pc
+from scoresde.sampling.predictors import ancestral, euler_maruyama, reverse_diffusion
+from scoresde.sampling.stochastic import dpm_solver_pp_2m_sde, edm_stochastic
 from scoresde.sampling.types import Sampler
 from scoresde.sampling.unipc import unipc
 
@@ -73,6 +75,48 @@ SAMPLERS: dict[str, Sampler] = {
         order=5,
         stochastic=False,
         description="adaptive Dormand-Prince 5(4) via torchdiffeq (Song et al. 2021, Sec. 4.3)",
+    "reverse_diffusion": Sampler(
+        reverse_diffusion,
+        order=1,
+        stochastic=True,
+        description="reverse-diffusion predictor (Song et al. 2021, App. E, Eq. 46)",
+    ),
+    "ancestral": Sampler(
+        ancestral,
+        order=1,
+        stochastic=True,
+        description="ancestral sampling, DDPM / SMLD (Song et al. 2021, App. F; Ho et al. 2020, Alg. 2)",
+    ),
+    "pc": Sampler(
+        pc,
+        order=1,
+        stochastic=True,
+        description="predictor-corrector sampling (Song et al. 2021, Alg. 1-3)",
+    ),
+    "langevin": Sampler(
+        langevin,
+        order=0,
+        stochastic=True,
+        description="corrector-only Langevin sampling with snr step size (Song et al. 2021, Table 1 'C'; "
+        "order 0: accuracy set by snr and n_corrector, not by a discretisation order)",
+    ),
+    "ald": Sampler(
+        ald,
+        order=0,
+        stochastic=True,
+        description="annealed Langevin dynamics (Song & Ermon 2019, Alg. 1; order 0 as for 'langevin')",
+    ),
+    "edm_stochastic": Sampler(
+        edm_stochastic,
+        order=1,
+        stochastic=True,
+        description="EDM stochastic sampler with churn and Heun steps (Karras et al. 2022, Alg. 2)",
+    ),
+    "dpm_solver++_2m_sde": Sampler(
+        dpm_solver_pp_2m_sde,
+        order=1,
+        stochastic=True,
+        description="SDE-DPM-Solver++(2M), multistep exponential integrator (Lu et al. 2022b)",
     ),
 }
 
