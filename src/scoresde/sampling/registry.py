@@ -75,6 +75,7 @@ SAMPLERS: dict[str, Sampler] = {
         order=5,
         stochastic=False,
         description="adaptive Dormand-Prince 5(4) via torchdiffeq (Song et al. 2021, Sec. 4.3)",
+    ),
     "reverse_diffusion": Sampler(
         reverse_diffusion,
         order=1,
