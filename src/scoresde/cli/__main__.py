@@ -6,8 +6,12 @@ import argparse
 import sys
 
 from scoresde.cli import demo
+from scoresde.cli import sample as sample_cli
+from scoresde.cli import train as train_cli
 
 SUBCOMMANDS = {"demo": demo}
+SUBCOMMANDS["train"] = train_cli
+SUBCOMMANDS["sample"] = sample_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
