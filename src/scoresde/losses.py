@@ -171,18 +171,18 @@ def smld_sigmas(sigma_min: float, sigma_max: float, num_scales: int) -> Tensor:
 
 
 def _times_of_sigma_hat(sde: SDE, sigma_hat: Tensor) -> Tensor:
-    """The times at which ``sigma(t) / s(t)`` equals the given noise levels (float64)."""
-    lo, hi = (
-        float(sde.sigma_hat(torch.tensor(sde.eps, dtype=torch.float64))),
-        float(sde.sigma_hat(torch.tensor(sde.T, dtype=torch.float64))),
-    )
-    bad = (sigma_hat < lo * (1 - 1e-6)) | (sigma_hat > hi * (1 + 1e-6))
-    if bool(bad.any()):
+    """The times in ``(0, T]`` at which ``sigma(t) / s(t)`` equals the given noise levels (float64).
+
+    Levels up to 10% above ``sigma_hat(T)`` are accepted (a discrete schedule such as DDPM's
+    ends slightly off its continuous limit) and mapped to ``T``.
+    """
+    hi = float(sde.sigma_hat(torch.tensor(sde.T, dtype=torch.float64)))
+    if bool((sigma_hat <= 0).any()) or float(sigma_hat.max()) > 1.1 * hi:
         raise ValueError(
-            f"noise levels must lie within the SDE's range [{lo:.4g}, {hi:.4g}] on [eps, T], "
+            f"noise levels must lie in (0, {hi:.4g}] (the SDE's sigma(T)/s(T)), "
             f"got [{float(sigma_hat.min()):.4g}, {float(sigma_hat.max()):.4g}]"
         )
-    return sde.t_of_lambda(-torch.log(sigma_hat.double())).clamp(sde.eps, sde.T)
+    return sde.t_of_lambda(-torch.log(sigma_hat.double())).clamp(0.0, sde.T)
 
 
 def smld_loss(
