@@ -4,7 +4,9 @@ Reproducibility by construction: every random draw of step ``k`` (minibatch orde
 :class:`~torch.utils.data.DistributedSampler` seeded per epoch, diffusion times, noise, flips,
 label dropout, dropout masks) comes from generators seeded by ``(seed, k)``.  The state of a
 run is therefore its weights, EMA weights, optimiser state and step; a checkpoint holds all
-four, so ``--resume`` continues *exactly* (bitwise on the same machine and thread count).
+four, so ``--resume`` continues *exactly* (bitwise on the CPU with the same thread count; on
+CUDA to within the non-determinism of its kernels, ~1e-5 after a few steps).  Note that the
+trainer reseeds torch's global RNG at every step (for dropout).
 
 Distributed training draws the times, noise and augmentation for the *global* batch on every
 process and gives process ``r`` the positions ``r, r + W, r + 2W, ...``, the same positions
