@@ -13,6 +13,7 @@ from scoresde.losses import (
     ddpm_loss,
     ddpm_times,
     dsm_loss,
+    dsm_nll_bound,
     flow_matching_loss,
     importance_time,
     make_objective,
@@ -190,3 +191,27 @@ def test_objective_errors() -> None:
         make_objective("ddpm", importance=True)
     with pytest.raises(ValueError, match="betas"):
         ddpm_times(ss.VPSDE(), betas=torch.tensor([0.5, 1.5]))
+
+
+@pytest.mark.parametrize("sde", [ss.VPSDE(eps=1e-5), ss.SubVPSDE(eps=1e-5)], ids=["vp", "subvp"])
+def test_nll_bound_of_exact_score_is_the_entropy(sde: ss.SDE, gmm2d: ss.GaussianMixture) -> None:
+    """Song et al. 2021c, Thm. 3: with the true score the mean bound is H(p) + KL(p_T || pi) ~ H(p)."""
+    g = torch.Generator().manual_seed(7)
+    n = 20_000
+    x0 = gmm2d.sample(n, g)
+    oracle = ss.AnalyticScore(gmm2d, sde)
+    bound = dsm_nll_bound(oracle, x0, num_samples=4, generator=g)
+    entropy = float(-gmm2d.log_prob(x0).mean())
+    se = float(bound.std()) / math.sqrt(n)
+    assert abs(float(bound.mean()) - entropy) < 4 * se + 0.01
+    g2 = torch.Generator().manual_seed(7)
+    gmm2d.sample(n, g2)  # same draws of (t, n) for a paired comparison
+    worse = dsm_nll_bound(Shifted(oracle, "eps", 0.3), x0, num_samples=4, generator=g2)
+    assert _beats(types_ns(bound), types_ns(worse), n)
+
+
+def types_ns(per_sample):
+    """Wrap a tensor so that ``_beats`` can read ``.per_sample``."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(per_sample=per_sample)

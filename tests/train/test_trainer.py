@@ -86,6 +86,8 @@ def test_outputs_eval_and_bf16(tmp_path, digits) -> None:
         steps=2,
         bf16=True,
         sample_steps=3,
+        eval_bpd=True,
+        bpd_samples=8,
         out=str(tmp_path),
         name="o",
     )
@@ -96,6 +98,8 @@ def test_outputs_eval_and_bf16(tmp_path, digits) -> None:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and "eval_loss" in lines[-1]
     assert all(math.isfinite(v) for v in res.losses) and math.isfinite(res.eval["eval_loss"])
+    # An untrained model: the bound is finite and far above the 17-level uniform's log2(17) = 4.09 bits.
+    assert math.isfinite(res.eval["bpd_bound"]) and res.eval["bpd_bound"] > 4.09
     assert load_checkpoint(run).step == 2
 
 
