@@ -466,7 +466,7 @@ class Trainer:
         c = self.config
         t0 = time.perf_counter()
         metrics: dict[str, float] = {"eval_loss": self.held_out_loss()}
-        if c.num_samples > 0 and c.net == "unet":
+        if c.num_samples > 0:
             x, _ = self.sample_images()
             save_image_grid(x, self.run_dir / "samples" / f"step_{self.step:07d}.png", scale=4)
         if c.eval_bpd:
