@@ -7,23 +7,47 @@ Weightings ``lambda(t)``:
 
 - ``"sigma2"``: ``lambda = sigma(t)^2`` (the paper's default; equals plain epsilon-MSE);
 - ``"likelihood"``: ``lambda = g(t)^2`` (Song et al. 2021c: the loss then bounds the negative
-  log-likelihood).
+  log-likelihood), optionally with importance-sampled ``t`` (:func:`sample_time_importance`).
+
+Also the discrete objectives the paper generalises, SMLD / NCSN (:func:`smld_loss`, Song &
+Ermon 2019) and DDPM (:func:`ddpm_loss`, Ho et al. 2020), and flow matching
+(:func:`flow_matching_loss`, Lipman et al. 2023), which all run on the same networks.
+:func:`make_objective` turns a name into the uniform ``objective(model, x0, y, u, noise)``
+the trainer calls, where ``u: (B,)`` are uniform variates that fix the times.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from scoresde._utils import check_data, sum_except_batch
+from scoresde._utils import LOG_2PI, append_dims, check_data, sum_except_batch
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 
 WEIGHTINGS = ("sigma2", "likelihood")
 
-__all__ = ["WEIGHTINGS", "LossOutput", "dsm_loss", "sample_time"]
+__all__ = [
+    "OBJECTIVES",
+    "WEIGHTINGS",
+    "LossOutput",
+    "ddpm_loss",
+    "ddpm_times",
+    "dsm_loss",
+    "dsm_nll_bound",
+    "flow_matching_loss",
+    "importance_time",
+    "importance_weight",
+    "make_objective",
+    "sample_time",
+    "sample_time_importance",
+    "smld_loss",
+    "smld_sigmas",
+]
 
 
 @dataclass
@@ -51,6 +75,7 @@ def dsm_loss(
     generator: torch.Generator | None = None,
     t: Tensor | None = None,
     noise: Tensor | None = None,
+    importance: bool = False,
 ) -> LossOutput:
     """Continuous denoising score matching (Song et al. 2021, Eq. 7), per-dimension sum.
 
@@ -64,9 +89,287 @@ def dsm_loss(
         y: optional labels for conditional models.
         generator: RNG for ``t`` and the noise.
         t, noise: fix them instead of drawing (tests).
+        importance: draw ``t`` from ``p(t) ∝ g(t)^2 / sigma(t)^2`` (:func:`sample_time_importance`)
+            and reweight by ``1 / ((T - eps) p(t))``: the same expected loss as uniform ``t``,
+            with much lower variance for ``weighting="likelihood"`` (Song et al. 2021c, Sec. 5).
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; choose one of {list(WEIGHTINGS)}")
+    check_data(x0, "x0")
+    sde = model.sde
+    if t is None:
+        draw = sample_time_importance if importance else sample_time
+        t = draw(sde, x0.shape[0], generator, x0.device, x0.dtype)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    x_t = sde.perturb(x0, t, noise)
+    eps = model.eps(x_t, t, y).to(noise.dtype)
+    per_sample = sum_except_batch((eps - noise) ** 2)
+    if importance:
+        # w(t) / ((T - eps) p(t)) with p(t) = (g^2 / sigma^2) / Z: likelihood weighting gives Z / (T - eps).
+        scale = importance_weight(sde, t)
+        if weighting == "sigma2":
+            _, sigma = sde.marginal(t)
+            scale = scale * (sigma / sde.diffusion(t)) ** 2
+        per_sample = per_sample * scale
+    elif weighting == "likelihood":
+        _, sigma = sde.marginal(t)
+        per_sample = per_sample * (sde.diffusion(t) / sigma) ** 2
+    return LossOutput(per_sample.mean(), per_sample, t)
+
+
+# ---------------------------------------------------------------------- #
+# Importance sampling of t for likelihood weighting (Song et al. 2021c).
+# ---------------------------------------------------------------------- #
+def importance_time(sde: SDE, u: Tensor) -> Tensor:
+    """Map uniform ``u in [0, 1)`` to ``t ~ p(t) ∝ g(t)^2 / sigma(t)^2`` on ``[eps, T]``.
+
+    For every linear SDE, ``g^2 / sigma^2 = d/dt log(sigma^2 / s^2) = -2 d lambda / dt`` (use
+    ``g^2 = d sigma^2/dt - 2 f sigma^2`` and ``f = d log s / dt``), so the proposal's CDF is
+    ``(lambda(eps) - lambda(t)) / (lambda(eps) - lambda(T))`` and inverse-CDF sampling is
+    ``t = t_of_lambda(lambda(eps) - u (lambda(eps) - lambda(T)))``: exact, no quadrature.
+    This is the variance-reduction proposal of Song et al. 2021c (Sec. 5) for any SDE.
+    """
+    lam_eps = sde.lambda_t(torch.tensor(sde.eps, dtype=torch.float64))
+    lam_T = sde.lambda_t(torch.tensor(sde.T, dtype=torch.float64))
+    lam = lam_eps - u.double().cpu() * (lam_eps - lam_T)
+    t = sde.t_of_lambda(lam).clamp(sde.eps, sde.T)
+    return t.to(device=u.device, dtype=u.dtype if u.is_floating_point() else torch.float32)
+
+
+def importance_weight(sde: SDE, t: Tensor) -> Tensor:
+    """``Z / (T - eps)`` with ``Z = 2 (lambda(eps) - lambda(T))`` the proposal's normaliser.
+
+    Multiplying ``g^2/sigma^2``-weighted terms drawn at ``t ~ p(t)`` by ``(sigma^2/g^2) Z/(T - eps)``
+    gives unbiased estimates of their ``t ~ U(eps, T)`` averages.
+    """
+    lam_eps = float(sde.lambda_t(torch.tensor(sde.eps, dtype=torch.float64)))
+    lam_T = float(sde.lambda_t(torch.tensor(sde.T, dtype=torch.float64)))
+    z = 2.0 * (lam_eps - lam_T)
+    return torch.full_like(t, z / (sde.T - sde.eps))
+
+
+def sample_time_importance(
+    sde: SDE, n: int, generator: torch.Generator | None = None, device=None, dtype=torch.float32
+) -> Tensor:
+    """``t ~ p(t) ∝ g(t)^2 / sigma(t)^2`` on ``[eps, T]``, shape ``(n,)`` (see :func:`importance_time`)."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return importance_time(sde, u).to(device=device, dtype=dtype)
+
+
+@torch.no_grad()
+def dsm_nll_bound(
+    model: ScoreFunction,
+    x0: Tensor,
+    num_samples: int = 1,
+    y: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Monte-Carlo upper bound on ``-log p_theta^SDE(x0)`` in nats (Song et al. 2021c, Thm. 3).
+
+    ``L(x) = -E[log pi(x_T)] + 1/2 int E[g^2 ||s_theta - grad log p_0t||^2 - g^2 ||grad log p_0t||^2
+    - 2 div f] dt``.  With ``grad log p_0t = -n / sigma`` this is
+
+        -E[log pi(x_T)] + 1/2 int g^2/sigma^2 E[||eps_theta - n||^2 - ||n||^2] dt - D (log s(T) - log s(eps)),
+
+    where the prior term is exact for the Gaussian prior, and the integral over ``[eps, T]`` is
+    estimated with ``t`` importance-sampled from ``p(t) ∝ g^2 / sigma^2`` (it becomes
+    ``Z/2 E_p[...]``, see :func:`importance_time`), ``num_samples`` draws per point.  It bounds
+    the likelihood of the *reverse SDE* started from the prior (not the probability-flow ODE's);
+    the piece on ``[0, eps]`` is left out (it is ``O(eps)``).  For the exact score its mean over
+    the data is the data entropy plus ``KL(p_T || pi)``.
+
+    Args:
+        model: the score model.
+        x0: data ``(B, *D)`` (dequantized, for discrete data).
+        num_samples: draws of ``(t, n)`` per point.
+        y: optional labels.
+        generator: RNG for the draws.
+
+    Returns:
+        ``(B,)`` bounds in nats (float64).
+    """
+    check_data(x0, "x0")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    sde = model.sde
+    d = x0[0].numel()
+    t_eps, t_T = (torch.tensor(v, dtype=torch.float64) for v in (sde.eps, sde.T))
+    (s_T, sigma_T), (s_eps, _) = sde.marginal(t_T), sde.marginal(t_eps)
+    std = sde.prior_std()
+    # -E[log pi(s_T x0 + sigma_T n)] for pi = N(0, std^2 I), in closed form.
+    sq = sum_except_batch(x0.double() ** 2).cpu()
+    prior = 0.5 * d * (LOG_2PI + 2 * math.log(std)) + (s_T**2 * sq + sigma_T**2 * d) / (2 * std**2)
+    drift = -d * (torch.log(s_T) - torch.log(s_eps))
+    z = 2.0 * float(sde.lambda_t(t_eps) - sde.lambda_t(t_T))
+    acc = torch.zeros(x0.shape[0], dtype=torch.float64)
+    for _ in range(num_samples):
+        t = sample_time_importance(sde, x0.shape[0], generator, dtype=x0.dtype).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        eps = model.eps(sde.perturb(x0, t, noise), t, y).to(noise.dtype)
+        acc += (sum_except_batch((eps - noise) ** 2) - sum_except_batch(noise**2)).double().cpu()
+    return prior + drift + 0.5 * z * acc / num_samples
+
+
+# ---------------------------------------------------------------------- #
+# Discrete objectives: SMLD / NCSN and DDPM.
+# ---------------------------------------------------------------------- #
+def smld_sigmas(sigma_min: float, sigma_max: float, num_scales: int) -> Tensor:
+    """NCSN's noise levels: a geometric sequence from ``sigma_max`` down to ``sigma_min`` (float64)."""
+    if not (0 < sigma_min < sigma_max) or num_scales < 2:
+        raise ValueError(
+            f"need 0 < sigma_min < sigma_max and num_scales >= 2, got {sigma_min}, {sigma_max}, {num_scales}"
+        )
+    return torch.exp(
+        torch.linspace(math.log(sigma_max), math.log(sigma_min), num_scales, dtype=torch.float64)
+    )
+
+
+def _times_of_sigma_hat(sde: SDE, sigma_hat: Tensor) -> Tensor:
+    """The times in ``(0, T]`` at which ``sigma(t) / s(t)`` equals the given noise levels (float64).
+
+    Levels up to 10% above ``sigma_hat(T)`` are accepted (a discrete schedule such as DDPM's
+    ends slightly off its continuous limit) and mapped to ``T``.
+    """
+    hi = float(sde.sigma_hat(torch.tensor(sde.T, dtype=torch.float64)))
+    if bool((sigma_hat <= 0).any()) or float(sigma_hat.max()) > 1.1 * hi:
+        raise ValueError(
+            f"noise levels must lie in (0, {hi:.4g}] (the SDE's sigma(T)/s(T)), "
+            f"got [{float(sigma_hat.min()):.4g}, {float(sigma_hat.max()):.4g}]"
+        )
+    return sde.t_of_lambda(-torch.log(sigma_hat.double())).clamp(0.0, sde.T)
+
+
+def smld_loss(
+    model: ScoreFunction,
+    x0: Tensor,
+    sigmas: Tensor | None = None,
+    num_scales: int = 10,
+    y: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    index: Tensor | None = None,
+    noise: Tensor | None = None,
+) -> LossOutput:
+    """The NCSN objective (Song & Ermon 2019, Eq. 5-6) over discrete noise levels ``sigma_i``.
+
+    ``l = (1/L) sum_i lambda(sigma_i) E ||s_theta(x~, sigma_i) + (x~ - x) / sigma_i^2||^2 / 2``
+    with ``lambda(sigma) = sigma^2`` and ``x~ = x + sigma_i n``: a level ``i`` is drawn per
+    sample.  The network is queried at the time whose ``sigma(t) / s(t)`` is ``sigma_i`` (for the
+    VE SDE ``s = 1``, so ``x~`` is SMLD's perturbation exactly; Song et al. 2021, Sec. 3.4).
+
+    Args:
+        model: the score model.
+        x0: clean data ``(B, *D)``.
+        sigmas: noise levels (``sigma_hat``); default: ``num_scales`` geometric levels spanning
+            the model SDE's range on ``[eps, T]``.
+        num_scales: ``L`` when ``sigmas`` is not given.
+        y: optional labels.
+        generator: RNG for the levels and the noise.
+        index, noise: fix the level indices ``(B,)`` and the noise instead of drawing.
+    """
+    check_data(x0, "x0")
+    sde = model.sde
+    if sigmas is None:
+        lo = float(sde.sigma_hat(torch.tensor(sde.eps, dtype=torch.float64)))
+        hi = float(sde.sigma_hat(torch.tensor(sde.T, dtype=torch.float64)))
+        sigmas = smld_sigmas(lo, hi, num_scales)
+    times = _times_of_sigma_hat(sde, torch.as_tensor(sigmas, dtype=torch.float64))
+    if index is None:
+        index = torch.randint(0, len(times), (x0.shape[0],), generator=generator)
+    t = times[index.cpu()].to(device=x0.device, dtype=x0.dtype)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    x_t = sde.perturb(x0, t, noise)
+    # sigma^2 ||s + n / sigma||^2 = ||eps_theta - n||^2, written in the rescaled variable x / s.
+    eps = model.eps(x_t, t, y).to(noise.dtype)
+    per_sample = 0.5 * sum_except_batch((eps - noise) ** 2)
+    return LossOutput(per_sample.mean(), per_sample, t)
+
+
+def ddpm_times(sde: SDE, num_steps: int = 1000, betas: Tensor | None = None) -> Tensor:
+    """The continuous times ``t_1 < ... < t_N`` of DDPM's discrete steps, float64 ``(N,)``.
+
+    Without ``betas``: ``t_i = T i / N``, the grid on which the VP SDE with ``beta_min=0.1``,
+    ``beta_max=20`` and ``N = 1000`` reproduces DDPM's ``beta_i in [1e-4, 0.02]`` (Song et al.
+    2021, Eq. 10-11).  With ``betas``: the times with DDPM's signal-to-noise ratio,
+    ``sigma(t_i)^2 / s(t_i)^2 = (1 - abar_i) / abar_i``, ``abar_i = prod_{j<=i} (1 - beta_j)``.
+    """
+    if betas is None:
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        return sde.T * torch.arange(1, num_steps + 1, dtype=torch.float64) / num_steps
+    betas = torch.as_tensor(betas, dtype=torch.float64)
+    if betas.ndim != 1 or bool(((betas <= 0) | (betas >= 1)).any()):
+        raise ValueError("betas must be a 1-D tensor of values in (0, 1)")
+    abar = torch.cumprod(1.0 - betas, 0)
+    return _times_of_sigma_hat(sde, torch.sqrt((1.0 - abar) / abar))
+
+
+def ddpm_loss(
+    model: ScoreFunction,
+    x0: Tensor,
+    num_steps: int = 1000,
+    betas: Tensor | None = None,
+    y: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    index: Tensor | None = None,
+    noise: Tensor | None = None,
+) -> LossOutput:
+    """DDPM's simplified objective (Ho et al. 2020, Eq. 14 and Alg. 1) at discrete steps.
+
+    ``i ~ U{1, ..., N}``, ``x_i = sqrt(abar_i) x0 + sqrt(1 - abar_i) eps`` and
+    ``L_simple = ||eps - eps_theta(x_i, i)||^2``; the steps are the times of :func:`ddpm_times`
+    and the perturbation is the model SDE's marginal there.
+
+    Args:
+        model: the score model.
+        x0: clean data ``(B, *D)``.
+        num_steps: ``N`` (when ``betas`` is not given).
+        betas: DDPM's ``beta_i`` (optional).
+        y: optional labels.
+        generator: RNG for the steps and the noise.
+        index, noise: fix the step indices (``0 .. N-1``) and the noise instead of drawing.
+    """
+    check_data(x0, "x0")
+    sde = model.sde
+    times = ddpm_times(sde, num_steps, betas)
+    if index is None:
+        index = torch.randint(0, len(times), (x0.shape[0],), generator=generator)
+    t = times[index.cpu()].to(device=x0.device, dtype=x0.dtype)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    x_t = sde.perturb(x0, t, noise)
+    eps = model.eps(x_t, t, y).to(noise.dtype)
+    per_sample = sum_except_batch((eps - noise) ** 2)
+    return LossOutput(per_sample.mean(), per_sample, t)
+
+
+# ---------------------------------------------------------------------- #
+# Flow matching.
+# ---------------------------------------------------------------------- #
+def flow_matching_loss(
+    model: ScoreFunction,
+    x0: Tensor,
+    y: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    t: Tensor | None = None,
+    noise: Tensor | None = None,
+) -> LossOutput:
+    """Conditional flow matching (Lipman et al. 2023, Eq. 9; Liu et al. 2023, rectified flow).
+
+    With :class:`~scoresde.sde.StraightSDE`, ``x_t = (1 - t) x0 + t n`` and the target is the
+    path's velocity ``u_t = n - x0``: ``l = ||v_theta(x_t, t) - (n - x0)||^2`` with ``t ~ U(eps, T)``.
+    For any other SDE the target is its own path velocity ``s'(t) x0 + sigma'(t) n`` (whose
+    conditional mean is the probability-flow ODE drift), so the trained model samples with
+    the ODE samplers through ``ScoreModel(..., prediction="velocity")``.
+
+    Args:
+        model: the model (ideally ``prediction="velocity"``, then no conversion is involved).
+        x0: clean data ``(B, *D)``.
+        y: optional labels.
+        generator: RNG for ``t`` and the noise.
+        t, noise: fix them instead of drawing.
+    """
     check_data(x0, "x0")
     sde = model.sde
     if t is None:
@@ -74,9 +377,60 @@ def dsm_loss(
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_t = sde.perturb(x0, t, noise)
-    eps = model.eps(x_t, t, y)
-    per_sample = sum_except_batch((eps - noise) ** 2)
-    if weighting == "likelihood":
-        _, sigma = sde.marginal(t)
-        per_sample = per_sample * (sde.diffusion(t) / sigma) ** 2
+    ds, dsigma = (append_dims(c, x0.ndim) for c in sde.marginal_derivatives(t))
+    target = ds * x0 + dsigma * noise
+    v = model.velocity(x_t, t, y).to(target.dtype)
+    per_sample = sum_except_batch((v - target) ** 2)
     return LossOutput(per_sample.mean(), per_sample, t)
+
+
+# ---------------------------------------------------------------------- #
+# Named objectives for the trainer.
+# ---------------------------------------------------------------------- #
+Objective = Callable[[ScoreFunction, Tensor, "Tensor | None", Tensor, Tensor], LossOutput]
+
+OBJECTIVES = ("dsm", "smld", "ddpm", "flow_matching")
+
+
+def make_objective(
+    name: str,
+    weighting: str = "sigma2",
+    importance: bool = False,
+    num_scales: int | None = None,
+) -> Objective:
+    """``objective(model, x0, y, u, noise) -> LossOutput`` with the times fixed by ``u: (B,)`` in ``[0, 1)``.
+
+    The uniform variates (and the noise) are drawn by the caller, so that a distributed run
+    can draw them for the global batch and give each process its share.
+
+    Args:
+        name: ``dsm`` (continuous, :func:`dsm_loss`), ``smld`` (:func:`smld_loss`), ``ddpm``
+            (:func:`ddpm_loss`) or ``flow_matching`` (:func:`flow_matching_loss`).
+        weighting: DSM weighting (``sigma2`` or ``likelihood``).
+        importance: importance-sampled ``t`` for DSM.
+        num_scales: the number of discrete levels / steps: ``L`` for ``smld`` (default 10, as in
+            NCSN) and ``N`` for ``ddpm`` (default 1000).
+    """
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {list(OBJECTIVES)}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; choose one of {list(WEIGHTINGS)}")
+    if importance and name != "dsm":
+        raise ValueError("importance sampling of t applies to the dsm loss only")
+    levels = num_scales if num_scales is not None else (10 if name == "smld" else 1000)
+    if levels < 2:
+        raise ValueError(f"num_scales must be >= 2, got {levels}")
+
+    def objective(model: ScoreFunction, x0: Tensor, y: Tensor | None, u: Tensor, noise: Tensor) -> LossOutput:
+        sde = model.sde
+        if name == "dsm":
+            t = importance_time(sde, u) if importance else sde.eps + (sde.T - sde.eps) * u
+            return dsm_loss(model, x0, weighting, y, t=t.to(x0), noise=noise, importance=importance)
+        if name == "flow_matching":
+            return flow_matching_loss(model, x0, y, t=(sde.eps + (sde.T - sde.eps) * u).to(x0), noise=noise)
+        index = torch.clamp((u * levels).long(), max=levels - 1)
+        if name == "smld":
+            return smld_loss(model, x0, num_scales=levels, y=y, index=index, noise=noise)
+        return ddpm_loss(model, x0, num_steps=levels, y=y, index=index, noise=noise)
+
+    return objective

@@ -6,10 +6,16 @@ import argparse
 import sys
 
 from scoresde.cli import demo
+from scoresde.cli import sample as sample_cli
+from scoresde.cli import train as train_cli
 from scoresde.cli import train_classifier as train_classifier_cmd
 
-SUBCOMMANDS = {"demo": demo}
-SUBCOMMANDS["train-classifier"] = train_classifier_cmd
+SUBCOMMANDS = {
+    "demo": demo,
+    "train": train_cli,
+    "sample": sample_cli,
+    "train-classifier": train_classifier_cmd,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
-"""Data sets: 2-D toys (and, with the training issue, images)."""
+"""Data sets: 2-D toys and images (digits, arrays, folders)."""
 
+from scoresde.data.images import DataSplit, load_dataset, load_digits
 from scoresde.data.toy import TOY_DATASETS, toy_data
 
-__all__ = ["TOY_DATASETS", "toy_data"]
+__all__ = ["TOY_DATASETS", "DataSplit", "load_dataset", "load_digits", "toy_data"]

@@ -36,6 +36,14 @@ class MLP(nn.Module):
         if dim < 1 or hidden < 1 or depth < 1:
             raise ValueError(f"dim, hidden and depth must be positive, got {dim}, {hidden}, {depth}")
         self.dim = dim
+        self._config = {
+            "dim": dim,
+            "hidden": hidden,
+            "depth": depth,
+            "time_dim": time_dim,
+            "fourier_scale": fourier_scale,
+            "num_classes": num_classes,
+        }
         self.time_embed = nn.Sequential(
             GaussianFourierProjection(time_dim, fourier_scale), nn.Linear(time_dim, hidden), nn.SiLU()
         )
@@ -45,6 +53,10 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
         self.act = nn.SiLU()
         self.out = nn.Linear(hidden, dim)
+
+    def config(self) -> dict:
+        """JSON-serialisable constructor arguments (used by checkpoints)."""
+        return dict(self._config)
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:

@@ -1,0 +1,618 @@
+"""The image (and vector) trainer: AdamW, warm-up, clipping, EMA, evaluation, checkpoints, DDP.
+
+Reproducibility by construction: every random draw of step ``k`` (minibatch order through a
+:class:`~torch.utils.data.DistributedSampler` seeded per epoch, diffusion times, noise, flips,
+label dropout, dropout masks) comes from generators seeded by ``(seed, k)``.  The state of a
+run is therefore its weights, EMA weights, optimiser state and step; a checkpoint holds all
+four, so ``--resume`` continues *exactly* (bitwise on the CPU with the same thread count; on
+CUDA to within the non-determinism of its kernels, ~1e-5 after a few steps).  Note that the
+trainer reseeds torch's global RNG at every step (for dropout).
+
+Distributed training draws the times, noise and augmentation for the *global* batch on every
+process and gives process ``r`` the positions ``r, r + W, r + 2W, ...``, the same positions
+the sampler's indices take; DDP averages the gradients.  ``W`` processes with ``batch_size``
+``B`` (the global batch) therefore compute the same update as one process with ``B``, up to
+floating-point summation order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DistributedSampler
+
+from scoresde.data.images import (
+    DataSplit,
+    bits_per_dim,
+    dequantize,
+    load_dataset,
+    save_image_grid,
+)
+from scoresde.losses import OBJECTIVES, WEIGHTINGS, dsm_nll_bound, make_objective
+from scoresde.models.parameterization import PREDICTIONS
+from scoresde.models.wrapper import TIME_INPUTS, ScoreModel
+from scoresde.nets import build_net
+from scoresde.nets.unet import TIME_EMBEDDINGS
+from scoresde.sde import SDES, make_sde
+from scoresde.train.checkpoint import load_checkpoint, save_checkpoint
+from scoresde.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from scoresde.train.ema import EMA
+
+__all__ = ["RESUMABLE_KEYS", "TrainConfig", "TrainResult", "Trainer"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (stored in every checkpoint).
+
+    Data: ``data`` is ``"digits"``, a ``.npy``/``.npz`` file or a folder of images;
+    ``test_fraction`` is held out; ``image_size`` resizes folder images; ``hflip`` flips
+    training images left-right at random.
+
+    Network: ``net`` is ``unet`` (images) or ``mlp`` (vectors: the images are flattened);
+    ``conditional`` embeds the class labels, and ``label_dropout`` replaces a fraction of
+    them by the "no label" token (for classifier-free guidance).
+
+    Model: ``sde`` with ``sde_options`` (e.g. ``{"beta_max": 20.0}``), what the network
+    predicts, the time input, and ``sigma_data`` (``None``: the training data's std).
+
+    Loss: ``loss`` in ``dsm``, ``smld``, ``ddpm``, ``flow_matching``; DSM ``weighting`` and
+    ``importance`` sampling of ``t``; ``num_scales`` levels for the discrete losses.
+
+    Optimisation: AdamW with linear warm-up over ``warmup`` steps, then constant or cosine
+    (``schedule``); ``grad_clip`` on the global gradient norm; EMA with warm-up; ``bf16``
+    autocast; ``batch_size`` is the *global* batch (split over processes).
+    """
+
+    # Data.
+    data: str = "digits"
+    test_fraction: float = 0.1
+    image_size: int | None = None
+    hflip: bool = False
+    # Network.
+    net: str = "unet"
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2)
+    num_res_blocks: int = 2
+    attn_resolutions: tuple[int, ...] = (4,)
+    dropout: float = 0.1
+    time_embedding: str = "fourier"
+    hidden: int = 256
+    depth: int = 3
+    conditional: bool = False
+    label_dropout: float = 0.0
+    # SDE and model.
+    sde: str = "vp"
+    sde_options: dict[str, float] = field(default_factory=dict)
+    prediction: str = "eps"
+    time_input: str = "t"
+    sigma_data: float | None = None
+    # Loss.
+    loss: str = "dsm"
+    weighting: str = "sigma2"
+    importance: bool = False
+    num_scales: int | None = None
+    # Optimisation.
+    steps: int = 5000
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup: int = 200
+    schedule: str = "constant"
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.999
+    bf16: bool = False
+    seed: int = 0
+    device: str = "auto"
+    # Evaluation and outputs.
+    out: str = "runs"
+    name: str = "run"
+    log_every: int = 50
+    eval_every: int = 1000
+    save_every: int = 1000
+    num_samples: int = 64
+    sample_method: str = "euler"
+    sample_steps: int = 100
+    eval_bpd: bool = False
+    bpd_samples: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.channel_mults = tuple(int(m) for m in self.channel_mults)
+        self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions)
+        self.sde_options = dict(self.sde_options)
+        choices = {
+            "net": ("unet", "mlp"),
+            "sde": tuple(SDES),
+            "prediction": PREDICTIONS,
+            "time_input": TIME_INPUTS,
+            "loss": OBJECTIVES,
+            "weighting": WEIGHTINGS,
+            "time_embedding": TIME_EMBEDDINGS,
+            "schedule": ("constant", "cosine"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"unknown {key} {getattr(self, key)!r}; choose one of {list(allowed)}")
+        positive = ("steps", "batch_size", "log_every", "eval_every", "save_every", "sample_steps")
+        for key in positive:
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)}")
+        if self.lr <= 0 or self.warmup < 0 or not (0.0 <= self.ema_decay < 1.0):
+            raise ValueError(
+                "need lr > 0, warmup >= 0 and 0 <= ema_decay < 1, "
+                f"got {self.lr}, {self.warmup}, {self.ema_decay}"
+            )
+        if not (0.0 <= self.label_dropout < 1.0):
+            raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
+        if self.importance and self.loss != "dsm":
+            raise ValueError("importance sampling of t applies to the dsm loss only")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, with a clear error for unknown keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; known options: {sorted(known)}")
+        return cls(**d)
+
+
+RESUMABLE_KEYS = frozenset(
+    {"steps", "out", "name", "log_every", "eval_every", "save_every", "num_samples", "sample_method"}
+    | {"sample_steps", "eval_bpd", "bpd_samples", "progress", "device"}
+)
+"""Options that may differ between a checkpoint's run and the run that resumes it."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    step: int
+    losses: list[float]
+    seconds: float
+    images_per_second: float
+    run_dir: Path
+    checkpoint: Path | None
+    eval: dict[str, float] = field(default_factory=dict)
+
+
+def _mix(seed: int, step: int, stream: int = 0) -> int:
+    """A 63-bit seed for RNG stream ``stream`` of step ``step`` (SplitMix64-style mixing)."""
+    z = (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + stream * 0x94D049BB133111EB) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    return (z ^ (z >> 31)) % 2**63
+
+
+class Trainer:
+    """Train a ``ScoreModel`` on an image (or vector) data set.
+
+    Args:
+        config: the run's :class:`TrainConfig`.
+        data: the data (default: loaded from ``config.data``).
+        dist_info: the process group (default: :func:`init_distributed` from torchrun's
+            environment variables).
+    """
+
+    def __init__(self, config: TrainConfig, data: DataSplit | None = None, dist_info: DistInfo | None = None):
+        self.config = c = config
+        self.dist = dist_info or init_distributed(c.device)
+        self.device = self.dist.device
+        if c.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"batch_size {c.batch_size} (the global batch) must be divisible by the "
+                f"number of processes {self.dist.world_size}"
+            )
+        self.data = data if data is not None else load_dataset(c.data, c.test_fraction, c.seed, c.image_size)
+        n_train = self.data.train.shape[0]
+        if n_train < c.batch_size:
+            raise ValueError(f"batch_size {c.batch_size} exceeds the {n_train} training images")
+        if c.conditional and self.data.num_classes is None:
+            raise ValueError(
+                f"conditional training needs labels, but {self.data.name or 'the data'} has none"
+            )
+        self.steps_per_epoch = n_train // c.batch_size
+        self.local_batch = c.batch_size // self.dist.world_size
+
+        self.sde = make_sde(c.sde, **c.sde_options)
+        self.net_config = self._net_config()
+        sigma_data = c.sigma_data if c.sigma_data is not None else round(float(self.data.train.std()), 4)
+        self.model_config = {
+            "prediction": c.prediction,
+            "scale_input": True,
+            "sigma_data": sigma_data,
+            "time_input": c.time_input,
+        }
+        torch.manual_seed(_mix(c.seed, 0, 99))  # the initial weights depend on the seed only
+        net = build_net(self.net_config).to(self.device)
+        self.model = ScoreModel(net, self.sde, **self.model_config)
+        self.ema = EMA(self.model, c.ema_decay)
+        self.optimizer = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.objective = make_objective(c.loss, c.weighting, c.importance, c.num_scales)
+        if self.dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ddp = DistributedDataParallel(
+                net, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+            self.train_model = ScoreModel(ddp, self.sde, **self.model_config)
+        else:
+            self.train_model = self.model
+        self.sampler = DistributedSampler(
+            range(n_train),
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=c.seed,
+            drop_last=True,
+        )
+        self._epoch: int | None = None
+        self._epoch_indices: list[int] = []
+        self.step = 0
+        self.run_dir = Path(c.out) / c.name
+        self._tb = None
+
+    # ------------------------------------------------------------------ #
+    # Setup.
+    # ------------------------------------------------------------------ #
+    def _net_config(self) -> dict:
+        c, (ch, h, w) = self.config, self.data.shape
+        num_classes = self.data.num_classes if c.conditional else None
+        if c.net == "mlp":
+            return {
+                "name": "mlp",
+                "dim": ch * h * w,
+                "hidden": c.hidden,
+                "depth": c.depth,
+                "num_classes": num_classes,
+            }
+        if h != w:
+            raise ValueError(f"the UNet needs square images, got {h}x{w}; pass image_size to resize")
+        return {
+            "name": "unet",
+            "in_channels": ch,
+            "image_size": h,
+            "base_channels": c.base_channels,
+            "channel_mults": list(c.channel_mults),
+            "num_res_blocks": c.num_res_blocks,
+            "attn_resolutions": list(c.attn_resolutions),
+            "dropout": c.dropout,
+            "num_classes": num_classes,
+            "time_embedding": c.time_embedding,
+        }
+
+    def _shape_for_net(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1) if self.config.net == "mlp" else x
+
+    # ------------------------------------------------------------------ #
+    # One step.
+    # ------------------------------------------------------------------ #
+    def _indices(self, step: int) -> list[int]:
+        """This process's training indices at ``step`` (epoch-wise DistributedSampler order)."""
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self.sampler.set_epoch(epoch)
+            self._epoch_indices = list(iter(self.sampler))
+            self._epoch = epoch
+        b = self.local_batch
+        return self._epoch_indices[offset * b : (offset + 1) * b]
+
+    def _batch(self, step: int) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        """``(x0, y, u, noise)`` for this process at ``step``, drawn for the global batch."""
+        c, rank, world = self.config, self.dist.rank, self.dist.world_size
+        idx = torch.tensor(self._indices(step), dtype=torch.long)
+        x0 = self.data.train[idx]
+        y = self.data.train_labels[idx] if c.conditional else None
+        g = torch.Generator().manual_seed(_mix(c.seed, step))
+        shape = (c.batch_size, *self.data.shape)
+        u = torch.rand(c.batch_size, generator=g)[rank::world]
+        noise = torch.randn(shape, generator=g)[rank::world]
+        flip = torch.rand(c.batch_size, generator=g)[rank::world] < 0.5
+        drop = torch.rand(c.batch_size, generator=g)[rank::world] < c.label_dropout
+        if c.hflip:
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        if y is not None and c.label_dropout > 0:
+            y = torch.where(drop, torch.full_like(y, self.data.num_classes), y)
+        dev = self.device
+        x0, noise = self._shape_for_net(x0), self._shape_for_net(noise)
+        return x0.to(dev), None if y is None else y.to(dev), u.to(dev), noise.to(dev)
+
+    def learning_rate(self, step: int) -> float:
+        """Linear warm-up to ``lr`` over ``warmup`` steps, then constant or cosine to ``lr / 10``."""
+        c = self.config
+        lr = c.lr * min(1.0, (step + 1) / c.warmup) if c.warmup else c.lr
+        if c.schedule == "cosine" and step >= c.warmup:
+            frac = (step - c.warmup) / max(1, c.steps - c.warmup)
+            lr = c.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
+        return lr
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimiser step; returns ``(local loss, gradient norm)``."""
+        c, step = self.config, self.step
+        torch.manual_seed(_mix(c.seed, step, 1 + self.dist.rank))  # dropout masks
+        x0, y, u, noise = self._batch(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(step)
+        self.train_model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.bf16):
+            out = self.objective(self.train_model, x0, y, u, noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        params = self.model.net.parameters()
+        if c.grad_clip is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.grad_clip))
+        else:
+            grad_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+        self.optimizer.step()
+        self.ema.update(self.model)
+        self.step += 1
+        return float(out.loss.detach()), grad_norm
+
+    # ------------------------------------------------------------------ #
+    # Evaluation.
+    # ------------------------------------------------------------------ #
+    @torch.no_grad()
+    def held_out_loss(self, model: ScoreModel | None = None, max_images: int | None = None) -> float:
+        """The training objective on the held-out split with fixed draws (EMA model by default)."""
+        model = model or self.ema.module
+        c = self.config
+        x = self.data.test[:max_images]
+        if x.shape[0] == 0:
+            return float("nan")
+        y_all = self.data.test_labels if c.conditional else None
+        g = torch.Generator().manual_seed(_mix(c.seed, 0, 7))
+        total, n = 0.0, 0
+        for start in range(0, x.shape[0], c.batch_size):
+            xb = x[start : start + c.batch_size]
+            u = torch.rand(xb.shape[0], generator=g)
+            noise = torch.randn(xb.shape, generator=g)
+            yb = None if y_all is None else y_all[start : start + c.batch_size].to(self.device)
+            out = self.objective(
+                model,
+                self._shape_for_net(xb).to(self.device),
+                yb,
+                u.to(self.device),
+                self._shape_for_net(noise).to(self.device),
+            )
+            total += float(out.per_sample.sum())
+            n += xb.shape[0]
+        return total / n
+
+    @torch.no_grad()
+    def sample_images(
+        self, n: int | None = None, model: ScoreModel | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Draw ``n`` samples ``(n, C, H, W)`` with the EMA model (labels cycling over the classes)."""
+        from scoresde.sampling.api import sample
+
+        c = self.config
+        model = model or self.ema.module
+        n = n or c.num_samples
+        y = None
+        if c.conditional:
+            y = (torch.arange(n) % self.data.num_classes).to(self.device)
+        shape = (n, *self.data.shape) if c.net == "unet" else (n, math.prod(self.data.shape))
+        res = sample(
+            model,
+            shape=shape,
+            method=c.sample_method,
+            steps=c.sample_steps,
+            seed=c.seed,
+            y=y,
+            device=self.device,
+        )
+        return res.x.reshape(n, *self.data.shape).float().cpu(), None if y is None else y.cpu()
+
+    def bits_per_dim(self, model: ScoreModel | None = None, bound: bool = False) -> float:
+        """Held-out bits/dim of uniformly dequantized images (``bpd_samples`` of them).
+
+        Class-conditional models trained with ``label_dropout > 0`` are scored through their
+        unconditional (null-token) mode, otherwise given the true labels.
+        ``bound=False``: the probability-flow ODE likelihood through ``scoresde.log_likelihood``
+        (the likelihood module); ``bound=True``: the variational bound of the reverse SDE,
+        :func:`~scoresde.losses.dsm_nll_bound` (8 draws per image), an upper bound in expectation.
+        """
+        import scoresde
+
+        if self.data.levels is None:
+            raise ValueError("bits/dim needs discrete data (levels); this data set is continuous")
+        c = self.config
+        model = model or self.ema.module
+        x = self.data.test[: c.bpd_samples]
+        z = dequantize(x, self.data.levels, torch.Generator().manual_seed(_mix(c.seed, 0, 8)))
+        z = self._shape_for_net(z).to(self.device)
+        # Conditional models trained with label dropout are scored unconditionally (null token).
+        given_labels = c.conditional and c.label_dropout == 0
+        y = self.data.test_labels[: c.bpd_samples].to(self.device) if given_labels else None
+        if bound:
+            g = torch.Generator().manual_seed(_mix(c.seed, 0, 9))
+            nll = torch.cat(
+                [
+                    dsm_nll_bound(
+                        model, z[i : i + c.batch_size], 8, None if y is None else y[i : i + c.batch_size], g
+                    )
+                    for i in range(0, z.shape[0], c.batch_size)
+                ]
+            )
+            logp = -nll
+        else:
+            if not hasattr(scoresde, "log_likelihood"):
+                raise ValueError(
+                    "bits/dim needs scoresde.log_likelihood (the likelihood module), not available"
+                )
+            kwargs = {} if y is None else {"y": y}
+            logp = scoresde.log_likelihood(model, model.sde, z, **kwargs).logp
+        return float(bits_per_dim(logp.double().cpu(), z[0].numel(), self.data.levels).mean())
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out loss, a sample grid written to ``samples/``, and bits/dim when asked."""
+        c = self.config
+        t0 = time.perf_counter()
+        metrics: dict[str, float] = {"eval_loss": self.held_out_loss()}
+        if c.num_samples > 0:
+            x, _ = self.sample_images()
+            save_image_grid(x, self.run_dir / "samples" / f"step_{self.step:07d}.png", scale=4)
+        if c.eval_bpd:
+            import scoresde
+
+            metrics["bpd_bound"] = self.bits_per_dim(bound=True)
+            if hasattr(scoresde, "log_likelihood"):
+                metrics["bpd"] = self.bits_per_dim()
+        metrics["eval_seconds"] = time.perf_counter() - t0
+        return metrics
+
+    # ------------------------------------------------------------------ #
+    # Checkpoints.
+    # ------------------------------------------------------------------ #
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write a checkpoint (``checkpoints/step_XXXXXXX.safetensors`` and ``last.safetensors``)."""
+        ckpt_dir = self.run_dir / "checkpoints"
+        target = Path(path) if path is not None else ckpt_dir / f"step_{self.step:07d}.safetensors"
+        save_checkpoint(
+            target,
+            self.model,
+            ema=self.ema.module,
+            ema_state={"decay": self.ema.decay, "num_updates": self.ema.num_updates},
+            optimizer=self.optimizer,
+            step=self.step,
+            train_config=self.config.to_dict(),
+            data_info=self.data.info(),
+            rng={"torch_cpu": torch.get_rng_state()},
+        )
+        if path is None:
+            last = ckpt_dir / "last.safetensors"
+            tmp = ckpt_dir / ".last.safetensors.tmp"
+            shutil.copyfile(target, tmp)
+            os.replace(tmp, last)
+        return target
+
+    def resume(self, path: str | Path) -> int:
+        """Load weights, EMA, optimiser state and step from a checkpoint; returns the step.
+
+        Raises ``ValueError`` if the checkpoint's training options differ from this run's in
+        anything but :data:`RESUMABLE_KEYS` (an exact continuation needs the same options).
+        """
+        ckpt = load_checkpoint(path, ema=False, device=self.device)
+        saved = ckpt.config.get("train", {})
+        mine = self.config.to_dict()
+        diff = sorted(k for k in mine if k not in RESUMABLE_KEYS and saved.get(k) != mine[k])
+        if diff:
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in diff)
+            raise ValueError(f"cannot resume {ckpt.path}: options differ from the checkpoint's ({detail})")
+        self.model.net.load_state_dict(ckpt.net_state())
+        ema_state = ckpt.ema_state()
+        if ema_state is not None:
+            self.ema.module.net.load_state_dict(ema_state)
+            self.ema.num_updates = int(ckpt.config["ema"].get("num_updates", ckpt.step))
+        opt_state = ckpt.optimizer_state()
+        if opt_state is not None:
+            self.optimizer.load_state_dict(opt_state)
+        rng = ckpt.rng_state("torch_cpu")
+        if rng is not None:
+            torch.set_rng_state(rng.cpu())
+        self.step = ckpt.step
+        return self.step
+
+    # ------------------------------------------------------------------ #
+    # The loop.
+    # ------------------------------------------------------------------ #
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self._tb.add_scalar(key, value, record["step"])
+
+    def fit(self, evaluate: bool = True) -> TrainResult:
+        """Train from ``self.step`` to ``config.steps``, logging, evaluating and saving on schedule."""
+        c = self.config
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:
+                self._tb = None
+        bar = None
+        if c.progress and main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=c.steps, initial=self.step, desc=c.name, dynamic_ncols=True)
+        losses: list[float] = []
+        eval_metrics: dict[str, float] = {}
+        train_seconds, window_loss, window_steps = 0.0, 0.0, 0
+        checkpoint: Path | None = None
+        start_step = self.step
+        while self.step < c.steps:
+            t0 = time.perf_counter()
+            loss, grad_norm = self.train_step()
+            dt = time.perf_counter() - t0
+            train_seconds += dt
+            losses.append(loss)
+            window_loss += loss
+            window_steps += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{c.batch_size / max(dt, 1e-9):.0f}")
+            if self.step % c.log_every == 0 or self.step == c.steps:
+                mean = float(
+                    all_reduce_mean(torch.tensor(window_loss / window_steps, device=self.device), self.dist)
+                )
+                done = self.step - start_step
+                self._log(
+                    {
+                        "step": self.step,
+                        "loss": mean,
+                        "grad_norm": grad_norm,
+                        "lr": self.learning_rate(self.step - 1),
+                        "it_per_s": done / train_seconds,
+                        "images_per_s": done * c.batch_size / train_seconds,
+                    }
+                )
+                window_loss, window_steps = 0.0, 0
+            if evaluate and (self.step % c.eval_every == 0 or self.step == c.steps):
+                if main:
+                    eval_metrics = self.evaluate()
+                    self._log({"step": self.step, **eval_metrics})
+                barrier(self.dist)
+            if self.step % c.save_every == 0 or self.step == c.steps:
+                if main:
+                    checkpoint = self.save()
+                barrier(self.dist)
+        if bar is not None:
+            bar.close()
+        if self._tb is not None:
+            self._tb.close()
+        done = self.step - start_step
+        return TrainResult(
+            step=self.step,
+            losses=losses,
+            seconds=train_seconds,
+            images_per_second=done * c.batch_size / train_seconds if train_seconds else 0.0,
+            run_dir=self.run_dir,
+            checkpoint=checkpoint,
+            eval=eval_metrics,
+        )
