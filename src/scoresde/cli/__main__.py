@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from scoresde.cli import demo
+from scoresde.cli import likelihood as likelihood_cli
 from scoresde.cli import sample as sample_cli
 from scoresde.cli import train as train_cli
 from scoresde.cli import train_classifier as train_classifier_cmd
@@ -15,6 +16,7 @@ SUBCOMMANDS = {
     "train": train_cli,
     "sample": sample_cli,
     "train-classifier": train_classifier_cmd,
+    "likelihood": likelihood_cli,
 }
 
 
