@@ -10,6 +10,9 @@ from scoresde.cli import likelihood as likelihood_cli
 from scoresde.cli import sample as sample_cli
 from scoresde.cli import train as train_cli
 from scoresde.cli import train_classifier as train_classifier_cmd
+from scoresde.cli.latents import decode as decode_cli
+from scoresde.cli.latents import encode as encode_cli
+from scoresde.cli.latents import interpolate as interpolate_cli
 
 SUBCOMMANDS = {
     "demo": demo,
@@ -17,6 +20,9 @@ SUBCOMMANDS = {
     "sample": sample_cli,
     "train-classifier": train_classifier_cmd,
     "likelihood": likelihood_cli,
+    "encode": encode_cli,
+    "decode": decode_cli,
+    "interpolate": interpolate_cli,
 }
 
 

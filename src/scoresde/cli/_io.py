@@ -147,8 +147,10 @@ def save_picture(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     if x.shape[1] == 2:
-        c = np.arange(x.shape[0]) if nrow == -1 else None
-        ax.scatter(x[:, 0], x[:, 1], s=6 if c is None else 14, c=c, cmap="viridis", alpha=0.7)
+        if nrow == -1:  # a path: colour by position along it
+            ax.scatter(x[:, 0], x[:, 1], s=14, c=np.arange(x.shape[0]), cmap="viridis")
+        else:
+            ax.scatter(x[:, 0], x[:, 1], s=6, alpha=0.7)
         ax.set_aspect("equal", adjustable="datalim")
     else:
         for row in x[: min(32, x.shape[0])]:
