@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from scoresde.cli import demo
+from scoresde.cli import evaluate as eval_cli
 from scoresde.cli import likelihood as likelihood_cli
 from scoresde.cli import sample as sample_cli
 from scoresde.cli import train as train_cli
@@ -23,6 +24,7 @@ SUBCOMMANDS = {
     "encode": encode_cli,
     "decode": decode_cli,
     "interpolate": interpolate_cli,
+    "eval": eval_cli,
 }
 
 

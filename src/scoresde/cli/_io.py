@@ -74,7 +74,10 @@ def load_model(path: str | Path) -> LoadedModel:
 
 
 def load_data(source: str, loaded: LoadedModel, num: int, seed: int, split: str = "test") -> Data:
-    """``num`` points of ``source`` in the model's space (held-out split of image data).
+    """``num`` points of ``source`` in the model's space.
+
+    ``split``: ``test`` (held-out) or ``train``; image data are split as in training, vector
+    arrays hold out their last ``test_fraction`` rows, and toy sets draw fresh points from ``seed``.
 
     Raises:
         ValueError: an unknown source, or data whose shape does not match the model's.
@@ -100,6 +103,8 @@ def load_data(source: str, loaded: LoadedModel, num: int, seed: int, split: str 
             arr = arr[key]
         x = torch.as_tensor(np.asarray(arr, dtype=np.float32))
         _check_shape(x, shape, source)
+        n_test = max(1, round(x.shape[0] * test_fraction))  # the last rows are held out
+        x = x[-n_test:] if split == "test" else x[:-n_test]
         return Data(x[:num], None, None, str(path))
     if source != "digits" and not path.exists():
         raise FileNotFoundError(
