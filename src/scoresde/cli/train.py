@@ -1,7 +1,8 @@
 """Train a score model on images: the bundled digits, a .npy/.npz array or a folder of images.
 
 Every option of ``scoresde.train.TrainConfig`` is a flag (``--base-channels 64``); a
-``--config`` file (TOML or JSON, keys as in TrainConfig) sets defaults that flags override.
+``--config`` file (TOML or JSON, keys as in TrainConfig) sets defaults that ``--set KEY=VALUE``
+and flags override.
 Outputs go to ``<out>/<name>/``: ``checkpoints/`` (safetensors), ``samples/`` (PNG grids),
 ``metrics.jsonl`` and ``config.json``.  ``--resume`` continues a run exactly.  Under
 ``torchrun --nproc_per_node=N -m scoresde train ...`` it trains with DistributedDataParallel
@@ -90,6 +91,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--config", help="TOML or JSON file of TrainConfig options (flags override it)")
     p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one option (repeatable; tuples comma-separated), e.g. --set steps=500",
+    )
+    p.add_argument(
         "--resume",
         nargs="?",
         const="auto",
@@ -154,6 +163,47 @@ def _parse_sde_options(items: list[str]) -> dict[str, float]:
     return out
 
 
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as typed TrainConfig values (errors name the key and the fix)."""
+    import difflib
+
+    from scoresde.cli.config import ConfigError
+    from scoresde.train.trainer import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        if key not in hints:
+            close = difflib.get_close_matches(key, list(hints), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown setting {key!r} in --set{hint}; valid settings: {', '.join(hints)}")
+        kind, base = _field_kind(hints[key])
+        raw = raw.strip()
+        try:
+            if kind == "bool":
+                if raw.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+                    raise ValueError
+                value: Any = raw.lower() in ("true", "yes", "on", "1")
+            elif kind == "tuple":
+                value = tuple(base(v) for v in raw.split(",") if v.strip())
+            elif kind == "dict":
+                value = _parse_sde_options([v for v in raw.split(",") if v.strip()])
+            elif kind == "optional":
+                value = _none_or(base)(raw)
+            else:
+                value = base(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{key} (from --set): cannot read {raw!r} as {kind} of {base.__name__}"
+            ) from None
+        out[key] = value
+    return out
+
+
 def resolve_config(args: argparse.Namespace) -> tuple[Any, Path | None]:
     """Merge checkpoint (when resuming) < config file < flags into a TrainConfig; return it and the
     checkpoint to resume from."""
@@ -168,7 +218,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[Any, Path | None]:
     unknown = sorted(set(from_file) - names)
     if unknown:
         raise ValueError(f"{args.config}: unknown option(s) {unknown}")
-    merged = {**from_file, **flags}
+    merged = {**from_file, **_parse_overrides(getattr(args, "overrides", None) or []), **flags}
     resume_path = None
     if args.resume is not None:
         if args.resume == "auto":
