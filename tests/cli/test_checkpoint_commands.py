@@ -1,0 +1,191 @@
+"""The checkpoint subcommands: likelihood, encode, decode, interpolate, eval (tiny models)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import scoresde as ss
+from scoresde.cli.__main__ import main
+from scoresde.train.checkpoint import save_checkpoint
+
+TOL = ["--rtol", "1e-5", "--atol", "1e-5"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def moons_ckpt(tmp_path_factory) -> str:
+    torch.set_num_threads(1)
+    model = ss.ScoreModel(ss.MLP(2, hidden=32, depth=2), ss.VPSDE(), prediction="eps")
+    fit = ss.fit(
+        model,
+        lambda n, g: ss.toy_data("two_moons", n, g).float(),
+        steps=30,
+        batch_size=128,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    path = tmp_path_factory.mktemp("ckpt") / "moons.safetensors"
+    save_checkpoint(path, model, ema=fit.ema_model, step=30, data_info={"name": "two_moons", "shape": [2]})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory) -> str:
+    """An MLP on flattened digits, saved the way `scoresde train --net mlp` saves it."""
+    from scoresde.data.images import load_digits
+
+    torch.set_num_threads(1)
+    data = load_digits(0.1, 0)
+    model = ss.ScoreModel(ss.MLP(64, hidden=64, depth=2), ss.VPSDE(), prediction="eps")
+    train = data.train.flatten(1)
+    fit = ss.fit(
+        model,
+        lambda n, g: train[torch.randint(0, train.shape[0], (n,), generator=g)],
+        steps=20,
+        batch_size=64,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    run = tmp_path_factory.mktemp("digits_run")
+    save_checkpoint(
+        run / "checkpoints" / "last.safetensors",
+        model,
+        ema=fit.ema_model,
+        step=20,
+        train_config={"test_fraction": 0.1, "seed": 0, "net": "mlp"},
+        data_info=data.info(),
+    )
+    return str(run)
+
+
+def _json(path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_likelihood_matches_the_api(moons_ckpt, tmp_path, capsys) -> None:
+    out = tmp_path / "lik"
+    argv = ["likelihood", "--checkpoint", moons_ckpt, "--data", "two_moons", "--num", "6", "--out", str(out)]
+    assert main([*argv, *TOL]) == 0
+    assert "nats" in capsys.readouterr().out
+    res = _json(out / "likelihood.json")
+    logp = np.load(out / "likelihood.npz")["logp"]
+    assert logp.shape == (6,) and res["num"] == 6 and "bpd_mean" not in res
+    # The same points (toy draws from the seed) through the API give the same numbers.
+    from scoresde.train.checkpoint import load_checkpoint
+
+    model = load_checkpoint(moons_ckpt).model
+    x = ss.toy_data("two_moons", 6, torch.Generator().manual_seed(0)).float()
+    ref = ss.log_likelihood(model, model.sde, x, rtol=1e-5, atol=1e-5).logp.double().numpy()
+    np.testing.assert_allclose(logp, ref, rtol=1e-6, atol=1e-6)
+    assert res["logp_mean_nats"] == pytest.approx(float(ref.mean()))
+    assert res["logp_se_nats"] == pytest.approx(float(ref.std(ddof=1) / math.sqrt(6)))
+
+
+def test_likelihood_bits_per_dim_of_digits(digits_ckpt, tmp_path) -> None:
+    out = tmp_path / "lik"
+    argv = ["likelihood", "--checkpoint", digits_ckpt, "--num", "4", "--out", str(out)]
+    assert (
+        main([*argv, "--rtol", "1e-3", "--atol", "1e-3", "--divergence", "hutchinson", "--probes", "2"]) == 0
+    )
+    res = _json(out / "likelihood.json")
+    arrays = np.load(out / "likelihood.npz")
+    assert res["levels"] == 17 and res["dims"] == 64
+    # bits/dim of the discrete data: logp already includes the dequantization Jacobian.
+    np.testing.assert_allclose(arrays["bpd"], -arrays["logp"] / (64 * math.log(2)), rtol=1e-6)
+    assert np.isfinite(arrays["bpd"]).all() and (arrays["bpd"] > 0).all()
+
+
+def test_encode_decode_round_trip(moons_ckpt, tmp_path) -> None:
+    enc = tmp_path / "enc"
+    argv = ["encode", "--checkpoint", moons_ckpt, "--data", "two_moons", "--num", "8", "--out", str(enc)]
+    assert main([*argv, *TOL]) == 0
+    lat = np.load(enc / "latents.npz")
+    assert lat["z"].shape == (8, 2)
+    assert _json(enc / "encode.json")["max_relative_reconstruction_error"] < 1e-2
+    dec = tmp_path / "dec"
+    assert (
+        main(
+            [
+                "decode",
+                "--checkpoint",
+                moons_ckpt,
+                "--latents",
+                str(enc / "latents.npz"),
+                "--out",
+                str(dec),
+                *TOL,
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(np.load(dec / "samples.npz")["x"], lat["x"], atol=2e-2)
+    assert (dec / "samples.png").stat().st_size > 0
+
+
+def test_decode_temperature_scales_prior_draws(moons_ckpt, tmp_path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["decode", "--checkpoint", moons_ckpt, "--num", "5", "--rtol", "1e-3", "--atol", "1e-3"]
+    assert main([*common, "--out", str(a)]) == 0
+    assert main([*common, "--temperature", "0.5", "--out", str(b)]) == 0
+    np.testing.assert_allclose(
+        np.load(b / "samples.npz")["z"], 0.5 * np.load(a / "samples.npz")["z"], rtol=1e-6
+    )
+
+
+def test_interpolate_ends_at_the_data(moons_ckpt, tmp_path) -> None:
+    out = tmp_path / "interp"
+    argv = ["interpolate", "--checkpoint", moons_ckpt, "--data", "two_moons", "--first", "1", "--second", "3"]
+    assert main([*argv, "--frames", "5", "--out", str(out), *TOL]) == 0
+    res = np.load(out / "interpolation.npz")
+    x = ss.toy_data("two_moons", 4, torch.Generator().manual_seed(0)).numpy()
+    assert res["x"].shape == (5, 2) and res["alpha"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    np.testing.assert_allclose(res["x"][[0, -1]], x[[1, 3]], atol=2e-2)
+    assert (out / "interpolation.png").stat().st_size > 0
+
+
+def test_eval_vectors_reports_distances_and_floor(moons_ckpt, tmp_path, capsys) -> None:
+    out = tmp_path / "eval"
+    argv = ["eval", "--checkpoint", moons_ckpt, "--data", "two_moons", "--num", "200", "--steps", "10"]
+    assert main([*argv, "--out", str(out)]) == 0
+    res = _json(out / "eval.json")
+    assert set(res["samples_vs_heldout"]) == {"sliced_w2", "mmd2", "energy"}
+    assert res["sampler"]["nfe"] == 11
+    # A 30-step model is far from the data; fresh exact draws are close to it.
+    assert res["floor"]["energy"] < res["samples_vs_heldout"]["energy"]
+    assert "| energy |" in capsys.readouterr().out
+
+
+def test_errors_name_the_fix(moons_ckpt, tmp_path, capsys) -> None:
+    assert main(["likelihood", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["encode", "--checkpoint", moons_ckpt, "--data", "digits", "--out", str(tmp_path / "o")]) == 2
+    assert "pass the data the model was trained on" in capsys.readouterr().err
+    assert main(["decode", "--checkpoint", moons_ckpt, "--latents", str(tmp_path / "z.npz")]) == 2
+    assert "scoresde encode" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", moons_ckpt, "--method", "magic", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown sampler 'magic'" in capsys.readouterr().err
+    assert main(["train", "--set", "stepz=3"]) == 2
+    assert "did you mean 'steps'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_digits_classifier_and_frechet(digits_ckpt, tmp_path) -> None:
+    out = tmp_path / "eval"
+    assert (
+        main(["eval", "--checkpoint", digits_ckpt, "--num", "150", "--steps", "10", "--out", str(out)]) == 0
+    )
+    res = _json(out / "eval.json")
+    assert res["classifier_heldout_accuracy"] > 0.9
+    assert 0 <= res["frechet_floor"] < res["frechet"]
