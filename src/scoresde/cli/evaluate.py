@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     held = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"] + 1, split="test")
     other = load_data(cfg["data"], loaded, held.x.shape[0], cfg["seed"] + 2, split="train")
     n = min(held.x.shape[0], other.x.shape[0])
+    if n < cfg["num"]:
+        print(f"note: {held.name} has {n} held-out points; comparing {n} samples with them")
     out = run_dir(cfg, "eval")
     num_classes = getattr(loaded.model.net, "num_classes", None)
     y = None if num_classes is None else torch.arange(n) % num_classes
