@@ -34,6 +34,12 @@ OPTIONS = [
     Option("divergence", "exact", "exact (D backward passes) or hutchinson", choices=("exact", "hutchinson")),
     Option("probes", 1, "Hutchinson probes per evaluation", minimum=1),
     Option("draws", 1, "dequantization draws averaged per point (discrete data)", minimum=1),
+    Option(
+        "unconditional",
+        False,
+        "class-conditional models: score log p(x) through the null label (needs training with "
+        "label dropout) instead of log p(x | y) with the true labels",
+    ),
     Option("seed", 0, "seed of the data, dequantization and probes"),
     Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
 ]
@@ -59,6 +65,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         points = data.x.float()
     generator = torch.Generator().manual_seed(cfg["seed"])
+    num_classes = getattr(loaded.model.net, "num_classes", None)
+    labels = None
+    if num_classes is not None:
+        if cfg["unconditional"]:
+            labels = torch.full((points.shape[0],), num_classes, dtype=torch.long)  # the null token
+        elif data.y is None:
+            raise ValueError(
+                f"the model is class-conditional but {data.name} has no labels; pass --unconditional "
+                "(if it was trained with label dropout) or labelled data"
+            )
+        else:
+            labels = data.y
     logps, bpds, nfes = [], [], 0
     t0 = time.perf_counter()
     for i in range(0, points.shape[0], cfg["batch_size"]):
@@ -66,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
             loaded.model,
             loaded.sde,
             points[i : i + cfg["batch_size"]],
-            y=None
-            if data.y is None or getattr(loaded.model.net, "num_classes", None) is None
-            else data.y[i : i + cfg["batch_size"]],
+            y=None if labels is None else labels[i : i + cfg["batch_size"]],
             divergence=cfg["divergence"],
             num_probes=cfg["probes"],
             generator=generator,
@@ -92,11 +108,16 @@ def run(args: argparse.Namespace) -> int:
         "dims": dims,
         "logp_mean_nats": m,
         "logp_se_nats": se,
+        "conditional_on": None
+        if labels is None
+        else ("null label" if cfg["unconditional"] else "true labels"),
         "nfe": nfes,
         "seconds": round(seconds, 2),
         "settings": {k: v for k, v in cfg.items() if k not in ("out", "name")},
     }
     arrays = {"logp": logp.numpy()}
+    if labels is not None:
+        print(f"class-conditional model, scored with the {summary['conditional_on']}")
     print(f"log p(x) over {logp.numel()} points of {data.name}: {m:.4f} +- {se:.4f} nats (mean +- s.e.)")
     if bpds:
         bpd = torch.cat(bpds)
