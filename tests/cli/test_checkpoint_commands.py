@@ -189,3 +189,15 @@ def test_eval_digits_classifier_and_frechet(digits_ckpt, tmp_path) -> None:
     res = _json(out / "eval.json")
     assert res["classifier_heldout_accuracy"] > 0.9
     assert 0 <= res["frechet_floor"] < res["frechet"]
+
+
+def test_likelihood_of_a_conditional_model_needs_labels_or_null_token(tmp_path, capsys) -> None:
+    model = ss.ScoreModel(ss.MLP(2, hidden=16, depth=1, num_classes=3), ss.VPSDE(), prediction="eps")
+    ckpt = save_checkpoint(
+        tmp_path / "cond.safetensors", model, data_info={"name": "two_moons", "shape": [2]}
+    )
+    argv = ["likelihood", "--checkpoint", str(ckpt), "--data", "two_moons", "--num", "3", "--rtol", "1e-3"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 2
+    assert "--unconditional" in capsys.readouterr().err
+    assert main([*argv, "--unconditional", "--out", str(tmp_path / "b")]) == 0
+    assert _json(tmp_path / "b" / "likelihood.json")["conditional_on"] == "null label"
