@@ -146,6 +146,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: invalid TOML ({err})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must hold a table of options")
+    # Like every subcommand's --config: top-level keys, then a [train] table (one file can hold
+    # the settings of several commands; other commands' tables are ignored).
+    table = data.get("train") if isinstance(data.get("train"), dict) else {}
+    data = {k: v for k, v in data.items() if not isinstance(v, dict) or k == "sde_options"}
+    data.update(table)
     data = {k.replace("-", "_"): v for k, v in data.items()}
     return data
 
