@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from scoresde.cli import colorize as colorize_cli
 from scoresde.cli import demo
+from scoresde.cli import inpaint as inpaint_cli
 from scoresde.cli import sample as sample_cli
 from scoresde.cli import train as train_cli
 from scoresde.cli import train_classifier as train_classifier_cmd
@@ -15,6 +17,8 @@ SUBCOMMANDS = {
     "train": train_cli,
     "sample": sample_cli,
     "train-classifier": train_classifier_cmd,
+    "inpaint": inpaint_cli,
+    "colorize": colorize_cli,
 }
 
 

@@ -80,3 +80,51 @@ def check_class(label: int | None, classes: int | None, what: str) -> None:
         raise ValueError(f"--class needs {what} that knows classes; this one is unconditional")
     if not 0 <= label < classes:
         raise ValueError(f"unknown class {label}: --class must lie in [0, {classes - 1}] ({classes} classes)")
+
+
+def held_out_images(source: str, num: int, seed: int) -> tuple[Tensor, Tensor | None]:
+    """The first ``num`` held-out images ``(num, C, H, W)`` (and labels) of a data source.
+
+    ``source`` is anything :func:`scoresde.data.images.load_dataset` reads (``digits``,
+    ``digits-color``, a ``.npz`` file, a folder); the held-out split is the one the training
+    command makes with the same ``seed`` (default 0), so these images were not trained on.
+    """
+    from scoresde.data.images import load_dataset
+
+    data = load_dataset(source, seed=seed)
+    if data.test.shape[0] < num:
+        raise ValueError(f"{source} holds {data.test.shape[0]} held-out images; ask for at most that many")
+    labels = None if data.test_labels is None else data.test_labels[:num]
+    return data.test[:num], labels
+
+
+def model_labels(meta: dict[str, Any], labels: Tensor | None) -> Tensor | None:
+    """Labels for a conditional model restoring images: ``None`` (the null token, i.e. the
+    unconditional score) when it was trained with label dropout, else the images' true labels."""
+    classes = num_classes(meta)
+    if not classes or label_dropout(meta) > 0:
+        return None
+    if labels is None:
+        raise ValueError(
+            "this class-conditional model (trained without label dropout) needs labels, "
+            "but the data has none; use a labelled data set or an unconditional model"
+        )
+    return labels
+
+
+def check_images_fit(images: Tensor, meta: dict[str, Any], source: str) -> None:
+    """Raise ``ValueError`` unless the model's inputs are these images (or them flattened)."""
+    want = item_shape(meta)
+    got = tuple(images.shape[1:])
+    if want != got and want != (math.prod(got),):
+        raise ValueError(f"the model takes inputs {want} but {source} images have shape {got}")
+
+
+def save_rows(rows: list[Tensor], path: Path) -> Path:
+    """Write equally long rows of images ``(N, C, H, W)`` as one PNG (row ``i`` = ``rows[i]``)."""
+    from scoresde.data.images import save_image_grid
+
+    channels = max(r.shape[1] for r in rows)
+    rows = [r.expand(-1, channels, -1, -1) if r.shape[1] != channels else r for r in rows]
+    scale = min(8, max(1, 256 // rows[0].shape[-1]))
+    return save_image_grid(torch.cat(rows), path, nrow=rows[0].shape[0], scale=scale)
