@@ -167,6 +167,13 @@ def _run(cfg: dict[str, Any]) -> int:
     else:
         res = inpaint(model, batch, m, device=device, **common)
     out_x = res.x.float().cpu().reshape(k, n, *shape)
+    if not bool(torch.isfinite(out_x).all()):
+        raise ValueError(
+            "the samples are not finite: DPS diverged (its gradient through the denoiser grows like "
+            "1/s(t) near t = T); lower --dps-scale, raise --dps-noise-std, or use projection (no --dps)"
+            if cfg["dps"]
+            else "the samples are not finite; check the checkpoint (NaN weights?) or use more --steps"
+        )
     hidden = ~mask
     mse = float(((out_x - images) ** 2)[:, :, hidden].mean())
     mean_image = load_dataset(cfg["data"], seed=cfg["seed"]).train.mean(0)
