@@ -63,7 +63,7 @@ def parse_args() -> argparse.Namespace:
 def figure(blocks: list[Tensor], columns: int, path: Path) -> Path:
     """Rows = digits 0-9; for each setting, ``columns`` samples side by side (a gap between settings)."""
     rows = []
-    gap = -torch.ones(blocks[0].shape[2:])  # one black image between settings
+    gap = torch.zeros(blocks[0].shape[2:])  # one gray image between settings
     for k in range(10):
         row = []
         for i, b in enumerate(blocks):
