@@ -107,4 +107,4 @@ def test_train_classifier_command(tmp_path, capsys) -> None:
     assert load_classifier(out / "classifier").num_classes == 4
     assert "Bayes-optimal" in capsys.readouterr().out
     assert main(["train-classifier", "--classes", "1", "--out", str(out)]) == 2
-    assert "--classes must be at least 2" in capsys.readouterr().err
+    assert "classes (from --classes): must be >= 2, got 1" in capsys.readouterr().err

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from scoresde.cli import colorize as colorize_cli
 from scoresde.cli import demo
 from scoresde.cli import evaluate as eval_cli
+from scoresde.cli import inpaint as inpaint_cli
 from scoresde.cli import likelihood as likelihood_cli
 from scoresde.cli import sample as sample_cli
 from scoresde.cli import train as train_cli
@@ -25,6 +27,8 @@ SUBCOMMANDS = {
     "decode": decode_cli,
     "interpolate": interpolate_cli,
     "eval": eval_cli,
+    "inpaint": inpaint_cli,
+    "colorize": colorize_cli,
 }
 
 

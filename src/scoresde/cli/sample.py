@@ -1,115 +1,199 @@
 """Draw samples from a trained checkpoint and write a PNG grid and an .npz array.
 
+Plain, class-conditional (``--class``), classifier-free guided (``--guidance W``: Ho &
+Salimans 2022, needs a conditional model trained with label dropout) or classifier-guided
+(``--classifier PATH --classifier-scale S``: Song et al. 2021, Sec. 5, with a noise-conditional
+classifier from ``scoresde train-classifier``) samples.
+
 The .npz holds ``x`` (float32 samples in the model's space, ``(N, C, H, W)`` for images,
 ``[-1, 1]`` data range), ``images`` (uint8 ``(N, H, W, C)``) and ``y`` (labels, for
-class-conditional samples).
+class-conditional samples).  Outputs go to ``--out``, else ``runs/<--name>``, else
+``<run>/samples`` beside the checkpoint's run folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
+from typing import Any
 
-HELP = "sample a trained checkpoint: PNG grid and .npz array"
+from scoresde.cli.config import Option, add_options, resolve, run_dir
+
+HELP = "sample a trained checkpoint (optionally guided): PNG grid and .npz array"
+
+OPTIONS = [
+    Option("checkpoint", "", "a .safetensors checkpoint or a run folder (required)", type=str),
+    Option("num", 64, "number of samples", minimum=1),
+    Option("method", "euler", "sampler, a key of scoresde.SAMPLERS"),
+    Option("steps", 100, "sampler steps", minimum=1),
+    Option("grid", "uniform", "time grid", choices=("uniform", "logsnr", "edm", "quadratic")),
+    Option("class", None, "class label (default: cycle over the classes)", type=int),
+    Option(
+        "guidance",
+        None,
+        "classifier-free guidance weight w (Ho & Salimans 2022; 0 = conditional)",
+        type=float,
+    ),
+    Option(
+        "classifier",
+        "",
+        "noise-conditional classifier from `scoresde train-classifier` (file or folder)",
+        type=str,
+    ),
+    Option("classifier_scale", 1.0, "classifier-guidance scale (1 = Bayes' rule)", minimum=0.0),
+    Option("seed", 0, "seed (each sample depends on it and its index only)"),
+    Option("batch_size", 256, "samples per sampler batch", minimum=1),
+    Option("raw", False, "use the raw weights instead of the EMA weights"),
+    Option("denoise", True, "finish with the Tweedie denoising step"),
+    Option("device", "auto", "auto, cpu or cuda"),
+    Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
+    Option("progress", False, "show a progress bar"),
+]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a run folder")
-    p.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
-    p.add_argument("--method", default="euler", help="sampler, a key of scoresde.SAMPLERS (default: euler)")
-    p.add_argument("--steps", type=int, default=100, help="sampler steps (default: 100)")
-    p.add_argument("--grid", default="uniform", help="time grid: uniform, logsnr, edm, quadratic")
-    p.add_argument(
-        "--class",
-        dest="label",
-        type=int,
-        default=None,
-        help="class label for a class-conditional model (default: cycle over the classes)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed (each sample depends on it and its index only)")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per model call batch")
-    p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
-    p.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--out", default=None, help="output folder (default: <run>/samples)")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_options(p, OPTIONS)
+
+
+def resolve_classifier_path(path: str) -> Path:
+    """A classifier written by ``train-classifier``: its folder, ``.safetensors`` or ``.json`` file."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "classifier"
+    p = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+    if not p.with_suffix(".safetensors").is_file():
+        raise FileNotFoundError(
+            f"classifier not found: {p.with_suffix('.safetensors')} (give the folder or file written by "
+            "`scoresde train-classifier`)"
+        )
+    return p
+
+
+def guided_model(
+    model: Any, meta: dict[str, Any], cfg: dict[str, Any], device: Any
+) -> tuple[Any, int | None]:
+    """Wrap ``model`` for ``--guidance`` / ``--classifier``; return it and the number of classes."""
+    from scoresde.cli._checkpoints import item_shape, label_dropout, num_classes
+    from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, load_classifier
+    from scoresde.train.checkpoint import sde_config
+
+    classes = num_classes(meta)
+    if cfg["guidance"] is not None and cfg["classifier"]:
+        raise ValueError("give --guidance (classifier-free) or --classifier (classifier guidance), not both")
+    if cfg["guidance"] is not None:
+        if not classes:
+            raise ValueError(
+                "--guidance needs a class-conditional checkpoint trained with label dropout; this model is "
+                "unconditional (train with --conditional --label-dropout 0.1, or use --classifier)"
+            )
+        if label_dropout(meta) <= 0:
+            raise ValueError(
+                "--guidance needs a model trained with label dropout (its null token was never trained); "
+                "this checkpoint has label_dropout = 0: retrain with --label-dropout 0.1"
+            )
+        return ClassifierFreeGuidance(model, scale=cfg["guidance"]), classes
+    if cfg["classifier"]:
+        if classes and label_dropout(meta) <= 0:
+            raise ValueError(
+                "classifier guidance needs an unconditional score; this class-conditional model was trained "
+                "without label dropout, so it has none (use --class alone, or an unconditional model)"
+            )
+        clf = load_classifier(resolve_classifier_path(cfg["classifier"]), device=device)
+        want = item_shape(meta)
+        if tuple(clf.net.in_shape) != want:
+            raise ValueError(f"the classifier takes inputs {tuple(clf.net.in_shape)}, the model makes {want}")
+        if sde_config(clf.sde) != sde_config(model.sde):
+            raise ValueError(
+                f"the classifier was trained under {clf.sde!r} but the model uses {model.sde!r}; "
+                "train it with `scoresde train-classifier --checkpoint` on this model"
+            )
+        if classes and clf.num_classes != classes:
+            raise ValueError(f"the classifier has {clf.num_classes} classes, the model {classes}")
+        return ClassifierGuidance(model, clf, scale=cfg["classifier_scale"]), clf.num_classes
+    return model, classes
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    cfg = resolve(args, OPTIONS, "sample")
+    threads = torch.get_num_threads()
+    if cfg["threads"] > 0:
+        torch.set_num_threads(cfg["threads"])
+    try:
+        return _run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: dict[str, Any]) -> int:
     import numpy as np
     import torch
 
+    from scoresde.cli._checkpoints import check_class, cycle_labels, default_out, item_shape, to_images
     from scoresde.data.images import save_image_grid, to_uint8
     from scoresde.sampling.api import sample
     from scoresde.sampling.registry import SAMPLERS
     from scoresde.train.checkpoint import load_checkpoint
     from scoresde.train.distributed import resolve_device
 
-    if args.method not in SAMPLERS:
-        raise ValueError(f"unknown sampler {args.method!r}; choose one of {sorted(SAMPLERS)}")
-    if args.num < 1 or args.steps < 1 or args.batch_size < 1:
-        raise ValueError("--num, --steps and --batch-size must be positive")
-    device = resolve_device(args.device)
-    ckpt = load_checkpoint(args.checkpoint, ema=not args.raw, device=device)
-    model, meta = ckpt.model, ckpt.config
-    net_cfg = meta["net"]
-    num_classes = net_cfg.get("num_classes")
-    data_shape = tuple(meta.get("data", {}).get("shape") or ())
-    if net_cfg["name"] == "unet":
-        item_shape = (net_cfg["in_channels"], net_cfg["image_size"], net_cfg["image_size"])
-    else:
-        item_shape = (net_cfg["dim"],)
+    if not cfg["checkpoint"]:
+        raise ValueError("give the model to sample: --checkpoint FILE.safetensors or a run folder")
+    if cfg["method"] not in SAMPLERS:
+        raise ValueError(f"unknown sampler {cfg['method']!r}; choose one of {sorted(SAMPLERS)}")
+    device = resolve_device(cfg["device"])
+    ckpt = load_checkpoint(cfg["checkpoint"], ema=not cfg["raw"], device=device)
+    meta = ckpt.config
+    model, classes = guided_model(ckpt.model, meta, cfg, device)
+    label = cfg["class"]
+    check_class(label, classes, "a class-conditional model or a classifier")
+    labels = None if not classes else cycle_labels(cfg["num"], classes, label)
+    shape = item_shape(meta)
 
-    labels = None
-    if args.label is not None:
-        if not num_classes:
-            raise ValueError("--class needs a class-conditional checkpoint; this model is unconditional")
-        if not (0 <= args.label < num_classes):
-            raise ValueError(f"--class must lie in [0, {num_classes - 1}], got {args.label}")
-        labels = torch.full((args.num,), args.label, dtype=torch.long)
-    elif num_classes:
-        labels = torch.arange(args.num) % num_classes
-
-    chunks = []
-    for start in range(0, args.num, args.batch_size):
-        n = min(args.batch_size, args.num - start)
+    chunks, nfe = [], 0
+    for start in range(0, cfg["num"], cfg["batch_size"]):
+        n = min(cfg["batch_size"], cfg["num"] - start)
         y = None if labels is None else labels[start : start + n].to(device)
-        # Per-sample noise keyed by (seed + start, index in the chunk): reproducible for a given --batch-size.
+        # Per-sample noise keyed by (seed + start, index in the chunk): reproducible for a given batch size.
         res = sample(
             model,
-            shape=(n, *item_shape),
-            method=args.method,
-            steps=args.steps,
-            grid=args.grid,
-            denoise=not args.no_denoise,
-            seed=args.seed + start,
+            shape=(n, *shape),
+            method=cfg["method"],
+            steps=cfg["steps"],
+            grid=cfg["grid"],
+            denoise=cfg["denoise"],
+            seed=cfg["seed"] + start,
             y=y,
             device=device,
-            progress=args.progress,
+            progress=cfg["progress"],
         )
         chunks.append(res.x.float().cpu())
+        nfe = max(nfe, res.nfe)
     x = torch.cat(chunks)
-    run_dir = ckpt.path.parent.parent if ckpt.path.parent.name == "checkpoints" else ckpt.path.parent
-    out = Path(args.out) if args.out else run_dir / "samples"
-    out.mkdir(parents=True, exist_ok=True)
-    tag = f"{args.method}_{args.steps}_seed{args.seed}" + (
-        f"_class{args.label}" if args.label is not None else ""
-    )
+    if not cfg["out"] and not cfg["name"]:
+        cfg = {**cfg, "out": str(default_out(ckpt.path, "samples"))}
+    out = run_dir(cfg, "sample")
+    tag = f"{cfg['method']}_{cfg['steps']}_seed{cfg['seed']}"
+    tag += f"_class{label}" if label is not None else ""
+    tag += f"_cfg{cfg['guidance']:g}" if cfg["guidance"] is not None else ""
+    tag += f"_clf{cfg['classifier_scale']:g}" if cfg["classifier"] else ""
     arrays = {"x": x.numpy()}
     if labels is not None:
         arrays["y"] = labels.numpy()
-    images = x
-    if len(item_shape) == 1 and len(data_shape) == 3 and math.prod(data_shape) == item_shape[0]:
-        images = x.reshape(-1, *data_shape)
+    images = to_images(x, meta)
     written = []
-    if images.ndim == 4 and images.shape[1] in (1, 3):
+    if images is not None:
         arrays["images"] = to_uint8(images).permute(0, 2, 3, 1).numpy()
-        scale = max(1, 256 // images.shape[-1])
-        written.append(save_image_grid(images, out / f"samples_{tag}.png", scale=min(scale, 8)))
+        scale = min(8, max(1, 256 // images.shape[-1]))
+        nrow = classes if labels is not None and label is None and cfg["num"] >= classes else None
+        written.append(save_image_grid(images, out / f"samples_{tag}.png", nrow=nrow, scale=scale))
     np.savez(out / f"samples_{tag}.npz", **arrays)
     written.append(out / f"samples_{tag}.npz")
-    print(f"sampled {args.num} from {ckpt.path} (step {ckpt.step}) with {args.method}, {args.steps} steps")
+    print(
+        f"sampled {cfg['num']} from {ckpt.path} (step {ckpt.step}) with {cfg['method']}, "
+        f"{cfg['steps']} steps "
+        f"({nfe} network evaluations per sample)"
+    )
     for path in written:
         print(f"wrote {path}")
     return 0

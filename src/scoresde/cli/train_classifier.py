@@ -1,39 +1,88 @@
-"""Train a noise-conditional classifier p_t(y | x_t) (Song et al. 2021, Sec. 5) on labelled
-Gaussian-mixture data, where each mixture component is a class, and compare its accuracy at
-several noise levels with the exact Bayes classifier of that mixture.  Writes
-classifier.safetensors + classifier.json (no pickle) and metrics.json into an output folder."""
+"""Train a noise-conditional classifier p_t(y | x_t) (Song et al. 2021, Sec. 5, App. I.1) for
+classifier guidance (``scoresde sample --classifier``).
+
+``--data ring`` / ``gmm``: labelled Gaussian-mixture data (each component a class); the
+accuracy at several noise levels is compared with the exact Bayes classifier of the mixture.
+``--data digits`` (or ``digits-color``): the bundled 8x8 digits; the accuracy on the held-out
+digits is reported.  The classifier must be trained under the SDE of the score model it will
+guide: ``--checkpoint`` reads the SDE (and checks the image shape) from a score-model
+checkpoint; otherwise ``--sde`` names it.  Writes classifier.safetensors + classifier.json (no
+pickle), metrics.json and config.toml into the output folder.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from typing import Any
 
 import torch
 
-HELP = "train a time-dependent classifier for classifier guidance"
+from scoresde.cli.config import Option, add_options, resolve, run_dir
 
-DATASETS = ("ring", "gmm")
+HELP = "train a time-dependent classifier for classifier guidance (mixtures or digits)"
+
+DATASETS = ("ring", "gmm", "digits", "digits-color")
+
+OPTIONS = [
+    Option("data", "ring", "labelled data: a 2-D ring / random mixture, or the digits", choices=DATASETS),
+    Option("classes", 8, "number of classes (mixture components) for ring / gmm", minimum=2),
+    Option("dim", 2, "data dimension for --data gmm", minimum=1),
+    Option("checkpoint", "", "score-model checkpoint whose SDE (and image shape) to match", type=str),
+    Option("sde", "", "forward SDE when no --checkpoint is given (default vp)", type=str),
+    Option("steps", 2000, "training steps", minimum=1),
+    Option("batch_size", 256, "batch size", minimum=1),
+    Option("lr", 0.0, "learning rate (0: 5e-3 for mixtures, 2e-3 for images)", minimum=0.0),
+    Option("hidden", 0, "MLP width / first conv channels (0: 128 for mixtures, 32 for images)", minimum=0),
+    Option("depth", 2, "hidden layers / stride-2 conv stages", minimum=1),
+    Option("seed", 0, "seed of every random draw"),
+    Option("device", "auto", "auto, cpu or cuda"),
+    Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
+    Option("progress", True, "show a progress bar"),
+]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="ring", choices=DATASETS, help="labelled mixture: ring or random gmm")
-    p.add_argument("--classes", type=int, default=8, help="number of classes (mixture components)")
-    p.add_argument("--dim", type=int, default=2, help="data dimension for --dataset gmm")
-    p.add_argument(
-        "--sde", default="vp", choices=["vp", "ve", "subvp", "edm", "straight"], help="forward SDE"
-    )
-    p.add_argument("--steps", type=int, default=2000, help="training steps")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--hidden", type=int, default=128, help="width of the classifier MLP")
-    p.add_argument("--depth", type=int, default=2, help="hidden layers of the classifier MLP")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/classifier", help="output folder")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_options(p, OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg = resolve(args, OPTIONS, "train-classifier")
+    threads = torch.get_num_threads()
+    if cfg["threads"] > 0:
+        torch.set_num_threads(cfg["threads"])
+    try:
+        return _run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _resolve_sde(cfg: dict[str, Any]):
+    """The SDE to train under: the checkpoint's, else ``--sde``; and the checkpoint's metadata."""
+    import scoresde as ss
+    from scoresde.sde import SDES
+    from scoresde.train.checkpoint import read_checkpoint_metadata
+
+    if cfg["sde"] and cfg["sde"] not in SDES:
+        raise ValueError(f"unknown SDE {cfg['sde']!r} for --sde; choose one of {sorted(SDES)}")
+    if not cfg["checkpoint"]:
+        return ss.make_sde(cfg["sde"] or "vp"), None
+    from pathlib import Path
+
+    path = Path(cfg["checkpoint"])
+    if path.is_dir():
+        path = path / "checkpoints" / "last.safetensors"
+    meta = read_checkpoint_metadata(path)
+    sde = ss.make_sde(meta["sde"]["name"], **meta["sde"]["kwargs"])
+    if cfg["sde"] and cfg["sde"] != meta["sde"]["name"]:
+        raise ValueError(
+            f"--sde {cfg['sde']} disagrees with the checkpoint's SDE {sde!r}"
+            "; drop --sde to use the checkpoint's"
+        )
+    return sde, meta
+
+
+def _run(cfg: dict[str, Any]) -> int:
     import scoresde as ss
     from scoresde.guidance import (
         AnalyticClassifier,
@@ -43,58 +92,108 @@ def run(args: argparse.Namespace) -> int:
         train_classifier,
     )
     from scoresde.nets import TimeClassifier
+    from scoresde.train.distributed import resolve_device
 
-    if args.classes < 2:
-        raise ValueError(f"--classes must be at least 2, got {args.classes}")
-    g = torch.Generator().manual_seed(args.seed)
-    if args.dataset == "ring":
-        gmm = ss.GaussianMixture.ring(args.classes, radius=2.0, std=0.3)
+    sde, meta = _resolve_sde(cfg)
+    device = resolve_device(cfg["device"])
+    g = torch.Generator().manual_seed(cfg["seed"])
+    images = cfg["data"].startswith("digits")
+    lr = cfg["lr"] or (2e-3 if images else 5e-3)
+    hidden = cfg["hidden"] or (32 if images else 128)
+    bayes = None
+    if images:
+        from scoresde.data.images import load_digits
+
+        data = load_digits(seed=cfg["seed"], colored=cfg["data"] == "digits-color")
+        shape = tuple(data.shape)
+        if meta is not None:
+            from scoresde.cli._checkpoints import item_shape
+
+            model_shape = item_shape(meta)
+            if model_shape != shape:
+                raise ValueError(
+                    f"the checkpoint's model takes inputs {model_shape} but --data {cfg['data']} images are "
+                    f"{shape}; give a checkpoint trained on {cfg['data']}"
+                )
+        classes = int(data.num_classes)
+        x_train, y_train = data.train, data.train_labels
+        x_test, y_test = data.test, data.test_labels
+        std = float(x_train.std())
+
+        def draw(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            idx = torch.randint(0, x_train.shape[0], (batch,), generator=gen)
+            return x_train[idx], y_train[idx]
+
     else:
-        gmm = ss.GaussianMixture.random(
-            args.dim, args.classes, eig_min=0.01, eig_max=0.1, mean_scale=1.5, generator=g
+        if meta is not None and item_shape_of(meta) != (cfg["dim"] if cfg["data"] == "gmm" else 2,):
+            raise ValueError(
+                "--checkpoint's model does not take the mixture's points; use --sde for mixtures"
+            )
+        classes = cfg["classes"]
+        if cfg["data"] == "ring":
+            gmm = ss.GaussianMixture.ring(classes, radius=2.0, std=0.3)
+        else:
+            gmm = ss.GaussianMixture.random(
+                cfg["dim"], classes, eig_min=0.01, eig_max=0.1, mean_scale=1.5, generator=g
+            )
+        shape = (gmm.dim,)
+        bayes = AnalyticClassifier(ss.AnalyticScore(gmm, sde))
+        std = float(gmm.sample(10_000, generator=g).std())
+        x_test, y_test = gmm.sample(
+            4000, generator=torch.Generator().manual_seed(cfg["seed"] + 1), return_labels=True
         )
-    sde = ss.make_sde(args.sde)
 
-    def draw(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = gmm.sample(batch, generator=gen, return_labels=True)
-        return x.float(), y
+        def draw(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            x, y = gmm.sample(batch, generator=gen, return_labels=True)
+            return x.float(), y
 
-    std = float(gmm.sample(10_000, generator=g).std())
-    net = TimeClassifier((gmm.dim,), args.classes, hidden=args.hidden, depth=args.depth)
-    clf = NoiseConditionalClassifier(net, sde, sigma_data=std)
+    net = TimeClassifier(shape, classes, hidden=hidden, depth=cfg["depth"])
+    clf = NoiseConditionalClassifier(net, sde, sigma_data=std).to(device)
     fit = train_classifier(
         clf,
         draw,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
+        steps=cfg["steps"],
+        batch_size=cfg["batch_size"],
+        lr=lr,
         generator=g,
-        progress=not args.no_progress,
+        progress=cfg["progress"],
     )
-    out = Path(args.out)
-    weights, meta = save_classifier(clf, out / "classifier")
-    x, y = gmm.sample(4000, generator=torch.Generator().manual_seed(args.seed + 1), return_labels=True)
-    bayes = AnalyticClassifier(ss.AnalyticScore(gmm, sde))
+    out = run_dir(cfg, "train-classifier")
+    weights, meta_path = save_classifier(clf, out / "classifier")
+    clf = clf.cpu()
     times = [sde.eps, 0.1 * sde.T, 0.3 * sde.T, 0.5 * sde.T, 0.8 * sde.T]
-    acc = {}
+    acc: dict[str, dict[str, float]] = {}
     for t in times:
-        a = classifier_accuracy(clf, sde, x.float(), y, t, torch.Generator().manual_seed(7))
-        b = classifier_accuracy(bayes, sde, x, y, t, torch.Generator().manual_seed(7))
-        acc[f"{t:.4g}"] = {"classifier": a, "bayes_optimal": b}
+        a = classifier_accuracy(clf, sde, x_test.float(), y_test, t, torch.Generator().manual_seed(7))
+        acc[f"{t:.4g}"] = {"classifier": a}
+        if bayes is not None:
+            acc[f"{t:.4g}"]["bayes_optimal"] = classifier_accuracy(
+                bayes, sde, x_test, y_test, t, torch.Generator().manual_seed(7)
+            )
     metrics = {
-        "dataset": args.dataset,
-        "classes": args.classes,
+        "data": cfg["data"],
+        "classes": classes,
         "sde": repr(sde),
-        "train_steps": args.steps,
+        "num_parameters": net.num_parameters,
+        "train_steps": cfg["steps"],
         "train_seconds": round(fit.seconds, 2),
         "final_loss": sum(fit.losses[-100:]) / min(100, len(fit.losses)),
+        "held_out": int(x_test.shape[0]),
         "accuracy": acc,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(
-        f"trained {args.steps} steps in {fit.seconds:.1f}s (final cross-entropy {metrics['final_loss']:.4f})"
+        f"trained {cfg['steps']} steps under the {sde!r} in {fit.seconds:.1f}s "
+        f"(final cross-entropy {metrics['final_loss']:.4f})"
     )
     for t, a in acc.items():
-        print(f"  t = {t:>7}: accuracy {a['classifier']:.3f}  (Bayes-optimal {a['bayes_optimal']:.3f})")
-    print(f"wrote {weights}, {meta} and {out / 'metrics.json'}")
+        extra = f"  (Bayes-optimal {a['bayes_optimal']:.3f})" if "bayes_optimal" in a else ""
+        print(f"  t = {t:>7}: held-out accuracy {a['classifier']:.3f}{extra}")
+    print(f"wrote {weights}, {meta_path} and {out / 'metrics.json'}")
     return 0
+
+
+def item_shape_of(meta: dict[str, Any]) -> tuple[int, ...]:
+    from scoresde.cli._checkpoints import item_shape
+
+    return item_shape(meta)

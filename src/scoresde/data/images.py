@@ -209,17 +209,36 @@ def _labels(y: np.ndarray | None, n: int, where: str) -> tuple[Tensor | None, in
 # ---------------------------------------------------------------------- #
 # The bundled default: scikit-learn's digits.
 # ---------------------------------------------------------------------- #
-def load_digits(test_fraction: float = 0.1, seed: int = 0) -> DataSplit:
+def load_digits(test_fraction: float = 0.1, seed: int = 0, colored: bool = False) -> DataSplit:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes, 17 levels).
 
     No download: the data ships with scikit-learn.  Images ``(N, 1, 8, 8)`` in ``[-1, 1]``.
+
+    With ``colored=True`` every digit is tinted by its own random colour, giving a 3-channel
+    set ``(N, 3, 8, 8)`` for colorization (:func:`scoresde.guidance.colorize`): the colour
+    is a fully saturated hue ``h ~ U[0, 1)`` (HSV with ``s = v = 1``) drawn with ``seed``,
+    and image ``n`` is ``2 v_n c_n - 1`` with intensities ``v_n`` in ``[0, 1]`` (black
+    background, coloured strokes).  Such data is continuous (``levels=None``); ``load_dataset``
+    calls it ``"digits-color"``.
     """
     from sklearn.datasets import load_digits as _sk_digits
 
     d = _sk_digits()
-    x = to_unit_range(torch.as_tensor(d.images, dtype=torch.float32)[:, None], 16.0)
+    v = torch.as_tensor(d.images, dtype=torch.float32)[:, None] / 16.0  # (N, 1, 8, 8) in [0, 1]
     y = torch.as_tensor(d.target, dtype=torch.int64)
-    return split_data(x, y, test_fraction, seed, num_classes=10, levels=17, name="digits")
+    if not colored:
+        x = to_unit_range(v * 16.0, 16.0)
+        return split_data(x, y, test_fraction, seed, num_classes=10, levels=17, name="digits")
+    hue = torch.rand(v.shape[0], generator=torch.Generator().manual_seed(seed + 12345))
+    colour = _hue_to_rgb(hue)  # (N, 3)
+    x = 2.0 * v * colour[:, :, None, None] - 1.0
+    return split_data(x, y, test_fraction, seed, num_classes=10, levels=None, name="digits-color")
+
+
+def _hue_to_rgb(hue: Tensor) -> Tensor:
+    """Fully saturated, full-value HSV colours of hues ``(N,)`` in ``[0, 1)``, as RGB ``(N, 3)``."""
+    k = (torch.tensor([5.0, 3.0, 1.0]) + 6.0 * hue[:, None]) % 6.0
+    return 1.0 - torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
 # ---------------------------------------------------------------------- #
@@ -371,9 +390,11 @@ def load_dataset(
     image_size: int | None = None,
     channels: int | None = None,
 ) -> DataSplit:
-    """``"digits"``, a ``.npy`` / ``.npz`` file or a folder of images."""
+    """``"digits"``, ``"digits-color"``, a ``.npy`` / ``.npz`` file or a folder of images."""
     if str(source) == "digits":
         return load_digits(test_fraction, seed)
+    if str(source) == "digits-color":
+        return load_digits(test_fraction, seed, colored=True)
     path = Path(source)
     if path.is_dir():
         return load_image_folder(path, image_size, channels, test_fraction, seed)

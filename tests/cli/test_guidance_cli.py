@@ -1,0 +1,214 @@
+"""``scoresde sample`` guidance, ``train-classifier --data digits``, ``inpaint`` and ``colorize``,
+end to end on tiny checkpoints trained for two steps (fast; one torch thread)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import scoresde as ss
+from scoresde.cli.__main__ import main
+from scoresde.data.images import load_digits
+from scoresde.guidance import ClassifierFreeGuidance
+from scoresde.train.checkpoint import load_checkpoint
+from scoresde.train.trainer import TrainConfig, Trainer
+
+TINY = {
+    "base_channels": 8,
+    "channel_mults": (1,),
+    "num_res_blocks": 1,
+    "attn_resolutions": (),
+    "steps": 2,
+    "batch_size": 8,
+    "warmup": 1,
+    "num_samples": 4,
+    "sample_steps": 2,
+    "eval_every": 1000,
+    "save_every": 1000,
+    "progress": False,
+    "device": "cpu",
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    """Checkpoints: conditional with label dropout, conditional without, unconditional, 3-channel."""
+    root = tmp_path_factory.mktemp("ckpts")
+    torch.set_num_threads(1)
+    runs = {
+        "cfg": {"conditional": True, "label_dropout": 0.2},
+        "cond": {"conditional": True},
+        "uncond": {},
+        "color": {"data": "digits-color"},
+    }
+    out = {}
+    for name, extra in runs.items():
+        result = Trainer(TrainConfig(**TINY, **extra, out=str(root), name=name)).fit()
+        out[name] = str(result.checkpoint)
+    return out
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_colored_digits_are_tinted_digits() -> None:
+    gray, color = load_digits(), load_digits(colored=True)
+    assert color.train.shape == (gray.train.shape[0], 3, 8, 8) and color.levels is None
+    assert torch.equal(color.train_labels, gray.train_labels)
+    v = (color.train + 1) / 2  # v_n c_n, colours of HSV value 1: the brightest channel is v_n itself
+    assert torch.allclose(v.amax(dim=1, keepdim=True), (gray.train + 1) / 2, atol=1e-6)
+    # One colour per image: channel ratios are the same at every lit pixel.
+    lit = (gray.train[:, 0] + 1) / 2 > 0.5
+    ratio = v / v.amax(dim=1, keepdim=True).clamp_min(1e-6)
+    spread = [(ratio[i][:, lit[i]].amax(1) - ratio[i][:, lit[i]].amin(1)).max() for i in range(50)]
+    assert max(spread) < 1e-5
+
+
+def test_sample_classifier_free_guidance(ckpts, tmp_path, capsys) -> None:
+    base = ["sample", "--checkpoint", ckpts["cfg"], "--num", "4", "--steps", "3", "--class", "7"]
+    code, out, err = _run(capsys, *base, "--out", str(tmp_path / "plain"))
+    assert code == 0, err
+    code, out, err = _run(capsys, *base, "--guidance", "0", "--out", str(tmp_path / "w0"))
+    assert code == 0, err
+    plain = np.load(tmp_path / "plain" / "samples_euler_3_seed0_class7.npz")
+    w0 = np.load(tmp_path / "w0" / "samples_euler_3_seed0_class7_cfg0.npz")
+    # w = 0 is the conditional model itself, at twice the network evaluations.
+    np.testing.assert_allclose(w0["x"], plain["x"], atol=1e-5)
+    assert (w0["y"] == 7).all() and "8 network evaluations" in out
+    code, out, err = _run(capsys, *base, "--guidance", "3", "--out", str(tmp_path / "w3"))
+    w3 = np.load(tmp_path / "w3" / "samples_euler_3_seed0_class7_cfg3.npz")
+    assert code == 0 and np.isfinite(w3["x"]).all()
+    # The CLI's guided samples are the library's: ClassifierFreeGuidance(w = 3) through ss.sample.
+    model = load_checkpoint(ckpts["cfg"]).model
+    ref = ss.sample(
+        ClassifierFreeGuidance(model, 3.0),
+        shape=(4, 1, 8, 8),
+        method="euler",
+        steps=3,
+        seed=0,
+        y=torch.full((4,), 7),
+    )
+    np.testing.assert_allclose(w3["x"], ref.x.numpy(), atol=1e-5)
+    assert (tmp_path / "w3" / "config.toml").is_file()
+
+
+def test_sample_guidance_errors(ckpts, tmp_path, capsys) -> None:
+    out = ["--out", str(tmp_path), "--steps", "2", "--num", "2"]
+    code, _, err = _run(capsys, "sample", "--checkpoint", ckpts["cond"], "--guidance", "1", *out)
+    assert code == 2 and "trained with label dropout" in err and "label_dropout = 0" in err
+    code, _, err = _run(capsys, "sample", "--checkpoint", ckpts["uncond"], "--guidance", "1", *out)
+    assert code == 2 and "unconditional" in err
+    code, _, err = _run(capsys, "sample", "--checkpoint", ckpts["cfg"], "--class", "10", *out)
+    assert code == 2 and "unknown class 10" in err and "[0, 9]" in err
+    code, _, err = _run(capsys, "sample", "--checkpoint", ckpts["cfg"], "--set", "clas=1", *out)
+    assert code == 2 and "did you mean 'class'" in err
+    code, _, err = _run(capsys, "sample", *out)
+    assert code == 2 and "--checkpoint" in err
+    code, _, err = _run(
+        capsys, "sample", "--checkpoint", ckpts["uncond"], "--classifier", str(tmp_path), *out
+    )
+    assert code == 2 and "classifier not found" in err
+
+
+def test_train_classifier_digits_and_classifier_guidance(ckpts, tmp_path, capsys) -> None:
+    clf = tmp_path / "clf"
+    args = ["--data", "digits", "--steps", "3", "--hidden", "4", "--batch-size", "16", "--no-progress"]
+    code, out, err = _run(
+        capsys, "train-classifier", "--checkpoint", ckpts["uncond"], *args, "--out", str(clf)
+    )
+    assert code == 0, err
+    metrics = json.loads((clf / "metrics.json").read_text())
+    assert metrics["data"] == "digits" and metrics["classes"] == 10 and "VPSDE" in metrics["sde"]
+    assert len(metrics["accuracy"]) == 5 and "held-out accuracy" in out
+    sample = ["sample", "--checkpoint", ckpts["uncond"], "--num", "3", "--steps", "2", "--out", str(tmp_path)]
+    code, out, err = _run(
+        capsys, *sample, "--classifier", str(clf), "--classifier-scale", "2", "--class", "4"
+    )
+    assert code == 0, err
+    npz = np.load(tmp_path / "samples_euler_2_seed0_class4_clf2.npz")
+    assert npz["x"].shape == (3, 1, 8, 8) and (npz["y"] == 4).all() and np.isfinite(npz["x"]).all()
+    code, _, err = _run(capsys, *sample, "--classifier", str(clf), "--class", "11")
+    assert code == 2 and "unknown class 11" in err
+    # A classifier trained under another SDE, or a model's SDE contradicted, is refused.
+    ve = tmp_path / "ve"
+    assert _run(capsys, "train-classifier", "--sde", "ve", *args, "--out", str(ve))[0] == 0
+    code, _, err = _run(capsys, *sample, "--classifier", str(ve / "classifier.safetensors"))
+    assert code == 2 and "trained under VESDE" in err
+    code, _, err = _run(capsys, "train-classifier", "--checkpoint", ckpts["uncond"], "--sde", "ve", *args)
+    assert code == 2 and "disagrees with the checkpoint's SDE" in err
+    code, _, err = _run(capsys, "train-classifier", "--checkpoint", ckpts["color"], *args, "--out", str(ve))
+    assert code == 2 and "(3, 8, 8)" in err and "(1, 8, 8)" in err
+    code, _, err = _run(capsys, *sample, "--classifier", str(clf), "--guidance", "1")
+    assert code == 2 and "not both" in err
+
+
+def test_inpaint_command(ckpts, tmp_path, capsys) -> None:
+    out = tmp_path / "inp"
+    argv = ["inpaint", "--checkpoint", ckpts["cfg"], "--num", "3", "--samples", "2", "--steps", "3"]
+    code, _, err = _run(capsys, *argv, "--mask", "left", "--out", str(out))
+    assert code == 0, err
+    npz = np.load(out / "inpaint.npz")
+    assert npz["samples"].shape == (2, 3, 1, 8, 8) and npz["mask"].shape == (1, 8, 8)
+    assert not npz["mask"][:, :, :4].any() and npz["mask"][:, :, 4:].all()
+    # Projection keeps the known pixels exactly.
+    known = np.broadcast_to(npz["mask"], npz["samples"].shape)
+    np.testing.assert_array_equal(npz["samples"][known], np.broadcast_to(npz["original"], known.shape)[known])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["max_abs_error_known"] == 0 and metrics["hidden_fraction"] == 0.5
+    with Image.open(out / "inpaint.png") as im:  # rows: original, masked, 2 samples; 3 columns
+        assert im.size == (8 * (3 * 9 + 1), 8 * (4 * 9 + 1))
+    mask_file = tmp_path / "m.npy"
+    np.save(mask_file, np.eye(8, dtype=bool))
+    code, _, err = _run(capsys, *argv, "--mask", str(mask_file), "--dps", "--out", str(tmp_path / "dps"))
+    assert code == 0 or "DPS diverged" in err
+    code, _, err = _run(capsys, *argv, "--mask", "diagonal", "--out", str(tmp_path / "x"))
+    assert code == 2 and "unknown mask 'diagonal'" in err
+    np.save(mask_file, np.ones((4, 4)))
+    code, _, err = _run(capsys, *argv, "--mask", str(mask_file), "--out", str(tmp_path / "x"))
+    assert code == 2 and "a mask must have shape (8, 8)" in err
+    code, _, err = _run(capsys, *argv, "--data", "digits-color", "--out", str(tmp_path / "x"))
+    assert code == 2 and "(1, 8, 8)" in err
+
+
+def test_colorize_command(ckpts, tmp_path, capsys) -> None:
+    out = tmp_path / "col"
+    argv = ["colorize", "--num", "2", "--samples", "2", "--steps", "3", "--out", str(out)]
+    code, _, err = _run(capsys, *argv, "--checkpoint", ckpts["color"])
+    assert code == 0, err
+    npz = np.load(out / "colorize.npz")
+    assert npz["samples"].shape == (2, 2, 3, 8, 8) and npz["gray"].shape == (2, 1, 8, 8)
+    np.testing.assert_allclose(npz["samples"].mean(axis=2, keepdims=True)[0], npz["gray"], atol=1e-5)
+    assert json.loads((out / "metrics.json").read_text())["max_abs_gray_error"] < 1e-5
+    with Image.open(out / "colorize.png") as im:
+        assert im.mode == "RGB"
+    code, _, err = _run(capsys, *argv, "--checkpoint", ckpts["uncond"])
+    assert code == 2 and "needs a model of 3-channel images" in err and "digits-color" in err
+
+
+def test_make_mask_shapes() -> None:
+    from scoresde.cli.inpaint import make_mask
+
+    shape = (1, 8, 8)
+    center = make_mask("center", shape)
+    assert int((~center).sum()) == 16 and not center[0, 2:6, 2:6].any() and center[0, :2].all()
+    assert not make_mask("top", shape)[0, :4].any() and make_mask("top", shape)[0, 4:].all()
+    assert not make_mask("bottom", shape)[0, 4:].any() and make_mask("right", shape)[0, :, :4].all()
+    rand = make_mask("random", shape, fraction=0.5, seed=1)
+    assert torch.equal(rand, make_mask("random", shape, fraction=0.5, seed=1)) and 10 < int(rand.sum()) < 54
+    with pytest.raises(ValueError, match="mask-fraction must lie in"):
+        make_mask("random", shape, fraction=1.0)
