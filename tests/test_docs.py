@@ -74,3 +74,16 @@ def test_concept_pages_exist_and_link() -> None:
     gallery = (ROOT / "docs" / "gallery.md").read_text()
     for image in re.findall(r"\]\((img/[^)]+)\)", gallery):
         assert (ROOT / "docs" / image).is_file(), image
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch, one_thread) -> None:
+    blocks = python_blocks(ROOT / "README.md")
+    assert blocks, "the README has no python example"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__readme__"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+    x3 = namespace["x3"]
+    # The guided samples sit on component 3 of the ring (radius 2, angle 3 * 45 degrees).
+    angle = torch.atan2(x3[:, 1], x3[:, 0]).mean()
+    assert abs(float(angle) - 3 * torch.pi / 4) < 0.05
