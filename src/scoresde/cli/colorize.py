@@ -16,9 +16,7 @@ import argparse
 import json
 from typing import Any
 
-import torch
-
-from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
 
 HELP = "colorize held-out grayscale images with a 3-channel score model: PNG figure and .npz"
 
@@ -43,13 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve(args, OPTIONS, "colorize")
-    threads = torch.get_num_threads()
-    if cfg["threads"] > 0:
-        torch.set_num_threads(cfg["threads"])
-    try:
-        return _run(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    return run_with_threads(cfg, _run)
 
 
 def _run(cfg: dict[str, Any]) -> int:

@@ -52,7 +52,7 @@ import argparse
 import datetime as _dt
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -382,3 +382,16 @@ def run_dir(config: Mapping[str, Any], command: str, root: str | Path = "runs", 
             + dump_toml(saved, table=command)
         )
     return path
+
+
+def run_with_threads(cfg: dict[str, Any], body: Callable[[dict[str, Any]], int]) -> int:
+    """Run ``body(cfg)`` with ``cfg["threads"]`` torch threads (0 keeps torch's default), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    if cfg.get("threads", 0) > 0:
+        torch.set_num_threads(cfg["threads"])
+    try:
+        return body(cfg)
+    finally:
+        torch.set_num_threads(before)

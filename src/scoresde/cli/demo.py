@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
 from scoresde.models.parameterization import PREDICTIONS
 
 HELP = "train score models on the 2-D funnel and compare samplers (a few minutes on a CPU)"
@@ -200,13 +200,7 @@ def _metrics_markdown(rows: list[dict[str, Any]], floor: dict[str, float], cfg: 
 
 def run(args: argparse.Namespace) -> int:
     cfg = _settings(args)
-    threads = torch.get_num_threads()
-    if cfg["threads"] > 0:
-        torch.set_num_threads(cfg["threads"])
-    try:
-        return _run(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    return run_with_threads(cfg, _run)
 
 
 def _run(cfg: dict[str, Any]) -> int:

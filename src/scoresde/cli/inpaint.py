@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
 
 HELP = "inpaint held-out images with a score model (projection or DPS): PNG figure and .npz"
 
@@ -110,13 +110,7 @@ def make_mask(kind: str, shape: tuple[int, int, int], fraction: float = 0.5, see
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve(args, OPTIONS, "inpaint")
-    threads = torch.get_num_threads()
-    if cfg["threads"] > 0:
-        torch.set_num_threads(cfg["threads"])
-    try:
-        return _run(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    return run_with_threads(cfg, _run)
 
 
 def _run(cfg: dict[str, Any]) -> int:

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
 
 HELP = "sample a trained checkpoint (optionally guided): PNG grid and .npz array"
 
@@ -114,16 +114,9 @@ def guided_model(
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     cfg = resolve(args, OPTIONS, "sample")
-    threads = torch.get_num_threads()
-    if cfg["threads"] > 0:
-        torch.set_num_threads(cfg["threads"])
-    try:
-        return _run(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    return run_with_threads(cfg, _run)
 
 
 def _run(cfg: dict[str, Any]) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
 
 HELP = "train a time-dependent classifier for classifier guidance (mixtures or digits)"
 
@@ -48,13 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve(args, OPTIONS, "train-classifier")
-    threads = torch.get_num_threads()
-    if cfg["threads"] > 0:
-        torch.set_num_threads(cfg["threads"])
-    try:
-        return _run(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    return run_with_threads(cfg, _run)
 
 
 def _resolve_sde(cfg: dict[str, Any]):
