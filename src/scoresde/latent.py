@@ -59,7 +59,8 @@ def _flow(
         nfe += 1
         t, dt_du = clock(u)
         t_b = t.to(x.dtype).expand(x.shape[0]).to(x.device)
-        return (model.velocity(state[0], t_b, y) * dt_du.to(x.dtype),)
+        dt_b = dt_du.to(x.dtype).expand(x.shape[0]).to(x.device)
+        return (model.velocity(state[0], t_b, y) * append_dims(dt_b, x.ndim),)
 
     with torch.no_grad():
         (out,) = odeint_state(

@@ -12,7 +12,8 @@ divergence is exact (``D`` vector-Jacobian products) or the Hutchinson-Skilling 
 
 How the eps truncation, dequantization and bits/dim are handled is described in
 :mod:`scoresde.dequantization`.  Batch independence: see :mod:`scoresde.pf_ode` (per-sample
-error norm).  The model must treat samples independently (no batch statistics in the network).
+error norm, or per-sample step sizes).  The model must treat samples independently (no batch
+statistics in the network).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import check_data
+from scoresde._utils import append_dims, check_data
 from scoresde.dequantization import Quantization, likelihood_points
 from scoresde.models.base import ScoreFunction
 from scoresde.pf_ode import Clock, odeint_state
@@ -193,14 +194,19 @@ def log_likelihood(
         num_probes: probes ``K`` averaged at each evaluation (fixed along one solve).
         probes: explicit probes ``(K, S * B, *D)`` (e.g. to reuse them across calls).
         generator: source of the probes, dequantization and decoder noise.
-        rtol, atol: adaptive-solver tolerances: every sample's local error on ``x`` is within
-            ``atol + rtol |x|`` (RMS over its entries) and on the log-density within ``atol`` nats.
+        rtol, atol: adaptive-solver tolerances: each sample's local error on ``x`` is measured
+            against ``atol + rtol |x|`` (RMS over its entries) and on the log-density against
+            ``atol`` nats (no rtol: the accumulator's scale is arbitrary); ``independent`` takes
+            the RMS of the two, ``per_sample``/``batch`` their maximum.
         method: torchdiffeq method (``dopri5`` default; ``rk4``, ``euler``, ... with ``steps``).
         steps: number of steps of a fixed-step method.
         time_variable: ``t`` (default, the paper's) or ``log_sigma``; both integrate the same
             ODE to the same answer (see :mod:`scoresde.pf_ode`; ``t`` needed fewer steps in
             our measurements, docs/bench_likelihood.md).
-        norm: ``per_sample`` (batch-independent accuracy) or ``batch`` (torchdiffeq's RMS).
+        norm: ``per_sample`` (default: shared steps, every sample within tolerance),
+            ``independent`` (per-sample step sizes, results exactly batch-independent, fewer
+            evaluations; ``dopri5`` only) or ``batch`` (torchdiffeq's whole-batch RMS); see
+            :mod:`scoresde.pf_ode`.
         quantization: declare discrete data (see :class:`~scoresde.dequantization.Quantization`);
             enables uniform dequantization and bits/dim.
         eps_correction: ``none`` (the paper's convention), ``gaussian`` or ``discretized``
@@ -241,14 +247,14 @@ def log_likelihood(
         nonlocal nfe
         nfe += 1
         t, dt_du = clock(u)
-        t_b = t.to(xs.dtype).expand(xs.shape[0]).to(xs.device)
-        dt_du = dt_du.to(xs.dtype)
+        t_b = t.to(xs.dtype).expand(xs.shape[0]).to(xs.device)  # u: scalar, or (B,) per sample
+        dt_du = dt_du.to(xs.dtype).expand(xs.shape[0]).to(xs.device)
         with torch.enable_grad():
             xg = state[0].detach().requires_grad_(True)
             v = model.velocity(xg, t_b, ys)
             exact = divergence == "exact"
             div = divergence_exact(v, xg) if exact else divergence_hutchinson(v, xg, probes)
-        return v.detach() * dt_du, div.detach() * dt_du
+        return v.detach() * append_dims(dt_du, v.ndim), div.detach() * dt_du
 
     state0 = (xs, torch.zeros(s_count * b, dtype=xs.dtype, device=xs.device))
     u0, u1 = clock.u_of_t(sde.eps), clock.u_of_t(sde.T)

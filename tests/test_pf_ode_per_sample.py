@@ -1,0 +1,134 @@
+"""Per-sample-step Dormand-Prince (``norm="independent"``): exact batch independence, accuracy."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import scoresde as ss
+from scoresde.pf_ode import odeint_per_sample
+
+TOL = 1e-5
+
+
+def test_linear_ode_per_sample_rates():
+    """dy/du = -k y with a different k per sample: each sample meets its own tolerance."""
+    k = torch.tensor([0.5, 3.0, 40.0], dtype=torch.float64)
+    y0 = torch.ones(3, 2, dtype=torch.float64)
+    (y,), steps = odeint_per_sample(lambda u, s: (-k[:, None] * s[0],), (y0,), 0.0, 1.0, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(y, torch.exp(-k)[:, None].expand(3, 2), rtol=1e-6, atol=1e-7)
+    # The stiffer sample needs more steps; a sample alone takes exactly its steps in the batch.
+    assert steps[0] < steps[2]
+    (alone,), steps1 = odeint_per_sample(
+        lambda u, s: (-k[2:][:, None] * s[0],), (y0[2:],), 0.0, 1.0, rtol=1e-8, atol=1e-8
+    )
+    assert int(steps1[0]) == int(steps[2]) and torch.equal(alone[0], y[2])
+
+
+def test_backward_direction_and_calls():
+    """Integrating from 1 to 0 inverts the forward solve; calls = 2 + 6 * max steps (FSAL)."""
+    calls = 0
+
+    def f(u, s):
+        nonlocal calls
+        calls += 1
+        assert u.shape == (4,) and u.dtype == torch.float64
+        return (torch.sin(3 * u)[:, None] * s[0],)
+
+    y0 = torch.linspace(0.5, 2.0, 4, dtype=torch.float64)[:, None]
+    (y1,), steps = odeint_per_sample(f, (y0,), 0.0, 1.0, rtol=1e-9, atol=1e-9)
+    assert calls == 2 + 6 * int(steps.max())
+    exact = y0 * math.exp((1 - math.cos(3.0)) / 3)
+    torch.testing.assert_close(y1, exact, rtol=1e-7, atol=1e-8)
+    (back,), _ = odeint_per_sample(f, (y1,), 1.0, 0.0, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(back, y0, rtol=1e-7, atol=1e-8)
+
+
+def test_bad_tolerances_and_nonfinite_field():
+    y0 = (torch.ones(2, 1, dtype=torch.float64),)
+    with pytest.raises(ValueError, match="rtol"):
+        odeint_per_sample(lambda u, s: s, y0, 0.0, 1.0, rtol=(1e-5, 1e-5))
+    with pytest.raises(ValueError, match="atol"):
+        odeint_per_sample(lambda u, s: s, y0, 0.0, 1.0, atol=-1.0)
+    with pytest.raises(RuntimeError, match="step size underflow"):
+        odeint_per_sample(lambda u, s: (torch.full_like(s[0], float("nan")),), y0, 0.0, 1.0)
+
+
+def test_sample_alone_equals_sample_in_batch_exactly(gmm2d):
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(gmm2d, sde)
+    x = gmm2d.sample(64, generator=torch.Generator().manual_seed(7))
+    batch = ss.log_likelihood(oracle, sde, x, rtol=TOL, atol=TOL, norm="independent")
+    for i in (0, 17, 42, 63):
+        alone = ss.log_likelihood(oracle, sde, x[i : i + 1], rtol=TOL, atol=TOL, norm="independent")
+        assert abs(float(alone.logp[0] - batch.logp[i])) < 1e-12
+        torch.testing.assert_close(alone.z[0], batch.z[i], rtol=0, atol=1e-12)
+        assert alone.nfe <= batch.nfe
+
+
+@pytest.mark.parametrize(
+    "sde",
+    [ss.VESDE(sigma_min=0.01, sigma_max=10.0), ss.VPSDE(), ss.SubVPSDE()],
+    ids=["ve", "vp", "subvp"],
+)
+@pytest.mark.parametrize("time_variable", ["t", "log_sigma"])
+def test_matches_exact_logp_2d(sde, time_variable, gmm2d):
+    oracle = ss.AnalyticScore(gmm2d, sde)
+    x = gmm2d.sample(32, generator=torch.Generator().manual_seed(0))
+    res = ss.log_likelihood(
+        oracle,
+        sde,
+        x,
+        rtol=TOL,
+        atol=TOL,
+        norm="independent",
+        time_variable=time_variable,
+        prior_logp=lambda z: oracle.log_prob(z, sde.T),
+    )
+    err = (res.logp - oracle.log_prob(x, sde.eps)).abs()
+    assert float(err.mean()) <= 1e-4, float(err.mean())
+
+
+def test_benchmark_problem_fewer_evaluations():
+    """The 2-D VP mixture of benchmarks/likelihood.py (256 points): fewer batched evaluations
+    than the shared-step per-sample norm, at mean error <= 1e-5 nats."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from likelihood import _gmm2d
+    finally:
+        sys.path.pop(0)
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(_gmm2d(), sde)
+    x = _gmm2d().sample(256, generator=torch.Generator().manual_seed(0))
+    exact = oracle.log_prob(x, sde.eps)
+    kw = {"rtol": TOL, "atol": TOL, "prior_logp": lambda z: oracle.log_prob(z, sde.T)}
+    new = ss.log_likelihood(oracle, sde, x, norm="independent", **kw)
+    old = ss.log_likelihood(oracle, sde, x, norm="per_sample", **kw)
+    assert new.nfe < old.nfe, (new.nfe, old.nfe)
+    assert float((new.logp - exact).abs().mean()) <= 1e-5
+
+
+def test_encode_decode_invert(gmm2d):
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(gmm2d, sde)
+    x = gmm2d.sample(16, generator=torch.Generator().manual_seed(3))
+    z = ss.encode(oracle, sde, x, norm="independent")
+    back = ss.decode(oracle, sde, z.x, norm="independent")
+    torch.testing.assert_close(back.x, x, rtol=0, atol=1e-3)
+    ref = ss.encode(oracle, sde, x, rtol=1e-10, atol=1e-10)
+    assert float((z.x - ref.x).abs().max()) < 1e-3
+
+
+def test_independent_needs_dopri5(gmm2d):
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(gmm2d, sde)
+    x = gmm2d.sample(4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="dopri5"):
+        ss.log_likelihood(oracle, sde, x, norm="independent", method="bosh3")
+    # Fixed-step methods ignore the norm.
+    res = ss.log_likelihood(oracle, sde, x, norm="independent", method="rk4", steps=5)
+    assert res.nfe == 20
