@@ -29,11 +29,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 import scoresde as ss
 from scoresde.data.images import DataSplit, load_digits, save_image_grid
+from scoresde.eval import classifier_accuracy, frechet_distance, train_digits_classifier
 from scoresde.train.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,69 +55,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--run-dir", default=str(ROOT / "runs"), help="parent of the run folder")
     p.add_argument("--docs", default=str(ROOT / "docs"), help="where the table and grid go")
     return p.parse_args()
-
-
-# ---------------------------------------------------------------------- #
-# The reference classifier (trained on the training split only).
-# ---------------------------------------------------------------------- #
-class DigitsCNN(nn.Module):
-    """A small CNN; ``features`` is the 128-d penultimate layer used for the Frechet distance."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(32, 64, 3, padding=1, stride=2),
-            nn.SiLU(),
-            nn.Conv2d(64, 64, 3, padding=1),
-            nn.SiLU(),
-        )
-        self.fc = nn.Linear(64 * 16, 128)
-        self.head = nn.Linear(128, 10)
-
-    def features(self, x: Tensor) -> Tensor:
-        return F.silu(self.fc(self.conv(x).flatten(1)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
-
-
-def train_classifier(data: DataSplit, seed: int, epochs: int = 30) -> DigitsCNN:
-    torch.manual_seed(seed)
-    clf = DigitsCNN()
-    opt = torch.optim.AdamW(clf.parameters(), lr=2e-3, weight_decay=1e-4)
-    g = torch.Generator().manual_seed(seed)
-    x, y = data.train, data.train_labels
-    for _ in range(epochs):
-        perm = torch.randperm(x.shape[0], generator=g)
-        for i in range(0, x.shape[0], 64):
-            idx = perm[i : i + 64]
-            # Light augmentation (1-pixel shifts) so the classifier generalises beyond the pixel grid.
-            shift = tuple(int(s) for s in torch.randint(-1, 2, (2,), generator=g))
-            xb = torch.roll(x[idx], shifts=shift, dims=(2, 3))
-            loss = F.cross_entropy(clf(xb), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return clf.eval()
-
-
-@torch.no_grad()
-def accuracy(clf: DigitsCNN, x: Tensor, y: Tensor) -> float:
-    return float((clf(x).argmax(1) == y).float().mean())
-
-
-@torch.no_grad()
-def frechet_distance(clf: DigitsCNN, a: Tensor, b: Tensor) -> float:
-    """``||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a^{1/2} S_b S_a^{1/2})^{1/2})`` in float64."""
-    fa, fb = clf.features(a).double(), clf.features(b).double()
-    mu_a, mu_b = fa.mean(0), fb.mean(0)
-    s_a, s_b = torch.cov(fa.T), torch.cov(fb.T)
-    w, v = torch.linalg.eigh(s_a)
-    root_a = (v * w.clamp_min(0).sqrt()) @ v.T
-    cross = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp_min(0).sqrt().sum()
-    return float(((mu_a - mu_b) ** 2).sum() + torch.trace(s_a) + torch.trace(s_b) - 2 * cross)
 
 
 # ---------------------------------------------------------------------- #
@@ -195,13 +131,13 @@ def main() -> None:
 
     # Sample quality through a classifier trained on the training split.
     t1 = time.perf_counter()
-    clf = train_classifier(data, args.seed)
-    clf_acc = accuracy(clf, data.test, data.test_labels)
+    clf = train_digits_classifier(data.train, data.train_labels, seed=args.seed)
+    clf_acc = classifier_accuracy(clf, data.test, data.test_labels)
     labels = torch.arange(10).repeat_interleave(args.per_class)
     res = ss.sample(ema, shape=(labels.numel(), 1, 8, 8), method=args.method, steps=args.sample_steps,
                     seed=args.seed, y=labels)  # fmt: skip
     samples = res.x.clamp(-1, 1)
-    sample_acc = accuracy(clf, samples, labels)
+    sample_acc = classifier_accuracy(clf, samples, labels)
     fd_samples = frechet_distance(clf, samples, data.test)
     fd_floor = frechet_distance(clf, data.train, data.test)
     sample_seconds = time.perf_counter() - t1
