@@ -248,6 +248,78 @@ def run_problem(name, model, sde, x, reference, exact_prior, repeats, peers, ref
     return rows
 
 
+SWEEP = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
+
+
+def work_precision(model, sde, x, reference, exact_prior, repeats):
+    """Error against cost over a sweep of tolerances, for ours and the paper-style loop.
+
+    Returns ``(table rows, {method: [(tol, mean err, max err, nfe, wall)]})``.  Every method is
+    a 5th-order Runge-Kutta pair; the sweep shows how much accuracy each buys per evaluation.
+    """
+    methods = {
+        "scoresde per-sample norm (default)": lambda tol: ss.log_likelihood(
+            model, sde, x, rtol=tol, atol=tol, prior_logp=exact_prior
+        ),
+        "scoresde norm='independent'": lambda tol: ss.log_likelihood(
+            model, sde, x, rtol=tol, atol=tol, prior_logp=exact_prior, norm="independent"
+        ),
+        "paper-style scipy RK45": lambda tol: scipy_round_trip(model, sde, x, exact_prior, tol, tol),
+    }
+    curves: dict[str, list[tuple[float, float, float, int, float]]] = {}
+    for name, run in methods.items():
+        curve = []
+        for tol in SWEEP:
+
+            def fn(run=run, tol=tol):
+                out = run(tol)
+                return (out.logp, out.nfe) if hasattr(out, "logp") else out
+
+            (logp, nfe), sec = timed(fn, repeats)
+            err = (logp.double() - reference).abs()
+            curve.append((tol, float(err.mean()), float(err.max()), nfe, sec))
+            mean, mx = curve[-1][1:3]
+            print(f"  sweep {name} tol {tol:g}: mean {mean:.2e} max {mx:.2e} NFE {nfe} {sec:.3f}s")
+        curves[name] = curve
+    rows = [
+        (name, f"{tol:g}", f"{mean:.2e}", f"{mx:.2e}", str(nfe), f"{sec:.3f}")
+        for name, curve in curves.items()
+        for tol, mean, mx, nfe, sec in curve
+    ]
+    return rows, curves
+
+
+def cheapest_matching(curve, target_mean: float, target_max: float):
+    """The fastest point of ``curve`` at least as accurate (mean and max) as the target, or None."""
+    ok = [p for p in curve if p[1] <= target_mean and p[2] <= target_max]
+    return min(ok, key=lambda p: p[4]) if ok else None
+
+
+def plot_work_precision(curves, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey="row")
+    for name, curve in curves.items():
+        for row, (col, label) in enumerate(((1, "mean"), (2, "max"))):
+            errs = [p[col] for p in curve]
+            axes[row, 0].loglog([p[3] for p in curve], errs, "o-", label=name)
+            axes[row, 1].loglog([p[4] for p in curve], errs, "o-", label=name)
+            axes[row, 0].set_ylabel(f"{label} |log p error| over 256 points (nats)")
+    for ax in axes[1]:
+        ax.set_xlabel("wall time (s)" if ax is axes[1, 1] else "NFE (batched evaluations)")
+    for ax in axes.flat:
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("PF-ODE likelihood work-precision, 2-D VP mixture oracle (tolerances 1e-3 ... 1e-6)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def per_sample_nfe(model, sde, x, exact_prior, n: int, norm: str = "per_sample") -> tuple[int, int, float]:
     nfes = []
     for i in range(n):
@@ -320,6 +392,47 @@ def main() -> None:
             f"mean {mean:.1f}, max {mx}.  With `norm='independent'` (all {args.n} points): NFE median "
             f"{imed}, mean {imean:.1f}, max {imx}; its batched NFE is the max, since each sample's "
             "trajectory is the one it follows alone.",
+            "",
+        ]
+        sweep_rows, curves = work_precision(oracle, sde, x, exact, oracle_prior, args.repeats)
+        png = Path(args.out).parent / "img" / "likelihood_work_precision.png"
+        plot_work_precision(curves, png)
+        scipy_curve = curves["paper-style scipy RK45"]
+        target = next(p for p in scipy_curve if p[0] == TOL)
+        verdict = []
+        for name, curve in curves.items():
+            if name == "paper-style scipy RK45":
+                continue
+            best = cheapest_matching(curve, target[1], target[2])
+            if best is None:
+                verdict.append(f"- {name}: no tolerance of the sweep matches it.")
+            else:
+                verdict.append(
+                    f"- {name}: cheapest match at tol {best[0]:g}: {best[3]} NFE and {best[4]:.3f} s, "
+                    f"so scipy's wall time / ours = {target[4] / best[4]:.2f} (target: 3) and its NFE / ours "
+                    f"= {target[3] / best[3]:.2f}."
+                )
+        lines += [
+            "### Work-precision sweep (same oracle and points)",
+            "",
+            f"![work-precision]({png.relative_to(Path(args.out).parent).as_posix()})",
+            "",
+            "| method | rtol = atol | mean abs err | max abs err | NFE | wall (s) |",
+            "|---|---|---|---|---|---|",
+            *(f"| {' | '.join(r)} |" for r in sweep_rows),
+            "",
+            f"The 3x target, read off the sweep: scipy at rtol = atol = {TOL:g} has mean error "
+            f"{target[1]:.2e} and max {target[2]:.2e} in {target[3]} NFE and {target[4]:.3f} s.  The "
+            "cheapest tolerance of ours that is at least as accurate on both:",
+            "",
+            *verdict,
+            "",
+            "Why the target is out of reach: every row is a 5th-order embedded Runge-Kutta pair (our "
+            "Dormand-Prince 5(4), scipy's RK45 is the same pair), so at equal accuracy they need about "
+            "the same number of evaluations, and one evaluation (model plus exact divergence) is most "
+            "of the cost of a step in both.  The per-sample norm pays for a guarantee the whole-batch "
+            "RMS does not give: it bounds the *worst* sample's error (compare the max-error column), "
+            "where scipy's RMS over the batch lets single samples exceed the tolerance by 100x.",
             "",
         ]
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import scoresde as ss
+from scoresde.likelihood import draw_probes
 from scoresde.pf_ode import odeint_per_sample
 
 TOL = 1e-5
@@ -132,3 +133,63 @@ def test_independent_needs_dopri5(gmm2d):
     # Fixed-step methods ignore the norm.
     res = ss.log_likelihood(oracle, sde, x, norm="independent", method="rk4", steps=5)
     assert res.nfe == 20
+
+
+def test_compact_evaluates_only_running_samples_with_the_same_result():
+    """compact=True: the same trajectories and steps, and the field sees only running samples."""
+    k = torch.tensor([0.5, 3.0, 40.0, 7.0], dtype=torch.float64)
+    y0 = torch.ones(4, 2, dtype=torch.float64)
+    sizes = []
+
+    def f(u, s, index):
+        sizes.append(index.numel())
+        assert u.shape == index.shape and s[0].shape[0] == index.numel()
+        return (-k[index][:, None] * s[0],)
+
+    (full,), steps_full = odeint_per_sample(
+        lambda u, s: (-k[:, None] * s[0],), (y0,), 0.0, 1.0, rtol=1e-8, atol=1e-8
+    )
+    (comp,), steps_comp = odeint_per_sample(f, (y0,), 0.0, 1.0, rtol=1e-8, atol=1e-8, compact=True)
+    assert torch.equal(steps_full, steps_comp)
+    torch.testing.assert_close(comp, full, rtol=0, atol=1e-14)
+    assert sizes[0] == 4 and min(sizes) == 1  # the stiffest sample runs alone at the end
+    # Work = sum over samples of their evaluations, not batch size x the hardest one's.
+    assert sum(sizes) == 2 * 4 + 6 * int(steps_full.sum())
+
+
+def test_independent_with_labels_and_probes_selects_each_samples_own(gmm2d):
+    """Per-sample stepping hands the field a subset: labels and probes must follow their sample."""
+    from scoresde.guidance import ClassConditionalScore, class_mixture
+
+    sde = ss.VPSDE()
+    model = ClassConditionalScore(gmm2d, sde)
+    y = torch.arange(12) % model.num_classes
+    mixtures = [class_mixture(gmm2d, c) for c in range(model.num_classes)]
+    exact_by_class = [ss.AnalyticScore(m, sde) for m in mixtures]
+    gen = torch.Generator().manual_seed(3)
+    x = torch.cat([mixtures[int(c)].sample(1, generator=gen) for c in y])  # each from its own class
+
+    def prior_for(labels):
+        def prior(z):
+            out = torch.empty(z.shape[0], dtype=z.dtype)
+            for c, oracle in enumerate(exact_by_class):
+                sel = labels == c
+                if bool(sel.any()):
+                    out[sel] = oracle.log_prob(z[sel], sde.T)
+            return out
+
+        return prior
+
+    res = ss.log_likelihood(model, sde, x, y=y, norm="independent", prior_logp=prior_for(y))
+    exact = torch.stack([exact_by_class[int(c)].log_prob(x[i : i + 1], sde.eps)[0] for i, c in enumerate(y)])
+    assert float((res.logp - exact).abs().mean()) < 1e-4
+    # Hutchinson: a sample alone, with its own probes, gives exactly its value in the batch.
+    probes = draw_probes(x, 2, generator=torch.Generator().manual_seed(0))
+    kw = dict(divergence="hutchinson", norm="independent")
+    batch = ss.log_likelihood(model, sde, x, y=y, probes=probes, prior_logp=prior_for(y), **kw)
+    for i in (0, 5, 11):
+        sl = slice(i, i + 1)
+        alone = ss.log_likelihood(
+            model, sde, x[sl], y=y[sl], probes=probes[:, sl], prior_logp=prior_for(y[sl]), **kw
+        )
+        assert abs(float(alone.logp[0] - batch.logp[i])) < 1e-12

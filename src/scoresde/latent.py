@@ -54,13 +54,16 @@ def _flow(
     clock = Clock(sde, time_variable)
     nfe = 0
 
-    def field(u: Tensor, state: tuple[Tensor]) -> tuple[Tensor]:
+    def field(u: Tensor, state: tuple[Tensor], index: Tensor | None = None) -> tuple[Tensor]:
+        # index: the samples in state when only the running ones are evaluated (norm="independent").
         nonlocal nfe
         nfe += 1
+        b_now = state[0].shape[0]
         t, dt_du = clock(u)
-        t_b = t.to(x.dtype).expand(x.shape[0]).to(x.device)
-        dt_b = dt_du.to(x.dtype).expand(x.shape[0]).to(x.device)
-        return (model.velocity(state[0], t_b, y) * append_dims(dt_b, x.ndim),)
+        t_b = t.to(x.dtype).expand(b_now).to(x.device)
+        dt_b = dt_du.to(x.dtype).expand(b_now).to(x.device)
+        y_now = y if y is None or index is None else y[index]
+        return (model.velocity(state[0], t_b, y_now) * append_dims(dt_b, x.ndim),)
 
     with torch.no_grad():
         (out,) = odeint_state(
@@ -73,6 +76,7 @@ def _flow(
             atol=atol,
             steps=steps,
             norm=norm,
+            compact=True,
         )
     return FlowResult(out, nfe)
 

@@ -243,17 +243,22 @@ def log_likelihood(
     clock = Clock(sde, time_variable)
     nfe = 0
 
-    def field(u: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    def field(u: Tensor, state: tuple[Tensor, Tensor], index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        # u: scalar, or (B',) per sample; index: the samples in state (per-sample stepping).
         nonlocal nfe
         nfe += 1
+        b_now = state[0].shape[0]
         t, dt_du = clock(u)
-        t_b = t.to(xs.dtype).expand(xs.shape[0]).to(xs.device)  # u: scalar, or (B,) per sample
-        dt_du = dt_du.to(xs.dtype).expand(xs.shape[0]).to(xs.device)
+        t_b = t.to(xs.dtype).expand(b_now).to(xs.device)
+        dt_du = dt_du.to(xs.dtype).expand(b_now).to(xs.device)
+        y_now = ys if ys is None or index is None else ys[index]
         with torch.enable_grad():
             xg = state[0].detach().requires_grad_(True)
-            v = model.velocity(xg, t_b, ys)
-            exact = divergence == "exact"
-            div = divergence_exact(v, xg) if exact else divergence_hutchinson(v, xg, probes)
+            v = model.velocity(xg, t_b, y_now)
+            if divergence == "exact":
+                div = divergence_exact(v, xg)
+            else:
+                div = divergence_hutchinson(v, xg, probes if index is None else probes[:, index])
         return v.detach() * append_dims(dt_du, v.ndim), div.detach() * dt_du
 
     state0 = (xs, torch.zeros(s_count * b, dtype=xs.dtype, device=xs.device))
@@ -261,7 +266,16 @@ def log_likelihood(
     # The log-density accumulator's scale is arbitrary (it is offset by the prior), so its
     # error is controlled in absolute nats: atol only, no rtol.
     z, delta = odeint_state(
-        field, state0, u0, u1, method=method, rtol=(rtol, 0.0), atol=atol, steps=steps, norm=norm
+        field,
+        state0,
+        u0,
+        u1,
+        method=method,
+        rtol=(rtol, 0.0),
+        atol=atol,
+        steps=steps,
+        norm=norm,
+        compact=True,
     )
     prior = (sde.prior_logp if prior_logp is None else prior_logp)(z).reshape(s_count, b)
     delta = delta.reshape(s_count, b)
