@@ -32,6 +32,7 @@ from scoresde.guidance import (
     compare_to_mixture,
     condition,
     conditional_sample,
+    dps_sample,
 )
 
 
@@ -104,6 +105,14 @@ def run(n: int, steps: int, seed: int = 0) -> list[dict]:
             ("exact p_t(y|x) guidance, reverse SDE", ss.sample, (exact,), "euler_maruyama", post, noise_std),
             ("exact p_t(y|x) guidance, PF-ODE", ss.sample, (exact,), "euler", post, noise_std),
             ("DPS (Chung et al. 2023), reverse SDE", ss.sample, (dps,), "euler_maruyama", post, noise_std),
+            (
+                f"DPS, Chung et al. Alg. 1 (zeta = {noise_std})",
+                lambda *a, method, zeta=noise_std, **kw: dps_sample(*a, zeta=zeta, **kw),
+                (oracle, op, y_obs),
+                None,
+                post,
+                noise_std,
+            ),
             (
                 "projection (App. I), reverse SDE",
                 conditional_sample,

@@ -10,7 +10,13 @@ from scoresde import guidance
 from scoresde.data import TOY_DATASETS, toy_data
 from scoresde.data.images import DataSplit, load_dataset, load_digits
 from scoresde.dequantization import Quantization
-from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, DPSGuidance, conditional_sample
+from scoresde.guidance import (
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    DPSGuidance,
+    conditional_sample,
+    dps_sample,
+)
 from scoresde.latent import FlowResult, decode, encode, slerp, temperature
 from scoresde.likelihood import LikelihoodResult, log_likelihood
 from scoresde.losses import (
@@ -108,5 +114,6 @@ __all__ = [
     "ClassifierFreeGuidance",
     "DPSGuidance",
     "conditional_sample",
+    "dps_sample",
     "__version__",
 ]

@@ -4,6 +4,7 @@ end to end on tiny checkpoints trained for two steps (fast; one torch thread).""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -174,8 +175,13 @@ def test_inpaint_command(ckpts, tmp_path, capsys) -> None:
         assert im.size == (8 * (3 * 9 + 1), 8 * (4 * 9 + 1))
     mask_file = tmp_path / "m.npy"
     np.save(mask_file, np.eye(8, dtype=bool))
-    code, _, err = _run(capsys, *argv, "--mask", str(mask_file), "--dps", "--out", str(tmp_path / "dps"))
-    assert code == 0 or "DPS diverged" in err
+    code, out_text, err = _run(
+        capsys, *argv, "--mask", str(mask_file), "--dps", "--out", str(tmp_path / "dps")
+    )
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "dps" / "metrics.json").read_text())
+    assert metrics["mode"] == "dps" and metrics["nfe"] == 4 and "ancestral + zeta 0.2" in out_text
+    assert math.isfinite(metrics["mse_hidden"]) and metrics["max_abs_error_known"] > 0  # DPS only nears y
     code, _, err = _run(capsys, *argv, "--mask", "diagonal", "--out", str(tmp_path / "x"))
     assert code == 2 and "unknown mask 'diagonal'" in err
     np.save(mask_file, np.ones((4, 4)))

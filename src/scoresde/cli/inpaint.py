@@ -3,7 +3,10 @@
 Takes ``--num`` held-out images of ``--data``, hides the region named by ``--mask`` and fills
 it ``--samples`` times by projection conditioning (:func:`scoresde.guidance.inpaint`: after
 every sampler step the known pixels are replaced by a fresh draw of their noised values), or
-with ``--dps`` by diffusion posterior sampling (Chung et al. 2023).  Writes ``inpaint.png``
+with ``--dps`` by diffusion posterior sampling as Chung et al. 2023 run it (Algorithm 1:
+ancestral steps, each followed by a step of length ``--dps-zeta`` against the gradient of the
+known pixels' residual through the denoiser; :func:`scoresde.guidance.dps_sample`; ``--method``
+does not apply, and ``--steps 1000`` is the paper's setting).  Writes ``inpaint.png``
 (rows: original, masked with the hidden part gray, then one row per sample), ``inpaint.npz``
 (``original``, ``mask``, ``samples (K, N, C, H, W)``) and ``metrics.json`` (mean squared
 error on the hidden pixels, of each sample and of the mean of the samples; the baseline fills
@@ -40,14 +43,12 @@ OPTIONS = [
     Option("method", "euler_maruyama", "sampler, a key of scoresde.SAMPLERS"),
     Option("steps", 200, "sampler steps", minimum=1),
     Option("grid", "uniform", "time grid", choices=("uniform", "logsnr", "edm", "quadratic")),
-    Option("dps", False, "diffusion posterior sampling (Chung et al. 2023) instead of projection"),
-    Option("dps_noise_std", 0.05, "DPS: assumed measurement noise std", minimum=1e-6),
-    Option("dps_scale", 1.0, "DPS: guidance scale", minimum=0.0),
+    Option("dps", False, "diffusion posterior sampling (Chung et al. 2023, Alg. 1) instead of projection"),
+    Option("dps_zeta", 0.2, "DPS: step size zeta' (zeta_i = zeta' / ||residual||)", minimum=0.0),
     Option("seed", 0, "seed of the random mask and the sampler noise; also the held-out split's"),
     Option("raw", False, "use the raw weights instead of the EMA weights"),
     Option("device", "auto", "auto, cpu or cuda"),
     Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
-    Option("progress", False, "show a progress bar (DPS only)"),
 ]
 
 
@@ -125,8 +126,7 @@ def _run(cfg: dict[str, Any]) -> int:
         save_rows,
     )
     from scoresde.data.images import load_dataset
-    from scoresde.guidance import DPSGuidance, Inpainting, inpaint
-    from scoresde.sampling.api import sample
+    from scoresde.guidance import Inpainting, dps_sample, inpaint
     from scoresde.sampling.registry import SAMPLERS
     from scoresde.train.checkpoint import load_checkpoint
     from scoresde.train.distributed import resolve_device
@@ -157,17 +157,24 @@ def _run(cfg: dict[str, Any]) -> int:
     }
     if cfg["dps"]:
         op = Inpainting(m)
-        guided = DPSGuidance(model, op, op.forward(batch), cfg["dps_noise_std"], cfg["dps_scale"])
-        res = sample(guided, shape=batch.shape, device=device, progress=cfg["progress"], **common)
+        res = dps_sample(
+            model,
+            op,
+            op.forward(batch),
+            shape=batch.shape,
+            zeta=cfg["dps_zeta"],
+            steps=cfg["steps"],
+            grid=cfg["grid"],
+            seed=cfg["seed"],
+            y=yb,
+            device=device,
+        )
     else:
         res = inpaint(model, batch, m, device=device, **common)
     out_x = res.x.float().cpu().reshape(k, n, *shape)
     if not bool(torch.isfinite(out_x).all()):
         raise ValueError(
-            "the samples are not finite: DPS diverged (its gradient through the denoiser grows like "
-            "1/s(t) near t = T); lower --dps-scale, raise --dps-noise-std, or use projection (no --dps)"
-            if cfg["dps"]
-            else "the samples are not finite; check the checkpoint (NaN weights?) or use more --steps"
+            "the samples are not finite; check the checkpoint (NaN weights?) or use more --steps"
         )
     hidden = ~mask
     mse = float(((out_x - images) ** 2)[:, :, hidden].mean())
@@ -195,8 +202,9 @@ def _run(cfg: dict[str, Any]) -> int:
         "samples_per_image": k,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    method = f"ancestral + zeta {cfg['dps_zeta']:g}" if cfg["dps"] else cfg["method"]
     print(
-        f"inpainted {n} held-out {cfg['data']} images x {k} with {metrics['mode']} ({cfg['method']}, "
+        f"inpainted {n} held-out {cfg['data']} images x {k} with {metrics['mode']} ({method}, "
         f"{cfg['steps']} steps, {res.nfe} network evaluations): MSE on the hidden pixels {mse:.4f} "
         f"(of the mean of the {k} samples {mse_mean:.4f}; mean-image baseline {baseline:.4f}); "
         f"largest change of a known pixel {known_err:.2g}"

@@ -3,7 +3,8 @@
 Guidance produces a new :class:`~scoresde.models.ScoreFunction` whose score is the conditional
 one, so every sampler works unchanged: :class:`ClassifierGuidance`, :class:`ClassifierFreeGuidance`,
 :class:`DPSGuidance`, :class:`LikelihoodGuidance`.  Projection-based conditioning
-(:func:`conditional_sample`, :func:`inpaint`, :func:`colorize`) acts between sampler steps.
+(:func:`conditional_sample`, :func:`inpaint`, :func:`colorize`) acts between sampler steps;
+:func:`dps_sample` is diffusion posterior sampling as its paper runs it (its own step rule).
 """
 
 from scoresde.guidance.cfg import ClassifierFreeGuidance
@@ -15,6 +16,7 @@ from scoresde.guidance.classifier import (
     save_classifier,
     train_classifier,
 )
+from scoresde.guidance.dps import dps_sample
 from scoresde.guidance.exact import (
     AnalyticClassifier,
     ClassConditionalScore,
@@ -62,6 +64,7 @@ __all__ = [
     "colorize",
     "condition",
     "conditional_sample",
+    "dps_sample",
     "inpaint",
     "load_classifier",
     "save_classifier",

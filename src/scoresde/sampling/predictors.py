@@ -121,16 +121,28 @@ def ancestral_step(
             ``"transition"`` (``v = b^2``: DDPM's ``sigma_i^2 = beta_i``, the VP form the paper
             writes in App. F, Eq. 47).
     """
+    check_variance(variance)
+    x0 = model.denoise(x, _batch(t, x), y)
+    mean, var = ancestral_posterior(sde, x, x0, t, t_next, variance)
+    return mean + var**0.5 * noise(x)
+
+
+def check_variance(variance: str) -> None:
+    """Raise ``ValueError`` unless ``variance`` is an ancestral variance of :data:`VARIANCES`."""
     if variance not in VARIANCES:
         raise ValueError(f"unknown ancestral variance {variance!r}; choose one of {list(VARIANCES)}")
+
+
+def ancestral_posterior(
+    sde: SDE, x: Tensor, x0: Tensor, t: Tensor, t_next: Tensor, variance: str = "posterior"
+) -> tuple[Tensor, float]:
+    """Mean and variance of ``q(x_{t_next} | x_t, x0)`` (see :func:`ancestral_step`)."""
     a, b = (float(c) for c in sde.transition(t_next, t))
     s_next, sigma_next = (float(c) for c in sde.marginal(t_next))
     sigma = float(sde.marginal(t)[1])
-    x0 = model.denoise(x, _batch(t, x), y)
-    # Posterior mean of q(x_{t_next} | x_t, x0_hat).
     mean = (b**2 * s_next * x0 + a * sigma_next**2 * x) / sigma**2
     var = (sigma_next * b / sigma) ** 2 if variance == "posterior" else b**2
-    return mean + var**0.5 * noise(x)
+    return mean, var
 
 
 def probability_flow_step(
