@@ -41,14 +41,14 @@ OPTIONS = [
     Option("depth", 3, "hidden layers of the MLP", minimum=1),
     Option(
         "vp_prediction",
-        "x0",
-        "what the VP model's network predicts (x0 fits the funnel best)",
+        "v",
+        "what the VP model's network predicts (v fits the funnel best, docs/gallery.md)",
         choices=PREDICTIONS,
     ),
     Option(
         "ve_prediction",
         "eps",
-        "what the VE model's network predicts (eps fits the funnel best)",
+        "what the VE model's network predicts (eps fits the funnel best, docs/gallery.md)",
         choices=PREDICTIONS,
     ),
     Option("funnel_scale", 1.5, "standard deviation of the funnel's log-variance coordinate v", minimum=0.1),
