@@ -10,6 +10,16 @@ import scoresde as ss
 torch.set_num_threads(1)  # small tensors: one thread avoids oversubscription on shared CI cores
 
 
+@pytest.fixture(autouse=True)
+def _seed_global_rng() -> None:
+    """Tests that draw from torch's global RNG (e.g. a network's initial weights) repeat exactly.
+
+    torch 2.13 starts its global generator from a random seed in every process, so without this a
+    test's outcome could change from run to run.  The library's own draws take explicit generators.
+    """
+    torch.manual_seed(0)
+
+
 def all_sdes() -> list[ss.SDE]:
     return [ss.VESDE(sigma_min=0.01, sigma_max=10.0), ss.VPSDE(), ss.SubVPSDE()]
 

@@ -27,6 +27,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def moons_ckpt(tmp_path_factory) -> str:
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # the initial weights (torch's own initial seed is random per process)
     model = ss.ScoreModel(ss.MLP(2, hidden=32, depth=2), ss.VPSDE(), prediction="eps")
     fit = ss.fit(
         model,
@@ -48,6 +49,7 @@ def digits_ckpt(tmp_path_factory) -> str:
 
     torch.set_num_threads(1)
     data = load_digits(0.1, 0)
+    torch.manual_seed(0)
     model = ss.ScoreModel(ss.MLP(64, hidden=64, depth=2), ss.VPSDE(), prediction="eps")
     train = data.train.flatten(1)
     fit = ss.fit(

@@ -141,6 +141,7 @@ def _run(cfg: dict[str, Any]) -> int:
             x, y = gmm.sample(batch, generator=gen, return_labels=True)
             return x.float(), y
 
+    torch.manual_seed(cfg["seed"])  # the initial weights (torch's global generator)
     net = TimeClassifier(shape, classes, hidden=hidden, depth=cfg["depth"])
     clf = NoiseConditionalClassifier(net, sde, sigma_data=std).to(device)
     fit = train_classifier(
