@@ -22,15 +22,16 @@ def test_zeta_zero_is_unconditional_ancestral_sampling() -> None:
     assert dps.nfe == anc.nfe == 41
 
 
-def test_dps_approximates_the_exact_posterior() -> None:
+def test_dps_approximates_the_exact_posterior(sde: ss.SDE) -> None:
     """Measured (n = 3000, 200 steps, seed 0, zeta = 0.1, target noise 0.1): mode weights off by
-    0.04, means 0.006, covariances 0.011; the unguided sampler is off by 0.23 / 2.2 / 0.14.
-    The final residual settles near 2 * zeta (a normalised step has a fixed length)."""
+    0.04 (VP), 0.06 (VE), 0.03 (sub-VP), means 0.005-0.010, covariances 0.010-0.012; the unguided
+    VP sampler is off by 0.23 / 2.2 / 0.14.  The final residual settles near 2 * zeta (a
+    normalised step has a fixed length)."""
     prior, y_obs, op = _vector_problem()
-    oracle = ss.AnalyticScore(prior, ss.VPSDE())
+    oracle = ss.AnalyticScore(prior, sde)
     res = dps_sample(oracle, op, y_obs, shape=(3000, 4), steps=200, zeta=0.1, seed=0, dtype=F64)
     err = compare_to_mixture(condition(prior, op, y_obs, 0.1), res.x)
-    assert err.weights < 0.08 and err.means < 0.03 and err.covs < 0.03, err
+    assert err.weights < 0.09 and err.means < 0.03 and err.covs < 0.03, err
     resid = (op(res.x) - y_obs).norm(dim=1).mean()
     assert 0.1 < float(resid) < 0.3
     unguided = dps_sample(oracle, op, y_obs, shape=(3000, 4), steps=200, zeta=0.0, seed=0, dtype=F64)
