@@ -46,6 +46,7 @@ OPTIONS = [
     Option("dps", False, "diffusion posterior sampling (Chung et al. 2023, Alg. 1) instead of projection"),
     Option("dps_zeta", 0.2, "DPS: step size zeta' (zeta_i = zeta' / ||residual||)", minimum=0.0),
     Option("seed", 0, "seed of the random mask and the sampler noise; also the held-out split's"),
+    Option("progress", False, "show a progress bar (DPS only)"),
     Option("raw", False, "use the raw weights instead of the EMA weights"),
     Option("device", "auto", "auto, cpu or cuda"),
     Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
@@ -168,6 +169,7 @@ def _run(cfg: dict[str, Any]) -> int:
             seed=cfg["seed"],
             y=yb,
             device=device,
+            progress=cfg["progress"],
         )
     else:
         res = inpaint(model, batch, m, device=device, **common)

@@ -82,6 +82,7 @@ def dps_sample(
     callback: Callback | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    progress: bool = False,
 ) -> SampleResult:
     """Sample ``x`` given ``y_obs = A x + noise`` by DPS (Chung et al. 2023, Algorithm 1).
 
@@ -96,7 +97,7 @@ def dps_sample(
         steps, grid: the time grid from ``T`` to ``eps`` (Chung et al. use 1000 DDPM steps).
         variance: the ancestral step's variance (``posterior`` or ``transition``).
         denoise: return the Tweedie denoiser ``E[x_0 | x_eps]`` of the last state (one more NFE).
-        x_T, generator, seed, y, callback, device, dtype: as for :func:`scoresde.sample`.
+        x_T, generator, seed, y, callback, device, dtype, progress: as for :func:`scoresde.sample`.
 
     Returns:
         A :class:`~scoresde.sampling.types.SampleResult` (one network evaluation and one backward
@@ -129,7 +130,12 @@ def dps_sample(
         raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
     counted = CountingModel(model)
     ts_dev = ts.to(x.device)
-    for i in range(len(ts) - 1):
+    steps_range = range(len(ts) - 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps_range = tqdm(steps_range, desc="dps", leave=False)
+    for i in steps_range:
         t, t_next = ts_dev[i], ts_dev[i + 1]
         t_b = t.to(x.dtype).expand(x.shape[0])
         x0, direction, _ = _residual_step(counted, operator, y_obs, x, t_b, y)
