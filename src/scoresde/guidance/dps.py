@@ -48,8 +48,8 @@ def _residual_step(
     x: Tensor,
     t: Tensor,
     y: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(x0_hat, grad_x ||r||^2 / ||r||, ||r||)`` per sample, with ``r = y_obs - A x0_hat(x)``."""
+) -> tuple[Tensor, Tensor]:
+    """``(x0_hat, grad_x ||r||^2 / ||r||)`` per sample, with ``r = y_obs - A x0_hat(x)``."""
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
         x0 = model.denoise(x_in, t, y)
@@ -59,7 +59,7 @@ def _residual_step(
     norm = sq.detach().sqrt()
     # ||r|| = 0 means the observation is already met: no correction (not 0 / 0).
     scaled = grad / append_dims(norm.clamp_min(torch.finfo(norm.dtype).tiny), x.ndim)
-    return x0.detach(), scaled, norm
+    return x0.detach(), scaled
 
 
 @torch.no_grad()
@@ -138,7 +138,7 @@ def dps_sample(
     for i in steps_range:
         t, t_next = ts_dev[i], ts_dev[i + 1]
         t_b = t.to(x.dtype).expand(x.shape[0])
-        x0, direction, _ = _residual_step(counted, operator, y_obs, x, t_b, y)
+        x0, direction = _residual_step(counted, operator, y_obs, x, t_b, y)
         # The unconditional ancestral step with the same x0_hat (posterior of the forward chain).
         mean, var = ancestral_posterior(sde, x, x0, t, t_next, variance)
         x = mean + var**0.5 * noise(x) - float(zeta) * direction
