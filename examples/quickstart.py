@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # A VP SDE and an MLP that predicts the noise (epsilon).
     sde = ss.VPSDE(beta_min=0.1, beta_max=20.0)
+    torch.manual_seed(0)  # the initial weights (torch's global generator is seeded randomly per process)
     model = ss.ScoreModel(ss.MLP(2, hidden=128, depth=3), sde, prediction="eps", sigma_data=float(data.std()))
     fitted = ss.fit(model, data, steps=train_steps, batch_size=256, generator=g)
     print(f"trained {train_steps} steps in {fitted.seconds:.1f}s, final loss {fitted.losses[-1]:.3f}")
