@@ -204,7 +204,8 @@ def log_likelihood(
             ODE to the same answer (see :mod:`scoresde.pf_ode`; ``t`` needed fewer steps in
             our measurements, docs/bench_likelihood.md).
         norm: ``per_sample`` (default: shared steps, every sample within tolerance),
-            ``independent`` (per-sample step sizes, results exactly batch-independent, fewer
+            ``independent`` (per-sample step sizes, results batch-independent up to the model's own
+            rounding, see :mod:`scoresde.pf_ode`; fewer
             evaluations; ``dopri5`` only) or ``batch`` (torchdiffeq's whole-batch RMS); see
             :mod:`scoresde.pf_ode`.
         quantization: declare discrete data (see :class:`~scoresde.dequantization.Quantization`);

@@ -24,6 +24,13 @@ _SOLVER = [
     Option("checkpoint", "", "a run folder of `scoresde train` or a .safetensors checkpoint", type=str),
     Option("rtol", 1e-5, "relative tolerance of the dopri5 solver", minimum=0.0),
     Option("atol", 1e-5, "absolute tolerance of the dopri5 solver", minimum=0.0),
+    Option(
+        "norm",
+        "per_sample",
+        "adaptive error control: per_sample (shared steps, each sample within tolerance), independent "
+        "(per-sample steps: exactly batch-independent, faster for large batches) or batch (one RMS)",
+        choices=("per_sample", "independent", "batch"),
+    ),
     Option("seed", 0, "seed of every random draw"),
 ]
 
@@ -76,10 +83,12 @@ def _encode(cfg: dict[str, Any]) -> int:
     loaded = load_model(cfg["checkpoint"])
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
     out = run_dir(cfg, "encode")
-    res = ss.encode(loaded.model, loaded.sde, data.x.float(), rtol=cfg["rtol"], atol=cfg["atol"])
+    res = ss.encode(
+        loaded.model, loaded.sde, data.x.float(), rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"]
+    )
     z = res.x.detach()
     np.savez(out / "latents.npz", z=z.numpy(), x=data.x.numpy())
-    back = ss.decode(loaded.model, loaded.sde, z, rtol=cfg["rtol"], atol=cfg["atol"]).x
+    back = ss.decode(loaded.model, loaded.sde, z, rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"]).x
     err = float(
         (back - data.x).flatten(1).norm(dim=1).div(data.x.flatten(1).norm(dim=1).clamp_min(1e-12)).max()
     )
@@ -136,7 +145,7 @@ def _decode(cfg: dict[str, Any]) -> int:
         ).float()
     out = run_dir(cfg, "decode")
     z = ss.temperature(z, cfg["temperature"]) if cfg["temperature"] != 1.0 else z
-    res = ss.decode(loaded.model, loaded.sde, z, rtol=cfg["rtol"], atol=cfg["atol"])
+    res = ss.decode(loaded.model, loaded.sde, z, rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"])
     x = res.x.detach()
     np.savez(out / "samples.npz", x=x.numpy(), z=z.numpy())
     save_picture(x, loaded, out / "samples.png", title=f"decoded, temperature {cfg['temperature']}")
@@ -177,7 +186,9 @@ def _interpolate(cfg: dict[str, Any]) -> int:
     if not cfg["latents"]:
         data = load_data(cfg["data"], loaded, max(cfg["first"], cfg["second"]) + 1, cfg["seed"])
         x = data.x[[cfg["first"], cfg["second"]]].float()
-        z = ss.encode(loaded.model, loaded.sde, x, rtol=cfg["rtol"], atol=cfg["atol"]).x.detach()
+        z = ss.encode(
+            loaded.model, loaded.sde, x, rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"]
+        ).x.detach()
         source = data.name
         i, j = 0, 1
     else:
@@ -192,7 +203,7 @@ def _interpolate(cfg: dict[str, Any]) -> int:
     out = run_dir(cfg, "interpolate")
     alphas = torch.linspace(0, 1, cfg["frames"])
     path = ss.slerp(z[i][None], z[j][None], alphas)[:, 0]  # (A, *D)
-    res = ss.decode(loaded.model, loaded.sde, path, rtol=cfg["rtol"], atol=cfg["atol"])
+    res = ss.decode(loaded.model, loaded.sde, path, rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"])
     x = res.x.detach()
     np.savez(out / "interpolation.npz", x=x.numpy(), z=path.numpy(), alpha=alphas.numpy())
     save_picture(

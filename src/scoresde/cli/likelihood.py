@@ -31,6 +31,13 @@ OPTIONS = [
     Option("batch_size", 100, "points per ODE solve", minimum=1),
     Option("rtol", 1e-5, "relative tolerance of the dopri5 solver", minimum=0.0),
     Option("atol", 1e-5, "absolute tolerance of the dopri5 solver", minimum=0.0),
+    Option(
+        "norm",
+        "per_sample",
+        "adaptive error control: per_sample (shared steps, each sample within tolerance), independent "
+        "(per-sample steps: exactly batch-independent, faster for large batches) or batch (one RMS)",
+        choices=("per_sample", "independent", "batch"),
+    ),
     Option("divergence", "exact", "exact (D backward passes) or hutchinson", choices=("exact", "hutchinson")),
     Option("probes", 1, "Hutchinson probes per evaluation", minimum=1),
     Option("draws", 1, "dequantization draws averaged per point (discrete data)", minimum=1),
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             generator=generator,
             rtol=cfg["rtol"],
             atol=cfg["atol"],
+            norm=cfg["norm"],
             quantization=quant,
             draws=cfg["draws"],
         )
