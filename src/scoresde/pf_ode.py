@@ -23,17 +23,13 @@ have arrived are frozen, and with ``compact=True`` (what :func:`~scoresde.log_li
 :func:`~scoresde.encode` and :func:`~scoresde.decode` use) left out of the calls.
 A sample's trajectory is exactly the one it would follow alone (provided the model's output for a
 sample does not depend on the batch size to the last bit: float32 matrix products can, and a
-tipped step-size decision then moves the result within the tolerance, e.g. 3e-5 nats on a
-float32 MLP in tests/cli/test_checkpoint_commands.py), and
-the batched evaluations number ``2 + 6 * (attempted steps of the hardest sample)``.  Measured
-on the 2-D VP mixture of ``benchmarks/likelihood.py`` (256 points, rtol = atol = 1e-5): 134
-evaluations against 158 for ``per_sample``, mean error 6e-6 against 1.4e-6 nats (easy samples
-no longer ride along on the hardest one's small steps, so they are exactly as accurate as the
-tolerance asks, no more).  It is not the default: on a 16-D VE mixture its mean error at
-rtol = atol = 1e-5 is 1.5e-4 nats against 8.7e-5 for ``per_sample`` (the 16-D VE case of
-tests/test_likelihood.py, 12 points; 146 against 170 evaluations), and the benchmark's target of
-at most 100 evaluations is out of reach: 21 of its 256 points need more than 16 steps alone
-(16 with ``beta = 0``, which takes 128 evaluations).
+tipped step-size decision then moves the result within the tolerance), and the batched
+evaluations number ``2 + 6 * (attempted steps of the hardest sample)``.  Measured in
+``docs/bench_likelihood.md`` (2-D VP mixture, 256 points, rtol = atol = 1e-5): 134 evaluations
+against 158 for ``per_sample``, mean error 6e-6 against 1.4e-6 nats (easy samples no longer ride
+along on the hardest one's small steps, so they are exactly as accurate as the tolerance asks,
+no more).  It is not the default: on the 16-D VE mixture of tests/test_likelihood.py its mean
+error at rtol = atol = 1e-5 is above the tests' 1e-4 bound (same document).
 """
 
 from __future__ import annotations
@@ -266,8 +262,7 @@ def odeint_per_sample(
         u0, u1: integration limits (either order).
         rtol, atol: tolerances, one float or one per state component.
         safety, min_factor, max_factor, beta: step-size controller constants (Hairer's DOPRI5
-            defaults; ``beta = 0.04`` needed 134 evaluations and ``beta = 0`` 128 on the benchmark
-            above, with mean errors 6.3e-6 and 1.0e-5 nats).
+            defaults; ``beta = 0`` is the classical controller without the PI term).
         max_steps: attempted steps per sample before giving up (RuntimeError).
         compact: evaluate only the samples that have not arrived.  The work of a solve is then
             the sum of the samples' steps rather than the batch size times the hardest sample's

@@ -27,13 +27,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from scoresde._utils import append_dims, as_shape, check_finite
-from scoresde.guidance.likelihood import _batch_obs, _match_batch
+from scoresde._utils import append_dims
 from scoresde.guidance.operators import LinearOperator
+from scoresde.guidance.projection import start_inverse_problem
 from scoresde.models.base import CountingModel, ScoreFunction
-from scoresde.sampling.api import check_model_sde
-from scoresde.sampling.grids import check_grid, time_grid
-from scoresde.sampling.noise import make_noise
 from scoresde.sampling.predictors import ancestral_posterior, check_variance
 from scoresde.sampling.types import Callback, SampleResult
 from scoresde.sde.base import SDE
@@ -109,28 +106,12 @@ def dps_sample(
     Raises:
         ValueError: bad arguments, or samples that stop being finite (with the step at which).
     """
-    sde = check_model_sde(model, sde)
-    if not isinstance(operator, LinearOperator):
-        raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
     if not (float(zeta) >= 0 and float(zeta) < float("inf")):
         raise ValueError(f"zeta must be finite and >= 0, got {zeta}")
     check_variance(variance)
-    ts = time_grid(sde, steps, grid) if isinstance(grid, str) else check_grid(grid, sde)
-    noise = make_noise(generator, seed)
-    y_obs = _batch_obs(operator, y_obs)
-    if x_T is None:
-        if shape is None:
-            raise ValueError("give shape=(B, *D) or a starting point x_T")
-        if float(ts[0]) < sde.T - 1e-12:
-            raise ValueError("a grid that starts before T needs an explicit starting point x_T")
-        x = noise(torch.empty(as_shape(shape), device=device, dtype=dtype)) * sde.prior_std()
-    else:
-        check_finite(x_T, "x_T")
-        x = x_T.clone()
-    operator.check_input(x)
-    y_obs = _match_batch(y_obs, x).to(x)
-    if y is not None and y.shape[0] != x.shape[0]:
-        raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
+    sde, ts, noise, x, y_obs = start_inverse_problem(
+        model, operator, y_obs, sde, shape, steps, grid, x_T, generator, seed, y, device, dtype
+    )
     counted = CountingModel(model)
     ts_dev = ts.to(x.device)
     steps_range = range(len(ts) - 1)

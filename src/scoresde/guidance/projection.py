@@ -31,7 +31,7 @@ from scoresde.guidance.operators import LinearOperator
 from scoresde.models.base import CountingModel, ScoreFunction
 from scoresde.sampling.api import check_model_sde
 from scoresde.sampling.grids import check_grid, time_grid
-from scoresde.sampling.noise import make_noise
+from scoresde.sampling.noise import NoiseSource, make_noise
 from scoresde.sampling.registry import get_sampler
 from scoresde.sampling.types import Callback, SampleResult
 from scoresde.sde.base import SDE
@@ -47,6 +47,51 @@ def _replace(
     if z is not None:
         out = out + append_dims(sigma, x.ndim) * op.project(z)
     return out
+
+
+def start_inverse_problem(
+    model: ScoreFunction,
+    operator: LinearOperator,
+    y_obs: Tensor,
+    sde: SDE | None,
+    shape: Sequence[int] | None,
+    steps: int,
+    grid: str | Tensor,
+    x_T: Tensor | None,
+    generator: torch.Generator | None,
+    seed: int | None,
+    y: Tensor | None,
+    device: torch.device | str | None,
+    dtype: torch.dtype,
+    t_start: float | None = None,
+    t_end: float | None = None,
+) -> tuple[SDE, Tensor, NoiseSource, Tensor, Tensor]:
+    """Checked ``(sde, time grid, noise source, starting point, y_obs batched like x)`` of a
+    sampler conditioned on ``y_obs = A x`` (:func:`conditional_sample`, DPS)."""
+    sde = check_model_sde(model, sde)
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+    ts = (
+        time_grid(sde, steps, grid, t_start=t_start, t_end=t_end)
+        if isinstance(grid, str)
+        else check_grid(grid, sde)
+    )
+    noise = make_noise(generator, seed)
+    y_obs = _batch_obs(operator, y_obs)
+    if x_T is None:
+        if shape is None:
+            raise ValueError("give shape=(B, *D) or a starting point x_T")
+        if float(ts[0]) < sde.T - 1e-12:
+            raise ValueError("a grid that starts before T needs an explicit starting point x_T")
+        x = noise(torch.empty(as_shape(shape), device=device, dtype=dtype)) * sde.prior_std()
+    else:
+        check_finite(x_T, "x_T")
+        x = x_T.clone()
+    operator.check_input(x)
+    y_obs = _match_batch(y_obs, x)
+    if y is not None and y.shape[0] != x.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
+    return sde, ts, noise, x, y_obs
 
 
 @torch.no_grad()
@@ -87,31 +132,24 @@ def conditional_sample(
         A :class:`~scoresde.sampling.types.SampleResult`; ``x`` has shape ``(B, *in_shape)`` and
         ``A x`` equals ``A A^+ y_obs``.
     """
-    sde = check_model_sde(model, sde)
-    if not isinstance(operator, LinearOperator):
-        raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
     sampler = get_sampler(method)
-    ts = (
-        time_grid(sde, steps, grid, t_start=t_start, t_end=t_end)
-        if isinstance(grid, str)
-        else check_grid(grid, sde)
+    sde, ts, noise, x, y_obs = start_inverse_problem(
+        model,
+        operator,
+        y_obs,
+        sde,
+        shape,
+        steps,
+        grid,
+        x_T,
+        generator,
+        seed,
+        y,
+        device,
+        dtype,
+        t_start,
+        t_end,
     )
-    noise = make_noise(generator, seed)
-    y_obs = _batch_obs(operator, y_obs)
-    if x_T is None:
-        if shape is None:
-            raise ValueError("give shape=(B, *D) or a starting point x_T")
-        shape = as_shape(shape)
-        if float(ts[0]) < sde.T - 1e-12:
-            raise ValueError("a grid that starts before T needs an explicit starting point x_T")
-        x = noise(torch.empty(shape, device=device, dtype=dtype)) * sde.prior_std()
-    else:
-        check_finite(x_T, "x_T")
-        x = x_T.clone()
-    operator.check_input(x)
-    y_obs = _match_batch(y_obs, x)
-    if y is not None and y.shape[0] != x.shape[0]:
-        raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
     x_known = operator.pinv(y_obs)  # A^+ y
 
     counted = CountingModel(model)
