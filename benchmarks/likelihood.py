@@ -52,7 +52,9 @@ def _gmm2d() -> ss.GaussianMixture:
 # --------------------------------------------------------------------------------------------
 # Paper-style baseline: scipy RK45 with a numpy round trip at every evaluation.
 # --------------------------------------------------------------------------------------------
-def scipy_round_trip(model, sde, x, prior_logp, rtol=TOL, atol=TOL) -> tuple[torch.Tensor, int]:
+def scipy_round_trip(
+    model, sde, x, prior_logp, rtol=TOL, atol=TOL, method="RK45"
+) -> tuple[torch.Tensor, int]:
     from scipy.integrate import solve_ivp
 
     shape, b = x.shape, x.shape[0]
@@ -67,7 +69,7 @@ def scipy_round_trip(model, sde, x, prior_logp, rtol=TOL, atol=TOL) -> tuple[tor
         return np.concatenate([v.detach().cpu().numpy().reshape(-1), div.detach().cpu().numpy()])
 
     init = np.concatenate([x.cpu().numpy().reshape(-1), np.zeros(b)])
-    sol = solve_ivp(ode_func, (sde.eps, sde.T), init, rtol=rtol, atol=atol, method="RK45")
+    sol = solve_ivp(ode_func, (sde.eps, sde.T), init, rtol=rtol, atol=atol, method=method)
     end = sol.y[:, -1]
     z = torch.from_numpy(end[:-b].reshape(shape)).to(x.device, x.dtype)
     return prior_logp(z) + torch.from_numpy(end[-b:]).to(x.device, x.dtype), int(sol.nfev)
@@ -228,6 +230,13 @@ def run_problem(name, model, sde, x, reference, exact_prior, repeats, peers, ref
     add("scoresde dopri5, per-sample step sizes (norm='independent')", ours(norm="independent"))
     add("scoresde dopri5, whole-batch RMS norm", ours(norm="batch"))
     add("paper-style scipy RK45 + numpy round trip", lambda: scipy_round_trip(model, sde, x, exact_prior))
+    # Other solver families, to see whether a different order or a multistep method needs fewer
+    # evaluations at the same tolerance: 8th-order Dormand-Prince and scipy's LSODA (Adams).
+    add("scoresde dopri8 (8th order), per-sample norm", ours(method="dopri8"))
+    add(
+        "scipy LSODA (Adams, variable order) + round trip",
+        lambda: scipy_round_trip(model, sde, x, exact_prior, method="LSODA"),
+    )
     fm, fm_status = peers["flow_matching"]
     if fm is not None:
         add(
@@ -467,6 +476,36 @@ def main() -> None:
                 "work is the sum of the samples' own.",
                 "",
             ]
+
+    if not args.skip_oracle:
+        # (1b) The 16-D VE case of tests/test_likelihood.py: why norm='independent' is not the default.
+        sde16 = ss.VESDE(sigma_min=0.01, sigma_max=10.0)
+        gmm16 = ss.GaussianMixture.random(16, 3, eig_min=1e-2, generator=torch.Generator().manual_seed(1))
+        oracle16 = ss.AnalyticScore(gmm16, sde16)
+        x16 = gmm16.sample(12, generator=torch.Generator().manual_seed(2))
+        exact16 = oracle16.log_prob(x16, sde16.eps)
+        rows16 = []
+        for norm in ("per_sample", "independent"):
+            r = ss.log_likelihood(
+                oracle16,
+                sde16,
+                x16,
+                rtol=TOL,
+                atol=TOL,
+                norm=norm,
+                prior_logp=lambda z: oracle16.log_prob(z, sde16.T),
+            )
+            err = (r.logp - exact16).abs()
+            rows16.append(f"| {norm} | {float(err.mean()):.2e} | {float(err.max()):.2e} | {r.nfe} |")
+            print("16-D VE", rows16[-1], flush=True)
+        lines += [
+            "### 16-D VE mixture, 12 points (the case of `tests/test_likelihood.py`, bound: mean error 1e-4)",
+            "",
+            "| norm | mean abs err | max abs err | NFE |",
+            "|---|---|---|---|",
+            *rows16,
+            "",
+        ]
 
     # (2) Network-bound: MLP 3 x 256, errors against a tight float64 reference solve.
     dev = torch.device(args.device)
