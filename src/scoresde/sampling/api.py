@@ -45,6 +45,7 @@ def sample(
     x_T: Tensor | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    first_index: int = 0,
     y: Tensor | None = None,
     callback: Callback | None = None,
     record: bool = False,
@@ -71,6 +72,9 @@ def sample(
         generator: RNG for the prior draw and all sampler noise.
         seed: instead of ``generator``: per-sample noise, so a sample depends only on the
             seed and its index, not on the batch size.
+        first_index: with ``seed``: the index of ``x[0]`` in the whole run, so that a run
+            split into batches or across processes (:func:`scoresde.sampling.shard_range`)
+            gives every sample the noise it has in one big batch.
         y: labels ``(B,)`` for class-conditional models.
         callback: ``callback(i, t, x)`` after every step.
         record: keep the trajectory (every ``record_stride``-th state, plus start and end).
@@ -89,7 +93,7 @@ def sample(
         ts = check_grid(grid, sde)
     if record_stride < 1:
         raise ValueError(f"record_stride must be >= 1, got {record_stride}")
-    noise = make_noise(generator, seed)
+    noise = make_noise(generator, seed, first_index)
     if x_T is None:
         if shape is None:
             raise ValueError("give shape=(B, *D) or a starting point x_T")
