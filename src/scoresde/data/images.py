@@ -50,6 +50,7 @@ __all__ = [
     "log_jacobian",
     "random_hflip",
     "resize_images",
+    "save_image_folder",
     "save_image_grid",
     "split_data",
     "to_uint8",
@@ -606,3 +607,30 @@ def save_image_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
     return path
+
+
+def save_image_folder(
+    x: Tensor, folder: str | Path, first_index: int = 0, digits: int = 6, prefix: str = ""
+) -> list[Path]:
+    """Write images ``(B, C, H, W)`` in ``[-1, 1]`` as numbered 8-bit PNGs, one file per image.
+
+    Image ``b`` becomes ``folder/{prefix}{first_index + b:0{digits}d}.png`` (grayscale for
+    ``C = 1``, RGB for ``C = 3``): the layout external FID tools (pytorch-fid,
+    torch-fidelity, clean-fid) read.  ``first_index`` lets several processes write their shares
+    of one numbering into the same folder.
+    """
+    from PIL import Image
+
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"save_image_folder expects (B, C, H, W) with C in 1, 3, got {tuple(x.shape)}")
+    if first_index < 0 or digits < 1:
+        raise ValueError(f"need first_index >= 0 and digits >= 1, got {first_index} and {digits}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    img = to_uint8(x.detach().cpu()).permute(0, 2, 3, 1).numpy()
+    paths = []
+    for b in range(img.shape[0]):
+        path = folder / f"{prefix}{first_index + b:0{digits}d}.png"
+        Image.fromarray(img[b, :, :, 0] if img.shape[-1] == 1 else img[b]).save(path)
+        paths.append(path)
+    return paths
