@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from scoresde.progress import Progress, make_progress
 from scoresde.train.distributed import DistInfo
 
 __all__ = ["gather_to_rank0", "sample_batches", "shard_range"]
@@ -73,7 +74,7 @@ def sample_batches(
     seed: int,
     batch_size: int = 256,
     labels: Tensor | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: bool | str | Progress = False,
     **options: Any,
 ) -> Tensor:
     """Samples ``indices`` (e.g. a :func:`shard_range`) drawn in batches with per-sample seeds.
@@ -90,7 +91,8 @@ def sample_batches(
         seed: the run's seed.
         batch_size: samples per call.
         labels: labels of *all* ``N`` samples, indexed by global index (or ``None``).
-        progress: called with the number of samples finished after every batch.
+        progress: report samples done across all batches (see :mod:`scoresde.progress`); the
+            per-batch ``sample_fn`` calls report nothing.
         **options: passed to ``sample_fn`` (``method``, ``steps``, ``device``, ...).
 
     Returns:
@@ -100,6 +102,8 @@ def sample_batches(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if indices.step != 1:
         raise ValueError("indices must be a contiguous range")
+    own_bar = not isinstance(progress, Progress)
+    bar = make_progress(progress, len(indices), "sample", unit="samples")
     chunks = []
     for start in range(indices.start, indices.stop, batch_size):
         n = min(batch_size, indices.stop - start)
@@ -108,8 +112,9 @@ def sample_batches(
             y = y.to(options["device"])
         res = sample_fn(model, shape=(n, *item_shape), seed=seed, first_index=start, y=y, **options)
         chunks.append(res.x.detach().cpu())
-        if progress is not None:
-            progress(start + n - indices.start)
+        bar.update(n)
+    if own_bar:
+        bar.close()
     if not chunks:
         return torch.empty((0, *item_shape))
     return torch.cat(chunks)
