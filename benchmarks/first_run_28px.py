@@ -3,8 +3,8 @@
 The data: no MNIST download is possible here, so the 1,797 bundled scikit-learn 8x8 digits are
 *upsampled* to 28x28 (bicubic with antialiasing, rounded to 8 bits) and saved the way such files
 usually are, a keras-layout ``.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``; uint8
-``(N, 28, 28)``, 1,437 / 360 images).  Upsampled digits are smoother than MNIST; say so when
-quoting the numbers.
+``(N, 28, 28)``; the 80 / 20 split of ``load_digits(test_fraction=0.2)``).  Upsampled digits
+are smoother than MNIST; say so when quoting the numbers.
 
 Each variant is the README's train recipe (``scoresde train --data FILE.npz --conditional
 --label-dropout 0.1``, every other option at its default, i.e. the library's
@@ -149,10 +149,10 @@ def main() -> None:
         row.update(classifier_report(clf, row.pop("x"), data.test, row.pop("y"), floor_images=data.train))
         rows.append(row)
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-    _write(args, rows, real, work)
+    _write(args, rows, real, work, data.info())
 
 
-def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path) -> None:
+def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path, info: dict) -> None:
     ode = any("bpd_ode" in r for r in rows)
     head = "| variant | train steps | accuracy | Frechet | floor | bpd (bound) |" + (
         " bpd (ODE) |" if ode else ""
@@ -182,7 +182,8 @@ def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path) -
         "(labels cycling over the 10 classes), sampler and every other option at the `TrainConfig` defaults.",
         "",
         "Data: scikit-learn's 8x8 digits **upsampled** to 28x28 (bicubic, 8-bit), saved as a keras-layout "
-        "`.npz` (1,437 train / 360 test); smoother than MNIST.  The reference classifier is trained on "
+        f"`.npz` ({info['num_train']} train / {info['num_test']} test); smoother than MNIST.  "
+        "The reference classifier is trained on "
         f"`x_train` only; its held-out accuracy is {real['accuracy']:.3f}.  `floor` is the Frechet distance "
         "of `x_train` against `x_test`.  Saturated tiles: flat white (more white pixels than any training "
         "image) or noise (over 5% of pixels outside [-1.1, 1.1]).  See the script's docstring for the "

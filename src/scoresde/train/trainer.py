@@ -65,7 +65,10 @@ class TrainConfig:
     them by the "no label" token (for classifier-free guidance).
 
     Model: ``sde`` with ``sde_options`` (e.g. ``{"beta_max": 20.0}``), what the network
-    predicts, the time input, and ``sigma_data`` (``None``: the training data's std).
+    predicts (default ``v``: eps-prediction image models gave saturated, out-of-range samples
+    on a first run, v clean ones; see ``benchmarks/first_run_28px.py`` and
+    ``benchmarks/demo_predictions.py``), the time input, and ``sigma_data`` (``None``: the
+    training data's std).
 
     Loss: ``loss`` in ``dsm``, ``smld``, ``ddpm``, ``flow_matching``; DSM ``weighting`` and
     ``importance`` sampling of ``t``; ``num_scales`` levels for the discrete losses.
@@ -95,7 +98,7 @@ class TrainConfig:
     # SDE and model.
     sde: str = "vp"
     sde_options: dict[str, float] = field(default_factory=dict)
-    prediction: str = "eps"
+    prediction: str = "v"  # measured better than eps: docs/bench_demo_predictions.md, bench_first_run_28px.md
     time_input: str = "t"
     sigma_data: float | None = None
     # Loss.
