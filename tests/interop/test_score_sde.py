@@ -245,3 +245,12 @@ def test_conditional_labels_are_refused() -> None:
     x = torch.zeros(1, 3, 16, 16)
     with pytest.raises(ValueError, match="unconditional"):
         loaded.model.score(x, 0.5, torch.tensor([1]))
+
+
+def test_a_paper_config_name_builds_its_full_size_network(tmp_path: Path) -> None:
+    """A config name stands for the paper's config file; its net is the full-size one (keys checked)."""
+    ckpt_path = _paths("ddpmpp_vp")[0]
+    with pytest.raises(ValueError, match=r"missing keys: \d+ .*unexpected keys"):
+        load_score_sde(ckpt_path, "vp/cifar10_ddpmpp_continuous")
+    with pytest.raises(FileNotFoundError, match="no config file"):
+        load_score_sde(ckpt_path, str(tmp_path / "nothing.json"))

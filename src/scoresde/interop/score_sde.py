@@ -44,6 +44,7 @@ from scoresde.dequantization import Quantization
 from scoresde.models.base import ScoreFunction
 from scoresde.nets.score_sde import build_score_sde_net, load_config_file
 from scoresde.nets.score_sde.config import ScoreSdeNetConfig, nest_dotted, parse_net_config
+from scoresde.nets.score_sde.paper_configs import PAPER_CONFIGS, paper_config
 from scoresde.sde.base import SDE
 from scoresde.sde.ve import VESDE
 from scoresde.sde.vp import VPSDE, SubVPSDE
@@ -174,6 +175,8 @@ class ScoreSdeModel:
 
 
 def _read_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(config, str) and config in PAPER_CONFIGS and not Path(config).exists():
+        return paper_config(config)
     if isinstance(config, (str, Path)):
         return load_config_file(config)
     if not isinstance(config, Mapping):
@@ -312,7 +315,9 @@ def load_score_sde(
     Args:
         checkpoint_path: the paper's ``checkpoint_*.pth`` (or a bare ``model`` state dict file).
         config: its config as a JSON / TOML file or a mapping with the paper's ``model.*``,
-            ``data.*`` and ``training.sde`` / ``training.continuous`` fields.
+            ``data.*`` and ``training.sde`` / ``training.continuous`` fields, or the name of a
+            paper config in :data:`~scoresde.nets.score_sde.paper_configs.PAPER_CONFIGS`
+            (e.g. ``"ve/cifar10_ncsnpp_continuous"``).
         weights: ``ema`` (the weights the paper samples and evaluates with) or ``raw``.
         device: where the model goes.
 
@@ -326,7 +331,10 @@ def load_score_sde(
     raw_config = _read_config(config)
     sde_name = _training_fields(raw_config)
     cfg = parse_net_config(raw_config)
-    net = build_score_sde_net(cfg)
+    # Built without random initialisation (every tensor comes from the checkpoint, strictly).
+    with torch.device("meta"):
+        net = build_score_sde_net(cfg)
+    net = net.to_empty(device="cpu")
     checkpoint = _torch_load(checkpoint_path)
     step = load_score_sde_state(net, checkpoint, weights, str(checkpoint_path))
     net = net.to(device).eval()
