@@ -254,3 +254,15 @@ def test_a_paper_config_name_builds_its_full_size_network(tmp_path: Path) -> Non
         load_score_sde(ckpt_path, "vp/cifar10_ddpmpp_continuous")
     with pytest.raises(FileNotFoundError, match="no config file"):
         load_score_sde(ckpt_path, str(tmp_path / "nothing.json"))
+
+
+def test_the_docs_example_runs(monkeypatch) -> None:
+    import re
+
+    text = (ROOT / "docs" / "score_sde_checkpoints.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    monkeypatch.chdir(ROOT)  # the example reaches the fixtures as ../shared/...
+    namespace: dict = {}
+    exec(compile(block, "score_sde_checkpoints.md", "exec"), namespace)
+    assert namespace["out"].x.shape == (2, 3, 16, 16)
+    assert bool(torch.isfinite(namespace["ll"].bpd).all())
