@@ -149,7 +149,13 @@ def test_ema_length_mismatch_and_missing_ema(tmp_path: Path) -> None:
         ("model", "conv_size", 5, "config field model.conv_size"),
         ("data", "image_size", 15, "config field data.image_size = 15 must be divisible"),
         ("data", "channels_last", True, "unsupported config field data.channels_last"),
-        ("training", "continuous", False, "config field training.continuous"),
+        (
+            "training",
+            "continuous",
+            False,
+            r"model\.embedding_type = 'fourier' and training\.continuous = false",
+        ),
+        ("training", "continuous", "yes", r"training\.continuous must be true or false"),
         ("training", "sde", "edm", "unsupported value 'edm' of config field training.sde"),
     ],
 )
@@ -266,3 +272,52 @@ def test_the_docs_example_runs(monkeypatch) -> None:
     exec(compile(block, "score_sde_checkpoints.md", "exec"), namespace)
     assert namespace["out"].x.shape == (2, 3, 16, 16)
     assert bool(torch.isfinite(namespace["ll"].bpd).all())
+
+
+def test_discrete_vp_convention(refs) -> None:
+    """training.continuous = false: labels t (N - 1), std from DDPM's discrete betas.
+
+    As the paper's ``get_score_fn``; its table is float32 (``torch.linspace`` / ``cumprod``), which
+    near t = 0 is only good to about 1e-4 relative, so the reference here is float32 too.
+    """
+    ckpt_path, config_path = _paths("ddpmpp_vp")
+    config = json.loads(config_path.read_text())
+    config["training"]["continuous"] = False
+    loaded = load_score_sde(ckpt_path, config)
+    assert not loaded.continuous
+    ref = refs["ddpmpp_vp"]
+    x, t = ref["x"], ref["t"]
+    n = 1000
+    index = torch.floor(t * (n - 1)).long()
+    betas = torch.linspace(0.1 / n, 20.0 / n, n)
+    std = torch.sqrt(1 - torch.cumprod(1 - betas, 0))[index]
+    exact = torch.sqrt(-torch.expm1(torch.cumsum(torch.log1p(-betas.double()), 0)))[index]
+    torch.testing.assert_close(std.double(), exact, rtol=2e-4, atol=0)
+    with torch.no_grad():
+        expected = -loaded.net(x, t * (n - 1)) / std.float().reshape(-1, 1, 1, 1)
+        _close(loaded.model.score(x, t), expected)
+    # Sub-VP ignores the flag, as in the paper: labels 999 t and std 1 - exp(2 log_mean_coeff).
+    config["training"]["sde"] = "subvpsde"
+    sub = load_score_sde(ckpt_path, config)
+    assert sub.continuous is False and sub.model.continuous and isinstance(sub.sde, ss.SubVPSDE)
+    lmc = -0.25 * t.double() ** 2 * 19.9 - 0.05 * t.double()
+    # float32 1 - exp(.) near t = 0: about 1e-4 relative, as in the paper.
+    torch.testing.assert_close(sub.model.std(t).double(), -torch.expm1(2 * lmc), rtol=2e-4, atol=0)
+
+
+def test_discrete_ve_convention(tmp_path: Path) -> None:
+    """SMLD-style NCSN++: the label is the index round((1 - t)(N - 1)) into the descending sigmas."""
+    config = json.loads(_paths("ncsnpp_ve")[1].read_text())
+    config["model"].update(embedding_type="positional", num_scales=10)
+    config["training"]["continuous"] = False
+    net = build_score_sde_net(config)
+    path = _save(tmp_path, {"model": net.state_dict(), "step": 0})
+    loaded = load_score_sde(path, config, weights="raw")
+    t = torch.tensor([0.0, 0.04, 0.5, 1.0])
+    labels = loaded.model.labels(t)
+    assert labels.tolist() == [9, 9, 4, 0] and labels.dtype == torch.long
+    sigma = 50.0 * (0.01 / 50.0) ** (labels.double() / 9)  # the paper's get_sigmas, level i
+    torch.testing.assert_close(loaded.model.std(t), sigma.float())
+    x = torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.score(x, t), loaded.net(x, labels))

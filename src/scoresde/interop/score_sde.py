@@ -25,7 +25,8 @@
   itself, so the model's data space is ``[0, 1]``; otherwise ``[-1, 1]``
   (:attr:`ScoreSdeModel.data_range`, :attr:`ScoreSdeModel.quantization`).
 
-Only continuous-time checkpoints (``training.continuous = true``) are supported.
+Discrete-time checkpoints (``training.continuous = false``) use the paper's discrete conventions
+(see :class:`PaperScoreModel`); those are not covered by the paper-made fixtures.
 """
 
 from __future__ import annotations
@@ -96,37 +97,58 @@ def build_paper_sde(sde_name: str, cfg: ScoreSdeNetConfig) -> SDE:
 
 
 class PaperScoreModel(ScoreFunction):
-    """A paper network as a score model with the paper's continuous-time score function.
+    """A paper network as a score model with the paper's score function (its ``get_score_fn``).
 
     ``forward(x, t)`` returns the score (``prediction="score"``); every other prediction is
     derived through ``sde``'s marginal.  The model is unconditional: labels ``y`` are refused.
+
+    Continuous-time models take ``sigma(t)`` (VE) or ``999 t`` (VP, sub-VP).  Discrete-time
+    ones (``continuous=False``) follow the paper's code too: VE takes the integer index
+    ``round((1 - t) (N - 1))`` into the descending noise levels ``sigmas`` (the nearest of the
+    ``N = model.num_scales`` SMLD levels to ``sigma(t)``); VP takes ``t (N - 1)`` and divides by
+    ``sqrt(1 - alphas_cumprod)[floor(t (N - 1))]`` of DDPM's discrete betas
+    ``linspace(beta_min / N, beta_max / N, N)``; sub-VP always uses the continuous convention
+    (as the paper's ``get_score_fn`` does).
 
     Args:
         net: an :class:`~scoresde.nets.score_sde.NCSNpp` or :class:`~scoresde.nets.score_sde.DDPM`.
         sde: the SDE (see :func:`build_paper_sde`).
         sde_name: ``vesde``, ``vpsde`` or ``subvpsde``: which score convention applies.
+        continuous: whether the model was trained in continuous time.
     """
 
-    def __init__(self, net: nn.Module, sde: SDE, sde_name: str) -> None:
+    def __init__(self, net: nn.Module, sde: SDE, sde_name: str, continuous: bool = True) -> None:
         super().__init__(sde, "score")
         if sde_name not in SDE_NAMES:
             raise ValueError(f"unknown sde {sde_name!r}; choose one of {list(SDE_NAMES)}")
         self.net = net
         self.sde_name = sde_name
+        self.continuous = bool(continuous) or sde_name == "subvpsde"
         cfg = net.cfg
         self.sigma_min, self.sigma_max = cfg.sigma_min, cfg.sigma_max
         self.beta_min, self.beta_max = cfg.beta_min, cfg.beta_max
+        self.num_scales = cfg.num_scales
 
     def labels(self, t: Tensor) -> Tensor:
-        """The network's time input: ``sigma(t)`` (VE) or ``999 t`` (VP, sub-VP)."""
+        """The network's time input (see the class docstring)."""
         if self.sde_name == "vesde":
-            return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
-        return t * 999
+            if self.continuous:
+                return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+            return torch.round((1.0 - t) * (self.num_scales - 1)).long()
+        return t * 999 if self.continuous else t * (self.num_scales - 1)
+
+    def discrete_sqrt_1m_alphas_cumprod(self, device: torch.device | str | None = None) -> Tensor:
+        """``sqrt(1 - prod_{j <= i} (1 - beta_j))`` of the paper's discrete VP betas, float32, ``(N,)``."""
+        n = self.num_scales
+        betas = torch.linspace(self.beta_min / n, self.beta_max / n, n, device=device)
+        return torch.sqrt(1.0 - torch.cumprod(1.0 - betas, dim=0))
 
     def std(self, t: Tensor) -> Tensor:
-        """The paper's marginal standard deviation (its ``sde.marginal_prob(...)[1]``), in ``t``'s dtype."""
+        """The paper's marginal standard deviation (VP: what the score divides by), in ``t``'s dtype."""
         if self.sde_name == "vesde":
-            return self.labels(t)
+            return self.labels(t) if self.continuous else self.net.sigmas[self.labels(t)].to(t.dtype)
+        if not self.continuous:
+            return self.discrete_sqrt_1m_alphas_cumprod(t.device)[self.labels(t).long()].to(t.dtype)
         log_mean_coeff = -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
         if self.sde_name == "vpsde":
             return torch.sqrt(1.0 - torch.exp(2.0 * log_mean_coeff))
@@ -151,6 +173,7 @@ class ScoreSdeModel:
         net: the bare network ``net(x, labels)`` with the loaded weights.
         config: the network config.
         sde_name: ``vesde``, ``vpsde`` or ``subvpsde``.
+        continuous: ``training.continuous`` of the config.
         weights: ``ema`` or ``raw``.
         step: the training step stored in the checkpoint, if any.
     """
@@ -160,6 +183,7 @@ class ScoreSdeModel:
     net: nn.Module
     config: ScoreSdeNetConfig
     sde_name: str
+    continuous: bool
     weights: str
     step: int | None
 
@@ -184,7 +208,7 @@ def _read_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     return nest_dotted(config)
 
 
-def _training_fields(config: Mapping[str, Any]) -> str:
+def _training_fields(config: Mapping[str, Any]) -> tuple[str, bool]:
     training = config.get("training")
     if not isinstance(training, Mapping) or "sde" not in training:
         raise ValueError("the config lacks the required field training.sde (one of vesde, vpsde, subvpsde)")
@@ -197,12 +221,9 @@ def _training_fields(config: Mapping[str, Any]) -> str:
     if "continuous" not in training:
         raise ValueError("the config lacks the required field training.continuous")
     continuous = training["continuous"]
-    if continuous is not True:
-        raise ValueError(
-            f"unsupported value {continuous!r} of config field training.continuous; only continuous-time "
-            "checkpoints (true) are supported"
-        )
-    return sde_name
+    if not isinstance(continuous, bool):
+        raise ValueError(f"config field training.continuous must be true or false, got {continuous!r}")
+    return sde_name, continuous
 
 
 def _torch_load(path: str | Path) -> Any:
@@ -329,8 +350,13 @@ def load_score_sde(
             than ``weights_only`` unpickling, or missing / unexpected / misshapen keys (listed).
     """
     raw_config = _read_config(config)
-    sde_name = _training_fields(raw_config)
+    sde_name, continuous = _training_fields(raw_config)
     cfg = parse_net_config(raw_config)
+    if not continuous and sde_name == "vesde" and cfg.embedding_type == "fourier":
+        raise ValueError(
+            "config fields model.embedding_type = 'fourier' and training.continuous = false do not go "
+            "together: the paper uses Fourier features only for continuous-time models"
+        )
     # Built without random initialisation (every tensor comes from the checkpoint, strictly).
     with torch.device("meta"):
         net = build_score_sde_net(cfg)
@@ -339,5 +365,5 @@ def load_score_sde(
     step = load_score_sde_state(net, checkpoint, weights, str(checkpoint_path))
     net = net.to(device).eval()
     sde = build_paper_sde(sde_name, cfg)
-    model = PaperScoreModel(net, sde, sde_name).eval()
-    return ScoreSdeModel(model, sde, net, cfg, sde_name, weights, step)
+    model = PaperScoreModel(net, sde, sde_name, continuous).eval()
+    return ScoreSdeModel(model, sde, net, cfg, sde_name, continuous, weights, step)
