@@ -44,7 +44,7 @@ class Data:
 
 def load_model(path: str | Path) -> LoadedModel:
     """Load ``path`` (a checkpoint file or a run folder of ``scoresde train``)."""
-    from scoresde.train.checkpoint import load_checkpoint
+    from scoresde.io.checkpoint import load_checkpoint
 
     p = Path(path)
     if not str(path):

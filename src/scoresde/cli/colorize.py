@@ -49,8 +49,8 @@ def _run(cfg: dict[str, Any]) -> int:
 
     from scoresde.cli._checkpoints import default_out, held_out_images, item_shape, model_labels, save_rows
     from scoresde.guidance import colorize
+    from scoresde.io.checkpoint import load_checkpoint
     from scoresde.sampling.registry import SAMPLERS
-    from scoresde.train.checkpoint import load_checkpoint
     from scoresde.train.distributed import resolve_device
 
     if not cfg["checkpoint"]:

@@ -128,8 +128,8 @@ def _run(cfg: dict[str, Any]) -> int:
     )
     from scoresde.data.images import load_dataset
     from scoresde.guidance import Inpainting, dps_sample, inpaint
+    from scoresde.io.checkpoint import load_checkpoint
     from scoresde.sampling.registry import SAMPLERS
-    from scoresde.train.checkpoint import load_checkpoint
     from scoresde.train.distributed import resolve_device
 
     if not cfg["checkpoint"]:

@@ -75,7 +75,7 @@ def guided_model(
     """Wrap ``model`` for ``--guidance`` / ``--classifier``; return it and the number of classes."""
     from scoresde.cli._checkpoints import item_shape, label_dropout, num_classes
     from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, load_classifier
-    from scoresde.train.checkpoint import sde_config
+    from scoresde.io.checkpoint import sde_config
 
     classes = num_classes(meta)
     if cfg["guidance"] is not None and cfg["classifier"]:
@@ -125,9 +125,9 @@ def _run(cfg: dict[str, Any]) -> int:
 
     from scoresde.cli._checkpoints import check_class, cycle_labels, default_out, item_shape, to_images
     from scoresde.data.images import save_image_grid, to_uint8
+    from scoresde.io.checkpoint import load_checkpoint
     from scoresde.sampling.api import sample
     from scoresde.sampling.registry import SAMPLERS
-    from scoresde.train.checkpoint import load_checkpoint
     from scoresde.train.distributed import resolve_device
 
     if not cfg["checkpoint"]:

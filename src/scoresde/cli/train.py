@@ -212,7 +212,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 def resolve_config(args: argparse.Namespace) -> tuple[Any, Path | None]:
     """Merge checkpoint (when resuming) < config file < flags into a TrainConfig; return it and the
     checkpoint to resume from."""
-    from scoresde.train.checkpoint import read_checkpoint_metadata
+    from scoresde.io.checkpoint import read_checkpoint_metadata
     from scoresde.train.trainer import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
 def _resolve_sde(cfg: dict[str, Any]):
     """The SDE to train under: the checkpoint's, else ``--sde``; and the checkpoint's metadata."""
     import scoresde as ss
+    from scoresde.io.checkpoint import read_checkpoint_metadata
     from scoresde.sde import SDES
-    from scoresde.train.checkpoint import read_checkpoint_metadata
 
     if cfg["sde"] and cfg["sde"] not in SDES:
         raise ValueError(f"unknown SDE {cfg['sde']!r} for --sde; choose one of {sorted(SDES)}")

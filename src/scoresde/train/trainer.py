@@ -38,13 +38,13 @@ from scoresde.data.images import (
     load_dataset,
     save_image_grid,
 )
+from scoresde.io.checkpoint import load_checkpoint, save_checkpoint
 from scoresde.losses import OBJECTIVES, WEIGHTINGS, dsm_nll_bound, make_objective
 from scoresde.models.parameterization import PREDICTIONS
 from scoresde.models.wrapper import TIME_INPUTS, ScoreModel
 from scoresde.nets import build_net
 from scoresde.nets.unet import TIME_EMBEDDINGS
 from scoresde.sde import SDES, make_sde
-from scoresde.train.checkpoint import load_checkpoint, save_checkpoint
 from scoresde.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.train.ema import EMA
 
