@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from scoresde.dequantization import Quantization
+from scoresde.flow.dequantization import Quantization
 from scoresde.models.base import ScoreFunction
 from scoresde.nets.score_sde import build_score_sde_net, load_config_file
 from scoresde.nets.score_sde.config import ScoreSdeNetConfig, nest_dotted, parse_net_config
