@@ -124,7 +124,8 @@ class TrainConfig:
     eval_bpd: bool = field(default=False, metadata={"help": "held-out bits/dim at each evaluation"})
     bpd_samples: int = field(default=64, metadata={"help": "held-out images scored for bits/dim"})
     progress: bool = field(
-        default=True, metadata={"help": "progress: a bar on a terminal, else a line every 10% or 30 s"}
+        default=True,
+        metadata={"help": "progress: a bar on a terminal, else a line every tenth of the run or 30 s"},
     )
 
     def __post_init__(self) -> None:
