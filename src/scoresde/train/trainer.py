@@ -154,6 +154,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
+        check_ranges(self)
         choices = {
             "net": ("unet", "mlp"),
             "sde": tuple(SDES),
@@ -180,7 +181,6 @@ class TrainConfig:
             raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
         if self.importance and self.loss != "dsm":
             raise ValueError("importance sampling of t applies to the dsm loss only")
-        check_ranges(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""
@@ -754,7 +754,7 @@ class Trainer:
                 raise NonFiniteError(
                     f"training stopped at step {self.step}: {self.nonfinite_run} consecutive step(s) had a "
                     f"non-finite loss or gradient (last: loss {loss}, gradient norm {grad_norm}); their "
-                    f"updates were skipped and nothing was saved, the newest intact checkpoint is "
+                    f"updates were skipped (the weights stay finite); the newest checkpoint is "
                     f"{self.last_checkpoint}; lower lr, clip gradients (grad_clip) or check the data"
                 )
             # Save first: an evaluation that fails must not cost the interval's training.
