@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from scoresde._checks import NonFiniteError
 from scoresde.data.images import load_digits
-from scoresde.train import checkpoint as ckpt_module
-from scoresde.train.checkpoint import (
+from scoresde.io import checkpoint as ckpt_module
+from scoresde.io.checkpoint import (
     CheckpointWriteError,
     load_checkpoint,
     read_checkpoint_metadata,
