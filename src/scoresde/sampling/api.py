@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_batch, check_float_dtype, check_real_tensor, check_seed, check_state_finite
 from scoresde._utils import as_shape, check_finite
 from scoresde.models.base import CountingModel, ScoreFunction
 from scoresde.progress import Progress, make_progress
@@ -90,6 +91,9 @@ def sample(
     """
     sde = check_model_sde(model, sde)
     sampler = get_sampler(method)
+    check_float_dtype(dtype, "dtype")
+    if seed is not None:
+        check_seed(seed, "seed")
     if isinstance(grid, str):
         ts = time_grid(sde, steps, grid, t_start=t_start, t_end=t_end)
     else:
@@ -105,6 +109,8 @@ def sample(
             raise ValueError("a grid that starts before T needs an explicit starting point x_T")
         x = noise(torch.empty(shape, device=device, dtype=dtype)) * sde.prior_std()
     else:
+        check_real_tensor(x_T, "x_T")
+        check_batch(x_T, "x_T")
         check_finite(x_T, "x_T")
         if shape is not None and tuple(x_T.shape) != as_shape(shape):
             raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was given")
@@ -112,15 +118,18 @@ def sample(
     if y is not None and y.shape[0] != x.shape[0]:
         raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
 
-    counted = CountingModel(model)
+    n_steps = len(ts) - 1
+    counted = CountingModel(model, label=f"sample ({method})", steps=n_steps)
     ts_dev = ts.to(x.device)
     traj: list[Tensor] = [x.clone()] if record else []
     traj_t: list[Tensor] = [ts_dev[0]] if record else []
-    n_steps = len(ts) - 1
     own_bar = not isinstance(progress, Progress)
     bar = make_progress(progress, n_steps, method)
 
     def step_callback(i: int, t: Tensor, x_i: Tensor) -> None:
+        # The non-finite guard: the model outputs are checked by `counted`, the state here.
+        check_state_finite(x_i, f"sample ({method}): the samples", f"step {i + 1} of {n_steps}", t)
+        counted.step = i + 2
         if record and ((i + 1) % record_stride == 0 or i + 1 == n_steps):
             traj.append(x_i.clone())
             traj_t.append(t)
@@ -135,6 +144,7 @@ def sample(
             bar.close()
     if denoise:
         # Final denoising step (Tweedie's formula) at t_end.
+        counted.step = "the final denoising step"
         x = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
     return SampleResult(
         x=x,
