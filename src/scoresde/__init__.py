@@ -31,6 +31,7 @@ from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 from scoresde.models import (
     PREDICTIONS,
     AnalyticScore,
+    ClipDenoised,
     CountingModel,
     Funnel,
     GaussianMixture,
@@ -57,6 +58,7 @@ from scoresde.sde import (
     make_sde,
     paper_ddpm_betas,
 )
+from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
 from scoresde.train import EMA, Checkpoint, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
@@ -84,6 +86,7 @@ __all__ = [
     "CountingModel",
     "GaussianMixture",
     "AnalyticScore",
+    "ClipDenoised",
     "Funnel",
     "MLP",
     "UNet",
@@ -118,6 +121,9 @@ __all__ = [
     "time_grid",
     "PerSampleNoise",
     "langevin_dynamics",
+    "sample_batches",
+    "shard_range",
+    "gather_to_rank0",
     "LangevinResult",
     # likelihood and latents
     "log_likelihood",
