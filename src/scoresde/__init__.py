@@ -42,7 +42,22 @@ from scoresde.nets import MLP
 from scoresde.nets.unet import UNet
 from scoresde.sampling import GRIDS, SAMPLERS, PerSampleNoise, SampleResult, sample, time_grid
 from scoresde.sampling.langevin import LangevinResult, langevin_dynamics
-from scoresde.sde import EDMSDE, SDE, SDES, VESDE, VPSDE, ReverseSDE, StraightSDE, SubVPSDE, make_sde
+from scoresde.sde import (
+    EDMSDE,
+    PAPER_LIKELIHOOD_EPS,
+    SDE,
+    SDES,
+    VESDE,
+    VPSDE,
+    CosineVPSDE,
+    DiscreteVPSDE,
+    ReverseSDE,
+    StraightSDE,
+    SubVPSDE,
+    make_betas,
+    make_sde,
+    paper_ddpm_betas,
+)
 from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
 from scoresde.train import EMA, Checkpoint, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
 
@@ -57,8 +72,13 @@ __all__ = [
     "SubVPSDE",
     "EDMSDE",
     "StraightSDE",
+    "DiscreteVPSDE",
+    "CosineVPSDE",
     "ReverseSDE",
     "make_sde",
+    "make_betas",
+    "paper_ddpm_betas",
+    "PAPER_LIKELIHOOD_EPS",
     # models and exact oracles
     "PREDICTIONS",
     "ScoreFunction",

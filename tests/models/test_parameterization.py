@@ -67,4 +67,4 @@ def test_scale_input_and_time_input() -> None:
     with pytest.raises(ValueError, match="unknown prediction"):
         ss.ScoreModel(Probe(), sde, prediction="noise")
     with pytest.raises(ValueError, match="unknown time_input"):
-        ss.ScoreModel(Probe(), sde, time_input="sigma")
+        ss.ScoreModel(Probe(), sde, time_input="noise_level")

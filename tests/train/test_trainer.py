@@ -107,7 +107,7 @@ def test_outputs_eval_and_bf16(tmp_path, digits) -> None:
     ("options", "message"),
     [
         ({"loss": "ncsn"}, "unknown loss"),
-        ({"sde": "cosine"}, "unknown sde"),
+        ({"sde": "ncsnv2"}, "unknown sde"),
         ({"steps": 0}, "steps must be a positive"),
         ({"importance": True, "loss": "ddpm"}, "dsm loss only"),
     ],

@@ -1,9 +1,20 @@
-"""Forward SDEs with linear drift: VE, VP, sub-VP, EDM and the straight (flow-matching) path."""
+"""Forward SDEs with linear drift: VE, VP, sub-VP, EDM, the straight (flow-matching) path and
+VP SDEs from any noise schedule (a tabulated ``alphas_cumprod``, the continuous cosine schedule).
+"""
 
 from scoresde.sde.base import SDE, ReverseSDE
+from scoresde.sde.cosine import CosineVPSDE
+from scoresde.sde.discrete import BETA_SCHEDULES, DiscreteVPSDE, make_betas, paper_ddpm_betas
 from scoresde.sde.flow import StraightSDE
+from scoresde.sde.logalpha import LogAlphaVPSDE
 from scoresde.sde.ve import EDMSDE, VESDE
 from scoresde.sde.vp import VPSDE, SubVPSDE
+
+PAPER_LIKELIHOOD_EPS = 1e-5
+"""The time at which Song et al. 2021 start the probability-flow ODE for likelihoods and bits/dim
+(App. D; score_sde_pytorch's ``likelihood.py`` default ``eps=1e-5``).  :func:`scoresde.log_likelihood`
+starts at ``sde.eps``, so pass ``eps=PAPER_LIKELIHOOD_EPS`` to the SDE (e.g. ``VPSDE(eps=1e-5)``)
+to report bits/dim in the paper's convention; the VP default ``eps = 1e-3`` is its sampling end."""
 
 SDES: dict[str, type[SDE]] = {
     "ve": VESDE,
@@ -11,11 +22,13 @@ SDES: dict[str, type[SDE]] = {
     "subvp": SubVPSDE,
     "edm": EDMSDE,
     "straight": StraightSDE,
+    "discrete": DiscreteVPSDE,
+    "cosine": CosineVPSDE,
 }
 
 
 def make_sde(name: str, **kwargs) -> SDE:
-    """Build an SDE from its short name (``ve``, ``vp``, ``subvp``, ``edm``, ``straight``)."""
+    """Build an SDE from its short name (a key of :data:`SDES`)."""
     try:
         cls = SDES[name.lower()]
     except KeyError:
@@ -23,4 +36,21 @@ def make_sde(name: str, **kwargs) -> SDE:
     return cls(**kwargs)
 
 
-__all__ = ["SDE", "SDES", "EDMSDE", "ReverseSDE", "StraightSDE", "SubVPSDE", "VESDE", "VPSDE", "make_sde"]
+__all__ = [
+    "BETA_SCHEDULES",
+    "PAPER_LIKELIHOOD_EPS",
+    "SDE",
+    "SDES",
+    "EDMSDE",
+    "CosineVPSDE",
+    "DiscreteVPSDE",
+    "LogAlphaVPSDE",
+    "ReverseSDE",
+    "StraightSDE",
+    "SubVPSDE",
+    "VESDE",
+    "VPSDE",
+    "make_betas",
+    "make_sde",
+    "paper_ddpm_betas",
+]

@@ -1,0 +1,363 @@
+"""diffusers models as scoresde score models: a ``UNet2DModel`` plus its scheduler config.
+
+A diffusers model is a network plus a scheduler config that says (a) the noise table the
+network was trained on and (b) what it predicts.  This adapter turns them into an ordinary
+:class:`~scoresde.models.ScoreModel` and SDE, so every sampler, exact likelihood, encoder and
+guidance method of scoresde applies:
+
+- VP schedulers (``DDPMScheduler``, ``DDIMScheduler``, ``DPMSolverMultistepScheduler``, ...):
+  the SDE is a :class:`~scoresde.sde.DiscreteVPSDE` of the scheduler's own ``alphas_cumprod``
+  (timestep ``n`` at ``t = (n + 1)/N``, ``t = 0`` the clean data), the time input is the
+  interpolated ``timestep``, and ``prediction_type`` ``epsilon`` / ``v_prediction`` / ``sample``
+  becomes ``eps`` / ``v`` / ``x0``;
+- ``ScoreSdeVeScheduler`` (the paper's NCSN++ ported to diffusers): a
+  :class:`~scoresde.sde.VESDE` with the paper's ``kernel="geometric"`` noise level
+  ``sigma_min (sigma_max/sigma_min)^t``, time input ``sigma`` and prediction ``score`` (the
+  Fourier-embedded ``UNet2DModel`` takes ``sigma`` and divides its output by it).
+
+Class-conditional ``UNet2DModel``s (``num_class_embeds`` / ``class_embed_type``) take the labels
+``y`` that scoresde passes as ``class_labels``.  :func:`scheduler_grid` gives the scoresde time
+grid on which scoresde's ``ddim`` / ``dpm_solver++_2m`` / ``ancestral`` / ``pc`` take the same
+steps as diffusers' scheduler loops.
+
+diffusers is an optional dependency (``pip install scoresde[diffusers]``), imported inside the
+functions.  Nothing here downloads: folders are read with ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from scoresde.models.wrapper import ScoreModel
+from scoresde.sde.base import SDE
+from scoresde.sde.discrete import DiscreteVPSDE
+from scoresde.sde.ve import VESDE
+
+__all__ = [
+    "DiffusersModel",
+    "SUPPORTED_SCHEDULERS",
+    "UNetAdapter",
+    "from_diffusers",
+    "load_diffusers",
+    "prediction_from_config",
+    "scheduler_grid",
+    "sde_from_scheduler",
+]
+
+VP_SCHEDULERS = (
+    "DDPMScheduler",
+    "DDIMScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "DEISMultistepScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "PNDMScheduler",
+    "UniPCMultistepScheduler",
+)
+VE_SCHEDULERS = ("ScoreSdeVeScheduler",)
+SUPPORTED_SCHEDULERS = VP_SCHEDULERS + VE_SCHEDULERS
+"""Scheduler class names whose configs this adapter reads."""
+
+PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+"""diffusers' ``prediction_type`` to scoresde's ``prediction``."""
+
+INSTALL_HINT = "pip install scoresde[diffusers]"
+
+
+def _import_diffusers() -> Any:
+    try:
+        import diffusers
+    except ImportError as err:  # pragma: no cover - exercised only without the extra
+        raise ImportError(f"scoresde.interop.diffusers needs the diffusers package: {INSTALL_HINT}") from err
+    return diffusers
+
+
+class UNetAdapter(nn.Module):
+    """``net(x, t[, y])`` around a diffusers ``UNet2DModel``: labels go in as ``class_labels``."""
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        out = (
+            self.unet(x, t, return_dict=False)
+            if y is None
+            else self.unet(x, t, class_labels=y, return_dict=False)
+        )
+        return out[0] if isinstance(out, tuple) else out
+
+
+@dataclass
+class DiffusersModel:
+    """A diffusers model as scoresde objects; unpacks as ``model, sde = ...``.
+
+    Attributes:
+        model: the :class:`~scoresde.models.ScoreModel` (in eval mode when loaded from a folder).
+        sde: its SDE.
+        scheduler_class: the scheduler's class name.
+        scheduler_config: the scheduler config it was built from.
+        num_classes: number of class labels of a class-conditional UNet, else ``None``.
+    """
+
+    model: ScoreModel
+    sde: SDE
+    scheduler_class: str
+    scheduler_config: dict = field(repr=False)
+    num_classes: int | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.model
+        yield self.sde
+
+
+def _scheduler_name_and_config(scheduler: Any) -> tuple[str, dict]:
+    """``(class name, config dict)`` of a scheduler or of its config (a dict with ``_class_name``)."""
+    if isinstance(scheduler, dict):
+        config = dict(scheduler)
+        name = config.get("_class_name")
+        if not isinstance(name, str):
+            raise ValueError(
+                "a scheduler config dict needs its '_class_name' (as in scheduler_config.json); "
+                f"supported: {list(SUPPORTED_SCHEDULERS)}"
+            )
+        return name, config
+    config = getattr(scheduler, "config", None)
+    if config is None:
+        raise TypeError(f"expected a diffusers scheduler or its config dict, got {type(scheduler).__name__}")
+    return type(scheduler).__name__, dict(config)
+
+
+def _check_supported(name: str) -> None:
+    if name not in SUPPORTED_SCHEDULERS:
+        raise ValueError(f"unsupported scheduler {name!r}; supported: {list(SUPPORTED_SCHEDULERS)}")
+
+
+def sde_from_scheduler(scheduler: Any, eps: float | None = None) -> SDE:
+    """The SDE of a diffusers scheduler (instance or config dict with ``_class_name``).
+
+    VP schedulers give a :class:`~scoresde.sde.DiscreteVPSDE` of the scheduler's own float32
+    ``alphas_cumprod`` (so the marginals are the ones the model was trained on, bit for bit);
+    ``ScoreSdeVeScheduler`` gives ``VESDE(sigma_min, sigma_max, kernel="geometric",
+    eps=sampling_eps)``.
+
+    Args:
+        eps: override the SDE's ``eps`` (where sampling stops and likelihoods start; e.g.
+            :data:`~scoresde.sde.PAPER_LIKELIHOOD_EPS` for the paper's bits/dim convention).
+    """
+    name, config = _scheduler_name_and_config(scheduler)
+    _check_supported(name)
+    if name in VE_SCHEDULERS:
+        return VESDE(
+            sigma_min=float(config.get("sigma_min", 0.01)),
+            sigma_max=float(config.get("sigma_max", 1348.0)),
+            eps=float(config.get("sampling_eps", 1e-5)) if eps is None else eps,
+            kernel="geometric",
+        )
+    if config.get("rescale_betas_zero_snr", False):
+        raise ValueError(
+            "rescale_betas_zero_snr=True (zero terminal SNR) has no finite log-SNR at T: not supported"
+        )
+    if not isinstance(scheduler, dict):
+        abar = scheduler.alphas_cumprod
+    else:
+        cls = getattr(_import_diffusers(), name)
+        clean = {k: v for k, v in config.items() if not k.startswith("_")}
+        abar = cls.from_config(clean).alphas_cumprod
+    return DiscreteVPSDE(torch.as_tensor(abar).to(torch.float64), eps=eps)
+
+
+def prediction_from_config(scheduler: Any) -> str:
+    """scoresde's ``prediction`` for a scheduler: ``eps``, ``v`` or ``x0`` (``score`` for VE)."""
+    name, config = _scheduler_name_and_config(scheduler)
+    _check_supported(name)
+    if name in VE_SCHEDULERS:
+        return "score"
+    kind = config.get("prediction_type", "epsilon")
+    if kind not in PREDICTION_TYPES:
+        raise ValueError(f"unsupported prediction_type {kind!r}; supported: {list(PREDICTION_TYPES)}")
+    return PREDICTION_TYPES[kind]
+
+
+def from_diffusers(
+    unet: nn.Module,
+    scheduler: Any,
+    *,
+    time_input: str | None = None,
+    eps: float | None = None,
+) -> DiffusersModel:
+    """A ``UNet2DModel`` and its scheduler (instance or config dict) as a scoresde model and SDE.
+
+    Args:
+        unet: the network (a diffusers ``UNet2DModel`` or any module with its call signature).
+        scheduler: the scheduler it was trained with, or that scheduler's config dict.
+        time_input: override the time map (default ``timestep`` for VP, ``sigma`` for VE;
+            ``timestep_nearest`` evaluates only at integer timesteps, k-diffusion's ``quantize``).
+        eps: override the SDE's ``eps`` (see :func:`sde_from_scheduler`).
+
+    Returns:
+        A :class:`DiffusersModel` (unpacks as ``model, sde``).
+    """
+    name, config = _scheduler_name_and_config(scheduler)
+    sde = sde_from_scheduler(scheduler, eps=eps)
+    prediction = prediction_from_config(scheduler)
+    if time_input is None:
+        time_input = "sigma" if name in VE_SCHEDULERS else "timestep"
+    model = ScoreModel(
+        UNetAdapter(unet), sde, prediction=prediction, scale_input=False, time_input=time_input
+    )
+    unet_config = getattr(unet, "config", {}) or {}
+    num_classes = unet_config.get("num_class_embeds") if hasattr(unet_config, "get") else None
+    return DiffusersModel(model, sde, name, config, num_classes)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def load_diffusers(
+    path: str | Path,
+    *,
+    scheduler: Any = None,
+    time_input: str | None = None,
+    eps: float | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> DiffusersModel:
+    """Load a local diffusers folder (offline) as a scoresde model and SDE.
+
+    ``path`` is either a pipeline folder written by ``pipeline.save_pretrained`` (a
+    ``model_index.json`` with ``unet/`` and ``scheduler/``) or a model folder written by
+    ``unet.save_pretrained`` (a ``config.json`` of a ``UNet2DModel``), whose scheduler comes from
+    ``scheduler`` or a ``scheduler_config.json`` beside it.
+
+    Args:
+        scheduler: a scheduler or its config dict, overriding the folder's.
+        time_input, eps: as in :func:`from_diffusers`.
+        device, dtype: where and in which dtype to put the network.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: not a diffusers folder, a network that is not a ``UNet2DModel``, no or an
+            unsupported scheduler.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"no such diffusers folder: {root}")
+    diffusers = _import_diffusers()
+    if (root / "model_index.json").is_file():
+        index = _read_json(root / "model_index.json")
+        unet_entry = index.get("unet")
+        if not (isinstance(unet_entry, list) and len(unet_entry) == 2):
+            raise ValueError(
+                f"{root}: the pipeline has no 'unet' component (model_index.json lists {sorted(index)})"
+            )
+        unet_dir = root / "unet"
+        if scheduler is None:
+            sched_file = root / "scheduler" / "scheduler_config.json"
+            if not sched_file.is_file():
+                raise ValueError(
+                    f"{root}: the pipeline has no scheduler/scheduler_config.json; pass scheduler="
+                )
+            scheduler = _read_json(sched_file)
+    elif (root / "config.json").is_file():
+        unet_dir = root
+        if scheduler is None:
+            sched_file = root / "scheduler_config.json"
+            if not sched_file.is_file():
+                raise ValueError(
+                    f"{root}: a model folder without scheduler_config.json; pass scheduler= (a diffusers "
+                    f"scheduler or its config), one of {list(SUPPORTED_SCHEDULERS)}"
+                )
+            scheduler = _read_json(sched_file)
+    else:
+        raise ValueError(
+            f"{root} is not a diffusers model folder: it has neither model_index.json (a pipeline saved "
+            "with save_pretrained) nor config.json (a model saved with save_pretrained)"
+        )
+    net_config = _read_json(unet_dir / "config.json") if (unet_dir / "config.json").is_file() else {}
+    cls_name = net_config.get("_class_name")
+    if cls_name != "UNet2DModel":
+        raise ValueError(f"{unet_dir}: the network is {cls_name!r}, but only UNet2DModel is supported")
+    name, _ = _scheduler_name_and_config(scheduler)
+    _check_supported(name)
+    unet = diffusers.UNet2DModel.from_pretrained(unet_dir, local_files_only=True)
+    unet = unet.to(device=device, dtype=dtype) if dtype is not None else unet.to(device)
+    result = from_diffusers(unet.eval(), scheduler, time_input=time_input, eps=eps)
+    result.model.eval()
+    return result
+
+
+def scheduler_grid(scheduler: Any, sde: SDE) -> Tensor:
+    """The scoresde time grid (float64, decreasing) on which scoresde takes a scheduler's steps.
+
+    Call after ``scheduler.set_timesteps(n)``.  With it, scoresde's ``ddim`` reproduces
+    ``DDIMScheduler`` (eta 0), ``dpm_solver++_2m`` ``DPMSolverMultistepScheduler`` (2nd order,
+    ``dpmsolver++``), ``ancestral`` ``DDPMScheduler`` (``fixed_small`` variance) and ``pc`` with
+    ``reverse_diffusion`` + ``langevin`` the predictor/corrector of ``ScoreSdeVeScheduler``:
+
+    - DDIM / DDPM: timestep ``n`` at ``t = (n + 1)/N``, the final ``alpha = 1`` at ``t = 0``
+      (DDIM with ``set_alpha_to_one=False`` ends at timestep 0);
+    - DPM-Solver: the same times, then ``t = 0`` (``final_sigmas_type="zero"``) or timestep 0;
+    - ScoreSdeVe: its continuous ``timesteps``.
+
+    Raises:
+        ValueError: timesteps not set, or steps that do not go from one timestep to the next.
+    """
+    name, config = _scheduler_name_and_config(scheduler)
+    _check_supported(name)
+    ts = getattr(scheduler, "timesteps", None)
+    if ts is None:
+        raise ValueError("call scheduler.set_timesteps(n) before scheduler_grid")
+    if name in VE_SCHEDULERS:
+        return torch.as_tensor(ts).to(torch.float64)
+    if getattr(scheduler, "num_inference_steps", None) is None:
+        raise ValueError("call scheduler.set_timesteps(n) before scheduler_grid")
+    if not isinstance(sde, DiscreteVPSDE):
+        raise TypeError(
+            f"a {name} grid needs the scheduler's DiscreteVPSDE (sde_from_scheduler), got {sde.name}"
+        )
+    steps = torch.as_tensor(ts).to(torch.float64)
+    if bool((steps != steps.round()).any()):
+        raise ValueError(f"{name} has fractional timesteps; scheduler_grid maps integer timesteps only")
+    times = sde.time_of_timestep(steps)
+    if name == "DDIMScheduler":
+        prev = steps - config["num_train_timesteps"] // scheduler.num_inference_steps
+        if bool((prev[:-1] != steps[1:]).any()):
+            raise ValueError(
+                "this DDIMScheduler steps from each timestep to t - N // steps, which is not the next "
+                f"timestep (timestep_spacing={config.get('timestep_spacing')!r}); use 'leading' or 'trailing'"
+            )
+        last = prev[-1:]
+        if float(last) >= 0:
+            final = sde.time_of_timestep(last)
+        elif config.get("set_alpha_to_one", True):
+            final = torch.zeros(1, dtype=torch.float64)
+        else:
+            final = sde.time_of_timestep(torch.zeros(1))
+    elif name == "DDPMScheduler":
+        final = torch.zeros(1, dtype=torch.float64)
+    else:
+        sigmas = getattr(scheduler, "sigmas", None)
+        final_zero = sigmas is None or float(torch.as_tensor(sigmas)[-1]) == 0.0
+        final = torch.zeros(1, dtype=torch.float64) if final_zero else sde.time_of_timestep(torch.zeros(1))
+    if float(final) >= float(times[-1]):
+        return times  # a last step from timestep 0 to alpha_bar_0 moves nothing
+    return torch.cat([times, final])
