@@ -89,7 +89,7 @@ class Clock:
         u64 = u.detach().to(torch.float64)
         if self.variable == "t":
             return u64.clamp(self.sde.eps, self.sde.T), torch.ones_like(u64)
-        t = self.sde.t_of_lambda(-u64)
+        t = self.sde.t_of_lambda(-u64).clamp(self.sde.eps, self.sde.T)
         # dlambda/dt = s'/s - sigma'/sigma, and u = -lambda.
         s, sigma = self.sde.marginal(t)
         ds, dsigma = self.sde.marginal_derivatives(t)
