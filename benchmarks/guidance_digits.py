@@ -37,7 +37,7 @@ from torch import Tensor
 import scoresde as ss
 from scoresde.data.images import load_digits, save_image_grid
 from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, load_classifier
-from scoresde.train.checkpoint import load_checkpoint
+from scoresde.io.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -71,7 +71,7 @@ def test_cli_errors(tmp_path, capsys) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("learning_rate = 1.0\n")
     assert main(["train", "--config", str(bad)]) == 2
-    assert "unknown option(s) ['learning_rate']" in capsys.readouterr().err
+    assert "unknown setting 'learning_rate' in config file" in capsys.readouterr().err
     assert main(["sample", "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["train", "--sde-option", "beta_max", "--out", str(tmp_path)]) == 2

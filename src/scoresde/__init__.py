@@ -9,7 +9,9 @@ oracles to test every piece against.
 from scoresde import guidance
 from scoresde.data import TOY_DATASETS, toy_data
 from scoresde.data.images import DataSplit, load_dataset, load_digits
-from scoresde.dequantization import Quantization
+from scoresde.flow.dequantization import Quantization
+from scoresde.flow.latent import FlowResult, decode, encode, slerp, temperature
+from scoresde.flow.likelihood import LikelihoodResult, log_likelihood
 from scoresde.guidance import (
     ClassifierFreeGuidance,
     ClassifierGuidance,
@@ -17,8 +19,6 @@ from scoresde.guidance import (
     conditional_sample,
     dps_sample,
 )
-from scoresde.latent import FlowResult, decode, encode, slerp, temperature
-from scoresde.likelihood import LikelihoodResult, log_likelihood
 from scoresde.losses import (
     LossOutput,
     ddpm_loss,

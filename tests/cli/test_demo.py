@@ -78,7 +78,7 @@ def test_demo_likelihood_map_and_reproducibility(quick_run, tmp_path, capsys, mo
         assert isinstance(model, ss.ScoreFunction)
         return SimpleNamespace(logp=funnel.log_prob(x.double()))
 
-    monkeypatch.setattr(ss, "log_likelihood", fake_log_likelihood, raising=False)
+    monkeypatch.setattr("scoresde.flow.likelihood.log_likelihood", fake_log_likelihood)
     assert main([*ARGS, "--out", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["likelihood_map_mean_abs_error"] == pytest.approx(0.0, abs=1e-9)

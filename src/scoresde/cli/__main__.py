@@ -1,35 +1,42 @@
-"""``scoresde`` command-line entry point: one module per subcommand."""
+"""``scoresde`` command-line entry point: one :class:`~scoresde.cli.command.Command` per subcommand.
+
+How to add a subcommand or an option group: see :mod:`scoresde.cli.command`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from scoresde.cli import colorize as colorize_cli
-from scoresde.cli import demo
-from scoresde.cli import evaluate as eval_cli
-from scoresde.cli import inpaint as inpaint_cli
-from scoresde.cli import likelihood as likelihood_cli
-from scoresde.cli import sample as sample_cli
-from scoresde.cli import train as train_cli
-from scoresde.cli import train_classifier as train_classifier_cmd
-from scoresde.cli.latents import decode as decode_cli
-from scoresde.cli.latents import encode as encode_cli
-from scoresde.cli.latents import interpolate as interpolate_cli
+from scoresde.cli import (
+    colorize,
+    demo,
+    evaluate,
+    inpaint,
+    latents,
+    likelihood,
+    sample,
+    train,
+    train_classifier,
+)
+from scoresde.cli.command import Command
 
-SUBCOMMANDS = {
-    "demo": demo,
-    "train": train_cli,
-    "sample": sample_cli,
-    "train-classifier": train_classifier_cmd,
-    "likelihood": likelihood_cli,
-    "encode": encode_cli,
-    "decode": decode_cli,
-    "interpolate": interpolate_cli,
-    "eval": eval_cli,
-    "inpaint": inpaint_cli,
-    "colorize": colorize_cli,
-}
+COMMANDS: list[Command] = [
+    demo.COMMAND,
+    train.COMMAND,
+    sample.COMMAND,
+    train_classifier.COMMAND,
+    likelihood.COMMAND,
+    latents.encode,
+    latents.decode,
+    latents.interpolate,
+    evaluate.COMMAND,
+    inpaint.COMMAND,
+    colorize.COMMAND,
+]
+"""Every subcommand, in the order of ``scoresde --help``."""
+
+SUBCOMMANDS: dict[str, Command] = {c.name: c for c in COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,15 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
+    for name, command in SUBCOMMANDS.items():
         p = sub.add_parser(
             name,
-            help=module.HELP,
-            description=module.__doc__,
+            help=command.help,
+            description=command.doc,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        module.add_arguments(p)
-        p.set_defaults(run=module.run)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
     return parser
 
 
@@ -59,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"scoresde {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # e.g. an output folder that cannot be written
+    except (ValueError, TypeError, OSError) as err:  # OSError: a missing file, an unwritable folder
         print(f"scoresde {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the checkpoint subcommands: load a model, load data, write pictures.
+"""Shared pieces of the checkpoint subcommands: load a model, load data, labels, pictures.
 
 Data sources (``--data``): ``digits`` (the bundled 8x8 digits, 17 levels), a toy set name of
 :data:`scoresde.data.toy.TOY_DATASETS` (2-D vectors), a ``.npy`` / ``.npz`` file of images
@@ -6,6 +6,9 @@ Data sources (``--data``): ``digits`` (the bundled 8x8 digits, 17 levels), a toy
 sources the held-out split of :func:`scoresde.data.images.load_dataset` is used, with the
 checkpoint's ``test_fraction`` and ``seed`` when it records them, so a model is scored on data
 it did not train on.
+
+What a checkpoint says about its model (input shape, image shape, classes, label dropout, SDE)
+comes from its :class:`~scoresde.io.info.CheckpointInfo`, read once by :func:`load_model`.
 """
 
 from __future__ import annotations
@@ -13,23 +16,59 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Data", "LoadedModel", "load_data", "load_model", "save_picture"]
+from scoresde.io.info import CheckpointInfo
+
+__all__ = [
+    "Data",
+    "LoadedModel",
+    "check_class",
+    "check_images_fit",
+    "cycle_labels",
+    "default_out",
+    "held_out_images",
+    "load_data",
+    "load_model",
+    "mean_se",
+    "model_labels",
+    "save_picture",
+    "save_rows",
+    "to_images",
+]
 
 
 @dataclass
 class LoadedModel:
-    """A checkpoint ready to use: ``model`` (EMA weights), its ``sde``, the data ``shape`` ``(*D)``."""
+    """A checkpoint ready to use: ``model`` (EMA weights unless ``--raw``) and its typed ``info``."""
 
-    model: torch.nn.Module
-    sde: object
-    shape: tuple[int, ...]
-    config: dict
-    path: Path
+    model: Any
+    info: CheckpointInfo
+
+    @property
+    def sde(self) -> Any:
+        return self.model.sde
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape ``(*D)`` of one model input."""
+        return self.info.item_shape
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    @property
+    def step(self) -> int:
+        return self.info.step
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.info.config
 
 
 @dataclass
@@ -42,35 +81,26 @@ class Data:
     name: str
 
 
-def load_model(path: str | Path) -> LoadedModel:
-    """Load ``path`` (a checkpoint file or a run folder of ``scoresde train``)."""
-    from scoresde.train.checkpoint import load_checkpoint
+def load_model(
+    ctx: Any = None, *, path: str | Path | None = None, raw: bool = False, device: Any = "cpu"
+) -> LoadedModel:
+    """Load the checkpoint group's model (``ctx["checkpoint"]``, ``ctx["raw"]``, on ``ctx.device``),
+    or the checkpoint at ``path``; frozen and in eval mode.
 
-    p = Path(path)
-    if not str(path):
-        raise ValueError("checkpoint: missing; give --checkpoint RUN_FOLDER_OR_FILE.safetensors")
-    if not p.exists():
-        raise FileNotFoundError(
-            f"checkpoint {str(p)!r} does not exist (give a run folder or a .safetensors file)"
-        )
-    if p.is_dir() and not (p / "checkpoints" / "last.safetensors").is_file():
-        raise FileNotFoundError(
-            f"{str(p)!r} is a folder without checkpoints/last.safetensors; is it a run folder?"
-        )
-    ckpt = load_checkpoint(p)
+    Raises:
+        ValueError: no checkpoint given, or not a valid checkpoint.
+        FileNotFoundError: no such file, or a folder that is not a run folder.
+    """
+    from scoresde.io.checkpoint import load_checkpoint
+    from scoresde.io.info import checkpoint_file
+
+    if ctx is not None:
+        path, raw, device = ctx["checkpoint"], ctx["raw"], ctx.device
+    ckpt = load_checkpoint(checkpoint_file(path or ""), ema=not raw, device=device)
     model = ckpt.model.eval()
     for q in model.parameters():
         q.requires_grad_(False)
-    shape = ckpt.config.get("data", {}).get("shape") or ckpt.config.get("extra", {}).get("shape")
-    if not shape:
-        net = ckpt.config.get("net", {})
-        dim = net.get("dim") or net.get("config", {}).get("dim")
-        if dim is None:
-            raise ValueError(f"{ckpt.path}: the checkpoint records no data shape")
-        shape = [dim]
-    if ckpt.config.get("net", {}).get("name") == "mlp":
-        shape = [int(np.prod(shape))]  # `scoresde train --net mlp` flattens the images
-    return LoadedModel(model, model.sde, tuple(int(s) for s in shape), ckpt.config, ckpt.path)
+    return LoadedModel(model, ckpt.info)
 
 
 def load_data(source: str, loaded: LoadedModel, num: int, seed: int, split: str = "test") -> Data:
@@ -87,9 +117,7 @@ def load_data(source: str, loaded: LoadedModel, num: int, seed: int, split: str 
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
     shape = loaded.shape
-    train_cfg = loaded.config.get("train", {})
-    test_fraction = float(train_cfg.get("test_fraction", 0.1))
-    data_seed = int(train_cfg.get("seed", 0))
+    test_fraction, data_seed = loaded.info.test_fraction, loaded.info.data_seed
     if source in TOY_DATASETS:
         x = toy_data(source, num, torch.Generator().manual_seed(seed)).float()
         _check_shape(x, shape, source)
@@ -129,19 +157,11 @@ def _check_shape(x: Tensor, shape: tuple[int, ...], source: str) -> None:
         )
 
 
-def image_shape(loaded: LoadedModel) -> tuple[int, int, int] | None:
-    """``(C, H, W)`` when the model's data are images (also when an MLP sees them flattened)."""
-    data_shape = loaded.config.get("data", {}).get("shape")
-    if data_shape and len(data_shape) == 3:
-        return tuple(int(s) for s in data_shape)  # type: ignore[return-value]
-    return None
-
-
 def save_picture(
     x: Tensor, loaded: LoadedModel, path: Path, nrow: int | None = None, title: str = ""
 ) -> Path:
     """Images as a PNG grid, 2-D points as a scatter plot, other vectors as a line plot."""
-    img = image_shape(loaded)
+    img = loaded.info.image_shape
     x = x.detach().cpu().float()
     if img is not None:
         from scoresde.data.images import save_image_grid
@@ -170,3 +190,82 @@ def mean_se(values: Tensor) -> tuple[float, float]:
     n = v.numel()
     se = float(v.std() / math.sqrt(n)) if n > 1 else float("nan")
     return float(v.mean()), se
+
+
+def to_images(x: Tensor, info: CheckpointInfo) -> Tensor | None:
+    """Model outputs ``(B, *item_shape)`` as images ``(B, C, H, W)``, or ``None`` if they are not images."""
+    shape = info.image_shape
+    if x.ndim == 2 and shape is not None and math.prod(shape) == x.shape[1]:
+        x = x.reshape(-1, *shape)
+    return x if x.ndim == 4 and x.shape[1] in (1, 3) else None
+
+
+def default_out(checkpoint_path: Path, folder: str) -> Path:
+    """``<run>/<folder>`` for a checkpoint at ``<run>/checkpoints/<file>`` (else beside the file)."""
+    parent = checkpoint_path.parent
+    run = parent.parent if parent.name == "checkpoints" else parent
+    return run / folder
+
+
+def cycle_labels(n: int, classes: int, label: int | None) -> Tensor:
+    """``n`` labels: all ``label``, or ``0, 1, ..., classes - 1, 0, ...``."""
+    if label is not None:
+        return torch.full((n,), int(label), dtype=torch.long)
+    return torch.arange(n) % classes
+
+
+def check_class(label: int | None, classes: int | None, what: str) -> None:
+    """Raise ``ValueError`` unless ``label`` is ``None`` or a class in ``[0, classes)``."""
+    if label is None:
+        return
+    if not classes:
+        raise ValueError(f"--class needs {what} that knows classes; this one is unconditional")
+    if not 0 <= label < classes:
+        raise ValueError(f"unknown class {label}: --class must lie in [0, {classes - 1}] ({classes} classes)")
+
+
+def held_out_images(source: str, num: int, seed: int) -> tuple[Tensor, Tensor | None]:
+    """The first ``num`` held-out images ``(num, C, H, W)`` (and labels) of a data source.
+
+    ``source`` is anything :func:`scoresde.data.images.load_dataset` reads (``digits``,
+    ``digits-color``, a ``.npz`` file, a folder); the held-out split is the one the training
+    command makes with the same ``seed`` (default 0), so these images were not trained on.
+    """
+    from scoresde.data.images import load_dataset
+
+    data = load_dataset(source, seed=seed)
+    if data.test.shape[0] < num:
+        raise ValueError(f"{source} holds {data.test.shape[0]} held-out images; ask for at most that many")
+    labels = None if data.test_labels is None else data.test_labels[:num]
+    return data.test[:num], labels
+
+
+def model_labels(info: CheckpointInfo, labels: Tensor | None) -> Tensor | None:
+    """Labels for a conditional model restoring images: ``None`` (the null token, i.e. the
+    unconditional score) when it was trained with label dropout, else the images' true labels."""
+    if not info.num_classes or info.label_dropout > 0:
+        return None
+    if labels is None:
+        raise ValueError(
+            "this class-conditional model (trained without label dropout) needs labels, "
+            "but the data has none; use a labelled data set or an unconditional model"
+        )
+    return labels
+
+
+def check_images_fit(images: Tensor, info: CheckpointInfo, source: str) -> None:
+    """Raise ``ValueError`` unless the model's inputs are these images (or them flattened)."""
+    want = info.item_shape
+    got = tuple(images.shape[1:])
+    if want != got and want != (math.prod(got),):
+        raise ValueError(f"the model takes inputs {want} but {source} images have shape {got}")
+
+
+def save_rows(rows: list[Tensor], path: Path) -> Path:
+    """Write equally long rows of images ``(N, C, H, W)`` as one PNG (row ``i`` = ``rows[i]``)."""
+    from scoresde.data.images import save_image_grid
+
+    channels = max(r.shape[1] for r in rows)
+    rows = [r.expand(-1, channels, -1, -1) if r.shape[1] != channels else r for r in rows]
+    scale = min(8, max(1, 256 // rows[0].shape[-1]))
+    return save_image_grid(torch.cat(rows), path, nrow=rows[0].shape[0], scale=scale)

@@ -12,55 +12,24 @@ channel mean is exactly the gray input.  Needs a model of 3-channel images, e.g.
 
 from __future__ import annotations
 
-import argparse
 import json
-from typing import Any
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
-
-HELP = "colorize held-out grayscale images with a 3-channel score model: PNG figure and .npz"
-
-OPTIONS = [
-    Option("checkpoint", "", "a 3-channel .safetensors checkpoint or a run folder (required)", type=str),
-    Option("data", "digits-color", "held-out images: digits-color, digits (gray), a .npz file or a folder"),
-    Option("num", 8, "number of held-out images", minimum=1),
-    Option("samples", 3, "colorizations per image", minimum=1),
-    Option("method", "euler_maruyama", "sampler, a key of scoresde.SAMPLERS"),
-    Option("steps", 200, "sampler steps", minimum=1),
-    Option("grid", "uniform", "time grid", choices=("uniform", "logsnr", "edm", "quadratic")),
-    Option("seed", 0, "seed of the sampler noise; also the held-out split's"),
-    Option("raw", False, "use the raw weights instead of the EMA weights"),
-    Option("device", "auto", "auto, cpu or cuda"),
-    Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
-]
+from scoresde.cli.command import Command, Context, checkpoint_options, runtime_options, sampler_options
+from scoresde.cli.config import Option
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_options(p, OPTIONS)
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = resolve(args, OPTIONS, "colorize")
-    return run_with_threads(cfg, _run)
-
-
-def _run(cfg: dict[str, Any]) -> int:
+def run(ctx: Context) -> int:
     import numpy as np
 
-    from scoresde.cli._checkpoints import default_out, held_out_images, item_shape, model_labels, save_rows
+    from scoresde.cli._io import default_out, held_out_images, load_model, model_labels, save_rows
     from scoresde.guidance import colorize
-    from scoresde.sampling.registry import SAMPLERS
-    from scoresde.train.checkpoint import load_checkpoint
-    from scoresde.train.distributed import resolve_device
 
+    cfg, device = ctx.cfg, ctx.device
     if not cfg["checkpoint"]:
         raise ValueError("give the model: --checkpoint FILE.safetensors or a run folder")
-    if cfg["method"] not in SAMPLERS:
-        raise ValueError(f"unknown sampler {cfg['method']!r}; choose one of {sorted(SAMPLERS)}")
-    device = resolve_device(cfg["device"])
-    ckpt = load_checkpoint(cfg["checkpoint"], ema=not cfg["raw"], device=device)
-    meta, model = ckpt.config, ckpt.model
-    in_shape = item_shape(meta)
+    loaded = load_model(ctx)
+    info, model = loaded.info, loaded.model
+    in_shape = info.item_shape
     if len(in_shape) != 3 or in_shape[0] != 3:
         raise ValueError(
             f"colorize needs a model of 3-channel images (C, H, W) = (3, H, W); this checkpoint's model "
@@ -73,7 +42,7 @@ def _run(cfg: dict[str, Any]) -> int:
             f"; the model colours {in_shape[1:]} images"
         )
     gray = images.mean(dim=1, keepdim=True)
-    y = model_labels(meta, labels)
+    y = model_labels(info, labels)
     k, n = cfg["samples"], cfg["num"]
     res = colorize(
         model,
@@ -82,6 +51,7 @@ def _run(cfg: dict[str, Any]) -> int:
         method=cfg["method"],
         steps=cfg["steps"],
         grid=cfg["grid"],
+        denoise=cfg["denoise"],
         seed=cfg["seed"],
         y=None if y is None else y.repeat(k).to(device),
         device=device,
@@ -99,9 +69,7 @@ def _run(cfg: dict[str, Any]) -> int:
     if images.shape[1] == 3:
         metrics["mse_to_original"] = float(((out_x - images) ** 2).mean())
         metrics["mse_gray_baseline"] = float(((gray.expand_as(images) - images) ** 2).mean())
-    if not cfg["out"] and not cfg["name"]:
-        cfg = {**cfg, "out": str(default_out(ckpt.path, "colorize"))}
-    out = run_dir(cfg, "colorize")
+    out = ctx.out_dir(default_out(loaded.path, "colorize"))
     png = save_rows([images, gray, *out_x], out / "colorize.png")
     np.savez(out / "colorize.npz", original=images.numpy(), gray=gray.numpy(), samples=out_x.numpy())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -111,3 +79,21 @@ def _run(cfg: dict[str, Any]) -> int:
     )
     print(f"wrote {png}, {out / 'colorize.npz'} and {out / 'metrics.json'}")
     return 0
+
+
+COMMAND = Command(
+    name="colorize",
+    help="colorize held-out grayscale images with a 3-channel score model: PNG figure and .npz",
+    doc=__doc__,
+    options=[
+        *checkpoint_options("a 3-channel .safetensors checkpoint or a run folder (required)"),
+        Option(
+            "data", "digits-color", "held-out images: digits-color, digits (gray), a .npz file or a folder"
+        ),
+        Option("num", 8, "number of held-out images", minimum=1),
+        Option("samples", 3, "colorizations per image", minimum=1),
+        *sampler_options(method="euler_maruyama", steps=200, grid="uniform"),
+        *runtime_options(seed_help="seed of the sampler noise; also the held-out split's"),
+    ],
+    body=run,
+)

@@ -41,18 +41,29 @@ Using it in a subcommand module (the ``HELP`` / ``add_arguments`` / ``run`` conv
         out = run_dir(cfg, "train")             # the run's folder, with config.toml written
         ...
 
-Every option gets ``--KEY``; booleans get ``--KEY`` / ``--no-KEY``.  ``add_options`` also
-adds ``--config``, ``--set``, ``--out`` and ``--name``.  Reading TOML needs Python >= 3.11
-(``tomllib``) or, on 3.10, the ``tomli`` package.
+Every option gets ``--KEY``; booleans get ``--KEY`` / ``--no-KEY``; a tuple option takes
+several values (``--channel-mults 1 2``, ``--set channel_mults=1,2``, a TOML list); a mapping
+option takes ``KEY=VALUE`` items (``--sde-option beta_max=20``); a nullable option also takes
+``none``.  :func:`dataclass_options` makes the options of a dataclass's fields (their
+``metadata["help"]``), which is how ``scoresde train`` gets one flag per ``TrainConfig`` field.
+``add_options`` also adds ``--config``, ``--set``, ``--out`` and ``--name``.  A config file is
+TOML, or JSON when its name ends in ``.json``; reading TOML needs Python >= 3.11 (``tomllib``)
+or, on 3.10, the ``tomli`` package.
+
+Subcommands are declared on top of this layer with :class:`scoresde.cli.command.Command`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import difflib
+import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +73,9 @@ __all__ = [
     "ConfigError",
     "Option",
     "add_options",
+    "dataclass_options",
     "dump_toml",
+    "load_config_file",
     "load_toml",
     "parse_value",
     "resolve",
@@ -87,8 +100,15 @@ class Option:
         help: one line for ``--help``.
         choices: the allowed values, if limited.
         minimum: the smallest allowed value of a number.
-        type: the value type, when ``default`` is ``None``.
+        type: the value type (of each element, for ``multiple``), when ``default`` does not say.
         short: an extra short flag such as ``-o``.
+        metavar: the value's name in ``--help``.
+        nullable: ``None`` (written ``none``) is allowed too.
+        multiple: the value is a tuple of ``type``.
+        mapping: the value is a ``{str: float}`` dict, given as ``KEY=VALUE`` items.
+        flag_name: the flag without ``--``, when not the key with dashes (e.g. ``sde-option``).
+        what: the noun for a value not among the choices ("unknown sampler 'x'").
+        const: the value of the bare flag given without a value (then the value is optional).
     """
 
     key: str
@@ -99,9 +119,17 @@ class Option:
     type: type | None = None
     short: str | None = None
     metavar: str | None = field(default=None)
+    nullable: bool = False
+    multiple: bool = False
+    mapping: bool = False
+    flag_name: str | None = None
+    what: str | None = None
+    const: Any = None
 
     @property
     def value_type(self) -> type:
+        if self.mapping:
+            return float
         t = self.type if self.type is not None else type(self.default)
         if t not in _SCALARS:
             raise TypeError(f"option {self.key!r}: type must be one of bool/int/float/str, got {t}")
@@ -109,7 +137,47 @@ class Option:
 
     @property
     def flag(self) -> str:
-        return "--" + self.key.replace("_", "-")
+        return "--" + (self.flag_name or self.key.replace("_", "-"))
+
+
+def dataclass_options(cls: type, exclude: Sequence[str] = ()) -> list[Option]:
+    """One :class:`Option` per field of the dataclass ``cls`` (types from its annotations).
+
+    A field's ``metadata`` may hold ``help``, ``minimum``, ``choices``, ``flag`` (the flag name
+    without ``--``) and ``metavar``.  Supported annotations: ``bool``, ``int``, ``float``,
+    ``str``, ``X | None``, ``tuple[X, ...]`` and ``dict[str, float]``.
+    """
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        hint, nullable, multiple, mapping = hints[f.name], False, False, False
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            hint, nullable = args[0], True
+        if typing.get_origin(hint) is tuple:
+            hint, multiple = typing.get_args(hint)[0], True
+        elif typing.get_origin(hint) is dict:
+            hint, mapping = float, True
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        meta = f.metadata
+        out.append(
+            Option(
+                f.name,
+                default,
+                meta.get("help", f.name.replace("_", " ")),
+                choices=meta.get("choices"),
+                minimum=meta.get("minimum"),
+                type=hint,
+                metavar=meta.get("metavar"),
+                nullable=nullable,
+                multiple=multiple,
+                mapping=mapping,
+                flag_name=meta.get("flag"),
+            )
+        )
+    return out
 
 
 COMMON_OPTIONS: list[Option] = [
@@ -127,11 +195,11 @@ _FALSE = {"false", "no", "off", "0"}
 
 
 def parse_value(option: Option, raw: Any, source: str, text: bool | None = None) -> Any:
-    """Convert ``raw`` (a string from the command line or a TOML value) to the option's type.
+    """Convert ``raw`` (a string from the command line or a TOML/JSON value) to the option's type.
 
     Args:
         option: the option the value is for.
-        raw: the value.
+        raw: the value (for ``multiple`` / ``mapping`` options also a list / dict of them).
         source: where it came from, for the error message (``--set``, ``config.toml``, ...).
         text: whether ``raw`` is command-line text to parse (default: when it is a ``str``);
             a TOML file's values are typed already, so ``steps = "10"`` there is an error.
@@ -139,10 +207,48 @@ def parse_value(option: Option, raw: Any, source: str, text: bool | None = None)
     Raises:
         ConfigError: the value has the wrong type, is not among the choices or is too small.
     """
-    t = option.value_type
     where = f"{option.key} (from {source})"
     if text is None:
         text = isinstance(raw, str)
+    if option.nullable and (raw is None or (isinstance(raw, str) and raw.strip().lower() == "none")):
+        return None
+    if option.mapping:
+        return _parse_mapping(option, raw, where)
+    if option.multiple:
+        if isinstance(raw, str):
+            raw = [v for v in raw.split(",") if v.strip()]
+        elif not isinstance(raw, list | tuple):
+            raise ConfigError(f"{where}: expected a list of values, got {raw!r}")
+        return tuple(_parse_scalar(option, v, where, text) for v in raw)
+    return _parse_scalar(option, raw, where, text)
+
+
+def _parse_mapping(option: Option, raw: Any, where: str) -> dict[str, float]:
+    if isinstance(raw, str):
+        raw = [v for v in raw.split(",") if v.strip()]
+    if isinstance(raw, list | tuple):
+        items = {}
+        for item in raw:
+            key, sep, value = str(item).partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"{where}: {option.flag} expects KEY=VALUE, got {item!r}")
+            items[key.strip()] = value
+        raw = items
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected KEY=VALUE items or a table, got {raw!r}")
+    out = {}
+    for key, value in raw.items():
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {key}: {value!r} is not a number") from None
+        if isinstance(value, bool) or not math.isfinite(out[str(key)]):
+            raise ConfigError(f"{where}: {key}: expected a finite number, got {value!r}")
+    return out
+
+
+def _parse_scalar(option: Option, raw: Any, where: str, text: bool) -> Any:
+    t = option.value_type
     if text and isinstance(raw, str) and t is not str:
         stripped = raw.strip()
         try:
@@ -166,6 +272,10 @@ def parse_value(option: Option, raw: Any, source: str, text: bool | None = None)
     if t is float and not math.isfinite(value):
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if option.choices is not None and value not in option.choices:
+        if option.what:
+            raise ConfigError(
+                f"{where}: unknown {option.what} {value!r}; choose one of {sorted(map(str, option.choices))}"
+            )
         raise ConfigError(f"{where}: {value!r} is not one of {list(option.choices)}")
     if option.minimum is not None and t in (int, float) and value < option.minimum:
         raise ConfigError(f"{where}: must be >= {option.minimum}, got {value!r}")
@@ -216,6 +326,22 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {err}") from None
 
 
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a config file: JSON when its name ends in ``.json``, else TOML."""
+    p = Path(path)
+    if p.suffix.lower() != ".json":
+        return load_toml(p)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist (check the path given to --config)")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config file {str(p)!r} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold an object of settings")
+    return data
+
+
 def _toml_scalar(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -228,12 +354,19 @@ def _toml_scalar(v: Any) -> str:
 
 
 def dump_toml(config: Mapping[str, Any], table: str | None = None) -> str:
-    """Write a flat dict of scalars as TOML text (inside ``[table]`` if given)."""
+    """Write a flat dict of scalars, lists of scalars and ``{str: number}`` tables as TOML text
+    (inside ``[table]`` if given)."""
     lines = [f"[{table}]"] if table else []
     for k, v in config.items():
-        if not isinstance(v, _SCALARS):
-            raise TypeError(f"dump_toml writes scalars only; {k!r} is {type(v).__name__}")
-        lines.append(f"{k} = {_toml_scalar(v)}")
+        if isinstance(v, list | tuple) and all(isinstance(e, _SCALARS) for e in v):
+            text = "[" + ", ".join(_toml_scalar(e) for e in v) + "]"
+        elif isinstance(v, dict) and all(isinstance(e, _SCALARS) for e in v.values()):
+            text = "{" + ", ".join(f"{_toml_scalar(str(a))} = {_toml_scalar(b)}" for a, b in v.items()) + "}"
+        elif isinstance(v, _SCALARS):
+            text = _toml_scalar(v)
+        else:
+            raise TypeError(f"dump_toml writes scalars, lists and tables only; {k!r} is {type(v).__name__}")
+        lines.append(f"{k} = {text}")
     return "\n".join(lines) + "\n"
 
 
@@ -280,26 +413,35 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
     group = parser.add_argument_group("settings (each may also be set in --config or with --set)")
     for o in _all_options(options):
         flags = [o.flag] + ([o.short] if o.short else [])
-        default_text = "" if o.default in ("", None) else f" (default: {o.default})"
-        if o.value_type is bool:
+        default_text = "" if o.default in ("", None, {}) else f" (default: {_show(o.default)})"
+        common: dict[str, Any] = {"dest": o.key, "default": argparse.SUPPRESS}
+        if o.value_type is bool and not (o.multiple or o.mapping):
             group.add_argument(
-                *flags,
-                dest=o.key,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=o.help + default_text,
+                *flags, action=argparse.BooleanOptionalAction, help=o.help + default_text, **common
+            )
+            continue
+        text = o.help + (f"; one of {', '.join(map(str, o.choices))}" if o.choices else "")
+        text += "; 'none' for none" if o.nullable else ""
+        if o.mapping:
+            group.add_argument(
+                *flags, action="append", metavar="KEY=VALUE", help=text + " (repeatable)", **common
+            )
+        elif o.multiple:
+            group.add_argument(
+                *flags, nargs="*", metavar=o.metavar or _metavar(o), help=text + default_text, **common
             )
         else:
+            extra = {"nargs": "?", "const": o.const} if o.const is not None else {}
+            # choices are checked by parse_value, with a better message
             group.add_argument(
-                *flags,
-                dest=o.key,
-                default=argparse.SUPPRESS,
-                metavar=o.metavar or _metavar(o),
-                choices=None,  # checked by parse_value, with a better message
-                help=o.help
-                + (f"; one of {', '.join(map(str, o.choices))}" if o.choices else "")
-                + default_text,
+                *flags, metavar=o.metavar or _metavar(o), help=text + default_text, **extra, **common
             )
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple):
+        return " ".join(map(str, v)) if v else "none"
+    return str(v)
 
 
 def _metavar(o: Option) -> str:
@@ -308,13 +450,21 @@ def _metavar(o: Option) -> str:
     return {int: "N", float: "X", str: "TEXT"}[o.value_type]
 
 
-def resolve(args: argparse.Namespace, options: Sequence[Option], command: str) -> dict[str, Any]:
-    """The checked settings of this run: defaults, then ``--config``, ``--set``, then flags.
+def resolve(
+    args: argparse.Namespace,
+    options: Sequence[Option],
+    command: str,
+    base: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checked settings of this run: defaults, ``base``, then ``--config``, ``--set``, flags.
 
     Args:
         args: the parsed command line (from a parser set up by :func:`add_options`).
         options: the subcommand's options (the common ones are added).
         command: the subcommand's name, whose table in a config file is read.
+        base: values that replace the defaults but yield to everything given (e.g. the
+            settings of a checkpoint being resumed, or ``--quick`` presets); keys that no
+            option has are ignored.
 
     Returns:
         ``key -> value`` for every option, the common ``out`` and ``name`` included.
@@ -324,18 +474,27 @@ def resolve(args: argparse.Namespace, options: Sequence[Option], command: str) -
     """
     opts = {o.key: o for o in _all_options(options)}
     known = list(opts)
-    config: dict[str, Any] = {}
-    for o in opts.values():
-        config[o.key] = o.default if o.default is not None else None
+    config: dict[str, Any] = {o.key: o.default for o in opts.values()}
 
-    # 2. The config file: top-level scalars, then the command's own table.
+    # 1b. The base layer.
+    for key, raw in (base or {}).items():
+        if key in opts:
+            config[key] = parse_value(opts[key], raw, "the base settings", text=False)
+
+    # 2. Config file: top-level keys, then the command's own table.
     path = getattr(args, "config", None)
     if path:
-        data = load_toml(path)
+        data = load_config_file(path)
         source = f"config file {str(path)!r}"
-        layers = [{k: v for k, v in data.items() if not isinstance(v, dict)}]
-        if isinstance(data.get(command), dict):
-            layers.append(data[command])
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+
+        def is_value(k: str, v: Any) -> bool:
+            return not isinstance(v, dict) or (k in opts and opts[k].mapping)
+
+        layers = [{k: v for k, v in data.items() if is_value(k, v)}]
+        table = data.get(command.replace("-", "_"), data.get(command))
+        if isinstance(table, dict) and not is_value(command, table):
+            layers.append({str(k).replace("-", "_"): v for k, v in table.items()})
         for layer in layers:
             for key, raw in layer.items():
                 if key not in opts:
@@ -355,7 +514,7 @@ def resolve(args: argparse.Namespace, options: Sequence[Option], command: str) -
     # 4. Explicit flags.
     for key, o in opts.items():
         if key in vars(args):
-            config[key] = parse_value(o, getattr(args, key), o.flag)
+            config[key] = parse_value(o, getattr(args, key), o.flag, text=True)
     return config
 
 
@@ -382,16 +541,3 @@ def run_dir(config: Mapping[str, Any], command: str, root: str | Path = "runs", 
             + dump_toml(saved, table=command)
         )
     return path
-
-
-def run_with_threads(cfg: dict[str, Any], body: Callable[[dict[str, Any]], int]) -> int:
-    """Run ``body(cfg)`` with ``cfg["threads"]`` torch threads (0 keeps torch's default), then restore."""
-    import torch
-
-    before = torch.get_num_threads()
-    if cfg.get("threads", 0) > 0:
-        torch.set_num_threads(cfg["threads"])
-    try:
-        return body(cfg)
-    finally:
-        torch.set_num_threads(before)

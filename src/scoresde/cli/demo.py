@@ -16,24 +16,21 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
+from scoresde.cli.command import Command, Context, runtime_options
+from scoresde.cli.config import Option
 from scoresde.models.parameterization import PREDICTIONS
 
-HELP = "train score models on the 2-D funnel and compare samplers (a few minutes on a CPU)"
-
-OPTIONS = [
-    Option("seed", 0, "seed of every random draw (data, training, sampling)"),
+_OPTIONS = [
     Option("steps", 2000, "training steps per model", minimum=1),
     Option("batch_size", 512, "training batch size", minimum=2),
     Option("lr", 2e-3, "learning rate (AdamW, cosine decay)", minimum=0.0),
@@ -59,14 +56,14 @@ OPTIONS = [
     Option("langevin_step_size", 0.01, "step size of Langevin dynamics", minimum=0.0),
     Option("frames", 40, "frames per trajectory animation", minimum=2),
     Option("likelihood_resolution", 40, "grid points per axis of the likelihood map", minimum=2),
-    Option(
-        "threads",
-        1,
-        "CPU threads of torch (0: torch's default); small 2-D models run fastest on one",
-        minimum=0,
-    ),
     Option("quick", False, "a fast smoke run (few steps and samples); explicit settings still win"),
-    Option("progress", True, "show progress bars"),
+    *runtime_options(
+        device="cpu",
+        threads=1,
+        progress=True,
+        seed_help="seed of every random draw (data, training, sampling)",
+        threads_help="CPU threads of torch (0: torch's default); small 2-D models run fastest on one",
+    ),
 ]
 
 QUICK = {
@@ -117,30 +114,21 @@ SAMPLER_TABLE: list[SamplerSpec] = [
 skipped and reported as unavailable, never replaced by another method."""
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_options(p, OPTIONS)
-
-
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = resolve(args, OPTIONS, "demo")
-    if cfg["quick"]:
-        quick_options = [replace(o, default=QUICK.get(o.key, o.default)) for o in OPTIONS]
-        cfg = resolve(args, quick_options, "demo")
-    return cfg
-
-
 def _train(cfg: dict[str, Any], name: str, funnel, generator: torch.Generator):
-    import scoresde as ss
+    from scoresde.models.wrapper import ScoreModel
+    from scoresde.nets.mlp import MLP
+    from scoresde.sde import VESDE, VPSDE
+    from scoresde.train.loop import fit
 
-    sde = ss.VPSDE() if name == "vp" else ss.VESDE(sigma_min=0.01, sigma_max=cfg["ve_sigma_max"])
+    sde = VPSDE() if name == "vp" else VESDE(sigma_min=0.01, sigma_max=cfg["ve_sigma_max"])
     sigma_data = float(funnel.sample(20_000, torch.Generator().manual_seed(cfg["seed"] + 7)).std())
-    net = ss.MLP(2, hidden=cfg["hidden"], depth=cfg["depth"])
-    model = ss.ScoreModel(net, sde, prediction=cfg[f"{name}_prediction"], sigma_data=sigma_data)
+    net = MLP(2, hidden=cfg["hidden"], depth=cfg["depth"])
+    model = ScoreModel(net, sde, prediction=cfg[f"{name}_prediction"], sigma_data=sigma_data)
     print(
         f"training the {name.upper()} model ({cfg['steps']} steps, {sde!r}, {model.prediction}-prediction)",
         flush=True,
     )
-    fitted = ss.fit(
+    fitted = fit(
         model,
         lambda n, g: funnel.sample(n, g).float(),
         steps=cfg["steps"],
@@ -154,7 +142,7 @@ def _train(cfg: dict[str, Any], name: str, funnel, generator: torch.Generator):
 
 def _quality(x: Tensor, reference: Tensor, seed: int) -> dict[str, float]:
     """Sample quality against held-out exact samples: sliced W2, MMD^2 (RBF), std of v."""
-    import scoresde as ss
+    from scoresde.metrics import mmd_rbf, sliced_wasserstein
 
     x = x.double()
     finite = bool(torch.isfinite(x).all())
@@ -162,8 +150,8 @@ def _quality(x: Tensor, reference: Tensor, seed: int) -> dict[str, float]:
         return {"sliced_w2": float("nan"), "mmd2": float("nan"), "v_std": float("nan"), "finite": False}
     m = min(1500, x.shape[0], reference.shape[0])
     return {
-        "sliced_w2": ss.sliced_wasserstein(x, reference, generator=torch.Generator().manual_seed(seed)),
-        "mmd2": ss.mmd_rbf(x[:m], reference[:m]),
+        "sliced_w2": sliced_wasserstein(x, reference, generator=torch.Generator().manual_seed(seed)),
+        "mmd2": mmd_rbf(x[:m], reference[:m]),
         "v_std": float(x[:, 0].std()),
         "finite": True,
     }
@@ -198,19 +186,24 @@ def _metrics_markdown(rows: list[dict[str, Any]], floor: dict[str, float], cfg: 
     return "\n".join(lines) + "\n"
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = _settings(args)
-    return run_with_threads(cfg, _run)
-
-
-def _run(cfg: dict[str, Any]) -> int:
-    import scoresde as ss
+def run(ctx: Context) -> int:
+    from scoresde.flow.likelihood import log_likelihood
+    from scoresde.models.funnel import Funnel
+    from scoresde.sampling.api import sample
+    from scoresde.sampling.langevin import langevin_dynamics
+    from scoresde.sampling.registry import SAMPLERS
     from scoresde.viz import animate_trajectories, data_limits, density_compare, loss_curve, scatter_compare
 
+    cfg = ctx.cfg
+    if ctx.device.type != "cpu":
+        raise ValueError(
+            f"the demo trains tiny 2-D models on the CPU; run it with --device cpu, not {ctx.device}"
+        )
+
     start = time.perf_counter()
-    out = run_dir(cfg, "demo")
+    out = ctx.out_dir()
     seed = cfg["seed"]
-    funnel = ss.Funnel(dim=2, scale=cfg["funnel_scale"])
+    funnel = Funnel(dim=2, scale=cfg["funnel_scale"])
     held_out = funnel.sample(cfg["samples"], torch.Generator().manual_seed(seed + 1))
     floor = _quality(funnel.sample(cfg["samples"], torch.Generator().manual_seed(seed + 2)), held_out, seed)
     limits = data_limits(held_out, quantile=0.01, pad=0.1)
@@ -237,7 +230,7 @@ def _run(cfg: dict[str, Any]) -> int:
     trajectories: dict[str, dict[str, Tensor]] = {}
     times: dict[str, Tensor] = {}
     for spec in SAMPLER_TABLE:
-        if spec.model != "exact" and spec.method not in ss.SAMPLERS:
+        if spec.model != "exact" and spec.method not in SAMPLERS:
             skipped.append(f"{spec.label} (`{spec.method}` is not in scoresde.SAMPLERS in this version)")
             continue
         t0 = time.perf_counter()
@@ -246,7 +239,7 @@ def _run(cfg: dict[str, Any]) -> int:
             x_init = torch.randn(
                 cfg["samples"], 2, generator=torch.Generator().manual_seed(seed + 3), dtype=torch.float64
             )
-            lres = ss.langevin_dynamics(
+            lres = langevin_dynamics(
                 funnel.score,
                 x_init,
                 cfg["langevin_step_size"],
@@ -259,7 +252,7 @@ def _run(cfg: dict[str, Any]) -> int:
         else:
             sde, fitted = trained[spec.model]
             steps = spec.steps or cfg["sample_steps"]
-            res = ss.sample(
+            res = sample(
                 fitted.ema_model,
                 sde,
                 shape=(cfg["samples"], 2),
@@ -310,17 +303,15 @@ def _run(cfg: dict[str, Any]) -> int:
                 frames=cfg["frames"],
             )
         )
-    # Likelihood map.  The PF-ODE likelihood of a trained model needs ss.log_likelihood
-    # (Song et al. 2021, App. D), which the likelihood work adds; until then only the true
-    # density is drawn and the summary says the model panel is pending.
-    log_densities: dict[str, Callable[[Tensor], Tensor]] = {
-        "true log density": lambda z: funnel.log_prob(z.double())
-    }
+    # Likelihood map: the VP model's PF-ODE likelihood (Song et al. 2021, App. D) beside the truth.
     vp_sde, vp_fit = trained["vp"]
     lik_t0 = time.perf_counter()
-    log_densities["VP model, PF-ODE likelihood"] = lambda z: ss.log_likelihood(
-        vp_fit.ema_model, vp_sde, z.float(), rtol=1e-4, atol=1e-5
-    ).logp.double()
+    log_densities: dict[str, Callable[[Tensor], Tensor]] = {
+        "true log density": lambda z: funnel.log_prob(z.double()),
+        "VP model, PF-ODE likelihood": lambda z: log_likelihood(
+            vp_fit.ema_model, vp_sde, z.float(), rtol=1e-4, atol=1e-5
+        ).logp.double(),
+    }
     density_png, grids = density_compare(
         log_densities,
         out / "density.png",
@@ -347,10 +338,9 @@ def _run(cfg: dict[str, Any]) -> int:
         "final_loss": {name: sum(f.losses[-100:]) / len(f.losses[-100:]) for name, (_, f) in trained.items()},
         "total_seconds": round(total, 2),
     }
-    if len(grids) > 1:
-        true_g, model_g = (g for g in grids.values())
-        mask = true_g > true_g.max() - 12
-        metrics["likelihood_map_mean_abs_error"] = float((true_g - model_g)[mask].abs().mean())
+    true_g, model_g = (g for g in grids.values())
+    mask = true_g > true_g.max() - 12
+    metrics["likelihood_map_mean_abs_error"] = float((true_g - model_g)[mask].abs().mean())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     md = out / "metrics.md"
     md.write_text(_metrics_markdown(rows, floor, cfg))
@@ -375,3 +365,15 @@ def _run(cfg: dict[str, Any]) -> int:
     for f in files:
         print(f"  {f.name:<26} {descriptions.get(f, 'sampling trajectories (animation)')}")
     return 0
+
+
+COMMAND = Command(
+    name="demo",
+    help="train score models on the 2-D funnel and compare samplers (a few minutes on a CPU)",
+    doc=__doc__,
+    options=_OPTIONS,
+    body=run,
+    base=lambda cfg: QUICK if cfg["quick"] else None,
+)
+OPTIONS = COMMAND.all_options
+add_arguments = COMMAND.add_arguments

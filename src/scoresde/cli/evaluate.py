@@ -15,76 +15,64 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
 from torch import Tensor
 
-from scoresde.cli._io import image_shape, load_data, load_model, save_picture
-from scoresde.cli.config import Option, add_options, resolve, run_dir
-
-HELP = "sample quality of a checkpoint vs held-out data (sliced W2, MMD, energy; digits: Frechet, accuracy)"
-
-OPTIONS = [
-    Option("checkpoint", "", "a run folder of `scoresde train` or a .safetensors checkpoint", type=str),
-    Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (held-out split of images)"),
-    Option("num", 500, "samples drawn, and held-out points compared with", minimum=2),
-    Option("method", "dpm_solver++_2m", "sampler (a key of scoresde.SAMPLERS)"),
-    Option("steps", 50, "sampler steps", minimum=1),
-    Option("grid", "logsnr", "time grid", choices=("uniform", "logsnr", "edm", "quadratic")),
-    Option("classifier_epochs", 15, "epochs of the digits reference classifier", minimum=1),
-    Option("seed", 0, "seed of every random draw"),
-    Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
-]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_options(p, OPTIONS)
+from scoresde.cli._io import load_data, load_model, save_picture
+from scoresde.cli.command import (
+    Command,
+    Context,
+    checkpoint_options,
+    data_options,
+    runtime_options,
+    sampler_options,
+)
+from scoresde.cli.config import Option
 
 
 def _distances(a: Tensor, b: Tensor, seed: int) -> dict[str, float]:
-    import scoresde as ss
+    from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 
     a, b = a.flatten(1).double(), b.flatten(1).double()
     return {
-        "sliced_w2": ss.sliced_wasserstein(a, b, generator=torch.Generator().manual_seed(seed)),
-        "mmd2": ss.mmd_rbf(a, b),
-        "energy": ss.energy_distance(a, b),
+        "sliced_w2": sliced_wasserstein(a, b, generator=torch.Generator().manual_seed(seed)),
+        "mmd2": mmd_rbf(a, b),
+        "energy": energy_distance(a, b),
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    import scoresde as ss
+def run(ctx: Context) -> int:
+    from scoresde.sampling.api import sample
 
-    cfg = resolve(args, OPTIONS, "eval")
-    if cfg["method"] not in ss.SAMPLERS:
-        raise ValueError(f"method: unknown sampler {cfg['method']!r}; choose one of {sorted(ss.SAMPLERS)}")
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
-    loaded = load_model(cfg["checkpoint"])
+    cfg = ctx.cfg
+    loaded = load_model(ctx)
     held = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"] + 1, split="test")
     other = load_data(cfg["data"], loaded, held.x.shape[0], cfg["seed"] + 2, split="train")
     n = min(held.x.shape[0], other.x.shape[0])
     if n < cfg["num"]:
         print(f"note: {held.name} has {n} held-out points; comparing {n} samples with them")
-    out = run_dir(cfg, "eval")
-    num_classes = getattr(loaded.model.net, "num_classes", None)
+    out = ctx.out_dir()
+    num_classes = loaded.info.num_classes
     y = None if num_classes is None else torch.arange(n) % num_classes
     t0 = time.perf_counter()
-    res = ss.sample(
+    res = sample(
         loaded.model,
         loaded.sde,
         shape=(n, *loaded.shape),
         method=cfg["method"],
         steps=cfg["steps"],
         grid=cfg["grid"],
+        denoise=cfg["denoise"],
         seed=cfg["seed"],
-        y=y,
+        y=None if y is None else y.to(ctx.device),
+        device=ctx.device,
+        progress=cfg["progress"],
     )
     seconds = time.perf_counter() - t0
-    x = res.x.detach().float()
+    x = res.x.detach().float().cpu()
     finite = bool(torch.isfinite(x).all())
     metrics: dict = {
         "checkpoint": str(loaded.path),
@@ -98,13 +86,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the {cfg['method']} samples contain NaN/inf; try more --steps or another --method")
     metrics["samples_vs_heldout"] = _distances(x, held.x[:n], cfg["seed"])
     metrics["floor"] = _distances(other.x[:n], held.x[:n], cfg["seed"])
-    floor_name = "training images" if held.levels is not None or image_shape(loaded) else "fresh draws"
+    floor_name = "training images" if held.levels is not None or loaded.info.image_shape else "fresh draws"
     if held.name == "digits":
         from scoresde.data.images import load_digits
         from scoresde.eval import classifier_accuracy, frechet_distance, train_digits_classifier
 
-        train_cfg = loaded.config.get("train", {})
-        split = load_digits(float(train_cfg.get("test_fraction", 0.1)), int(train_cfg.get("seed", 0)))
+        split = load_digits(loaded.info.test_fraction, loaded.info.data_seed)
         clf = train_digits_classifier(split.train, split.train_labels, cfg["classifier_epochs"], cfg["seed"])
         imgs = x.reshape(-1, 1, 8, 8).clamp(-1, 1)
         test_imgs = split.test[:n]
@@ -117,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         if y is not None:
             metrics["sample_accuracy"] = classifier_accuracy(clf, imgs, y)
     (out / "eval.json").write_text(json.dumps(metrics, indent=2))
-    save_picture(x[:64] if image_shape(loaded) else x, loaded, out / "samples.png", title="samples")
+    save_picture(x[:64] if loaded.info.image_shape else x, loaded, out / "samples.png", title="samples")
     lines = [
         f"# scoresde eval: {loaded.path}",
         "",
@@ -142,3 +129,19 @@ def run(args: argparse.Namespace) -> int:
     print(table.split("\n\n", 1)[1].rstrip())
     print(f"outputs in {out.resolve()}: eval.json, eval.md, samples.png, config.toml")
     return 0
+
+
+COMMAND = Command(
+    name="eval",
+    help="sample quality of a checkpoint vs held-out data (sliced W2, MMD, energy; digits: Frechet, "
+    "accuracy)",
+    doc=__doc__,
+    options=[
+        *checkpoint_options(),
+        *data_options(num=500, num_help="samples drawn, and held-out points compared with", minimum=2),
+        *sampler_options(method="dpm_solver++_2m", steps=50, grid="logsnr"),
+        Option("classifier_epochs", 15, "epochs of the digits reference classifier", minimum=1),
+        *runtime_options(),
+    ],
+    body=run,
+)

@@ -19,42 +19,16 @@ Masks (true = known): ``center`` hides the central square of half the side, ``le
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
-
-HELP = "inpaint held-out images with a score model (projection or DPS): PNG figure and .npz"
+from scoresde.cli.command import Command, Context, checkpoint_options, runtime_options, sampler_options
+from scoresde.cli.config import Option
 
 MASKS = ("center", "left", "right", "top", "bottom", "random")
-
-OPTIONS = [
-    Option("checkpoint", "", "a .safetensors checkpoint or a run folder (required)", type=str),
-    Option("mask", "center", f"region to hide: {', '.join(MASKS)} or a FILE.npy (true = known)", type=str),
-    Option("mask_fraction", 0.5, "fraction of pixels hidden by --mask random", minimum=0.0),
-    Option("data", "digits", "held-out images: digits, digits-color, a .npz file or a folder"),
-    Option("num", 8, "number of held-out images", minimum=1),
-    Option("samples", 3, "inpaintings per image", minimum=1),
-    Option("method", "euler_maruyama", "sampler, a key of scoresde.SAMPLERS"),
-    Option("steps", 200, "sampler steps", minimum=1),
-    Option("grid", "uniform", "time grid", choices=("uniform", "logsnr", "edm", "quadratic")),
-    Option("dps", False, "diffusion posterior sampling (Chung et al. 2023, Alg. 1) instead of projection"),
-    Option("dps_zeta", 0.2, "DPS: step size zeta' (zeta_i = zeta' / ||residual||)", minimum=0.0),
-    Option("seed", 0, "seed of the random mask and the sampler noise; also the held-out split's"),
-    Option("progress", False, "show a progress bar (DPS only)"),
-    Option("raw", False, "use the raw weights instead of the EMA weights"),
-    Option("device", "auto", "auto, cpu or cuda"),
-    Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
-]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_options(p, OPTIONS)
 
 
 def make_mask(kind: str, shape: tuple[int, int, int], fraction: float = 0.5, seed: int = 0) -> Tensor:
@@ -110,42 +84,32 @@ def make_mask(kind: str, shape: tuple[int, int, int], fraction: float = 0.5, see
     return known
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = resolve(args, OPTIONS, "inpaint")
-    return run_with_threads(cfg, _run)
-
-
-def _run(cfg: dict[str, Any]) -> int:
+def run(ctx: Context) -> int:
     import numpy as np
 
-    from scoresde.cli._checkpoints import (
+    from scoresde.cli._io import (
         check_images_fit,
         default_out,
         held_out_images,
-        item_shape,
+        load_model,
         model_labels,
         save_rows,
     )
     from scoresde.data.images import load_dataset
     from scoresde.guidance import Inpainting, dps_sample, inpaint
-    from scoresde.sampling.registry import SAMPLERS
-    from scoresde.train.checkpoint import load_checkpoint
-    from scoresde.train.distributed import resolve_device
 
+    cfg, device = ctx.cfg, ctx.device
     if not cfg["checkpoint"]:
         raise ValueError("give the model: --checkpoint FILE.safetensors or a run folder")
-    if cfg["method"] not in SAMPLERS:
-        raise ValueError(f"unknown sampler {cfg['method']!r}; choose one of {sorted(SAMPLERS)}")
-    device = resolve_device(cfg["device"])
-    ckpt = load_checkpoint(cfg["checkpoint"], ema=not cfg["raw"], device=device)
-    meta, model = ckpt.config, ckpt.model
+    loaded = load_model(ctx)
+    info, model = loaded.info, loaded.model
     images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"])
-    check_images_fit(images, meta, cfg["data"])
+    check_images_fit(images, info, cfg["data"])
     shape = tuple(images.shape[1:])
     mask = make_mask(cfg["mask"], shape, cfg["mask_fraction"], cfg["seed"]).expand(shape)
-    y = model_labels(meta, labels)
+    y = model_labels(info, labels)
     k, n = cfg["samples"], cfg["num"]
-    in_shape = item_shape(meta)  # an MLP model sees the images flattened
+    in_shape = info.item_shape  # an MLP model sees the images flattened
     batch = images.repeat(k, 1, 1, 1).reshape(k * n, *in_shape).to(device)
     m = mask.reshape(in_shape)
     yb = None if y is None else y.repeat(k).to(device)
@@ -153,6 +117,7 @@ def _run(cfg: dict[str, Any]) -> int:
         "method": cfg["method"],
         "steps": cfg["steps"],
         "grid": cfg["grid"],
+        "denoise": cfg["denoise"],
         "seed": cfg["seed"],
         "y": yb,
     }
@@ -166,6 +131,7 @@ def _run(cfg: dict[str, Any]) -> int:
             zeta=cfg["dps_zeta"],
             steps=cfg["steps"],
             grid=cfg["grid"],
+            denoise=cfg["denoise"],
             seed=cfg["seed"],
             y=yb,
             device=device,
@@ -185,9 +151,7 @@ def _run(cfg: dict[str, Any]) -> int:
     baseline = float(((mean_image - images) ** 2)[:, hidden].mean())
     known_err = float((out_x - images)[:, :, mask].abs().max())
 
-    if not cfg["out"] and not cfg["name"]:
-        cfg = {**cfg, "out": str(default_out(ckpt.path, "inpaint"))}
-    out = run_dir(cfg, "inpaint")
+    out = ctx.out_dir(default_out(loaded.path, "inpaint"))
     masked = torch.where(mask, images, torch.zeros_like(images))
     png = save_rows([images, masked, *out_x], out / "inpaint.png")
     np.savez(out / "inpaint.npz", original=images.numpy(), mask=mask.numpy(), samples=out_x.numpy())
@@ -213,3 +177,29 @@ def _run(cfg: dict[str, Any]) -> int:
     )
     print(f"wrote {png}, {out / 'inpaint.npz'} and {out / 'metrics.json'}")
     return 0
+
+
+COMMAND = Command(
+    name="inpaint",
+    help="inpaint held-out images with a score model (projection or DPS): PNG figure and .npz",
+    doc=__doc__,
+    options=[
+        *checkpoint_options(),
+        Option(
+            "mask", "center", f"region to hide: {', '.join(MASKS)} or a FILE.npy (true = known)", type=str
+        ),
+        Option("mask_fraction", 0.5, "fraction of pixels hidden by --mask random", minimum=0.0),
+        Option("data", "digits", "held-out images: digits, digits-color, a .npz file or a folder"),
+        Option("num", 8, "number of held-out images", minimum=1),
+        Option("samples", 3, "inpaintings per image", minimum=1),
+        *sampler_options(method="euler_maruyama", steps=200, grid="uniform"),
+        Option(
+            "dps", False, "diffusion posterior sampling (Chung et al. 2023, Alg. 1) instead of projection"
+        ),
+        Option("dps_zeta", 0.2, "DPS: step size zeta' (zeta_i = zeta' / ||residual||)", minimum=0.0),
+        *runtime_options(
+            seed_help="seed of the random mask and the sampler noise; also the held-out split's"
+        ),
+    ],
+    body=run,
+)

@@ -1,65 +1,29 @@
 """``scoresde encode``, ``decode`` and ``interpolate``: the probability-flow ODE as an invertible map.
 
 The PF-ODE (Song et al. 2021, Eq. 13) maps data at ``t = eps`` to latents at ``t = T`` and
-back, deterministically (App. D.4-D.5).  Each subcommand is a small object with ``HELP``,
-``__doc__``, ``add_arguments`` and ``run``, like the subcommand modules.
+back, deterministically (App. D.4-D.5).  Each is a :class:`~scoresde.cli.command.Command`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from scoresde.cli._io import load_data, load_model, save_picture
-from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.cli.command import Command, Context, checkpoint_options, ode_options, runtime_options
+from scoresde.cli.config import Option
 
-_SOLVER = [
-    Option("checkpoint", "", "a run folder of `scoresde train` or a .safetensors checkpoint", type=str),
-    Option("rtol", 1e-5, "relative tolerance of the dopri5 solver", minimum=0.0),
-    Option("atol", 1e-5, "absolute tolerance of the dopri5 solver", minimum=0.0),
-    Option(
-        "norm",
-        "per_sample",
-        "adaptive error control: per_sample (shared steps, each sample within tolerance), independent "
-        "(per-sample steps: exactly batch-independent, faster for large batches) or batch (one RMS)",
-        choices=("per_sample", "independent", "batch"),
-    ),
-    Option("seed", 0, "seed of every random draw"),
-]
+_SOLVER = [*checkpoint_options(), *ode_options(), *runtime_options()]
+_DATA = Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (held-out split of images)")
 
 
-class Subcommand:
-    """A subcommand defined by a function: what ``scoresde.cli.__main__`` needs of a module.
-
-    Args:
-        help: the one-line summary (``HELP``).
-        doc: the description shown by ``--help`` (``__doc__``).
-        options: the settings.
-        command: the subcommand's name (its table in a ``--config`` file).
-        body: ``settings -> exit status``.
-    """
-
-    def __init__(
-        self, help: str, doc: str, options: list[Option], command: str, body: Callable[[dict[str, Any]], int]
-    ) -> None:
-        self.HELP = help
-        self.__doc__ = doc
-        self.options = options
-        self.command = command
-        self.body = body
-
-    def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        add_options(p, self.options)
-
-    def run(self, args: argparse.Namespace) -> int:
-        return self.body(resolve(args, self.options, self.command))
+def _solver(ctx: Context) -> dict:
+    """The ODE solver settings of encode/decode (``rtol``, ``atol``, ``norm``)."""
+    return {"rtol": ctx["rtol"], "atol": ctx["atol"], "norm": ctx["norm"]}
 
 
 def _load_latents(path: str) -> Tensor:
@@ -77,18 +41,17 @@ def _load_latents(path: str) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- #
-def _encode(cfg: dict[str, Any]) -> int:
-    import scoresde as ss
+def _encode(ctx: Context) -> int:
+    from scoresde.flow import latent as ss
 
-    loaded = load_model(cfg["checkpoint"])
+    cfg = ctx.cfg
+    loaded = load_model(ctx)
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
-    out = run_dir(cfg, "encode")
-    res = ss.encode(
-        loaded.model, loaded.sde, data.x.float(), rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"]
-    )
-    z = res.x.detach()
+    out = ctx.out_dir()
+    res = ss.encode(loaded.model, loaded.sde, data.x.float().to(ctx.device), **_solver(ctx))
+    z = res.x.detach().cpu()
     np.savez(out / "latents.npz", z=z.numpy(), x=data.x.numpy())
-    back = ss.decode(loaded.model, loaded.sde, z, rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"]).x
+    back = ss.decode(loaded.model, loaded.sde, z.to(ctx.device), **_solver(ctx)).x.cpu()
     err = float(
         (back - data.x).flatten(1).norm(dim=1).div(data.x.flatten(1).norm(dim=1).clamp_min(1e-12)).max()
     )
@@ -110,7 +73,8 @@ def _encode(cfg: dict[str, Any]) -> int:
     return 0
 
 
-encode = Subcommand(
+encode = Command(
+    name="encode",
     help="map data to latents with the probability-flow ODE (writes latents.npz)",
     doc="""Encode data into latents z = x(T) with the probability-flow ODE (Song et al. 2021, App. D.4).
 
@@ -122,19 +86,19 @@ Example:
 """,
     options=[
         *_SOLVER,
-        Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (held-out split of images)"),
+        _DATA,
         Option("num", 16, "number of data points", minimum=1),
     ],
-    command="encode",
     body=_encode,
 )
 
 
 # ---------------------------------------------------------------------------------------------- #
-def _decode(cfg: dict[str, Any]) -> int:
-    import scoresde as ss
+def _decode(ctx: Context) -> int:
+    from scoresde.flow import latent as ss
 
-    loaded = load_model(cfg["checkpoint"])
+    cfg = ctx.cfg
+    loaded = load_model(ctx)
     if cfg["latents"]:
         z = _load_latents(cfg["latents"])
         if tuple(z.shape[1:]) != loaded.shape:
@@ -143,10 +107,10 @@ def _decode(cfg: dict[str, Any]) -> int:
         z = loaded.sde.prior_sample(
             (cfg["num"], *loaded.shape), torch.Generator().manual_seed(cfg["seed"])
         ).float()
-    out = run_dir(cfg, "decode")
+    out = ctx.out_dir()
     z = ss.temperature(z, cfg["temperature"]) if cfg["temperature"] != 1.0 else z
-    res = ss.decode(loaded.model, loaded.sde, z, rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"])
-    x = res.x.detach()
+    res = ss.decode(loaded.model, loaded.sde, z.to(ctx.device), **_solver(ctx))
+    x = res.x.detach().cpu()
     np.savez(out / "samples.npz", x=x.numpy(), z=z.numpy())
     save_picture(x, loaded, out / "samples.png", title=f"decoded, temperature {cfg['temperature']}")
     print(
@@ -156,7 +120,8 @@ def _decode(cfg: dict[str, Any]) -> int:
     return 0
 
 
-decode = Subcommand(
+decode = Command(
+    name="decode",
     help="map latents (or prior draws) to samples with the probability-flow ODE",
     doc="""Decode latents into data with the probability-flow ODE (Song et al. 2021, App. D.4-D.5).
 
@@ -173,22 +138,20 @@ Example:
         Option("num", 64, "prior draws when no --latents are given", minimum=1),
         Option("temperature", 1.0, "scale the latents by this factor first", minimum=1e-6),
     ],
-    command="decode",
     body=_decode,
 )
 
 
 # ---------------------------------------------------------------------------------------------- #
-def _interpolate(cfg: dict[str, Any]) -> int:
-    import scoresde as ss
+def _interpolate(ctx: Context) -> int:
+    from scoresde.flow import latent as ss
 
-    loaded = load_model(cfg["checkpoint"])
+    cfg = ctx.cfg
+    loaded = load_model(ctx)
     if not cfg["latents"]:
         data = load_data(cfg["data"], loaded, max(cfg["first"], cfg["second"]) + 1, cfg["seed"])
         x = data.x[[cfg["first"], cfg["second"]]].float()
-        z = ss.encode(
-            loaded.model, loaded.sde, x, rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"]
-        ).x.detach()
+        z = ss.encode(loaded.model, loaded.sde, x.to(ctx.device), **_solver(ctx)).x.detach().cpu()
         source = data.name
         i, j = 0, 1
     else:
@@ -200,11 +163,11 @@ def _interpolate(cfg: dict[str, Any]) -> int:
                 raise ValueError(f"{key}: index {k} is outside the {z.shape[0]} latents of {source}")
     if tuple(z.shape[1:]) != loaded.shape:
         raise ValueError(f"latents have shape {tuple(z.shape[1:])}, the model's data {loaded.shape}")
-    out = run_dir(cfg, "interpolate")
+    out = ctx.out_dir()
     alphas = torch.linspace(0, 1, cfg["frames"])
     path = ss.slerp(z[i][None], z[j][None], alphas)[:, 0]  # (A, *D)
-    res = ss.decode(loaded.model, loaded.sde, path, rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"])
-    x = res.x.detach()
+    res = ss.decode(loaded.model, loaded.sde, path.to(ctx.device), **_solver(ctx))
+    x = res.x.detach().cpu()
     np.savez(out / "interpolation.npz", x=x.numpy(), z=path.numpy(), alpha=alphas.numpy())
     save_picture(
         x,
@@ -220,7 +183,8 @@ def _interpolate(cfg: dict[str, Any]) -> int:
     return 0
 
 
-interpolate = Subcommand(
+interpolate = Command(
+    name="interpolate",
     help="decode a spherical interpolation between two data points or two latents",
     doc="""Interpolate between two points in latent space (Song et al. 2021, App. D.5).
 
@@ -233,12 +197,11 @@ Example:
 """,
     options=[
         *_SOLVER,
-        Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (held-out split of images)"),
+        _DATA,
         Option("latents", "", "a latents .npz of `scoresde encode` instead of --data", type=str),
         Option("first", 0, "index of the first point", minimum=0),
         Option("second", 1, "index of the second point", minimum=0),
         Option("frames", 8, "points along the path, both ends included", minimum=2),
     ],
-    command="interpolate",
     body=_interpolate,
 )

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -20,59 +19,33 @@ import numpy as np
 import torch
 
 from scoresde.cli._io import load_data, load_model, mean_se
-from scoresde.cli.config import Option, add_options, resolve, run_dir
-
-HELP = "log-likelihood (nats, bits/dim) of data under a checkpoint, by the probability-flow ODE"
-
-OPTIONS = [
-    Option("checkpoint", "", "a run folder of `scoresde train` or a .safetensors checkpoint", type=str),
-    Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (held-out split of images)"),
-    Option("num", 100, "number of data points", minimum=1),
-    Option("batch_size", 100, "points per ODE solve", minimum=1),
-    Option("rtol", 1e-5, "relative tolerance of the dopri5 solver", minimum=0.0),
-    Option("atol", 1e-5, "absolute tolerance of the dopri5 solver", minimum=0.0),
-    Option(
-        "norm",
-        "per_sample",
-        "adaptive error control: per_sample (shared steps, each sample within tolerance), independent "
-        "(per-sample steps: exactly batch-independent, faster for large batches) or batch (one RMS)",
-        choices=("per_sample", "independent", "batch"),
-    ),
-    Option("divergence", "exact", "exact (D backward passes) or hutchinson", choices=("exact", "hutchinson")),
-    Option("probes", 1, "Hutchinson probes per evaluation", minimum=1),
-    Option("draws", 1, "dequantization draws averaged per point (discrete data)", minimum=1),
-    Option(
-        "unconditional",
-        False,
-        "class-conditional models: score log p(x) through the null label (needs training with "
-        "label dropout) instead of log p(x | y) with the true labels",
-    ),
-    Option("seed", 0, "seed of the data, dequantization and probes"),
-    Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
-]
+from scoresde.cli.command import (
+    Command,
+    Context,
+    checkpoint_options,
+    data_options,
+    ode_options,
+    runtime_options,
+)
+from scoresde.cli.config import Option
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_options(p, OPTIONS)
+def run(ctx: Context) -> int:
+    from scoresde.flow.dequantization import Quantization
+    from scoresde.flow.likelihood import log_likelihood
 
-
-def run(args: argparse.Namespace) -> int:
-    import scoresde as ss
-
-    cfg = resolve(args, OPTIONS, "likelihood")
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
-    loaded = load_model(cfg["checkpoint"])
+    cfg, device = ctx.cfg, ctx.device
+    loaded = load_model(ctx)
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
-    out = run_dir(cfg, "likelihood")
-    quant = None if data.levels is None else ss.Quantization(data.levels, -1.0, 1.0)
+    out = ctx.out_dir()
+    quant = None if data.levels is None else Quantization(data.levels, -1.0, 1.0)
     if quant is not None:
         # Bins as scoresde.data.images.dequantize reads them: k = round((x + 1) / 2 (K - 1)).
         points = torch.round((data.x.double() + 1.0) * 0.5 * (data.levels - 1)).float()
     else:
         points = data.x.float()
-    generator = torch.Generator().manual_seed(cfg["seed"])
-    num_classes = getattr(loaded.model.net, "num_classes", None)
+    generator = torch.Generator(device=device).manual_seed(cfg["seed"])
+    num_classes = loaded.info.num_classes
     labels = None
     if num_classes is not None:
         if cfg["unconditional"]:
@@ -84,10 +57,12 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             labels = data.y
+    points = points.to(device)
+    labels = None if labels is None else labels.to(device)
     logps, bpds, nfes = [], [], 0
     t0 = time.perf_counter()
     for i in range(0, points.shape[0], cfg["batch_size"]):
-        res = ss.log_likelihood(
+        res = log_likelihood(
             loaded.model,
             loaded.sde,
             points[i : i + cfg["batch_size"]],
@@ -143,3 +118,29 @@ def run(args: argparse.Namespace) -> int:
     np.savez(out / "likelihood.npz", **arrays)
     print(f"outputs in {out.resolve()}: likelihood.json, likelihood.npz, config.toml")
     return 0
+
+
+COMMAND = Command(
+    name="likelihood",
+    help="log-likelihood (nats, bits/dim) of data under a checkpoint, by the probability-flow ODE",
+    doc=__doc__,
+    options=[
+        *checkpoint_options(),
+        *data_options(num=100),
+        Option("batch_size", 100, "points per ODE solve", minimum=1),
+        *ode_options(),
+        Option(
+            "divergence", "exact", "exact (D backward passes) or hutchinson", choices=("exact", "hutchinson")
+        ),
+        Option("probes", 1, "Hutchinson probes per evaluation", minimum=1),
+        Option("draws", 1, "dequantization draws averaged per point (discrete data)", minimum=1),
+        Option(
+            "unconditional",
+            False,
+            "class-conditional models: score log p(x) through the null label (needs training with "
+            "label dropout) instead of log p(x | y) with the true labels",
+        ),
+        *runtime_options(seed_help="seed of the data, dequantization and probes"),
+    ],
+    body=run,
+)

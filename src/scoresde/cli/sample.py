@@ -13,46 +13,12 @@ class-conditional samples).  Outputs go to ``--out``, else ``runs/<--name>``, el
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
-
-HELP = "sample a trained checkpoint (optionally guided): PNG grid and .npz array"
-
-OPTIONS = [
-    Option("checkpoint", "", "a .safetensors checkpoint or a run folder (required)", type=str),
-    Option("num", 64, "number of samples", minimum=1),
-    Option("method", "euler", "sampler, a key of scoresde.SAMPLERS"),
-    Option("steps", 100, "sampler steps", minimum=1),
-    Option("grid", "uniform", "time grid", choices=("uniform", "logsnr", "edm", "quadratic")),
-    Option("class", None, "class label (default: cycle over the classes)", type=int),
-    Option(
-        "guidance",
-        None,
-        "classifier-free guidance weight w (Ho & Salimans 2022; 0 = conditional)",
-        type=float,
-    ),
-    Option(
-        "classifier",
-        "",
-        "noise-conditional classifier from `scoresde train-classifier` (file or folder)",
-        type=str,
-    ),
-    Option("classifier_scale", 1.0, "classifier-guidance scale (1 = Bayes' rule)", minimum=0.0),
-    Option("seed", 0, "seed (each sample depends on it and its index only)"),
-    Option("batch_size", 256, "samples per sampler batch", minimum=1),
-    Option("raw", False, "use the raw weights instead of the EMA weights"),
-    Option("denoise", True, "finish with the Tweedie denoising step"),
-    Option("device", "auto", "auto, cpu or cuda"),
-    Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
-    Option("progress", False, "show a progress bar"),
-]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_options(p, OPTIONS)
+from scoresde.cli._io import LoadedModel, load_model
+from scoresde.cli.command import Command, Context, checkpoint_options, runtime_options, sampler_options
+from scoresde.cli.config import Option
 
 
 def resolve_classifier_path(path: str) -> Path:
@@ -69,15 +35,13 @@ def resolve_classifier_path(path: str) -> Path:
     return p
 
 
-def guided_model(
-    model: Any, meta: dict[str, Any], cfg: dict[str, Any], device: Any
-) -> tuple[Any, int | None]:
-    """Wrap ``model`` for ``--guidance`` / ``--classifier``; return it and the number of classes."""
-    from scoresde.cli._checkpoints import item_shape, label_dropout, num_classes
+def guided_model(loaded: LoadedModel, cfg: dict[str, Any], device: Any) -> tuple[Any, int | None]:
+    """Wrap the model for ``--guidance`` / ``--classifier``; return it and the number of classes."""
     from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, load_classifier
-    from scoresde.train.checkpoint import sde_config
+    from scoresde.io.checkpoint import sde_config
 
-    classes = num_classes(meta)
+    model, info = loaded.model, loaded.info
+    classes = info.num_classes
     if cfg["guidance"] is not None and cfg["classifier"]:
         raise ValueError("give --guidance (classifier-free) or --classifier (classifier guidance), not both")
     if cfg["guidance"] is not None:
@@ -86,20 +50,20 @@ def guided_model(
                 "--guidance needs a class-conditional checkpoint trained with label dropout; this model is "
                 "unconditional (train with --conditional --label-dropout 0.1, or use --classifier)"
             )
-        if label_dropout(meta) <= 0:
+        if info.label_dropout <= 0:
             raise ValueError(
                 "--guidance needs a model trained with label dropout (its null token was never trained); "
                 "this checkpoint has label_dropout = 0: retrain with --label-dropout 0.1"
             )
         return ClassifierFreeGuidance(model, scale=cfg["guidance"]), classes
     if cfg["classifier"]:
-        if classes and label_dropout(meta) <= 0:
+        if classes and info.label_dropout <= 0:
             raise ValueError(
                 "classifier guidance needs an unconditional score; this class-conditional model was trained "
                 "without label dropout, so it has none (use --class alone, or an unconditional model)"
             )
         clf = load_classifier(resolve_classifier_path(cfg["classifier"]), device=device)
-        want = item_shape(meta)
+        want = info.item_shape
         if tuple(clf.net.in_shape) != want:
             raise ValueError(f"the classifier takes inputs {tuple(clf.net.in_shape)}, the model makes {want}")
         if sde_config(clf.sde) != sde_config(model.sde):
@@ -113,35 +77,23 @@ def guided_model(
     return model, classes
 
 
-def run(args: argparse.Namespace) -> int:
-
-    cfg = resolve(args, OPTIONS, "sample")
-    return run_with_threads(cfg, _run)
-
-
-def _run(cfg: dict[str, Any]) -> int:
+def run(ctx: Context) -> int:
     import numpy as np
     import torch
 
-    from scoresde.cli._checkpoints import check_class, cycle_labels, default_out, item_shape, to_images
+    from scoresde.cli._io import check_class, cycle_labels, default_out, to_images
     from scoresde.data.images import save_image_grid, to_uint8
     from scoresde.sampling.api import sample
-    from scoresde.sampling.registry import SAMPLERS
-    from scoresde.train.checkpoint import load_checkpoint
-    from scoresde.train.distributed import resolve_device
 
+    cfg, device = ctx.cfg, ctx.device
     if not cfg["checkpoint"]:
         raise ValueError("give the model to sample: --checkpoint FILE.safetensors or a run folder")
-    if cfg["method"] not in SAMPLERS:
-        raise ValueError(f"unknown sampler {cfg['method']!r}; choose one of {sorted(SAMPLERS)}")
-    device = resolve_device(cfg["device"])
-    ckpt = load_checkpoint(cfg["checkpoint"], ema=not cfg["raw"], device=device)
-    meta = ckpt.config
-    model, classes = guided_model(ckpt.model, meta, cfg, device)
+    loaded = load_model(ctx)
+    model, classes = guided_model(loaded, cfg, device)
     label = cfg["class"]
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
-    shape = item_shape(meta)
+    shape = loaded.shape
 
     chunks, nfe = [], 0
     for start in range(0, cfg["num"], cfg["batch_size"]):
@@ -163,9 +115,7 @@ def _run(cfg: dict[str, Any]) -> int:
         chunks.append(res.x.float().cpu())
         nfe = max(nfe, res.nfe)
     x = torch.cat(chunks)
-    if not cfg["out"] and not cfg["name"]:
-        cfg = {**cfg, "out": str(default_out(ckpt.path, "samples"))}
-    out = run_dir(cfg, "sample")
+    out = ctx.out_dir(default_out(loaded.path, "samples"))
     tag = f"{cfg['method']}_{cfg['steps']}_seed{cfg['seed']}"
     tag += f"_class{label}" if label is not None else ""
     tag += f"_cfg{cfg['guidance']:g}" if cfg["guidance"] is not None else ""
@@ -173,7 +123,7 @@ def _run(cfg: dict[str, Any]) -> int:
     arrays = {"x": x.numpy()}
     if labels is not None:
         arrays["y"] = labels.numpy()
-    images = to_images(x, meta)
+    images = to_images(x, loaded.info)
     written = []
     if images is not None:
         arrays["images"] = to_uint8(images).permute(0, 2, 3, 1).numpy()
@@ -183,10 +133,38 @@ def _run(cfg: dict[str, Any]) -> int:
     np.savez(out / f"samples_{tag}.npz", **arrays)
     written.append(out / f"samples_{tag}.npz")
     print(
-        f"sampled {cfg['num']} from {ckpt.path} (step {ckpt.step}) with {cfg['method']}, "
-        f"{cfg['steps']} steps "
-        f"({nfe} network evaluations per sample)"
+        f"sampled {cfg['num']} from {loaded.path} (step {loaded.step}) with {cfg['method']}, "
+        f"{cfg['steps']} steps ({nfe} network evaluations per sample)"
     )
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+COMMAND = Command(
+    name="sample",
+    help="sample a trained checkpoint (optionally guided): PNG grid and .npz array",
+    doc=__doc__,
+    options=[
+        *checkpoint_options(),
+        *sampler_options(method="euler", steps=100, grid="uniform"),
+        Option("num", 64, "number of samples", minimum=1),
+        Option("batch_size", 256, "samples per sampler batch", minimum=1),
+        Option("class", None, "class label (default: cycle over the classes)", type=int),
+        Option(
+            "guidance",
+            None,
+            "classifier-free guidance weight w (Ho & Salimans 2022; 0 = conditional)",
+            type=float,
+        ),
+        Option(
+            "classifier",
+            "",
+            "noise-conditional classifier from `scoresde train-classifier` (file or folder)",
+            type=str,
+        ),
+        Option("classifier_scale", 1.0, "classifier-guidance scale (1 = Bayes' rule)", minimum=0.0),
+        *runtime_options(seed_help="seed (each sample depends on it and its index only)"),
+    ],
+    body=run,
+)

@@ -12,72 +12,37 @@ pickle), metrics.json and config.toml into the output folder.
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
 import torch
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir, run_with_threads
-
-HELP = "train a time-dependent classifier for classifier guidance (mixtures or digits)"
+from scoresde.cli.command import Command, Context, runtime_options
+from scoresde.cli.config import Option
 
 DATASETS = ("ring", "gmm", "digits", "digits-color")
 
-OPTIONS = [
-    Option("data", "ring", "labelled data: a 2-D ring / random mixture, or the digits", choices=DATASETS),
-    Option("classes", 8, "number of classes (mixture components) for ring / gmm", minimum=2),
-    Option("dim", 2, "data dimension for --data gmm", minimum=1),
-    Option("checkpoint", "", "score-model checkpoint whose SDE (and image shape) to match", type=str),
-    Option("sde", "", "forward SDE when no --checkpoint is given (default vp)", type=str),
-    Option("steps", 2000, "training steps", minimum=1),
-    Option("batch_size", 256, "batch size", minimum=1),
-    Option("lr", 0.0, "learning rate (0: 5e-3 for mixtures, 2e-3 for images)", minimum=0.0),
-    Option("hidden", 0, "MLP width / first conv channels (0: 128 for mixtures, 32 for images)", minimum=0),
-    Option("depth", 2, "hidden layers / stride-2 conv stages", minimum=1),
-    Option("seed", 0, "seed of every random draw"),
-    Option("device", "auto", "auto, cpu or cuda"),
-    Option("threads", 0, "CPU threads of torch (0: torch's default)", minimum=0),
-    Option("progress", True, "show a progress bar"),
-]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_options(p, OPTIONS)
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = resolve(args, OPTIONS, "train-classifier")
-    return run_with_threads(cfg, _run)
-
 
 def _resolve_sde(cfg: dict[str, Any]):
-    """The SDE to train under: the checkpoint's, else ``--sde``; and the checkpoint's metadata."""
-    import scoresde as ss
-    from scoresde.sde import SDES
-    from scoresde.train.checkpoint import read_checkpoint_metadata
+    """The SDE to train under: the checkpoint's, else ``--sde``; and the checkpoint's info."""
+    from scoresde.io.info import read_checkpoint_info
+    from scoresde.sde import SDES, make_sde
 
     if cfg["sde"] and cfg["sde"] not in SDES:
         raise ValueError(f"unknown SDE {cfg['sde']!r} for --sde; choose one of {sorted(SDES)}")
     if not cfg["checkpoint"]:
-        return ss.make_sde(cfg["sde"] or "vp"), None
-    from pathlib import Path
-
-    path = Path(cfg["checkpoint"])
-    if path.is_dir():
-        path = path / "checkpoints" / "last.safetensors"
-    meta = read_checkpoint_metadata(path)
-    sde = ss.make_sde(meta["sde"]["name"], **meta["sde"]["kwargs"])
-    if cfg["sde"] and cfg["sde"] != meta["sde"]["name"]:
+        return make_sde(cfg["sde"] or "vp"), None
+    info = read_checkpoint_info(cfg["checkpoint"])
+    name = info.config["sde"]["name"]
+    if cfg["sde"] and cfg["sde"] != name:
         raise ValueError(
-            f"--sde {cfg['sde']} disagrees with the checkpoint's SDE {sde!r}"
+            f"--sde {cfg['sde']} disagrees with the checkpoint's SDE {info.sde!r}"
             "; drop --sde to use the checkpoint's"
         )
-    return sde, meta
+    return info.sde, info
 
 
-def _run(cfg: dict[str, Any]) -> int:
-    import scoresde as ss
+def run(ctx: Context) -> int:
     from scoresde.guidance import (
         AnalyticClassifier,
         NoiseConditionalClassifier,
@@ -85,11 +50,11 @@ def _run(cfg: dict[str, Any]) -> int:
         save_classifier,
         train_classifier,
     )
+    from scoresde.models.analytic import AnalyticScore, GaussianMixture
     from scoresde.nets import TimeClassifier
-    from scoresde.train.distributed import resolve_device
 
-    sde, meta = _resolve_sde(cfg)
-    device = resolve_device(cfg["device"])
+    cfg, device = ctx.cfg, ctx.device
+    sde, info = _resolve_sde(cfg)
     g = torch.Generator().manual_seed(cfg["seed"])
     images = cfg["data"].startswith("digits")
     lr = cfg["lr"] or (2e-3 if images else 5e-3)
@@ -100,10 +65,8 @@ def _run(cfg: dict[str, Any]) -> int:
 
         data = load_digits(seed=cfg["seed"], colored=cfg["data"] == "digits-color")
         shape = tuple(data.shape)
-        if meta is not None:
-            from scoresde.cli._checkpoints import item_shape
-
-            model_shape = item_shape(meta)
+        if info is not None:
+            model_shape = info.item_shape
             if model_shape != shape:
                 raise ValueError(
                     f"the checkpoint's model takes inputs {model_shape} but --data {cfg['data']} images are "
@@ -119,19 +82,19 @@ def _run(cfg: dict[str, Any]) -> int:
             return x_train[idx], y_train[idx]
 
     else:
-        if meta is not None and item_shape_of(meta) != (cfg["dim"] if cfg["data"] == "gmm" else 2,):
+        if info is not None and info.item_shape != (cfg["dim"] if cfg["data"] == "gmm" else 2,):
             raise ValueError(
                 "--checkpoint's model does not take the mixture's points; use --sde for mixtures"
             )
         classes = cfg["classes"]
         if cfg["data"] == "ring":
-            gmm = ss.GaussianMixture.ring(classes, radius=2.0, std=0.3)
+            gmm = GaussianMixture.ring(classes, radius=2.0, std=0.3)
         else:
-            gmm = ss.GaussianMixture.random(
+            gmm = GaussianMixture.random(
                 cfg["dim"], classes, eig_min=0.01, eig_max=0.1, mean_scale=1.5, generator=g
             )
         shape = (gmm.dim,)
-        bayes = AnalyticClassifier(ss.AnalyticScore(gmm, sde))
+        bayes = AnalyticClassifier(AnalyticScore(gmm, sde))
         std = float(gmm.sample(10_000, generator=g).std())
         x_test, y_test = gmm.sample(
             4000, generator=torch.Generator().manual_seed(cfg["seed"] + 1), return_labels=True
@@ -153,7 +116,7 @@ def _run(cfg: dict[str, Any]) -> int:
         generator=g,
         progress=cfg["progress"],
     )
-    out = run_dir(cfg, "train-classifier")
+    out = ctx.out_dir()
     weights, meta_path = save_classifier(clf, out / "classifier")
     clf = clf.cpu()
     times = [sde.eps, 0.1 * sde.T, 0.3 * sde.T, 0.5 * sde.T, 0.8 * sde.T]
@@ -188,7 +151,24 @@ def _run(cfg: dict[str, Any]) -> int:
     return 0
 
 
-def item_shape_of(meta: dict[str, Any]) -> tuple[int, ...]:
-    from scoresde.cli._checkpoints import item_shape
-
-    return item_shape(meta)
+COMMAND = Command(
+    name="train-classifier",
+    help="train a time-dependent classifier for classifier guidance (mixtures or digits)",
+    doc=__doc__,
+    options=[
+        Option("data", "ring", "labelled data: a 2-D ring / random mixture, or the digits", choices=DATASETS),
+        Option("classes", 8, "number of classes (mixture components) for ring / gmm", minimum=2),
+        Option("dim", 2, "data dimension for --data gmm", minimum=1),
+        Option("checkpoint", "", "score-model checkpoint whose SDE (and image shape) to match", type=str),
+        Option("sde", "", "forward SDE when no --checkpoint is given (default vp)", type=str),
+        Option("steps", 2000, "training steps", minimum=1),
+        Option("batch_size", 256, "batch size", minimum=1),
+        Option("lr", 0.0, "learning rate (0: 5e-3 for mixtures, 2e-3 for images)", minimum=0.0),
+        Option(
+            "hidden", 0, "MLP width / first conv channels (0: 128 for mixtures, 32 for images)", minimum=0
+        ),
+        Option("depth", 2, "hidden layers / stride-2 conv stages", minimum=1),
+        *runtime_options(progress=True),
+    ],
+    body=run,
+)

@@ -1,9 +1,19 @@
-"""Training: EMA, the minimal loop, the image trainer, checkpoints and DDP setup."""
+"""Training: EMA, the minimal loop, the image trainer and DDP setup.
 
-from scoresde.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from scoresde.train.ema import EMA
-from scoresde.train.loop import FitResult, fit
-from scoresde.train.trainer import TrainConfig, Trainer, TrainResult
+Checkpoint I/O lives in :mod:`scoresde.io.checkpoint` (shared with inference);
+``scoresde.train.checkpoint`` is kept as an alias of it for old imports.
+"""
+
+import sys as _sys
+
+from scoresde.io import checkpoint
+from scoresde.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+_sys.modules[__name__ + ".checkpoint"] = checkpoint  # old path: scoresde.train.checkpoint
+
+from scoresde.train.ema import EMA  # noqa: E402
+from scoresde.train.loop import FitResult, fit  # noqa: E402
+from scoresde.train.trainer import TrainConfig, Trainer, TrainResult  # noqa: E402
 
 __all__ = [
     "EMA",

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from scoresde.io.device import resolve_device
+
 __all__ = [
     "DistInfo",
     "all_reduce_mean",
@@ -42,18 +44,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"`` picks ``cuda:<local_rank>`` when CUDA is available, else the CPU."""
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but CUDA is not available")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
-    return dev
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

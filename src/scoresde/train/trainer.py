@@ -17,7 +17,6 @@ floating-point summation order.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -38,146 +37,16 @@ from scoresde.data.images import (
     load_dataset,
     save_image_grid,
 )
-from scoresde.losses import OBJECTIVES, WEIGHTINGS, dsm_nll_bound, make_objective
-from scoresde.models.parameterization import PREDICTIONS
-from scoresde.models.wrapper import TIME_INPUTS, ScoreModel
+from scoresde.io.checkpoint import load_checkpoint, save_checkpoint
+from scoresde.losses import dsm_nll_bound, make_objective
+from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net
-from scoresde.nets.unet import TIME_EMBEDDINGS
-from scoresde.sde import SDES, make_sde
-from scoresde.train.checkpoint import load_checkpoint, save_checkpoint
+from scoresde.sde import make_sde
+from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
 from scoresde.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.train.ema import EMA
 
 __all__ = ["RESUMABLE_KEYS", "TrainConfig", "TrainResult", "Trainer"]
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on (stored in every checkpoint).
-
-    Data: ``data`` is ``"digits"``, a ``.npy``/``.npz`` file or a folder of images;
-    ``test_fraction`` is held out; ``image_size`` resizes folder images; ``hflip`` flips
-    training images left-right at random.
-
-    Network: ``net`` is ``unet`` (images) or ``mlp`` (vectors: the images are flattened);
-    ``conditional`` embeds the class labels, and ``label_dropout`` replaces a fraction of
-    them by the "no label" token (for classifier-free guidance).
-
-    Model: ``sde`` with ``sde_options`` (e.g. ``{"beta_max": 20.0}``), what the network
-    predicts, the time input, and ``sigma_data`` (``None``: the training data's std).
-
-    Loss: ``loss`` in ``dsm``, ``smld``, ``ddpm``, ``flow_matching``; DSM ``weighting`` and
-    ``importance`` sampling of ``t``; ``num_scales`` levels for the discrete losses.
-
-    Optimisation: AdamW with linear warm-up over ``warmup`` steps, then constant or cosine
-    (``schedule``); ``grad_clip`` on the global gradient norm; EMA with warm-up; ``bf16``
-    autocast; ``batch_size`` is the *global* batch (split over processes).
-    """
-
-    # Data.
-    data: str = "digits"
-    test_fraction: float = 0.1
-    image_size: int | None = None
-    hflip: bool = False
-    # Network.
-    net: str = "unet"
-    base_channels: int = 32
-    channel_mults: tuple[int, ...] = (1, 2)
-    num_res_blocks: int = 2
-    attn_resolutions: tuple[int, ...] = (4,)
-    dropout: float = 0.1
-    time_embedding: str = "fourier"
-    hidden: int = 256
-    depth: int = 3
-    conditional: bool = False
-    label_dropout: float = 0.0
-    # SDE and model.
-    sde: str = "vp"
-    sde_options: dict[str, float] = field(default_factory=dict)
-    prediction: str = "eps"
-    time_input: str = "t"
-    sigma_data: float | None = None
-    # Loss.
-    loss: str = "dsm"
-    weighting: str = "sigma2"
-    importance: bool = False
-    num_scales: int | None = None
-    # Optimisation.
-    steps: int = 5000
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    warmup: int = 200
-    schedule: str = "constant"
-    grad_clip: float | None = 1.0
-    ema_decay: float = 0.999
-    bf16: bool = False
-    seed: int = 0
-    device: str = "auto"
-    # Evaluation and outputs.
-    out: str = "runs"
-    name: str = "run"
-    log_every: int = 50
-    eval_every: int = 1000
-    save_every: int = 1000
-    num_samples: int = 64
-    sample_method: str = "euler"
-    sample_steps: int = 100
-    eval_bpd: bool = False
-    bpd_samples: int = 64
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        self.channel_mults = tuple(int(m) for m in self.channel_mults)
-        self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions)
-        self.sde_options = dict(self.sde_options)
-        choices = {
-            "net": ("unet", "mlp"),
-            "sde": tuple(SDES),
-            "prediction": PREDICTIONS,
-            "time_input": TIME_INPUTS,
-            "loss": OBJECTIVES,
-            "weighting": WEIGHTINGS,
-            "time_embedding": TIME_EMBEDDINGS,
-            "schedule": ("constant", "cosine"),
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"unknown {key} {getattr(self, key)!r}; choose one of {list(allowed)}")
-        positive = ("steps", "batch_size", "log_every", "eval_every", "save_every", "sample_steps")
-        for key in positive:
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)}")
-        if self.lr <= 0 or self.warmup < 0 or not (0.0 <= self.ema_decay < 1.0):
-            raise ValueError(
-                "need lr > 0, warmup >= 0 and 0 <= ema_decay < 1, "
-                f"got {self.lr}, {self.warmup}, {self.ema_decay}"
-            )
-        if not (0.0 <= self.label_dropout < 1.0):
-            raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
-        if self.importance and self.loss != "dsm":
-            raise ValueError("importance sampling of t applies to the dsm loss only")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Build from a dict, with a clear error for unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; known options: {sorted(known)}")
-        return cls(**d)
-
-
-RESUMABLE_KEYS = frozenset(
-    {"steps", "out", "name", "log_every", "eval_every", "save_every", "num_samples", "sample_method"}
-    | {"sample_steps", "eval_bpd", "bpd_samples", "progress", "device"}
-)
-"""Options that may differ between a checkpoint's run and the run that resumes it."""
 
 
 @dataclass
@@ -430,7 +299,7 @@ class Trainer:
         ``bound=True``: the variational bound of the reverse SDE,
         :func:`~scoresde.losses.dsm_nll_bound` (8 draws per image), an upper bound in expectation.
         """
-        import scoresde
+        from scoresde.flow.likelihood import log_likelihood
 
         if self.data.levels is None:
             raise ValueError("bits/dim needs discrete data (levels); this data set is continuous")
@@ -454,17 +323,13 @@ class Trainer:
             )
             logp = -nll
         else:
-            if not hasattr(scoresde, "log_likelihood"):
-                raise ValueError(
-                    "bits/dim needs scoresde.log_likelihood (the likelihood module), not available"
-                )
             kwargs: dict = {} if y is None else {"y": y}
             if z[0].numel() > 16:
                 # The exact divergence costs one backward pass per dimension: use Hutchinson's
                 # unbiased estimator (one Rademacher probe per image, seeded) beyond 16 dims.
                 g = torch.Generator().manual_seed(_mix(c.seed, 0, 10))
                 kwargs.update(divergence="hutchinson", generator=g)
-            logp = scoresde.log_likelihood(model, model.sde, z, **kwargs).logp
+            logp = log_likelihood(model, model.sde, z, **kwargs).logp
         return float(bits_per_dim(logp.double().cpu(), z[0].numel(), self.data.levels).mean())
 
     def evaluate(self) -> dict[str, float]:
@@ -476,11 +341,8 @@ class Trainer:
             x, _ = self.sample_images()
             save_image_grid(x, self.run_dir / "samples" / f"step_{self.step:07d}.png", scale=4)
         if c.eval_bpd:
-            import scoresde
-
             metrics["bpd_bound"] = self.bits_per_dim(bound=True)
-            if hasattr(scoresde, "log_likelihood"):
-                metrics["bpd"] = self.bits_per_dim()
+            metrics["bpd"] = self.bits_per_dim()
         metrics["eval_seconds"] = time.perf_counter() - t0
         return metrics
 

@@ -230,6 +230,13 @@ class Checkpoint:
     path: Path
     tensors: dict[str, Tensor] = field(repr=False, default_factory=dict)
 
+    @property
+    def info(self):
+        """The typed :class:`~scoresde.io.info.CheckpointInfo` of this checkpoint's model."""
+        from scoresde.io.info import CheckpointInfo
+
+        return CheckpointInfo.from_metadata(self.config, self.path)
+
     def net_state(self) -> dict[str, Tensor]:
         """The raw (non-EMA) network weights."""
         return _unprefixed("net", self.tensors)

@@ -1,0 +1,236 @@
+"""The one way a ``scoresde`` subcommand is declared: shared option groups and a ``run`` body.
+
+A subcommand is a :class:`Command`: a name, a help line, a description, its options (mostly
+from the shared groups below) and a body ``run(ctx: Context) -> int``.  The backbone does the
+rest the same way for every command: the flags, ``--config`` (TOML or JSON), ``--set``, typed
+and checked values (:mod:`scoresde.cli.config`), the CPU thread count (set for the run and
+restored after it) and the device (resolved once, ``ctx.device``).
+
+Option groups (functions returning a list of :class:`~scoresde.cli.config.Option`; keyword
+arguments replace a group's defaults, so each command keeps its own sensible defaults while
+every flag means the same everywhere):
+
+- :func:`runtime_options`: ``--seed``, ``--device``, ``--threads``, ``--progress/--no-progress``
+  (every command has them; :class:`Command` adds them when a command does not list them);
+- ``--out`` / ``--name`` (:data:`~scoresde.cli.config.COMMON_OPTIONS`, every command);
+- :func:`checkpoint_options`: ``--checkpoint``, ``--raw`` (read with
+  :func:`scoresde.cli._io.load_model`);
+- :func:`data_options`: ``--data``, ``--num``;
+- :func:`sampler_options`: ``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``,
+  ``--grid`` (one of :data:`scoresde.GRIDS`), ``--denoise``;
+- :func:`ode_options`: ``--rtol``, ``--atol``, ``--norm`` of the adaptive PF-ODE solver.
+
+Adding a subcommand: write ``cli/<name>.py`` with ::
+
+    def run(ctx: Context) -> int:
+        loaded = load_model(ctx)                 # the checkpoint group's model, on ctx.device
+        out = ctx.out_dir()                      # the run folder, config.toml saved in it
+        ...
+        return 0
+
+    COMMAND = Command(
+        name="mycmd",
+        help="one line for `scoresde --help`",
+        doc=__doc__,
+        options=[*checkpoint_options(), *sampler_options(method="euler"), Option("num", 8, "...")],
+        body=run,
+    )
+
+then add ``COMMAND`` to ``COMMANDS`` in :mod:`scoresde.cli.__main__` and a section to
+``docs/cli.md`` (``tests/cli/test_docs_names.py`` checks it).
+
+Adding an option group (say, a model source ``--model diffusers:DIR``): write a function here
+returning its options, e.g. ``def model_source_options(default="") -> list[Option]``, and beside
+it one function that turns the resolved values (``ctx.cfg``) into what the bodies use (as
+:func:`scoresde.cli._io.load_model` does for the checkpoint group); commands opt in by listing
+the group in their ``options``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.io.device import local_rank, num_threads, resolve_device
+
+__all__ = [
+    "Command",
+    "Context",
+    "checkpoint_options",
+    "data_options",
+    "ode_options",
+    "runtime_options",
+    "sampler_options",
+]
+
+
+# --------------------------------------------------------------------------------------------- #
+# Option groups.
+# --------------------------------------------------------------------------------------------- #
+def runtime_options(
+    seed: int = 0,
+    device: str = "auto",
+    threads: int = 0,
+    progress: bool = False,
+    seed_help: str = "seed of every random draw",
+    threads_help: str = "CPU threads of torch for this run (0: torch's default)",
+) -> list[Option]:
+    """``--seed``, ``--device``, ``--threads``, ``--progress`` (every command has them)."""
+    return [
+        Option("seed", seed, seed_help),
+        Option("device", device, "auto (cuda when available), cpu, cuda or cuda:N"),
+        Option("threads", threads, threads_help, minimum=0),
+        Option("progress", progress, "show progress bars"),
+    ]
+
+
+def checkpoint_options(
+    help: str = "a .safetensors checkpoint or a run folder of `scoresde train`",
+) -> list[Option]:
+    """``--checkpoint`` (required by the command's body) and ``--raw``."""
+    return [
+        Option("checkpoint", "", help, type=str, metavar="PATH"),
+        Option("raw", False, "use the raw weights instead of the EMA weights"),
+    ]
+
+
+def data_options(
+    data: str = "digits", num: int = 100, num_help: str = "number of data points", minimum: int = 1
+) -> list[Option]:
+    """``--data`` (a data source) and ``--num``."""
+    return [
+        Option(
+            "data",
+            data,
+            "digits, digits-color, a toy set name, a .npy/.npz file or an image folder (held-out split)",
+        ),
+        Option("num", num, num_help, minimum=minimum),
+    ]
+
+
+def sampler_options(method: str = "euler", steps: int = 100, grid: str = "uniform") -> list[Option]:
+    """``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``, ``--grid``, ``--denoise``."""
+    from scoresde.sampling.grids import GRIDS
+    from scoresde.sampling.registry import SAMPLERS
+
+    return [
+        Option(
+            "method",
+            method,
+            "sampler, a key of scoresde.SAMPLERS",
+            choices=tuple(SAMPLERS),
+            what="sampler",
+            metavar="METHOD",
+        ),
+        Option("steps", steps, "sampler steps", minimum=1),
+        Option("grid", grid, "time grid", choices=tuple(GRIDS)),
+        Option("denoise", True, "finish with the Tweedie denoising step"),
+    ]
+
+
+NORMS = ("per_sample", "independent", "batch")
+
+
+def ode_options(rtol: float = 1e-5, atol: float = 1e-5) -> list[Option]:
+    """``--rtol``, ``--atol`` and ``--norm`` of the adaptive probability-flow ODE solver."""
+    return [
+        Option("rtol", rtol, "relative tolerance of the dopri5 solver", minimum=0.0),
+        Option("atol", atol, "absolute tolerance of the dopri5 solver", minimum=0.0),
+        Option(
+            "norm",
+            "per_sample",
+            "adaptive error control: per_sample (shared steps, each sample within tolerance), independent "
+            "(per-sample steps: exactly batch-independent, faster for large batches) or batch (one RMS)",
+            choices=NORMS,
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------- #
+# Commands.
+# --------------------------------------------------------------------------------------------- #
+@dataclass
+class Context:
+    """What a command's body gets.
+
+    Attributes:
+        command: the subcommand's name.
+        cfg: the resolved settings (every option's key).
+        device: the resolved ``--device``.
+        given: the settings before the command's ``base`` layer (see :class:`Command`).
+    """
+
+    command: str
+    cfg: dict[str, Any]
+    device: torch.device
+    given: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.cfg[key]
+
+    def out_dir(self, default: str | Path | None = None, save: bool = True) -> Path:
+        """The run's output folder (``--out``, else ``runs/<--name>``, else ``default``, else
+        ``runs/<command>-<timestamp>``), created, with the settings saved as ``config.toml``."""
+        cfg = self.cfg
+        if default is not None and not cfg.get("out") and not cfg.get("name"):
+            cfg = {**cfg, "out": str(default)}
+        return run_dir(cfg, self.command, save=save)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its options and its body, run the same way as every other.
+
+    Args:
+        name: the subcommand's name (also its table in a ``--config`` file).
+        help: the one-line summary of ``scoresde --help``.
+        doc: the description of ``scoresde <name> --help``.
+        options: its settings; :func:`runtime_options` are added where missing, and ``--out``
+            / ``--name`` always.
+        body: ``run(ctx) -> exit status``.
+        base: optional ``settings -> values``: a layer between the defaults and everything
+            given (``--quick`` presets, a resumed checkpoint's settings); ``None`` for none.
+    """
+
+    name: str
+    help: str
+    doc: str
+    options: Sequence[Option]
+    body: Callable[[Context], int]
+    base: Callable[[dict[str, Any]], Mapping[str, Any] | None] | None = None
+
+    @property
+    def all_options(self) -> list[Option]:
+        keys = {o.key for o in self.options}
+        return list(self.options) + [o for o in runtime_options() if o.key not in keys]
+
+    @property
+    def OPTIONS(self) -> list[Option]:
+        return self.all_options
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_options(parser, self.all_options)
+
+    def settings(self, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(settings, settings without the base layer)`` of a parsed command line."""
+        given = resolve(args, self.all_options, self.name)
+        layer = self.base(given) if self.base is not None else None
+        cfg = resolve(args, self.all_options, self.name, base=layer) if layer else given
+        return cfg, given
+
+    def resolve(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The resolved settings of a parsed command line."""
+        return self.settings(args)[0]
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Resolve the settings, then run the body with ``--threads`` threads on ``--device``."""
+        cfg, given = self.settings(args)
+        with num_threads(cfg["threads"]):
+            device = resolve_device(cfg["device"], local_rank())
+            return int(self.body(Context(self.name, cfg, device, given)) or 0)
