@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_batch, check_real_tensor, check_tolerances, guard_output
 from scoresde._utils import append_dims, check_data
 from scoresde.models.base import ScoreFunction
-from scoresde.pf_ode import Clock, odeint_state
+from scoresde.pf_ode import ADAPTIVE_METHODS, Clock, odeint_state
 from scoresde.sde.base import SDE
 
 __all__ = ["FlowResult", "decode", "encode", "slerp", "temperature"]
@@ -50,7 +51,11 @@ def _flow(
     time_variable: str,
     norm: str,
 ) -> FlowResult:
+    check_real_tensor(x, "x")
     check_data(x)
+    check_batch(x, "x")
+    if method in ADAPTIVE_METHODS:
+        check_tolerances(rtol, atol)
     clock = Clock(sde, time_variable)
     nfe = 0
 
@@ -63,7 +68,9 @@ def _flow(
         t_b = t.to(x.dtype).expand(b_now).to(x.device)
         dt_b = dt_du.to(x.dtype).expand(b_now).to(x.device)
         y_now = y if y is None or index is None else y[index]
-        return (model.velocity(state[0], t_b, y_now) * append_dims(dt_b, x.ndim),)
+        v = model.velocity(state[0], t_b, y_now)
+        guard_output(v, state[0], t_b, "the probability-flow ODE", f"evaluation {nfe}")
+        return (v * append_dims(dt_b, x.ndim),)
 
     with torch.no_grad():
         (out,) = odeint_state(

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_batch, check_real_tensor, check_tolerances, guard_output
 from scoresde._utils import append_dims, check_data
 from scoresde.dequantization import Quantization, likelihood_points
 from scoresde.models.base import ScoreFunction
-from scoresde.pf_ode import Clock, odeint_state
+from scoresde.pf_ode import ADAPTIVE_METHODS, Clock, odeint_state
+from scoresde.progress import Progress, make_progress
 from scoresde.sde.base import SDE
 
 __all__ = [
@@ -153,7 +155,9 @@ def _check_inputs(model: ScoreFunction, sde: SDE, x: Tensor, quantization: Quant
             raise ValueError(f"x must have shape (B, *D) with at least 2 dimensions, got {shape}")
         quantization.check(x)
     else:
+        check_real_tensor(x, "x")
         check_data(x)
+    check_batch(x, "x")
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "velocity"):
         raise TypeError(f"model must be a ScoreFunction with a velocity method, got {type(model).__name__}")
 
@@ -179,6 +183,7 @@ def log_likelihood(
     eps_correction: str = "none",
     draws: int = 1,
     prior_logp: Callable[[Tensor], Tensor] | None = None,
+    progress: bool | str | Progress = False,
 ) -> LikelihoodResult:
     """Per-sample log-likelihood by the probability-flow ODE (Song et al. 2021, App. D.2).
 
@@ -216,11 +221,16 @@ def log_likelihood(
             solved as one batch).
         prior_logp: ``z -> log p_T(z)`` replacing ``sde.prior_logp`` (e.g. the exact ``p_T`` of
             an oracle, whose ``p_T`` is not exactly the SDE's Gaussian prior).
+        progress: report how far the ODE solve has come (the fraction of ``[eps, T]`` that the
+            slowest sample has covered) and the NFE: a bar on a terminal, else a line every
+            10% or 30 s (see :mod:`scoresde.progress`).
 
     Returns:
         A :class:`LikelihoodResult`.
     """
     _check_inputs(model, sde, x, quantization)
+    if method in ADAPTIVE_METHODS:
+        check_tolerances(rtol, atol)
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; choose one of {list(DIVERGENCES)}")
     if quantization is not None and not x.is_floating_point():
@@ -243,11 +253,16 @@ def log_likelihood(
 
     clock = Clock(sde, time_variable)
     nfe = 0
+    u0, u1 = clock.u_of_t(sde.eps), clock.u_of_t(sde.T)
+    own_bar = not isinstance(progress, Progress)
+    bar = make_progress(progress, 1.0, "likelihood", unit="of [eps, T]")
 
     def field(u: Tensor, state: tuple[Tensor, Tensor], index: Tensor | None = None) -> tuple[Tensor, Tensor]:
         # u: scalar, or (B',) per sample; index: the samples in state (per-sample stepping).
         nonlocal nfe
         nfe += 1
+        done = (float(torch.as_tensor(u).min()) - float(u0)) / (float(u1) - float(u0))
+        bar.update_to(max(bar.n, min(1.0, done)), nfe=nfe)
         b_now = state[0].shape[0]
         t, dt_du = clock(u)
         t_b = t.to(xs.dtype).expand(b_now).to(xs.device)
@@ -256,6 +271,7 @@ def log_likelihood(
         with torch.enable_grad():
             xg = state[0].detach().requires_grad_(True)
             v = model.velocity(xg, t_b, y_now)
+            guard_output(v, xg, t_b, "log_likelihood", f"ODE evaluation {nfe}")
             if divergence == "exact":
                 div = divergence_exact(v, xg)
             else:
@@ -263,7 +279,6 @@ def log_likelihood(
         return v.detach() * append_dims(dt_du, v.ndim), div.detach() * dt_du
 
     state0 = (xs, torch.zeros(s_count * b, dtype=xs.dtype, device=xs.device))
-    u0, u1 = clock.u_of_t(sde.eps), clock.u_of_t(sde.T)
     # The log-density accumulator's scale is arbitrary (it is offset by the prior), so its
     # error is controlled in absolute nats: atol only, no rtol.
     z, delta = odeint_state(
@@ -278,6 +293,9 @@ def log_likelihood(
         norm=norm,
         compact=True,
     )
+    bar.update_to(1.0, nfe=nfe)
+    if own_bar:
+        bar.close()
     prior = (sde.prior_logp if prior_logp is None else prior_logp)(z).reshape(s_count, b)
     delta = delta.reshape(s_count, b)
     logp_draws = prior + delta + offset

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from scoresde._utils import append_dims, batch_time, check_data
 from scoresde.nets.classifier import TimeClassifier
+from scoresde.progress import make_progress
 from scoresde.sde import SDES, make_sde
 from scoresde.sde.base import SDE
 
@@ -109,11 +110,7 @@ def train_classifier(
     params = [p for p in classifier.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc="train-classifier", leave=False)
+    bar = make_progress(progress, steps, "train-classifier")
     losses: list[float] = []
     start = time.perf_counter()
     classifier.train()
@@ -134,11 +131,8 @@ def train_classifier(
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    if bar is not None:
-        bar.close()
+        bar.update(1, loss=f"{losses[-1]:.4f}")
+    bar.close()
     classifier.eval()
     return ClassifierFitResult(losses, time.perf_counter() - start, steps)
 

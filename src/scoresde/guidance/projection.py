@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_batch, check_float_dtype, check_real_tensor, check_seed, check_state_finite
 from scoresde._utils import append_dims, as_shape, check_finite
 from scoresde.guidance.likelihood import _batch_obs, _match_batch
 from scoresde.guidance.operators import LinearOperator
@@ -76,6 +77,9 @@ def start_inverse_problem(
         if isinstance(grid, str)
         else check_grid(grid, sde)
     )
+    check_float_dtype(dtype, "dtype")
+    if seed is not None:
+        check_seed(seed, "seed")
     noise = make_noise(generator, seed)
     y_obs = _batch_obs(operator, y_obs)
     if x_T is None:
@@ -85,6 +89,8 @@ def start_inverse_problem(
             raise ValueError("a grid that starts before T needs an explicit starting point x_T")
         x = noise(torch.empty(as_shape(shape), device=device, dtype=dtype)) * sde.prior_std()
     else:
+        check_real_tensor(x_T, "x_T")
+        check_batch(x_T, "x_T")
         check_finite(x_T, "x_T")
         x = x_T.clone()
     operator.check_input(x)
@@ -152,7 +158,7 @@ def conditional_sample(
     )
     x_known = operator.pinv(y_obs)  # A^+ y
 
-    counted = CountingModel(model)
+    counted = CountingModel(model, label="conditional_sample", steps=len(ts) - 1)
     ts_dev = ts.to(x.device)
 
     def coefs(t: Tensor) -> tuple[Tensor, Tensor]:
@@ -162,14 +168,18 @@ def conditional_sample(
     if x_T is None:
         x = _replace(operator, x, x_known, *coefs(ts_dev[0]), noise(x))
     for i in range(len(ts) - 1):
+        counted.step = i + 1
         x = sampler(counted, sde, x, ts_dev[i : i + 2], noise=noise, y=y, **options)
         # Projection onto the measurement (Song et al. 2021, App. I.2, "replace the known part").
         x = _replace(operator, x, x_known, *coefs(ts_dev[i + 1]), noise(x))
+        where = f"step {i + 1} of {len(ts) - 1}"
+        check_state_finite(x, "conditional_sample: the samples", where, ts_dev[i + 1])
         if callback is not None:
             callback(i, ts_dev[i + 1], x)
     s_end, sigma_end = coefs(ts_dev[-1])
     if denoise:
         # Final Tweedie step on the unknown part; the known part is the observation itself.
+        counted.step = "the final denoising step"
         x0 = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
         x = _replace(operator, x0, x_known, torch.ones_like(s_end), sigma_end, None)
     return SampleResult(x=x, nfe=counted.nfe, times=ts)

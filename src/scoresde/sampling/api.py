@@ -8,8 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_batch, check_float_dtype, check_real_tensor, check_seed, check_state_finite
 from scoresde._utils import as_shape, check_finite
 from scoresde.models.base import CountingModel, ScoreFunction
+from scoresde.progress import Progress, make_progress
 from scoresde.sampling.grid_opt import optimized_grid
 from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.noise import make_noise
@@ -46,11 +48,12 @@ def sample(
     x_T: Tensor | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    first_index: int = 0,
     y: Tensor | None = None,
     callback: Callback | None = None,
     record: bool = False,
     record_stride: int = 1,
-    progress: bool = False,
+    progress: bool | str | Progress = False,
     t_start: float | None = None,
     t_end: float | None = None,
     device: torch.device | str | None = None,
@@ -74,10 +77,15 @@ def sample(
         generator: RNG for the prior draw and all sampler noise.
         seed: instead of ``generator``: per-sample noise, so a sample depends only on the
             seed and its index, not on the batch size.
+        first_index: with ``seed``: the index of ``x[0]`` in the whole run, so that a run
+            split into batches or across processes (:func:`scoresde.sampling.shard_range`)
+            gives every sample the noise it has in one big batch.
         y: labels ``(B,)`` for class-conditional models.
         callback: ``callback(i, t, x)`` after every step.
         record: keep the trajectory (every ``record_stride``-th state, plus start and end).
-        progress: show a tqdm progress bar.
+        progress: ``True`` / ``"auto"``: a tqdm bar on a terminal, otherwise a line every
+            10% of the steps or 30 s (see :mod:`scoresde.progress`); ``"bar"``, ``"log"``,
+            ``False`` / ``"off"``, or a :class:`~scoresde.progress.Progress` to advance.
         t_start, t_end: integration interval (defaults ``sde.T`` and ``sde.eps``).
         **options: method-specific options (e.g. ``snr`` for Langevin correctors).
 
@@ -86,6 +94,9 @@ def sample(
     """
     sde = check_model_sde(model, sde)
     sampler = get_sampler(method)
+    check_float_dtype(dtype, "dtype")
+    if seed is not None:
+        check_seed(seed, "seed")
     if isinstance(grid, str) and grid == "optimized":
         ts = None  # resolved below, once the sample shape is known
     elif isinstance(grid, str):
@@ -94,7 +105,7 @@ def sample(
         ts = check_grid(grid, sde)
     if record_stride < 1:
         raise ValueError(f"record_stride must be >= 1, got {record_stride}")
-    noise = make_noise(generator, seed)
+    noise = make_noise(generator, seed, first_index)
     if x_T is None:
         if shape is None:
             raise ValueError("give shape=(B, *D) or a starting point x_T")
@@ -103,6 +114,8 @@ def sample(
             raise ValueError("a grid that starts before T needs an explicit starting point x_T")
         x = noise(torch.empty(shape, device=device, dtype=dtype)) * sde.prior_std()
     else:
+        check_real_tensor(x_T, "x_T")
+        check_batch(x_T, "x_T")
         check_finite(x_T, "x_T")
         if shape is not None and tuple(x_T.shape) != as_shape(shape):
             raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was given")
@@ -115,34 +128,33 @@ def sample(
         ts = optimized_grid(
             model, sde, steps, method, shape_d, t_start=t_start, t_end=t_end, options=options, dtype=x.dtype
         ).times
-    counted = CountingModel(model)
+    n_steps = len(ts) - 1
+    counted = CountingModel(model, label=f"sample ({method})", steps=n_steps)
     ts_dev = ts.to(x.device)
     traj: list[Tensor] = [x.clone()] if record else []
     traj_t: list[Tensor] = [ts_dev[0]] if record else []
-    n_steps = len(ts) - 1
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_steps, desc=method, leave=False)
+    own_bar = not isinstance(progress, Progress)
+    bar = make_progress(progress, n_steps, method)
 
     def step_callback(i: int, t: Tensor, x_i: Tensor) -> None:
+        # The non-finite guard: the model outputs are checked by `counted`, the state here.
+        check_state_finite(x_i, f"sample ({method}): the samples", f"step {i + 1} of {n_steps}", t)
+        counted.step = i + 2
         if record and ((i + 1) % record_stride == 0 or i + 1 == n_steps):
             traj.append(x_i.clone())
             traj_t.append(t)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(nfe=counted.nfe)
+        bar.update(1, nfe=counted.nfe)
         if callback is not None:
             callback(i, t, x_i)
 
     try:
         x = sampler(counted, sde, x, ts_dev, noise=noise, y=y, callback=step_callback, **options)
     finally:
-        if bar is not None:
+        if own_bar:
             bar.close()
     if denoise:
         # Final denoising step (Tweedie's formula) at t_end.
+        counted.step = "the final denoising step"
         x = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
     return SampleResult(
         x=x,

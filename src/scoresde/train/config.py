@@ -16,6 +16,7 @@ from scoresde.models.parameterization import PREDICTIONS
 from scoresde.models.wrapper import TIME_INPUTS
 from scoresde.nets.unet import TIME_EMBEDDINGS
 from scoresde.sde import SDES
+from scoresde.train.validate import check_field_types, check_ranges
 
 __all__ = ["RESUMABLE_KEYS", "TrainConfig"]
 
@@ -41,6 +42,16 @@ class TrainConfig:
     Optimisation: AdamW with linear warm-up over ``warmup`` steps, then constant or cosine
     (``schedule``); ``grad_clip`` on the global gradient norm; EMA with warm-up; ``bf16``
     autocast; ``batch_size`` is the *global* batch (split over processes).
+
+    Reliability: ``overwrite`` lets a fresh run replace an existing run folder (otherwise it is
+    refused unless the trainer resumed); ``max_nonfinite_steps`` is how many *consecutive*
+    steps with a non-finite loss or gradient are skipped (no optimiser or EMA update, the
+    step counter advances so the run stays reproducible) before training stops with an error
+    (0: stop at the first).
+
+    Every field is checked on construction (:mod:`scoresde.train.validate`): its type
+    (strict: ``"false"`` is not a boolean) and one range rule each; errors name the field and
+    the value.
     """
 
     # Data.
@@ -78,8 +89,10 @@ class TrainConfig:
         default_factory=dict,
         metadata={"help": "SDE constructor option KEY=VALUE, e.g. beta_max=20", "flag": "sde-option"},
     )
+    # Default v, by measurement: eps-prediction image models gave saturated, out-of-range samples
+    # on a first run, v clean ones (benchmarks/first_run_28px.py, benchmarks/demo_predictions.py).
     prediction: str = field(
-        default="eps", metadata={"help": "what the network predicts: eps, score, x0, v, velocity"}
+        default="v", metadata={"help": "what the network predicts: v (default), eps, score, x0, velocity"}
     )
     time_input: str = field(default="t", metadata={"help": "t or log_sigma"})
     sigma_data: float | None = field(
@@ -121,12 +134,22 @@ class TrainConfig:
     sample_steps: int = field(default=100, metadata={"help": "sampler steps for evaluation grids"})
     eval_bpd: bool = field(default=False, metadata={"help": "held-out bits/dim at each evaluation"})
     bpd_samples: int = field(default=64, metadata={"help": "held-out images scored for bits/dim"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    progress: bool = field(
+        default=True,
+        metadata={"help": "progress: a bar on a terminal, else a line every tenth of the run or 30 s"},
+    )
+    # Reliability.
+    overwrite: bool = field(
+        default=False, metadata={"help": "replace an existing run in <out>/<name> (otherwise refused)"}
+    )
+    max_nonfinite_steps: int = field(
+        default=5,
+        metadata={"help": "consecutive non-finite steps skipped before training stops (0: stop at once)"},
+    )
 
     def __post_init__(self) -> None:
-        self.channel_mults = tuple(int(m) for m in self.channel_mults)
-        self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions)
-        self.sde_options = dict(self.sde_options)
+        check_field_types(self)
+        check_ranges(self)
         choices = {
             "net": ("unet", "mlp"),
             "sde": tuple(SDES),
@@ -171,6 +194,7 @@ class TrainConfig:
 
 RESUMABLE_KEYS = frozenset(
     {"steps", "out", "name", "log_every", "eval_every", "save_every", "num_samples", "sample_method"}
-    | {"sample_steps", "eval_bpd", "bpd_samples", "progress", "device"}
+    | {"sample_steps", "eval_bpd", "bpd_samples", "progress", "device", "overwrite"}
+    | {"max_nonfinite_steps"}
 )
 """Options that may differ between a checkpoint's run and the run that resumes it."""

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from scoresde.losses import dsm_loss
 from scoresde.models.base import ScoreFunction
+from scoresde.progress import make_progress
 from scoresde.train.ema import EMA
 
 __all__ = ["FitResult", "fit"]
@@ -37,7 +38,7 @@ def fit(
     weighting: str = "sigma2",
     grad_clip: float | None = 1.0,
     generator: torch.Generator | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> FitResult:
     """Train ``model`` by denoising score matching (Song et al. 2021, Eq. 7).
 
@@ -59,11 +60,7 @@ def fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
     ema = EMA(model, ema_decay)
     losses: list[float] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc="train", leave=False)
+    bar = make_progress(progress, steps, "train")
     start = time.perf_counter()
     model.train()
     for _ in range(steps):
@@ -81,10 +78,7 @@ def fit(
         sched.step()
         ema.update(model)
         losses.append(float(out.loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    if bar is not None:
-        bar.close()
+        bar.update(1, loss=f"{losses[-1]:.4f}")
+    bar.close()
     model.eval()
     return FitResult(losses, ema.module, time.perf_counter() - start, steps)
