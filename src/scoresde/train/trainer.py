@@ -160,10 +160,10 @@ class Trainer:
     def _check_with_data(self) -> None:
         """The rules that need the data, checked before the first step (errors name the option)."""
         c, data = self.config, self.data
-        if c.image_size is not None and not Path(str(c.data)).is_dir():
+        if c.image_size is not None and tuple(data.shape[1:]) != (c.image_size, c.image_size):
             raise ValueError(
-                f"image_size {c.image_size} resizes image folders only; data {c.data!r} is not a folder "
-                "(remove image_size)"
+                f"image_size {c.image_size}: the data's images are {data.shape[1]}x{data.shape[2]} "
+                "(image_size resizes data that the trainer loads itself, of any layout)"
             )
         if c.eval_bpd and data.levels is None:
             raise ValueError("eval_bpd needs discrete data (levels); this data set is continuous")
@@ -177,7 +177,7 @@ class Trainer:
             )
         if c.net == "unet" and h == w:
             levels = [h // 2**i for i in range(len(c.channel_mults))]
-            missing = [r for r in c.attn_resolutions if r not in levels]
+            missing = [r for r in self._attn_resolutions() if r not in levels]
             if missing:
                 raise ValueError(
                     f"attn_resolutions {list(c.attn_resolutions)}: the UNet has no resolution {missing} "
@@ -187,6 +187,13 @@ class Trainer:
     # ------------------------------------------------------------------ #
     # Setup.
     # ------------------------------------------------------------------ #
+    def _attn_resolutions(self) -> tuple[int, ...]:
+        """The configured attention resolutions; by default the UNet's lowest resolution."""
+        c, (_, h, _) = self.config, self.data.shape
+        if c.attn_resolutions is not None:
+            return tuple(c.attn_resolutions)
+        return (h // 2 ** (len(c.channel_mults) - 1),)
+
     def _net_config(self) -> dict:
         c, (ch, h, w) = self.config, self.data.shape
         num_classes = self.data.num_classes if c.conditional else None
@@ -207,7 +214,7 @@ class Trainer:
             "base_channels": c.base_channels,
             "channel_mults": list(c.channel_mults),
             "num_res_blocks": c.num_res_blocks,
-            "attn_resolutions": list(c.attn_resolutions),
+            "attn_resolutions": list(self._attn_resolutions()),
             "dropout": c.dropout,
             "num_classes": num_classes,
             "time_embedding": c.time_embedding,
