@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 
 from scoresde._utils import append_dims, check_data
+from scoresde.flow.integrators import Integrator, make_integrator
+from scoresde.flow.pf_ode import Clock
 from scoresde.models.base import ScoreFunction
-from scoresde.pf_ode import Clock, odeint_state
 from scoresde.sde.base import SDE
 
 __all__ = ["FlowResult", "decode", "encode", "slerp", "temperature"]
@@ -49,8 +50,11 @@ def _flow(
     steps: int | None,
     time_variable: str,
     norm: str,
+    integrator: Integrator | None,
 ) -> FlowResult:
     check_data(x)
+    if integrator is None:
+        integrator = make_integrator(method, rtol=rtol, atol=atol, steps=steps, norm=norm, compact=True)
     clock = Clock(sde, time_variable)
     nfe = 0
 
@@ -66,18 +70,7 @@ def _flow(
         return (model.velocity(state[0], t_b, y_now) * append_dims(dt_b, x.ndim),)
 
     with torch.no_grad():
-        (out,) = odeint_state(
-            field,
-            (x,),
-            clock.u_of_t(t_from),
-            clock.u_of_t(t_to),
-            method=method,
-            rtol=rtol,
-            atol=atol,
-            steps=steps,
-            norm=norm,
-            compact=True,
-        )
+        (out,) = integrator.solve(field, (x,), clock.u_of_t(t_from), clock.u_of_t(t_to))
     return FlowResult(out, nfe)
 
 
@@ -93,6 +86,7 @@ def encode(
     steps: int | None = None,
     time_variable: str = "t",
     norm: str = "per_sample",
+    integrator: Integrator | None = None,
 ) -> FlowResult:
     """Map data ``x: (B, *D)`` at ``t = eps`` to latents at ``t = T`` by the probability-flow ODE.
 
@@ -101,13 +95,13 @@ def encode(
         sde: the forward SDE.
         x: ``(B, *D)`` data; the ODE runs in ``x``'s dtype.
         y: optional labels ``(B,)``.
-        rtol, atol, method, steps, time_variable, norm: as in
-            :func:`scoresde.likelihood.log_likelihood`.
+        rtol, atol, method, steps, time_variable, norm, integrator: as in
+            :func:`scoresde.flow.likelihood.log_likelihood`.
 
     Returns:
         :class:`FlowResult` with the latents ``z: (B, *D)``.
     """
-    return _flow(model, sde, x, sde.eps, sde.T, y, rtol, atol, method, steps, time_variable, norm)
+    return _flow(model, sde, x, sde.eps, sde.T, y, rtol, atol, method, steps, time_variable, norm, integrator)
 
 
 def decode(
@@ -122,9 +116,10 @@ def decode(
     steps: int | None = None,
     time_variable: str = "t",
     norm: str = "per_sample",
+    integrator: Integrator | None = None,
 ) -> FlowResult:
     """Map latents ``z: (B, *D)`` at ``t = T`` back to data at ``t = eps`` (inverse of :func:`encode`)."""
-    return _flow(model, sde, z, sde.T, sde.eps, y, rtol, atol, method, steps, time_variable, norm)
+    return _flow(model, sde, z, sde.T, sde.eps, y, rtol, atol, method, steps, time_variable, norm, integrator)
 
 
 def slerp(z0: Tensor, z1: Tensor, alpha: float | Tensor) -> Tensor:

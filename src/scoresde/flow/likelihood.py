@@ -11,7 +11,7 @@ divergence is exact (``D`` vector-Jacobian products) or the Hutchinson-Skilling 
 ``E[n^T (dv/dx) n]`` with Rademacher or Gaussian probes ``n`` held fixed along one solve.
 
 How the eps truncation, dequantization and bits/dim are handled is described in
-:mod:`scoresde.dequantization`.  Batch independence: see :mod:`scoresde.pf_ode` (per-sample
+:mod:`scoresde.flow.dequantization`.  Batch independence: see :mod:`scoresde.flow.pf_ode` (per-sample
 error norm, or per-sample step sizes).  The model must treat samples independently (no batch
 statistics in the network).
 """
@@ -26,9 +26,10 @@ import torch
 from torch import Tensor
 
 from scoresde._utils import append_dims, check_data
-from scoresde.dequantization import Quantization, likelihood_points
+from scoresde.flow.dequantization import Quantization, likelihood_points
+from scoresde.flow.integrators import Integrator, make_integrator, with_tolerances
+from scoresde.flow.pf_ode import Clock
 from scoresde.models.base import ScoreFunction
-from scoresde.pf_ode import Clock, odeint_state
 from scoresde.sde.base import SDE
 
 __all__ = [
@@ -179,6 +180,7 @@ def log_likelihood(
     eps_correction: str = "none",
     draws: int = 1,
     prior_logp: Callable[[Tensor], Tensor] | None = None,
+    integrator: Integrator | None = None,
 ) -> LikelihoodResult:
     """Per-sample log-likelihood by the probability-flow ODE (Song et al. 2021, App. D.2).
 
@@ -216,6 +218,11 @@ def log_likelihood(
             solved as one batch).
         prior_logp: ``z -> log p_T(z)`` replacing ``sde.prior_logp`` (e.g. the exact ``p_T`` of
             an oracle, whose ``p_T`` is not exactly the SDE's Gaussian prior).
+        integrator: the ODE integrator (:class:`~scoresde.flow.integrators.Torchdiffeq`,
+            :class:`~scoresde.flow.integrators.PerSample`); when given, ``rtol``, ``atol``,
+            ``method``, ``steps`` and ``norm`` are not used (they name the same objects through
+            :func:`~scoresde.flow.integrators.make_integrator`).  A scalar ``rtol`` of the
+            integrator applies to ``x`` only (the log-density gets ``atol`` alone, see above).
 
     Returns:
         A :class:`LikelihoodResult`.
@@ -264,20 +271,13 @@ def log_likelihood(
 
     state0 = (xs, torch.zeros(s_count * b, dtype=xs.dtype, device=xs.device))
     u0, u1 = clock.u_of_t(sde.eps), clock.u_of_t(sde.T)
+    if integrator is None:
+        integrator = make_integrator(method, rtol=rtol, atol=atol, steps=steps, norm=norm, compact=True)
     # The log-density accumulator's scale is arbitrary (it is offset by the prior), so its
     # error is controlled in absolute nats: atol only, no rtol.
-    z, delta = odeint_state(
-        field,
-        state0,
-        u0,
-        u1,
-        method=method,
-        rtol=(rtol, 0.0),
-        atol=atol,
-        steps=steps,
-        norm=norm,
-        compact=True,
-    )
+    if not isinstance(integrator.rtol, tuple):
+        integrator = with_tolerances(integrator, (integrator.rtol, 0.0), integrator.atol)
+    z, delta = integrator.solve(field, state0, u0, u1)
     prior = (sde.prior_logp if prior_logp is None else prior_logp)(z).reshape(s_count, b)
     delta = delta.reshape(s_count, b)
     logp_draws = prior + delta + offset
