@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from scoresde._utils import append_dims, batch_time, check_data
 from scoresde.nets.classifier import TimeClassifier
-from scoresde.sde import SDES, make_sde
+from scoresde.sde import sde_from_dict
 from scoresde.sde.base import SDE
 
 __all__ = [
@@ -158,13 +158,6 @@ def classifier_accuracy(
     return float((classifier(x_t, tt).argmax(1) == labels).double().mean())
 
 
-def _sde_name(sde: SDE) -> str:
-    for name, cls in SDES.items():
-        if type(sde) is cls:
-            return name
-    raise ValueError(f"cannot save a classifier for an unregistered SDE {sde!r}")
-
-
 def save_classifier(classifier: NoiseConditionalClassifier, path: str | Path) -> tuple[Path, Path]:
     """Write ``path.safetensors`` (weights) and ``path.json`` (configuration); never pickle.
 
@@ -185,7 +178,7 @@ def save_classifier(classifier: NoiseConditionalClassifier, path: str | Path) ->
     config = {
         "kind": "noise_conditional_classifier",
         "net": classifier.net.config(),
-        "sde": {"name": _sde_name(classifier.sde), **classifier.sde.config()},
+        "sde": classifier.sde.to_dict(),
         "sigma_data": classifier.sigma_data,
         "scale_input": classifier.scale_input,
     }
@@ -205,8 +198,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Noi
     config = json.loads(meta.read_text())
     if config.get("kind") != "noise_conditional_classifier":
         raise ValueError(f"{meta} is not a noise-conditional classifier configuration")
-    sde_cfg = dict(config["sde"])
-    sde = make_sde(sde_cfg.pop("name"), **sde_cfg)
+    sde = sde_from_dict(config["sde"])  # also the older flat form {"name", **kwargs}
     net = TimeClassifier(**config["net"])
     net.load_state_dict(load_file(str(weights), device=str(device)))
     clf = NoiseConditionalClassifier(net.to(device), sde, config["sigma_data"], config["scale_input"])

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net, net_config
-from scoresde.sde import SDES, make_sde
+from scoresde.sde import SDES, sde_from_dict
 from scoresde.sde.base import SDE
 
 __all__ = [
@@ -45,18 +45,17 @@ VERSION = 1
 
 def sde_config(sde: SDE) -> dict:
     """``{"name": short name, "kwargs": constructor arguments}`` of an SDE from :data:`SDES`."""
-    for name, cls in SDES.items():
-        if type(sde) is cls:
-            return {"name": name, "kwargs": sde.config()}
-    raise ValueError(
-        f"cannot describe a {type(sde).__name__} as a config; checkpoints support {sorted(SDES)}"
-    )
+    if type(sde) not in SDES.values():
+        raise ValueError(
+            f"cannot describe a {type(sde).__name__} as a config; checkpoints support {sorted(SDES)}"
+        )
+    return sde.to_dict()
 
 
 def build_model(config: dict) -> ScoreModel:
     """Build the ``ScoreModel`` described by a checkpoint's JSON (``sde``, ``net``, ``model``)."""
     try:
-        sde = make_sde(config["sde"]["name"], **config["sde"]["kwargs"])
+        sde = sde_from_dict(config["sde"])
         net = build_net(config["net"])
         return ScoreModel(net, sde, **config["model"])
     except KeyError as err:

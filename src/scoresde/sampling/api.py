@@ -28,7 +28,7 @@ def check_model_sde(model: ScoreFunction, sde: SDE | None) -> SDE:
         )
     if sde is None:
         return model.sde
-    if model.sde is not sde and (type(model.sde) is not type(sde) or model.sde.config() != sde.config()):
+    if model.sde != sde:
         raise ValueError(f"the model was built for {model.sde!r} but sampling was asked under {sde!r}")
     return sde
 
