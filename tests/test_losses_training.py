@@ -23,15 +23,6 @@ from scoresde.losses import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks train far faster on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Shifted(ss.ScoreFunction):
     """The exact model plus a fixed smooth perturbation of its prediction."""
 

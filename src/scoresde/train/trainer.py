@@ -35,6 +35,7 @@ from scoresde.io.checkpoint import load_checkpoint, save_checkpoint
 from scoresde.losses import make_objective
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net
+from scoresde.nets.build import net_config_for
 from scoresde.sde import make_sde
 from scoresde.train import evaluation
 from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
@@ -137,30 +138,8 @@ class Trainer:
     # Setup.
     # ------------------------------------------------------------------ #
     def _net_config(self) -> dict:
-        c, (ch, h, w) = self.config, self.data.shape
-        num_classes = self.data.num_classes if c.conditional else None
-        if c.net == "mlp":
-            return {
-                "name": "mlp",
-                "dim": ch * h * w,
-                "hidden": c.hidden,
-                "depth": c.depth,
-                "num_classes": num_classes,
-            }
-        if h != w:
-            raise ValueError(f"the UNet needs square images, got {h}x{w}; pass image_size to resize")
-        return {
-            "name": "unet",
-            "in_channels": ch,
-            "image_size": h,
-            "base_channels": c.base_channels,
-            "channel_mults": list(c.channel_mults),
-            "num_res_blocks": c.num_res_blocks,
-            "attn_resolutions": list(c.attn_resolutions),
-            "dropout": c.dropout,
-            "num_classes": num_classes,
-            "time_embedding": c.time_embedding,
-        }
+        c = self.config
+        return net_config_for(c.net, self.data.shape, self.data.num_classes if c.conditional else None, c)
 
     def _shape_for_net(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], -1) if self.config.net == "mlp" else x
