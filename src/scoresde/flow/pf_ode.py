@@ -5,10 +5,9 @@ any strictly monotone re-parameterisation ``u(t)`` of time: ``dx/du = v(x, t(u))
 the same solution at the same times, and so has the divergence integral of the instantaneous
 change of variables (``int div v dt = int div v (dt/du) du``).  A :class:`Clock` supplies
 ``t(u)`` and ``dt/du``; the ``log_sigma`` clock (``u = log sigma_hat = -lambda``, the variable
-of DPM-Solver, Lu et al. 2022) spreads the steps evenly over noise scales.  Measured on the
-paper's VP SDE (``beta_max = 20``) with Gaussian-mixture data at ``rtol = atol = 1e-5`` it
-takes *more* steps than ``t`` (e.g. 80 against 68 evaluations for one 2-D sample): it puts
-many steps at high noise, where ``x`` decays like ``s(t)``, so ``t`` stays the default.
+of DPM-Solver, Lu et al. 2022) spreads the steps evenly over noise scales.  On the paper's VP
+SDE it takes more steps than ``t`` (it puts many steps at high noise, where ``x`` decays like
+``s(t)``), so ``t`` stays the default; the measurements are in ``docs/likelihood.md``.
 
 torchdiffeq's adaptive solvers take one step size for the whole batch.  Its default error norm
 is an RMS over *all* entries, so a sample's accuracy (and result) would depend on its batch
@@ -24,12 +23,16 @@ have arrived are frozen, and with ``compact=True`` (what :func:`~scoresde.log_li
 A sample's trajectory is exactly the one it would follow alone (provided the model's output for a
 sample does not depend on the batch size to the last bit: float32 matrix products can, and a
 tipped step-size decision then moves the result within the tolerance), and the batched
-evaluations number ``2 + 6 * (attempted steps of the hardest sample)``.  Measured in
-``docs/bench_likelihood.md`` (2-D VP mixture, 256 points, rtol = atol = 1e-5): 134 evaluations
-against 158 for ``per_sample``, mean error 6e-6 against 1.4e-6 nats (easy samples no longer ride
-along on the hardest one's small steps, so they are exactly as accurate as the tolerance asks,
-no more).  It is not the default: on the 16-D VE mixture of tests/test_likelihood.py its mean
-error at rtol = atol = 1e-5 is above the tests' 1e-4 bound (same document).
+evaluations number ``2 + 6 * (attempted steps of the hardest sample)``.  Easy samples no longer
+ride along on the hardest one's small steps, so fewer evaluations are needed and each sample is
+exactly as accurate as the tolerance asks, no more; that is why it is not the default.  The
+evaluation counts and errors against ``per_sample`` are measured in ``docs/likelihood.md``
+(``benchmarks/likelihood.py``).
+
+The parts of this integrator live apart (as in diffrax): the tableau in
+:mod:`scoresde.flow.tableau`, the step-size controller in :mod:`scoresde.flow.controller`, the
+error norm in :mod:`scoresde.flow.norm`; :mod:`scoresde.flow.integrators` wraps the choice of
+integrator as an object.
 """
 
 from __future__ import annotations
