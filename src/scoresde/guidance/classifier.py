@@ -8,7 +8,6 @@ guide the reverse SDE with its gradient (:class:`~scoresde.guidance.ClassifierGu
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from scoresde._utils import append_dims, batch_time, check_data
 from scoresde.nets.classifier import TimeClassifier
+from scoresde.optim import optimize
 from scoresde.sde import sde_from_dict
 from scoresde.sde.base import SDE
 
@@ -106,41 +106,25 @@ def train_classifier(
             raise ValueError(f"labels must lie in [0, {classifier.num_classes})")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     sde = classifier.sde
-    params = [p for p in classifier.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    dev = next(iter(p for p in classifier.parameters() if p.requires_grad)).device
 
-        bar = tqdm(total=steps, desc="train-classifier", leave=False)
-    losses: list[float] = []
-    start = time.perf_counter()
-    classifier.train()
-    for _ in range(steps):
+    def loss(step: int) -> Tensor:
         if callable(data):
             x0, y = data(batch_size, g)
         else:
             idx = torch.randint(0, data.shape[0], (batch_size,), generator=g)
             x0, y = data[idx], labels[idx]
-        dev = next(iter(params)).device
         x0, y = x0.to(dev, torch.float32), y.to(dev).long()
         t = sde.eps + (sde.T - sde.eps) * torch.rand(batch_size, generator=g).to(dev)
         n = torch.randn(x0.shape, generator=g).to(dev)
-        x_t = sde.perturb(x0, t, n)
-        loss = nn.functional.cross_entropy(classifier(x_t, t), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    if bar is not None:
-        bar.close()
+        return nn.functional.cross_entropy(classifier(sde.perturb(x0, t, n), t), y)
+
+    classifier.train()
+    run = optimize(
+        classifier.parameters(), loss, steps, lr, weight_decay, progress=progress, desc="train-classifier"
+    )
     classifier.eval()
-    return ClassifierFitResult(losses, time.perf_counter() - start, steps)
+    return ClassifierFitResult(run.losses, run.seconds, steps)
 
 
 @torch.no_grad()
@@ -153,9 +137,11 @@ def classifier_accuracy(
     generator: torch.Generator | None = None,
 ) -> float:
     """Accuracy of ``classifier`` on ``x_t`` drawn from clean ``x0: (N, *D)`` at time ``t``."""
+    from scoresde.metrics import classifier_accuracy as accuracy
+
     tt = torch.full((x0.shape[0],), float(t), dtype=x0.dtype)
     x_t = sde.perturb(x0, tt, torch.randn(x0.shape, generator=generator, dtype=x0.dtype))
-    return float((classifier(x_t, tt).argmax(1) == labels).double().mean())
+    return accuracy(lambda x: classifier(x, tt), x_t, labels)
 
 
 def save_classifier(classifier: NoiseConditionalClassifier, path: str | Path) -> tuple[Path, Path]:
