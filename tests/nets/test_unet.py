@@ -81,8 +81,9 @@ def test_config_round_trip(embedding: str) -> None:
 def test_bad_configs_and_inputs() -> None:
     with pytest.raises(ValueError, match="divisible"):
         UNet(1, 12, channel_mults=(1, 2, 2, 2))
-    with pytest.raises(ValueError, match=r"\[8, 64\]"):
-        UNet(1, 128)
+    with pytest.raises(ValueError, match="positive and divisible"):
+        UNet(1, 0)
+    assert UNet(1, 128, base_channels=8).image_size == 128  # no upper size limit
     with pytest.raises(ValueError, match="time_embedding"):
         UNet(1, 8, time_embedding="learned")
     net = UNet(1, 8, base_channels=8, num_res_blocks=1)

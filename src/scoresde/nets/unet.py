@@ -111,7 +111,8 @@ class UNet(nn.Module):
 
     Args:
         in_channels: image channels ``C`` (output has the same shape as the input).
-        image_size: side length, from 8 to 64 (divisible by ``2^(len(channel_mults) - 1)``).
+        image_size: side length, any multiple of ``2^(len(channel_mults) - 1)`` (no upper limit:
+            attention is memory-efficient, and runs only at ``attn_resolutions``).
         base_channels: channels of the first level.
         channel_mults: channel multiplier of each resolution level; each level after the
             first halves the resolution.
@@ -152,9 +153,9 @@ class UNet(nn.Module):
         if any(m < 1 for m in channel_mults):
             raise ValueError(f"channel_mults must be positive, got {channel_mults}")
         factor = 2 ** (len(channel_mults) - 1)
-        if not (8 <= image_size <= 64) or image_size % factor:
+        if image_size < 1 or image_size % factor:
             raise ValueError(
-                f"image_size must lie in [8, 64] and be divisible by 2^(len(channel_mults) - 1) = {factor}, "
+                f"image_size must be positive and divisible by 2^(len(channel_mults) - 1) = {factor}, "
                 f"got {image_size}"
             )
         if time_embedding not in TIME_EMBEDDINGS:
