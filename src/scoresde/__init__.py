@@ -31,6 +31,7 @@ from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 from scoresde.models import (
     PREDICTIONS,
     AnalyticScore,
+    ClipDenoised,
     CountingModel,
     Funnel,
     GaussianMixture,
@@ -42,6 +43,7 @@ from scoresde.nets.unet import UNet
 from scoresde.sampling import GRIDS, SAMPLERS, PerSampleNoise, SampleResult, sample, time_grid
 from scoresde.sampling.langevin import LangevinResult, langevin_dynamics
 from scoresde.sde import EDMSDE, SDE, SDES, VESDE, VPSDE, ReverseSDE, StraightSDE, SubVPSDE, make_sde
+from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
 from scoresde.train import EMA, Checkpoint, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
@@ -64,6 +66,7 @@ __all__ = [
     "CountingModel",
     "GaussianMixture",
     "AnalyticScore",
+    "ClipDenoised",
     "Funnel",
     "MLP",
     "UNet",
@@ -98,6 +101,9 @@ __all__ = [
     "time_grid",
     "PerSampleNoise",
     "langevin_dynamics",
+    "sample_batches",
+    "shard_range",
+    "gather_to_rank0",
     "LangevinResult",
     # likelihood and latents
     "log_likelihood",

@@ -94,12 +94,6 @@ def frechet_distance(clf: DigitsClassifier, a: Tensor, b: Tensor) -> float:
     Computed in float64 through the symmetric form ``tr((S_a^{1/2} S_b S_a^{1/2})^{1/2})`` of
     the cross term, whose eigenvalues are real and non-negative.
     """
-    fa, fb = clf.features(a.float()).double(), clf.features(b.float()).double()
-    if fa.shape[0] < 2 or fb.shape[0] < 2:
-        raise ValueError("the Frechet distance needs at least 2 images in each set")
-    mu_a, mu_b = fa.mean(0), fb.mean(0)
-    s_a, s_b = torch.cov(fa.T), torch.cov(fb.T)
-    w, v = torch.linalg.eigh(s_a)
-    root_a = (v * w.clamp_min(0).sqrt()) @ v.T
-    cross = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp_min(0).sqrt().sum()
-    return float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
+    from scoresde.metrics import frechet_distance_features
+
+    return frechet_distance_features(clf.features(a.float()), clf.features(b.float()))

@@ -9,7 +9,13 @@ from torch import Tensor
 
 from scoresde._utils import check_finite
 
-__all__ = ["classifier_accuracy", "energy_distance", "mmd_rbf", "sliced_wasserstein"]
+__all__ = [
+    "classifier_accuracy",
+    "energy_distance",
+    "frechet_distance_features",
+    "mmd_rbf",
+    "sliced_wasserstein",
+]
 
 
 def _flat(x: Tensor, name: str) -> Tensor:
@@ -72,3 +78,23 @@ def classifier_accuracy(logits: Callable[[Tensor], Tensor], x: Tensor, labels: T
     if out.ndim != 2 or out.shape[0] != labels.shape[0]:
         raise ValueError(f"logits must have shape ({labels.shape[0]}, C), got {tuple(out.shape)}")
     return float((out.argmax(1) == labels.to(out.device)).double().mean())
+
+
+def frechet_distance_features(fa: Tensor, fb: Tensor) -> float:
+    """Frechet distance between Gaussian fits of features ``fa: (N, d)`` and ``fb: (M, d)``.
+
+    ``||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a^{1/2} S_b S_a^{1/2})^{1/2})`` (Heusel et al. 2017,
+    Eq. 6), in float64 through the symmetric form of the cross term, whose eigenvalues are real
+    and non-negative.
+    """
+    fa, fb = fa.double(), fb.double()
+    if fa.ndim != 2 or fb.ndim != 2 or fa.shape[1] != fb.shape[1]:
+        raise ValueError(f"features must be (N, d) and (M, d), got {tuple(fa.shape)} and {tuple(fb.shape)}")
+    if fa.shape[0] < 2 or fb.shape[0] < 2:
+        raise ValueError("the Frechet distance needs at least 2 images in each set")
+    mu_a, mu_b = fa.mean(0), fb.mean(0)
+    s_a, s_b = torch.cov(fa.T).reshape(fa.shape[1], -1), torch.cov(fb.T).reshape(fb.shape[1], -1)
+    w, v = torch.linalg.eigh(s_a)
+    root_a = (v * w.clamp_min(0).sqrt()) @ v.T
+    cross = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from scoresde.progress import Progress, make_progress
+
 __all__ = ["LoopResult", "optimize"]
 
 
@@ -38,7 +40,7 @@ def optimize(
     cosine: bool = True,
     grad_clip: float | None = None,
     after_step: Callable[[], None] | None = None,
-    progress: bool = False,
+    progress: bool | str | Progress = False,
     desc: str = "train",
 ) -> LoopResult:
     """Minimise ``loss(step)`` with AdamW for ``steps`` steps.
@@ -51,7 +53,8 @@ def optimize(
         cosine: decay the learning rate by a cosine to ``0.05 lr`` over the steps; else constant.
         grad_clip: clip the global gradient norm (``None``: no clipping).
         after_step: called after every optimiser step (e.g. an EMA update).
-        progress: show a progress bar with the loss.
+        progress: report progress with the loss (:func:`scoresde.progress.make_progress`: a bar
+            on a terminal, else a line every 10% or 30 s).
         desc: the progress bar's label.
     """
     if steps < 1:
@@ -59,11 +62,7 @@ def optimize(
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05) if cosine else None
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=desc, leave=False)
+    bar = make_progress(progress, steps, desc)
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(steps):
@@ -78,9 +77,6 @@ def optimize(
         if after_step is not None:
             after_step()
         losses.append(float(value.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    if bar is not None:
-        bar.close()
+        bar.update(1, loss=f"{losses[-1]:.4f}")
+    bar.close()
     return LoopResult(losses, time.perf_counter() - start, steps)

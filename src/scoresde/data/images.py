@@ -1,4 +1,4 @@
-"""Image data: scikit-learn's bundled digits, ``.npy`` / ``.npz`` arrays, folders of images.
+"""Image data: scikit-learn's bundled digits, ``.npy`` / ``.npz`` arrays (keras layout too), CIFAR, folders.
 
 Every loader returns a :class:`DataSplit`: float32 tensors ``(N, C, H, W)`` in ``[-1, 1]``
 with a held-out split, integer labels where the source has them, and the number of
@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DATA_LAYOUTS",
     "IMAGE_EXTENSIONS",
     "DataSplit",
     "ImageDataset",
@@ -49,6 +50,8 @@ __all__ = [
     "load_npz",
     "log_jacobian",
     "random_hflip",
+    "resize_images",
+    "save_image_folder",
     "save_image_grid",
     "split_data",
     "to_uint8",
@@ -72,6 +75,7 @@ class DataSplit:
         levels: intensity levels ``K`` of the source (256 for 8-bit, 17 for digits), or
             ``None`` for continuous data (no bits/dim).
         name: where the data came from.
+        class_names: the classes' names where the source has them (CIFAR, class folders).
     """
 
     train: Tensor
@@ -81,6 +85,7 @@ class DataSplit:
     num_classes: int | None = None
     levels: int | None = None
     name: str = ""
+    class_names: list[str] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -89,7 +94,7 @@ class DataSplit:
 
     def info(self) -> dict:
         """JSON-serialisable description (stored in checkpoints)."""
-        return {
+        info = {
             "name": self.name,
             "shape": list(self.shape),
             "num_train": int(self.train.shape[0]),
@@ -97,6 +102,9 @@ class DataSplit:
             "num_classes": self.num_classes,
             "levels": self.levels,
         }
+        if self.class_names is not None:
+            info["class_names"] = list(self.class_names)
+        return info
 
 
 ImageDataset = DataSplit
@@ -200,6 +208,8 @@ def _labels(y: np.ndarray | None, n: int, where: str) -> tuple[Tensor | None, in
     if y is None:
         return None, None
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1 and y.shape[0] == n:
+        y = y[:, 0]  # keras' CIFAR labels are (N, 1)
     if y.shape != (n,):
         raise ValueError(f"{where}: labels must have shape ({n},), got {y.shape}")
     if not np.issubdtype(y.dtype, np.integer):
@@ -270,15 +280,43 @@ def _images_from_array(a: np.ndarray, where: str) -> tuple[Tensor, int | None]:
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"{where}: float images must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
         x, levels = to_unit_range(torch.as_tensor(a, dtype=torch.float32), 1.0), None
+    elif a.dtype == np.uint16:
+        x, levels = to_unit_range(torch.as_tensor(a.astype(np.int32)), 65535.0), 65536
     else:
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi > 255:
-            raise ValueError(f"{where}: integer images must lie in [0, 255], got values in [{lo}, {hi}]")
+            raise ValueError(
+                f"{where}: integer images must lie in [0, 255] (or be uint16), got values in [{lo}, {hi}]"
+            )
         x, levels = to_unit_range(torch.as_tensor(a.astype(np.uint8)), 255.0), 256
     return x.permute(0, 3, 1, 2).contiguous(), levels
 
 
-def load_npy(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> DataSplit:
+def resize_images(x: Tensor, image_size: int, levels: int | None = None) -> Tensor:
+    """Resize ``(N, C, H, W)`` images in ``[-1, 1]`` to ``image_size x image_size``.
+
+    Bicubic with antialiasing (as PIL resizes image folders), clamped to ``[-1, 1]``; with
+    ``levels`` the result is rounded back onto the ``K``-level grid ``2 k / (K - 1) - 1`` so
+    that bits/dim stay defined.  A no-op when the size already matches.
+    """
+    if int(image_size) < 1:
+        raise ValueError(f"image_size must be a positive integer, got {image_size}")
+    if x.ndim != 4:
+        raise ValueError(f"resize_images expects (N, C, H, W), got {tuple(x.shape)}")
+    if tuple(x.shape[-2:]) == (image_size, image_size):
+        return x
+    out = torch.nn.functional.interpolate(
+        x.float(), size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=True
+    ).clamp(-1.0, 1.0)
+    if levels is not None:
+        k = torch.round((out + 1.0) * 0.5 * (levels - 1))
+        out = to_unit_range(k, levels - 1)
+    return out.contiguous()
+
+
+def load_npy(
+    path: str | Path, test_fraction: float = 0.1, seed: int = 0, image_size: int | None = None
+) -> DataSplit:
     """Load unlabelled images from a ``.npy`` array ``(N, H, W[, C])``, uint8 or float in ``[0, 1]``."""
     path = Path(path)
     if not path.is_file():
@@ -288,11 +326,53 @@ def load_npy(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> Dat
     except Exception as err:
         raise ValueError(f"{path}: not a readable .npy array ({err})") from None
     x, levels = _images_from_array(a, str(path))
+    if image_size is not None:
+        x = resize_images(x, image_size, levels)
     return split_data(x, None, test_fraction, seed, levels=levels, name=str(path))
 
 
-def load_npz(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> DataSplit:
-    """Load images (key ``x``/``images``/``data``/``arr_0``) and optional labels (``y``/``labels``/...)."""
+_KERAS_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _load_keras(path: Path, arrays: dict[str, np.ndarray], test_fraction: float, seed: int) -> DataSplit:
+    """The keras layout: ``x_train`` [, ``y_train``] [, ``x_test`` [, ``y_test``]]."""
+    x_tr, levels = _images_from_array(arrays["x_train"], f"{path}[x_train]")
+    has_test = "x_test" in arrays
+    if has_test and ("y_train" in arrays) != ("y_test" in arrays):
+        raise ValueError(f"{path}: labels for one split only; give both y_train and y_test, or neither")
+    if "y_test" in arrays and not has_test:
+        raise ValueError(f"{path}: y_test without x_test")
+    y_tr, c_tr = _labels(arrays.get("y_train"), x_tr.shape[0], f"{path}[y_train]")
+    if not has_test:
+        return split_data(x_tr, y_tr, test_fraction, seed, num_classes=c_tr, levels=levels, name=str(path))
+    x_te, levels_te = _images_from_array(arrays["x_test"], f"{path}[x_test]")
+    if x_te.shape[1:] != x_tr.shape[1:] or levels_te != levels:
+        raise ValueError(
+            f"{path}: x_test {tuple(x_te.shape[1:])} (levels {levels_te}) does not match "
+            f"x_train {tuple(x_tr.shape[1:])} (levels {levels})"
+        )
+    y_te, c_te = _labels(arrays.get("y_test"), x_te.shape[0], f"{path}[y_test]")
+    num_classes = None if c_tr is None else max(c_tr, c_te or 0)
+    return DataSplit(x_tr, x_te, y_tr, y_te, num_classes=num_classes, levels=levels, name=str(path))
+
+
+def load_npz(
+    path: str | Path, test_fraction: float = 0.1, seed: int = 0, image_size: int | None = None
+) -> DataSplit:
+    """Load images and optional labels from a ``.npz`` archive.
+
+    Two layouts:
+
+    - keras (``keras.datasets.mnist.load_data()`` saved with ``np.savez``): ``x_train``
+      [, ``y_train``] [, ``x_test`` [, ``y_test``]].  A given test split is used as such
+      (``test_fraction`` and ``seed`` are then ignored); without one, ``test_fraction`` of
+      ``x_train`` is held out.  Labels may be ``(N,)`` or ``(N, 1)``.
+    - one array: images under ``x``/``images``/``image``/``data``/``arr_0`` and optional labels
+      under ``y``/``labels``/``label``/``targets``/``arr_1``, split by ``test_fraction``.
+
+    Images are ``(N, H, W[, C])``: uint8 (256 levels), uint16 (65,536 levels) or float in
+    ``[0, 1]``; ``image_size`` resizes them (see :func:`resize_images`).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such data file: {path}")
@@ -301,30 +381,76 @@ def load_npz(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> Dat
             arrays = {k: f[k] for k in f.files}
     except Exception as err:
         raise ValueError(f"{path}: not a readable .npz archive ({err})") from None
-    key = next((k for k in _IMAGE_KEYS if k in arrays), None)
-    if key is None:
-        raise ValueError(
-            f"{path}: no image array; expected one of the keys {list(_IMAGE_KEYS)}, found {list(arrays)}"
-        )
-    x, levels = _images_from_array(arrays[key], f"{path}[{key}]")
-    label_key = next((k for k in _LABEL_KEYS if k in arrays and k != key), None)
-    y, num_classes = _labels(arrays.get(label_key), x.shape[0], f"{path}[{label_key}]")
-    return split_data(x, y, test_fraction, seed, num_classes=num_classes, levels=levels, name=str(path))
+    if "x_train" in arrays:
+        split = _load_keras(path, arrays, test_fraction, seed)
+    else:
+        key = next((k for k in _IMAGE_KEYS if k in arrays), None)
+        if key is None:
+            raise ValueError(
+                f"{path}: no image array; expected the keras keys {list(_KERAS_KEYS)} or one of "
+                f"{list(_IMAGE_KEYS)}, found {list(arrays)}"
+            )
+        x, levels = _images_from_array(arrays[key], f"{path}[{key}]")
+        label_key = next((k for k in _LABEL_KEYS if k in arrays and k != key), None)
+        y, num_classes = _labels(arrays.get(label_key), x.shape[0], f"{path}[{label_key}]")
+        split = split_data(x, y, test_fraction, seed, num_classes=num_classes, levels=levels, name=str(path))
+    if image_size is not None:
+        split.train = resize_images(split.train, image_size, split.levels)
+        split.test = resize_images(split.test, image_size, split.levels)
+    return split
 
 
-def load_array(path: str | Path, test_fraction: float = 0.1, seed: int = 0) -> DataSplit:
+def load_array(
+    path: str | Path, test_fraction: float = 0.1, seed: int = 0, image_size: int | None = None
+) -> DataSplit:
     """:func:`load_npy` or :func:`load_npz` by the file's extension."""
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
-        return load_npy(path, test_fraction, seed)
+        return load_npy(path, test_fraction, seed, image_size)
     if suffix == ".npz":
-        return load_npz(path, test_fraction, seed)
+        return load_npz(path, test_fraction, seed, image_size)
     raise ValueError(f"{path}: unsupported array file; use .npy or .npz")
 
 
 # ---------------------------------------------------------------------- #
 # Folders of images.
 # ---------------------------------------------------------------------- #
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _image_to_array(im, channels: int, image_size: int | None, where: str) -> tuple[np.ndarray, int]:
+    """A PIL image as ``(H, W, C)`` float32 in ``[0, 1]`` and its intensity levels (256 or 65536).
+
+    8-bit images go through ``convert("L"/"RGB")``; 16-bit grayscale (PIL modes ``I;16*``,
+    and ``I`` as older Pillow opens 16-bit PNGs) are divided by 65535 instead, since
+    ``convert("L")`` would clip them at 255.  Float images (mode ``F``) must lie in ``[0, 1]``.
+    """
+    from PIL import Image
+
+    if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        if im.mode == "F":
+            scale, levels = 1.0, 0
+        else:
+            scale, levels = 65535.0, 65536
+        if a.min() < 0 or a.max() > scale:
+            raise ValueError(
+                f"{where}: mode {im.mode} values lie in [{a.min():g}, {a.max():g}], not [0, {scale:g}]"
+            )
+        f = Image.fromarray(a / scale, mode="F")
+        if image_size is not None:
+            f = f.resize((image_size, image_size), Image.BICUBIC)
+        a = np.clip(np.asarray(f, dtype=np.float32), 0.0, 1.0)[..., None]
+        if levels:
+            a = np.round(a * 65535.0) / 65535.0
+        return (np.repeat(a, 3, axis=-1) if channels == 3 else a), levels
+    im = im.convert("L" if channels == 1 else "RGB")
+    if image_size is not None:
+        im = im.resize((image_size, image_size), Image.BICUBIC)
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    return (a[..., None] if a.ndim == 2 else a), 256
+
+
 def load_image_folder(
     path: str | Path,
     image_size: int | None = None,
@@ -335,7 +461,8 @@ def load_image_folder(
     """Load every image under ``path`` (recursively) with PIL.
 
     If all images sit in sub-folders of ``path``, each sub-folder is a class (sorted names
-    give labels ``0, 1, ...``; the torchvision ``ImageFolder`` convention).
+    give labels ``0, 1, ...``; the torchvision ``ImageFolder`` convention).  16-bit grayscale
+    PNGs keep their 65,536 levels (scaled by 65535, not clipped at 255).
 
     Args:
         path: the folder.
@@ -363,31 +490,54 @@ def load_image_folder(
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise ValueError(f"{f}: cannot read this image ({err})") from None
     if channels is None:
-        channels = 1 if all(im.mode in ("1", "L", "I;16", "I", "F") for im in images) else 3
-    mode = "L" if channels == 1 else "RGB"
-    arrays = []
-    for im in images:
-        im = im.convert(mode)
-        if image_size is not None:
-            im = im.resize((image_size, image_size), Image.BICUBIC)
-        arrays.append(np.asarray(im, dtype=np.uint8))
+        channels = 1 if all(im.mode in ("1", "L", "F", *_SIXTEEN_BIT_MODES) for im in images) else 3
+    arrays, levels = [], set()
+    for f, im in zip(files, images):
+        a, k = _image_to_array(im, channels, image_size, str(f))
+        arrays.append(a)
+        levels.add(k)
     sizes = {a.shape[:2] for a in arrays}
     if len(sizes) > 1:
         raise ValueError(
             f"{root}: images have different sizes {sorted(sizes)}; pass image_size to resize them"
         )
-    x = to_unit_range(torch.as_tensor(np.stack(arrays)), 255.0)
-    x = x[..., None] if x.ndim == 3 else x
-    x = x.permute(0, 3, 1, 2).contiguous()
+    # One level count for the set: 8-bit images are exact on the 16-bit grid only when
+    # rescaled, so mixed or float folders are continuous data (no bits/dim).
+    level = levels.pop() if len(levels) == 1 else 0
+    x = torch.as_tensor(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    x = x * 2.0 - 1.0
+    if level:
+        x = to_unit_range(torch.round((x + 1.0) * 0.5 * (level - 1)), level - 1)
     rel = [f.relative_to(root) for f in files]
-    labels, num_classes = None, None
+    labels, num_classes, class_names = None, None, None
     if all(len(r.parts) >= 2 for r in rel):
         classes = sorted({r.parts[0] for r in rel})
         if len(classes) > 1:
             index = {c: i for i, c in enumerate(classes)}
             labels = torch.tensor([index[r.parts[0]] for r in rel], dtype=torch.int64)
-            num_classes = len(classes)
-    return split_data(x, labels, test_fraction, seed, num_classes=num_classes, levels=256, name=str(root))
+            num_classes, class_names = len(classes), classes
+    split = split_data(
+        x, labels, test_fraction, seed, num_classes=num_classes, levels=level or None, name=str(root)
+    )
+    split.class_names = class_names
+    return split
+
+
+DATA_LAYOUTS = """\
+Accepted data sources (--data):
+  digits, digits-color    scikit-learn's bundled 8x8 digits (no download)
+  FILE.npz (keras)        x_train [y_train] [x_test [y_test]], e.g. np.savez of
+                          keras.datasets.mnist.load_data(); a given test split is used as such
+  FILE.npz / FILE.npy     one image array (x / images / data / arr_0) [labels: y / labels / targets]
+                          arrays are (N, H, W[, C]): uint8, uint16, or float in [0, 1]
+  CIFAR-10 / CIFAR-100    the folder (or .tar.gz) torchvision downloads: cifar-10-batches-py
+                          (data_batch_1..5, test_batch, batches.meta), cifar-100-python (train,
+                          test, meta), or the binary version (cifar-10-batches-bin, cifar-100-binary);
+                          pickles are read without running code; the official test split is used
+  FOLDER/                 images (png, jpg, bmp, gif, webp, tif); class sub-folders become labels;
+                          16-bit grayscale PNGs keep their 65,536 levels
+  --image-size N resizes any of them (bicubic) to N x N."""
+"""The accepted layouts, in words, for ``--help`` texts."""
 
 
 def load_dataset(
@@ -397,19 +547,37 @@ def load_dataset(
     image_size: int | None = None,
     channels: int | None = None,
 ) -> DataSplit:
-    """``"digits"``, ``"digits-color"``, a ``.npy`` / ``.npz`` file or a folder of images."""
-    if str(source) == "digits":
-        return load_digits(test_fraction, seed)
-    if str(source) == "digits-color":
-        return load_digits(test_fraction, seed, colored=True)
+    """Load any source of :data:`DATA_LAYOUTS`.
+
+    Args:
+        source: ``"digits"``, ``"digits-color"``, a ``.npy`` / ``.npz`` file, a CIFAR folder or
+            archive, or a folder of images.
+        test_fraction, seed: the held-out split, where the source has none of its own.
+        image_size: resize to ``image_size x image_size``.
+        channels: 1 or 3 for image folders (default: from the images).
+    """
+    if str(source) in ("digits", "digits-color"):
+        split = load_digits(test_fraction, seed, colored=str(source) == "digits-color")
+        if image_size is not None:
+            split.train = resize_images(split.train, image_size, split.levels)
+            split.test = resize_images(split.test, image_size, split.levels)
+        return split
+    from scoresde.data.cifar import find_cifar, load_cifar
+
     path = Path(source)
+    if find_cifar(path) is not None:
+        split = load_cifar(path)
+        if image_size is not None:
+            split.train = resize_images(split.train, image_size, split.levels)
+            split.test = resize_images(split.test, image_size, split.levels)
+        return split
     if path.is_dir():
         return load_image_folder(path, image_size, channels, test_fraction, seed)
     if path.suffix.lower() in (".npy", ".npz"):
-        return load_array(path, test_fraction, seed)
+        return load_array(path, test_fraction, seed, image_size)
     if not path.exists():
         raise FileNotFoundError(f"unknown data set {str(source)!r}: not 'digits', and no such file or folder")
-    raise ValueError(f"{path}: unsupported data source; use 'digits', a .npy/.npz file or a folder of images")
+    raise ValueError(f"{path}: unsupported data source.\n{DATA_LAYOUTS}")
 
 
 # ---------------------------------------------------------------------- #
@@ -446,3 +614,30 @@ def save_image_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
     return path
+
+
+def save_image_folder(
+    x: Tensor, folder: str | Path, first_index: int = 0, digits: int = 6, prefix: str = ""
+) -> list[Path]:
+    """Write images ``(B, C, H, W)`` in ``[-1, 1]`` as numbered 8-bit PNGs, one file per image.
+
+    Image ``b`` becomes ``folder/{prefix}{first_index + b:0{digits}d}.png`` (grayscale for
+    ``C = 1``, RGB for ``C = 3``): the layout external FID tools (pytorch-fid,
+    torch-fidelity, clean-fid) read.  ``first_index`` lets several processes write their shares
+    of one numbering into the same folder.
+    """
+    from PIL import Image
+
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"save_image_folder expects (B, C, H, W) with C in 1, 3, got {tuple(x.shape)}")
+    if first_index < 0 or digits < 1:
+        raise ValueError(f"need first_index >= 0 and digits >= 1, got {first_index} and {digits}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    img = to_uint8(x.detach().cpu()).permute(0, 2, 3, 1).numpy()
+    paths = []
+    for b in range(img.shape[0]):
+        path = folder / f"{prefix}{first_index + b:0{digits}d}.png"
+        Image.fromarray(img[b, :, :, 0] if img.shape[-1] == 1 else img[b]).save(path)
+        paths.append(path)
+    return paths

@@ -31,6 +31,7 @@ from scoresde._utils import append_dims
 from scoresde.guidance.operators import LinearOperator
 from scoresde.guidance.projection import start_inverse_problem
 from scoresde.models.base import CountingModel, ScoreFunction
+from scoresde.progress import make_progress
 from scoresde.sampling.predictors import ancestral_posterior, check_variance
 from scoresde.sampling.types import Callback, SampleResult
 from scoresde.sde.base import SDE
@@ -79,7 +80,7 @@ def dps_sample(
     callback: Callback | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> SampleResult:
     """Sample ``x`` given ``y_obs = A x + noise`` by DPS (Chung et al. 2023, Algorithm 1).
 
@@ -114,12 +115,8 @@ def dps_sample(
     )
     counted = CountingModel(model)
     ts_dev = ts.to(x.device)
-    steps_range = range(len(ts) - 1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps_range = tqdm(steps_range, desc="dps", leave=False)
-    for i in steps_range:
+    bar = make_progress(progress, len(ts) - 1, "dps")
+    for i in range(len(ts) - 1):
         t, t_next = ts_dev[i], ts_dev[i + 1]
         t_b = t.to(x.dtype).expand(x.shape[0])
         x0, direction = _residual_step(counted, operator, y_obs, x, t_b, y)
@@ -131,8 +128,10 @@ def dps_sample(
                 f"DPS samples stopped being finite at step {i + 1} of {len(ts) - 1} (t = {float(t):.4g}); "
                 f"lower zeta (now {zeta})"
             )
+        bar.update(1, nfe=counted.nfe)
         if callback is not None:
             callback(i, t_next, x)
+    bar.close()
     if denoise:
         x = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
     return SampleResult(x=x, nfe=counted.nfe, times=ts)

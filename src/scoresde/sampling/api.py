@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from scoresde.models.base import CountingModel, ScoreFunction
+from scoresde.progress import Progress, make_progress
 from scoresde.sampling.registry import get_sampler
 from scoresde.sampling.setup import start_sampling
 from scoresde.sampling.types import Callback, SampleResult
@@ -43,11 +44,12 @@ def sample(
     x_T: Tensor | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    first_index: int = 0,
     y: Tensor | None = None,
     callback: Callback | None = None,
     record: bool = False,
     record_stride: int = 1,
-    progress: bool = False,
+    progress: bool | str | Progress = False,
     t_start: float | None = None,
     t_end: float | None = None,
     device: torch.device | str | None = None,
@@ -69,10 +71,15 @@ def sample(
         generator: RNG for the prior draw and all sampler noise.
         seed: instead of ``generator``: per-sample noise, so a sample depends only on the
             seed and its index, not on the batch size.
+        first_index: with ``seed``: the index of ``x[0]`` in the whole run, so that a run
+            split into batches or across processes (:func:`scoresde.sampling.shard_range`)
+            gives every sample the noise it has in one big batch.
         y: labels ``(B,)`` for class-conditional models.
         callback: ``callback(i, t, x)`` after every step.
         record: keep the trajectory (every ``record_stride``-th state, plus start and end).
-        progress: show a tqdm progress bar.
+        progress: ``True`` / ``"auto"``: a tqdm bar on a terminal, otherwise a line every
+            10% of the steps or 30 s (see :mod:`scoresde.progress`); ``"bar"``, ``"log"``,
+            ``False`` / ``"off"``, or a :class:`~scoresde.progress.Progress` to advance.
         t_start, t_end: integration interval (defaults ``sde.T`` and ``sde.eps``).
         **options: method-specific options (e.g. ``snr`` for Langevin correctors).
 
@@ -83,7 +90,7 @@ def sample(
     if record_stride < 1:
         raise ValueError(f"record_stride must be >= 1, got {record_stride}")
     start = start_sampling(
-        model, sde, shape, steps, grid, x_T, generator, seed, y, device, dtype, t_start, t_end
+        model, sde, shape, steps, grid, x_T, generator, seed, y, device, dtype, t_start, t_end, first_index
     )
     sde, ts, noise, x = start.sde, start.ts, start.noise, start.x
 
@@ -92,26 +99,21 @@ def sample(
     traj: list[Tensor] = [x.clone()] if record else []
     traj_t: list[Tensor] = [ts_dev[0]] if record else []
     n_steps = len(ts) - 1
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_steps, desc=method, leave=False)
+    own_bar = not isinstance(progress, Progress)
+    bar = make_progress(progress, n_steps, method)
 
     def step_callback(i: int, t: Tensor, x_i: Tensor) -> None:
         if record and ((i + 1) % record_stride == 0 or i + 1 == n_steps):
             traj.append(x_i.clone())
             traj_t.append(t)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(nfe=counted.nfe)
+        bar.update(1, nfe=counted.nfe)
         if callback is not None:
             callback(i, t, x_i)
 
     try:
         x = sampler(counted, sde, x, ts_dev, noise=noise, y=y, callback=step_callback, **options)
     finally:
-        if bar is not None:
+        if own_bar:
             bar.close()
     if denoise:
         # Final denoising step (Tweedie's formula) at t_end.

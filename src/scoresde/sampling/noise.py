@@ -1,9 +1,9 @@
 """Sources of Gaussian noise for samplers: a ``torch.Generator``, or per-sample counters.
 
 :class:`PerSampleNoise` makes the noise of sample ``i`` a pure function of
-``(seed, i, draw number, element)`` through a counter-based hash, so that the same seed gives
-the same sample whatever the batch size or batch position offset; it is vectorised (no Python
-loop over samples) and identical on every device.
+``(seed, i, draw number, element)`` through a counter-based 64-bit hash, so that the same seed
+gives the same sample whatever the batch size, batch position (``offset``) or process count; it
+is vectorised (no Python loop over samples) and identical on every device.
 """
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["GeneratorNoise", "NoiseSource", "PerSampleNoise", "make_noise"]
-
-_MASK32 = 0xFFFFFFFF
+__all__ = [
+    "GeneratorNoise",
+    "NoiseSource",
+    "PerSampleNoise",
+    "make_noise",
+    "per_sample_normal",
+    "sample_keys",
+]
 
 
 class NoiseSource:
@@ -38,53 +43,114 @@ class GeneratorNoise(NoiseSource):
         return torch.randn(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
 
 
-def _mul32(a: Tensor, b: int) -> Tensor:
-    """``(a * b) mod 2^32`` for ``a < 2^32`` in int64 without overflow (split ``b`` in halves)."""
-    lo, hi = b & 0xFFFF, b >> 16
-    return (a * lo + (((a * hi) & 0xFFFF) << 16)) & _MASK32
+_MASK64 = (1 << 64) - 1
 
 
-def _mix32(x: Tensor) -> Tensor:
-    """A 32-bit avalanche hash (the "lowbias32" finaliser of C. Wellons)."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+def _signed64(c: int) -> int:
+    """A 64-bit pattern as the int64 value with the same bits."""
+    c &= _MASK64
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_GOLDEN = _signed64(0x9E3779B97F4A7C15)
+_M1 = _signed64(0xBF58476D1CE4E5B9)
+_M2 = _signed64(0x94D049BB133111EB)
+
+
+def _shr(x: Tensor, k: int) -> Tensor:
+    """Logical right shift of int64 bit patterns (torch's ``>>`` is arithmetic)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def _splitmix64(x: Tensor) -> Tensor:
+    """The SplitMix64 finaliser (Steele, Lea & Flood 2014) on int64 bit patterns.
+
+    A bijection of 64-bit words with full avalanche; int64 products wrap modulo 2^64.
+    """
+    z = x + _GOLDEN
+    z = (z ^ _shr(z, 30)) * _M1
+    z = (z ^ _shr(z, 27)) * _M2
+    return z ^ _shr(z, 31)
+
+
+def _splitmix64_int(x: int) -> int:
+    """:func:`_splitmix64` of one Python int (any size; taken modulo 2^64)."""
+    return int(_splitmix64(torch.tensor([_signed64(x)], dtype=torch.int64))[0])
+
+
+def sample_keys(seed: int, indices: Tensor) -> Tensor:
+    """64-bit keys ``(B,)`` of samples ``indices`` under ``seed``: ``H(H(seed) xor i)``.
+
+    ``H`` is a bijection, so for one seed distinct indices get distinct keys; for two seeds
+    a key coincides only when ``H(seed) xor H(seed')`` equals ``i xor j``, a chance of about
+    ``2^-64`` per pair.  (A 32-bit key, or ``torch.Generator.manual_seed``, which keeps only
+    the low 32 bits of its seed, would give duplicates among ~10^5 samples.)
+    """
+    return _splitmix64(indices.to(torch.int64) ^ _splitmix64_int(seed))
 
 
 class PerSampleNoise(NoiseSource):
     """Counter-based noise: sample ``offset + b`` of every batch has its own stream.
 
+    Element ``e`` of draw ``k`` of sample ``i`` is a pure function of ``(seed, i, k, e)``:
+    a 64-bit word ``H(H(key_i xor H(k)) xor H(e))`` (:func:`sample_keys`, ``H`` = SplitMix64)
+    whose two 32-bit halves give the uniforms of a Box-Muller transform.  So a sample depends
+    on the seed and its index only, whatever the batch size, the batch's position, the
+    process count or the device.
+
     Args:
         seed: the user's seed (any int).
-        offset: index of the first sample of the batch (to split one run into batches).
+        offset: index of the first sample of the batch (to split one run into batches or
+            across processes).
     """
 
     def __init__(self, seed: int, offset: int = 0) -> None:
-        self.seed = int(seed) & _MASK32
+        self.seed = int(seed)
         self.offset = int(offset)
+        if self.offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
         self.draw = 0
 
     def __call__(self, like: Tensor) -> Tensor:
         b = like.shape[0]
         d = like[0].numel()
         dev = like.device
-        idx = torch.arange(self.offset, self.offset + b, device=dev, dtype=torch.int64)[:, None]
-        el = torch.arange(2 * d, device=dev, dtype=torch.int64)[None, :]
-        key = _mix32(torch.full_like(idx, self.seed) ^ _mix32(idx & _MASK32))
-        key = _mix32(key ^ _mix32(torch.full_like(idx, self.draw & _MASK32) + 0x9E3779B9))
-        bits = _mix32(key ^ _mix32(el))  # (B, 2D) independent 32-bit words
-        u = (bits.to(torch.float64) + 0.5) / 2.0**32  # in (0, 1)
-        u1, u2 = u[:, :d], u[:, d:]
+        idx = torch.arange(self.offset, self.offset + b, device=dev, dtype=torch.int64)
+        key = sample_keys(self.seed, idx)[:, None]
+        key = _splitmix64(key ^ _splitmix64_int(self.draw))
+        el = _splitmix64(torch.arange(d, device=dev, dtype=torch.int64))[None, :]
+        bits = _splitmix64(key ^ el)  # (B, D) independent 64-bit words
+        hi, lo = _shr(bits, 32), bits & 0xFFFFFFFF
+        u1 = (hi.to(torch.float64) + 0.5) / 2.0**32  # in (0, 1)
+        u2 = (lo.to(torch.float64) + 0.5) / 2.0**32
         # Box-Muller transform.
         z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
         self.draw += 1
         return z.to(like.dtype).reshape(like.shape)
 
 
-def make_noise(generator: torch.Generator | None = None, seed: int | None = None) -> NoiseSource:
-    """A per-sample source when ``seed`` is given, else a generator-backed one."""
+def per_sample_normal(
+    seed: int,
+    shape: tuple[int, ...],
+    first_index: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Standard normal ``(B, *D)`` whose row ``b`` depends only on ``(seed, first_index + b)``.
+
+    The first draw of :class:`PerSampleNoise` (what :func:`scoresde.sample` uses as the prior
+    draw ``x_T / prior_std`` when given ``seed``).
+    """
+    return PerSampleNoise(seed, first_index)(torch.empty(shape, device=device, dtype=dtype))
+
+
+def make_noise(
+    generator: torch.Generator | None = None, seed: int | None = None, first_index: int = 0
+) -> NoiseSource:
+    """A per-sample source when ``seed`` is given (batch starting at sample ``first_index``),
+    else a generator-backed one."""
     if seed is not None and generator is not None:
         raise ValueError("give either generator or seed, not both")
-    return PerSampleNoise(seed) if seed is not None else GeneratorNoise(generator)
+    if first_index and seed is None:
+        raise ValueError("first_index applies to per-sample noise: give seed as well")
+    return PerSampleNoise(seed, first_index) if seed is not None else GeneratorNoise(generator)

@@ -47,6 +47,7 @@ def start_sampling(
     dtype: torch.dtype,
     t_start: float | None = None,
     t_end: float | None = None,
+    first_index: int = 0,
 ) -> SamplingStart:
     """Check the arguments shared by every sampler and draw the starting point.
 
@@ -65,7 +66,7 @@ def start_sampling(
         if isinstance(grid, str)
         else check_grid(grid, sde)
     )
-    noise = make_noise(generator, seed)
+    noise = make_noise(generator, seed, first_index)
     if x_T is None:
         if shape is None:
             raise ValueError("give shape=(B, *D) or a starting point x_T")

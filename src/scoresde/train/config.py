@@ -78,8 +78,10 @@ class TrainConfig:
         default_factory=dict,
         metadata={"help": "SDE constructor option KEY=VALUE, e.g. beta_max=20", "flag": "sde-option"},
     )
+    # Default v, by measurement: eps-prediction image models gave saturated, out-of-range samples
+    # on a first run, v clean ones (benchmarks/first_run_28px.py, benchmarks/demo_predictions.py).
     prediction: str = field(
-        default="eps", metadata={"help": "what the network predicts: eps, score, x0, v, velocity"}
+        default="v", metadata={"help": "what the network predicts: v (default), eps, score, x0, velocity"}
     )
     time_input: str = field(default="t", metadata={"help": "t or log_sigma"})
     sigma_data: float | None = field(
@@ -121,7 +123,10 @@ class TrainConfig:
     sample_steps: int = field(default=100, metadata={"help": "sampler steps for evaluation grids"})
     eval_bpd: bool = field(default=False, metadata={"help": "held-out bits/dim at each evaluation"})
     bpd_samples: int = field(default=64, metadata={"help": "held-out images scored for bits/dim"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    progress: bool = field(
+        default=True,
+        metadata={"help": "progress: a bar on a terminal, else a line every tenth of the run or 30 s"},
+    )
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)

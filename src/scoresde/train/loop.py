@@ -37,7 +37,7 @@ def fit(
     weighting: str = "sigma2",
     grad_clip: float | None = 1.0,
     generator: torch.Generator | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> FitResult:
     """Train ``model`` by denoising score matching (Song et al. 2021, Eq. 7).
 

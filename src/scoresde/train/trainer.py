@@ -36,6 +36,7 @@ from scoresde.losses import make_objective
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net
 from scoresde.nets.build import net_config_for
+from scoresde.progress import make_progress
 from scoresde.sde import make_sde
 from scoresde.train import evaluation
 from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
@@ -360,11 +361,7 @@ class Trainer:
                 self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
             except ImportError:
                 self._tb = None
-        bar = None
-        if c.progress and main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=c.steps, initial=self.step, desc=c.name, dynamic_ncols=True)
+        bar = make_progress(c.progress if main else False, c.steps, c.name, initial=self.step)
         losses: list[float] = []
         eval_metrics: dict[str, float] = {}
         train_seconds, window_loss, window_steps = 0.0, 0.0, 0
@@ -378,9 +375,7 @@ class Trainer:
             losses.append(loss)
             window_loss += loss
             window_steps += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{c.batch_size / max(dt, 1e-9):.0f}")
+            bar.update(1, loss=f"{loss:.4f}", img_s=f"{c.batch_size / max(dt, 1e-9):.0f}")
             if self.step % c.log_every == 0 or self.step == c.steps:
                 mean = float(
                     all_reduce_mean(torch.tensor(window_loss / window_steps, device=self.device), self.dist)
@@ -406,8 +401,7 @@ class Trainer:
                 if main:
                     checkpoint = self.save()
                 barrier(self.dist)
-        if bar is not None:
-            bar.close()
+        bar.close()
         if self._tb is not None:
             self._tb.close()
         done = self.step - start_step
