@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import append_dims, check_data, sum_except_batch
+from scoresde._checks import check_batch, check_real_tensor, check_times
+from scoresde._utils import append_dims, check_data, check_finite, sum_except_batch
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 
@@ -95,13 +96,25 @@ def dsm_loss(
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; choose one of {list(WEIGHTINGS)}")
+    check_real_tensor(x0, "x0")
     check_data(x0, "x0")
+    check_batch(x0, "x0")
     sde = model.sde
     if t is None:
         draw = sample_time_importance if importance else sample_time
         t = draw(sde, x0.shape[0], generator, x0.device, x0.dtype)
+    else:
+        check_real_tensor(t, "t")
+        if t.shape != (x0.shape[0],):
+            raise ValueError(f"t must have shape ({x0.shape[0]},), got {tuple(t.shape)}")
+        check_times(t, sde.T, "t")
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    else:
+        check_real_tensor(noise, "noise")
+        if noise.shape != x0.shape:
+            raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
+        check_finite(noise, "noise")
     x_t = sde.perturb(x0, t, noise)
     eps = model.eps(x_t, t, y).to(noise.dtype)
     per_sample = sum_except_batch((eps - noise) ** 2)

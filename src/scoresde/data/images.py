@@ -27,6 +27,7 @@ applies exactly this; :func:`log_jacobian` returns ``D log(2 / K)``.  All three 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from torch import Tensor
 __all__ = [
     "DATA_LAYOUTS",
     "IMAGE_EXTENSIONS",
+    "MAX_CLASSES",
     "DataSplit",
     "ImageDataset",
     "bits_per_dim",
@@ -57,6 +59,9 @@ __all__ = [
     "to_uint8",
     "to_unit_range",
 ]
+
+MAX_CLASSES = 2**20
+"""The most class labels a data set may have (checked before any embedding is allocated)."""
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _IMAGE_KEYS = ("x", "images", "image", "data", "arr_0")
@@ -219,6 +224,11 @@ def _labels(y: np.ndarray | None, n: int, where: str) -> tuple[Tensor | None, in
             raise ValueError(f"{where}: labels must be integers, got dtype {y.dtype}")
     if n and y.min() < 0:
         raise ValueError(f"{where}: labels must be non-negative, got minimum {y.min()}")
+    if n and y.max() >= MAX_CLASSES:
+        raise ValueError(
+            f"{where}: labels go up to {y.max()}, but at most {MAX_CLASSES} classes are supported "
+            f"(labels in [0, {MAX_CLASSES - 1}]; a conditional model allocates one embedding per class)"
+        )
     labels = torch.as_tensor(y.astype(np.int64))
     return labels, int(labels.max()) + 1 if n else 0
 
@@ -484,9 +494,17 @@ def load_image_folder(
     images = []
     for f in files:
         try:
-            with Image.open(f) as im:
-                im.load()
-                images.append(im.copy())
+            with warnings.catch_warnings():
+                # PIL warns above MAX_IMAGE_PIXELS and raises above twice that: refuse both.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    im.load()
+                    images.append(im.copy())
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+            raise ValueError(
+                f"{f}: image too large to decode safely ({err}); the limit is "
+                f"PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels"
+            ) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise ValueError(f"{f}: cannot read this image ({err})") from None
     if channels is None:

@@ -98,7 +98,15 @@ class Torchdiffeq:
             options: dict = {"step_t": u[1:]}
             if self.norm == "per_sample":
                 options["norm"] = per_sample_norm
-            out = odeint(func, state, u, method=self.method, rtol=self.rtol, atol=self.atol, options=options)
+            try:
+                out = odeint(
+                    func, state, u, method=self.method, rtol=self.rtol, atol=self.atol, options=options
+                )
+            except AssertionError as err:  # torchdiffeq's "underflow in dt"
+                raise RuntimeError(
+                    f"the adaptive ODE solver's step size underflowed ({err}) with rtol={self.rtol}, "
+                    f"atol={self.atol}: loosen the tolerances, or the vector field is stiff or not finite"
+                ) from None
         return tuple(o[-1] for o in out)
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_batch, check_real_tensor, check_tolerances, guard_output
 from scoresde._utils import append_dims, check_data
 from scoresde.flow.integrators import Integrator, make_integrator
-from scoresde.flow.pf_ode import Clock
+from scoresde.flow.pf_ode import ADAPTIVE_METHODS, Clock
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 
@@ -52,7 +53,11 @@ def _flow(
     norm: str,
     integrator: Integrator | None,
 ) -> FlowResult:
+    check_real_tensor(x, "x")
     check_data(x)
+    check_batch(x, "x")
+    if method in ADAPTIVE_METHODS:
+        check_tolerances(rtol, atol)
     if integrator is None:
         integrator = make_integrator(method, rtol=rtol, atol=atol, steps=steps, norm=norm, compact=True)
     clock = Clock(sde, time_variable)
@@ -67,7 +72,9 @@ def _flow(
         t_b = t.to(x.dtype).expand(b_now).to(x.device)
         dt_b = dt_du.to(x.dtype).expand(b_now).to(x.device)
         y_now = y if y is None or index is None else y[index]
-        return (model.velocity(state[0], t_b, y_now) * append_dims(dt_b, x.ndim),)
+        v = model.velocity(state[0], t_b, y_now)
+        guard_output(v, state[0], t_b, "the probability-flow ODE", f"evaluation {nfe}")
+        return (v * append_dims(dt_b, x.ndim),)
 
     with torch.no_grad():
         (out,) = integrator.solve(field, (x,), clock.u_of_t(t_from), clock.u_of_t(t_to))

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_batch, check_real_tensor, check_tolerances, guard_output
 from scoresde._utils import append_dims, check_data
 from scoresde.flow.dequantization import Quantization, likelihood_points
 from scoresde.flow.integrators import Integrator, make_integrator, with_tolerances
-from scoresde.flow.pf_ode import Clock
+from scoresde.flow.pf_ode import ADAPTIVE_METHODS, Clock
 from scoresde.models.base import ScoreFunction
 from scoresde.progress import Progress, make_progress
 from scoresde.sde.base import SDE
@@ -155,7 +156,9 @@ def _check_inputs(model: ScoreFunction, sde: SDE, x: Tensor, quantization: Quant
             raise ValueError(f"x must have shape (B, *D) with at least 2 dimensions, got {shape}")
         quantization.check(x)
     else:
+        check_real_tensor(x, "x")
         check_data(x)
+    check_batch(x, "x")
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "velocity"):
         raise TypeError(f"model must be a ScoreFunction with a velocity method, got {type(model).__name__}")
 
@@ -233,6 +236,8 @@ def log_likelihood(
         A :class:`LikelihoodResult`.
     """
     _check_inputs(model, sde, x, quantization)
+    if method in ADAPTIVE_METHODS:
+        check_tolerances(rtol, atol)
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; choose one of {list(DIVERGENCES)}")
     if quantization is not None and not x.is_floating_point():
@@ -273,6 +278,7 @@ def log_likelihood(
         with torch.enable_grad():
             xg = state[0].detach().requires_grad_(True)
             v = model.velocity(xg, t_b, y_now)
+            guard_output(v, xg, t_b, "log_likelihood", f"ODE evaluation {nfe}")
             if divergence == "exact":
                 div = divergence_exact(v, xg)
             else:

@@ -89,10 +89,16 @@ class Clock:
         return float(t64) if self.variable == "t" else float(-self.sde.lambda_t(t64))
 
     def __call__(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """``(t(u), dt/du(u))`` as float64 scalars."""
+        """``(t(u), dt/du(u))`` as float64 scalars.
+
+        Times beyond ``[eps, T]`` are clamped to it: torchdiffeq's initial step-size probe
+        evaluates the field at ``u0 + h0``, which can overshoot ``T`` (or ``eps`` when
+        integrating down); the probe only sets the first step size, and the model is never
+        asked for a time outside the interval every solve here runs on.
+        """
         u64 = u.detach().to(torch.float64)
         if self.variable == "t":
-            return u64, torch.ones_like(u64)
+            return u64.clamp(self.sde.eps, self.sde.T), torch.ones_like(u64)
         t = self.sde.t_of_lambda(-u64)
         # dlambda/dt = s'/s - sigma'/sigma, and u = -lambda.
         s, sigma = self.sde.marginal(t)

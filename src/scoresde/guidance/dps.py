@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_state_finite
 from scoresde._utils import append_dims
 from scoresde.guidance.operators import LinearOperator
 from scoresde.guidance.projection import start_inverse_problem
@@ -113,25 +114,23 @@ def dps_sample(
     sde, ts, noise, x, y_obs = start_inverse_problem(
         model, operator, y_obs, sde, shape, steps, grid, x_T, generator, seed, y, device, dtype
     )
-    counted = CountingModel(model)
+    counted = CountingModel(model, label="dps_sample", steps=len(ts) - 1)
     ts_dev = ts.to(x.device)
     bar = make_progress(progress, len(ts) - 1, "dps")
     for i in range(len(ts) - 1):
         t, t_next = ts_dev[i], ts_dev[i + 1]
         t_b = t.to(x.dtype).expand(x.shape[0])
+        counted.step = i + 1
         x0, direction = _residual_step(counted, operator, y_obs, x, t_b, y)
         # The unconditional ancestral step with the same x0_hat (posterior of the forward chain).
         mean, var = ancestral_posterior(sde, x, x0, t, t_next, variance)
         x = mean + var**0.5 * noise(x) - float(zeta) * direction
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(
-                f"DPS samples stopped being finite at step {i + 1} of {len(ts) - 1} (t = {float(t):.4g}); "
-                f"lower zeta (now {zeta})"
-            )
+        check_state_finite(x, "DPS samples", f"step {i + 1} of {len(ts) - 1}", t, f"lower zeta (now {zeta})")
         bar.update(1, nfe=counted.nfe)
         if callback is not None:
             callback(i, t_next, x)
     bar.close()
     if denoise:
+        counted.step = "the final denoising step"
         x = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
     return SampleResult(x=x, nfe=counted.nfe, times=ts)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_state_finite
 from scoresde._utils import append_dims
 from scoresde.guidance.likelihood import _batch_obs, _match_batch
 from scoresde.guidance.operators import LinearOperator
@@ -138,7 +139,7 @@ def conditional_sample(
     )
     x_known = operator.pinv(y_obs)  # A^+ y
 
-    counted = CountingModel(model)
+    counted = CountingModel(model, label="conditional_sample", steps=len(ts) - 1)
     ts_dev = ts.to(x.device)
 
     def coefs(t: Tensor) -> tuple[Tensor, Tensor]:
@@ -148,14 +149,18 @@ def conditional_sample(
     if x_T is None:
         x = _replace(operator, x, x_known, *coefs(ts_dev[0]), noise(x))
     for i in range(len(ts) - 1):
+        counted.step = i + 1
         x = sampler(counted, sde, x, ts_dev[i : i + 2], noise=noise, y=y, **options)
         # Projection onto the measurement (Song et al. 2021, App. I.2, "replace the known part").
         x = _replace(operator, x, x_known, *coefs(ts_dev[i + 1]), noise(x))
+        where = f"step {i + 1} of {len(ts) - 1}"
+        check_state_finite(x, "conditional_sample: the samples", where, ts_dev[i + 1])
         if callback is not None:
             callback(i, ts_dev[i + 1], x)
     s_end, sigma_end = coefs(ts_dev[-1])
     if denoise:
         # Final Tweedie step on the unknown part; the known part is the observation itself.
+        counted.step = "the final denoising step"
         x0 = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
         x = _replace(operator, x0, x_known, torch.ones_like(s_end), sigma_end, None)
     return SampleResult(x=x, nfe=counted.nfe, times=ts)

@@ -15,6 +15,7 @@ The JSON can be read without loading any tensor: :func:`read_checkpoint_metadata
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -26,12 +27,19 @@ from torch import Tensor, nn
 
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net, net_config
+from scoresde.nets.limits import check_net_config
 from scoresde.sde import SDES, sde_from_dict
 from scoresde.sde.base import SDE
 
 __all__ = [
     "FORMAT",
     "Checkpoint",
+    "CheckpointWriteError",
+    "check_metadata",
+    "clean_temp_files",
+    "file_mode",
+    "intact_checkpoints",
+    "resume_checkpoint",
     "build_model",
     "load_checkpoint",
     "read_checkpoint_metadata",
@@ -54,12 +62,20 @@ def sde_config(sde: SDE) -> dict:
 
 def build_model(config: dict) -> ScoreModel:
     """Build the ``ScoreModel`` described by a checkpoint's JSON (``sde``, ``net``, ``model``)."""
+    for key in ("sde", "net", "model"):
+        if not isinstance(config.get(key), dict):
+            raise ValueError(f"checkpoint config: {key!r} must be a JSON object, got {config.get(key)!r}")
+    if not isinstance(config["sde"].get("kwargs", {}), dict):
+        raise ValueError("checkpoint config: sde.kwargs must be a JSON object")
+    check_net_config(config["net"], "checkpoint config 'net'")
     try:
         sde = sde_from_dict(config["sde"])
         net = build_net(config["net"])
         return ScoreModel(net, sde, **config["model"])
     except KeyError as err:
         raise ValueError(f"checkpoint config lacks the entry {err}") from None
+    except TypeError as err:
+        raise ValueError(f"checkpoint config: bad sde or model entry ({err})") from None
 
 
 def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
@@ -163,16 +179,26 @@ def save_checkpoint(
     except TypeError as err:
         raise ValueError(f"checkpoint metadata must be JSON-serialisable: {err}") from None
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    from safetensors import SafetensorError
+
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A name unique to this process and call (pid + random), in the target's folder.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         save_file(tensors, tmp, metadata={"scoresde": header})
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; checkpoints get the usual mode
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise CheckpointWriteError(path, err) from err
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -205,8 +231,12 @@ def read_checkpoint_metadata(path: str | Path) -> dict:
         meta = json.loads(raw)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: corrupt checkpoint metadata ({err})") from None
+    if not isinstance(meta, dict):
+        kind = type(meta).__name__
+        raise ValueError(f"{path}: checkpoint metadata must be a JSON object, got a JSON {kind}")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    check_metadata(meta, str(path))
     return meta
 
 
@@ -276,6 +306,10 @@ def load_checkpoint(path: str | Path, ema: bool = True, device: str | torch.devi
         tensors = load_file(str(path), device=str(device))
     except Exception as err:
         raise ValueError(f"{path}: corrupt checkpoint tensors ({err})") from None
+    if meta.get("has_ema") and not any(k.startswith("ema.") for k in tensors):
+        raise ValueError(f"{path}: the metadata says has_ema but the file holds no ema.* tensors")
+    if not any(k.startswith("net.") for k in tensors):
+        raise ValueError(f"{path}: the checkpoint holds no network weights (net.* tensors)")
     model = build_model(meta)
     weights = _unprefixed("ema" if ema and meta.get("has_ema") else "net", tensors)
     try:
@@ -284,3 +318,129 @@ def load_checkpoint(path: str | Path, ema: bool = True, device: str | torch.devi
         raise ValueError(f"{path}: weights do not match the network config ({err})") from None
     model.to(device).eval()
     return Checkpoint(model=model, config=meta, step=int(meta["step"]), path=path, tensors=tensors)
+
+
+# ---------------------------------------------------------------------- #
+# Reliability: metadata checks, write errors, file modes, temp files, intact checkpoints.
+# ---------------------------------------------------------------------- #
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (disk full, permissions, ...); the target was not touched.
+
+    Attributes:
+        path: the checkpoint that could not be written.
+        intact: the newest checkpoint known to be intact (set by the trainer), or ``None``.
+    """
+
+    def __init__(self, path: Path, cause: BaseException, intact: Path | None = None) -> None:
+        self.path, self.cause, self.intact = Path(path), cause, intact
+        errno = getattr(cause, "errno", None)
+        super().__init__(errno, self._message())
+
+    def _message(self) -> str:
+        if self.intact is not None:
+            kept = f"the newest intact checkpoint is {self.intact}"
+        elif self.path.exists():
+            kept = f"the previous {self.path.name} is unchanged and intact"
+        else:
+            kept = "no earlier checkpoint exists at this path"
+        return f"could not write checkpoint {self.path} ({self.cause}); {kept}"
+
+    def __str__(self) -> str:
+        return self._message()
+
+
+def file_mode() -> int:
+    """``0o666`` less the process umask: the mode an ordinary new file gets."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def check_metadata(meta: dict, where: str = "checkpoint") -> None:
+    """Validate a checkpoint's JSON before anything is allocated (entries named in errors)."""
+    step = meta.get("step")
+    if "step" not in meta:
+        raise ValueError(f"{where}: the metadata lacks 'step'")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"{where}: 'step' must be a non-negative integer, got {step!r}")
+    for key in ("sde", "net", "model"):
+        if key not in meta:
+            raise ValueError(f"{where}: the metadata lacks {key!r}")
+        if not isinstance(meta[key], dict):
+            raise ValueError(f"{where}: {key!r} must be a JSON object, got {meta[key]!r}")
+    for key in ("train", "data", "ema", "extra"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise ValueError(f"{where}: {key!r} must be a JSON object, got {meta[key]!r}")
+    if not isinstance(meta.get("has_ema", False), bool):
+        raise ValueError(f"{where}: 'has_ema' must be true or false, got {meta.get('has_ema')!r}")
+    sigma_data = meta["model"].get("sigma_data", 1.0)
+    if (
+        isinstance(sigma_data, bool)
+        or not isinstance(sigma_data, (int, float))
+        or not (math.isfinite(sigma_data) and sigma_data > 0)
+    ):
+        raise ValueError(f"{where}: model.sigma_data must be a finite number > 0, got {sigma_data!r}")
+    check_net_config(meta["net"], f"{where}: 'net'")
+
+
+def clean_temp_files(folder: str | Path) -> list[Path]:
+    """Remove orphaned ``.*.tmp`` files of interrupted checkpoint writes in ``folder``.
+
+    Only safe while the caller owns the folder (see :mod:`scoresde.train.runlock`).
+    Returns the files removed.
+    """
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for p in folder.glob(".*.tmp"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def _is_intact(path: Path) -> bool:
+    from safetensors.torch import load_file
+
+    try:
+        meta = read_checkpoint_metadata(path)
+        tensors = load_file(str(path))
+    except (ValueError, OSError, FileNotFoundError):
+        return False
+    except Exception:  # safetensors' own errors
+        return False
+    return not (meta.get("has_ema") and not any(k.startswith("ema.") for k in tensors))
+
+
+def intact_checkpoints(folder: str | Path) -> list[Path]:
+    """The step checkpoints ``step_*.safetensors`` in ``folder``, newest first (by name)."""
+    folder = Path(folder)
+    return sorted(folder.glob("step_*.safetensors"), reverse=True)
+
+
+def resume_checkpoint(path: str | Path) -> tuple[Path, str | None]:
+    """The checkpoint to resume from: ``path`` or, if it is missing or corrupt, the newest intact one.
+
+    ``path`` is a checkpoint file or a run folder (then ``checkpoints/last.safetensors``).
+    When ``last.safetensors`` is missing or corrupt (e.g. a disk filled up while it was being
+    replaced), the newest step checkpoint that reads completely is used instead.
+
+    Returns:
+        ``(checkpoint, note)``: ``note`` says why a fallback was taken, else ``None``.
+
+    Raises:
+        FileNotFoundError: neither ``path`` nor any intact step checkpoint beside it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.safetensors"
+    if _is_intact(path):
+        return path, None
+    problem = "is missing" if not path.exists() else "is corrupt or incomplete"
+    for candidate in intact_checkpoints(path.parent):
+        if candidate != path and _is_intact(candidate):
+            return candidate, f"{path} {problem}; resuming from the newest intact checkpoint {candidate}"
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path} (and no intact step_*.safetensors beside it)")
+    read_checkpoint_metadata(path)  # raises the precise reason
+    raise ValueError(f"{path}: checkpoint {problem} and no intact step_*.safetensors beside it")

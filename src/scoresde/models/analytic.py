@@ -205,6 +205,7 @@ class AnalyticScore(ScoreFunction):
     def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         if kind != "x0":
             return super().predict(kind, x, t, y)
+        t = self.checked_inputs(x, t)
         s, sigma = self._coefs(x, t)
         return self.gmm.perturbed_denoise(self._flat(x), s, sigma).to(x.dtype).reshape(x.shape)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
+import torch
 from torch import Tensor, nn
 
+from scoresde._checks import check_batch, check_output_shape, check_real_tensor, check_times, guard_output
 from scoresde._utils import append_dims, batch_time
 from scoresde.models.parameterization import check_prediction, from_eps, to_eps
 from scoresde.sde.base import SDE
@@ -42,11 +44,31 @@ class ScoreFunction(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """The native prediction at ``x: (B, *D)``, ``t: (B,)``, optional labels ``y: (B,)``."""
 
-    def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
-        """The prediction of kind ``kind`` (``score``, ``eps``, ``x0``, ``v``, ``velocity``)."""
-        check_prediction(kind)
+    def checked_inputs(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """Check ``x`` (a non-empty real floating batch) and ``t`` (finite, in ``[0, T]``).
+
+        Returns ``t`` as a ``(B,)`` tensor.  Costs one reduction of ``t``.
+        """
+        check_real_tensor(x, "x")
+        check_batch(x, "x")
+        if torch.is_tensor(t) and (t.is_complex() or t.dtype == torch.bool):
+            raise TypeError(f"t must be a real tensor, got dtype {t.dtype}")
         t = batch_time(t, x)
+        check_times(t, self.sde.T, "t")
+        return t
+
+    def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
+        """The prediction of kind ``kind`` (``score``, ``eps``, ``x0``, ``v``, ``velocity``).
+
+        Raises:
+            TypeError: ``x`` is not a real floating tensor.
+            ValueError: an empty batch, ``t`` outside ``[0, T]`` or NaN, or a model output
+                whose shape differs from ``x``'s.
+        """
+        check_prediction(kind)
+        t = self.checked_inputs(x, t)
         out = self(x, t, y)
+        check_output_shape(out, x, f"{type(self).__name__}.forward")
         if kind == self.prediction:
             return out
         s, sigma = (append_dims(c, x.ndim) for c in self.sde.marginal(t))
@@ -87,18 +109,36 @@ class CountingModel(ScoreFunction):
     One batched call of the underlying network counts as one function evaluation,
     whatever is derived from it; a wrapped model that evaluates its network several times
     per call (e.g. classifier-free guidance) declares so in ``nfe_per_call``.
+
+    It is also the non-finite guard of the samplers: every output is checked (one
+    ``isfinite`` reduction) and the first non-finite one raises
+    :class:`~scoresde._checks.NonFiniteError` naming ``label``, the step (``step`` of
+    ``steps``, which the caller advances) and the time.
     """
 
-    def __init__(self, model: ScoreFunction) -> None:
+    def __init__(self, model: ScoreFunction, label: str = "model", steps: int | None = None) -> None:
         super().__init__(model.sde, model.prediction)
         self.inner = model
         self.nfe_per_call = model.nfe_per_call
         self.nfe = 0
+        self.label = label
+        self.steps = steps
+        self.step: int | str = 1
+
+    def position(self) -> str:
+        """Where the caller is: ``step i of n`` (or the text it set in ``step``)."""
+        if isinstance(self.step, str):
+            return self.step
+        return f"step {self.step}" + (f" of {self.steps}" if self.steps is not None else "")
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         self.nfe += self.inner.nfe_per_call
-        return self.inner(x, t, y)
+        out = self.inner(x, t, y)
+        guard_output(out, x, t, self.label, self.position())
+        return out
 
     def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         self.nfe += self.inner.nfe_per_call
-        return self.inner.predict(kind, x, t, y)
+        out = self.inner.predict(kind, x, t, y)
+        guard_output(out, x, t, self.label, self.position())
+        return out

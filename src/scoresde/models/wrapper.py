@@ -48,13 +48,27 @@ class ScoreModel(ScoreFunction):
         self.sigma_data = float(sigma_data)
         self.time_input = time_input
 
+    def _net_dtype(self) -> torch.dtype | None:
+        """The dtype of the network's first floating parameter (``None`` without one)."""
+        for p in self.net.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return None
+
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         s, sigma = self.sde.marginal(t)
         x_in = x
         if self.scale_input:
             x_in = x / append_dims(torch.sqrt((s * self.sigma_data) ** 2 + sigma**2), x.ndim)
         t_in = t if self.time_input == "t" else 0.25 * torch.log(sigma / s)
-        return self.net(x_in, t_in) if y is None else self.net(x_in, t_in, y)
+        # Inputs in another precision than the network's (float16 data, a float32 net) run in
+        # the network's dtype and come back in the input's; autocast does its own casting.
+        net_dtype = self._net_dtype()
+        cast = net_dtype is not None and x.dtype != net_dtype and not torch.is_autocast_enabled(x.device.type)
+        if cast:
+            x_in, t_in = x_in.to(net_dtype), t_in.to(net_dtype)
+        out = self.net(x_in, t_in) if y is None else self.net(x_in, t_in, y)
+        return out.to(x.dtype) if cast and torch.is_tensor(out) else out
 
     def config(self) -> dict:
         """JSON-serialisable wrapper settings (used by checkpoints)."""

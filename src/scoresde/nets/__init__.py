@@ -6,6 +6,7 @@ from torch import nn
 
 from scoresde.nets.classifier import TimeClassifier
 from scoresde.nets.embeddings import GaussianFourierProjection, SinusoidalEmbedding
+from scoresde.nets.limits import check_net_config
 from scoresde.nets.mlp import MLP
 from scoresde.nets.unet import UNet
 
@@ -24,6 +25,7 @@ def net_config(net: nn.Module) -> dict:
 
 def build_net(config: dict) -> nn.Module:
     """Build a network from ``{"name": "unet" | "mlp", **constructor arguments}``."""
+    check_net_config(config)
     config = dict(config)
     name = config.pop("name", None)
     if name not in NETS:

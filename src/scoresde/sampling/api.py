@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_state_finite
 from scoresde.models.base import CountingModel, ScoreFunction
 from scoresde.progress import Progress, make_progress
 from scoresde.sampling.registry import get_sampler
@@ -94,15 +95,18 @@ def sample(
     )
     sde, ts, noise, x = start.sde, start.ts, start.noise, start.x
 
-    counted = CountingModel(model)
+    n_steps = len(ts) - 1
+    counted = CountingModel(model, label=f"sample ({method})", steps=n_steps)
     ts_dev = ts.to(x.device)
     traj: list[Tensor] = [x.clone()] if record else []
     traj_t: list[Tensor] = [ts_dev[0]] if record else []
-    n_steps = len(ts) - 1
     own_bar = not isinstance(progress, Progress)
     bar = make_progress(progress, n_steps, method)
 
     def step_callback(i: int, t: Tensor, x_i: Tensor) -> None:
+        # The non-finite guard: the model outputs are checked by `counted`, the state here.
+        check_state_finite(x_i, f"sample ({method}): the samples", f"step {i + 1} of {n_steps}", t)
+        counted.step = i + 2
         if record and ((i + 1) % record_stride == 0 or i + 1 == n_steps):
             traj.append(x_i.clone())
             traj_t.append(t)
@@ -117,6 +121,7 @@ def sample(
             bar.close()
     if denoise:
         # Final denoising step (Tweedie's formula) at t_end.
+        counted.step = "the final denoising step"
         x = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
     return SampleResult(
         x=x,

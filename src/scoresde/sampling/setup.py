@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoresde._checks import check_batch, check_float_dtype, check_real_tensor, check_seed
 from scoresde._utils import as_shape, check_finite
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.grids import check_grid, time_grid
@@ -61,6 +62,9 @@ def start_sampling(
     from scoresde.sampling.api import check_model_sde
 
     sde = check_model_sde(model, sde)
+    check_float_dtype(dtype, "dtype")
+    if seed is not None:
+        check_seed(seed, "seed")
     ts = (
         time_grid(sde, steps, grid, t_start=t_start, t_end=t_end)
         if isinstance(grid, str)
@@ -74,6 +78,8 @@ def start_sampling(
             raise ValueError("a grid that starts before T needs an explicit starting point x_T")
         x = noise(torch.empty(as_shape(shape), device=device, dtype=dtype)) * sde.prior_std()
     else:
+        check_real_tensor(x_T, "x_T")
+        check_batch(x_T, "x_T")
         check_finite(x_T, "x_T")
         if shape is not None and tuple(x_T.shape) != as_shape(shape):
             raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was given")

@@ -16,6 +16,7 @@ from scoresde.models.parameterization import PREDICTIONS
 from scoresde.models.wrapper import TIME_INPUTS
 from scoresde.nets.unet import TIME_EMBEDDINGS
 from scoresde.sde import SDES
+from scoresde.train.validate import check_field_types, check_ranges
 
 __all__ = ["RESUMABLE_KEYS", "TrainConfig"]
 
@@ -41,6 +42,16 @@ class TrainConfig:
     Optimisation: AdamW with linear warm-up over ``warmup`` steps, then constant or cosine
     (``schedule``); ``grad_clip`` on the global gradient norm; EMA with warm-up; ``bf16``
     autocast; ``batch_size`` is the *global* batch (split over processes).
+
+    Reliability: ``overwrite`` lets a fresh run replace an existing run folder (otherwise it is
+    refused unless the trainer resumed); ``max_nonfinite_steps`` is how many *consecutive*
+    steps with a non-finite loss or gradient are skipped (no optimiser or EMA update, the
+    step counter advances so the run stays reproducible) before training stops with an error
+    (0: stop at the first).
+
+    Every field is checked on construction (:mod:`scoresde.train.validate`): its type
+    (strict: ``"false"`` is not a boolean) and one range rule each; errors name the field and
+    the value.
     """
 
     # Data.
@@ -127,11 +138,18 @@ class TrainConfig:
         default=True,
         metadata={"help": "progress: a bar on a terminal, else a line every tenth of the run or 30 s"},
     )
+    # Reliability.
+    overwrite: bool = field(
+        default=False, metadata={"help": "replace an existing run in <out>/<name> (otherwise refused)"}
+    )
+    max_nonfinite_steps: int = field(
+        default=5,
+        metadata={"help": "consecutive non-finite steps skipped before training stops (0: stop at once)"},
+    )
 
     def __post_init__(self) -> None:
-        self.channel_mults = tuple(int(m) for m in self.channel_mults)
-        self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions)
-        self.sde_options = dict(self.sde_options)
+        check_field_types(self)
+        check_ranges(self)
         choices = {
             "net": ("unet", "mlp"),
             "sde": tuple(SDES),
@@ -176,6 +194,7 @@ class TrainConfig:
 
 RESUMABLE_KEYS = frozenset(
     {"steps", "out", "name", "log_every", "eval_every", "save_every", "num_samples", "sample_method"}
-    | {"sample_steps", "eval_bpd", "bpd_samples", "progress", "device"}
+    | {"sample_steps", "eval_bpd", "bpd_samples", "progress", "device", "overwrite"}
+    | {"max_nonfinite_steps"}
 )
 """Options that may differ between a checkpoint's run and the run that resumes it."""

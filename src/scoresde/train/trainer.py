@@ -21,7 +21,9 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,20 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from scoresde.data.images import DataSplit, load_dataset, save_image_grid
-from scoresde.io.checkpoint import load_checkpoint, save_checkpoint
+from scoresde._checks import NonFiniteError
+from scoresde.data.images import (
+    DataSplit,
+    load_dataset,
+    save_image_grid,
+)
+from scoresde.io.checkpoint import (
+    CheckpointWriteError,
+    clean_temp_files,
+    file_mode,
+    load_checkpoint,
+    resume_checkpoint,
+    save_checkpoint,
+)
 from scoresde.losses import make_objective
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net
@@ -42,6 +56,7 @@ from scoresde.train import evaluation
 from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
 from scoresde.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.train.ema import EMA
+from scoresde.train.runlock import RunLock
 
 __all__ = ["RESUMABLE_KEYS", "TrainConfig", "TrainResult", "Trainer"]
 
@@ -57,6 +72,8 @@ class TrainResult:
     run_dir: Path
     checkpoint: Path | None
     eval: dict[str, float] = field(default_factory=dict)
+    eval_errors: list[str] = field(default_factory=list)
+    skipped_steps: int = 0
 
 
 def _mix(seed: int, step: int, stream: int = 0) -> int:
@@ -94,6 +111,7 @@ class Trainer:
             raise ValueError(
                 f"conditional training needs labels, but {self.data.name or 'the data'} has none"
             )
+        self._check_with_data()
         self.steps_per_epoch = n_train // c.batch_size
         self.local_batch = c.batch_size // self.dist.world_size
 
@@ -134,6 +152,37 @@ class Trainer:
         self.step = 0
         self.run_dir = Path(c.out) / c.name
         self._tb = None
+        self.resumed_from: Path | None = None
+        self.last_checkpoint: Path | None = None
+        self.nonfinite_run = 0  # consecutive skipped steps
+        self.skipped_steps = 0
+
+    def _check_with_data(self) -> None:
+        """The rules that need the data, checked before the first step (errors name the option)."""
+        c, data = self.config, self.data
+        if c.image_size is not None and not Path(str(c.data)).is_dir():
+            raise ValueError(
+                f"image_size {c.image_size} resizes image folders only; data {c.data!r} is not a folder "
+                "(remove image_size)"
+            )
+        if c.eval_bpd and data.levels is None:
+            raise ValueError("eval_bpd needs discrete data (levels); this data set is continuous")
+        if c.eval_bpd and data.test.shape[0] == 0:
+            raise ValueError("eval_bpd needs held-out images: test_fraction is 0")
+        ch, h, w = data.shape
+        if c.num_samples > 0 and ch not in (1, 3):
+            raise ValueError(
+                f"num_samples {c.num_samples} writes sample grids as PNG, which needs 1 or 3 channels; "
+                f"the data has {ch}: set num_samples = 0"
+            )
+        if c.net == "unet" and h == w:
+            levels = [h // 2**i for i in range(len(c.channel_mults))]
+            missing = [r for r in c.attn_resolutions if r not in levels]
+            if missing:
+                raise ValueError(
+                    f"attn_resolutions {list(c.attn_resolutions)}: the UNet has no resolution {missing} "
+                    f"(its resolutions are {levels}); choose among them or none"
+                )
 
     # ------------------------------------------------------------------ #
     # Setup.
@@ -204,10 +253,20 @@ class Trainer:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.grad_clip))
         else:
             grad_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
-        self.optimizer.step()
-        self.ema.update(self.model)
+        loss = float(out.loss.detach())
+        # Non-finite guard: skip the update of a step with a non-finite gradient (the same on
+        # every process after DDP's all-reduce) or loss; the step counter still advances.
+        bad = not math.isfinite(grad_norm) or (not self.dist.distributed and not math.isfinite(loss))
+        if bad:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_run += 1
+            self.skipped_steps += 1
+        else:
+            self.nonfinite_run = 0
+            self.optimizer.step()
+            self.ema.update(self.model)
         self.step += 1
-        return float(out.loss.detach()), grad_norm
+        return loss, grad_norm
 
     # ------------------------------------------------------------------ #
     # Evaluation.
@@ -290,22 +349,35 @@ class Trainer:
         """Write a checkpoint (``checkpoints/step_XXXXXXX.safetensors`` and ``last.safetensors``)."""
         ckpt_dir = self.run_dir / "checkpoints"
         target = Path(path) if path is not None else ckpt_dir / f"step_{self.step:07d}.safetensors"
-        save_checkpoint(
-            target,
-            self.model,
-            ema=self.ema.module,
-            ema_state={"decay": self.ema.decay, "num_updates": self.ema.num_updates},
-            optimizer=self.optimizer,
-            step=self.step,
-            train_config=self.config.to_dict(),
-            data_info=self.data.info(),
-            rng={"torch_cpu": torch.get_rng_state()},
-        )
+        try:
+            save_checkpoint(
+                target,
+                self.model,
+                ema=self.ema.module,
+                ema_state={"decay": self.ema.decay, "num_updates": self.ema.num_updates},
+                optimizer=self.optimizer,
+                step=self.step,
+                train_config=self.config.to_dict(),
+                data_info=self.data.info(),
+                rng={"torch_cpu": torch.get_rng_state()},
+            )
+        except CheckpointWriteError as err:
+            err.intact = self.last_checkpoint
+            raise
         if path is None:
             last = ckpt_dir / "last.safetensors"
-            tmp = ckpt_dir / ".last.safetensors.tmp"
-            shutil.copyfile(target, tmp)
-            os.replace(tmp, last)
+            # A temporary name unique to this process (pid + random), then an atomic rename.
+            tmp = ckpt_dir / f".last.safetensors.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+            try:
+                shutil.copyfile(target, tmp)
+                os.chmod(tmp, file_mode())
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, last)
+            except OSError as err:
+                tmp.unlink(missing_ok=True)
+                raise CheckpointWriteError(last, err, intact=target) from err
+            self.last_checkpoint = target
         return target
 
     def resume(self, path: str | Path) -> int:
@@ -314,6 +386,9 @@ class Trainer:
         Raises ``ValueError`` if the checkpoint's training options differ from this run's in
         anything but :data:`RESUMABLE_KEYS` (an exact continuation needs the same options).
         """
+        path, note = resume_checkpoint(path)
+        if note is not None and self.dist.is_main:
+            print(f"warning: {note}", file=sys.stderr, flush=True)
         ckpt = load_checkpoint(path, ema=False, device=self.device)
         saved = ckpt.config.get("train", {})
         mine = self.config.to_dict()
@@ -333,7 +408,29 @@ class Trainer:
         if rng is not None:
             torch.set_rng_state(rng.cpu())
         self.step = ckpt.step
+        self.resumed_from = self.last_checkpoint = Path(ckpt.path)
         return self.step
+
+    def _prepare_run_dir(self) -> None:
+        """Refuse to replace an existing run (unless resumed or ``overwrite``); clean temp files.
+
+        Called by :meth:`fit` while holding the run folder's lock.
+        """
+        c, run, ckpt_dir = self.config, self.run_dir, self.run_dir / "checkpoints"
+        previous = sorted(ckpt_dir.glob("*.safetensors")) if ckpt_dir.is_dir() else []
+        previous += [p for p in (run / "config.json", run / "metrics.jsonl") if p.exists()]
+        if previous and self.resumed_from is None:
+            if not c.overwrite:
+                raise FileExistsError(
+                    f"the run folder {run} already holds a run ({len(previous)} file(s), e.g. "
+                    f"{previous[0].name}); resume it, or pass overwrite to replace it, or choose another name"
+                )
+            for p in previous:
+                p.unlink(missing_ok=True)
+            for folder in (run / "samples", run / "tensorboard"):
+                if folder.is_dir():
+                    shutil.rmtree(folder)
+        clean_temp_files(ckpt_dir)
 
     # ------------------------------------------------------------------ #
     # The loop.
@@ -349,7 +446,49 @@ class Trainer:
                     self._tb.add_scalar(key, value, record["step"])
 
     def fit(self, evaluate: bool = True) -> TrainResult:
-        """Train from ``self.step`` to ``config.steps``, logging, evaluating and saving on schedule."""
+        """Train from ``self.step`` to ``config.steps``, logging, saving and evaluating on schedule.
+
+        The run folder is locked for the whole run (:class:`~scoresde.train.runlock.RunLock`);
+        an existing run in it is refused unless this trainer resumed or ``overwrite`` is set;
+        orphaned temporary files of interrupted writes are removed.  At a step that both saves
+        and evaluates, the checkpoint is written first; an evaluation failure is reported
+        (stderr, ``metrics.jsonl``, :attr:`TrainResult.eval_errors`) and training goes on.
+
+        Raises:
+            RunFolderBusyError: another live process trains into the same folder.
+            FileExistsError: the folder holds a run and neither resume nor ``overwrite``.
+            NonFiniteError: more than ``max_nonfinite_steps`` consecutive non-finite steps.
+            CheckpointWriteError: a checkpoint could not be written (disk full, permissions);
+                the message names the newest intact checkpoint.
+        """
+        main = self.dist.is_main
+        lock = RunLock(self.run_dir) if main else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            if main:
+                self._prepare_run_dir()
+            return self._fit(evaluate)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _evaluate_reporting(self) -> tuple[dict[str, float], str | None]:
+        """:meth:`evaluate`, with a failure reported (stderr, metrics.jsonl) instead of raised."""
+        try:
+            metrics = self.evaluate()
+        except Exception as err:  # an evaluation failure must not lose the run
+            saved = self.last_checkpoint
+            msg = f"evaluation at step {self.step} failed ({type(err).__name__}: {err})"
+            print(
+                f"warning: {msg}; training goes on (checkpoint {saved} is saved)", file=sys.stderr, flush=True
+            )
+            self._log({"step": self.step, "eval_error": msg})
+            return {}, msg
+        self._log({"step": self.step, **metrics})
+        return metrics, None
+
+    def _fit(self, evaluate: bool) -> TrainResult:
         c = self.config
         main = self.dist.is_main
         if main:
@@ -366,6 +505,7 @@ class Trainer:
         eval_metrics: dict[str, float] = {}
         train_seconds, window_loss, window_steps = 0.0, 0.0, 0
         checkpoint: Path | None = None
+        eval_errors: list[str] = []
         start_step = self.step
         while self.step < c.steps:
             t0 = time.perf_counter()
@@ -389,17 +529,29 @@ class Trainer:
                         "lr": self.learning_rate(self.step - 1),
                         "it_per_s": done / train_seconds,
                         "images_per_s": done * c.batch_size / train_seconds,
+                        "skipped_steps": self.skipped_steps,
                     }
                 )
                 window_loss, window_steps = 0.0, 0
-            if evaluate and (self.step % c.eval_every == 0 or self.step == c.steps):
-                if main:
-                    eval_metrics = self.evaluate()
-                    self._log({"step": self.step, **eval_metrics})
-                barrier(self.dist)
+            if self.nonfinite_run > c.max_nonfinite_steps:
+                raise NonFiniteError(
+                    f"training stopped at step {self.step}: {self.nonfinite_run} consecutive step(s) had a "
+                    f"non-finite loss or gradient (last: loss {loss}, gradient norm {grad_norm}); their "
+                    f"updates were skipped (the weights stay finite); the newest checkpoint is "
+                    f"{self.last_checkpoint}; lower lr, clip gradients (grad_clip) or check the data"
+                )
+            # Save first: an evaluation that fails must not cost the interval's training.
             if self.step % c.save_every == 0 or self.step == c.steps:
                 if main:
                     checkpoint = self.save()
+                barrier(self.dist)
+            if evaluate and (self.step % c.eval_every == 0 or self.step == c.steps):
+                if main:
+                    metrics, error = self._evaluate_reporting()
+                    if error is None:
+                        eval_metrics = metrics
+                    else:
+                        eval_errors.append(error)
                 barrier(self.dist)
         bar.close()
         if self._tb is not None:
@@ -413,4 +565,6 @@ class Trainer:
             run_dir=self.run_dir,
             checkpoint=checkpoint,
             eval=eval_metrics,
+            eval_errors=eval_errors,
+            skipped_steps=self.skipped_steps,
         )
