@@ -62,15 +62,6 @@ SDE_MAKERS = {
 _REFS: dict = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests make many tiny tensor operations: one thread avoids contention on shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def reference(sde_name: str, n: int = 32, t_end: float = 1e-2):
     """``(oracle, sde, x_T, x_ref)``: dopri5 at rtol = atol = 1e-10 in float64 (cached)."""
     key = (sde_name, n, t_end)
