@@ -38,10 +38,11 @@ def run(ctx: Context) -> int:
     loaded = load_model(ctx)
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
     out = ctx.out_dir()
-    quant = None if data.levels is None else Quantization(data.levels, -1.0, 1.0)
+    lo, hi = loaded.info.data_range  # the model's data space ([-1, 1] unless it says otherwise)
+    quant = None if data.levels is None else Quantization(data.levels, lo, hi)
     if quant is not None:
-        # Bins as scoresde.data.images.dequantize reads them: k = round((x + 1) / 2 (K - 1)).
-        points = torch.round((data.x.double() + 1.0) * 0.5 * (data.levels - 1)).float()
+        # Bins as scoresde.data.images.dequantize reads them: k = round((x - lo) / (hi - lo) (K - 1)).
+        points = torch.round((data.x.double() - lo) / (hi - lo) * (data.levels - 1)).float()
     else:
         points = data.x.float()
     generator = torch.Generator(device=device).manual_seed(cfg["seed"])
