@@ -12,6 +12,7 @@ from scoresde._checks import check_batch, check_float_dtype, check_real_tensor, 
 from scoresde._utils import as_shape, check_finite
 from scoresde.models.base import CountingModel, ScoreFunction
 from scoresde.progress import Progress, make_progress
+from scoresde.sampling.grid_opt import optimized_grid
 from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.noise import make_noise
 from scoresde.sampling.registry import get_sampler
@@ -67,7 +68,9 @@ def sample(
         shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
         method: a key of :data:`scoresde.SAMPLERS`.
         steps: number of steps of the time grid.
-        grid: a grid name (``uniform``, ``logsnr``, ``edm``, ``quadratic``) or a
+        grid: a grid name (``uniform``, ``logsnr``, ``edm``, ``quadratic``), ``"optimized"``
+            (:func:`~scoresde.sampling.grid_opt.optimized_grid`: optimised for this model,
+            solver and step count on a pilot batch, once, then cached; ODE solvers only) or a
             decreasing tensor of times.
         denoise: finish with one Tweedie step ``x <- E[x_0 | x_{t_end}]`` (one more NFE).
         x_T: the starting point; drawn from the prior when ``None``.
@@ -94,7 +97,9 @@ def sample(
     check_float_dtype(dtype, "dtype")
     if seed is not None:
         check_seed(seed, "seed")
-    if isinstance(grid, str):
+    if isinstance(grid, str) and grid == "optimized":
+        ts = None  # resolved below, once the sample shape is known
+    elif isinstance(grid, str):
         ts = time_grid(sde, steps, grid, t_start=t_start, t_end=t_end)
     else:
         ts = check_grid(grid, sde)
@@ -105,7 +110,7 @@ def sample(
         if shape is None:
             raise ValueError("give shape=(B, *D) or a starting point x_T")
         shape = as_shape(shape)
-        if float(ts[0]) < sde.T - 1e-12:
+        if float(ts[0] if ts is not None else (sde.T if t_start is None else t_start)) < sde.T - 1e-12:
             raise ValueError("a grid that starts before T needs an explicit starting point x_T")
         x = noise(torch.empty(shape, device=device, dtype=dtype)) * sde.prior_std()
     else:
@@ -118,6 +123,11 @@ def sample(
     if y is not None and y.shape[0] != x.shape[0]:
         raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
 
+    if ts is None:
+        shape_d = x.shape[1:]
+        ts = optimized_grid(
+            model, sde, steps, method, shape_d, t_start=t_start, t_end=t_end, options=options, dtype=x.dtype
+        ).times
     n_steps = len(ts) - 1
     counted = CountingModel(model, label=f"sample ({method})", steps=n_steps)
     ts_dev = ts.to(x.device)
