@@ -45,7 +45,9 @@ def _distances(a: Tensor, b: Tensor, seed: int) -> dict[str, float]:
 
 
 def run(ctx: Context) -> int:
+    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
     from scoresde.sampling.api import sample
+    from scoresde.sharding import sample_batches
 
     cfg = ctx.cfg
     loaded = load_model(ctx)
@@ -54,31 +56,46 @@ def run(ctx: Context) -> int:
     n = min(held.x.shape[0], other.x.shape[0])
     if n < cfg["num"]:
         print(f"note: {held.name} has {n} held-out points; comparing {n} samples with them")
-    out = ctx.out_dir()
     num_classes = loaded.info.num_classes
     y = None if num_classes is None else torch.arange(n) % num_classes
     t0 = time.perf_counter()
-    res = sample(
+    info = dist_info(ctx.device)
+    nfe = 0
+
+    def counted(*args, **kwargs):
+        nonlocal nfe
+        r = sample(*args, **kwargs)
+        nfe = max(nfe, r.nfe)
+        return r
+
+    # Sample i depends on (seed, i) only: under torchrun each rank draws its block, rank 0 scores.
+    part = sample_batches(
+        counted,
         loaded.model,
-        loaded.sde,
-        shape=(n, *loaded.shape),
+        loaded.shape,
+        my_share(n, info),
+        seed=cfg["seed"],
+        batch_size=cfg["batch_size"],
+        labels=y,
+        progress=cfg["progress"] if info.is_main else False,
         method=cfg["method"],
         steps=cfg["steps"],
         grid=cfg["grid"],
         denoise=cfg["denoise"],
-        seed=cfg["seed"],
-        y=None if y is None else y.to(ctx.device),
         device=ctx.device,
-        progress=cfg["progress"],
     )
+    gathered = gather_to_rank0(part.float(), info)
+    if gathered is None:  # not rank 0: rank 0 writes the result
+        return 0
+    out = ctx.out_dir()
     seconds = time.perf_counter() - t0
-    x = res.x.detach().float().cpu()
+    x = gathered
     finite = bool(torch.isfinite(x).all())
     metrics: dict = {
         "checkpoint": str(loaded.path),
         "data": held.name,
         "num": n,
-        "sampler": {"method": cfg["method"], "steps": cfg["steps"], "grid": cfg["grid"], "nfe": res.nfe},
+        "sampler": {"method": cfg["method"], "steps": cfg["steps"], "grid": cfg["grid"], "nfe": nfe},
         "sample_seconds": round(seconds, 2),
         "finite": finite,
     }
@@ -108,7 +125,7 @@ def run(ctx: Context) -> int:
     lines = [
         f"# scoresde eval: {loaded.path}",
         "",
-        f"{n} samples ({cfg['method']}, {cfg['steps']} steps, {res.nfe} NFE, {seconds:.1f}s) vs {n} held-out "
+        f"{n} samples ({cfg['method']}, {cfg['steps']} steps, {nfe} NFE, {seconds:.1f}s) vs {n} held-out "
         f"points of {held.name}; floor: {floor_name} vs the same held-out points.",
         "",
         "| measure | samples | floor |",
@@ -140,6 +157,7 @@ COMMAND = Command(
         *checkpoint_options(),
         *data_options(num=500, num_help="samples drawn, and held-out points compared with", minimum=2),
         *sampler_options(method="dpm_solver++_2m", steps=50, grid="logsnr"),
+        Option("batch_size", 256, "samples per sampler batch", minimum=1),
         Option("classifier_epochs", 15, "epochs of the digits reference classifier", minimum=1),
         *runtime_options(),
     ],
