@@ -179,3 +179,58 @@ def test_progress_to_a_pipe_stays_small(digits_ckpt, tmp_path) -> None:
     assert res.returncode == 0, res.stderr
     assert "\r" not in res.stdout + res.stderr
     assert len(res.stdout) + len(res.stderr) < 3000
+
+
+def _digits_folder(tmp_path: Path) -> Path:
+    """An image folder with class subfolders (labels from the names) of 300 digits."""
+    from PIL import Image
+
+    from scoresde.data.images import load_digits
+
+    d = load_digits(0.1, 0)
+    data = tmp_path / "digits_folder"
+    imgs = ((d.train[:300, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    for i, (img, label) in enumerate(zip(imgs, d.train_labels[:300].tolist())):
+        (data / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(data / str(label) / f"{i}.png")
+    return data
+
+
+def test_eval_reference_classifier_on_labelled_image_folder(digits_ckpt, tmp_path) -> None:
+    out, cache = tmp_path / "eval", tmp_path / "cache"
+    args = [
+        "eval",
+        "--checkpoint",
+        digits_ckpt,
+        "--data",
+        str(_digits_folder(tmp_path)),
+        "--num",
+        "20",
+        *FAST,
+    ]
+    args += ["--out", str(out), "--classifier-cache", str(cache), "--classifier-epochs", "3"]
+    assert main(args) == 0
+    res = json.loads((out / "eval.json").read_text())
+    assert 0 <= res["frechet_floor"] < res["frechet"]
+    assert 0 <= res["classifier_heldout_accuracy"] <= 1
+    assert len(list(cache.glob("*.safetensors"))) == 1, "the reference classifier is cached"
+    assert main([*args[:-6], "--out", str(tmp_path / "again"), *args[-4:]]) == 0  # from the cache
+    again = json.loads((tmp_path / "again" / "eval.json").read_text())
+    assert again["frechet"] == res["frechet"]
+    assert len(list(cache.glob("*.safetensors"))) == 1
+
+
+@pytest.mark.slow
+def test_eval_fid_with_standin_inception_weights(digits_ckpt, tmp_path) -> None:
+    from scoresde.evaluation import standin_inception_state
+
+    weights = tmp_path / "standin_inception.pth"
+    torch.save(standin_inception_state(0), weights)
+    out = tmp_path / "eval"
+    args = ["eval", "--checkpoint", digits_ckpt, "--data", str(_digits_folder(tmp_path)), "--num", "6", *FAST]
+    args += ["--out", str(out), "--classifier-epochs", "1", "--classifier-cache", str(tmp_path / "c")]
+    assert main([*args, "--fid-weights", str(weights)]) == 0
+    res = json.loads((out / "eval.json").read_text())
+    assert np.isfinite(res["fid"]) and res["fid"] >= 0
+    assert res["is_mean"] >= 1 - 1e-6
+    assert np.isfinite(res["kid_mean"])
