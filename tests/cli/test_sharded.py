@@ -177,7 +177,10 @@ def test_progress_to_a_pipe_stays_small(digits_ckpt, tmp_path) -> None:
     ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "\r" not in res.stdout + res.stderr
+    text = res.stdout + res.stderr
+    assert "\r" not in text
+    assert "sample: 4/4 (100%)" in text  # progress lines are written, just not a bar per step
+    assert "200/200" not in text  # the per-batch samplers report nothing
     assert len(res.stdout) + len(res.stderr) < 3000
 
 
@@ -234,3 +237,18 @@ def test_eval_fid_with_standin_inception_weights(digits_ckpt, tmp_path) -> None:
     assert np.isfinite(res["fid"]) and res["fid"] >= 0
     assert res["is_mean"] >= 1 - 1e-6
     assert np.isfinite(res["kid_mean"])
+
+
+def test_clip_denoised_keeps_samples_in_range(digits_ckpt, tmp_path) -> None:
+    raw = _samples(digits_ckpt, tmp_path / "raw", "--num", "4")
+    assert np.abs(raw).max() > 1.5  # this barely trained model leaves the data range
+    for mode in ("clip", "dynamic"):
+        x = _samples(digits_ckpt, tmp_path / mode, "--num", "4", "--clip-denoised", mode)
+        assert np.abs(x).max() <= 1 + 1e-5, mode
+
+
+def test_data_help_lists_the_layouts(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["likelihood", "--help"])
+    text = capsys.readouterr().out
+    assert "Accepted data sources" in text and "keras" in text and "CIFAR-10" in text

@@ -31,6 +31,8 @@ from scoresde.cli.command import (
     Command,
     Context,
     checkpoint_options,
+    clip_options,
+    clipped_model,
     data_options,
     runtime_options,
     sampler_options,
@@ -140,7 +142,7 @@ def run(ctx: Context) -> int:
     # Sample i depends on (seed, i) only: under torchrun each rank draws its block, rank 0 scores.
     part = sample_batches(
         counted,
-        loaded.model,
+        clipped_model(loaded.model, cfg["clip_denoised"]),
         loaded.shape,
         my_share(n, info),
         seed=cfg["seed"],
@@ -234,6 +236,7 @@ COMMAND = Command(
         *checkpoint_options(),
         *data_options(num=500, num_help="samples drawn, and held-out points compared with", minimum=2),
         *sampler_options(method="dpm_solver++_2m", steps=50, grid="logsnr"),
+        *clip_options(),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
         Option(
             "classifier_epochs", 15, "epochs of the reference classifier (labelled image data)", minimum=1

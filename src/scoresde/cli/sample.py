@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from scoresde.cli._io import LoadedModel, load_model
-from scoresde.cli.command import Command, Context, checkpoint_options, runtime_options, sampler_options
+from scoresde.cli.command import (
+    Command,
+    Context,
+    checkpoint_options,
+    clip_options,
+    clipped_model,
+    runtime_options,
+    sampler_options,
+)
 from scoresde.cli.config import Option
 
 
@@ -96,6 +104,7 @@ def run(ctx: Context) -> int:
         raise ValueError("give the model to sample: --checkpoint FILE.safetensors or a run folder")
     loaded = load_model(ctx)
     model, classes = guided_model(loaded, cfg, device)
+    model = clipped_model(model, cfg["clip_denoised"])
     label = cfg["class"]
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
@@ -170,6 +179,7 @@ COMMAND = Command(
     options=[
         *checkpoint_options(),
         *sampler_options(method="euler", steps=100, grid="uniform"),
+        *clip_options(),
         Option("num", 64, "number of samples", minimum=1),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
         Option(
