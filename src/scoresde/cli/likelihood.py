@@ -40,11 +40,7 @@ def run(ctx: Context) -> int:
     loaded = load_model(ctx)
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
     quant = None if data.levels is None else Quantization(data.levels, -1.0, 1.0)
-    if quant is not None:
-        # Bins as scoresde.data.images.dequantize reads them: k = round((x + 1) / 2 (K - 1)).
-        points = torch.round((data.x.double() + 1.0) * 0.5 * (data.levels - 1)).float()
-    else:
-        points = data.x.float()
+    points = data.x.float() if quant is None else quant.levels_of(data.x.float())
     num_classes = loaded.info.num_classes
     labels = None
     if num_classes is not None:
