@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.add_arguments(p)
+        if any(o.key == "data" for o in command.all_options):
+            from scoresde.data.images import DATA_LAYOUTS
+
+            p.epilog = f"{DATA_LAYOUTS}\n\n{p.epilog or ''}".rstrip()
         p.set_defaults(run=command.run)
     return parser
 

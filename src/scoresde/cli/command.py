@@ -64,6 +64,8 @@ __all__ = [
     "Command",
     "Context",
     "checkpoint_options",
+    "clip_options",
+    "clipped_model",
     "data_options",
     "ode_options",
     "runtime_options",
@@ -115,7 +117,8 @@ def data_options(
         Option(
             "data",
             data,
-            "digits, digits-color, a toy set name, a .npy/.npz file or an image folder (held-out split)",
+            "digits, digits-color, a toy set name, a .npy/.npz file (keras layout too), a CIFAR folder or "
+            "an image folder (held-out split); the accepted layouts are listed below",
         ),
         Option("num", num, num_help, minimum=minimum),
     ]
@@ -139,6 +142,32 @@ def sampler_options(method: str = "euler", steps: int = 100, grid: str = "unifor
         Option("grid", grid, "time grid", choices=tuple(GRIDS)),
         Option("denoise", True, "finish with the Tweedie denoising step"),
     ]
+
+
+CLIP_CHOICES = ("none", "clip", "dynamic")
+
+
+def clip_options() -> list[Option]:
+    """``--clip-denoised`` (none, clip or dynamic thresholding of the predicted x0); apply with
+    :func:`clipped_model`."""
+    return [
+        Option(
+            "clip_denoised",
+            "none",
+            "keep the predicted x0 in the data range while sampling: none, clip (to [-1, 1]) or dynamic "
+            "(thresholding, Saharia et al. 2022)",
+            choices=CLIP_CHOICES,
+        )
+    ]
+
+
+def clipped_model(model: Any, mode: str) -> Any:
+    """``model`` wrapped in :class:`~scoresde.models.clipping.ClipDenoised` unless ``mode`` is none."""
+    if mode == "none":
+        return model
+    from scoresde.models.clipping import ClipDenoised
+
+    return ClipDenoised(model, mode=mode)
 
 
 NORMS = ("per_sample", "independent", "batch")

@@ -3,8 +3,13 @@
 Draws --num samples with a sampler of scoresde.SAMPLERS and compares them with --num held-out
 points: sliced Wasserstein-2, MMD^2 (RBF kernel, median bandwidth) and energy distance, in the
 data space (pixels for images).  For the bundled digits it also trains the reference classifier
-of scoresde.eval on the training split and reports the Frechet distance of its features and,
-for class-conditional models, the accuracy of samples drawn with each label.  Every number comes
+of scoresde.eval on the training split; for any other labelled image data (an image folder with
+class subfolders, arrays with labels) it trains scoresde.evaluation.reference_classifier once on
+the training split and caches it (--classifier-cache); either way it reports the Frechet
+distance of the classifier's features and, for class-conditional models, the accuracy of
+samples drawn with each label.  With --fid-weights (a local FID Inception weights file) it adds
+FID, KID and Inception Score.  Under torchrun each process draws its block of the samples
+(per-sample seeds) and rank 0 scores them.  Every number comes
 with its floor: the same measure between held-out data and an equal number of other data points
 (training images, or fresh draws of a toy set), which is what a perfect model would score.
 Writes eval.json, eval.md and samples.png.
@@ -26,6 +31,8 @@ from scoresde.cli.command import (
     Command,
     Context,
     checkpoint_options,
+    clip_options,
+    clipped_model,
     data_options,
     runtime_options,
     sampler_options,
@@ -44,8 +51,74 @@ def _distances(a: Tensor, b: Tensor, seed: int) -> dict[str, float]:
     }
 
 
+def _as_images(x: Tensor, loaded) -> Tensor:
+    return x.reshape(-1, *loaded.info.image_shape).clamp(-1, 1)
+
+
+def _reference_classifier_metrics(cfg: dict, loaded, x: Tensor, held, y: Tensor | None, n: int) -> dict:
+    """Frechet distance of reference-classifier features and class accuracy, for any labelled images.
+
+    The classifier (:func:`scoresde.evaluation.reference_classifier`) is trained once on the
+    data's training split and cached (``--classifier-cache``, default the library's cache dir).
+    """
+    from scoresde.evaluation import classifier_report, reference_classifier
+
+    train = load_data(cfg["data"], loaded, 10**9, cfg["seed"], split="train")
+    if train.y is None:
+        return {}
+    cache = cfg["classifier_cache"] or None
+    num_classes = loaded.info.num_classes or int(max(int(train.y.max()), int(held.y.max()))) + 1
+    clf = reference_classifier(
+        _as_images(train.x, loaded),
+        train.y,
+        epochs=cfg["classifier_epochs"],
+        seed=cfg["seed"],
+        cache_dir=cache,
+        num_classes=num_classes,
+    )
+    imgs, test_imgs = _as_images(x, loaded), _as_images(held.x[:n], loaded)
+    rep = classifier_report(
+        clf, imgs, test_imgs, sample_labels=y, floor_images=_as_images(train.x[:n], loaded)
+    )
+    held_rep = classifier_report(clf, test_imgs, test_imgs, sample_labels=held.y[:n])
+    out = {"frechet": rep["frechet"], "frechet_floor": rep["frechet_floor"]}
+    out["classifier_heldout_accuracy"] = held_rep["accuracy"]
+    with torch.no_grad():
+        out["mean_confidence"] = float(clf(imgs).softmax(1).max(1).values.mean())
+    if y is not None:
+        out["sample_accuracy"] = rep["accuracy"]
+    return out
+
+
+def _inception(cfg: dict, loaded, x: Tensor, held, n: int, device) -> dict:
+    """FID, KID and Inception Score with the FID Inception network of ``--fid-weights``."""
+    from scoresde.evaluation import inception_metrics, load_fid_inception
+
+    if not loaded.info.image_shape:
+        raise ValueError("--fid-weights needs an image model; this one makes vectors")
+    net = load_fid_inception(cfg["fid_weights"], device=device)
+    m = inception_metrics(
+        net,
+        _as_images(x, loaded),
+        _as_images(held.x[:n], loaded),
+        kid_subset_size=min(1000, n),
+        seed=cfg["seed"],
+        device=device,
+    )
+    return {
+        "fid": m.fid,
+        "kid_mean": m.kid_mean,
+        "kid_std": m.kid_std,
+        "is_mean": m.is_mean,
+        "is_std": m.is_std,
+        "fid_weights": str(cfg["fid_weights"]),
+    }
+
+
 def run(ctx: Context) -> int:
+    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
     from scoresde.sampling.api import sample
+    from scoresde.sharding import sample_batches
 
     cfg = ctx.cfg
     loaded = load_model(ctx)
@@ -54,31 +127,46 @@ def run(ctx: Context) -> int:
     n = min(held.x.shape[0], other.x.shape[0])
     if n < cfg["num"]:
         print(f"note: {held.name} has {n} held-out points; comparing {n} samples with them")
-    out = ctx.out_dir()
     num_classes = loaded.info.num_classes
     y = None if num_classes is None else torch.arange(n) % num_classes
     t0 = time.perf_counter()
-    res = sample(
-        loaded.model,
-        loaded.sde,
-        shape=(n, *loaded.shape),
+    info = dist_info(ctx.device)
+    nfe = 0
+
+    def counted(*args, **kwargs):
+        nonlocal nfe
+        r = sample(*args, **kwargs)
+        nfe = max(nfe, r.nfe)
+        return r
+
+    # Sample i depends on (seed, i) only: under torchrun each rank draws its block, rank 0 scores.
+    part = sample_batches(
+        counted,
+        clipped_model(loaded.model, cfg["clip_denoised"]),
+        loaded.shape,
+        my_share(n, info),
+        seed=cfg["seed"],
+        batch_size=cfg["batch_size"],
+        labels=y,
+        progress=cfg["progress"] if info.is_main else False,
         method=cfg["method"],
         steps=cfg["steps"],
         grid=cfg["grid"],
         denoise=cfg["denoise"],
-        seed=cfg["seed"],
-        y=None if y is None else y.to(ctx.device),
         device=ctx.device,
-        progress=cfg["progress"],
     )
+    gathered = gather_to_rank0(part.float(), info)
+    if gathered is None:  # not rank 0: rank 0 writes the result
+        return 0
+    out = ctx.out_dir()
     seconds = time.perf_counter() - t0
-    x = res.x.detach().float().cpu()
+    x = gathered
     finite = bool(torch.isfinite(x).all())
     metrics: dict = {
         "checkpoint": str(loaded.path),
         "data": held.name,
         "num": n,
-        "sampler": {"method": cfg["method"], "steps": cfg["steps"], "grid": cfg["grid"], "nfe": res.nfe},
+        "sampler": {"method": cfg["method"], "steps": cfg["steps"], "grid": cfg["grid"], "nfe": nfe},
         "sample_seconds": round(seconds, 2),
         "finite": finite,
     }
@@ -103,12 +191,16 @@ def run(ctx: Context) -> int:
         metrics["mean_confidence"] = float(probs.max(1).values.mean())
         if y is not None:
             metrics["sample_accuracy"] = classifier_accuracy(clf, imgs, y)
+    elif held.y is not None and loaded.info.image_shape:
+        metrics.update(_reference_classifier_metrics(cfg, loaded, x, held, y, n))
+    if cfg["fid_weights"]:
+        metrics.update(_inception(cfg, loaded, x, held, n, ctx.device))
     (out / "eval.json").write_text(json.dumps(metrics, indent=2))
     save_picture(x[:64] if loaded.info.image_shape else x, loaded, out / "samples.png", title="samples")
     lines = [
         f"# scoresde eval: {loaded.path}",
         "",
-        f"{n} samples ({cfg['method']}, {cfg['steps']} steps, {res.nfe} NFE, {seconds:.1f}s) vs {n} held-out "
+        f"{n} samples ({cfg['method']}, {cfg['steps']} steps, {nfe} NFE, {seconds:.1f}s) vs {n} held-out "
         f"points of {held.name}; floor: {floor_name} vs the same held-out points.",
         "",
         "| measure | samples | floor |",
@@ -118,12 +210,16 @@ def run(ctx: Context) -> int:
         lines.append(f"| {k} | {v:.4g} | {metrics['floor'][k]:.4g} |")
     if "frechet" in metrics:
         lines.append(
-            f"| Frechet (digits classifier) | {metrics['frechet']:.4g} | {metrics['frechet_floor']:.4g} |"
+            f"| Frechet (reference classifier) | {metrics['frechet']:.4g} | {metrics['frechet_floor']:.4g} |"
         )
         lines.append(f"| classifier confidence | {metrics['mean_confidence']:.4f} | |")
         if "sample_accuracy" in metrics:
             lines.append(f"| accuracy of conditional samples | {metrics['sample_accuracy']:.4f} | |")
         lines.append(f"| classifier accuracy on held-out | | {metrics['classifier_heldout_accuracy']:.4f} |")
+    if "fid" in metrics:
+        lines.append(f"| FID (Inception, {cfg['fid_weights']}) | {metrics['fid']:.4g} | |")
+        lines.append(f"| KID | {metrics['kid_mean']:.4g} +- {metrics['kid_std']:.2g} | |")
+        lines.append(f"| Inception Score | {metrics['is_mean']:.4g} +- {metrics['is_std']:.2g} | |")
     table = "\n".join(lines) + "\n"
     (out / "eval.md").write_text(table)
     print(table.split("\n\n", 1)[1].rstrip())
@@ -133,14 +229,32 @@ def run(ctx: Context) -> int:
 
 COMMAND = Command(
     name="eval",
-    help="sample quality of a checkpoint vs held-out data (sliced W2, MMD, energy; digits: Frechet, "
-    "accuracy)",
+    help="sample quality of a checkpoint vs held-out data (sliced W2, MMD, energy; labelled images: "
+    "Frechet, accuracy; --fid-weights: FID, KID, IS)",
     doc=__doc__,
     options=[
         *checkpoint_options(),
         *data_options(num=500, num_help="samples drawn, and held-out points compared with", minimum=2),
         *sampler_options(method="dpm_solver++_2m", steps=50, grid="logsnr"),
-        Option("classifier_epochs", 15, "epochs of the digits reference classifier", minimum=1),
+        *clip_options(),
+        Option("batch_size", 256, "samples per sampler batch", minimum=1),
+        Option(
+            "classifier_epochs", 15, "epochs of the reference classifier (labelled image data)", minimum=1
+        ),
+        Option(
+            "classifier_cache",
+            "",
+            "folder caching the reference classifier of labelled image data (default: the library's cache)",
+            type=str,
+            metavar="DIR",
+        ),
+        Option(
+            "fid_weights",
+            "",
+            "local FID Inception weights (pt_inception-2015-12-05-6726825d.pth): adds FID, KID and IS",
+            type=str,
+            metavar="PATH",
+        ),
         *runtime_options(),
     ],
     body=run,

@@ -42,29 +42,40 @@ def _load_latents(path: str) -> Tensor:
 
 # ---------------------------------------------------------------------------------------------- #
 def _encode(ctx: Context) -> int:
+    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
     from scoresde.flow import latent as ss
 
     cfg = ctx.cfg
     loaded = load_model(ctx)
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
+    # Under torchrun each rank encodes its block of the points and rank 0 writes the result
+    # (exactly a one-process run's with --norm independent, where every point takes its own steps).
+    info = dist_info(ctx.device)
+    share = my_share(data.x.shape[0], info)
+    mine = data.x[share.start : share.stop].float().to(ctx.device)
+    res = ss.encode(loaded.model, loaded.sde, mine, **_solver(ctx))
+    z_mine = res.x.detach().cpu()
+    back_mine = ss.decode(loaded.model, loaded.sde, z_mine.to(ctx.device), **_solver(ctx)).x.cpu()
+    z = gather_to_rank0(z_mine, info)
+    back = gather_to_rank0(back_mine, info)
+    nfe = gather_to_rank0(torch.tensor([float(res.nfe)]), info)
+    if z is None:  # not rank 0
+        return 0
     out = ctx.out_dir()
-    res = ss.encode(loaded.model, loaded.sde, data.x.float().to(ctx.device), **_solver(ctx))
-    z = res.x.detach().cpu()
     np.savez(out / "latents.npz", z=z.numpy(), x=data.x.numpy())
-    back = ss.decode(loaded.model, loaded.sde, z.to(ctx.device), **_solver(ctx)).x.cpu()
     err = float(
         (back - data.x).flatten(1).norm(dim=1).div(data.x.flatten(1).norm(dim=1).clamp_min(1e-12)).max()
     )
     prior = float(loaded.sde.prior_std())
     summary = {
         "num": int(z.shape[0]),
-        "nfe": res.nfe,
+        "nfe": int(nfe.max()),
         "latent_std": float(z.std()),
         "prior_std": prior,
         "max_relative_reconstruction_error": err,
     }
     (out / "encode.json").write_text(json.dumps(summary, indent=2))
-    print(f"encoded {z.shape[0]} points of {data.name} ({res.nfe} function evaluations)")
+    print(f"encoded {z.shape[0]} points of {data.name} ({summary['nfe']} function evaluations)")
     print(
         f"latent std {summary['latent_std']:.4f} (prior std {prior:.4f}); "
         f"decode(encode(x)) max relative error {err:.2e}"

@@ -31,17 +31,17 @@ from scoresde.cli.config import Option
 
 
 def run(ctx: Context) -> int:
+    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
     from scoresde.flow.dequantization import Quantization
     from scoresde.flow.likelihood import log_likelihood
+    from scoresde.progress import make_progress
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
-    out = ctx.out_dir()
     lo, hi = loaded.info.data_range  # the model's data space ([-1, 1] unless it says otherwise)
     quant = None if data.levels is None else Quantization(data.levels, lo, hi)
     points = data.x.float() if quant is None else quant.levels_of(data.x.float())
-    generator = torch.Generator(device=device).manual_seed(cfg["seed"])
     num_classes = loaded.info.num_classes
     labels = None
     if num_classes is not None:
@@ -56,14 +56,29 @@ def run(ctx: Context) -> int:
             labels = data.y
     points = points.to(device)
     labels = None if labels is None else labels.to(device)
+    # Work in batches of --batch-size, each with its own generator keyed by (seed, batch start):
+    # under torchrun every rank solves whole batches of the one-process run (the same points
+    # share the same adaptive steps and the same random draws), so the gathered values match.
+    info = dist_info(device)
+    bs = cfg["batch_size"]
+    starts = list(range(0, points.shape[0], bs))
+    mine = [starts[k] for k in my_share(len(starts), info)]
+    bar = make_progress(
+        cfg["progress"] if info.is_main else False,
+        sum(min(bs, points.shape[0] - i) for i in mine),
+        "likelihood",
+        unit="points",
+    )
     logps, bpds, nfes = [], [], 0
     t0 = time.perf_counter()
-    for i in range(0, points.shape[0], cfg["batch_size"]):
+    for i in mine:
+        key = int(np.random.SeedSequence([cfg["seed"], i]).generate_state(1)[0])
+        generator = torch.Generator(device=device).manual_seed(key)
         res = log_likelihood(
             loaded.model,
             loaded.sde,
-            points[i : i + cfg["batch_size"]],
-            y=None if labels is None else labels[i : i + cfg["batch_size"]],
+            points[i : i + bs],
+            y=None if labels is None else labels[i : i + bs],
             divergence=cfg["divergence"],
             num_probes=cfg["probes"],
             generator=generator,
@@ -77,8 +92,20 @@ def run(ctx: Context) -> int:
         if res.bpd is not None:
             bpds.append(res.bpd.double().cpu())
         nfes += res.nfe
+        bar.update(res.logp.shape[0], nfe=nfes)
+    bar.close()
+    empty = torch.empty(0, dtype=torch.float64)
+    logp = gather_to_rank0(torch.cat(logps) if logps else empty, info)
+    has_bpd = quant is not None
+    bpd_all = gather_to_rank0(torch.cat(bpds) if bpds else empty, info) if has_bpd else None
+    nfe_t = torch.tensor([float(nfes)], dtype=torch.float64)
+    nfe_all = gather_to_rank0(nfe_t, info)
+    if logp is None:  # not rank 0: rank 0 writes the result
+        return 0
+    nfes = int(nfe_all.sum())
+    bpds = [bpd_all] if bpd_all is not None and bpd_all.numel() else []
+    out = ctx.out_dir()
     seconds = time.perf_counter() - t0
-    logp = torch.cat(logps)
     dims = int(np.prod(loaded.shape))
     m, se = mean_se(logp)
     summary = {
@@ -137,7 +164,7 @@ COMMAND = Command(
             "class-conditional models: score log p(x) through the null label (needs training with "
             "label dropout) instead of log p(x | y) with the true labels",
         ),
-        *runtime_options(seed_help="seed of the data, dequantization and probes"),
+        *runtime_options(seed_help="seed of the data, dequantization and probes", progress=True),
     ],
     body=run,
 )

@@ -7,8 +7,13 @@ classifier from ``scoresde train-classifier``) samples.
 
 The .npz holds ``x`` (float32 samples in the model's space, ``(N, C, H, W)`` for images,
 ``[-1, 1]`` data range), ``images`` (uint8 ``(N, H, W, C)``) and ``y`` (labels, for
-class-conditional samples).  Outputs go to ``--out``, else ``runs/<--name>``, else
-``<run>/samples`` beside the checkpoint's run folder.
+class-conditional samples); ``--format png`` writes a folder of numbered PNGs instead (for
+external FID tools).  Sample ``i`` depends on ``--seed`` and ``i`` only, whatever
+``--batch-size``; under ``torchrun --nproc_per_node=N -m scoresde sample ...`` each process
+draws its block of the indices and rank 0 writes the one result, identical to one process
+(give the number as ``--set num=N`` there: torchrun reads ``--num`` as its own
+``--numa-binding``).  Outputs go to ``--out``, else ``runs/<--name>``, else ``<run>/samples``
+beside the checkpoint's run folder.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from scoresde.cli._io import LoadedModel, load_model
-from scoresde.cli.command import Command, Context, checkpoint_options, runtime_options, sampler_options
+from scoresde.cli.command import (
+    Command,
+    Context,
+    checkpoint_options,
+    clip_options,
+    clipped_model,
+    runtime_options,
+    sampler_options,
+)
 from scoresde.cli.config import Option
 
 
@@ -78,40 +91,51 @@ def guided_model(loaded: LoadedModel, cfg: dict[str, Any], device: Any) -> tuple
 
 def run(ctx: Context) -> int:
     import numpy as np
-    import torch
 
+    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
     from scoresde.cli._io import check_class, cycle_labels, default_out, to_images
-    from scoresde.data.images import save_image_grid, to_uint8
+    from scoresde.data.images import save_image_folder, save_image_grid, to_uint8
     from scoresde.sampling.api import sample
+    from scoresde.sharding import sample_batches
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
     model, classes = guided_model(loaded, cfg, device)
+    model = clipped_model(model, cfg["clip_denoised"])
     label = cfg["class"]
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
     shape = loaded.shape
 
-    chunks, nfe = [], 0
-    for start in range(0, cfg["num"], cfg["batch_size"]):
-        n = min(cfg["batch_size"], cfg["num"] - start)
-        y = None if labels is None else labels[start : start + n].to(device)
-        # Per-sample noise keyed by (seed + start, index in the chunk): reproducible for a given batch size.
-        res = sample(
-            model,
-            shape=(n, *shape),
-            method=cfg["method"],
-            steps=cfg["steps"],
-            grid=cfg["grid"],
-            denoise=cfg["denoise"],
-            seed=cfg["seed"] + start,
-            y=y,
-            device=device,
-            progress=cfg["progress"],
-        )
-        chunks.append(res.x.float().cpu())
+    info = dist_info(device)
+    nfe = 0
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal nfe
+        res = sample(*args, **kwargs)
         nfe = max(nfe, res.nfe)
-    x = torch.cat(chunks)
+        return res
+
+    # Sample i depends on (seed, i) only: any --batch-size and any number of torchrun processes
+    # give the same samples (each rank draws its block of the indices, rank 0 gathers them).
+    part = sample_batches(
+        counted,
+        model,
+        shape,
+        my_share(cfg["num"], info),
+        seed=cfg["seed"],
+        batch_size=cfg["batch_size"],
+        labels=labels,
+        progress=cfg["progress"] if info.is_main else False,
+        method=cfg["method"],
+        steps=cfg["steps"],
+        grid=cfg["grid"],
+        denoise=cfg["denoise"],
+        device=device,
+    )
+    x = gather_to_rank0(part.float(), info)
+    if x is None:  # not rank 0: rank 0 writes the result
+        return 0
     out = ctx.out_dir(default_out(loaded.path, "samples"))
     tag = f"{cfg['method']}_{cfg['steps']}_seed{cfg['seed']}"
     tag += f"_class{label}" if label is not None else ""
@@ -127,8 +151,15 @@ def run(ctx: Context) -> int:
         scale = min(8, max(1, 256 // images.shape[-1]))
         nrow = classes if labels is not None and label is None and cfg["num"] >= classes else None
         written.append(save_image_grid(images, out / f"samples_{tag}.png", nrow=nrow, scale=scale))
-    np.savez(out / f"samples_{tag}.npz", **arrays)
-    written.append(out / f"samples_{tag}.npz")
+    if cfg["format"] == "png":
+        if images is None:
+            raise ValueError("--format png needs an image model; this one makes vectors (use --format npz)")
+        folder = out / f"samples_{tag}"
+        save_image_folder(images, folder, digits=max(6, len(str(cfg["num"] - 1))))
+        written.append(folder)
+    else:
+        np.savez(out / f"samples_{tag}.npz", **arrays)
+        written.append(out / f"samples_{tag}.npz")
     print(
         f"sampled {cfg['num']} from {loaded.path} (step {loaded.step}) with {cfg['method']}, "
         f"{cfg['steps']} steps ({nfe} network evaluations per sample)"
@@ -140,13 +171,20 @@ def run(ctx: Context) -> int:
 
 COMMAND = Command(
     name="sample",
-    help="sample a trained checkpoint (optionally guided): PNG grid and .npz array",
+    help="sample a trained checkpoint (optionally guided): PNG grid and .npz array or PNG folder",
     doc=__doc__,
     options=[
         *checkpoint_options(),
         *sampler_options(method="euler", steps=100, grid="uniform"),
+        *clip_options(),
         Option("num", 64, "number of samples", minimum=1),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
+        Option(
+            "format",
+            "npz",
+            "npz (one array file) or png (a folder of numbered PNGs 000000.png, ... for external FID tools)",
+            choices=("npz", "png"),
+        ),
         Option("class", None, "class label (default: cycle over the classes)", type=int),
         Option(
             "guidance",
