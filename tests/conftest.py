@@ -11,6 +11,14 @@ torch.set_num_threads(1)  # small tensors: one thread avoids oversubscription on
 
 
 @pytest.fixture(autouse=True)
+def one_thread():
+    """Every test runs on one torch thread, and a test that changes the count cannot leak it."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
 def _seed_global_rng() -> None:
     """Tests that draw from torch's global RNG (e.g. a network's initial weights) repeat exactly.
 

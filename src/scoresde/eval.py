@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from scoresde.optim import optimize
+
 __all__ = ["DigitsClassifier", "classifier_accuracy", "frechet_distance", "train_digits_classifier"]
 
 
@@ -59,25 +61,30 @@ def train_digits_classifier(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         clf = DigitsClassifier(num_classes=int(labels.max()) + 1)
-    opt = torch.optim.AdamW(clf.parameters(), lr=2e-3, weight_decay=1e-4)
     x, y = images.float(), labels.long()
-    for _ in range(epochs):
-        order = torch.randperm(x.shape[0], generator=g)
-        for i in range(0, x.shape[0], batch_size):
-            idx = order[i : i + batch_size]
-            dy, dx = (int(s) for s in torch.randint(-1, 2, (2,), generator=g))
-            xb = torch.roll(x[idx], shifts=(dy, dx), dims=(2, 3))
-            loss = F.cross_entropy(clf(xb), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    per_epoch = -(-x.shape[0] // batch_size)
+    order = torch.empty(0, dtype=torch.long)
+
+    def loss(step: int) -> Tensor:
+        nonlocal order
+        i = (step % per_epoch) * batch_size
+        if i == 0:
+            order = torch.randperm(x.shape[0], generator=g)
+        idx = order[i : i + batch_size]
+        dy, dx = (int(s) for s in torch.randint(-1, 2, (2,), generator=g))
+        xb = torch.roll(x[idx], shifts=(dy, dx), dims=(2, 3))
+        return F.cross_entropy(clf(xb), y[idx])
+
+    optimize(clf.parameters(), loss, epochs * per_epoch, lr=2e-3, weight_decay=1e-4, cosine=False)
     return clf.eval()
 
 
 @torch.no_grad()
 def classifier_accuracy(clf: DigitsClassifier, images: Tensor, labels: Tensor) -> float:
     """Fraction of ``images`` that ``clf`` assigns to ``labels``."""
-    return float((clf(images.float()).argmax(1) == labels).double().mean())
+    from scoresde.metrics import classifier_accuracy as accuracy
+
+    return accuracy(clf, images.float(), labels)
 
 
 @torch.no_grad()

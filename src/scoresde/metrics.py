@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from scoresde._utils import check_finite
 
-__all__ = ["energy_distance", "frechet_distance_features", "mmd_rbf", "sliced_wasserstein"]
+__all__ = [
+    "classifier_accuracy",
+    "energy_distance",
+    "frechet_distance_features",
+    "mmd_rbf",
+    "sliced_wasserstein",
+]
 
 
 def _flat(x: Tensor, name: str) -> Tensor:
@@ -57,6 +65,19 @@ def energy_distance(x: Tensor, y: Tensor) -> float:
     """Energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (Szekely & Rizzo 2013)."""
     a, b = _flat(x, "x"), _flat(y, "y")
     return float(2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean())
+
+
+@torch.no_grad()
+def classifier_accuracy(logits: Callable[[Tensor], Tensor], x: Tensor, labels: Tensor) -> float:
+    """Fraction of ``x: (N, ...)`` whose largest logit ``logits(x): (N, C)`` is at ``labels: (N,)``.
+
+    The one accuracy of the library: :func:`scoresde.eval.classifier_accuracy` (clean images)
+    and :func:`scoresde.guidance.classifier_accuracy` (noised inputs at a time ``t``) call it.
+    """
+    out = logits(x)
+    if out.ndim != 2 or out.shape[0] != labels.shape[0]:
+        raise ValueError(f"logits must have shape ({labels.shape[0]}, C), got {tuple(out.shape)}")
+    return float((out.argmax(1) == labels.to(out.device)).double().mean())
 
 
 def frechet_distance_features(fa: Tensor, fb: Tensor) -> float:

@@ -16,14 +16,6 @@ from scoresde.train.checkpoint import save_checkpoint
 TOL = ["--rtol", "1e-5", "--atol", "1e-5"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def moons_ckpt(tmp_path_factory) -> str:
     torch.set_num_threads(1)

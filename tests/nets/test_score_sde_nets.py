@@ -19,14 +19,6 @@ from scoresde.nets.score_sde import resample as R
 from scoresde.nets.score_sde.paper_configs import PAPER_CONFIGS, paper_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The paper's formula: softmax over all pixels of q.k / sqrt(C), then the weighted sum of v."""
     b, c, h, w = q.shape

@@ -23,15 +23,6 @@ def test_unet_output_shape(size: int, mults: tuple, attn: tuple, channels: int) 
     assert n_attn == 1 + 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run far faster on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_unet_parameter_count_by_hand() -> None:
     """A single-level net counted layer by layer (see the sum below)."""
     net = UNet(1, 8, base_channels=8, channel_mults=(1,), num_res_blocks=1, attn_resolutions=(), dropout=0.0)

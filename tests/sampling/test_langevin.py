@@ -9,17 +9,6 @@ import torch
 
 import scoresde as ss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run single-threaded: these small batched ops are several times slower with 2 threads
-    on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 MU, VAR = 1.0, 2.0
 
 

@@ -8,16 +8,6 @@ import torch
 import scoresde as ss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run single-threaded: these small batched ops are several times slower with 2 threads
-    on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mode_error(gmm: ss.GaussianMixture, x: torch.Tensor) -> float:
     """L1 error of the mode weights + mean over modes of ||mean error|| + ||cov error||_F."""
     one = torch.ones(len(x), dtype=torch.float64)

@@ -9,17 +9,6 @@ import scoresde as ss
 from tests.conftest import SDE_IDS, all_sdes
 from tests.sampling.test_basic import _mode_stats
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run single-threaded: these small batched ops are several times slower with 2 threads
-    on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 STOCHASTIC = [
     "euler_maruyama",
     "reverse_diffusion",

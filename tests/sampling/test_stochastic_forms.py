@@ -13,16 +13,6 @@ from scoresde.sampling.predictors import ancestral_step, reverse_diffusion_step
 from scoresde.sampling.stochastic import dpm_solver_pp_2m_sde, edm_stochastic
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run single-threaded: these small batched ops are several times slower with 2 threads
-    on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class FixedNoise:
     """A noise source that returns pre-drawn tensors in order (to compare updates exactly)."""
 

@@ -133,3 +133,20 @@ def test_bad_construction_and_times() -> None:
         ss.VPSDE().check_t(torch.tensor([float("nan")]))
     with pytest.raises(ValueError, match="unknown SDE"):
         ss.make_sde("vq")
+
+
+def test_sdes_know_their_name_equality_and_json_form() -> None:
+    from scoresde.sde import SDES, sde_from_dict
+
+    for name, cls in SDES.items():
+        sde = cls()
+        assert sde.short_name == name
+        assert sde_from_dict(sde.to_dict()) == sde
+        assert sde_from_dict({"name": name, **sde.config()}) == sde  # the older flat form
+        assert hash(sde_from_dict(sde.to_dict())) == hash(sde)
+    assert ss.VPSDE(beta_max=20.0) != ss.VPSDE(beta_max=10.0)
+    assert ss.VPSDE() != ss.SubVPSDE()
+    with pytest.raises(ValueError, match="unknown SDE"):
+        sde_from_dict({"name": "nope"})
+    with pytest.raises(ValueError, match="bad arguments"):
+        sde_from_dict({"name": "vp", "kwargs": {"sigma_max": 3.0}})

@@ -13,15 +13,6 @@ from scoresde.train import checkpoint as ckpt_module
 from scoresde.train.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run far faster on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(sde: ss.SDE | None = None) -> ss.ScoreModel:
     torch.manual_seed(0)
     net = ss.UNet(1, 8, base_channels=8, num_res_blocks=1, num_classes=3, dropout=0.0)

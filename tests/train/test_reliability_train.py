@@ -236,7 +236,7 @@ def test_evaluation_failure_keeps_the_checkpoint(tmp_path, digits, capsys) -> No
         ({"eval_bpd": True, "data": "digits-color"}, "eval_bpd needs discrete data"),
         ({"num_samples": 4}, "1 or 3 channels; the data has 4"),
         ({"net": "unet", "attn_resolutions": (3,)}, r"the UNet has no resolution \[3\]"),
-        ({"image_size": 16}, "image_size 16 resizes image folders only"),
+        ({"image_size": 16}, "image_size 16: the data's images are 8x8"),
     ],
 )
 def test_evaluation_settings_are_checked_before_the_first_step(tmp_path, digits, options, message) -> None:

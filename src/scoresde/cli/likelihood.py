@@ -39,11 +39,7 @@ def run(ctx: Context) -> int:
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
     out = ctx.out_dir()
     quant = None if data.levels is None else Quantization(data.levels, -1.0, 1.0)
-    if quant is not None:
-        # Bins as scoresde.data.images.dequantize reads them: k = round((x + 1) / 2 (K - 1)).
-        points = torch.round((data.x.double() + 1.0) * 0.5 * (data.levels - 1)).float()
-    else:
-        points = data.x.float()
+    points = data.x.float() if quant is None else quant.levels_of(data.x.float())
     generator = torch.Generator(device=device).manual_seed(cfg["seed"])
     num_classes = loaded.info.num_classes
     labels = None

@@ -38,7 +38,6 @@ def resolve_classifier_path(path: str) -> Path:
 def guided_model(loaded: LoadedModel, cfg: dict[str, Any], device: Any) -> tuple[Any, int | None]:
     """Wrap the model for ``--guidance`` / ``--classifier``; return it and the number of classes."""
     from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, load_classifier
-    from scoresde.io.checkpoint import sde_config
 
     model, info = loaded.model, loaded.info
     classes = info.num_classes
@@ -66,7 +65,7 @@ def guided_model(loaded: LoadedModel, cfg: dict[str, Any], device: Any) -> tuple
         want = info.item_shape
         if tuple(clf.net.in_shape) != want:
             raise ValueError(f"the classifier takes inputs {tuple(clf.net.in_shape)}, the model makes {want}")
-        if sde_config(clf.sde) != sde_config(model.sde):
+        if clf.sde != model.sde:
             raise ValueError(
                 f"the classifier was trained under {clf.sde!r} but the model uses {model.sde!r}; "
                 "train it with `scoresde train-classifier --checkpoint` on this model"

@@ -20,7 +20,8 @@ obeys ``log P(k) >= E_u[log p(z)] + D log(2 / K)``.  Bits per dimension are ther
     bpd = -log p(z) / (D ln 2) + log2(K / 2),
 
 i.e. ``+7`` for 8-bit data (``K = 256``), as in Song et al. 2021.  :func:`bits_per_dim`
-applies exactly this; :func:`log_jacobian` returns ``D log(2 / K)``.
+applies exactly this; :func:`log_jacobian` returns ``D log(2 / K)``.  All three are
+``Quantization(K, -1, 1)`` of :mod:`scoresde.flow.dequantization`, the library's one convention.
 """
 
 from __future__ import annotations
@@ -135,18 +136,15 @@ def to_uint8(x: Tensor) -> Tensor:
 def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None) -> Tensor:
     """Uniformly dequantize scaled data ``x = 2 k / (K - 1) - 1`` to ``z = 2 (k + u) / K - 1``.
 
-    See the module docstring for the change of variables; ``x: (B, *D)``.
+    See the module docstring for the change of variables; ``x: (B, *D)``.  The one convention
+    of :class:`scoresde.flow.dequantization.Quantization` (``Quantization(levels, -1, 1)``).
     """
-    if levels < 2:
-        raise ValueError(f"levels must be >= 2, got {levels}")
-    k = torch.round((x.double() + 1.0) * 0.5 * (levels - 1))
-    u = torch.rand(x.shape, generator=generator, dtype=torch.float64).to(x.device)
-    return (2.0 * (k + u) / levels - 1.0).to(x.dtype)
+    return _quantization(levels).dequantize_data(x, generator)
 
 
 def log_jacobian(num_dims: int, levels: int) -> float:
     """``D log(2 / K)``: add to ``log p(z)`` for the density of the dequantized integers ``k + u``."""
-    return num_dims * math.log(2.0 / levels)
+    return _quantization(levels).log_jacobian(num_dims)
 
 
 def bits_per_dim(logp: Tensor, num_dims: int, levels: int | None = None) -> Tensor:
@@ -155,8 +153,17 @@ def bits_per_dim(logp: Tensor, num_dims: int, levels: int | None = None) -> Tens
     ``bpd = -(log p(z) + D log(2/K)) / (D ln 2)``; with ``levels=None`` the plain
     ``-log p / (D ln 2)`` of continuous data.
     """
-    jac = 0.0 if levels is None else log_jacobian(num_dims, levels)
-    return -(logp + jac) / (num_dims * math.log(2.0))
+    if levels is None:
+        return -logp / (num_dims * math.log(2.0))
+    return _quantization(levels).bits_per_dim(logp, num_dims)
+
+
+def _quantization(levels: int):
+    from scoresde.flow.dequantization import Quantization
+
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    return Quantization(int(levels), -1.0, 1.0)
 
 
 def random_hflip(x: Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> Tensor:

@@ -7,6 +7,11 @@ ingredients that are easy to get silently wrong; each one is explicit here.
    integer bin ``k in {0, ..., num_bins - 1}`` whose bin is the interval
    ``[low + k w, low + (k + 1) w)`` of the model's space, ``w = (high - low) / num_bins``.
    8-bit images scaled to ``[-1, 1]`` are ``Quantization(256, -1.0, 1.0)`` (the paper's setup).
+   Training data hold the levels themselves, scaled so that the integers map exactly onto
+   ``[low, high]`` (``x = low + k (high - low) / (K - 1)``, :mod:`scoresde.data.images`);
+   :meth:`Quantization.levels_of` reads the bins back.  This is the library's one convention:
+   the trainer, ``scoresde likelihood`` and :func:`~scoresde.flow.likelihood.log_likelihood`
+   all go through this class.
 2. **Uniform dequantization** (Theis et al. 2016; Song et al. 2021, App. D.2): with
    ``y = low + (k + u) w``, ``u ~ U[0, 1)^D``, Jensen gives
    ``log P(k) >= E_u[log p(y)] + D log w``.  ``D log w`` is the log-Jacobian of the data
@@ -93,6 +98,36 @@ class Quantization:
     def centre(self, k: Tensor) -> Tensor:
         """Bin centres ``low + (k + 1/2) w``."""
         return self.dequantize(k, torch.full_like(k, 0.5))
+
+    def levels_of(self, x: Tensor) -> Tensor:
+        """The bins ``k`` of data scaled as ``x = low + k (high - low) / (K - 1)`` (rounded, clamped)."""
+        k = torch.round((x.double() - self.low) / (self.high - self.low) * (self.num_bins - 1))
+        return k.clamp(0, self.num_bins - 1).to(
+            x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        )
+
+    def dequantize_data(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Uniformly dequantize scaled data ``x`` (see :meth:`levels_of`): ``low + (k + u) w``,
+        ``u ~ U[0, 1)^D`` drawn in float64 on the CPU generator's device; ``x``'s dtype."""
+        k = torch.round((x.double() - self.low) / (self.high - self.low) * (self.num_bins - 1))
+        dev = generator.device if generator is not None else x.device
+        u = torch.rand(x.shape, generator=generator, dtype=torch.float64, device=dev).to(x.device)
+        return self.dequantize(k, u).to(x.dtype)
+
+    def log_jacobian(self, num_dims: int) -> float:
+        """``D log w``: add to ``log p(y)`` of dequantized data for the density of ``k + u``."""
+        return num_dims * math.log(self.width)
+
+    def bits_per_dim(self, logp: Tensor, num_dims: int, dequantized: bool = True) -> Tensor:
+        """Bits/dim of discrete data from log-likelihoods in nats.
+
+        Args:
+            logp: ``log p(y)`` of dequantized data ``y`` (``dequantized=True``), or already a
+                bound on ``log P(k)`` (``dequantized=False``, e.g. ``LikelihoodResult.logp``).
+            num_dims: ``D``, the entries per data point.
+        """
+        jac = self.log_jacobian(num_dims) if dequantized else 0.0
+        return -(logp + jac) / (num_dims * math.log(2.0))
 
     def log_bin_mass(self, k: Tensor, mean: Tensor, std: float | Tensor) -> Tensor:
         """``log P(bin k)`` under ``N(mean, std^2)`` per entry, outer bins open-ended; shape of ``k``."""

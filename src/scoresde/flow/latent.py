@@ -17,8 +17,9 @@ from torch import Tensor
 
 from scoresde._checks import check_batch, check_real_tensor, check_tolerances, guard_output
 from scoresde._utils import append_dims, check_data
+from scoresde.flow.integrators import Integrator, make_integrator
+from scoresde.flow.pf_ode import ADAPTIVE_METHODS, Clock
 from scoresde.models.base import ScoreFunction
-from scoresde.pf_ode import ADAPTIVE_METHODS, Clock, odeint_state
 from scoresde.sde.base import SDE
 
 __all__ = ["FlowResult", "decode", "encode", "slerp", "temperature"]
@@ -50,12 +51,15 @@ def _flow(
     steps: int | None,
     time_variable: str,
     norm: str,
+    integrator: Integrator | None,
 ) -> FlowResult:
     check_real_tensor(x, "x")
     check_data(x)
     check_batch(x, "x")
     if method in ADAPTIVE_METHODS:
         check_tolerances(rtol, atol)
+    if integrator is None:
+        integrator = make_integrator(method, rtol=rtol, atol=atol, steps=steps, norm=norm, compact=True)
     clock = Clock(sde, time_variable)
     nfe = 0
 
@@ -73,18 +77,7 @@ def _flow(
         return (v * append_dims(dt_b, x.ndim),)
 
     with torch.no_grad():
-        (out,) = odeint_state(
-            field,
-            (x,),
-            clock.u_of_t(t_from),
-            clock.u_of_t(t_to),
-            method=method,
-            rtol=rtol,
-            atol=atol,
-            steps=steps,
-            norm=norm,
-            compact=True,
-        )
+        (out,) = integrator.solve(field, (x,), clock.u_of_t(t_from), clock.u_of_t(t_to))
     return FlowResult(out, nfe)
 
 
@@ -100,6 +93,7 @@ def encode(
     steps: int | None = None,
     time_variable: str = "t",
     norm: str = "per_sample",
+    integrator: Integrator | None = None,
 ) -> FlowResult:
     """Map data ``x: (B, *D)`` at ``t = eps`` to latents at ``t = T`` by the probability-flow ODE.
 
@@ -108,13 +102,13 @@ def encode(
         sde: the forward SDE.
         x: ``(B, *D)`` data; the ODE runs in ``x``'s dtype.
         y: optional labels ``(B,)``.
-        rtol, atol, method, steps, time_variable, norm: as in
-            :func:`scoresde.likelihood.log_likelihood`.
+        rtol, atol, method, steps, time_variable, norm, integrator: as in
+            :func:`scoresde.flow.likelihood.log_likelihood`.
 
     Returns:
         :class:`FlowResult` with the latents ``z: (B, *D)``.
     """
-    return _flow(model, sde, x, sde.eps, sde.T, y, rtol, atol, method, steps, time_variable, norm)
+    return _flow(model, sde, x, sde.eps, sde.T, y, rtol, atol, method, steps, time_variable, norm, integrator)
 
 
 def decode(
@@ -129,9 +123,10 @@ def decode(
     steps: int | None = None,
     time_variable: str = "t",
     norm: str = "per_sample",
+    integrator: Integrator | None = None,
 ) -> FlowResult:
     """Map latents ``z: (B, *D)`` at ``t = T`` back to data at ``t = eps`` (inverse of :func:`encode`)."""
-    return _flow(model, sde, z, sde.T, sde.eps, y, rtol, atol, method, steps, time_variable, norm)
+    return _flow(model, sde, z, sde.T, sde.eps, y, rtol, atol, method, steps, time_variable, norm, integrator)
 
 
 def slerp(z0: Tensor, z1: Tensor, alpha: float | Tensor) -> Tensor:

@@ -11,7 +11,7 @@ divergence is exact (``D`` vector-Jacobian products) or the Hutchinson-Skilling 
 ``E[n^T (dv/dx) n]`` with Rademacher or Gaussian probes ``n`` held fixed along one solve.
 
 How the eps truncation, dequantization and bits/dim are handled is described in
-:mod:`scoresde.dequantization`.  Batch independence: see :mod:`scoresde.pf_ode` (per-sample
+:mod:`scoresde.flow.dequantization`.  Batch independence: see :mod:`scoresde.flow.pf_ode` (per-sample
 error norm, or per-sample step sizes).  The model must treat samples independently (no batch
 statistics in the network).
 """
@@ -27,9 +27,10 @@ from torch import Tensor
 
 from scoresde._checks import check_batch, check_real_tensor, check_tolerances, guard_output
 from scoresde._utils import append_dims, check_data
-from scoresde.dequantization import Quantization, likelihood_points
+from scoresde.flow.dequantization import Quantization, likelihood_points
+from scoresde.flow.integrators import Integrator, make_integrator, with_tolerances
+from scoresde.flow.pf_ode import ADAPTIVE_METHODS, Clock
 from scoresde.models.base import ScoreFunction
-from scoresde.pf_ode import ADAPTIVE_METHODS, Clock, odeint_state
 from scoresde.progress import Progress, make_progress
 from scoresde.sde.base import SDE
 
@@ -183,6 +184,7 @@ def log_likelihood(
     eps_correction: str = "none",
     draws: int = 1,
     prior_logp: Callable[[Tensor], Tensor] | None = None,
+    integrator: Integrator | None = None,
     progress: bool | str | Progress = False,
 ) -> LikelihoodResult:
     """Per-sample log-likelihood by the probability-flow ODE (Song et al. 2021, App. D.2).
@@ -221,6 +223,11 @@ def log_likelihood(
             solved as one batch).
         prior_logp: ``z -> log p_T(z)`` replacing ``sde.prior_logp`` (e.g. the exact ``p_T`` of
             an oracle, whose ``p_T`` is not exactly the SDE's Gaussian prior).
+        integrator: the ODE integrator (:class:`~scoresde.flow.integrators.Torchdiffeq`,
+            :class:`~scoresde.flow.integrators.PerSample`); when given, ``rtol``, ``atol``,
+            ``method``, ``steps`` and ``norm`` are not used (they name the same objects through
+            :func:`~scoresde.flow.integrators.make_integrator`).  A scalar ``rtol`` of the
+            integrator applies to ``x`` only (the log-density gets ``atol`` alone, see above).
         progress: report how far the ODE solve has come (the fraction of ``[eps, T]`` that the
             slowest sample has covered) and the NFE: a bar on a terminal, else a line every
             10% or 30 s (see :mod:`scoresde.progress`).
@@ -279,20 +286,13 @@ def log_likelihood(
         return v.detach() * append_dims(dt_du, v.ndim), div.detach() * dt_du
 
     state0 = (xs, torch.zeros(s_count * b, dtype=xs.dtype, device=xs.device))
+    if integrator is None:
+        integrator = make_integrator(method, rtol=rtol, atol=atol, steps=steps, norm=norm, compact=True)
     # The log-density accumulator's scale is arbitrary (it is offset by the prior), so its
     # error is controlled in absolute nats: atol only, no rtol.
-    z, delta = odeint_state(
-        field,
-        state0,
-        u0,
-        u1,
-        method=method,
-        rtol=(rtol, 0.0),
-        atol=atol,
-        steps=steps,
-        norm=norm,
-        compact=True,
-    )
+    if not isinstance(integrator.rtol, tuple):
+        integrator = with_tolerances(integrator, (integrator.rtol, 0.0), integrator.atol)
+    z, delta = integrator.solve(field, state0, u0, u1)
     bar.update_to(1.0, nfe=nfe)
     if own_bar:
         bar.close()

@@ -5,10 +5,9 @@ any strictly monotone re-parameterisation ``u(t)`` of time: ``dx/du = v(x, t(u))
 the same solution at the same times, and so has the divergence integral of the instantaneous
 change of variables (``int div v dt = int div v (dt/du) du``).  A :class:`Clock` supplies
 ``t(u)`` and ``dt/du``; the ``log_sigma`` clock (``u = log sigma_hat = -lambda``, the variable
-of DPM-Solver, Lu et al. 2022) spreads the steps evenly over noise scales.  Measured on the
-paper's VP SDE (``beta_max = 20``) with Gaussian-mixture data at ``rtol = atol = 1e-5`` it
-takes *more* steps than ``t`` (e.g. 80 against 68 evaluations for one 2-D sample): it puts
-many steps at high noise, where ``x`` decays like ``s(t)``, so ``t`` stays the default.
+of DPM-Solver, Lu et al. 2022) spreads the steps evenly over noise scales.  On the paper's VP
+SDE it takes more steps than ``t`` (it puts many steps at high noise, where ``x`` decays like
+``s(t)``), so ``t`` stays the default; the measurements are in ``docs/likelihood.md``.
 
 torchdiffeq's adaptive solvers take one step size for the whole batch.  Its default error norm
 is an RMS over *all* entries, so a sample's accuracy (and result) would depend on its batch
@@ -24,23 +23,34 @@ have arrived are frozen, and with ``compact=True`` (what :func:`~scoresde.log_li
 A sample's trajectory is exactly the one it would follow alone (provided the model's output for a
 sample does not depend on the batch size to the last bit: float32 matrix products can, and a
 tipped step-size decision then moves the result within the tolerance), and the batched
-evaluations number ``2 + 6 * (attempted steps of the hardest sample)``.  Measured in
-``docs/bench_likelihood.md`` (2-D VP mixture, 256 points, rtol = atol = 1e-5): 134 evaluations
-against 158 for ``per_sample``, mean error 6e-6 against 1.4e-6 nats (easy samples no longer ride
-along on the hardest one's small steps, so they are exactly as accurate as the tolerance asks,
-no more).  It is not the default: on the 16-D VE mixture of tests/test_likelihood.py its mean
-error at rtol = atol = 1e-5 is above the tests' 1e-4 bound (same document).
+evaluations number ``2 + 6 * (attempted steps of the hardest sample)``.  Easy samples no longer
+ride along on the hardest one's small steps, so fewer evaluations are needed and each sample is
+exactly as accurate as the tolerance asks, no more; that is why it is not the default.  The
+evaluation counts and errors against ``per_sample`` are measured in ``docs/likelihood.md``
+(``benchmarks/likelihood.py``).
+
+The parts of this integrator live apart (as in diffrax): the tableau in
+:mod:`scoresde.flow.tableau`, the step-size controller in :mod:`scoresde.flow.controller`, the
+error norm in :mod:`scoresde.flow.norm`; :mod:`scoresde.flow.integrators` wraps the choice of
+integrator as an object.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from scoresde.flow.controller import PIController
+from scoresde.flow.norm import error_scale, per_sample_norm, per_sample_rms
+from scoresde.flow.tableau import DOPRI5, ButcherTableau
 from scoresde.sde.base import SDE
+
+if TYPE_CHECKING:
+    from scoresde.flow.integrators import Integrator
 
 __all__ = [
     "ADAPTIVE_METHODS",
@@ -97,19 +107,6 @@ class Clock:
         return t, 1.0 / du_dt
 
 
-def per_sample_norm(state: tuple[Tensor, ...]) -> Tensor:
-    """Error norm for batched states: RMS over each sample's entries, maximum over samples.
-
-    Args:
-        state: tuple of tensors ``(B, ...)`` (scaled error estimates of each state component).
-
-    Returns:
-        A scalar: ``max_b max_j rms(state[j][b])``.
-    """
-    per = [s.reshape(s.shape[0], -1).pow(2).mean(dim=1).sqrt() for s in state]
-    return torch.stack(per, dim=0).amax()
-
-
 def check_solver(method: str, steps: int | None) -> None:
     """Validate a torchdiffeq method name and the number of fixed steps."""
     if method in ADAPTIVE_METHODS:
@@ -123,7 +120,7 @@ def check_solver(method: str, steps: int | None) -> None:
 
 
 def odeint_state(
-    func: Callable[[Tensor, tuple[Tensor, ...]], tuple[Tensor, ...]],
+    func: Callable[..., tuple[Tensor, ...]],
     state: tuple[Tensor, ...],
     u0: float,
     u1: float,
@@ -134,83 +131,33 @@ def odeint_state(
     steps: int | None = None,
     norm: str = "per_sample",
     compact: bool = False,
+    integrator: Integrator | None = None,
 ) -> tuple[Tensor, ...]:
-    """Integrate ``d state/du = func(u, state)`` from ``u0`` to ``u1`` with torchdiffeq.
+    """Integrate ``d state/du = func(u, state)`` from ``u0`` to ``u1``.
 
     Args:
         func: the vector field on a tuple of ``(B, ...)`` tensors.
         state: initial state.
         u0, u1: integration limits.
-        method: an adaptive (``dopri5``, ...) or fixed-step (``rk4``, ...) torchdiffeq method.
-        rtol, atol: tolerances of adaptive methods (one float, or one per state component).
-        steps: number of equal steps of a fixed-step method.
-        norm: ``independent`` (per-sample steps, :func:`odeint_per_sample`; ``dopri5`` only),
-            ``per_sample`` (shared steps, batch-independent accuracy, see module docstring) or
-            ``batch`` (torchdiffeq's RMS over the whole batch, as the paper's code does with scipy).
-            Fixed-step methods ignore it.
-        compact: with ``norm="independent"``, evaluate only the samples still running; ``func``
-            then takes a third argument, the batch positions ``index`` of the samples it gets
-            (see :func:`odeint_per_sample`).  Other paths call ``func(u, state)``.
+        integrator: how to integrate (:class:`~scoresde.flow.integrators.Torchdiffeq`,
+            :class:`~scoresde.flow.integrators.PerSample`); when given, the keyword flags
+            below are not used.
+        method, rtol, atol, steps, norm, compact: the older flags, read by
+            :func:`~scoresde.flow.integrators.make_integrator`: ``norm="independent"`` is
+            :class:`~scoresde.flow.integrators.PerSample` (``dopri5`` only), ``per_sample`` /
+            ``batch`` :class:`~scoresde.flow.integrators.Torchdiffeq` with that error norm.
+            ``compact``: with per-sample steps, evaluate only the samples still running;
+            ``func`` then takes a third argument, the batch positions ``index`` of the samples
+            it gets (see :func:`odeint_per_sample`).  Other paths call ``func(u, state)``.
 
     Returns:
         The state at ``u1``.
     """
-    from torchdiffeq import odeint
+    from scoresde.flow.integrators import make_integrator
 
-    check_solver(method, steps)
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}")
-    if norm == "independent" and method in ADAPTIVE_METHODS:
-        if method != "dopri5":
-            raise ValueError(
-                f"norm='independent' (per-sample step sizes) is implemented for 'dopri5' only; "
-                f"use norm='per_sample' or 'batch' with {method!r}"
-            )
-        out, _ = odeint_per_sample(func, state, u0, u1, rtol=rtol, atol=atol, compact=compact)
-        return out
-    ref = state[0]
-    u = torch.tensor([u0, u1], dtype=ref.dtype, device=ref.device)
-    if method in FIXED_METHODS:
-        grid = torch.linspace(u0, u1, int(steps) + 1, dtype=ref.dtype, device=ref.device)
-        options = {"grid_constructor": lambda f, y0, t: grid}
-        out = odeint(func, state, u, method=method, options=options)
-    else:
-        # step_t: land exactly on u1 rather than step past it and interpolate back, which
-        # would evaluate the model outside [eps, T] (e.g. at t < 0, where sigma(t) is undefined).
-        options = {"step_t": u[1:]}
-        if norm == "per_sample":
-            options["norm"] = per_sample_norm
-        try:
-            out = odeint(func, state, u, method=method, rtol=rtol, atol=atol, options=options)
-        except AssertionError as err:  # torchdiffeq's "underflow in dt"
-            raise RuntimeError(
-                f"the adaptive ODE solver's step size underflowed ({err}) with rtol={rtol}, atol={atol}: "
-                "loosen the tolerances, or the vector field is stiff or not finite"
-            ) from None
-    return tuple(o[-1] for o in out)
-
-
-# Dormand & Prince (1980) 5(4) tableau (Hairer, Norsett & Wanner, Solving ODEs I, Table II.5.2).
-_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_DP_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-# 5th-order weights minus the embedded 4th-order ones: the local error estimate.
-_DP_E = (
-    71 / 57600,
-    0.0,
-    -71 / 16695,
-    71 / 1920,
-    -17253 / 339200,
-    22 / 525,
-    -1 / 40,
-)
+    if integrator is None:
+        integrator = make_integrator(method, rtol=rtol, atol=atol, steps=steps, norm=norm, compact=compact)
+    return integrator.solve(func, state, u0, u1)
 
 
 def _per_component(value: float | tuple[float, ...], n: int, name: str) -> tuple[float, ...]:
@@ -220,16 +167,6 @@ def _per_component(value: float | tuple[float, ...], n: int, name: str) -> tuple
     if any(not math.isfinite(v) or v < 0 for v in vals):
         raise ValueError(f"{name} must be finite and >= 0, got {vals}")
     return vals
-
-
-def _rms(parts: list[Tensor]) -> Tensor:
-    """Per-sample RMS of the components' RMS: ``(B,)``.
-
-    Each component (e.g. ``x: (B, *D)`` and the log-density ``(B,)``) gets the same weight
-    whatever its number of entries, so the log-density's error is not diluted in high dimension.
-    """
-    per = torch.stack([p.reshape(p.shape[0], -1).pow(2).mean(dim=1) for p in parts], dim=0)
-    return per.mean(dim=0).sqrt()
 
 
 def odeint_per_sample(
@@ -246,6 +183,8 @@ def odeint_per_sample(
     beta: float = 0.04,
     max_steps: int = 100_000,
     compact: bool = False,
+    tableau: ButcherTableau = DOPRI5,
+    controller: PIController | None = None,
 ) -> tuple[tuple[Tensor, ...], Tensor]:
     """Dormand-Prince 5(4) with a step size, time and accept/reject decision *per sample*.
 
@@ -274,15 +213,23 @@ def odeint_per_sample(
         u0, u1: integration limits (either order).
         rtol, atol: tolerances, one float or one per state component.
         safety, min_factor, max_factor, beta: step-size controller constants (Hairer's DOPRI5
-            defaults; ``beta = 0`` is the classical controller without the PI term).
+            defaults; ``beta = 0`` is the classical controller without the PI term), used when
+            no ``controller`` is given.
         max_steps: attempted steps per sample before giving up (RuntimeError).
         compact: evaluate only the samples that have not arrived.  The work of a solve is then
             the sum of the samples' steps rather than the batch size times the hardest sample's
             steps (the number of batched calls is unchanged).
 
+        tableau: the embedded Runge-Kutta pair (FSAL; :data:`~scoresde.flow.tableau.DOPRI5`).
+        controller: the step-size controller (default: a :class:`~scoresde.flow.controller.PIController`
+            with the constants above).
+
     Returns:
         ``(state at u1, steps)`` where ``steps: (B,)`` counts each sample's attempted steps.
     """
+    if controller is None:
+        controller = PIController(safety=safety, min_factor=min_factor, max_factor=max_factor, beta=beta)
+    tab, order = tableau, tableau.order
     n = len(state)
     rtols = _per_component(rtol, n, "rtol")
     atols = _per_component(atol, n, "atol")
@@ -305,14 +252,10 @@ def odeint_per_sample(
         return v.reshape(v.shape[0], *([1] * (like.ndim - 1)))
 
     def scale(y: tuple[Tensor, ...], y_new: tuple[Tensor, ...] | None = None) -> list[Tensor]:
-        out = []
-        for j, yj in enumerate(y):
-            mag = yj.abs() if y_new is None else torch.maximum(yj.abs(), y_new[j].abs())
-            out.append(atols[j] + rtols[j] * mag)
-        return out
+        return error_scale(y, y_new, rtols, atols)
 
     def norm(vals: tuple[Tensor, ...], sc: list[Tensor]) -> Tensor:
-        return _rms([(v / s).to(f64) for v, s in zip(vals, sc, strict=True)])
+        return per_sample_rms([(v / s).to(f64) for v, s in zip(vals, sc, strict=True)])
 
     def axpy(y: tuple[Tensor, ...], h: Tensor, ks: list[tuple[Tensor, ...]], coefs) -> tuple[Tensor, ...]:
         out = []
@@ -324,22 +267,16 @@ def odeint_per_sample(
             out.append(yj + bcast(h, yj) * acc)
         return tuple(out)
 
-    # Initial step size (Hairer et al., Sec. II.4, "Starting step size"), per sample.
+    # Initial step size (the controller's), per sample.
     u = torch.full((b,), float(u0), dtype=f64, device=dev)
     y = tuple(s for s in state)
     k1 = call(u, y, everyone)
     sc = scale(y)
-    d0, d1 = norm(y, sc), norm(k1, sc)
-    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
-    h0 = torch.minimum(h0, torch.full_like(h0, span))
-    y1 = axpy(y, direction * h0, [k1], (1.0,))
-    f1 = call(u + direction * h0, y1, everyone)
-    d2 = norm(tuple(a - c for a, c in zip(f1, k1, strict=True)), sc) / h0
-    dmax = torch.maximum(d1, d2)
-    h1 = torch.where(
-        dmax <= 1e-15, torch.maximum(h0 * 1e-3, torch.full_like(h0, 1e-6)), (0.01 / dmax).pow(1 / 5)
-    )
-    h = torch.minimum(torch.minimum(100 * h0, h1), torch.full_like(h0, span))  # magnitude
+
+    def probe(h0: Tensor) -> tuple[Tensor, ...]:
+        return call(u + direction * h0, axpy(y, direction * h0, [k1], (1.0,)), everyone)
+
+    h = controller.initial_step(probe, y, k1, lambda v: norm(v, sc), span, order)  # magnitude
 
     done = torch.zeros(b, dtype=torch.bool, device=dev)
     last_rejected = torch.zeros(b, dtype=torch.bool, device=dev)
@@ -361,23 +298,18 @@ def odeint_per_sample(
         h_try = torch.where(done_a, torch.zeros_like(h_try), h_try)
         hs = direction * h_try
         ks = [k1_a]
-        for i in range(1, 7):
-            yi = axpy(y_a, hs, ks, _DP_A[i])
-            ui = torch.where(hit & (_DP_C[i] == 1.0), u_end, u_a + _DP_C[i] * hs)
+        for i in range(1, tab.stages):
+            yi = axpy(y_a, hs, ks, tab.a[i])
+            ui = torch.where(hit & (tab.c[i] == 1.0), u_end, u_a + tab.c[i] * hs)
             ks.append(call(ui, yi, idx))
-        y_new = axpy(y_a, hs, ks[:6], _DP_A[6])  # 5th-order solution (the 7th stage's node)
-        err_vec = axpy(tuple(torch.zeros_like(k) for k in k1_a), hs, ks, _DP_E)
+        y_new = axpy(y_a, hs, ks[:-1], tab.a[-1])  # the propagated solution (FSAL: the last node)
+        err_vec = axpy(tuple(torch.zeros_like(k) for k in k1_a), hs, ks, tab.b_error)
         err = norm(err_vec, scale(y_a, y_new))
         finite = torch.isfinite(err) & torch.stack(
             [torch.isfinite(v.reshape(v.shape[0], -1)).all(1) for v in y_new]
         ).all(0)
         accept = finite & (err <= 1.0) & ~done_a
-        # Hairer's DOPRI5 controller: PI on acceptance (Gustafsson), I-part alone on rejection.
-        fac11 = err.clamp_min(1e-10).pow(0.2 - 0.75 * beta)
-        grow = (safety / (fac11 * facold[idx].pow(-beta))).clamp(min_factor, max_factor)
-        shrink = (safety / fac11).clamp(min_factor, 1.0)
-        factor = torch.where(accept, grow, torch.where(finite, shrink, torch.full_like(err, min_factor)))
-        factor = torch.where(last_rejected[idx] & accept, factor.clamp_max(1.0), factor)
+        factor = controller.factor(err, accept, finite, facold[idx], last_rejected[idx], order)
         # Write back: accepted samples move on (FSAL: the last stage is the next step's first).
         steps[idx] = steps[idx] + (~done_a).long()
         facold[idx] = torch.where(accept, err.clamp_min(1e-4), facold[idx])
@@ -387,7 +319,7 @@ def odeint_per_sample(
         )
         k1 = tuple(
             v.index_copy(0, idx, torch.where(bcast(accept, kn), kn, ko))
-            for v, kn, ko in zip(k1, ks[6], k1_a, strict=True)
+            for v, kn, ko in zip(k1, ks[-1], k1_a, strict=True)
         )
         u[idx] = torch.where(accept, torch.where(hit, u_end, u_a + hs), u_a)
         last_rejected[idx] = torch.where(done_a, last_rejected[idx], ~accept)

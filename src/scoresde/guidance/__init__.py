@@ -40,6 +40,7 @@ from scoresde.guidance.operators import (
     MatrixOperator,
 )
 from scoresde.guidance.projection import colorize, conditional_sample, inpaint
+from scoresde.guidance.smc import SMCResult, smc_sample
 
 __all__ = [
     "AnalyticClassifier",
@@ -57,6 +58,7 @@ __all__ = [
     "MatrixOperator",
     "MixtureErrors",
     "NoiseConditionalClassifier",
+    "SMCResult",
     "class_mixture",
     "classifier_accuracy",
     "classifier_log_prob",
@@ -68,5 +70,6 @@ __all__ = [
     "inpaint",
     "load_classifier",
     "save_classifier",
+    "smc_sample",
     "train_classifier",
 ]

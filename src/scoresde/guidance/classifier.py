@@ -8,7 +8,6 @@ guide the reverse SDE with its gradient (:class:`~scoresde.guidance.ClassifierGu
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,8 @@ from torch import Tensor, nn
 
 from scoresde._utils import append_dims, batch_time, check_data
 from scoresde.nets.classifier import TimeClassifier
-from scoresde.progress import make_progress
-from scoresde.sde import SDES, make_sde
+from scoresde.optim import optimize
+from scoresde.sde import sde_from_dict
 from scoresde.sde.base import SDE
 
 __all__ = [
@@ -107,34 +106,25 @@ def train_classifier(
             raise ValueError(f"labels must lie in [0, {classifier.num_classes})")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     sde = classifier.sde
-    params = [p for p in classifier.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
-    bar = make_progress(progress, steps, "train-classifier")
-    losses: list[float] = []
-    start = time.perf_counter()
-    classifier.train()
-    for _ in range(steps):
+    dev = next(iter(p for p in classifier.parameters() if p.requires_grad)).device
+
+    def loss(step: int) -> Tensor:
         if callable(data):
             x0, y = data(batch_size, g)
         else:
             idx = torch.randint(0, data.shape[0], (batch_size,), generator=g)
             x0, y = data[idx], labels[idx]
-        dev = next(iter(params)).device
         x0, y = x0.to(dev, torch.float32), y.to(dev).long()
         t = sde.eps + (sde.T - sde.eps) * torch.rand(batch_size, generator=g).to(dev)
         n = torch.randn(x0.shape, generator=g).to(dev)
-        x_t = sde.perturb(x0, t, n)
-        loss = nn.functional.cross_entropy(classifier(x_t, t), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        bar.update(1, loss=f"{losses[-1]:.4f}")
-    bar.close()
+        return nn.functional.cross_entropy(classifier(sde.perturb(x0, t, n), t), y)
+
+    classifier.train()
+    run = optimize(
+        classifier.parameters(), loss, steps, lr, weight_decay, progress=progress, desc="train-classifier"
+    )
     classifier.eval()
-    return ClassifierFitResult(losses, time.perf_counter() - start, steps)
+    return ClassifierFitResult(run.losses, run.seconds, steps)
 
 
 @torch.no_grad()
@@ -147,16 +137,11 @@ def classifier_accuracy(
     generator: torch.Generator | None = None,
 ) -> float:
     """Accuracy of ``classifier`` on ``x_t`` drawn from clean ``x0: (N, *D)`` at time ``t``."""
+    from scoresde.metrics import classifier_accuracy as accuracy
+
     tt = torch.full((x0.shape[0],), float(t), dtype=x0.dtype)
     x_t = sde.perturb(x0, tt, torch.randn(x0.shape, generator=generator, dtype=x0.dtype))
-    return float((classifier(x_t, tt).argmax(1) == labels).double().mean())
-
-
-def _sde_name(sde: SDE) -> str:
-    for name, cls in SDES.items():
-        if type(sde) is cls:
-            return name
-    raise ValueError(f"cannot save a classifier for an unregistered SDE {sde!r}")
+    return accuracy(lambda x: classifier(x, tt), x_t, labels)
 
 
 def save_classifier(classifier: NoiseConditionalClassifier, path: str | Path) -> tuple[Path, Path]:
@@ -179,7 +164,7 @@ def save_classifier(classifier: NoiseConditionalClassifier, path: str | Path) ->
     config = {
         "kind": "noise_conditional_classifier",
         "net": classifier.net.config(),
-        "sde": {"name": _sde_name(classifier.sde), **classifier.sde.config()},
+        "sde": classifier.sde.to_dict(),
         "sigma_data": classifier.sigma_data,
         "scale_input": classifier.scale_input,
     }
@@ -199,8 +184,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Noi
     config = json.loads(meta.read_text())
     if config.get("kind") != "noise_conditional_classifier":
         raise ValueError(f"{meta} is not a noise-conditional classifier configuration")
-    sde_cfg = dict(config["sde"])
-    sde = make_sde(sde_cfg.pop("name"), **sde_cfg)
+    sde = sde_from_dict(config["sde"])  # also the older flat form {"name", **kwargs}
     net = TimeClassifier(**config["net"])
     net.load_state_dict(load_file(str(weights), device=str(device)))
     clf = NoiseConditionalClassifier(net.to(device), sde, config["sigma_data"], config["scale_input"])

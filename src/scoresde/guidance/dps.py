@@ -94,8 +94,8 @@ def dps_sample(
         zeta: Chung et al.'s step size ``zeta'`` (``zeta_i = zeta' / ||y - A x0_hat||``); 0 gives
             unconditional ancestral sampling.  The default 1 is their order of magnitude for
             256 x 256 images; since each correction has length about ``zeta``, the final residual
-            settles near ``2 zeta``, so small problems want less (measured: 0.2 for 8 x 8 digits in
-            [-1, 1], docs/guidance.md; 0.05-0.1 for the 2-D and 4-D examples of the tests).
+            settles near ``2 zeta``, so small problems want less (the values measured for the
+            8 x 8 digits are in docs/guidance.md).
         steps, grid: the time grid from ``T`` to ``eps`` (Chung et al. use 1000 DDPM steps).
         variance: the ancestral step's variance (``posterior`` or ``transition``).
         denoise: return the Tweedie denoiser ``E[x_0 | x_eps]`` of the last state (one more NFE).

@@ -25,15 +25,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_batch, check_float_dtype, check_real_tensor, check_seed, check_state_finite
-from scoresde._utils import append_dims, as_shape, check_finite
+from scoresde._checks import check_state_finite
+from scoresde._utils import append_dims
 from scoresde.guidance.likelihood import _batch_obs, _match_batch
 from scoresde.guidance.operators import LinearOperator
 from scoresde.models.base import CountingModel, ScoreFunction
-from scoresde.sampling.api import check_model_sde
-from scoresde.sampling.grids import check_grid, time_grid
-from scoresde.sampling.noise import NoiseSource, make_noise
+from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.registry import get_sampler
+from scoresde.sampling.setup import start_sampling
 from scoresde.sampling.types import Callback, SampleResult
 from scoresde.sde.base import SDE
 
@@ -68,35 +67,17 @@ def start_inverse_problem(
     t_end: float | None = None,
 ) -> tuple[SDE, Tensor, NoiseSource, Tensor, Tensor]:
     """Checked ``(sde, time grid, noise source, starting point, y_obs batched like x)`` of a
-    sampler conditioned on ``y_obs = A x`` (:func:`conditional_sample`, DPS)."""
-    sde = check_model_sde(model, sde)
+    sampler conditioned on ``y_obs = A x`` (:func:`conditional_sample`, DPS): the start of
+    :func:`scoresde.sampling.setup.start_sampling`, plus the observation."""
     if not isinstance(operator, LinearOperator):
         raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
-    ts = (
-        time_grid(sde, steps, grid, t_start=t_start, t_end=t_end)
-        if isinstance(grid, str)
-        else check_grid(grid, sde)
+    start = start_sampling(
+        model, sde, shape, steps, grid, x_T, generator, seed, y, device, dtype, t_start, t_end
     )
-    check_float_dtype(dtype, "dtype")
-    if seed is not None:
-        check_seed(seed, "seed")
-    noise = make_noise(generator, seed)
+    sde, ts, noise, x = start.sde, start.ts, start.noise, start.x
     y_obs = _batch_obs(operator, y_obs)
-    if x_T is None:
-        if shape is None:
-            raise ValueError("give shape=(B, *D) or a starting point x_T")
-        if float(ts[0]) < sde.T - 1e-12:
-            raise ValueError("a grid that starts before T needs an explicit starting point x_T")
-        x = noise(torch.empty(as_shape(shape), device=device, dtype=dtype)) * sde.prior_std()
-    else:
-        check_real_tensor(x_T, "x_T")
-        check_batch(x_T, "x_T")
-        check_finite(x_T, "x_T")
-        x = x_T.clone()
     operator.check_input(x)
     y_obs = _match_batch(y_obs, x)
-    if y is not None and y.shape[0] != x.shape[0]:
-        raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
     return sde, ts, noise, x, y_obs
 
 

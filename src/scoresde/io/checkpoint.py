@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net, net_config
 from scoresde.nets.limits import check_net_config
-from scoresde.sde import SDES, make_sde
+from scoresde.sde import SDES, sde_from_dict
 from scoresde.sde.base import SDE
 
 __all__ = [
@@ -53,12 +53,11 @@ VERSION = 1
 
 def sde_config(sde: SDE) -> dict:
     """``{"name": short name, "kwargs": constructor arguments}`` of an SDE from :data:`SDES`."""
-    for name, cls in SDES.items():
-        if type(sde) is cls:
-            return {"name": name, "kwargs": sde.config()}
-    raise ValueError(
-        f"cannot describe a {type(sde).__name__} as a config; checkpoints support {sorted(SDES)}"
-    )
+    if type(sde) not in SDES.values():
+        raise ValueError(
+            f"cannot describe a {type(sde).__name__} as a config; checkpoints support {sorted(SDES)}"
+        )
+    return sde.to_dict()
 
 
 def build_model(config: dict) -> ScoreModel:
@@ -70,7 +69,7 @@ def build_model(config: dict) -> ScoreModel:
         raise ValueError("checkpoint config: sde.kwargs must be a JSON object")
     check_net_config(config["net"], "checkpoint config 'net'")
     try:
-        sde = make_sde(config["sde"]["name"], **config["sde"]["kwargs"])
+        sde = sde_from_dict(config["sde"])
         net = build_net(config["net"])
         return ScoreModel(net, sde, **config["model"])
     except KeyError as err:

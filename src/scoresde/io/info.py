@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scoresde.sde import make_sde
+from scoresde.sde import sde_from_dict
 from scoresde.sde.base import SDE
 
 __all__ = ["CheckpointInfo", "checkpoint_file", "read_checkpoint_info"]
@@ -83,7 +83,7 @@ class CheckpointInfo:
     def from_metadata(cls, meta: dict[str, Any], path: str | Path) -> CheckpointInfo:
         """Build from a checkpoint's JSON header (see :mod:`scoresde.io.checkpoint`)."""
         try:
-            sde = make_sde(meta["sde"]["name"], **meta["sde"]["kwargs"])
+            sde = sde_from_dict(meta["sde"])
             net = dict(meta["net"])
         except KeyError as err:
             raise ValueError(f"{path}: checkpoint config lacks the entry {err}") from None

@@ -1,6 +1,13 @@
 """Samplers of the reverse SDE and probability-flow ODE, their grids and the ``sample`` API."""
 
 from scoresde.sampling.api import sample
+from scoresde.sampling.grid_opt import (
+    OptimizedGrid,
+    cache_grid,
+    clear_grid_cache,
+    optimize_grid,
+    optimized_grid,
+)
 from scoresde.sampling.grids import GRIDS, time_grid
 from scoresde.sampling.noise import GeneratorNoise, NoiseSource, PerSampleNoise
 from scoresde.sampling.registry import SAMPLERS, get_sampler
@@ -11,10 +18,15 @@ __all__ = [
     "SAMPLERS",
     "GeneratorNoise",
     "NoiseSource",
+    "OptimizedGrid",
     "PerSampleNoise",
     "SampleResult",
     "Sampler",
+    "cache_grid",
+    "clear_grid_cache",
     "get_sampler",
+    "optimize_grid",
+    "optimized_grid",
     "sample",
     "time_grid",
 ]

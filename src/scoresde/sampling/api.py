@@ -8,13 +8,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_batch, check_float_dtype, check_real_tensor, check_seed, check_state_finite
-from scoresde._utils import as_shape, check_finite
+from scoresde._checks import check_state_finite
 from scoresde.models.base import CountingModel, ScoreFunction
 from scoresde.progress import Progress, make_progress
-from scoresde.sampling.grids import check_grid, time_grid
-from scoresde.sampling.noise import make_noise
+from scoresde.sampling.grid_opt import optimized_grid
 from scoresde.sampling.registry import get_sampler
+from scoresde.sampling.setup import start_sampling
 from scoresde.sampling.types import Callback, SampleResult
 from scoresde.sde.base import SDE
 
@@ -30,7 +29,7 @@ def check_model_sde(model: ScoreFunction, sde: SDE | None) -> SDE:
         )
     if sde is None:
         return model.sde
-    if model.sde is not sde and (type(model.sde) is not type(sde) or model.sde.config() != sde.config()):
+    if model.sde != sde:
         raise ValueError(f"the model was built for {model.sde!r} but sampling was asked under {sde!r}")
     return sde
 
@@ -67,7 +66,9 @@ def sample(
         shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
         method: a key of :data:`scoresde.SAMPLERS`.
         steps: number of steps of the time grid.
-        grid: a grid name (``uniform``, ``logsnr``, ``edm``, ``quadratic``) or a
+        grid: a grid name (``uniform``, ``logsnr``, ``edm``, ``quadratic``), ``"optimized"``
+            (:func:`~scoresde.sampling.grid_opt.optimized_grid`: optimised for this model,
+            solver and step count on a pilot batch, once, then cached; ODE solvers only) or a
             decreasing tensor of times.
         denoise: finish with one Tweedie step ``x <- E[x_0 | x_{t_end}]`` (one more NFE).
         x_T: the starting point; drawn from the prior when ``None``.
@@ -89,35 +90,33 @@ def sample(
     Returns:
         A :class:`~scoresde.sampling.types.SampleResult`.
     """
-    sde = check_model_sde(model, sde)
     sampler = get_sampler(method)
-    check_float_dtype(dtype, "dtype")
-    if seed is not None:
-        check_seed(seed, "seed")
-    if isinstance(grid, str):
-        ts = time_grid(sde, steps, grid, t_start=t_start, t_end=t_end)
-    else:
-        ts = check_grid(grid, sde)
     if record_stride < 1:
         raise ValueError(f"record_stride must be >= 1, got {record_stride}")
-    noise = make_noise(generator, seed, first_index)
-    if x_T is None:
-        if shape is None:
-            raise ValueError("give shape=(B, *D) or a starting point x_T")
-        shape = as_shape(shape)
-        if float(ts[0]) < sde.T - 1e-12:
-            raise ValueError("a grid that starts before T needs an explicit starting point x_T")
-        x = noise(torch.empty(shape, device=device, dtype=dtype)) * sde.prior_std()
-    else:
-        check_real_tensor(x_T, "x_T")
-        check_batch(x_T, "x_T")
-        check_finite(x_T, "x_T")
-        if shape is not None and tuple(x_T.shape) != as_shape(shape):
-            raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was given")
-        x = x_T.clone()
-    if y is not None and y.shape[0] != x.shape[0]:
-        raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
+    start = start_sampling(
+        model,
+        sde,
+        shape,
+        steps,
+        grid,
+        x_T,
+        generator,
+        seed,
+        y,
+        device,
+        dtype,
+        t_start,
+        t_end,
+        first_index,
+        deferred_grid=True,
+    )
+    sde, ts, noise, x = start.sde, start.ts, start.noise, start.x
 
+    if ts is None:
+        shape_d = x.shape[1:]
+        ts = optimized_grid(
+            model, sde, steps, method, shape_d, t_start=t_start, t_end=t_end, options=options, dtype=x.dtype
+        ).times
     n_steps = len(ts) - 1
     counted = CountingModel(model, label=f"sample ({method})", steps=n_steps)
     ts_dev = ts.to(x.device)

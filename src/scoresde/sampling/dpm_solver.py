@@ -194,13 +194,12 @@ def dpm_solver_pp_3m(
     ``D_1 ~ h x0'``, ``D_2 ~ h^2 x0''`` and ``phi_j`` from :func:`~scoresde.sampling.schedule.phi`.
     Steps 0 and 1 are warm-up steps of order 1 and 2 (see :func:`multistep_order`); step 0 is
     corrected with the next step's evaluation (as in UniPC's corrector), since a plain first-order
-    first step limits the global order to 2 (measured: slope 2.07 at 320-640 steps on the VE SDE).
+    first step limits the global order to 2.
     1 NFE per step.  Order 3 (tests/sampling/test_ode.py fits the slope).
 
     Note: the ``x0''`` term carries weight ``phi_2 h^2 x0'' = 2 phi_2 f_2`` with ``f_2`` the second
     divided difference; weighting ``f_2`` by ``phi_2`` alone (as diffusers 0.42 and
-    k-diffusion 0.1.1 do in their third-order multistep updates) leaves a second-order method
-    (measured slope 2.0 on VP and VE).
+    k-diffusion 0.1.1 do in their third-order multistep updates) leaves a second-order method.
     """
     _check_flag("lower_order_final", lower_order_final)
     sch = grid_schedule(sde, ts)

@@ -7,13 +7,14 @@ as an import side effect.
 from __future__ import annotations
 
 from scoresde.sampling.adaptive import dopri5
+from scoresde.sampling.deis import deis, ipndm
 from scoresde.sampling.dpm_solver import dpm_solver_2, dpm_solver_3, dpm_solver_pp_2m, dpm_solver_pp_3m
 from scoresde.sampling.ode import ddim, euler, heun
 from scoresde.sampling.pc import ald, langevin, pc
 from scoresde.sampling.predictors import ancestral, euler_maruyama, reverse_diffusion
 from scoresde.sampling.stochastic import dpm_solver_pp_2m_sde, edm_stochastic
 from scoresde.sampling.types import Sampler
-from scoresde.sampling.unipc import unipc
+from scoresde.sampling.unipc import unipc, unipc_bh1
 
 SAMPLERS: dict[str, Sampler] = {
     "euler_maruyama": Sampler(
@@ -69,6 +70,25 @@ SAMPLERS: dict[str, Sampler] = {
         order=3,
         stochastic=False,
         description="UniPC, UniP-2 + UniC, B(h)=bh2, data prediction (Zhao et al. 2023)",
+    ),
+    "unipc_bh1": Sampler(
+        unipc_bh1,
+        order=3,
+        stochastic=False,
+        description="UniPC, UniP-2 + UniC, B(h)=bh1 (B(h) = h), data prediction (Zhao et al. 2023)",
+    ),
+    "deis": Sampler(
+        deis,
+        order=3,
+        stochastic=False,
+        description="DEIS-tAB3, eps extrapolated in t, exponential integrator (Zhang & Chen 2023, Eq. 14-15)",
+    ),
+    "ipndm": Sampler(
+        ipndm,
+        order=2,
+        stochastic=False,
+        description="iPNDM, fixed 4-step Adams-Bashforth weights in sigma_hat (Zhang & Chen 2023, App. B; "
+        "order 2 on grids of unequal steps)",
     ),
     "dopri5": Sampler(
         dopri5,

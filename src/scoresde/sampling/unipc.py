@@ -1,10 +1,11 @@
 """UniPC (Zhao et al. 2023): a unified predictor-corrector for the probability-flow ODE.
 
-Data-prediction form with ``B(h) = e^{-h} - 1`` (the paper's ``B_2(h)``, "bh2", written for
-``x0`` prediction).  The predictor UniP-p extrapolates the data prediction from the last ``p``
-evaluations; the corrector UniC re-solves the step with the evaluation at the predicted point
-included.  That evaluation is the one the next step needs anyway, so the corrector costs no extra
-NFE (Zhao et al. 2023, Sec. 3.1-3.2, Alg. 1-2).
+Data-prediction form with ``B(h) = 1 - e^{-h}`` (the paper's ``B_2(h)``, "bh2", written for
+``x0`` prediction; the default) or ``B(h) = h`` (``B_1(h)``, "bh1", which the paper recommends for
+unconditional sampling at very few steps).  The predictor UniP-p extrapolates the data
+prediction from the last ``p`` evaluations; the corrector UniC re-solves the step with the
+evaluation at the predicted point included.  That evaluation is the one the next step needs
+anyway, so the corrector costs no extra NFE (Zhao et al. 2023, Sec. 3.1-3.2, Alg. 1-2).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from scoresde.sampling.schedule import grid_schedule, phi
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
-__all__ = ["unipc", "unipc_weights"]
+__all__ = ["UNIPC_VARIANTS", "unipc", "unipc_bh1", "unipc_weights"]
+
+UNIPC_VARIANTS = ("bh1", "bh2")
+
+
+def b_of_h(h: float, variant: str) -> float:
+    """``B(h)`` of UniPC (Zhao et al. 2023, Sec. 3.3): ``h`` for bh1, ``1 - e^{-h}`` for bh2."""
+    return h if variant == "bh1" else phi(h, 0)
 
 
 def _solve(a: list[list[float]], b: list[float]) -> list[float]:
@@ -51,21 +59,22 @@ def _update(
     return out
 
 
-def unipc_weights(rs: list[float], h: float) -> list[float]:
+def unipc_weights(rs: list[float], h: float, variant: str = "bh2") -> list[float]:
     """The weights ``a`` of the differences ``D_m / r_m`` (Zhao et al. 2023, Eq. 7 and 10).
 
-    They solve ``sum_m a_m r_m^{j-1} = j! phi_j(h) / B`` for ``j = 1..K`` with
-    ``B = 1 - e^{-h}``, so that ``B sum_m a_m D_m / r_m`` reproduces the Taylor terms of the
+    They solve ``sum_m a_m r_m^{j-1} = j! phi_j(h) / B(h)`` for ``j = 1..K`` (``B`` from
+    :func:`b_of_h`), so that ``B sum_m a_m D_m / r_m`` reproduces the Taylor terms of the
     exact solution up to order ``K``; with a single difference ``a = 1/2`` (the bh2 choice,
     which keeps order 2).
 
     Args:
         rs: the nodes ``r_m = (lambda_m - lambda_i) / h`` of the ``K`` differences.
         h: the step in ``lambda``.
+        variant: ``"bh1"`` or ``"bh2"``.
     """
     if len(rs) == 1:
         return [0.5]
-    bh = phi(h, 0)
+    bh = b_of_h(h, variant)
     k = len(rs)
     rows = [[r ** (j - 1) for r in rs] for j in range(1, k + 1)]
     rhs = [math.factorial(j) * phi(h, j) / bh for j in range(1, k + 1)]
@@ -84,8 +93,9 @@ def unipc(
     order: int = 2,
     lower_order_final: bool = True,
     final_corrector: bool = False,
+    variant: str = "bh2",
 ) -> Tensor:
-    """UniPC-p: UniP-p predictor and UniC corrector, data prediction, ``B(h) = bh2``.
+    """UniPC-p: UniP-p predictor and UniC corrector, data prediction, ``B(h)`` bh2 or bh1.
 
     Per step ``i``: the predictor ``x~_{i+1} = (sigma_{i+1}/sigma_i) x_i + s_{i+1} [(1 - e^{-h})
     m_i + B sum_m a_m D_m / r_m]`` with ``D_m = m_{i-m} - m_i`` over the last ``p - 1`` data
@@ -108,6 +118,8 @@ def unipc(
     for flag, value in (("lower_order_final", lower_order_final), ("final_corrector", final_corrector)):
         if not isinstance(value, bool):
             raise TypeError(f"{flag} must be a bool, got {value!r}")
+    if variant not in UNIPC_VARIANTS:
+        raise ValueError(f"unipc variant must be one of {UNIPC_VARIANTS}, got {variant!r}")
     sch = grid_schedule(sde, ts)
     tx = ts.to(x.dtype)
     ms = [model.denoise(x, tx[0], y)]  # data predictions at t_i, t_{i-1}, ...
@@ -117,21 +129,50 @@ def unipc(
         k = multistep_order(i, sch.steps, order, h, lower_order_final)
         ratio = sch.sigma[i + 1] / sch.sigma[i]
         s1 = sch.s[i + 1]
-        bh = s1 * phi(h, 0)
-        base = ratio * x + bh * ms[0]
+        base = ratio * x + (s1 * phi(h, 0)) * ms[0]
+        bh = s1 * b_of_h(h, variant) if math.isfinite(h) else s1
         rs = [(lams[m] - lams[0]) / h for m in range(1, k)]
 
         # Predictor (UniP-k).
-        x_pred = _update(base, bh, unipc_weights(rs, h), rs, ms[0], ms[1:k]) if k > 1 else base
+        x_pred = _update(base, bh, unipc_weights(rs, h, variant), rs, ms[0], ms[1:k]) if k > 1 else base
         if i + 1 == sch.steps and not (final_corrector and math.isfinite(h)):
             x = x_pred
         else:
             m_new = model.denoise(x_pred, tx[i + 1], y)
             # Corrector (UniC): the new evaluation enters with r = 1.
             rs_c = [*rs, 1.0]
-            x = _update(base, bh, unipc_weights(rs_c, h), rs_c, ms[0], [*ms[1:k], m_new])
+            x = _update(base, bh, unipc_weights(rs_c, h, variant), rs_c, ms[0], [*ms[1:k], m_new])
             ms = [m_new, *ms[: order - 1]]
             lams = [sch.lam[i + 1], *lams[: order - 1]]
         if callback is not None:
             callback(i, ts[i + 1], x)
     return x
+
+
+def unipc_bh1(
+    model: ScoreFunction,
+    sde: SDE,
+    x: Tensor,
+    ts: Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    y: Tensor | None = None,
+    callback: Callback | None = None,
+    order: int = 2,
+    lower_order_final: bool = True,
+    final_corrector: bool = False,
+) -> Tensor:
+    """:func:`unipc` with ``B(h) = h`` (Zhao et al. 2023, ``B_1``); same options and order."""
+    return unipc(
+        model,
+        sde,
+        x,
+        ts,
+        noise=noise,
+        y=y,
+        callback=callback,
+        order=order,
+        lower_order_final=lower_order_final,
+        final_corrector=final_corrector,
+        variant="bh1",
+    )

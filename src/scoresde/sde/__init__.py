@@ -36,6 +36,22 @@ def make_sde(name: str, **kwargs) -> SDE:
     return cls(**kwargs)
 
 
+def sde_from_dict(data: dict) -> SDE:
+    """Rebuild an SDE from :meth:`SDE.to_dict`'s ``{"name", "kwargs"}``, or from the older flat
+    form ``{"name", **kwargs}`` of classifier files.
+
+    Raises:
+        ValueError: no name, an unknown name, or arguments the SDE does not take.
+    """
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"an SDE description needs a 'name', got {data!r}")
+    kwargs = data["kwargs"] if "kwargs" in data else {k: v for k, v in data.items() if k != "name"}
+    try:
+        return make_sde(data["name"], **kwargs)
+    except TypeError as err:
+        raise ValueError(f"bad arguments for the {data['name']!r} SDE: {err}") from None
+
+
 __all__ = [
     "BETA_SCHEDULES",
     "PAPER_LIKELIHOOD_EPS",
@@ -53,4 +69,5 @@ __all__ = [
     "make_betas",
     "make_sde",
     "paper_ddpm_betas",
+    "sde_from_dict",
 ]

@@ -82,6 +82,34 @@ class SDE(ABC):
         """JSON-serialisable constructor arguments (used by checkpoints)."""
         return {"T": self.T, "eps": self.eps}
 
+    @property
+    def short_name(self) -> str:
+        """The name :func:`scoresde.sde.make_sde` knows this SDE by (``vp``, ``ve``, ...).
+
+        Raises:
+            ValueError: the class is not in :data:`scoresde.sde.SDES`.
+        """
+        from scoresde.sde import SDES
+
+        for key, cls in SDES.items():
+            if type(self) is cls:
+                return key
+        raise ValueError(f"{type(self).__name__} is not in scoresde.sde.SDES; register it to save it by name")
+
+    def to_dict(self) -> dict:
+        """``{"name": short name, "kwargs": constructor arguments}``: the one JSON form of an SDE,
+        read back by :func:`scoresde.sde.sde_from_dict`."""
+        return {"name": self.short_name, "kwargs": self.config()}
+
+    def __eq__(self, other: object) -> bool:
+        """Equal SDEs are of the same class with the same constructor arguments."""
+        if not isinstance(other, SDE):
+            return NotImplemented
+        return type(self) is type(other) and self.config() == other.config()
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted((k, repr(v)) for k, v in self.config().items()))))
+
     # ------------------------------------------------------------------ #
     # Derived quantities.
     # ------------------------------------------------------------------ #

@@ -62,7 +62,9 @@ class TrainConfig:
     test_fraction: float = field(
         default=0.1, metadata={"help": "fraction of the data held out for evaluation"}
     )
-    image_size: int | None = field(default=None, metadata={"help": "resize folder images to this size"})
+    image_size: int | None = field(
+        default=None, metadata={"help": "resize the images (any layout) to this size"}
+    )
     hflip: bool = field(default=False, metadata={"help": "random horizontal flips"})
     # Network.
     net: str = field(default="unet", metadata={"help": "unet (images) or mlp (flattened images / vectors)"})
@@ -71,8 +73,9 @@ class TrainConfig:
         default=(1, 2), metadata={"help": "UNet channel multiplier per resolution level"}
     )
     num_res_blocks: int = field(default=2, metadata={"help": "UNet residual blocks per level"})
-    attn_resolutions: tuple[int, ...] = field(
-        default=(4,), metadata={"help": "resolutions with self-attention"}
+    attn_resolutions: tuple[int, ...] | None = field(
+        default=None,
+        metadata={"help": "resolutions with self-attention (default: the UNet's lowest resolution)"},
     )
     dropout: float = field(default=0.1, metadata={"help": "dropout rate of the network"})
     time_embedding: str = field(default="fourier", metadata={"help": "fourier or sinusoidal"})

@@ -1,8 +1,7 @@
-"""A minimal training loop for vector data: AdamW, DSM loss, EMA, progress bar."""
+"""A minimal training loop for vector data: the generic loop of :mod:`scoresde.optim`, DSM loss, EMA."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,7 +10,7 @@ from torch import Tensor
 
 from scoresde.losses import dsm_loss
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import make_progress
+from scoresde.optim import optimize
 from scoresde.train.ema import EMA
 
 __all__ = ["FitResult", "fit"]
@@ -56,29 +55,26 @@ def fit(
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {steps}, {batch_size}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
     ema = EMA(model, ema_decay)
-    losses: list[float] = []
-    bar = make_progress(progress, steps, "train")
-    start = time.perf_counter()
-    model.train()
-    for _ in range(steps):
+
+    def loss(step: int) -> Tensor:
         if callable(data):
             x0 = data(batch_size, g)
         else:
             idx = torch.randint(0, data.shape[0], (batch_size,), generator=g)
             x0 = data[idx]
-        out = dsm_loss(model, x0, weighting=weighting, generator=g)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        sched.step()
-        ema.update(model)
-        losses.append(float(out.loss.detach()))
-        bar.update(1, loss=f"{losses[-1]:.4f}")
-    bar.close()
+        return dsm_loss(model, x0, weighting=weighting, generator=g).loss
+
+    model.train()
+    run = optimize(
+        model.parameters(),
+        loss,
+        steps,
+        lr,
+        weight_decay,
+        grad_clip=grad_clip,
+        after_step=lambda: ema.update(model),
+        progress=progress,
+    )
     model.eval()
-    return FitResult(losses, ema.module, time.perf_counter() - start, steps)
+    return FitResult(run.losses, ema.module, run.seconds, steps)

@@ -35,8 +35,6 @@ from torch.utils.data import DistributedSampler
 from scoresde._checks import NonFiniteError
 from scoresde.data.images import (
     DataSplit,
-    bits_per_dim,
-    dequantize,
     load_dataset,
     save_image_grid,
 )
@@ -48,11 +46,13 @@ from scoresde.io.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from scoresde.losses import dsm_nll_bound, make_objective
+from scoresde.losses import make_objective
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net
+from scoresde.nets.build import default_attn_resolutions, net_config_for
 from scoresde.progress import make_progress
 from scoresde.sde import make_sde
+from scoresde.train import evaluation
 from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
 from scoresde.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.train.ema import EMA
@@ -160,10 +160,10 @@ class Trainer:
     def _check_with_data(self) -> None:
         """The rules that need the data, checked before the first step (errors name the option)."""
         c, data = self.config, self.data
-        if c.image_size is not None and not Path(str(c.data)).is_dir():
+        if c.image_size is not None and tuple(data.shape[1:]) != (c.image_size, c.image_size):
             raise ValueError(
-                f"image_size {c.image_size} resizes image folders only; data {c.data!r} is not a folder "
-                "(remove image_size)"
+                f"image_size {c.image_size}: the data's images are {data.shape[1]}x{data.shape[2]} "
+                "(image_size resizes data that the trainer loads itself, of any layout)"
             )
         if c.eval_bpd and data.levels is None:
             raise ValueError("eval_bpd needs discrete data (levels); this data set is continuous")
@@ -177,7 +177,7 @@ class Trainer:
             )
         if c.net == "unet" and h == w:
             levels = [h // 2**i for i in range(len(c.channel_mults))]
-            missing = [r for r in c.attn_resolutions if r not in levels]
+            missing = [r for r in self._attn_resolutions() if r not in levels]
             if missing:
                 raise ValueError(
                     f"attn_resolutions {list(c.attn_resolutions)}: the UNet has no resolution {missing} "
@@ -187,31 +187,14 @@ class Trainer:
     # ------------------------------------------------------------------ #
     # Setup.
     # ------------------------------------------------------------------ #
+    def _attn_resolutions(self) -> tuple[int, ...]:
+        """The configured attention resolutions; by default the UNet's lowest resolution."""
+        c = self.config
+        return default_attn_resolutions(c.attn_resolutions, self.data.shape[1], c.channel_mults)
+
     def _net_config(self) -> dict:
-        c, (ch, h, w) = self.config, self.data.shape
-        num_classes = self.data.num_classes if c.conditional else None
-        if c.net == "mlp":
-            return {
-                "name": "mlp",
-                "dim": ch * h * w,
-                "hidden": c.hidden,
-                "depth": c.depth,
-                "num_classes": num_classes,
-            }
-        if h != w:
-            raise ValueError(f"the UNet needs square images, got {h}x{w}; pass image_size to resize")
-        return {
-            "name": "unet",
-            "in_channels": ch,
-            "image_size": h,
-            "base_channels": c.base_channels,
-            "channel_mults": list(c.channel_mults),
-            "num_res_blocks": c.num_res_blocks,
-            "attn_resolutions": list(c.attn_resolutions),
-            "dropout": c.dropout,
-            "num_classes": num_classes,
-            "time_embedding": c.time_embedding,
-        }
+        c = self.config
+        return net_config_for(c.net, self.data.shape, self.data.num_classes if c.conditional else None, c)
 
     def _shape_for_net(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], -1) if self.config.net == "mlp" else x
@@ -293,100 +276,62 @@ class Trainer:
     # ------------------------------------------------------------------ #
     # Evaluation.
     # ------------------------------------------------------------------ #
-    @torch.no_grad()
     def held_out_loss(self, model: ScoreModel | None = None, max_images: int | None = None) -> float:
         """The training objective on the held-out split with fixed draws (EMA model by default)."""
-        model = model or self.ema.module
         c = self.config
-        x = self.data.test[:max_images]
-        if x.shape[0] == 0:
-            return float("nan")
-        y_all = self.data.test_labels if c.conditional else None
-        g = torch.Generator().manual_seed(_mix(c.seed, 0, 7))
-        total, n = 0.0, 0
-        for start in range(0, x.shape[0], c.batch_size):
-            xb = x[start : start + c.batch_size]
-            u = torch.rand(xb.shape[0], generator=g)
-            noise = torch.randn(xb.shape, generator=g)
-            yb = None if y_all is None else y_all[start : start + c.batch_size].to(self.device)
-            out = self.objective(
-                model,
-                self._shape_for_net(xb).to(self.device),
-                yb,
-                u.to(self.device),
-                self._shape_for_net(noise).to(self.device),
-            )
-            total += float(out.per_sample.sum())
-            n += xb.shape[0]
-        return total / n
+        return evaluation.held_out_loss(
+            self.objective,
+            model or self.ema.module,
+            self.data.test[:max_images],
+            self.data.test_labels[:max_images] if c.conditional else None,
+            torch.Generator().manual_seed(_mix(c.seed, 0, 7)),
+            c.batch_size,
+            self._shape_for_net,
+        )
 
-    @torch.no_grad()
     def sample_images(
         self, n: int | None = None, model: ScoreModel | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """Draw ``n`` samples ``(n, C, H, W)`` with the EMA model (labels cycling over the classes)."""
-        from scoresde.sampling.api import sample
-
         c = self.config
-        model = model or self.ema.module
         n = n or c.num_samples
-        y = None
-        if c.conditional:
-            y = (torch.arange(n) % self.data.num_classes).to(self.device)
-        shape = (n, *self.data.shape) if c.net == "unet" else (n, math.prod(self.data.shape))
-        res = sample(
-            model,
-            shape=shape,
-            method=c.sample_method,
-            steps=c.sample_steps,
-            seed=c.seed,
-            y=y,
-            device=self.device,
+        shape = self.data.shape if c.net == "unet" else (math.prod(self.data.shape),)
+        classes = self.data.num_classes if c.conditional else None
+        x, y = evaluation.sample_grid(
+            model or self.ema.module, shape, n, c.sample_method, c.sample_steps, c.seed, classes, self.device
         )
-        return res.x.reshape(n, *self.data.shape).float().cpu(), None if y is None else y.cpu()
+        return x.reshape(n, *self.data.shape).float().cpu(), y
 
     def bits_per_dim(self, model: ScoreModel | None = None, bound: bool = False) -> float:
         """Held-out bits/dim of uniformly dequantized images (``bpd_samples`` of them).
 
         Class-conditional models trained with ``label_dropout > 0`` are scored through their
         unconditional (null-token) mode, otherwise given the true labels.
-        ``bound=False``: the probability-flow ODE likelihood through ``scoresde.log_likelihood``
-        (the likelihood module; Hutchinson's divergence estimator beyond 16 dimensions);
-        ``bound=True``: the variational bound of the reverse SDE,
-        :func:`~scoresde.losses.dsm_nll_bound` (8 draws per image), an upper bound in expectation.
+        ``bound=False``: :func:`~scoresde.train.evaluation.bpd_probability_flow` (the PF-ODE
+        likelihood; Hutchinson's divergence estimator beyond 16 dimensions); ``bound=True``:
+        :func:`~scoresde.train.evaluation.bpd_bound` (the reverse SDE's variational bound, 8 draws
+        per image, an upper bound in expectation).
         """
-        from scoresde.flow.likelihood import log_likelihood
-
         if self.data.levels is None:
             raise ValueError("bits/dim needs discrete data (levels); this data set is continuous")
         c = self.config
         model = model or self.ema.module
-        x = self.data.test[: c.bpd_samples]
-        z = dequantize(x, self.data.levels, torch.Generator().manual_seed(_mix(c.seed, 0, 8)))
-        z = self._shape_for_net(z).to(self.device)
+        x = self._shape_for_net(self.data.test[: c.bpd_samples]).to(self.device)
         # Conditional models trained with label dropout are scored unconditionally (null token).
         given_labels = c.conditional and c.label_dropout == 0
         y = self.data.test_labels[: c.bpd_samples].to(self.device) if given_labels else None
         if bound:
-            g = torch.Generator().manual_seed(_mix(c.seed, 0, 9))
-            nll = torch.cat(
-                [
-                    dsm_nll_bound(
-                        model, z[i : i + c.batch_size], 8, None if y is None else y[i : i + c.batch_size], g
-                    )
-                    for i in range(0, z.shape[0], c.batch_size)
-                ]
+            return evaluation.bpd_bound(
+                model,
+                x,
+                self.data.levels,
+                y,
+                torch.Generator().manual_seed(_mix(c.seed, 0, 9)),
+                c.batch_size,
+                dequantize_generator=torch.Generator().manual_seed(_mix(c.seed, 0, 8)),
             )
-            logp = -nll
-        else:
-            kwargs: dict = {} if y is None else {"y": y}
-            if z[0].numel() > 16:
-                # The exact divergence costs one backward pass per dimension: use Hutchinson's
-                # unbiased estimator (one Rademacher probe per image, seeded) beyond 16 dims.
-                g = torch.Generator().manual_seed(_mix(c.seed, 0, 10))
-                kwargs.update(divergence="hutchinson", generator=g)
-            logp = log_likelihood(model, model.sde, z, **kwargs).logp
-        return float(bits_per_dim(logp.double().cpu(), z[0].numel(), self.data.levels).mean())
+        g = torch.Generator().manual_seed(_mix(c.seed, 0, 10))
+        return evaluation.bpd_probability_flow(model, x, self.data.levels, y, g)
 
     def evaluate(self) -> dict[str, float]:
         """Held-out loss, a sample grid written to ``samples/``, and bits/dim when asked."""

@@ -92,7 +92,10 @@ def check_ranges(c: Any) -> None:
         _need(getattr(c, key) >= 1, f"{key} must be >= 1, got {getattr(c, key)}")
     _need(len(c.channel_mults) >= 1, "channel_mults must hold at least one multiplier")
     _need(all(m >= 1 for m in c.channel_mults), f"channel_mults must be >= 1, got {c.channel_mults}")
-    _need(all(r >= 1 for r in c.attn_resolutions), f"attn_resolutions must be >= 1, got {c.attn_resolutions}")
+    _need(
+        c.attn_resolutions is None or all(r >= 1 for r in c.attn_resolutions),
+        f"attn_resolutions must be >= 1, got {c.attn_resolutions}",
+    )
     _need(0.0 <= c.dropout < 1.0, f"dropout must lie in [0, 1), got {c.dropout}")
     _need(
         c.label_dropout == 0 or c.conditional,

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from scoresde.cli.__main__ import main
@@ -14,14 +13,6 @@ from scoresde.train.checkpoint import load_checkpoint
 
 TINY = ["--base-channels", "8", "--num-res-blocks", "1", "--batch-size", "8", "--warmup", "1"]
 TINY += ["--num-samples", "4", "--sample-steps", "2", "--no-progress", "--log-every", "1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_help_lists_train_and_sample(capsys) -> None:

@@ -97,7 +97,7 @@ def test_matches_exact_logp_2d(sde, time_variable, gmm2d):
 def test_benchmark_problem_fewer_evaluations():
     """The 2-D VP mixture of benchmarks/likelihood.py (256 points): fewer batched evaluations
     than the shared-step per-sample norm, at mean error <= 1e-5 nats."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     try:
         from likelihood import _gmm2d
     finally:

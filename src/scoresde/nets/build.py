@@ -1,0 +1,70 @@
+"""The network config a training run builds, from the data's shape and the architecture options.
+
+The trainer knows data and options; what arguments a UNet or an MLP takes is known here, beside
+the networks (:data:`scoresde.nets.NETS`, :func:`scoresde.nets.build_net`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["NET_KINDS", "default_attn_resolutions", "net_config_for"]
+
+NET_KINDS = ("unet", "mlp")
+
+
+def default_attn_resolutions(
+    attn_resolutions: tuple[int, ...] | None, image_size: int, channel_mults: tuple[int, ...]
+) -> tuple[int, ...]:
+    """``attn_resolutions`` as given, or by default (``None``) the UNet's lowest resolution."""
+    if attn_resolutions is not None:
+        return tuple(attn_resolutions)
+    return (image_size // 2 ** (len(channel_mults) - 1),)
+
+
+def net_config_for(
+    kind: str,
+    data_shape: tuple[int, int, int],
+    num_classes: int | None,
+    options: Any,
+) -> dict:
+    """``{"name": kind, **constructor arguments}`` for images of ``data_shape = (C, H, W)``.
+
+    Args:
+        kind: ``unet`` (the images as they are) or ``mlp`` (the images flattened).
+        data_shape: one image's shape.
+        num_classes: classes of a class-conditional network, else ``None``.
+        options: anything with the architecture attributes (``base_channels``,
+            ``channel_mults``, ``num_res_blocks``, ``attn_resolutions``, ``dropout``,
+            ``time_embedding`` for the UNet; ``hidden``, ``depth`` for the MLP), e.g. a
+            :class:`~scoresde.train.config.TrainConfig`.
+
+    Raises:
+        ValueError: an unknown kind, or non-square images for the UNet.
+    """
+    ch, h, w = data_shape
+    if kind == "mlp":
+        return {
+            "name": "mlp",
+            "dim": ch * h * w,
+            "hidden": options.hidden,
+            "depth": options.depth,
+            "num_classes": num_classes,
+        }
+    if kind != "unet":
+        raise ValueError(f"unknown net {kind!r}; choose one of {list(NET_KINDS)}")
+    if h != w:
+        raise ValueError(f"the UNet needs square images, got {h}x{w}; pass image_size to resize")
+    attn = default_attn_resolutions(options.attn_resolutions, h, tuple(options.channel_mults))
+    return {
+        "name": "unet",
+        "in_channels": ch,
+        "image_size": h,
+        "base_channels": options.base_channels,
+        "channel_mults": list(options.channel_mults),
+        "num_res_blocks": options.num_res_blocks,
+        "attn_resolutions": list(attn),
+        "dropout": options.dropout,
+        "num_classes": num_classes,
+        "time_embedding": options.time_embedding,
+    }

@@ -1,0 +1,174 @@
+"""Twisted SMC posterior sampling against closed-form Gaussian and exact mixture posteriors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import scoresde as ss
+from scoresde.guidance import MatrixOperator, compare_to_mixture, condition, smc_sample
+from scoresde.guidance.smc import effective_sample_size, systematic_resample
+from scoresde.sampling.predictors import ancestral_posterior
+
+
+def _chain_marginal(oracle, sde, ts: torch.Tensor) -> tuple[float, float]:
+    """Mean and variance of the ancestral chain's end point for 1-D Gaussian data, in closed form:
+    the denoiser is affine and each kernel is ``N(p + q x, v)``, so the law stays Gaussian."""
+    mean, var = 0.0, sde.prior_std() ** 2
+    for i in range(len(ts) - 1):
+        t, t1 = ts[i], ts[i + 1]
+        pts = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+        x0 = oracle.denoise(pts, t.expand(2))
+        mu, v = ancestral_posterior(sde, pts, x0, t, t1, "posterior")
+        p, q = float(mu[0, 0]), float(mu[1, 0] - mu[0, 0])
+        mean, var = p + q * mean, q * q * var + v
+    return mean, var
+
+
+@pytest.mark.parametrize("noise_std", [0.3, 0.0])
+def test_gaussian_weights_evidence_and_ess(noise_std: float) -> None:
+    """1-D Gaussian prior, y = 2 x + noise: the SMC evidence estimate, weighted posterior mean and
+    variance match the closed form of the same chain, and the reported ESS is the ESS of the
+    reported weights."""
+    sde = ss.VPSDE()
+    m0, v0, a, y_val = 0.3, 0.5, 2.0, 1.5
+    oracle = ss.AnalyticScore(ss.GaussianMixture([1.0], [[m0]], v0), sde)
+    op = MatrixOperator(torch.tensor([[a]], dtype=torch.float64))
+    steps, b, k = 30, 32, 128
+    res = smc_sample(
+        oracle,
+        op,
+        torch.tensor([[y_val]], dtype=torch.float64),
+        shape=(b, 1),
+        noise_std=noise_std,
+        particles=k,
+        steps=steps,
+        seed=0,
+        dtype=torch.float64,
+    )
+    mc, vc = _chain_marginal(oracle, sde, res.times)
+    c = a * a * vc + noise_std**2
+    log_z = -0.5 * (y_val - a * mc) ** 2 / c - 0.5 * math.log(2 * math.pi * c)
+    post_mean = mc + vc * a * (y_val - a * mc) / c
+    post_var = vc - (vc * a) ** 2 / c
+    lz = res.log_evidence
+    assert abs(float(lz.mean()) - log_z) < 4 * float(lz.std()) / math.sqrt(b) + 0.01, (lz.mean(), log_z)
+    pm = res.posterior_mean()[:, 0]
+    assert abs(float(pm.mean()) - post_mean) < 4 * float(pm.std()) / math.sqrt(b) + 1e-6
+    w = res.log_weights.exp()
+    pv = (w * (res.particles[..., 0] - pm[:, None]) ** 2).sum(1)
+    if noise_std > 0:
+        assert abs(float(pv.mean()) / post_var - 1) < 0.1
+    else:
+        # Noise-free: the last step conditions exactly, A x = y for every particle.
+        torch.testing.assert_close(a * res.particles[..., 0], torch.full((b, k), y_val, dtype=torch.float64))
+    torch.testing.assert_close(torch.logsumexp(res.log_weights, 1), torch.zeros(b, dtype=torch.float64))
+    torch.testing.assert_close(res.ess[-1], effective_sample_size(res.log_weights))
+    assert res.ess.shape == (steps, b) and res.resampled.shape == (steps, b)
+    assert bool((res.ess >= 1 - 1e-9).all()) and bool((res.ess <= k + 1e-9).all())
+    assert res.nfe == steps  # one (batched) evaluation per step but the exact last one, plus the first
+
+
+def test_systematic_resampling_counts() -> None:
+    """Each particle is copied floor or ceil of K w_k times."""
+    w = torch.tensor([[0.5, 0.25, 0.125, 0.125], [0.05, 0.05, 0.1, 0.8]], dtype=torch.float64)
+    for u in (0.01, 0.37, 0.99):
+        idx = systematic_resample(w.log(), torch.full((2,), u))
+        counts = torch.stack([torch.bincount(r, minlength=4) for r in idx]).double()
+        kw = 4 * w
+        assert bool(((counts >= kw.floor()) & (counts <= kw.ceil())).all()), (u, counts)
+
+
+def _posterior_mean_rmse(k: int) -> float:
+    sde = ss.VPSDE()
+    gmm = ss.GaussianMixture([0.6, 0.4], [[-1.0, 0.5], [1.0, -0.5]], [0.1, 0.05])
+    oracle = ss.AnalyticScore(gmm, sde)
+    op = MatrixOperator(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
+    y_obs = torch.tensor([[0.1]], dtype=torch.float64)
+    post = condition(gmm, op, y_obs, 0.2)
+    exact = (post.weights[:, None] * post.means).sum(0)
+    res = smc_sample(
+        oracle, op, y_obs, shape=(24, 2), noise_std=0.2, particles=k, steps=60, seed=1, dtype=torch.float64
+    )
+    return float((res.posterior_mean() - exact).pow(2).sum(1).mean().sqrt())
+
+
+def test_error_falls_with_particle_count() -> None:
+    e4, e64 = _posterior_mean_rmse(4), _posterior_mean_rmse(64)
+    assert e64 < 0.5 * e4, (e4, e64)
+
+
+def test_per_sample_seeds_do_not_depend_on_batch_size() -> None:
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(ss.GaussianMixture([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], 0.1), sde)
+    op = MatrixOperator(torch.tensor([[0.0, 1.0]], dtype=torch.float64))
+    kw = {"noise_std": 0.1, "particles": 8, "steps": 10, "seed": 7, "dtype": torch.float64}
+    y2 = torch.tensor([[0.2], [-0.3]], dtype=torch.float64)
+    y4 = torch.cat([y2, torch.tensor([[5.0], [0.0]], dtype=torch.float64)])
+    r2 = smc_sample(oracle, op, y2, shape=(2, 2), **kw)
+    r4 = smc_sample(oracle, op, y4, shape=(4, 2), **kw)
+    torch.testing.assert_close(r4.particles[:2], r2.particles)
+    torch.testing.assert_close(r4.x[:2], r2.x)
+
+
+def test_bad_arguments() -> None:
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(ss.GaussianMixture([1.0], [[0.0]], 0.1), sde)
+    op = MatrixOperator(torch.tensor([[1.0]], dtype=torch.float64))
+    y_obs = torch.tensor([[0.0]])
+    for kw, match in (
+        ({"particles": 0}, "particles"),
+        ({"resample_threshold": 1.5}, "resample_threshold"),
+        ({"noise_std": -1.0}, "noise_std"),
+        ({"twist_var_scale": 0.0}, "twist_var_scale"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            smc_sample(oracle, op, y_obs, shape=(1, 1), **kw)
+    with pytest.raises(ValueError, match="shape"):
+        smc_sample(oracle, op, y_obs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["2-D", "4-D, random A (2x4)"])
+def test_exact_mixture_posterior_within_twice_the_mc_floor(problem: str) -> None:
+    """Noisy measurements (s_y = 0.05): with K = 32 particles and 300 steps, 1000 independent SMC
+    draws have mode-weight error and sliced W2 to exact posterior samples within 2x the
+    Monte-Carlo floor (the same statistics of 1000 exact posterior samples, averaged over 3 seeds).
+    At 100 steps the 4-D case misses (sliced W2 2.3x the floor, the same with K = 128): the
+    residual error is the ancestral chain's discretisation, not the particle count."""
+    sde = ss.VPSDE()
+    g = torch.Generator().manual_seed(0)
+    if problem == "2-D":
+        gmm = ss.GaussianMixture([0.5, 0.3, 0.2], [[-1.0, 0.5], [1.0, 1.0], [0.5, -1.0]], [0.1, 0.04, 0.02])
+        op = MatrixOperator(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
+        y_obs = torch.tensor([[0.5]], dtype=torch.float64)
+    else:
+        gmm = ss.GaussianMixture.random(4, 3, eig_min=0.01, eig_max=0.25, generator=g)
+        op = MatrixOperator(torch.randn(2, 4, generator=g, dtype=torch.float64))
+        y_obs = op(gmm.means[:1])
+    s_y, n = 0.05, 1000
+    post = condition(gmm, op, y_obs, s_y)
+    oracle = ss.AnalyticScore(gmm, sde)
+    res = smc_sample(
+        oracle,
+        op,
+        y_obs,
+        shape=(n, gmm.dim),
+        noise_std=s_y,
+        particles=32,
+        steps=300,
+        seed=0,
+        dtype=torch.float64,
+    )
+    ref = post.sample(n, generator=torch.Generator().manual_seed(100))
+
+    def sw(a: torch.Tensor) -> float:
+        return ss.metrics.sliced_wasserstein(a, ref, generator=torch.Generator().manual_seed(0))
+
+    floors = [post.sample(n, generator=torch.Generator().manual_seed(s)) for s in (1, 2, 3)]
+    floor_w = sum(compare_to_mixture(post, f).weights for f in floors) / 3
+    floor_sw = sum(sw(f) for f in floors) / 3
+    assert compare_to_mixture(post, res.x).weights <= 2 * floor_w + 1e-3
+    assert sw(res.x) <= 2 * floor_sw
