@@ -365,3 +365,19 @@ def _main() -> int:
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.exit(_main())
+
+
+def test_train_resume_falls_back_to_the_newest_step_checkpoint(tmp_path: Path, capsys) -> None:
+    """A lost ``last.safetensors``: ``train --resume`` continues from the newest intact step."""
+    from scoresde.io.checkpoint import load_checkpoint
+
+    common = ["train", "--out", str(tmp_path), "--name", "r", "--net", "mlp", "--batch-size", "8"]
+    tiny = ["--eval-every", "1000", "--num-samples", "4", "--sample-steps", "2", "--no-progress"]
+    assert main([*common, *tiny, "--steps", "2", "--save-every", "1"]) == 0
+    ckpts = tmp_path / "r" / "checkpoints"
+    (ckpts / "last.safetensors").unlink()
+    capsys.readouterr()
+    assert main([*common, "--steps", "3", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "step_0000002" in captured.err and "resumed" in captured.out
+    assert load_checkpoint(ckpts / "last.safetensors").step == 3
