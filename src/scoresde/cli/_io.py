@@ -31,6 +31,7 @@ __all__ = [
     "check_images_fit",
     "cycle_labels",
     "default_out",
+    "from_model_range",
     "held_out_images",
     "load_data",
     "load_model",
@@ -39,6 +40,7 @@ __all__ = [
     "save_picture",
     "save_rows",
     "to_images",
+    "to_model_range",
 ]
 
 
@@ -84,11 +86,13 @@ class Data:
 def load_model(
     ctx: Any = None, *, path: str | Path | None = None, raw: bool = False, device: Any = "cpu"
 ) -> LoadedModel:
-    """Load the checkpoint group's model (``ctx["checkpoint"]``, ``ctx["raw"]``, on ``ctx.device``),
-    or the checkpoint at ``path``; frozen and in eval mode.
+    """Load the checkpoint group's model (``ctx["checkpoint"]``, ``ctx["raw"]``, or the model
+    source ``ctx["model"]`` of :mod:`scoresde.cli.models`, on ``ctx.device``), or the checkpoint
+    at ``path``; frozen and in eval mode.
 
     Raises:
-        ValueError: no checkpoint given, or not a valid checkpoint.
+        ValueError: none or both of ``--checkpoint`` / ``--model``, an unknown model source, or
+            not a valid checkpoint.
         FileNotFoundError: no such file, or a folder that is not a run folder.
     """
     from scoresde.io.checkpoint import load_checkpoint
@@ -96,6 +100,15 @@ def load_model(
 
     if ctx is not None:
         path, raw, device = ctx["checkpoint"], ctx["raw"], ctx.device
+        spec = ctx.cfg.get("model", "")
+        if "model" in ctx.cfg:
+            from scoresde.cli.models import check_one_source, load_source
+
+            check_one_source(str(path or ""), str(spec or ""))
+            if spec:
+                weights = "raw" if raw else ctx.cfg.get("weights", "ema")
+                model, info = load_source(spec, ctx.cfg.get("model_config", ""), weights, device)
+                return LoadedModel(model, info)
     ckpt = load_checkpoint(checkpoint_file(path or ""), ema=not raw, device=device)
     model = ckpt.model.eval()
     for q in model.parameters():
@@ -146,7 +159,8 @@ def load_data(source: str, loaded: LoadedModel, num: int, seed: int, split: str 
     if len(shape) == 1:
         x = x.flatten(1)
     _check_shape(x, shape, source)
-    return Data(x[:num], None if y is None else y[:num], split_data.levels, split_data.name)
+    x = to_model_range(x[:num], loaded.info)  # images lie in [-1, 1]; the model's range may differ
+    return Data(x, None if y is None else y[:num], split_data.levels, split_data.name)
 
 
 def _check_shape(x: Tensor, shape: tuple[int, ...], source: str) -> None:
@@ -155,6 +169,18 @@ def _check_shape(x: Tensor, shape: tuple[int, ...], source: str) -> None:
             f"data {source!r} has points of shape {tuple(x.shape[1:])}, but the model was trained on "
             f"{tuple(shape)}; pass the data the model was trained on"
         )
+
+
+def to_model_range(x: Tensor, info: CheckpointInfo) -> Tensor:
+    """Images in ``[-1, 1]`` mapped affinely into the model's data range ``info.data_range``."""
+    lo, hi = info.data_range
+    return x if (lo, hi) == (-1.0, 1.0) else lo + (x + 1.0) * (0.5 * (hi - lo))
+
+
+def from_model_range(x: Tensor, info: CheckpointInfo) -> Tensor:
+    """Images in the model's data range mapped affinely to ``[-1, 1]`` (for writing pictures)."""
+    lo, hi = info.data_range
+    return x if (lo, hi) == (-1.0, 1.0) else (x - lo) * (2.0 / (hi - lo)) - 1.0
 
 
 def save_picture(
@@ -166,7 +192,8 @@ def save_picture(
     if img is not None:
         from scoresde.data.images import save_image_grid
 
-        return save_image_grid(x.reshape(-1, *img).clamp(-1, 1), path, nrow=nrow, scale=max(1, 64 // img[-1]))
+        x = from_model_range(x.reshape(-1, *img), loaded.info)
+        return save_image_grid(x.clamp(-1, 1), path, nrow=nrow, scale=max(1, 64 // img[-1]))
     from scoresde.viz.plots import _pyplot, _save
 
     plt = _pyplot()
@@ -193,11 +220,12 @@ def mean_se(values: Tensor) -> tuple[float, float]:
 
 
 def to_images(x: Tensor, info: CheckpointInfo) -> Tensor | None:
-    """Model outputs ``(B, *item_shape)`` as images ``(B, C, H, W)``, or ``None`` if they are not images."""
+    """Model outputs ``(B, *item_shape)`` as images ``(B, C, H, W)`` in ``[-1, 1]``, or ``None``
+    if they are not images."""
     shape = info.image_shape
     if x.ndim == 2 and shape is not None and math.prod(shape) == x.shape[1]:
         x = x.reshape(-1, *shape)
-    return x if x.ndim == 4 and x.shape[1] in (1, 3) else None
+    return from_model_range(x, info) if x.ndim == 4 and x.shape[1] in (1, 3) else None
 
 
 def default_out(checkpoint_path: Path, folder: str) -> Path:

@@ -21,12 +21,18 @@ from scoresde.cli.config import Option
 def run(ctx: Context) -> int:
     import numpy as np
 
-    from scoresde.cli._io import default_out, held_out_images, load_model, model_labels, save_rows
+    from scoresde.cli._io import (
+        default_out,
+        from_model_range,
+        held_out_images,
+        load_model,
+        model_labels,
+        save_rows,
+        to_model_range,
+    )
     from scoresde.guidance import colorize
 
     cfg, device = ctx.cfg, ctx.device
-    if not cfg["checkpoint"]:
-        raise ValueError("give the model: --checkpoint FILE.safetensors or a run folder")
     loaded = load_model(ctx)
     info, model = loaded.info, loaded.model
     in_shape = info.item_shape
@@ -46,7 +52,7 @@ def run(ctx: Context) -> int:
     k, n = cfg["samples"], cfg["num"]
     res = colorize(
         model,
-        gray.repeat(k, 1, 1, 1).to(device),
+        to_model_range(gray.repeat(k, 1, 1, 1), info).to(device),
         channels=3,
         method=cfg["method"],
         steps=cfg["steps"],
@@ -56,7 +62,7 @@ def run(ctx: Context) -> int:
         y=None if y is None else y.repeat(k).to(device),
         device=device,
     )
-    out_x = res.x.float().cpu().reshape(k, n, *in_shape)
+    out_x = from_model_range(res.x.float().cpu().reshape(k, n, *in_shape), info)  # back to [-1, 1]
     gray_err = float((out_x.mean(dim=2, keepdim=True) - gray).abs().max())
     in_range = float(((out_x >= -1.0 - 0.05) & (out_x <= 1.0 + 0.05)).float().mean())
     metrics = {

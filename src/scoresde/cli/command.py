@@ -13,8 +13,9 @@ every flag means the same everywhere):
 - :func:`runtime_options`: ``--seed``, ``--device``, ``--threads``, ``--progress/--no-progress``
   (every command has them; :class:`Command` adds them when a command does not list them);
 - ``--out`` / ``--name`` (:data:`~scoresde.cli.config.COMMON_OPTIONS`, every command);
-- :func:`checkpoint_options`: ``--checkpoint``, ``--raw`` (read with
-  :func:`scoresde.cli._io.load_model`);
+- :func:`checkpoint_options`: ``--checkpoint``, ``--raw``, and the model sources ``--model
+  diffusers:DIR`` / ``--model score_sde:CKPT --model-config CFG [--weights ema|raw]``
+  (:mod:`scoresde.cli.models`; all read with :func:`scoresde.cli._io.load_model`);
 - :func:`data_options`: ``--data``, ``--num``;
 - :func:`sampler_options`: ``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``,
   ``--grid`` (one of :data:`scoresde.GRIDS`), ``--denoise``;
@@ -93,10 +94,16 @@ def runtime_options(
 def checkpoint_options(
     help: str = "a .safetensors checkpoint or a run folder of `scoresde train`",
 ) -> list[Option]:
-    """``--checkpoint`` (required by the command's body) and ``--raw``."""
+    """``--checkpoint`` and ``--raw``, with the model-source group
+    (:func:`scoresde.cli.models.model_source_options`: ``--model``, ``--model-config``,
+    ``--weights``); the body's :func:`scoresde.cli._io.load_model` needs exactly one of
+    ``--checkpoint`` / ``--model``."""
+    from scoresde.cli.models import model_source_options
+
     return [
         Option("checkpoint", "", help, type=str, metavar="PATH"),
         Option("raw", False, "use the raw weights instead of the EMA weights"),
+        *model_source_options(),
     ]
 
 

@@ -90,17 +90,17 @@ def run(ctx: Context) -> int:
     from scoresde.cli._io import (
         check_images_fit,
         default_out,
+        from_model_range,
         held_out_images,
         load_model,
         model_labels,
         save_rows,
+        to_model_range,
     )
     from scoresde.data.images import load_dataset
     from scoresde.guidance import Inpainting, dps_sample, inpaint
 
     cfg, device = ctx.cfg, ctx.device
-    if not cfg["checkpoint"]:
-        raise ValueError("give the model: --checkpoint FILE.safetensors or a run folder")
     loaded = load_model(ctx)
     info, model = loaded.info, loaded.model
     images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"])
@@ -110,7 +110,7 @@ def run(ctx: Context) -> int:
     y = model_labels(info, labels)
     k, n = cfg["samples"], cfg["num"]
     in_shape = info.item_shape  # an MLP model sees the images flattened
-    batch = images.repeat(k, 1, 1, 1).reshape(k * n, *in_shape).to(device)
+    batch = to_model_range(images.repeat(k, 1, 1, 1), info).reshape(k * n, *in_shape).to(device)
     m = mask.reshape(in_shape)
     yb = None if y is None else y.repeat(k).to(device)
     common = {
@@ -139,7 +139,7 @@ def run(ctx: Context) -> int:
         )
     else:
         res = inpaint(model, batch, m, device=device, **common)
-    out_x = res.x.float().cpu().reshape(k, n, *shape)
+    out_x = from_model_range(res.x.float().cpu().reshape(k, n, *shape), info)  # back to [-1, 1]
     if not bool(torch.isfinite(out_x).all()):
         raise ValueError(
             "the samples are not finite; check the checkpoint (NaN weights?) or use more --steps"

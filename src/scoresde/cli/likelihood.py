@@ -38,7 +38,8 @@ def run(ctx: Context) -> int:
     loaded = load_model(ctx)
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
     out = ctx.out_dir()
-    quant = None if data.levels is None else Quantization(data.levels, -1.0, 1.0)
+    lo, hi = loaded.info.data_range  # the model's data space ([-1, 1] unless it says otherwise)
+    quant = None if data.levels is None else Quantization(data.levels, lo, hi)
     points = data.x.float() if quant is None else quant.levels_of(data.x.float())
     generator = torch.Generator(device=device).manual_seed(cfg["seed"])
     num_classes = loaded.info.num_classes

@@ -85,8 +85,6 @@ def run(ctx: Context) -> int:
     from scoresde.sampling.api import sample
 
     cfg, device = ctx.cfg, ctx.device
-    if not cfg["checkpoint"]:
-        raise ValueError("give the model to sample: --checkpoint FILE.safetensors or a run folder")
     loaded = load_model(ctx)
     model, classes = guided_model(loaded, cfg, device)
     label = cfg["class"]

@@ -62,7 +62,12 @@ class CheckpointInfo:
         label_dropout: the fraction of labels dropped in training (0 when not recorded).
         test_fraction: the held-out fraction of the training data (default 0.1).
         data_seed: the seed of the training run's data split (default 0).
-        config: the full JSON header.
+        config: the full JSON header (for a model from elsewhere: what its loader reported).
+        data_range: the model's data space ``(low, high)``: images lie in it (``(-1, 1)`` for
+            scoresde and diffusers models; ``(0, 1)`` for score_sde models with
+            ``data.centered = false``).
+        source: where the model came from: ``scoresde`` (a checkpoint), ``diffusers`` or
+            ``score_sde`` (see :mod:`scoresde.cli.models`).
     """
 
     path: Path
@@ -78,6 +83,8 @@ class CheckpointInfo:
     test_fraction: float
     data_seed: int
     config: dict[str, Any] = field(repr=False)
+    data_range: tuple[float, float] = (-1.0, 1.0)
+    source: str = "scoresde"
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any], path: str | Path) -> CheckpointInfo:
