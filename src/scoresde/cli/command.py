@@ -266,7 +266,10 @@ class Command:
 
     def run(self, args: argparse.Namespace) -> int:
         """Resolve the settings, then run the body with ``--threads`` threads on ``--device``."""
+        from scoresde.cli.checks import check_settings
+
         cfg, given = self.settings(args)
+        check_settings(cfg)
         with num_threads(cfg["threads"]):
             device = resolve_device(cfg["device"], local_rank())
             return int(self.body(Context(self.name, cfg, device, given)) or 0)

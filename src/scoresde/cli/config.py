@@ -313,11 +313,17 @@ def _toml_module():
             ) from None
 
 
+def _check_config_path(p: Path) -> None:
+    if p.is_dir():
+        raise ConfigError(f"--config: {str(p)!r} is a directory; give a TOML or JSON file")
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist (check the path given to --config)")
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file into a dict, with errors that name the file."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist (check the path given to --config)")
+    _check_config_path(p)
     toml = _toml_module()
     try:
         with p.open("rb") as fh:
@@ -331,8 +337,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.suffix.lower() != ".json":
         return load_toml(p)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist (check the path given to --config)")
+    _check_config_path(p)
     try:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as err:

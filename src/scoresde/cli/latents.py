@@ -37,7 +37,10 @@ def _load_latents(path: str) -> Tensor:
             raise ValueError(
                 f"{path}: expected an array named 'z' (as `scoresde encode` writes), found {f.files}"
             )
-        return torch.as_tensor(f["z"]).float()
+        z = torch.as_tensor(f["z"]).float()
+    if z.ndim == 0 or z.shape[0] == 0:
+        raise ValueError(f"--latents: {path} holds no latents (array z has shape {tuple(z.shape)})")
+    return z
 
 
 # ---------------------------------------------------------------------------------------------- #

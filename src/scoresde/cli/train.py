@@ -37,11 +37,12 @@ def _resume_path(cfg: dict[str, Any]) -> Path | None:
 
 def _resumed_settings(cfg: dict[str, Any]) -> dict[str, Any] | None:
     """The training settings of the checkpoint being resumed: the layer under everything given."""
-    from scoresde.io.checkpoint import read_checkpoint_metadata
+    from scoresde.io.checkpoint import read_checkpoint_metadata, resume_checkpoint
 
     path = _resume_path(cfg)
     if path is None:
         return None
+    path, _ = resume_checkpoint(path)  # a missing/corrupt last.safetensors: the newest intact step
     saved = read_checkpoint_metadata(path).get("train", {})
     return {k: v for k, v in saved.items() if k in _FIELDS}
 
