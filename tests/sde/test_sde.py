@@ -138,8 +138,9 @@ def test_bad_construction_and_times() -> None:
 def test_sdes_know_their_name_equality_and_json_form() -> None:
     from scoresde.sde import SDES, sde_from_dict
 
+    examples = {"discrete": lambda: ss.DiscreteVPSDE.from_schedule("linear")}  # needs its table
     for name, cls in SDES.items():
-        sde = cls()
+        sde = examples[name]() if name in examples else cls()
         assert sde.short_name == name
         assert sde_from_dict(sde.to_dict()) == sde
         assert sde_from_dict({"name": name, **sde.config()}) == sde  # the older flat form
