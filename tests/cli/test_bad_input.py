@@ -259,7 +259,8 @@ def test_out_of_range_integers_are_refused(command: str, key: str, value: int, c
         return  # only negative counts and out-of-range seeds are bad for sure
     flag = "--" + key.replace("_", "-")
     with tempfile.TemporaryDirectory() as d:
-        case = Case("hypothesis", (*_base(command), flag, str(value)), 2, (key, str(value)))
+        # The message names the option as a flag (--batch-size) or a config key (batch_size).
+        case = Case("hypothesis", (*_base(command), flag, str(value)), 2, (key.split("_")[0], str(value)))
         outcome, status, text = run_case(case, Path(d), ckpt)
     assert outcome == "clear", f"{case.id}: {outcome}, exit {status}, {text!r}"
 
