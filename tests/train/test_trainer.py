@@ -94,9 +94,22 @@ def test_outputs_eval_and_bf16(tmp_path, digits) -> None:
     assert load_checkpoint(run).step == 2
 
 
+def test_minutes_budget_stops_and_saves(tmp_path, digits) -> None:
+    """A tiny time budget stops long before ``steps``; the stopping step is saved and evaluated."""
+    cfg = TrainConfig(**{**TINY, "num_samples": 0}, steps=10**6, minutes=1e-4, out=str(tmp_path), name="m")
+    res = Trainer(cfg, data=digits).fit()
+    assert 1 <= res.step < 10**6
+    assert load_checkpoint(tmp_path / "m").step == res.step
+    assert "eval_loss" in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()[-1]
+    # Without a budget the same run would go on: the stop came from the clock.
+    assert TrainConfig(**TINY).minutes is None
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
+        ({"minutes": 0.0}, "minutes must be a positive"),
+        ({"minutes": float("nan")}, "minutes must be a positive"),
         ({"loss": "ncsn"}, "unknown loss"),
         ({"sde": "ncsnv2"}, "unknown sde"),
         ({"steps": 0}, "steps must be a positive"),

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,13 @@ class TrainConfig:
     num_scales: int | None = field(default=None, metadata={"help": "noise levels (smld) / steps (ddpm)"})
     # Optimisation.
     steps: int = field(default=5000, metadata={"help": "total optimiser steps"})
+    minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "wall-clock budget of the training loop in minutes: stop at whichever of steps or "
+            "minutes comes first (then the final checkpoint and evaluation)"
+        },
+    )
     batch_size: int = field(default=128, metadata={"help": "global batch size"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
@@ -175,6 +183,8 @@ class TrainConfig:
                 "need lr > 0, warmup >= 0 and 0 <= ema_decay < 1, "
                 f"got {self.lr}, {self.warmup}, {self.ema_decay}"
             )
+        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
+            raise ValueError(f"minutes must be a positive number of minutes, got {self.minutes}")
         if not (0.0 <= self.label_dropout < 1.0):
             raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
         if self.importance and self.loss != "dsm":
@@ -198,6 +208,6 @@ class TrainConfig:
 RESUMABLE_KEYS = frozenset(
     {"steps", "out", "name", "log_every", "eval_every", "save_every", "num_samples", "sample_method"}
     | {"sample_steps", "eval_bpd", "bpd_samples", "progress", "device", "overwrite"}
-    | {"max_nonfinite_steps"}
+    | {"max_nonfinite_steps", "minutes"}
 )
 """Options that may differ between a checkpoint's run and the run that resumes it."""

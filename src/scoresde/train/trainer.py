@@ -453,6 +453,10 @@ class Trainer:
     def fit(self, evaluate: bool = True) -> TrainResult:
         """Train from ``self.step`` to ``config.steps``, logging, saving and evaluating on schedule.
 
+        With ``config.minutes`` set, the loop also stops at the first step that ends after that
+        many minutes of wall time (counted from the start of this call, evaluations included);
+        that step is saved and evaluated like a final one.
+
         The run folder is locked for the whole run (:class:`~scoresde.train.runlock.RunLock`);
         an existing run in it is refused unless this trainer resumed or ``overwrite`` is set;
         orphaned temporary files of interrupted writes are removed.  At a step that both saves
@@ -493,6 +497,15 @@ class Trainer:
         self._log({"step": self.step, **metrics})
         return metrics, None
 
+    def _out_of_time(self, loop_start: float) -> bool:
+        """Whether the ``minutes`` budget is spent; every process takes the same decision."""
+        minutes = self.config.minutes
+        if minutes is None:
+            return False
+        spent = float(time.perf_counter() - loop_start >= 60.0 * minutes)
+        # Any process out of time stops all of them at the same step (the mean is > 0).
+        return bool(all_reduce_mean(torch.tensor(spent, device=self.device), self.dist) > 0)
+
     def _fit(self, evaluate: bool) -> TrainResult:
         c = self.config
         main = self.dist.is_main
@@ -512,7 +525,9 @@ class Trainer:
         checkpoint: Path | None = None
         eval_errors: list[str] = []
         start_step = self.step
-        while self.step < c.steps:
+        loop_start = time.perf_counter()
+        out_of_time = False
+        while self.step < c.steps and not out_of_time:
             t0 = time.perf_counter()
             loss, grad_norm = self.train_step()
             dt = time.perf_counter() - t0
@@ -521,7 +536,9 @@ class Trainer:
             window_loss += loss
             window_steps += 1
             bar.update(1, loss=f"{loss:.4f}", img_s=f"{c.batch_size / max(dt, 1e-9):.0f}")
-            if self.step % c.log_every == 0 or self.step == c.steps:
+            out_of_time = self._out_of_time(loop_start)
+            last = self.step == c.steps or out_of_time
+            if self.step % c.log_every == 0 or last:
                 mean = float(
                     all_reduce_mean(torch.tensor(window_loss / window_steps, device=self.device), self.dist)
                 )
@@ -546,11 +563,11 @@ class Trainer:
                     f"{self.last_checkpoint}; lower lr, clip gradients (grad_clip) or check the data"
                 )
             # Save first: an evaluation that fails must not cost the interval's training.
-            if self.step % c.save_every == 0 or self.step == c.steps:
+            if self.step % c.save_every == 0 or last:
                 if main:
                     checkpoint = self.save()
                 barrier(self.dist)
-            if evaluate and (self.step % c.eval_every == 0 or self.step == c.steps):
+            if evaluate and (self.step % c.eval_every == 0 or last):
                 if main:
                     metrics, error = self._evaluate_reporting()
                     if error is None:
