@@ -66,6 +66,46 @@ def test_class_conditioning_and_null_token() -> None:
         UNet(1, 8, base_channels=8, num_res_blocks=1)(x, t, torch.tensor([0, 1]))
 
 
+def _relative_change(net: UNet, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, y2: torch.Tensor) -> float:
+    a, b = net(x, t, y), net(x, t, y2)
+    return float((a - b).abs().max() / a.abs().max())
+
+
+@pytest.mark.parametrize(("width", "mults"), [(8, (1, 2)), (16, (1, 2, 2)), (32, (1, 2))])
+def test_time_and_labels_reach_the_output_at_small_widths(width: int, mults: tuple) -> None:
+    """Regression: with one channel per GroupNorm group (instance norm) the norm after the
+    embedding removed it entirely, so a net of width <= 32 could tell neither labels nor noise
+    levels apart (outputs equal to rounding).  At >= 4 channels per group both change the output."""
+    torch.manual_seed(0)
+    kw = dict(base_channels=width, channel_mults=mults, num_res_blocks=1, num_classes=10, dropout=0.0)
+    net = UNet(1, 8, **kw).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x, t = torch.randn(4, 1, 8, 8), torch.full((4,), 0.5)
+    y, y2 = torch.tensor([0, 1, 2, 3]), torch.tensor([5, 6, 7, 8])
+    with torch.no_grad():
+        assert _relative_change(net, x, t, y, y2) > 1e-3
+        later = net(x, torch.full((4,), 0.9), y)
+        assert float((later - net(x, t, y)).abs().max() / later.abs().max()) > 1e-3
+        # The old rule (kept for networks saved before it) loses the labels when every level has
+        # at most 32 channels (one per group): the test can fail.
+        if width * max(mults) <= 32:
+            old = UNet(1, 8, **kw, min_group_channels=1).eval()
+            old.load_state_dict(net.state_dict())
+            assert _relative_change(old, x, t, y, y2) < 1e-5
+
+
+def test_old_unet_checkpoints_keep_one_channel_per_group() -> None:
+    from scoresde.io.checkpoint import build_model
+
+    net = UNet(1, 8, base_channels=8, num_res_blocks=1)
+    config = {"name": "unet", **net.config()}
+    assert config.pop("min_group_channels") == 4
+    rebuilt = build_model({"sde": {"name": "vp", "kwargs": {}}, "net": config, "model": {}}).net
+    assert rebuilt.config()["min_group_channels"] == 1
+    assert all(m.num_groups == m.num_channels for m in rebuilt.modules() if isinstance(m, torch.nn.GroupNorm))
+
+
 @pytest.mark.parametrize("embedding", ["fourier", "sinusoidal"])
 def test_config_round_trip(embedding: str) -> None:
     net = UNet(3, 16, base_channels=8, num_res_blocks=1, attn_resolutions=(8,), time_embedding=embedding)

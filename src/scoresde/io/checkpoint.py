@@ -70,7 +70,11 @@ def build_model(config: dict) -> ScoreModel:
     check_net_config(config["net"], "checkpoint config 'net'")
     try:
         sde = sde_from_dict(config["sde"])
-        net = build_net(config["net"])
+        net_cfg = dict(config["net"])
+        if net_cfg.get("name") == "unet":
+            # UNets saved before ``min_group_channels`` existed used one channel per group.
+            net_cfg.setdefault("min_group_channels", 1)
+        net = build_net(net_cfg)
         return ScoreModel(net, sde, **config["model"])
     except KeyError as err:
         raise ValueError(f"checkpoint config lacks the entry {err}") from None

@@ -25,16 +25,23 @@ TIME_EMBEDDINGS = ("fourier", "sinusoidal")
 _SKIP_SCALE = 1.0 / math.sqrt(2.0)
 
 
-def _groups(channels: int, max_groups: int = 32) -> int:
-    """The largest number of GroupNorm groups ``<= max_groups`` that divides ``channels``."""
-    g = min(max_groups, channels)
+def _groups(channels: int, min_group_channels: int = 4, max_groups: int = 32) -> int:
+    """The most GroupNorm groups (``<= max_groups``, dividing ``channels``) of ``>= min_group_channels`` each.
+
+    At least ``min_group_channels`` channels per group matters: with one channel per group the
+    norm is an instance norm, which subtracts every channel's spatial mean and so removes the
+    per-channel time / class embedding added just before it (the blocks below add ``temb``
+    before ``norm2``); the network could then not tell noise levels or labels apart.  The paper's
+    networks use ``min(channels // 4, 32)`` groups (score_sde_pytorch ``layerspp``).
+    """
+    g = max(1, min(max_groups, channels // max(1, min_group_channels)))
     while channels % g:
         g -= 1
     return g
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(_groups(channels), channels, eps=1e-6)
+def _norm(channels: int, min_group_channels: int = 4) -> nn.GroupNorm:
+    return nn.GroupNorm(_groups(channels, min_group_channels), channels, eps=1e-6)
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -50,12 +57,12 @@ class ResBlock(nn.Module):
     The output is ``(skip(x) + h) / sqrt(2)`` (DDPM++'s ``skip_rescale``).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float) -> None:
+    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float, group_ch: int = 4) -> None:
         super().__init__()
-        self.norm1 = _norm(in_ch)
+        self.norm1 = _norm(in_ch, group_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.temb = nn.Linear(temb_dim, out_ch)
-        self.norm2 = _norm(out_ch)
+        self.norm2 = _norm(out_ch, group_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
@@ -70,9 +77,9 @@ class ResBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head self-attention over the ``H * W`` positions, residual and rescaled."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, group_ch: int = 4) -> None:
         super().__init__()
-        self.norm = _norm(channels)
+        self.norm = _norm(channels, group_ch)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = _zero(nn.Conv2d(channels, channels, 1))
 
@@ -127,6 +134,11 @@ class UNet(nn.Module):
             ``log sigma`` inputs) or ``"sinusoidal"`` (DDPM; expects ``t`` in ``[0, 1]``,
             scaled by 1000).
         fourier_scale: frequency scale of the Fourier features.
+        min_group_channels: at least this many channels per GroupNorm group (at most 32
+            groups).  The default 4 is the paper networks' rule; ``1`` reproduces networks
+            saved before it (one channel per group at widths up to 32, where the norm removed
+            the time and class embedding; see ``_groups``), and is what checkpoints without
+            this key load with.
     """
 
     def __init__(
@@ -141,6 +153,7 @@ class UNet(nn.Module):
         num_classes: int | None = None,
         time_embedding: str = "fourier",
         fourier_scale: float = 16.0,
+        min_group_channels: int = 4,
     ) -> None:
         super().__init__()
         channel_mults = tuple(int(m) for m in channel_mults)
@@ -164,6 +177,9 @@ class UNet(nn.Module):
             )
         if not (0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        if min_group_channels < 1:
+            raise ValueError(f"min_group_channels must be positive, got {min_group_channels}")
+        g = int(min_group_channels)
         self.in_channels = in_channels
         self.image_size = image_size
         self.num_classes = num_classes
@@ -178,6 +194,7 @@ class UNet(nn.Module):
             "num_classes": num_classes,
             "time_embedding": time_embedding,
             "fourier_scale": fourier_scale,
+            "min_group_channels": g,
         }
 
         # Time (and class) embedding, 4x the base width (DDPM).
@@ -200,10 +217,10 @@ class UNet(nn.Module):
         for level, mult in enumerate(channel_mults):
             for _ in range(num_res_blocks):
                 out_ch = base_channels * mult
-                self.down.append(ResBlock(ch, out_ch, temb_dim, dropout))
+                self.down.append(ResBlock(ch, out_ch, temb_dim, dropout, g))
                 ch = out_ch
                 if res in attn_resolutions:
-                    self.down.append(AttnBlock(ch))
+                    self.down.append(AttnBlock(ch, g))
                 skips.append(ch)
             if level != len(channel_mults) - 1:
                 self.down.append(Downsample(ch))
@@ -212,7 +229,7 @@ class UNet(nn.Module):
 
         # Middle.
         self.mid = nn.ModuleList(
-            [ResBlock(ch, ch, temb_dim, dropout), AttnBlock(ch), ResBlock(ch, ch, temb_dim, dropout)]
+            [ResBlock(ch, ch, temb_dim, dropout, g), AttnBlock(ch, g), ResBlock(ch, ch, temb_dim, dropout, g)]
         )
 
         # Upsampling path, consuming the skips in reverse order.
@@ -220,16 +237,16 @@ class UNet(nn.Module):
         for level, mult in reversed(list(enumerate(channel_mults))):
             for _ in range(num_res_blocks + 1):
                 out_ch = base_channels * mult
-                self.up.append(ResBlock(ch + skips.pop(), out_ch, temb_dim, dropout))
+                self.up.append(ResBlock(ch + skips.pop(), out_ch, temb_dim, dropout, g))
                 ch = out_ch
                 if res in attn_resolutions:
-                    self.up.append(AttnBlock(ch))
+                    self.up.append(AttnBlock(ch, g))
             if level != 0:
                 self.up.append(Upsample(ch))
                 res *= 2
         assert not skips
 
-        self.norm_out = _norm(ch)
+        self.norm_out = _norm(ch, g)
         self.conv_out = _zero(nn.Conv2d(ch, in_channels, 3, padding=1))
 
     def config(self) -> dict:

@@ -48,7 +48,7 @@ from scoresde.io.checkpoint import (
 )
 from scoresde.losses import make_objective
 from scoresde.models.wrapper import ScoreModel
-from scoresde.nets import build_net
+from scoresde.nets import build_net, net_config
 from scoresde.nets.build import default_attn_resolutions, net_config_for
 from scoresde.progress import make_progress
 from scoresde.sde import make_sde
@@ -401,6 +401,14 @@ class Trainer:
         if diff:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in diff)
             raise ValueError(f"cannot resume {ckpt.path}: options differ from the checkpoint's ({detail})")
+        saved_net = dict(ckpt.config.get("net", {}))
+        if saved_net.get("name") == "unet":
+            saved_net.setdefault("min_group_channels", 1)  # UNets saved before the key existed
+        mine_net = net_config(self.model.net)
+        net_diff = sorted(k for k in mine_net if saved_net.get(k) != mine_net[k])
+        if net_diff:
+            detail = ", ".join(f"{k}: {saved_net.get(k)!r} -> {mine_net[k]!r}" for k in net_diff)
+            raise ValueError(f"cannot resume {ckpt.path}: its network differs from this run's ({detail})")
         self.model.net.load_state_dict(ckpt.net_state())
         ema_state = ckpt.ema_state()
         if ema_state is not None:
