@@ -219,3 +219,29 @@ def test_projection_seed_is_per_sample_and_works_with_a_function_operator() -> N
     fop = FunctionOperator(lambda x: x @ mat.T, lambda y: y @ mat, (4,), (2,))
     c = conditional_sample(oracle, fop, y_obs, shape=(2, 4), steps=20, seed=5, dtype=F64)
     torch.testing.assert_close(c.x, b.x)
+
+
+def test_conditional_sample_records_and_reports_like_sample(capsys) -> None:
+    """The shared run setup: trajectory every ``record_stride`` steps, progress lines, the callback."""
+    prior, y_obs, op = _vector_problem()
+    oracle = ss.AnalyticScore(prior, ss.VPSDE())
+    calls = []
+    res = conditional_sample(
+        oracle,
+        op,
+        y_obs,
+        shape=(8, 4),
+        steps=12,
+        seed=2,
+        dtype=F64,
+        record=True,
+        record_stride=5,
+        progress="log",
+        callback=lambda i, t, x: calls.append(i),
+    )
+    assert res.trajectory.shape == (4, 8, 4)  # start, steps 5 and 10, the last
+    torch.testing.assert_close(res.trajectory_times, res.times[[0, 5, 10, 12]])
+    assert calls == list(range(12)) and res.nfe == 13
+    assert "conditional_sample: 12/12 (100%)" in capsys.readouterr().err
+    plain = conditional_sample(oracle, op, y_obs, shape=(8, 4), steps=12, seed=2, dtype=F64)
+    assert torch.equal(plain.x, res.x)

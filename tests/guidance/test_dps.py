@@ -71,3 +71,38 @@ def test_bad_input() -> None:
         dps_sample(oracle, op, y_obs)
     with pytest.raises(ValueError, match="stopped being finite at step 1"):
         dps_sample(oracle, op, y_obs, x_T=torch.full((2, 4), 1e300, dtype=F64), zeta=1e300, steps=3)
+
+
+def test_dps_is_a_sampler_of_ss_sample() -> None:
+    """``ss.sample(method="dps")`` is ``dps_sample`` bit for bit (same generator), with its NFE,
+    its trajectory and its error messages."""
+    prior, y_obs, op = _vector_problem()
+    oracle = ss.AnalyticScore(prior, ss.VPSDE())
+    kw = {"steps": 30, "dtype": F64, "record": True, "record_stride": 10}
+    a = ss.sample(
+        oracle,
+        shape=(16, 4),
+        method="dps",
+        operator=op,
+        y_obs=y_obs,
+        zeta=0.1,
+        generator=torch.Generator().manual_seed(3),
+        **kw,
+    )
+    g = torch.Generator().manual_seed(3)
+    b = dps_sample(oracle, op, y_obs, shape=(16, 4), zeta=0.1, generator=g, **kw)
+    assert torch.equal(a.x, b.x)
+    assert a.nfe == b.nfe == 31
+    assert torch.equal(a.trajectory, b.trajectory) and a.trajectory.shape == (4, 16, 4)
+    assert torch.equal(a.times, b.times)
+    assert ss.SAMPLERS["dps"].stochastic and ss.SAMPLERS["dps"].required == ("operator", "y_obs")
+    with pytest.raises(ValueError, match=r"method 'dps' needs the options operator=, y_obs="):
+        ss.sample(oracle, shape=(4, 4), method="dps")
+    with pytest.raises(ValueError, match=r"method 'dps' needs the option y_obs="):
+        ss.sample(oracle, shape=(4, 4), method="dps", operator=op)
+    with pytest.raises(TypeError, match="operator must be a LinearOperator"):
+        ss.sample(oracle, shape=(4, 4), method="dps", operator=torch.eye(4), y_obs=y_obs)
+    with pytest.raises(ValueError, match="zeta must be finite and >= 0"):
+        ss.sample(oracle, shape=(4, 4), method="dps", operator=op, y_obs=y_obs, zeta=float("nan"))
+    with pytest.raises(ValueError, match="grid optimisation needs a deterministic ODE solver"):
+        dps_sample(oracle, op, y_obs, shape=(4, 4), grid="optimized")

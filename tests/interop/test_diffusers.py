@@ -248,3 +248,16 @@ def test_bad_folders_and_schedulers(unet, tmp_path) -> None:
     (cfg / "scheduler_config.json").write_text('{"_class_name": "DDPMScheduler"}')
     with pytest.raises(ValueError, match="'AutoencoderKL', but only UNet2DModel"):
         load_diffusers(cfg)
+
+
+def test_scheduler_grid_needs_a_timestep_table() -> None:
+    """A VP scheduler's grid maps its timesteps through the SDE's table (``SDE.num_timesteps``)."""
+    sched = diffusers.DDIMScheduler(clip_sample=False, timestep_spacing="trailing")
+    sched.set_timesteps(5)
+    assert ss.VPSDE().num_timesteps is None
+    with pytest.raises(TypeError, match="needs a discrete-time SDE with the scheduler's timestep table"):
+        scheduler_grid(sched, ss.VPSDE())
+    table = ss.DiscreteVPSDE.from_schedule("linear", 1000)
+    assert table.num_timesteps == 1000
+    expected = (torch.as_tensor(sched.timesteps).double() + 1) / 1000  # t_n = (n + 1) / N
+    torch.testing.assert_close(scheduler_grid(sched, table)[:5], expected)

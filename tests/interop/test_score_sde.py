@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 import scoresde as ss
-from scoresde.interop.score_sde import PaperVESDE, load_score_sde
+from scoresde.interop.score_sde import load_score_sde
 from scoresde.nets.score_sde import build_score_sde_net
+from scoresde.sde import sde_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "score_sde_pytorch"
@@ -58,7 +59,12 @@ def test_score_function_matches_the_paper(name: str, refs) -> None:
     # The SDE's marginal is the paper's (exactly for VE; for VP in exact arithmetic).
     _, sigma = loaded.sde.marginal(ref["t"].double())
     torch.testing.assert_close(sigma.float(), ref["marginal_std"], rtol=4e-5, atol=0)
-    assert isinstance(loaded.sde, PaperVESDE if name == "ncsnpp_ve" else ss.VPSDE)
+    if name == "ncsnpp_ve":
+        cfg = loaded.net.cfg
+        assert loaded.sde == ss.VESDE(cfg.sigma_min, cfg.sigma_max, kernel="geometric")
+        assert sde_from_dict(loaded.sde.to_dict()) == loaded.sde  # a library SDE, saved by name
+    else:
+        assert isinstance(loaded.sde, ss.VPSDE)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -193,7 +199,7 @@ def test_missing_fields_and_toml_and_dotted_config(tmp_path: Path, refs) -> None
 
 def test_paper_ve_sde_is_consistent() -> None:
     """sigma(t) = sigma_min r^t, g^2 = d sigma^2 / dt, and t(lambda) inverts lambda(t)."""
-    sde = PaperVESDE(0.01, 50.0)
+    sde = ss.VESDE(0.01, 50.0, kernel="geometric")
     t = torch.linspace(0.01, 0.99, 7, dtype=torch.float64)
     _, sigma = sde.marginal(t)
     torch.testing.assert_close(sigma, 0.01 * 5000.0**t)

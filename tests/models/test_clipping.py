@@ -6,9 +6,14 @@ import pytest
 import torch
 
 import scoresde as ss
+from scoresde.guidance import MatrixOperator
 from scoresde.models import ClipDenoised, dynamic_threshold
 
-_OPTIONS = {"pc": {"norms": "sample", "snr": 0.05}, "langevin": {"norms": "sample", "snr": 0.05}}
+_OPTIONS = {
+    "pc": {"norms": "sample", "snr": 0.05},
+    "langevin": {"norms": "sample", "snr": 0.05},
+    "dps": {"operator": MatrixOperator(torch.eye(4)[:2]), "y_obs": torch.zeros(2), "zeta": 0.1},
+}
 
 
 def _point_masses(centre: float, dim: int = 4) -> ss.GaussianMixture:

@@ -124,26 +124,6 @@ class ClassifierGuidance(LikelihoodGuidance):
         return classifier_log_prob(self.classifier, x, t, y)
 
 
-def _batch_obs(op: LinearOperator, y_obs: Tensor) -> Tensor:
-    """Accept ``(*out_shape)``, ``(1, *out_shape)`` or ``(B, *out_shape)`` observations."""
-    if not torch.is_tensor(y_obs):
-        raise TypeError(f"y_obs must be a torch.Tensor, got {type(y_obs).__name__}")
-    if tuple(y_obs.shape) == op.out_shape:
-        y_obs = y_obs[None]
-    op.check_observation(y_obs, "y_obs")
-    return y_obs
-
-
-def _match_batch(y_obs: Tensor, x: Tensor) -> Tensor:
-    if y_obs.shape[0] == x.shape[0]:
-        return y_obs.to(x)
-    if y_obs.shape[0] == 1:
-        return y_obs.to(x).expand(x.shape[0], *y_obs.shape[1:])
-    raise ValueError(
-        f"y_obs has a batch of {y_obs.shape[0]} observations for a batch of {x.shape[0]} samples"
-    )
-
-
 class DPSGuidance(ScoreFunction):
     """Diffusion posterior sampling (Chung et al. 2023, Eq. 16) for ``y = A x + N(0, noise_std^2 I)``.
 
@@ -174,14 +154,13 @@ class DPSGuidance(ScoreFunction):
             raise ValueError(f"DPS needs a positive measurement noise_std, got {noise_std}")
         self.model = model
         self.operator = operator
-        self.y_obs = _batch_obs(operator, y_obs)
+        self.y_obs = operator.batch_observations(y_obs)
         self.noise_std = float(noise_std)
         self.scale = float(scale)
         self.nfe_per_call = model.nfe_per_call
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        self.operator.check_input(x)
-        y_obs = _match_batch(self.y_obs, x)
+        y_obs = self.operator.match_observations(self.y_obs, x)
         s, sigma = (append_dims(c, x.ndim) for c in self.sde.marginal(t))
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
@@ -218,7 +197,7 @@ class ExactMeasurementLikelihood(nn.Module):
             raise ValueError(f"A acts on {operator.in_features} features, the mixture has {oracle.gmm.dim}")
         self.oracle = oracle
         self.a = operator.to_matrix(oracle.gmm.dtype)
-        self.y_obs = _batch_obs(operator, y_obs).reshape(-1, operator.out_features)
+        self.y_obs = operator.batch_observations(y_obs).reshape(-1, operator.out_features)
         check_finite(self.y_obs, "y_obs")
         self.noise_std = float(noise_std)
 

@@ -18,7 +18,14 @@ from torch import Tensor
 
 from scoresde._utils import check_finite
 
-__all__ = ["Colorization", "FunctionOperator", "Inpainting", "LinearOperator", "MatrixOperator"]
+__all__ = [
+    "Colorization",
+    "FunctionOperator",
+    "Inpainting",
+    "LinearOperator",
+    "MatrixOperator",
+    "check_operator",
+]
 
 
 def _shape(shape: Sequence[int] | torch.Size, name: str) -> tuple[int, ...]:
@@ -75,6 +82,35 @@ class LinearOperator:
                 f"{name} has shape {tuple(y.shape)} but {type(self).__name__} observes (B, *{self.out_shape})"
             )
         check_finite(y, name)
+
+    def batch_observations(self, y_obs: Tensor) -> Tensor:
+        """Checked observations ``(B, *out_shape)`` from ``(*out_shape)``, ``(1, *out_shape)`` or
+        ``(B, *out_shape)`` (one observation is a batch of one)."""
+        if not torch.is_tensor(y_obs):
+            raise TypeError(f"y_obs must be a torch.Tensor, got {type(y_obs).__name__}")
+        if tuple(y_obs.shape) == self.out_shape:
+            y_obs = y_obs[None]
+        self.check_observation(y_obs, "y_obs")
+        return y_obs
+
+    def match_observations(self, y_obs: Tensor, x: Tensor) -> Tensor:
+        """The observations for the batch ``x: (B, *in_shape)``: ``y_obs`` as
+        :meth:`batch_observations` accepts it, one observation expanded to all ``B``, in ``x``'s
+        dtype and device.
+
+        Raises:
+            ValueError: ``x`` or ``y_obs`` of the wrong shape, or a batch of observations
+                that is neither 1 nor ``B``.
+        """
+        self.check_input(x)
+        y_obs = self.batch_observations(y_obs)
+        if y_obs.shape[0] == x.shape[0]:
+            return y_obs.to(x)
+        if y_obs.shape[0] == 1:
+            return y_obs.to(x).expand(x.shape[0], *y_obs.shape[1:])
+        raise ValueError(
+            f"y_obs has a batch of {y_obs.shape[0]} observations for a batch of {x.shape[0]} samples"
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """``A x``: ``(B, *in_shape) -> (B, *out_shape)``."""
@@ -283,3 +319,10 @@ class Colorization(LinearOperator):
 
     def _pinv(self, y: Tensor) -> Tensor:
         return y.expand(y.shape[0], *self.in_shape).clone()
+
+
+def check_operator(operator: object) -> LinearOperator:
+    """Return ``operator``, raising ``TypeError`` unless it is a :class:`LinearOperator`."""
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+    return operator

@@ -25,14 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_state_finite
 from scoresde._utils import append_dims
-from scoresde.guidance.likelihood import _batch_obs, _match_batch
-from scoresde.guidance.operators import LinearOperator
-from scoresde.models.base import CountingModel, ScoreFunction
+from scoresde.guidance.operators import LinearOperator, check_operator
+from scoresde.models.base import ScoreFunction
+from scoresde.progress import Progress
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.registry import get_sampler
-from scoresde.sampling.setup import start_sampling
+from scoresde.sampling.setup import SamplingRun, SamplingStart, start_sampling
 from scoresde.sampling.types import Callback, SampleResult
 from scoresde.sde.base import SDE
 
@@ -65,20 +64,17 @@ def start_inverse_problem(
     dtype: torch.dtype,
     t_start: float | None = None,
     t_end: float | None = None,
+    first_index: int = 0,
 ) -> tuple[SDE, Tensor, NoiseSource, Tensor, Tensor]:
     """Checked ``(sde, time grid, noise source, starting point, y_obs batched like x)`` of a
-    sampler conditioned on ``y_obs = A x`` (:func:`conditional_sample`, DPS): the start of
-    :func:`scoresde.sampling.setup.start_sampling`, plus the observation."""
-    if not isinstance(operator, LinearOperator):
-        raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+    sampler conditioned on ``y_obs = A x`` (:func:`conditional_sample`, SMC): the start of
+    :func:`scoresde.sampling.setup.start_sampling`, plus the observation
+    (:meth:`LinearOperator.match_observations`)."""
+    check_operator(operator)
     start = start_sampling(
-        model, sde, shape, steps, grid, x_T, generator, seed, y, device, dtype, t_start, t_end
+        model, sde, shape, steps, grid, x_T, generator, seed, y, device, dtype, t_start, t_end, first_index
     )
-    sde, ts, noise, x = start.sde, start.ts, start.noise, start.x
-    y_obs = _batch_obs(operator, y_obs)
-    operator.check_input(x)
-    y_obs = _match_batch(y_obs, x)
-    return sde, ts, noise, x, y_obs
+    return start.sde, start.ts, start.noise, start.x, operator.match_observations(y_obs, start.x)
 
 
 @torch.no_grad()
@@ -95,8 +91,12 @@ def conditional_sample(
     x_T: Tensor | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    first_index: int = 0,
     y: Tensor | None = None,
     callback: Callback | None = None,
+    record: bool = False,
+    record_stride: int = 1,
+    progress: bool | str | Progress = False,
     t_start: float | None = None,
     t_end: float | None = None,
     device: torch.device | str | None = None,
@@ -110,8 +110,9 @@ def conditional_sample(
         operator: the measurement ``A`` (:class:`Inpainting`, :class:`Colorization`,
             :class:`MatrixOperator`, ...).
         y_obs: observations ``(B, *out_shape)`` or one observation ``(*out_shape)`` for all.
-        sde, shape, method, steps, grid, x_T, generator, seed, y, t_start, t_end, device, dtype,
-            **options: as for :func:`scoresde.sample`.
+        sde, shape, method, steps, grid, x_T, generator, seed, first_index, y, record,
+            record_stride, progress, t_start, t_end, device, dtype, **options: as for
+            :func:`scoresde.sample`.
         denoise: finish with the Tweedie denoiser on the unknown part (one more NFE).
         callback: ``callback(i, t, x)`` after every step and projection.
 
@@ -120,6 +121,7 @@ def conditional_sample(
         ``A x`` equals ``A A^+ y_obs``.
     """
     sampler = get_sampler(method)
+    sampler.check_options(method, options)
     sde, ts, noise, x, y_obs = start_inverse_problem(
         model,
         operator,
@@ -136,34 +138,37 @@ def conditional_sample(
         dtype,
         t_start,
         t_end,
+        first_index,
     )
     x_known = operator.pinv(y_obs)  # A^+ y
-
-    counted = CountingModel(model, label="conditional_sample", steps=len(ts) - 1)
-    ts_dev = ts.to(x.device)
 
     def coefs(t: Tensor) -> tuple[Tensor, Tensor]:
         s, sigma = sde.marginal(t.to(x.dtype).expand(x.shape[0]))
         return s, sigma
 
     if x_T is None:
-        x = _replace(operator, x, x_known, *coefs(ts_dev[0]), noise(x))
-    for i in range(len(ts) - 1):
-        counted.step = i + 1
-        x = sampler(counted, sde, x, ts_dev[i : i + 2], noise=noise, y=y, **options)
-        # Projection onto the measurement (Song et al. 2021, App. I.2, "replace the known part").
-        x = _replace(operator, x, x_known, *coefs(ts_dev[i + 1]), noise(x))
-        where = f"step {i + 1} of {len(ts) - 1}"
-        check_state_finite(x, "conditional_sample: the samples", where, ts_dev[i + 1])
-        if callback is not None:
-            callback(i, ts_dev[i + 1], x)
-    s_end, sigma_end = coefs(ts_dev[-1])
+        x = _replace(operator, x, x_known, *coefs(ts[0].to(x.device)), noise(x))
+    run = SamplingRun(
+        model,
+        SamplingStart(sde, ts, noise, x),
+        "conditional_sample",
+        y=y,
+        callback=callback,
+        record=record,
+        record_stride=record_stride,
+        progress=progress,
+    )
+    with run:
+        for i in range(run.steps):
+            x = sampler(run.model, sde, x, run.ts[i : i + 2], noise=noise, y=y, **options)
+            # Projection onto the measurement (Song et al. 2021, App. I.2, "replace the known part").
+            x = _replace(operator, x, x_known, *coefs(run.ts[i + 1]), noise(x))
+            run.after_step(i, run.ts[i + 1], x)
     if denoise:
         # Final Tweedie step on the unknown part; the known part is the observation itself.
-        counted.step = "the final denoising step"
-        x0 = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
-        x = _replace(operator, x0, x_known, torch.ones_like(s_end), sigma_end, None)
-    return SampleResult(x=x, nfe=counted.nfe, times=ts)
+        s_end, sigma_end = coefs(run.ts[-1])
+        x = _replace(operator, run.denoise(x), x_known, torch.ones_like(s_end), sigma_end, None)
+    return run.result(x)
 
 
 def inpaint(

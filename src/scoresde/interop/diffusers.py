@@ -330,9 +330,10 @@ def scheduler_grid(scheduler: Any, sde: SDE) -> Tensor:
         return torch.as_tensor(ts).to(torch.float64)
     if getattr(scheduler, "num_inference_steps", None) is None:
         raise ValueError("call scheduler.set_timesteps(n) before scheduler_grid")
-    if not isinstance(sde, DiscreteVPSDE):
+    if sde.num_timesteps is None:
         raise TypeError(
-            f"a {name} grid needs the scheduler's DiscreteVPSDE (sde_from_scheduler), got {sde.name}"
+            f"a {name} grid needs a discrete-time SDE with the scheduler's timestep table "
+            f"(the DiscreteVPSDE of sde_from_scheduler), got {sde!r}"
         )
     steps = torch.as_tensor(ts).to(torch.float64)
     if bool((steps != steps.round()).any()):

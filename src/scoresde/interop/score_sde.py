@@ -11,8 +11,9 @@
   ``sigma(t) = sigma_min (sigma_max / sigma_min)^t`` as its label and its output *is* the
   score (with ``model.scale_by_sigma`` it has already divided by ``sigma``).  The paper's
   marginal standard deviation is this ``sigma(t)`` too, which is not the exact VE marginal
-  ``sigma_min sqrt(r^(2t) - 1)`` that :class:`~scoresde.sde.VESDE` uses; the SDE returned here
-  is :class:`PaperVESDE`, a VE SDE with the paper's marginal (the same diffusion ``g(t)``).
+  ``sigma_min sqrt(r^(2t) - 1)`` that :class:`~scoresde.sde.VESDE` uses by default; the SDE
+  returned here is ``VESDE(sigma_min, sigma_max, kernel="geometric")``, the VE SDE with the
+  paper's marginal (the same diffusion ``g(t)``).
 - **VP / sub-VP** (``"vpsde"`` / ``"subvpsde"``, DDPM++ and DDPM): the label is ``999 t`` and
   the score is ``-net(x, 999 t) / std(t)`` with the paper's formula for ``std``, evaluated in
   the input's dtype: ``log_mean_coeff = -t^2 (beta_max - beta_min) / 4 - t beta_min / 2`` and
@@ -31,7 +32,6 @@ Discrete-time checkpoints (``training.continuous = false``) use the paper's disc
 
 from __future__ import annotations
 
-import math
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,7 +54,6 @@ __all__ = [
     "SDE_NAMES",
     "WEIGHTS",
     "PaperScoreModel",
-    "PaperVESDE",
     "ScoreSdeModel",
     "build_paper_sde",
     "load_score_sde",
@@ -66,31 +65,11 @@ WEIGHTS = ("ema", "raw")
 _SHOW = 5  # how many missing / unexpected keys an error lists
 
 
-class PaperVESDE(VESDE):
-    """The VE SDE with the paper's marginal ``sigma(t) = sigma_min (sigma_max / sigma_min)^(t / T)``.
-
-    score_sde_pytorch's ``VESDE.marginal_prob`` returns this ``sigma(t)`` (it drops the
-    ``- sigma_min^2`` of the exact marginal, Song et al. 2021, Eq. 30); its NCSN++ models were
-    trained with it.  The drift and diffusion ``g(t) = sigma(t) sqrt(2 log(sigma_max/sigma_min))``
-    are :class:`~scoresde.sde.VESDE`'s, and this marginal is the exact one of the same SDE
-    started at ``x_0 + sigma_min n``.  (Private to the paper's checkpoints until the library's
-    VESDE gains a named option for it.)
-    """
-
-    def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        t = torch.as_tensor(t)
-        return torch.ones_like(t), self._sigma_geo(t)
-
-    def t_of_lambda(self, lam: Tensor) -> Tensor:
-        # sigma = exp(-lam) = sigma_min r^(t/T)  =>  t = T log(sigma / sigma_min) / log r.
-        lam = torch.as_tensor(lam)
-        return self.T * (-lam - math.log(self.sigma_min)) / self._log_ratio
-
-
 def build_paper_sde(sde_name: str, cfg: ScoreSdeNetConfig) -> SDE:
     """The SDE of a paper config: ``training.sde`` with the ``model.sigma_*`` / ``model.beta_*`` fields."""
     if sde_name == "vesde":
-        return PaperVESDE(cfg.sigma_min, cfg.sigma_max)
+        # The paper code's VE marginal sigma_min r^t (its VESDE.marginal_prob), not the exact one.
+        return VESDE(cfg.sigma_min, cfg.sigma_max, kernel="geometric")
     if sde_name == "vpsde":
         return VPSDE(cfg.beta_min, cfg.beta_max)
     return SubVPSDE(cfg.beta_min, cfg.beta_max)

@@ -38,7 +38,7 @@ def check_time_input(time_input: str, sde: SDE) -> str:
     """Return ``time_input`` if it is known and ``sde`` supports it, else raise ``ValueError``."""
     if time_input not in TIME_INPUTS:
         raise ValueError(f"unknown time_input {time_input!r}; choose one of {list(TIME_INPUTS)}")
-    if time_input in _TIMESTEP_INPUTS and not callable(getattr(sde, "timestep", None)):
+    if time_input in _TIMESTEP_INPUTS and sde.num_timesteps is None:
         raise ValueError(
             f"time_input {time_input!r} needs an SDE with a timestep table (e.g. DiscreteVPSDE); "
             f"{sde.name} has none: use 'scaled_t' with time_scale for a continuous-time model"

@@ -11,6 +11,7 @@ from scoresde.sampling.grid_opt import (
 from scoresde.sampling.grids import GRIDS, time_grid
 from scoresde.sampling.noise import GeneratorNoise, NoiseSource, PerSampleNoise
 from scoresde.sampling.registry import SAMPLERS, get_sampler
+from scoresde.sampling.setup import SamplingRun, SamplingStart, start_sampling
 from scoresde.sampling.types import Sampler, SampleResult
 
 __all__ = [
@@ -22,11 +23,14 @@ __all__ = [
     "PerSampleNoise",
     "SampleResult",
     "Sampler",
+    "SamplingRun",
+    "SamplingStart",
     "cache_grid",
     "clear_grid_cache",
     "get_sampler",
     "optimize_grid",
     "optimized_grid",
     "sample",
+    "start_sampling",
     "time_grid",
 ]

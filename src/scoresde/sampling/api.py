@@ -8,30 +8,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_state_finite
-from scoresde.models.base import CountingModel, ScoreFunction
-from scoresde.progress import Progress, make_progress
+from scoresde.models.base import ScoreFunction
+from scoresde.progress import Progress
 from scoresde.sampling.grid_opt import optimized_grid
 from scoresde.sampling.registry import get_sampler
-from scoresde.sampling.setup import start_sampling
+from scoresde.sampling.setup import SamplingRun, start_sampling
 from scoresde.sampling.types import Callback, SampleResult
 from scoresde.sde.base import SDE
 
-__all__ = ["sample", "check_model_sde"]
-
-
-def check_model_sde(model: ScoreFunction, sde: SDE | None) -> SDE:
-    """Return the SDE to use, raising if ``sde`` disagrees with the one the model was built for."""
-    if not isinstance(model, ScoreFunction):
-        raise TypeError(
-            "model must be a scoresde ScoreFunction (ScoreModel, AnalyticScore, ...), "
-            f"got {type(model).__name__}"
-        )
-    if sde is None:
-        return model.sde
-    if model.sde != sde:
-        raise ValueError(f"the model was built for {model.sde!r} but sampling was asked under {sde!r}")
-    return sde
+__all__ = ["sample"]
 
 
 @torch.no_grad()
@@ -56,6 +41,7 @@ def sample(
     t_end: float | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    label: str | None = None,
     **options: Any,
 ) -> SampleResult:
     """Draw samples by integrating the reverse SDE or probability-flow ODE of ``sde``.
@@ -85,14 +71,17 @@ def sample(
             10% of the steps or 30 s (see :mod:`scoresde.progress`); ``"bar"``, ``"log"``,
             ``False`` / ``"off"``, or a :class:`~scoresde.progress.Progress` to advance.
         t_start, t_end: integration interval (defaults ``sde.T`` and ``sde.eps``).
-        **options: method-specific options (e.g. ``snr`` for Langevin correctors).
+        device, dtype: of the prior draw (``x_T`` keeps its own).
+        label: names the run in error messages (default ``"sample (<method>)"``).
+        **options: method-specific options, passed to the sampler (e.g. ``snr`` for Langevin
+            correctors; ``operator``, ``y_obs``, ``zeta`` for ``"dps"``, see
+            :func:`scoresde.sampling.dps.dps`).
 
     Returns:
         A :class:`~scoresde.sampling.types.SampleResult`.
     """
     sampler = get_sampler(method)
-    if record_stride < 1:
-        raise ValueError(f"record_stride must be >= 1, got {record_stride}")
+    sampler.check_options(method, options)
     start = start_sampling(
         model,
         sde,
@@ -110,45 +99,35 @@ def sample(
         first_index,
         deferred_grid=True,
     )
-    sde, ts, noise, x = start.sde, start.ts, start.noise, start.x
-
-    if ts is None:
-        shape_d = x.shape[1:]
-        ts = optimized_grid(
-            model, sde, steps, method, shape_d, t_start=t_start, t_end=t_end, options=options, dtype=x.dtype
+    if start.ts is None:
+        start.ts = optimized_grid(
+            model,
+            start.sde,
+            steps,
+            method,
+            start.x.shape[1:],
+            t_start=t_start,
+            t_end=t_end,
+            options=options,
+            dtype=start.x.dtype,
         ).times
-    n_steps = len(ts) - 1
-    counted = CountingModel(model, label=f"sample ({method})", steps=n_steps)
-    ts_dev = ts.to(x.device)
-    traj: list[Tensor] = [x.clone()] if record else []
-    traj_t: list[Tensor] = [ts_dev[0]] if record else []
-    own_bar = not isinstance(progress, Progress)
-    bar = make_progress(progress, n_steps, method)
-
-    def step_callback(i: int, t: Tensor, x_i: Tensor) -> None:
-        # The non-finite guard: the model outputs are checked by `counted`, the state here.
-        check_state_finite(x_i, f"sample ({method}): the samples", f"step {i + 1} of {n_steps}", t)
-        counted.step = i + 2
-        if record and ((i + 1) % record_stride == 0 or i + 1 == n_steps):
-            traj.append(x_i.clone())
-            traj_t.append(t)
-        bar.update(1, nfe=counted.nfe)
-        if callback is not None:
-            callback(i, t, x_i)
-
-    try:
-        x = sampler(counted, sde, x, ts_dev, noise=noise, y=y, callback=step_callback, **options)
-    finally:
-        if own_bar:
-            bar.close()
+    label = f"sample ({method})" if label is None else label
+    run = SamplingRun(
+        model,
+        start,
+        label,
+        y=y,
+        callback=callback,
+        record=record,
+        record_stride=record_stride,
+        progress=progress,
+        desc=method,
+    )
+    with run:
+        x = sampler(
+            run.model, start.sde, start.x, run.ts, noise=start.noise, y=y, callback=run.after_step, **options
+        )
     if denoise:
         # Final denoising step (Tweedie's formula) at t_end.
-        counted.step = "the final denoising step"
-        x = counted.denoise(x, ts_dev[-1].to(x.dtype).expand(x.shape[0]), y)
-    return SampleResult(
-        x=x,
-        nfe=counted.nfe,
-        times=ts,
-        trajectory=torch.stack(traj) if record else None,
-        trajectory_times=torch.stack(traj_t).cpu() if record else None,
-    )
+        x = run.denoise(x)
+    return run.result(x)

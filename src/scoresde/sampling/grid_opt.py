@@ -110,8 +110,7 @@ def _key(
     sde: SDE, steps: int, method: str, shape: Sequence[int], t_start: float, t_end: float, options: dict
 ) -> tuple:
     return (
-        type(sde).__name__,
-        repr(sorted(sde.config().items())),
+        sde,  # equal SDEs (same class and constructor arguments) share grids
         int(steps),
         method,
         tuple(int(s) for s in shape),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from scoresde.sampling.adaptive import dopri5
 from scoresde.sampling.deis import deis, ipndm
 from scoresde.sampling.dpm_solver import dpm_solver_2, dpm_solver_3, dpm_solver_pp_2m, dpm_solver_pp_3m
+from scoresde.sampling.dps import dps
 from scoresde.sampling.ode import ddim, euler, heun
 from scoresde.sampling.pc import ald, langevin, pc
 from scoresde.sampling.predictors import ancestral, euler_maruyama, reverse_diffusion
@@ -138,6 +139,15 @@ SAMPLERS: dict[str, Sampler] = {
         order=1,
         stochastic=True,
         description="SDE-DPM-Solver++(2M), multistep exponential integrator (Lu et al. 2022b)",
+    ),
+    "dps": Sampler(
+        dps,
+        order=1,
+        stochastic=True,
+        description="diffusion posterior sampling given y_obs = A x, ancestral steps with normalised "
+        "residual-gradient corrections (Chung et al. 2023, Alg. 1; order 1 as ancestral at zeta = 0, "
+        "with zeta > 0 a biased posterior approximation)",
+        required=("operator", "y_obs"),
     ),
 }
 

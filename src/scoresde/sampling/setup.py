@@ -1,32 +1,63 @@
-"""The one start of every sampler run: checked SDE, time grid, noise source and starting point.
+"""The one setup of every sampler run: the start, and the bookkeeping around the steps.
 
-:func:`scoresde.sample`, :func:`scoresde.guidance.conditional_sample` and
-:func:`scoresde.guidance.dps_sample` all begin here, so they agree on what a grid name means,
-how the prior is drawn (per-sample noise when ``seed`` is given), and which mistakes are errors.
+:func:`scoresde.sample` (and through it :func:`scoresde.guidance.dps_sample`) and
+:func:`scoresde.guidance.conditional_sample` are built from the two pieces here, so they agree
+on what a grid name means, how the prior is drawn, how evaluations are counted and guarded,
+and what progress, trajectories and the final denoising step look like:
+
+- :func:`start_sampling` checks the arguments and returns a :class:`SamplingStart`: the SDE,
+  the time grid, the noise source (a ``torch.Generator``, or per-sample noise keyed by
+  ``seed``) and the starting point (a prior draw, or the given ``x_T``);
+- :class:`SamplingRun` wraps the model in a :class:`~scoresde.models.CountingModel` (NFE and
+  the non-finite guard), and gives the samplers the one step callback (state guard, trajectory,
+  progress, the user's callback), the final Tweedie step and the :class:`SampleResult`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
 
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_batch, check_float_dtype, check_real_tensor, check_seed
+from scoresde._checks import (
+    check_batch,
+    check_float_dtype,
+    check_real_tensor,
+    check_seed,
+    check_state_finite,
+)
 from scoresde._utils import as_shape, check_finite
-from scoresde.models.base import ScoreFunction
+from scoresde.models.base import CountingModel, ScoreFunction
+from scoresde.progress import Progress, make_progress
 from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.noise import NoiseSource, make_noise
+from scoresde.sampling.types import Callback, SampleResult
 from scoresde.sde.base import SDE
 
-__all__ = ["SamplingStart", "start_sampling"]
+__all__ = ["SamplingRun", "SamplingStart", "check_model_sde", "start_sampling"]
+
+
+def check_model_sde(model: ScoreFunction, sde: SDE | None) -> SDE:
+    """Return the SDE to use, raising if ``sde`` disagrees with the one the model was built for."""
+    if not isinstance(model, ScoreFunction):
+        raise TypeError(
+            "model must be a scoresde ScoreFunction (ScoreModel, AnalyticScore, ...), "
+            f"got {type(model).__name__}"
+        )
+    if sde is None:
+        return model.sde
+    if model.sde != sde:
+        raise ValueError(f"the model was built for {model.sde!r} but sampling was asked under {sde!r}")
+    return sde
 
 
 @dataclass
 class SamplingStart:
-    """``sde`` (checked against the model's), the time grid ``ts``, the ``noise`` source and
-    the starting point ``x: (B, *D)``."""
+    """``sde`` (checked against the model's), the time grid ``ts`` (``None`` while an
+    optimised grid is still to be made), the ``noise`` source and the starting point ``x: (B, *D)``."""
 
     sde: SDE
     ts: Tensor | None
@@ -63,8 +94,6 @@ def start_sampling(
         ValueError: the SDE disagrees with the model's, no shape and no ``x_T``, a grid that
             starts before ``T`` without ``x_T``, mismatched shapes or labels, non-finite ``x_T``.
     """
-    from scoresde.sampling.api import check_model_sde
-
     sde = check_model_sde(model, sde)
     check_float_dtype(dtype, "dtype")
     if seed is not None:
@@ -95,3 +124,93 @@ def start_sampling(
     if y is not None and y.shape[0] != x.shape[0]:
         raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
     return SamplingStart(sde, ts, noise, x)
+
+
+class SamplingRun:
+    """The bookkeeping around a sampler's steps over ``start.ts``, for every entry point.
+
+    Pass :attr:`model` (the counting, guarded model) and :meth:`after_step` (as the sampler's
+    ``callback``) to the sampler; finish with :meth:`denoise` and :meth:`result`.  Use it as a
+    context manager so that a progress bar it made is closed however the run ends.
+
+    Args:
+        model: the score model.
+        start: from :func:`start_sampling`, with its grid filled in.
+        label: names the run in error messages (``"sample (euler)"``, ``"dps_sample"``, ...).
+        y: class labels, for the final denoising step.
+        callback: the user's ``callback(i, t, x)``, after each step.
+        record: keep every ``record_stride``-th state (and the first and the last).
+        progress: as for :func:`scoresde.sample`; an existing :class:`Progress` is advanced, not closed.
+        desc: the progress label (default ``label``).
+
+    Attributes:
+        model: the :class:`~scoresde.models.CountingModel` (its ``nfe``, its ``step``).
+        ts: the grid on the device of the samples.
+    """
+
+    def __init__(
+        self,
+        model: ScoreFunction,
+        start: SamplingStart,
+        label: str,
+        *,
+        y: Tensor | None = None,
+        callback: Callback | None = None,
+        record: bool = False,
+        record_stride: int = 1,
+        progress: bool | str | Progress = False,
+        desc: str | None = None,
+    ) -> None:
+        if start.ts is None:
+            raise ValueError("the time grid of the run is not set (an optimised grid not made yet)")
+        if isinstance(record_stride, bool) or not isinstance(record_stride, int) or record_stride < 1:
+            raise ValueError(f"record_stride must be an integer >= 1, got {record_stride!r}")
+        self.times = start.ts
+        self.ts = start.ts.to(start.x.device)
+        self.steps = len(self.ts) - 1
+        self.label = label
+        self.y = y
+        self.callback = callback
+        self.record = record
+        self.record_stride = record_stride
+        self.model = CountingModel(model, label=label, steps=self.steps)
+        self._traj: list[Tensor] = [start.x.clone()] if record else []
+        self._traj_t: list[Tensor] = [self.ts[0]] if record else []
+        self._own_bar = not isinstance(progress, Progress)
+        self.bar = make_progress(progress, self.steps, label if desc is None else desc)
+
+    def __enter__(self) -> SamplingRun:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._own_bar:
+            self.bar.close()
+
+    def after_step(self, i: int, t: Tensor, x: Tensor) -> None:
+        """After step ``i`` (now at time ``t``): guard the state, record, report, call back."""
+        # The non-finite guard: the model outputs are checked by `model`, the state here.
+        check_state_finite(x, f"{self.label}: the samples", f"step {i + 1} of {self.steps}", t)
+        self.model.step = i + 2
+        if self.record and ((i + 1) % self.record_stride == 0 or i + 1 == self.steps):
+            self._traj.append(x.clone())
+            self._traj_t.append(t)
+        self.bar.update(1, nfe=self.model.nfe)
+        if self.callback is not None:
+            self.callback(i, t, x)
+
+    def denoise(self, x: Tensor) -> Tensor:
+        """The final denoising step: Tweedie's ``E[x_0 | x_{t_end}]`` (one more NFE)."""
+        self.model.step = "the final denoising step"
+        return self.model.denoise(x, self.ts[-1].to(x.dtype).expand(x.shape[0]), self.y)
+
+    def result(self, x: Tensor) -> SampleResult:
+        """The :class:`SampleResult` of the final samples ``x``."""
+        return SampleResult(
+            x=x,
+            nfe=self.model.nfe,
+            times=self.times,
+            trajectory=torch.stack(self._traj) if self.record else None,
+            trajectory_times=torch.stack(self._traj_t).cpu() if self.record else None,
+        )

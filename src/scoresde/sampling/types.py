@@ -49,12 +49,23 @@ class Sampler:
         order: order of convergence (pathwise for ODE solvers, weak for SDE solvers).
         stochastic: whether it draws noise.
         description: one line, with the paper it implements.
+        required: the options it cannot run without (``ss.sample`` names the missing ones).
     """
 
     fn: SamplerFn
     order: int
     stochastic: bool
     description: str
+    required: tuple[str, ...] = ()
+
+    def check_options(self, name: str, options: dict[str, Any]) -> None:
+        """Raise ``ValueError`` naming the :attr:`required` options missing from ``options``."""
+        missing = [k for k in self.required if options.get(k) is None]
+        if missing:
+            raise ValueError(
+                f"method {name!r} needs the option{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(f'{k}=' for k in missing)} (see scoresde.SAMPLERS[{name!r}].fn)"
+            )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.fn(*args, **kwargs)

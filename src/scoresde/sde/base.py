@@ -40,6 +40,11 @@ class SDE(ABC):
             (Song et al. 2021, App. C), avoiding the singular score at ``t = 0``.
     """
 
+    num_timesteps: int | None = None
+    """The length ``N`` of the timestep table of a discrete-time SDE, whose ``timestep(t)`` and
+    ``time_of_timestep(n)`` map between times and timesteps (:class:`~scoresde.sde.DiscreteVPSDE`);
+    ``None`` for a continuous-time SDE."""
+
     def __init__(self, T: float = 1.0, eps: float = 1e-5) -> None:
         if not (T > 0 and math.isfinite(T)):
             raise ValueError(f"T must be positive and finite, got {T}")
