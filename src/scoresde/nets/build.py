@@ -8,9 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["NET_KINDS", "default_attn_resolutions", "net_config_for"]
+__all__ = ["NET_KINDS", "default_attn_resolutions", "default_channel_mults", "net_config_for"]
 
 NET_KINDS = ("unet", "mlp")
+
+
+def default_channel_mults(channel_mults: tuple[int, ...] | None, image_size: int) -> tuple[int, ...]:
+    """``channel_mults`` as given, or by default (``None``) three levels ``(1, 2, 2)`` for images of
+    side ``>= 16`` divisible by 4 (28 px: 28, 14, 7), else ``(1, 2)`` for even sides, else ``(1,)``.
+
+    Three levels put the attention (at the lowest level) on a 7x7 or 8x8 grid for 28-32 px
+    images, where two levels would put it on 14x14 or 16x16 at several times the cost per step.
+    """
+    if channel_mults is not None:
+        return tuple(int(m) for m in channel_mults)
+    if image_size >= 16 and image_size % 4 == 0:
+        return (1, 2, 2)
+    return (1, 2) if image_size % 2 == 0 else (1,)
 
 
 def default_attn_resolutions(
@@ -35,7 +49,7 @@ def net_config_for(
         data_shape: one image's shape.
         num_classes: classes of a class-conditional network, else ``None``.
         options: anything with the architecture attributes (``base_channels``,
-            ``channel_mults``, ``num_res_blocks``, ``attn_resolutions``, ``dropout``,
+            ``channel_mults`` (``None``: :func:`default_channel_mults`), ``num_res_blocks``, ``attn_resolutions``, ``dropout``,
             ``time_embedding`` for the UNet; ``hidden``, ``depth`` for the MLP), e.g. a
             :class:`~scoresde.train.config.TrainConfig`.
 
@@ -55,13 +69,14 @@ def net_config_for(
         raise ValueError(f"unknown net {kind!r}; choose one of {list(NET_KINDS)}")
     if h != w:
         raise ValueError(f"the UNet needs square images, got {h}x{w}; pass image_size to resize")
-    attn = default_attn_resolutions(options.attn_resolutions, h, tuple(options.channel_mults))
+    mults = default_channel_mults(options.channel_mults, h)
+    attn = default_attn_resolutions(options.attn_resolutions, h, mults)
     return {
         "name": "unet",
         "in_channels": ch,
         "image_size": h,
         "base_channels": options.base_channels,
-        "channel_mults": list(options.channel_mults),
+        "channel_mults": list(mults),
         "num_res_blocks": options.num_res_blocks,
         "attn_resolutions": list(attn),
         "dropout": options.dropout,

@@ -30,7 +30,11 @@ class TrainConfig:
     ``test_fraction`` is held out; ``image_size`` resizes folder images; ``hflip`` flips
     training images left-right at random.
 
-    Network: ``net`` is ``unet`` (images) or ``mlp`` (vectors: the images are flattened);
+    Network: ``net`` is ``unet`` (images) or ``mlp`` (vectors: the images are flattened).
+    The UNet defaults (16 base channels, one residual block per level, three levels from
+    16 px up, no dropout, batch 32) are sized for a first run on a laptop CPU, chosen by
+    measurement (``benchmarks/first_run_28px.py``); on a GPU raise ``base_channels``,
+    ``num_res_blocks`` and ``batch_size``.
     ``conditional`` embeds the class labels, and ``label_dropout`` replaces a fraction of
     them by the "no label" token (for classifier-free guidance).
 
@@ -69,16 +73,20 @@ class TrainConfig:
     hflip: bool = field(default=False, metadata={"help": "random horizontal flips"})
     # Network.
     net: str = field(default="unet", metadata={"help": "unet (images) or mlp (flattened images / vectors)"})
-    base_channels: int = field(default=32, metadata={"help": "UNet channels of the first level"})
-    channel_mults: tuple[int, ...] = field(
-        default=(1, 2), metadata={"help": "UNet channel multiplier per resolution level"}
+    base_channels: int = field(default=16, metadata={"help": "UNet channels of the first level"})
+    channel_mults: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "UNet channel multiplier per resolution level (default: 1 2 2 for images of side "
+            ">= 16 divisible by 4, else 1 2)"
+        },
     )
-    num_res_blocks: int = field(default=2, metadata={"help": "UNet residual blocks per level"})
+    num_res_blocks: int = field(default=1, metadata={"help": "UNet residual blocks per level"})
     attn_resolutions: tuple[int, ...] | None = field(
         default=None,
         metadata={"help": "resolutions with self-attention (default: the UNet's lowest resolution)"},
     )
-    dropout: float = field(default=0.1, metadata={"help": "dropout rate of the network"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout rate of the network"})
     time_embedding: str = field(default="fourier", metadata={"help": "fourier or sinusoidal"})
     hidden: int = field(default=256, metadata={"help": "MLP width"})
     depth: int = field(default=3, metadata={"help": "MLP depth"})
@@ -118,7 +126,7 @@ class TrainConfig:
             "minutes comes first (then the final checkpoint and evaluation)"
         },
     )
-    batch_size: int = field(default=128, metadata={"help": "global batch size"})
+    batch_size: int = field(default=32, metadata={"help": "global batch size"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup: int = field(default=200, metadata={"help": "linear learning-rate warm-up steps"})

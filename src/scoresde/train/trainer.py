@@ -49,7 +49,7 @@ from scoresde.io.checkpoint import (
 from scoresde.losses import make_objective
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net, net_config
-from scoresde.nets.build import default_attn_resolutions, net_config_for
+from scoresde.nets.build import default_attn_resolutions, default_channel_mults, net_config_for
 from scoresde.progress import make_progress
 from scoresde.sde import make_sde
 from scoresde.train import evaluation
@@ -176,7 +176,7 @@ class Trainer:
                 f"the data has {ch}: set num_samples = 0"
             )
         if c.net == "unet" and h == w:
-            levels = [h // 2**i for i in range(len(c.channel_mults))]
+            levels = [h // 2**i for i in range(len(default_channel_mults(c.channel_mults, h)))]
             missing = [r for r in self._attn_resolutions() if r not in levels]
             if missing:
                 raise ValueError(
@@ -190,7 +190,8 @@ class Trainer:
     def _attn_resolutions(self) -> tuple[int, ...]:
         """The configured attention resolutions; by default the UNet's lowest resolution."""
         c = self.config
-        return default_attn_resolutions(c.attn_resolutions, self.data.shape[1], c.channel_mults)
+        h = self.data.shape[1]
+        return default_attn_resolutions(c.attn_resolutions, h, default_channel_mults(c.channel_mults, h))
 
     def _net_config(self) -> dict:
         c = self.config

@@ -90,8 +90,9 @@ def check_ranges(c: Any) -> None:
     _need(c.image_size is None or c.image_size >= 1, f"image_size must be >= 1 (or None), got {c.image_size}")
     for key in ("base_channels", "num_res_blocks", "hidden", "depth"):
         _need(getattr(c, key) >= 1, f"{key} must be >= 1, got {getattr(c, key)}")
-    _need(len(c.channel_mults) >= 1, "channel_mults must hold at least one multiplier")
-    _need(all(m >= 1 for m in c.channel_mults), f"channel_mults must be >= 1, got {c.channel_mults}")
+    if c.channel_mults is not None:
+        _need(len(c.channel_mults) >= 1, "channel_mults must hold at least one multiplier")
+        _need(all(m >= 1 for m in c.channel_mults), f"channel_mults must be >= 1, got {c.channel_mults}")
     _need(
         c.attn_resolutions is None or all(r >= 1 for r in c.attn_resolutions),
         f"attn_resolutions must be >= 1, got {c.attn_resolutions}",
