@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from scoresde.cli.command import Command, Context, checkpoint_options, runtime_options, sampler_options
-from scoresde.cli.config import Option
+from scoresde.settings import Option
 
 
 def run(ctx: Context) -> int:

@@ -3,10 +3,10 @@
 A subcommand is a :class:`Command`: a name, a help line, a description, its options (mostly
 from the shared groups below) and a body ``run(ctx: Context) -> int``.  The backbone does the
 rest the same way for every command: the flags, ``--config`` (TOML or JSON), ``--set``, typed
-and checked values (:mod:`scoresde.cli.config`), the CPU thread count (set for the run and
-restored after it) and the device (resolved once, ``ctx.device``).
+and checked values (:mod:`scoresde.settings`, :mod:`scoresde.cli.config`), the CPU thread
+count (set for the run and restored after it) and the device (resolved once, ``ctx.device``).
 
-Option groups (functions returning a list of :class:`~scoresde.cli.config.Option`; keyword
+Option groups (functions returning a list of :class:`~scoresde.settings.Option`; keyword
 arguments replace a group's defaults, so each command keeps its own sensible defaults while
 every flag means the same everywhere):
 
@@ -57,8 +57,9 @@ from typing import Any
 
 import torch
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.cli.config import add_options, resolve, run_dir
 from scoresde.io.device import local_rank, num_threads, resolve_device
+from scoresde.settings import Option
 
 __all__ = [
     "Command",

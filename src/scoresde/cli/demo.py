@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from scoresde.cli.command import Command, Context, runtime_options
-from scoresde.cli.config import Option
 from scoresde.models.parameterization import PREDICTIONS
+from scoresde.settings import Option
 
 _OPTIONS = [
     Option("steps", 2000, "training steps per model", minimum=1),

@@ -37,7 +37,7 @@ from scoresde.cli.command import (
     runtime_options,
     sampler_options,
 )
-from scoresde.cli.config import Option
+from scoresde.settings import Option
 
 
 def _distances(a: Tensor, b: Tensor, seed: int) -> dict[str, float]:

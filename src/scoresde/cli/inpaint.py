@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from scoresde.cli.command import Command, Context, checkpoint_options, runtime_options, sampler_options
-from scoresde.cli.config import Option
+from scoresde.settings import Option
 
 MASKS = ("center", "left", "right", "top", "bottom", "random")
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from scoresde.cli._io import load_data, load_model, save_picture
 from scoresde.cli.command import Command, Context, checkpoint_options, ode_options, runtime_options
-from scoresde.cli.config import Option
+from scoresde.settings import Option
 
 _SOLVER = [*checkpoint_options(), *ode_options(), *runtime_options()]
 _DATA = Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (held-out split of images)")

@@ -22,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scoresde.cli.config import Option
 from scoresde.io.info import CheckpointInfo
+from scoresde.settings import Option
 
 __all__ = ["MODEL_SOURCES", "load_source", "model_source_options", "parse_model_spec"]
 

@@ -31,7 +31,7 @@ from scoresde.cli.command import (
     runtime_options,
     sampler_options,
 )
-from scoresde.cli.config import Option
+from scoresde.settings import Option
 
 
 def resolve_classifier_path(path: str) -> Path:

@@ -1,7 +1,7 @@
 """Train a score model on images: the bundled digits, a .npy/.npz array or a folder of images.
 
 Every field of ``scoresde.train.TrainConfig`` is a flag (``--base-channels 64``), made from the
-field's type and help (:func:`scoresde.cli.config.dataclass_options`); a ``--config`` file (TOML
+field's type and help (:func:`scoresde.settings.dataclass_options`); a ``--config`` file (TOML
 or JSON, keys as in TrainConfig, at the top level or in a ``[train]`` table) sets defaults that
 ``--set KEY=VALUE`` and flags override, as for every subcommand.
 Outputs go to ``<out>/<name>/``: ``checkpoints/`` (safetensors), ``samples/`` (PNG grids),
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scoresde.cli.command import Command, Context, runtime_options
-from scoresde.cli.config import Option, dataclass_options
+from scoresde.settings import Option, dataclass_options
 from scoresde.train.config import TrainConfig
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))

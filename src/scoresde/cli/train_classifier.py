@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from scoresde.cli.command import Command, Context, runtime_options
-from scoresde.cli.config import Option
+from scoresde.settings import Option
 
 DATASETS = ("ring", "gmm", "digits", "digits-color")
 
