@@ -21,16 +21,11 @@ from scoresde.settings import Option
 def run(ctx: Context) -> int:
     import numpy as np
 
-    from scoresde.cli._io import (
-        default_out,
-        from_model_range,
-        held_out_images,
-        load_model,
-        model_labels,
-        save_rows,
-        to_model_range,
-    )
+    from scoresde.cli._io import default_out, load_model
+    from scoresde.data.heldout import held_out_images, model_image_size, model_labels
+    from scoresde.data.model_range import from_model_range, to_model_range
     from scoresde.guidance import colorize
+    from scoresde.viz.pictures import save_rows
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
@@ -41,7 +36,7 @@ def run(ctx: Context) -> int:
             f"colorize needs a model of 3-channel images (C, H, W) = (3, H, W); this checkpoint's model "
             f"takes {in_shape}. Train one on colour data, e.g. `scoresde train --data digits-color`"
         )
-    images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"])
+    images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"], model_image_size(info))
     if images.shape[1] not in (1, 3) or tuple(images.shape[2:]) != in_shape[1:]:
         raise ValueError(
             f"{cfg['data']} images have shape {tuple(images.shape[1:])}"

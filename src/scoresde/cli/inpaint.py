@@ -87,23 +87,17 @@ def make_mask(kind: str, shape: tuple[int, int, int], fraction: float = 0.5, see
 def run(ctx: Context) -> int:
     import numpy as np
 
-    from scoresde.cli._io import (
-        check_images_fit,
-        default_out,
-        from_model_range,
-        held_out_images,
-        load_model,
-        model_labels,
-        save_rows,
-        to_model_range,
-    )
+    from scoresde.cli._io import default_out, load_model
+    from scoresde.data.heldout import check_images_fit, held_out_images, model_image_size, model_labels
     from scoresde.data.images import load_dataset
+    from scoresde.data.model_range import from_model_range, to_model_range
     from scoresde.guidance import Inpainting, dps_sample, inpaint
+    from scoresde.viz.pictures import save_rows
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
     info, model = loaded.info, loaded.model
-    images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"])
+    images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"], model_image_size(info))
     check_images_fit(images, info, cfg["data"])
     shape = tuple(images.shape[1:])
     mask = make_mask(cfg["mask"], shape, cfg["mask_fraction"], cfg["seed"]).expand(shape)
@@ -147,7 +141,7 @@ def run(ctx: Context) -> int:
     hidden = ~mask
     mse = float(((out_x - images) ** 2)[:, :, hidden].mean())
     mse_mean = float(((out_x.mean(0) - images) ** 2)[:, hidden].mean())  # the k-sample posterior mean
-    mean_image = load_dataset(cfg["data"], seed=cfg["seed"]).train.mean(0)
+    mean_image = load_dataset(cfg["data"], seed=cfg["seed"], image_size=model_image_size(info)).train.mean(0)
     baseline = float(((mean_image - images) ** 2)[:, hidden].mean())
     known_err = float((out_x - images)[:, :, mask].abs().max())
 

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scoresde.cli._io import load_data, load_model, save_picture
+from scoresde.cli._io import load_data, load_model
 from scoresde.cli.command import Command, Context, checkpoint_options, ode_options, runtime_options
 from scoresde.settings import Option
+from scoresde.viz.pictures import save_picture
 
 _SOLVER = [*checkpoint_options(), *ode_options(), *runtime_options()]
 _DATA = Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (held-out split of images)")
@@ -126,7 +127,7 @@ def _decode(ctx: Context) -> int:
     res = ss.decode(loaded.model, loaded.sde, z.to(ctx.device), **_solver(ctx))
     x = res.x.detach().cpu()
     np.savez(out / "samples.npz", x=x.numpy(), z=z.numpy())
-    save_picture(x, loaded, out / "samples.png", title=f"decoded, temperature {cfg['temperature']}")
+    save_picture(x, loaded.info, out / "samples.png", title=f"decoded, temperature {cfg['temperature']}")
     print(
         f"decoded {x.shape[0]} latents at temperature {cfg['temperature']} ({res.nfe} function evaluations)"
     )
@@ -185,7 +186,7 @@ def _interpolate(ctx: Context) -> int:
     np.savez(out / "interpolation.npz", x=x.numpy(), z=path.numpy(), alpha=alphas.numpy())
     save_picture(
         x,
-        loaded,
+        loaded.info,
         out / "interpolation.png",
         nrow=-1 if x.ndim == 2 else x.shape[0],
         title="slerp path in latent space, decoded (colour: alpha)",

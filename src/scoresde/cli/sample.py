@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scoresde.cli._io import LoadedModel, load_model
+from scoresde.cli._io import load_model
 from scoresde.cli.command import (
     Command,
     Context,
@@ -31,6 +31,7 @@ from scoresde.cli.command import (
     runtime_options,
     sampler_options,
 )
+from scoresde.io.loaded import LoadedModel
 from scoresde.settings import Option
 
 
@@ -93,8 +94,10 @@ def run(ctx: Context) -> int:
     import numpy as np
 
     from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
-    from scoresde.cli._io import check_class, cycle_labels, default_out, to_images
+    from scoresde.cli._io import check_class, default_out
+    from scoresde.data.heldout import cycle_labels
     from scoresde.data.images import save_image_folder, save_image_grid, to_uint8
+    from scoresde.data.model_range import to_images
     from scoresde.sampling.api import sample
     from scoresde.sharding import sample_batches
 
