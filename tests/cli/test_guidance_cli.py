@@ -196,17 +196,3 @@ def test_colorize_command(ckpts, tmp_path, capsys) -> None:
         assert im.mode == "RGB"
     code, _, err = _run(capsys, *argv, "--checkpoint", ckpts["uncond"])
     assert code == 2 and "needs a model of 3-channel images" in err and "digits-color" in err
-
-
-def test_make_mask_shapes() -> None:
-    from scoresde.cli.inpaint import make_mask
-
-    shape = (1, 8, 8)
-    center = make_mask("center", shape)
-    assert int((~center).sum()) == 16 and not center[0, 2:6, 2:6].any() and center[0, :2].all()
-    assert not make_mask("top", shape)[0, :4].any() and make_mask("top", shape)[0, 4:].all()
-    assert not make_mask("bottom", shape)[0, 4:].any() and make_mask("right", shape)[0, :, :4].all()
-    rand = make_mask("random", shape, fraction=0.5, seed=1)
-    assert torch.equal(rand, make_mask("random", shape, fraction=0.5, seed=1)) and 10 < int(rand.sum()) < 54
-    with pytest.raises(ValueError, match="mask-fraction must lie in"):
-        make_mask("random", shape, fraction=1.0)
