@@ -21,30 +21,9 @@ every flag means the same everywhere):
   ``--grid`` (one of :data:`scoresde.GRIDS`), ``--denoise``;
 - :func:`ode_options`: ``--rtol``, ``--atol``, ``--norm`` of the adaptive PF-ODE solver.
 
-Adding a subcommand: write ``cli/<name>.py`` with ::
-
-    def run(ctx: Context) -> int:
-        loaded = load_model(ctx)                 # the checkpoint group's model, on ctx.device
-        out = ctx.out_dir()                      # the run folder, config.toml saved in it
-        ...
-        return 0
-
-    COMMAND = Command(
-        name="mycmd",
-        help="one line for `scoresde --help`",
-        doc=__doc__,
-        options=[*checkpoint_options(), *sampler_options(method="euler"), Option("num", 8, "...")],
-        body=run,
-    )
-
-then add ``COMMAND`` to ``COMMANDS`` in :mod:`scoresde.cli.__main__` and a section to
-``docs/cli.md`` (``tests/cli/test_docs_names.py`` checks it).
-
-Adding an option group (say, a model source ``--model diffusers:DIR``): write a function here
-returning its options, e.g. ``def model_source_options(default="") -> list[Option]``, and beside
-it one function that turns the resolved values (``ctx.cfg``) into what the bodies use (as
-:func:`scoresde.cli._io.load_model` does for the checkpoint group); commands opt in by listing
-the group in their ``options``.
+Adding a subcommand or an option group: see "For developers" in ``docs/cli.md`` (a ``Command``
+in ``cli/<name>.py``, listed in ``COMMANDS`` of :mod:`scoresde.cli.__main__`, with a section in
+``docs/cli.md``, which ``tests/cli/test_docs_names.py`` checks).
 """
 
 from __future__ import annotations
