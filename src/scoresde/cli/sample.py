@@ -18,7 +18,6 @@ beside the checkpoint's run folder.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from scoresde.cli._io import load_model
@@ -31,63 +30,7 @@ from scoresde.cli.command import (
     runtime_options,
     sampler_options,
 )
-from scoresde.io.loaded import LoadedModel
 from scoresde.settings import Option
-
-
-def resolve_classifier_path(path: str) -> Path:
-    """A classifier written by ``train-classifier``: its folder, ``.safetensors`` or ``.json`` file."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "classifier"
-    p = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-    if not p.with_suffix(".safetensors").is_file():
-        raise FileNotFoundError(
-            f"classifier not found: {p.with_suffix('.safetensors')} (give the folder or file written by "
-            "`scoresde train-classifier`)"
-        )
-    return p
-
-
-def guided_model(loaded: LoadedModel, cfg: dict[str, Any], device: Any) -> tuple[Any, int | None]:
-    """Wrap the model for ``--guidance`` / ``--classifier``; return it and the number of classes."""
-    from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, load_classifier
-
-    model, info = loaded.model, loaded.info
-    classes = info.num_classes
-    if cfg["guidance"] is not None and cfg["classifier"]:
-        raise ValueError("give --guidance (classifier-free) or --classifier (classifier guidance), not both")
-    if cfg["guidance"] is not None:
-        if not classes:
-            raise ValueError(
-                "--guidance needs a class-conditional checkpoint trained with label dropout; this model is "
-                "unconditional (train with --conditional --label-dropout 0.1, or use --classifier)"
-            )
-        if info.label_dropout <= 0:
-            raise ValueError(
-                "--guidance needs a model trained with label dropout (its null token was never trained); "
-                "this checkpoint has label_dropout = 0: retrain with --label-dropout 0.1"
-            )
-        return ClassifierFreeGuidance(model, scale=cfg["guidance"]), classes
-    if cfg["classifier"]:
-        if classes and info.label_dropout <= 0:
-            raise ValueError(
-                "classifier guidance needs an unconditional score; this class-conditional model was trained "
-                "without label dropout, so it has none (use --class alone, or an unconditional model)"
-            )
-        clf = load_classifier(resolve_classifier_path(cfg["classifier"]), device=device)
-        want = info.item_shape
-        if tuple(clf.net.in_shape) != want:
-            raise ValueError(f"the classifier takes inputs {tuple(clf.net.in_shape)}, the model makes {want}")
-        if clf.sde != model.sde:
-            raise ValueError(
-                f"the classifier was trained under {clf.sde!r} but the model uses {model.sde!r}; "
-                "train it with `scoresde train-classifier --checkpoint` on this model"
-            )
-        if classes and clf.num_classes != classes:
-            raise ValueError(f"the classifier has {clf.num_classes} classes, the model {classes}")
-        return ClassifierGuidance(model, clf, scale=cfg["classifier_scale"]), clf.num_classes
-    return model, classes
 
 
 def run(ctx: Context) -> int:
@@ -98,12 +41,15 @@ def run(ctx: Context) -> int:
     from scoresde.data.heldout import cycle_labels
     from scoresde.data.images import save_image_folder, save_image_grid, to_uint8
     from scoresde.data.model_range import to_images
+    from scoresde.guidance.select import guided_model
     from scoresde.sampling.api import sample
     from scoresde.sharding import sample_batches
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
-    model, classes = guided_model(loaded, cfg, device)
+    model, classes = guided_model(
+        loaded.model, loaded.info, cfg["guidance"], cfg["classifier"], cfg["classifier_scale"], device
+    )
     model = clipped_model(model, cfg["clip_denoised"])
     label = cfg["class"]
     check_class(label, classes, "a class-conditional model or a classifier")
