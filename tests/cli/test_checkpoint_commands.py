@@ -18,7 +18,6 @@ TOL = ["--rtol", "1e-5", "--atol", "1e-5"]
 
 @pytest.fixture(scope="module")
 def moons_ckpt(tmp_path_factory) -> str:
-    torch.set_num_threads(1)
     torch.manual_seed(0)  # the initial weights (torch's own initial seed is random per process)
     model = ss.ScoreModel(ss.MLP(2, hidden=32, depth=2), ss.VPSDE(), prediction="eps")
     fit = ss.fit(
@@ -32,36 +31,6 @@ def moons_ckpt(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("ckpt") / "moons.safetensors"
     save_checkpoint(path, model, ema=fit.ema_model, step=30, data_info={"name": "two_moons", "shape": [2]})
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def digits_ckpt(tmp_path_factory) -> str:
-    """An MLP on flattened digits, saved the way `scoresde train --net mlp` saves it."""
-    from scoresde.data.images import load_digits
-
-    torch.set_num_threads(1)
-    data = load_digits(0.1, 0)
-    torch.manual_seed(0)
-    model = ss.ScoreModel(ss.MLP(64, hidden=64, depth=2), ss.VPSDE(), prediction="eps")
-    train = data.train.flatten(1)
-    fit = ss.fit(
-        model,
-        lambda n, g: train[torch.randint(0, train.shape[0], (n,), generator=g)],
-        steps=20,
-        batch_size=64,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    run = tmp_path_factory.mktemp("digits_run")
-    save_checkpoint(
-        run / "checkpoints" / "last.safetensors",
-        model,
-        ema=fit.ema_model,
-        step=20,
-        train_config={"test_fraction": 0.1, "seed": 0, "net": "mlp"},
-        data_info=data.info(),
-    )
-    return str(run)
 
 
 def _json(path) -> dict:

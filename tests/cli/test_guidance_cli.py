@@ -39,7 +39,6 @@ TINY = {
 def ckpts(tmp_path_factory):
     """Checkpoints: conditional with label dropout, conditional without, unconditional, 3-channel."""
     root = tmp_path_factory.mktemp("ckpts")
-    torch.set_num_threads(1)
     runs = {
         "cfg": {"conditional": True, "label_dropout": 0.2},
         "cond": {"conditional": True},

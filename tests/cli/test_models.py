@@ -18,14 +18,6 @@ FIXTURE = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def diffusers_dir(tmp_path_factory) -> Path:
     """A tiny randomly initialised UNet2DModel (1 x 8 x 8) with a DDIM scheduler, saved offline."""

@@ -12,50 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-import scoresde as ss
 from scoresde.cli.__main__ import main
-from scoresde.train.checkpoint import save_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 FAST = ["--method", "euler", "--steps", "4", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def digits_ckpt(tmp_path_factory) -> str:
-    """An MLP on flattened digits, saved the way `scoresde train --net mlp` saves it."""
-    from scoresde.data.images import load_digits
-
-    torch.set_num_threads(1)
-    data = load_digits(0.1, 0)
-    torch.manual_seed(0)
-    model = ss.ScoreModel(ss.MLP(64, hidden=32, depth=2), ss.VPSDE(), prediction="eps")
-    train = data.train.flatten(1)
-    fit = ss.fit(
-        model,
-        lambda n, g: train[torch.randint(0, train.shape[0], (n,), generator=g)],
-        steps=10,
-        batch_size=64,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    run = tmp_path_factory.mktemp("digits_run")
-    save_checkpoint(
-        run / "checkpoints" / "last.safetensors",
-        model,
-        ema=fit.ema_model,
-        step=10,
-        train_config={"test_fraction": 0.1, "seed": 0, "net": "mlp"},
-        data_info=data.info(),
-    )
-    return str(run)
 
 
 def _samples(ckpt: str, out: Path, *extra: str) -> np.ndarray:

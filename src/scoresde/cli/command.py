@@ -49,7 +49,10 @@ __all__ = [
     "data_options",
     "ode_options",
     "runtime_options",
+    "sampler_grid",
     "sampler_options",
+    "smc_options",
+    "smc_summary",
 ]
 
 
@@ -104,11 +107,31 @@ def data_options(
     ]
 
 
-def sampler_options(method: str = "euler", steps: int = 100, grid: str = "uniform") -> list[Option]:
-    """``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``, ``--grid``, ``--denoise``."""
+OPTIMIZED_GRID = "optimized"
+"""``--grid optimized``: :func:`scoresde.sampling.grid_opt.optimized_grid` (``grid="optimized"``)."""
+
+
+def sampler_options(
+    method: str = "euler", steps: int = 100, grid: str = "uniform", optimized: bool = False
+) -> list[Option]:
+    """``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``, ``--grid`` (one of
+    :data:`scoresde.GRIDS`), ``--denoise``; with ``optimized`` also ``--grid optimized`` and its
+    pilot's ``--grid-pilot`` / ``--grid-seed`` (apply with :func:`sampler_grid`)."""
     from scoresde.sampling.grids import GRIDS
     from scoresde.sampling.registry import SAMPLERS
 
+    grids = (*GRIDS, OPTIMIZED_GRID) if optimized else tuple(GRIDS)
+    grid_help = "time grid"
+    if optimized:
+        grid_help += f" ({OPTIMIZED_GRID}: optimised for this model and ODE solver on a pilot batch)"
+    extra = (
+        [
+            Option("grid_pilot", 512, "--grid optimized: pilot batch size of the optimisation", minimum=1),
+            Option("grid_seed", 0, "--grid optimized: seed of the pilot batch"),
+        ]
+        if optimized
+        else []
+    )
     return [
         Option(
             "method",
@@ -119,9 +142,53 @@ def sampler_options(method: str = "euler", steps: int = 100, grid: str = "unifor
             metavar="METHOD",
         ),
         Option("steps", steps, "sampler steps", minimum=1),
-        Option("grid", grid, "time grid", choices=tuple(GRIDS)),
+        Option("grid", grid, grid_help, choices=grids),
         Option("denoise", True, "finish with the Tweedie denoising step"),
+        *extra,
     ]
+
+
+def sampler_grid(ctx: Context, model: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """``(grid, optimized)``: ``--grid`` as :func:`scoresde.sample` takes it and, for ``--grid
+    optimized``, the :class:`~scoresde.sampling.grid_opt.OptimizedGrid` (its times are the grid;
+    computed once from the ``--grid-pilot`` / ``--grid-seed`` pilot), else ``None``."""
+    cfg = ctx.cfg
+    if cfg["grid"] != OPTIMIZED_GRID:
+        return cfg["grid"], None
+    from scoresde.sampling.grid_opt import optimized_grid
+
+    opt = optimized_grid(
+        model,
+        model.sde,
+        cfg["steps"],
+        cfg["method"],
+        shape,
+        pilot=cfg["grid_pilot"],
+        seed=cfg["grid_seed"],
+        device=ctx.device,
+    )
+    return opt.times, opt
+
+
+def smc_options() -> list[Option]:
+    """``--smc`` and ``--particles``: twisted SMC (:func:`scoresde.guidance.smc_sample`)."""
+    return [
+        Option("smc", False, "twisted sequential Monte Carlo (Wu et al. 2023) instead of projection"),
+        Option("particles", 16, "--smc: particles K per image", minimum=1),
+    ]
+
+
+def smc_summary(res: Any) -> dict[str, Any]:
+    """The effective sample sizes of an :class:`~scoresde.guidance.smc.SMCResult`, for metrics.json."""
+    ess = res.ess.double()
+    return {
+        "particles": int(res.particles.shape[1]),
+        "ess_final_mean": float(ess[-1].mean()),
+        "ess_min": float(ess.min()),
+        "ess_mean": float(ess.mean()),
+        "resampling_steps_mean": float(res.resampled.double().sum(0).mean()),
+        "log_evidence_mean": float(res.log_evidence.double().mean()),
+    }
 
 
 CLIP_CHOICES = ("none", "clip", "dynamic")

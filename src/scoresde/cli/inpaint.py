@@ -6,7 +6,11 @@ every sampler step the known pixels are replaced by a fresh draw of their noised
 with ``--dps`` by diffusion posterior sampling as Chung et al. 2023 run it (Algorithm 1:
 ancestral steps, each followed by a step of length ``--dps-zeta`` against the gradient of the
 known pixels' residual through the denoiser; :func:`scoresde.guidance.dps_sample`; ``--method``
-does not apply, and ``--steps 1000`` is the paper's setting).  Writes ``inpaint.png``
+does not apply, and ``--steps 1000`` is the paper's setting), or with ``--smc`` by twisted
+sequential Monte Carlo with ``--particles K`` per image (Wu et al. 2023;
+:func:`scoresde.guidance.smc_sample`: asymptotically exact in ``K``; ``--method`` does not
+apply; the effective sample sizes go to ``metrics.json``).  ``--clip-denoised`` keeps the
+predicted x0 in the data range.  Writes ``inpaint.png``
 (rows: original, masked with the hidden part gray, then one row per sample), ``inpaint.npz``
 (``original``, ``mask``, ``samples (K, N, C, H, W)``) and ``metrics.json`` (mean squared
 error on the hidden pixels, of each sample and of the mean of the samples; the baseline fills
@@ -23,7 +27,17 @@ import json
 
 import torch
 
-from scoresde.cli.command import Command, Context, checkpoint_options, runtime_options, sampler_options
+from scoresde.cli.command import (
+    Command,
+    Context,
+    checkpoint_options,
+    clip_options,
+    clipped_model,
+    runtime_options,
+    sampler_options,
+    smc_options,
+    smc_summary,
+)
 from scoresde.guidance.masks import MASKS, make_mask
 from scoresde.settings import Option
 
@@ -35,12 +49,14 @@ def run(ctx: Context) -> int:
     from scoresde.data.heldout import check_images_fit, held_out_images, model_image_size, model_labels
     from scoresde.data.images import load_dataset
     from scoresde.data.model_range import from_model_range, to_model_range
-    from scoresde.guidance import Inpainting, dps_sample, inpaint
+    from scoresde.guidance import Inpainting, dps_sample, inpaint, smc_sample
     from scoresde.viz.pictures import save_rows
 
     cfg, device = ctx.cfg, ctx.device
+    if cfg["dps"] and cfg["smc"]:
+        raise ValueError("give --dps or --smc, not both")
     loaded = load_model(ctx)
-    info, model = loaded.info, loaded.model
+    info, model = loaded.info, clipped_model(loaded.model, cfg["clip_denoised"])
     images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"], model_image_size(info))
     check_images_fit(images, info, cfg["data"])
     shape = tuple(images.shape[1:])
@@ -75,6 +91,21 @@ def run(ctx: Context) -> int:
             device=device,
             progress=cfg["progress"],
         )
+    elif cfg["smc"]:
+        op = Inpainting(m)
+        res = smc_sample(
+            model,
+            op,
+            op.forward(batch),
+            shape=batch.shape,
+            particles=cfg["particles"],
+            steps=cfg["steps"],
+            grid=cfg["grid"],
+            seed=cfg["seed"],
+            y=yb,
+            device=device,
+            progress=cfg["progress"],
+        )
     else:
         res = inpaint(model, batch, m, device=device, **common)
     out_x = from_model_range(res.x.float().cpu().reshape(k, n, *shape), info)  # back to [-1, 1]
@@ -89,12 +120,13 @@ def run(ctx: Context) -> int:
     baseline = float(((mean_image - images) ** 2)[:, hidden].mean())
     known_err = float((out_x - images)[:, :, mask].abs().max())
 
+    mode = "dps" if cfg["dps"] else "smc" if cfg["smc"] else "projection"
     out = ctx.out_dir(default_out(loaded.path, "inpaint"))
     masked = torch.where(mask, images, torch.zeros_like(images))
     png = save_rows([images, masked, *out_x], out / "inpaint.png")
     np.savez(out / "inpaint.npz", original=images.numpy(), mask=mask.numpy(), samples=out_x.numpy())
     metrics = {
-        "mode": "dps" if cfg["dps"] else "projection",
+        "mode": mode,
         "mask": cfg["mask"],
         "hidden_fraction": float(hidden.float().mean()),
         "mse_hidden": mse,
@@ -105,8 +137,14 @@ def run(ctx: Context) -> int:
         "images": n,
         "samples_per_image": k,
     }
+    if cfg["smc"]:
+        metrics["smc"] = smc_summary(res)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    method = f"ancestral + zeta {cfg['dps_zeta']:g}" if cfg["dps"] else cfg["method"]
+    method = {
+        "dps": f"ancestral + zeta {cfg['dps_zeta']:g}",
+        "smc": f"{cfg['particles']} particles",
+        "projection": cfg["method"],
+    }[mode]
     print(
         f"inpainted {n} held-out {cfg['data']} images x {k} with {metrics['mode']} ({method}, "
         f"{cfg['steps']} steps, {res.nfe} network evaluations): MSE on the hidden pixels {mse:.4f} "
@@ -135,6 +173,8 @@ COMMAND = Command(
             "dps", False, "diffusion posterior sampling (Chung et al. 2023, Alg. 1) instead of projection"
         ),
         Option("dps_zeta", 0.2, "DPS: step size zeta' (zeta_i = zeta' / ||residual||)", minimum=0.0),
+        *smc_options(),
+        *clip_options(),
         *runtime_options(
             seed_help="seed of the random mask and the sampler noise; also the held-out split's"
         ),

@@ -28,6 +28,7 @@ from scoresde.cli.command import (
     clip_options,
     clipped_model,
     runtime_options,
+    sampler_grid,
     sampler_options,
 )
 from scoresde.settings import Option
@@ -55,6 +56,7 @@ def run(ctx: Context) -> int:
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
     shape = loaded.shape
+    grid, optimized = sampler_grid(ctx, model, shape)
 
     info = dist_info(device)
     nfe = 0
@@ -78,7 +80,7 @@ def run(ctx: Context) -> int:
         progress=cfg["progress"] if info.is_main else False,
         method=cfg["method"],
         steps=cfg["steps"],
-        grid=cfg["grid"],
+        grid=grid,
         denoise=cfg["denoise"],
         device=device,
     )
@@ -113,6 +115,12 @@ def run(ctx: Context) -> int:
         f"sampled {cfg['num']} from {loaded.path} (step {loaded.step}) with {cfg['method']}, "
         f"{cfg['steps']} steps ({nfe} network evaluations per sample)"
     )
+    if optimized is not None:
+        print(
+            f"optimized grid (from {optimized.start}, pilot {optimized.pilot}, seed {optimized.seed}): "
+            f"pilot RMS error {optimized.pilot_error:.4g} vs {optimized.pilot_error_start:.4g} "
+            f"({optimized.pilot_nfe} pilot network evaluations)"
+        )
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -124,7 +132,7 @@ COMMAND = Command(
     doc=__doc__,
     options=[
         *checkpoint_options(),
-        *sampler_options(method="euler", steps=100, grid="uniform"),
+        *sampler_options(method="euler", steps=100, grid="uniform", optimized=True),
         *clip_options(),
         Option("num", 64, "number of samples", minimum=1),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
