@@ -10,7 +10,7 @@ the training losses (loss.png), the density map (density.png), the metrics table
 metrics.json) and the settings (config.toml).
 
 Example:
-    scoresde demo              # about 1.5 minutes on one CPU core
+    scoresde demo              # a few minutes on one CPU core (timed in docs/cli.md)
     scoresde demo --quick      # a smoke run of a few seconds
 """
 
