@@ -46,7 +46,7 @@ def _as_images(x: Tensor, loaded: LoadedModel) -> Tensor:
 
 
 def run(ctx: Context) -> int:
-    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
+    from scoresde.cli._dist import dist_info
     from scoresde.evaluation.report import (
         digits_metrics,
         distances,
@@ -54,8 +54,7 @@ def run(ctx: Context) -> int:
         reference_metrics,
         report_markdown,
     )
-    from scoresde.sampling.api import sample
-    from scoresde.sharding import sample_batches
+    from scoresde.sharding import sample_sharded
     from scoresde.viz.pictures import save_picture
 
     cfg = ctx.cfg
@@ -68,37 +67,27 @@ def run(ctx: Context) -> int:
     num_classes = loaded.info.num_classes
     y = None if num_classes is None else torch.arange(n) % num_classes
     t0 = time.perf_counter()
-    info = dist_info(ctx.device)
-    nfe = 0
-
-    def counted(*args, **kwargs):
-        nonlocal nfe
-        r = sample(*args, **kwargs)
-        nfe = max(nfe, r.nfe)
-        return r
-
     # Sample i depends on (seed, i) only: under torchrun each rank draws its block, rank 0 scores.
-    part = sample_batches(
-        counted,
+    drawn = sample_sharded(
         clipped_model(loaded.model, cfg["clip_denoised"]),
         loaded.shape,
-        my_share(n, info),
-        seed=cfg["seed"],
+        n,
+        cfg["seed"],
+        dist_info(ctx.device),
         batch_size=cfg["batch_size"],
         labels=y,
-        progress=cfg["progress"] if info.is_main else False,
+        progress=cfg["progress"],
         method=cfg["method"],
         steps=cfg["steps"],
         grid=cfg["grid"],
         denoise=cfg["denoise"],
         device=ctx.device,
     )
-    gathered = gather_to_rank0(part.float(), info)
-    if gathered is None:  # not rank 0: rank 0 writes the result
+    x, nfe = drawn.x, drawn.nfe
+    if x is None:  # not rank 0: rank 0 writes the result
         return 0
     out = ctx.out_dir()
     seconds = time.perf_counter() - t0
-    x = gathered
     finite = bool(torch.isfinite(x).all())
     metrics: dict = {
         "checkpoint": str(loaded.path),

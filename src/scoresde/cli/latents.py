@@ -7,14 +7,13 @@ back, deterministically (App. D.4-D.5).  Each is a :class:`~scoresde.cli.command
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from scoresde.cli._io import load_data, load_model
 from scoresde.cli.command import Command, Context, checkpoint_options, ode_options, runtime_options
+from scoresde.io.latents import load_latents
 from scoresde.settings import Option
 from scoresde.viz.pictures import save_picture
 
@@ -25,23 +24,6 @@ _DATA = Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (h
 def _solver(ctx: Context) -> dict:
     """The ODE solver settings of encode/decode (``rtol``, ``atol``, ``norm``)."""
     return {"rtol": ctx["rtol"], "atol": ctx["atol"], "norm": ctx["norm"]}
-
-
-def _load_latents(path: str) -> Tensor:
-    p = Path(path)
-    if not path:
-        raise ValueError("latents: missing; give --latents FILE.npz (written by `scoresde encode`)")
-    if not p.is_file():
-        raise FileNotFoundError(f"latents file {path!r} does not exist (write one with `scoresde encode`)")
-    with np.load(p) as f:
-        if "z" not in f.files:
-            raise ValueError(
-                f"{path}: expected an array named 'z' (as `scoresde encode` writes), found {f.files}"
-            )
-        z = torch.as_tensor(f["z"]).float()
-    if z.ndim == 0 or z.shape[0] == 0:
-        raise ValueError(f"--latents: {path} holds no latents (array z has shape {tuple(z.shape)})")
-    return z
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -115,7 +97,7 @@ def _decode(ctx: Context) -> int:
     cfg = ctx.cfg
     loaded = load_model(ctx)
     if cfg["latents"]:
-        z = _load_latents(cfg["latents"])
+        z = load_latents(cfg["latents"])
         if tuple(z.shape[1:]) != loaded.shape:
             raise ValueError(f"latents have shape {tuple(z.shape[1:])}, the model's data {loaded.shape}")
     else:
@@ -170,7 +152,7 @@ def _interpolate(ctx: Context) -> int:
         source = data.name
         i, j = 0, 1
     else:
-        z = _load_latents(cfg["latents"])
+        z = load_latents(cfg["latents"])
         source = cfg["latents"]
         i, j = cfg["first"], cfg["second"]
         for key, k in (("first", i), ("second", j)):

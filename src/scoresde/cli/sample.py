@@ -18,8 +18,6 @@ beside the checkpoint's run folder.
 
 from __future__ import annotations
 
-from typing import Any
-
 from scoresde.cli._io import load_model
 from scoresde.cli.command import (
     Command,
@@ -31,20 +29,18 @@ from scoresde.cli.command import (
     sampler_grid,
     sampler_options,
 )
+from scoresde.io.samples import SAMPLE_FORMATS
 from scoresde.settings import Option
 
 
 def run(ctx: Context) -> int:
-    import numpy as np
 
-    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
+    from scoresde.cli._dist import dist_info
     from scoresde.cli._io import check_class, default_out
     from scoresde.data.heldout import cycle_labels
-    from scoresde.data.images import save_image_folder, save_image_grid, to_uint8
-    from scoresde.data.model_range import to_images
     from scoresde.guidance.select import guided_model
-    from scoresde.sampling.api import sample
-    from scoresde.sharding import sample_batches
+    from scoresde.io.samples import write_samples
+    from scoresde.sharding import sample_sharded
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
@@ -58,33 +54,24 @@ def run(ctx: Context) -> int:
     shape = loaded.shape
     grid, optimized = sampler_grid(ctx, model, shape)
 
-    info = dist_info(device)
-    nfe = 0
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        nonlocal nfe
-        res = sample(*args, **kwargs)
-        nfe = max(nfe, res.nfe)
-        return res
-
     # Sample i depends on (seed, i) only: any --batch-size and any number of torchrun processes
     # give the same samples (each rank draws its block of the indices, rank 0 gathers them).
-    part = sample_batches(
-        counted,
+    drawn = sample_sharded(
         model,
         shape,
-        my_share(cfg["num"], info),
-        seed=cfg["seed"],
+        cfg["num"],
+        cfg["seed"],
+        dist_info(device),
         batch_size=cfg["batch_size"],
         labels=labels,
-        progress=cfg["progress"] if info.is_main else False,
+        progress=cfg["progress"],
         method=cfg["method"],
         steps=cfg["steps"],
         grid=grid,
         denoise=cfg["denoise"],
         device=device,
     )
-    x = gather_to_rank0(part.float(), info)
+    x, nfe = drawn.x, drawn.nfe
     if x is None:  # not rank 0: rank 0 writes the result
         return 0
     out = ctx.out_dir(default_out(loaded.path, "samples"))
@@ -92,25 +79,8 @@ def run(ctx: Context) -> int:
     tag += f"_class{label}" if label is not None else ""
     tag += f"_cfg{cfg['guidance']:g}" if cfg["guidance"] is not None else ""
     tag += f"_clf{cfg['classifier_scale']:g}" if cfg["classifier"] else ""
-    arrays = {"x": x.numpy()}
-    if labels is not None:
-        arrays["y"] = labels.numpy()
-    images = to_images(x, loaded.info)
-    written = []
-    if images is not None:
-        arrays["images"] = to_uint8(images).permute(0, 2, 3, 1).numpy()
-        scale = min(8, max(1, 256 // images.shape[-1]))
-        nrow = classes if labels is not None and label is None and cfg["num"] >= classes else None
-        written.append(save_image_grid(images, out / f"samples_{tag}.png", nrow=nrow, scale=scale))
-    if cfg["format"] == "png":
-        if images is None:
-            raise ValueError("--format png needs an image model; this one makes vectors (use --format npz)")
-        folder = out / f"samples_{tag}"
-        save_image_folder(images, folder, digits=max(6, len(str(cfg["num"] - 1))))
-        written.append(folder)
-    else:
-        np.savez(out / f"samples_{tag}.npz", **arrays)
-        written.append(out / f"samples_{tag}.npz")
+    nrow = classes if labels is not None and label is None and cfg["num"] >= classes else None
+    written = write_samples(x, loaded.info, out, tag, labels, cfg["format"], nrow)
     print(
         f"sampled {cfg['num']} from {loaded.path} (step {loaded.step}) with {cfg['method']}, "
         f"{cfg['steps']} steps ({nfe} network evaluations per sample)"
@@ -140,7 +110,7 @@ COMMAND = Command(
             "format",
             "npz",
             "npz (one array file) or png (a folder of numbered PNGs 000000.png, ... for external FID tools)",
-            choices=("npz", "png"),
+            choices=SAMPLE_FORMATS,
         ),
         Option("class", None, "class label (default: cycle over the classes)", type=int),
         Option(
