@@ -26,7 +26,6 @@ from scoresde.cli.command import (
     runtime_options,
     sampler_options,
     smc_options,
-    smc_summary,
 )
 from scoresde.settings import Option
 
@@ -37,6 +36,7 @@ def run(ctx: Context) -> int:
     from scoresde.cli._io import default_out, load_model
     from scoresde.data.heldout import held_out_images, model_image_size, model_labels
     from scoresde.data.model_range import from_model_range, to_model_range
+    from scoresde.evaluation.restoration import colorization_errors, smc_diagnostics
     from scoresde.guidance import Colorization, colorize, smc_sample
     from scoresde.viz.pictures import save_rows
 
@@ -70,20 +70,14 @@ def run(ctx: Context) -> int:
     else:
         res = colorize(model, gray_in, channels=3, method=cfg["method"], denoise=cfg["denoise"], **common)
     out_x = from_model_range(res.x.float().cpu().reshape(k, n, *in_shape), info)  # back to [-1, 1]
-    gray_err = float((out_x.mean(dim=2, keepdim=True) - gray).abs().max())
-    in_range = float(((out_x >= -1.0 - 0.05) & (out_x <= 1.0 + 0.05)).float().mean())
     metrics = {
         "images": n,
         "samples_per_image": k,
         "nfe": res.nfe,
-        "max_abs_gray_error": gray_err,
-        "fraction_in_range": in_range,
+        **colorization_errors(out_x, images, gray),
     }
     if cfg["smc"]:
-        metrics["smc"] = smc_summary(res)
-    if images.shape[1] == 3:
-        metrics["mse_to_original"] = float(((out_x - images) ** 2).mean())
-        metrics["mse_gray_baseline"] = float(((gray.expand_as(images) - images) ** 2).mean())
+        metrics["smc"] = smc_diagnostics(res)
     method = f"SMC, {cfg['particles']} particles" if cfg["smc"] else cfg["method"]
     out = ctx.out_dir(default_out(loaded.path, "colorize"))
     png = save_rows([images, gray, *out_x], out / "colorize.png")
@@ -92,7 +86,7 @@ def run(ctx: Context) -> int:
     print(
         f"colorized {n} held-out {cfg['data']} images x {k} "
         f"({method}, {cfg['steps']} steps, "
-        f"{res.nfe} network evaluations); largest gray-value error {gray_err:.2g}"
+        f"{res.nfe} network evaluations); largest gray-value error {metrics['max_abs_gray_error']:.2g}"
     )
     print(f"wrote {png}, {out / 'colorize.npz'} and {out / 'metrics.json'}")
     return 0

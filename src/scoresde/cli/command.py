@@ -38,6 +38,7 @@ import torch
 
 from scoresde.cli.config import add_options, resolve, run_dir
 from scoresde.io.device import local_rank, num_threads, resolve_device
+from scoresde.models.clipping import CLIP_MODES
 from scoresde.settings import Option
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "sampler_grid",
     "sampler_options",
     "smc_options",
-    "smc_summary",
 ]
 
 
@@ -178,20 +178,7 @@ def smc_options() -> list[Option]:
     ]
 
 
-def smc_summary(res: Any) -> dict[str, Any]:
-    """The effective sample sizes of an :class:`~scoresde.guidance.smc.SMCResult`, for metrics.json."""
-    ess = res.ess.double()
-    return {
-        "particles": int(res.particles.shape[1]),
-        "ess_final_mean": float(ess[-1].mean()),
-        "ess_min": float(ess.min()),
-        "ess_mean": float(ess.mean()),
-        "resampling_steps_mean": float(res.resampled.double().sum(0).mean()),
-        "log_evidence_mean": float(res.log_evidence.double().mean()),
-    }
-
-
-CLIP_CHOICES = ("none", "clip", "dynamic")
+CLIP_CHOICES = ("none", *CLIP_MODES)
 
 
 def clip_options() -> list[Option]:

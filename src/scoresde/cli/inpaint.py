@@ -36,7 +36,6 @@ from scoresde.cli.command import (
     runtime_options,
     sampler_options,
     smc_options,
-    smc_summary,
 )
 from scoresde.guidance.masks import MASKS, make_mask
 from scoresde.settings import Option
@@ -49,6 +48,7 @@ def run(ctx: Context) -> int:
     from scoresde.data.heldout import check_images_fit, held_out_images, model_image_size, model_labels
     from scoresde.data.images import load_dataset
     from scoresde.data.model_range import from_model_range, to_model_range
+    from scoresde.evaluation.restoration import inpainting_errors, smc_diagnostics
     from scoresde.guidance import Inpainting, dps_sample, inpaint, smc_sample
     from scoresde.viz.pictures import save_rows
 
@@ -113,12 +113,8 @@ def run(ctx: Context) -> int:
         raise ValueError(
             "the samples are not finite; check the checkpoint (NaN weights?) or use more --steps"
         )
-    hidden = ~mask
-    mse = float(((out_x - images) ** 2)[:, :, hidden].mean())
-    mse_mean = float(((out_x.mean(0) - images) ** 2)[:, hidden].mean())  # the k-sample posterior mean
     mean_image = load_dataset(cfg["data"], seed=cfg["seed"], image_size=model_image_size(info)).train.mean(0)
-    baseline = float(((mean_image - images) ** 2)[:, hidden].mean())
-    known_err = float((out_x - images)[:, :, mask].abs().max())
+    errors = inpainting_errors(out_x, images, mask, mean_image)
 
     mode = "dps" if cfg["dps"] else "smc" if cfg["smc"] else "projection"
     out = ctx.out_dir(default_out(loaded.path, "inpaint"))
@@ -128,17 +124,13 @@ def run(ctx: Context) -> int:
     metrics = {
         "mode": mode,
         "mask": cfg["mask"],
-        "hidden_fraction": float(hidden.float().mean()),
-        "mse_hidden": mse,
-        "mse_hidden_of_sample_mean": mse_mean,
-        "mse_hidden_mean_image_baseline": baseline,
-        "max_abs_error_known": known_err,
+        **errors,
         "nfe": res.nfe,
         "images": n,
         "samples_per_image": k,
     }
     if cfg["smc"]:
-        metrics["smc"] = smc_summary(res)
+        metrics["smc"] = smc_diagnostics(res)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     method = {
         "dps": f"ancestral + zeta {cfg['dps_zeta']:g}",
@@ -147,9 +139,11 @@ def run(ctx: Context) -> int:
     }[mode]
     print(
         f"inpainted {n} held-out {cfg['data']} images x {k} with {metrics['mode']} ({method}, "
-        f"{cfg['steps']} steps, {res.nfe} network evaluations): MSE on the hidden pixels {mse:.4f} "
-        f"(of the mean of the {k} samples {mse_mean:.4f}; mean-image baseline {baseline:.4f}); "
-        f"largest change of a known pixel {known_err:.2g}"
+        f"{cfg['steps']} steps, {res.nfe} network evaluations): MSE on the hidden pixels "
+        f"{errors['mse_hidden']:.4f} (of the mean of the {k} samples "
+        f"{errors['mse_hidden_of_sample_mean']:.4f}; "
+        f"mean-image baseline {errors['mse_hidden_mean_image_baseline']:.4f}); "
+        f"largest change of a known pixel {errors['max_abs_error_known']:.2g}"
     )
     print(f"wrote {png}, {out / 'inpaint.npz'} and {out / 'metrics.json'}")
     return 0
