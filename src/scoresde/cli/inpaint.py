@@ -151,7 +151,7 @@ def run(ctx: Context) -> int:
 
 COMMAND = Command(
     name="inpaint",
-    help="inpaint held-out images with a score model (projection or DPS): PNG figure and .npz",
+    help="inpaint held-out images with a score model (projection, DPS or SMC): PNG figure and .npz",
     doc=__doc__,
     options=[
         *checkpoint_options(),
