@@ -13,7 +13,6 @@ pickle), metrics.json and config.toml into the output folder.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import torch
 
@@ -22,32 +21,13 @@ from scoresde.guidance.classifier_tasks import CLASSIFIER_DATASETS
 from scoresde.settings import Option
 
 
-def _resolve_sde(cfg: dict[str, Any]):
-    """The SDE to train under: the checkpoint's, else ``--sde``; and the checkpoint's info."""
-    from scoresde.io.info import read_checkpoint_info
-    from scoresde.sde import SDES, make_sde
-
-    if cfg["sde"] and cfg["sde"] not in SDES:
-        raise ValueError(f"unknown SDE {cfg['sde']!r} for --sde; choose one of {sorted(SDES)}")
-    if not cfg["checkpoint"]:
-        return make_sde(cfg["sde"] or "vp"), None
-    info = read_checkpoint_info(cfg["checkpoint"])
-    name = info.config["sde"]["name"]
-    if cfg["sde"] and cfg["sde"] != name:
-        raise ValueError(
-            f"--sde {cfg['sde']} disagrees with the checkpoint's SDE {info.sde!r}"
-            "; drop --sde to use the checkpoint's"
-        )
-    return info.sde, info
-
-
 def run(ctx: Context) -> int:
     from scoresde.guidance import NoiseConditionalClassifier, save_classifier, train_classifier
-    from scoresde.guidance.classifier_tasks import accuracy_by_time, classifier_task
+    from scoresde.guidance.classifier_tasks import accuracy_by_time, classifier_sde, classifier_task
     from scoresde.nets import TimeClassifier
 
     cfg, device = ctx.cfg, ctx.device
-    sde, info = _resolve_sde(cfg)
+    sde, info = classifier_sde(cfg["checkpoint"], cfg["sde"])
     g = torch.Generator().manual_seed(cfg["seed"])
     item_shape = None if info is None else info.item_shape
     task = classifier_task(cfg["data"], sde, g, cfg["classes"], cfg["dim"], cfg["seed"], item_shape)

@@ -3,7 +3,8 @@
 :func:`classifier_task` makes the training draws and the held-out set of one of
 :data:`CLASSIFIER_DATASETS`: a 2-D ring or a random Gaussian mixture (each component a class,
 with the exact Bayes classifier of the perturbed mixture for comparison) or the bundled 8x8
-digits.  :func:`accuracy_by_time` scores a classifier at several noise levels.
+digits.  :func:`accuracy_by_time` scores a classifier at several noise levels;
+:func:`classifier_sde` picks the SDE it trains under (that of the score model it will guide).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["CLASSIFIER_DATASETS", "ClassifierTask", "accuracy_by_time", "classifier_task"]
+__all__ = ["CLASSIFIER_DATASETS", "ClassifierTask", "accuracy_by_time", "classifier_sde", "classifier_task"]
 
 CLASSIFIER_DATASETS = ("ring", "gmm", "digits", "digits-color")
 
@@ -123,3 +124,28 @@ def accuracy_by_time(clf: Any, sde: Any, task: ClassifierTask) -> dict[str, dict
                 task.bayes, sde, task.x_test, task.y_test, t, torch.Generator().manual_seed(7)
             )
     return acc
+
+
+def classifier_sde(checkpoint: str = "", sde: str = "") -> tuple[Any, Any]:
+    """The SDE to train a classifier under, and the score-model checkpoint's info (or ``None``).
+
+    A classifier must be trained under the SDE of the score model it will guide: the SDE of
+    ``checkpoint`` when given, else the SDE named ``sde`` (default ``vp``).
+
+    Raises:
+        ValueError: an unknown SDE name, or one that disagrees with the checkpoint's.
+    """
+    from scoresde.io.info import read_checkpoint_info
+    from scoresde.sde import SDES, make_sde
+
+    if sde and sde not in SDES:
+        raise ValueError(f"unknown SDE {sde!r} for --sde; choose one of {sorted(SDES)}")
+    if not checkpoint:
+        return make_sde(sde or "vp"), None
+    info = read_checkpoint_info(checkpoint)
+    if sde and sde != info.config["sde"]["name"]:
+        raise ValueError(
+            f"--sde {sde} disagrees with the checkpoint's SDE {info.sde!r}"
+            "; drop --sde to use the checkpoint's"
+        )
+    return info.sde, info
