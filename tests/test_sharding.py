@@ -79,3 +79,15 @@ def test_gather_is_identity_single_process() -> None:
     x = torch.arange(6.0).reshape(3, 2)
     assert gather_to_rank0(x, DistInfo()) is x
     assert sample_batches(ss.sample, None, (2,), range(0), seed=0).shape == (0, 2)
+
+
+def test_sample_sharded_single_process_is_sample_batches_with_nfe() -> None:
+    from scoresde.sharding import sample_sharded
+
+    gmm = ss.GaussianMixture([0.5, 0.5], [[-1.0, 0.5], [1.0, -0.5]], [[[0.1, 0.0], [0.0, 0.2]]] * 2)
+    oracle = ss.AnalyticScore(gmm, ss.VPSDE())
+    kw = {"method": "euler", "steps": 5, "dtype": torch.float64}
+    drawn = sample_sharded(oracle, (2,), 7, seed=3, info=DistInfo(), batch_size=3, **kw)
+    want = sample_batches(ss.sample, oracle, (2,), range(7), seed=3, batch_size=3, **kw)
+    torch.testing.assert_close(drawn.x, want.float(), rtol=0, atol=0)
+    assert drawn.nfe == 6  # 5 steps and the final denoising step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -13,6 +14,7 @@ __all__ = [
     "classifier_accuracy",
     "energy_distance",
     "frechet_distance_features",
+    "mean_se",
     "mmd_rbf",
     "sliced_wasserstein",
 ]
@@ -98,3 +100,11 @@ def frechet_distance_features(fa: Tensor, fb: Tensor) -> float:
     root_a = (v * w.clamp_min(0).sqrt()) @ v.T
     cross = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp_min(0).sqrt().sum()
     return float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
+
+
+def mean_se(values: Tensor) -> tuple[float, float]:
+    """Mean and standard error of the mean of a 1-D tensor (``nan`` error for one value)."""
+    v = values.double()
+    n = v.numel()
+    se = float(v.std() / math.sqrt(n)) if n > 1 else float("nan")
+    return float(v.mean()), se

@@ -7,12 +7,14 @@ blocks in rank order on rank 0 with :func:`gather_to_rank0`.  With per-sample se
 ``first_index``) the gathered result equals a single-process run exactly.
 
 :func:`sample_batches` is the loop both cases share: ``N`` samples in batches of ``batch_size``
-starting at index ``first_index``, each sample keyed by its global index.
+starting at index ``first_index``, each sample keyed by its global index;
+:func:`sample_sharded` runs it on this process's block and gathers the samples on rank 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +24,7 @@ from torch import Tensor
 from scoresde.progress import Progress, make_progress
 from scoresde.train.distributed import DistInfo
 
-__all__ = ["gather_to_rank0", "sample_batches", "shard_range"]
+__all__ = ["ShardedSamples", "gather_to_rank0", "sample_batches", "sample_sharded", "shard_range"]
 
 
 def shard_range(n: int, rank: int = 0, world_size: int = 1) -> range:
@@ -118,3 +120,64 @@ def sample_batches(
     if not chunks:
         return torch.empty((0, *item_shape))
     return torch.cat(chunks)
+
+
+@dataclass
+class ShardedSamples:
+    """What :func:`sample_sharded` returns.
+
+    Attributes:
+        x: all ``N`` samples ``(N, *D)`` (float32, CPU) on rank 0; ``None`` on the other ranks.
+        nfe: network evaluations per sample (the most any of this process's batches took).
+    """
+
+    x: Tensor | None
+    nfe: int
+
+
+def sample_sharded(
+    model: Any,
+    item_shape: Sequence[int],
+    num: int,
+    seed: int,
+    info: DistInfo,
+    batch_size: int = 256,
+    labels: Tensor | None = None,
+    progress: bool | str | Progress = False,
+    sample_fn: Callable[..., Any] | None = None,
+    **options: Any,
+) -> ShardedSamples:
+    """``num`` samples with per-sample seeds, this process's :func:`shard_range` block of them
+    drawn by :func:`sample_batches`, gathered on rank 0 (single-process: all of them, here).
+
+    Args:
+        model, item_shape, seed, batch_size, labels: as for :func:`sample_batches`.
+        num: the number of samples of the whole run.
+        info: this process's place in the run (:func:`scoresde.train.distributed.init_distributed`).
+        progress: shown on rank 0 only.
+        sample_fn: the sampler (default :func:`scoresde.sample`).
+        **options: passed to ``sample_fn`` (``method``, ``steps``, ``grid``, ``device``, ...).
+    """
+    if sample_fn is None:
+        from scoresde.sampling.api import sample as sample_fn
+    nfe = 0
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal nfe
+        res = sample_fn(*args, **kwargs)
+        nfe = max(nfe, res.nfe)
+        return res
+
+    mine = shard_range(num, info.rank, info.world_size)
+    part = sample_batches(
+        counted,
+        model,
+        item_shape,
+        mine,
+        seed=seed,
+        batch_size=batch_size,
+        labels=labels,
+        progress=progress if info.is_main else False,
+        **options,
+    )
+    return ShardedSamples(gather_to_rank0(part.float(), info), nfe)

@@ -233,14 +233,6 @@ def ckpt(tmp_path_factory) -> str:
     return _checkpoint(tmp_path_factory.mktemp("ckpt") / "model.safetensors")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gets_a_clear_error(case: Case, tmp_path: Path, ckpt: str) -> None:
     outcome, status, text = run_case(case, tmp_path, ckpt)

@@ -18,7 +18,6 @@ TOL = ["--rtol", "1e-5", "--atol", "1e-5"]
 
 @pytest.fixture(scope="module")
 def moons_ckpt(tmp_path_factory) -> str:
-    torch.set_num_threads(1)
     torch.manual_seed(0)  # the initial weights (torch's own initial seed is random per process)
     model = ss.ScoreModel(ss.MLP(2, hidden=32, depth=2), ss.VPSDE(), prediction="eps")
     fit = ss.fit(
@@ -32,36 +31,6 @@ def moons_ckpt(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("ckpt") / "moons.safetensors"
     save_checkpoint(path, model, ema=fit.ema_model, step=30, data_info={"name": "two_moons", "shape": [2]})
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def digits_ckpt(tmp_path_factory) -> str:
-    """An MLP on flattened digits, saved the way `scoresde train --net mlp` saves it."""
-    from scoresde.data.images import load_digits
-
-    torch.set_num_threads(1)
-    data = load_digits(0.1, 0)
-    torch.manual_seed(0)
-    model = ss.ScoreModel(ss.MLP(64, hidden=64, depth=2), ss.VPSDE(), prediction="eps")
-    train = data.train.flatten(1)
-    fit = ss.fit(
-        model,
-        lambda n, g: train[torch.randint(0, train.shape[0], (n,), generator=g)],
-        steps=20,
-        batch_size=64,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    run = tmp_path_factory.mktemp("digits_run")
-    save_checkpoint(
-        run / "checkpoints" / "last.safetensors",
-        model,
-        ema=fit.ema_model,
-        step=20,
-        train_config={"test_fraction": 0.1, "seed": 0, "net": "mlp"},
-        data_info=data.info(),
-    )
-    return str(run)
 
 
 def _json(path) -> dict:
@@ -217,3 +186,26 @@ def test_likelihood_of_a_conditional_model_needs_labels_or_null_token(tmp_path, 
     assert "--unconditional" in capsys.readouterr().err
     assert main([*argv, "--unconditional", "--out", str(tmp_path / "b")]) == 0
     assert _json(tmp_path / "b" / "likelihood.json")["conditional_on"] == "null label"
+
+
+def test_data_of_another_size_is_resized_to_the_models(digits_ckpt, tmp_path, capsys) -> None:
+    from scoresde.data.images import load_digits, resize_images
+
+    digits = load_digits(0.1, 0)
+    x = torch.cat([digits.train, digits.test])
+    big = ((resize_images(x, 16) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()  # (N, 16, 16)
+    data = tmp_path / "digits16.npz"
+    np.savez(data, x=big)
+    argv = ["likelihood", "--checkpoint", digits_ckpt, "--data", str(data), "--num", "3"]
+    argv += ["--rtol", "1e-3", "--atol", "1e-3", "--divergence", "hutchinson"]
+    assert main([*argv, "--out", str(tmp_path / "lik")]) == 0, capsys.readouterr().err
+    res = _json(tmp_path / "lik" / "likelihood.json")
+    assert res["dims"] == 64 and res["num"] == 3  # resized back to the model's 8x8
+    inp = ["inpaint", "--checkpoint", digits_ckpt, "--data", str(data), "--num", "2", "--samples", "1"]
+    assert main([*inp, "--steps", "2", "--out", str(tmp_path / "inp")]) == 0, capsys.readouterr().err
+    assert np.load(tmp_path / "inp" / "inpaint.npz")["original"].shape == (2, 1, 8, 8)
+    rgb = tmp_path / "rgb.npz"
+    np.savez(rgb, x=np.repeat(big[..., None], 3, axis=-1))  # 3 channels: no resize makes them fit
+    assert main([*argv[:4], str(rgb), *argv[5:], "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "(192,)" in err and "(64,)" in err

@@ -1,13 +1,13 @@
-"""The config layer: precedence (default < file < --set < flag), checked values, clear errors."""
+"""The CLI glue of the settings layer: flags, --config, --set, precedence, run folders, errors."""
 
 from __future__ import annotations
 
 import argparse
-import math
 
 import pytest
 
-from scoresde.cli.config import ConfigError, Option, add_options, dump_toml, load_toml, resolve, run_dir
+from scoresde.cli.config import add_options, resolve, run_dir
+from scoresde.settings import ConfigError, Option
 
 OPTIONS = [
     Option("steps", 100, "steps", minimum=1),
@@ -80,13 +80,6 @@ def test_bad_files_are_clear_errors(tmp_path) -> None:
     wrong.write_text('steps = "10"\n')
     with pytest.raises(ConfigError, match="expected an integer, got '10' \\(str\\)"):
         resolve(_parse(["--config", str(wrong)]), OPTIONS, "train")
-
-
-def test_toml_round_trip(tmp_path) -> None:
-    values = {"a": 1, "b": 0.1, "c": True, "d": 'say "hi"\\n', "e": math.inf}
-    f = tmp_path / "x.toml"
-    f.write_text(dump_toml(values, table="t"))
-    assert load_toml(f) == {"t": values}
 
 
 def test_run_dir_named_and_saved_config_repeats_the_run(tmp_path) -> None:

@@ -39,7 +39,6 @@ TINY = {
 def ckpts(tmp_path_factory):
     """Checkpoints: conditional with label dropout, conditional without, unconditional, 3-channel."""
     root = tmp_path_factory.mktemp("ckpts")
-    torch.set_num_threads(1)
     runs = {
         "cfg": {"conditional": True, "label_dropout": 0.2},
         "cond": {"conditional": True},
@@ -198,15 +197,40 @@ def test_colorize_command(ckpts, tmp_path, capsys) -> None:
     assert code == 2 and "needs a model of 3-channel images" in err and "digits-color" in err
 
 
-def test_make_mask_shapes() -> None:
-    from scoresde.cli.inpaint import make_mask
+def test_inpaint_smc_and_clip_denoised(ckpts, tmp_path, capsys) -> None:
+    argv = ["inpaint", "--checkpoint", ckpts["uncond"], "--num", "2", "--samples", "1", "--steps", "4"]
+    code, text, err = _run(capsys, *argv, "--smc", "--particles", "3", "--out", str(tmp_path / "smc"))
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "smc" / "metrics.json").read_text())
+    assert metrics["mode"] == "smc" and "3 particles" in text
+    smc = metrics["smc"]
+    assert smc["particles"] == 3 and 1 - 1e-6 <= smc["ess_min"] <= smc["ess_mean"] <= 3 + 1e-6
+    assert math.isfinite(smc["log_evidence_mean"])
+    # The last SMC step conditions exactly on the known pixels.
+    assert metrics["max_abs_error_known"] < 1e-4
+    code, _, err = _run(capsys, *argv, "--smc", "--dps", "--out", str(tmp_path / "both"))
+    assert code == 2 and "not both" in err
+    # --clip-denoised reaches the sampler: the samples change.
+    samples = {}
+    for mode in ("none", "clip"):
+        out = tmp_path / f"clip_{mode}"
+        code, _, err = _run(capsys, *argv, "--clip-denoised", mode, "--out", str(out))
+        assert code == 0, err
+        samples[mode] = np.load(out / "inpaint.npz")["samples"]
+    assert np.abs(samples["none"] - samples["clip"]).max() > 1e-4
 
-    shape = (1, 8, 8)
-    center = make_mask("center", shape)
-    assert int((~center).sum()) == 16 and not center[0, 2:6, 2:6].any() and center[0, :2].all()
-    assert not make_mask("top", shape)[0, :4].any() and make_mask("top", shape)[0, 4:].all()
-    assert not make_mask("bottom", shape)[0, 4:].any() and make_mask("right", shape)[0, :, :4].all()
-    rand = make_mask("random", shape, fraction=0.5, seed=1)
-    assert torch.equal(rand, make_mask("random", shape, fraction=0.5, seed=1)) and 10 < int(rand.sum()) < 54
-    with pytest.raises(ValueError, match="mask-fraction must lie in"):
-        make_mask("random", shape, fraction=1.0)
+
+def test_colorize_smc_and_clip_denoised(ckpts, tmp_path, capsys) -> None:
+    argv = ["colorize", "--checkpoint", ckpts["color"], "--num", "2", "--samples", "1", "--steps", "4"]
+    code, text, err = _run(capsys, *argv, "--smc", "--particles", "2", "--out", str(tmp_path / "smc"))
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "smc" / "metrics.json").read_text())
+    assert metrics["smc"]["particles"] == 2 and 1 - 1e-6 <= metrics["smc"]["ess_min"] <= 2 + 1e-6
+    assert metrics["max_abs_gray_error"] < 1e-4 and "SMC, 2 particles" in text
+    samples = {}
+    for mode in ("none", "dynamic"):
+        out = tmp_path / f"clip_{mode}"
+        code, _, err = _run(capsys, *argv, "--clip-denoised", mode, "--out", str(out))
+        assert code == 0, err
+        samples[mode] = np.load(out / "colorize.npz")["samples"]
+    assert np.abs(samples["none"] - samples["dynamic"]).max() > 1e-4

@@ -11,19 +11,11 @@ import pytest
 import torch
 
 from scoresde.cli.__main__ import main
-from scoresde.cli.models import MODEL_SOURCES, parse_model_spec
+from scoresde.io.sources import MODEL_SOURCES, parse_model_spec
 
 FIXTURE = (
     Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "score_sde_pytorch" / "ddpmpp_vp"
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +126,8 @@ def test_bad_model_inputs_are_named(tmp_path, capsys):
 def test_loaded_diffusers_info_and_data_range_maps(diffusers_dir):
     import dataclasses
 
-    from scoresde.cli._io import from_model_range, to_images, to_model_range
-    from scoresde.cli.models import load_source
+    from scoresde.data.model_range import from_model_range, to_images, to_model_range
+    from scoresde.io.sources import load_source
 
     _, info = load_source(f"diffusers:{diffusers_dir}")
     assert (info.source, info.item_shape, info.image_shape) == ("diffusers", (1, 8, 8), (1, 8, 8))

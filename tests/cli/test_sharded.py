@@ -12,50 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-import scoresde as ss
 from scoresde.cli.__main__ import main
-from scoresde.train.checkpoint import save_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 FAST = ["--method", "euler", "--steps", "4", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def digits_ckpt(tmp_path_factory) -> str:
-    """An MLP on flattened digits, saved the way `scoresde train --net mlp` saves it."""
-    from scoresde.data.images import load_digits
-
-    torch.set_num_threads(1)
-    data = load_digits(0.1, 0)
-    torch.manual_seed(0)
-    model = ss.ScoreModel(ss.MLP(64, hidden=32, depth=2), ss.VPSDE(), prediction="eps")
-    train = data.train.flatten(1)
-    fit = ss.fit(
-        model,
-        lambda n, g: train[torch.randint(0, train.shape[0], (n,), generator=g)],
-        steps=10,
-        batch_size=64,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    run = tmp_path_factory.mktemp("digits_run")
-    save_checkpoint(
-        run / "checkpoints" / "last.safetensors",
-        model,
-        ema=fit.ema_model,
-        step=10,
-        train_config={"test_fraction": 0.1, "seed": 0, "net": "mlp"},
-        data_info=data.info(),
-    )
-    return str(run)
 
 
 def _samples(ckpt: str, out: Path, *extra: str) -> np.ndarray:
@@ -252,3 +212,43 @@ def test_data_help_lists_the_layouts(capsys) -> None:
         main(["likelihood", "--help"])
     text = capsys.readouterr().out
     assert "Accepted data sources" in text and "keras" in text and "CIFAR-10" in text
+
+
+def test_sample_optimized_grid(digits_ckpt, tmp_path, capsys) -> None:
+    uniform = _samples(digits_ckpt, tmp_path / "uniform", "--num", "4")
+    pilot = ["--grid", "optimized", "--grid-pilot", "8", "--grid-seed", "1"]
+    optimized = _samples(digits_ckpt, tmp_path / "opt", "--num", "4", *pilot)
+    assert "optimized grid (from " in capsys.readouterr().out
+    assert np.abs(optimized - uniform).max() > 1e-5  # the optimised times, not the uniform ones
+    again = _samples(digits_ckpt, tmp_path / "again", "--num", "4", *pilot)
+    np.testing.assert_array_equal(again, optimized)  # a deterministic function of the pilot seed
+    argv = ["sample", "--checkpoint", digits_ckpt, "--out", str(tmp_path / "sde"), *pilot]
+    assert main([*argv, "--method", "euler_maruyama", "--steps", "4"]) == 2
+    assert "deterministic ODE solver" in capsys.readouterr().err
+
+
+def test_torchrun_eval_equals_one_process(digits_ckpt, tmp_path) -> None:
+    args = ["eval", "--checkpoint", digits_ckpt, "--data", "digits", "--set", "num=6", *FAST]
+    args += ["--batch-size", "1", "--classifier-epochs", "1"]  # batches that match across the ranks
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    res = _torchrun(*args, "--out", str(tmp_path / "two"), cwd=tmp_path)
+    one = json.loads((tmp_path / "one" / "eval.json").read_text())
+    two = json.loads((tmp_path / "two" / "eval.json").read_text())
+    assert two["num"] == one["num"] == 6
+    assert two["samples_vs_heldout"] == one["samples_vs_heldout"]
+    assert two["frechet"] == one["frechet"]
+    assert res.stdout.count("outputs in ") == 1  # rank 0 alone writes and prints
+
+
+def test_torchrun_encode_equals_one_process(digits_ckpt, tmp_path) -> None:
+    args = ["encode", "--checkpoint", digits_ckpt, "--data", "digits", "--set", "num=5"]
+    args += ["--norm", "independent", "--rtol", "1e-3", "--atol", "1e-3", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    _torchrun(*args, "--out", str(tmp_path / "two"), cwd=tmp_path)
+    one = np.load(tmp_path / "one" / "latents.npz")
+    two = np.load(tmp_path / "two" / "latents.npz")
+    assert two["z"].shape == (5, 64)
+    np.testing.assert_array_equal(two["x"], one["x"])
+    # Each point takes its own steps (--norm independent); only the float32 network's sums differ
+    # with the batch size (5 points vs blocks of 3 and 2), far below the solver's 1e-3 tolerance.
+    np.testing.assert_allclose(two["z"], one["z"], rtol=0, atol=1e-5)

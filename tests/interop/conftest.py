@@ -31,12 +31,3 @@ def tiny_unet(fourier: bool = False, num_class_embeds: int | None = None, seed: 
 @pytest.fixture(scope="session")
 def unet() -> torch.nn.Module:
     return tiny_unet()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions: one thread avoids contention on shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

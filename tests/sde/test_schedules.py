@@ -24,14 +24,6 @@ SCHEDULE_SDES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", list(SCHEDULE_SDES))
 def test_vp_definitions(name: str) -> None:
     sde = SCHEDULE_SDES[name]()

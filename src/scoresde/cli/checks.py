@@ -2,7 +2,7 @@
 
 :func:`check_settings` runs on the resolved settings of every subcommand before its body (see
 :meth:`scoresde.cli.command.Command.run`), so a bad ``--device``, seed, step count, batch size,
-tolerance or class count is refused with a :class:`~scoresde.cli.config.ConfigError` naming the
+tolerance or class count is refused with a :class:`~scoresde.settings.ConfigError` naming the
 flag and the value (exit status 2) before any model is loaded or any step is taken.  A rule
 applies to every command that has the key; per-command extras stay in the commands.
 
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from scoresde._checks import MAX_SEED, NonFiniteError
-from scoresde.cli.config import ConfigError
+from scoresde.settings import ConfigError
 
 __all__ = ["MAX_CLASSES", "RULES", "check_settings", "exit_status"]
 

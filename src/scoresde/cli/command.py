@@ -3,10 +3,10 @@
 A subcommand is a :class:`Command`: a name, a help line, a description, its options (mostly
 from the shared groups below) and a body ``run(ctx: Context) -> int``.  The backbone does the
 rest the same way for every command: the flags, ``--config`` (TOML or JSON), ``--set``, typed
-and checked values (:mod:`scoresde.cli.config`), the CPU thread count (set for the run and
-restored after it) and the device (resolved once, ``ctx.device``).
+and checked values (:mod:`scoresde.settings`, :mod:`scoresde.cli.config`), the CPU thread
+count (set for the run and restored after it) and the device (resolved once, ``ctx.device``).
 
-Option groups (functions returning a list of :class:`~scoresde.cli.config.Option`; keyword
+Option groups (functions returning a list of :class:`~scoresde.settings.Option`; keyword
 arguments replace a group's defaults, so each command keeps its own sensible defaults while
 every flag means the same everywhere):
 
@@ -21,30 +21,9 @@ every flag means the same everywhere):
   ``--grid`` (one of :data:`scoresde.GRIDS`), ``--denoise``;
 - :func:`ode_options`: ``--rtol``, ``--atol``, ``--norm`` of the adaptive PF-ODE solver.
 
-Adding a subcommand: write ``cli/<name>.py`` with ::
-
-    def run(ctx: Context) -> int:
-        loaded = load_model(ctx)                 # the checkpoint group's model, on ctx.device
-        out = ctx.out_dir()                      # the run folder, config.toml saved in it
-        ...
-        return 0
-
-    COMMAND = Command(
-        name="mycmd",
-        help="one line for `scoresde --help`",
-        doc=__doc__,
-        options=[*checkpoint_options(), *sampler_options(method="euler"), Option("num", 8, "...")],
-        body=run,
-    )
-
-then add ``COMMAND`` to ``COMMANDS`` in :mod:`scoresde.cli.__main__` and a section to
-``docs/cli.md`` (``tests/cli/test_docs_names.py`` checks it).
-
-Adding an option group (say, a model source ``--model diffusers:DIR``): write a function here
-returning its options, e.g. ``def model_source_options(default="") -> list[Option]``, and beside
-it one function that turns the resolved values (``ctx.cfg``) into what the bodies use (as
-:func:`scoresde.cli._io.load_model` does for the checkpoint group); commands opt in by listing
-the group in their ``options``.
+Adding a subcommand or an option group: see "For developers" in ``docs/cli.md`` (a ``Command``
+in ``cli/<name>.py``, listed in ``COMMANDS`` of :mod:`scoresde.cli.__main__`, with a section in
+``docs/cli.md``, which ``tests/cli/test_docs_names.py`` checks).
 """
 
 from __future__ import annotations
@@ -57,8 +36,10 @@ from typing import Any
 
 import torch
 
-from scoresde.cli.config import Option, add_options, resolve, run_dir
+from scoresde.cli.config import add_options, resolve, run_dir
 from scoresde.io.device import local_rank, num_threads, resolve_device
+from scoresde.models.clipping import CLIP_MODES
+from scoresde.settings import Option
 
 __all__ = [
     "Command",
@@ -69,7 +50,9 @@ __all__ = [
     "data_options",
     "ode_options",
     "runtime_options",
+    "sampler_grid",
     "sampler_options",
+    "smc_options",
 ]
 
 
@@ -124,11 +107,31 @@ def data_options(
     ]
 
 
-def sampler_options(method: str = "euler", steps: int = 100, grid: str = "uniform") -> list[Option]:
-    """``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``, ``--grid``, ``--denoise``."""
+OPTIMIZED_GRID = "optimized"
+"""``--grid optimized``: :func:`scoresde.sampling.grid_opt.optimized_grid` (``grid="optimized"``)."""
+
+
+def sampler_options(
+    method: str = "euler", steps: int = 100, grid: str = "uniform", optimized: bool = False
+) -> list[Option]:
+    """``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``, ``--grid`` (one of
+    :data:`scoresde.GRIDS`), ``--denoise``; with ``optimized`` also ``--grid optimized`` and its
+    pilot's ``--grid-pilot`` / ``--grid-seed`` (apply with :func:`sampler_grid`)."""
     from scoresde.sampling.grids import GRIDS
     from scoresde.sampling.registry import SAMPLERS
 
+    grids = (*GRIDS, OPTIMIZED_GRID) if optimized else tuple(GRIDS)
+    grid_help = "time grid"
+    if optimized:
+        grid_help += f" ({OPTIMIZED_GRID}: optimised for this model and ODE solver on a pilot batch)"
+    extra = (
+        [
+            Option("grid_pilot", 512, "--grid optimized: pilot batch size of the optimisation", minimum=1),
+            Option("grid_seed", 0, "--grid optimized: seed of the pilot batch"),
+        ]
+        if optimized
+        else []
+    )
     return [
         Option(
             "method",
@@ -139,12 +142,43 @@ def sampler_options(method: str = "euler", steps: int = 100, grid: str = "unifor
             metavar="METHOD",
         ),
         Option("steps", steps, "sampler steps", minimum=1),
-        Option("grid", grid, "time grid", choices=tuple(GRIDS)),
+        Option("grid", grid, grid_help, choices=grids),
         Option("denoise", True, "finish with the Tweedie denoising step"),
+        *extra,
     ]
 
 
-CLIP_CHOICES = ("none", "clip", "dynamic")
+def sampler_grid(ctx: Context, model: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """``(grid, optimized)``: ``--grid`` as :func:`scoresde.sample` takes it and, for ``--grid
+    optimized``, the :class:`~scoresde.sampling.grid_opt.OptimizedGrid` (its times are the grid;
+    computed once from the ``--grid-pilot`` / ``--grid-seed`` pilot), else ``None``."""
+    cfg = ctx.cfg
+    if cfg["grid"] != OPTIMIZED_GRID:
+        return cfg["grid"], None
+    from scoresde.sampling.grid_opt import optimized_grid
+
+    opt = optimized_grid(
+        model,
+        model.sde,
+        cfg["steps"],
+        cfg["method"],
+        shape,
+        pilot=cfg["grid_pilot"],
+        seed=cfg["grid_seed"],
+        device=ctx.device,
+    )
+    return opt.times, opt
+
+
+def smc_options() -> list[Option]:
+    """``--smc`` and ``--particles``: twisted SMC (:func:`scoresde.guidance.smc_sample`)."""
+    return [
+        Option("smc", False, "twisted sequential Monte Carlo (Wu et al. 2023) instead of projection"),
+        Option("particles", 16, "--smc: particles K per image", minimum=1),
+    ]
+
+
+CLIP_CHOICES = ("none", *CLIP_MODES)
 
 
 def clip_options() -> list[Option]:

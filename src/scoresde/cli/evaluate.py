@@ -26,7 +26,7 @@ import time
 import torch
 from torch import Tensor
 
-from scoresde.cli._io import load_data, load_model, save_picture
+from scoresde.cli._io import load_data, load_model
 from scoresde.cli.command import (
     Command,
     Context,
@@ -37,88 +37,25 @@ from scoresde.cli.command import (
     runtime_options,
     sampler_options,
 )
-from scoresde.cli.config import Option
+from scoresde.io.loaded import LoadedModel
+from scoresde.settings import Option
 
 
-def _distances(a: Tensor, b: Tensor, seed: int) -> dict[str, float]:
-    from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
-
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    return {
-        "sliced_w2": sliced_wasserstein(a, b, generator=torch.Generator().manual_seed(seed)),
-        "mmd2": mmd_rbf(a, b),
-        "energy": energy_distance(a, b),
-    }
-
-
-def _as_images(x: Tensor, loaded) -> Tensor:
+def _as_images(x: Tensor, loaded: LoadedModel) -> Tensor:
     return x.reshape(-1, *loaded.info.image_shape).clamp(-1, 1)
 
 
-def _reference_classifier_metrics(cfg: dict, loaded, x: Tensor, held, y: Tensor | None, n: int) -> dict:
-    """Frechet distance of reference-classifier features and class accuracy, for any labelled images.
-
-    The classifier (:func:`scoresde.evaluation.reference_classifier`) is trained once on the
-    data's training split and cached (``--classifier-cache``, default the library's cache dir).
-    """
-    from scoresde.evaluation import classifier_report, reference_classifier
-
-    train = load_data(cfg["data"], loaded, 10**9, cfg["seed"], split="train")
-    if train.y is None:
-        return {}
-    cache = cfg["classifier_cache"] or None
-    num_classes = loaded.info.num_classes or int(max(int(train.y.max()), int(held.y.max()))) + 1
-    clf = reference_classifier(
-        _as_images(train.x, loaded),
-        train.y,
-        epochs=cfg["classifier_epochs"],
-        seed=cfg["seed"],
-        cache_dir=cache,
-        num_classes=num_classes,
-    )
-    imgs, test_imgs = _as_images(x, loaded), _as_images(held.x[:n], loaded)
-    rep = classifier_report(
-        clf, imgs, test_imgs, sample_labels=y, floor_images=_as_images(train.x[:n], loaded)
-    )
-    held_rep = classifier_report(clf, test_imgs, test_imgs, sample_labels=held.y[:n])
-    out = {"frechet": rep["frechet"], "frechet_floor": rep["frechet_floor"]}
-    out["classifier_heldout_accuracy"] = held_rep["accuracy"]
-    with torch.no_grad():
-        out["mean_confidence"] = float(clf(imgs).softmax(1).max(1).values.mean())
-    if y is not None:
-        out["sample_accuracy"] = rep["accuracy"]
-    return out
-
-
-def _inception(cfg: dict, loaded, x: Tensor, held, n: int, device) -> dict:
-    """FID, KID and Inception Score with the FID Inception network of ``--fid-weights``."""
-    from scoresde.evaluation import inception_metrics, load_fid_inception
-
-    if not loaded.info.image_shape:
-        raise ValueError("--fid-weights needs an image model; this one makes vectors")
-    net = load_fid_inception(cfg["fid_weights"], device=device)
-    m = inception_metrics(
-        net,
-        _as_images(x, loaded),
-        _as_images(held.x[:n], loaded),
-        kid_subset_size=min(1000, n),
-        seed=cfg["seed"],
-        device=device,
-    )
-    return {
-        "fid": m.fid,
-        "kid_mean": m.kid_mean,
-        "kid_std": m.kid_std,
-        "is_mean": m.is_mean,
-        "is_std": m.is_std,
-        "fid_weights": str(cfg["fid_weights"]),
-    }
-
-
 def run(ctx: Context) -> int:
-    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
-    from scoresde.sampling.api import sample
-    from scoresde.sharding import sample_batches
+    from scoresde.cli._dist import dist_info
+    from scoresde.evaluation.report import (
+        digits_metrics,
+        distances,
+        inception_report,
+        reference_metrics,
+        report_markdown,
+    )
+    from scoresde.sharding import sample_sharded
+    from scoresde.viz.pictures import save_picture
 
     cfg = ctx.cfg
     loaded = load_model(ctx)
@@ -130,37 +67,27 @@ def run(ctx: Context) -> int:
     num_classes = loaded.info.num_classes
     y = None if num_classes is None else torch.arange(n) % num_classes
     t0 = time.perf_counter()
-    info = dist_info(ctx.device)
-    nfe = 0
-
-    def counted(*args, **kwargs):
-        nonlocal nfe
-        r = sample(*args, **kwargs)
-        nfe = max(nfe, r.nfe)
-        return r
-
     # Sample i depends on (seed, i) only: under torchrun each rank draws its block, rank 0 scores.
-    part = sample_batches(
-        counted,
+    drawn = sample_sharded(
         clipped_model(loaded.model, cfg["clip_denoised"]),
         loaded.shape,
-        my_share(n, info),
-        seed=cfg["seed"],
+        n,
+        cfg["seed"],
+        dist_info(ctx.device),
         batch_size=cfg["batch_size"],
         labels=y,
-        progress=cfg["progress"] if info.is_main else False,
+        progress=cfg["progress"],
         method=cfg["method"],
         steps=cfg["steps"],
         grid=cfg["grid"],
         denoise=cfg["denoise"],
         device=ctx.device,
     )
-    gathered = gather_to_rank0(part.float(), info)
-    if gathered is None:  # not rank 0: rank 0 writes the result
+    x, nfe = drawn.x, drawn.nfe
+    if x is None:  # not rank 0: rank 0 writes the result
         return 0
     out = ctx.out_dir()
     seconds = time.perf_counter() - t0
-    x = gathered
     finite = bool(torch.isfinite(x).all())
     metrics: dict = {
         "checkpoint": str(loaded.path),
@@ -172,55 +99,42 @@ def run(ctx: Context) -> int:
     }
     if not finite:
         raise ValueError(f"the {cfg['method']} samples contain NaN/inf; try more --steps or another --method")
-    metrics["samples_vs_heldout"] = _distances(x, held.x[:n], cfg["seed"])
-    metrics["floor"] = _distances(other.x[:n], held.x[:n], cfg["seed"])
+    metrics["samples_vs_heldout"] = distances(x, held.x[:n], cfg["seed"])
+    metrics["floor"] = distances(other.x[:n], held.x[:n], cfg["seed"])
     floor_name = "training images" if held.levels is not None or loaded.info.image_shape else "fresh draws"
     if held.name == "digits":
-        from scoresde.data.images import load_digits
-        from scoresde.eval import classifier_accuracy, frechet_distance, train_digits_classifier
-
-        split = load_digits(loaded.info.test_fraction, loaded.info.data_seed)
-        clf = train_digits_classifier(split.train, split.train_labels, cfg["classifier_epochs"], cfg["seed"])
-        imgs = x.reshape(-1, 1, 8, 8).clamp(-1, 1)
-        test_imgs = split.test[:n]
-        metrics["classifier_heldout_accuracy"] = classifier_accuracy(clf, split.test, split.test_labels)
-        metrics["frechet"] = frechet_distance(clf, imgs, test_imgs)
-        metrics["frechet_floor"] = frechet_distance(clf, split.train[: test_imgs.shape[0]], test_imgs)
-        with torch.no_grad():
-            probs = clf(imgs).softmax(1)
-        metrics["mean_confidence"] = float(probs.max(1).values.mean())
-        if y is not None:
-            metrics["sample_accuracy"] = classifier_accuracy(clf, imgs, y)
+        split = (loaded.info.test_fraction, loaded.info.data_seed)
+        metrics.update(digits_metrics(x, y, n, *split, cfg["classifier_epochs"], cfg["seed"]))
     elif held.y is not None and loaded.info.image_shape:
-        metrics.update(_reference_classifier_metrics(cfg, loaded, x, held, y, n))
+        train = load_data(cfg["data"], loaded, 10**9, cfg["seed"], split="train")
+        if train.y is not None:
+            metrics.update(
+                reference_metrics(
+                    _as_images(x, loaded),
+                    _as_images(held.x[:n], loaded),
+                    held.y[:n],
+                    _as_images(train.x, loaded),
+                    train.y,
+                    labels=y,
+                    num_classes=loaded.info.num_classes,
+                    epochs=cfg["classifier_epochs"],
+                    seed=cfg["seed"],
+                    cache_dir=cfg["classifier_cache"] or None,
+                )
+            )
     if cfg["fid_weights"]:
-        metrics.update(_inception(cfg, loaded, x, held, n, ctx.device))
+        if not loaded.info.image_shape:
+            raise ValueError("--fid-weights needs an image model; this one makes vectors")
+        imgs, held_imgs = _as_images(x, loaded), _as_images(held.x[:n], loaded)
+        metrics.update(inception_report(cfg["fid_weights"], imgs, held_imgs, cfg["seed"], ctx.device))
     (out / "eval.json").write_text(json.dumps(metrics, indent=2))
-    save_picture(x[:64] if loaded.info.image_shape else x, loaded, out / "samples.png", title="samples")
-    lines = [
-        f"# scoresde eval: {loaded.path}",
-        "",
+    save_picture(x[:64] if loaded.info.image_shape else x, loaded.info, out / "samples.png", title="samples")
+    table = report_markdown(
+        metrics,
+        f"scoresde eval: {loaded.path}",
         f"{n} samples ({cfg['method']}, {cfg['steps']} steps, {nfe} NFE, {seconds:.1f}s) vs {n} held-out "
         f"points of {held.name}; floor: {floor_name} vs the same held-out points.",
-        "",
-        "| measure | samples | floor |",
-        "|---|---:|---:|",
-    ]
-    for k, v in metrics["samples_vs_heldout"].items():
-        lines.append(f"| {k} | {v:.4g} | {metrics['floor'][k]:.4g} |")
-    if "frechet" in metrics:
-        lines.append(
-            f"| Frechet (reference classifier) | {metrics['frechet']:.4g} | {metrics['frechet_floor']:.4g} |"
-        )
-        lines.append(f"| classifier confidence | {metrics['mean_confidence']:.4f} | |")
-        if "sample_accuracy" in metrics:
-            lines.append(f"| accuracy of conditional samples | {metrics['sample_accuracy']:.4f} | |")
-        lines.append(f"| classifier accuracy on held-out | | {metrics['classifier_heldout_accuracy']:.4f} |")
-    if "fid" in metrics:
-        lines.append(f"| FID (Inception, {cfg['fid_weights']}) | {metrics['fid']:.4g} | |")
-        lines.append(f"| KID | {metrics['kid_mean']:.4g} +- {metrics['kid_std']:.2g} | |")
-        lines.append(f"| Inception Score | {metrics['is_mean']:.4g} +- {metrics['is_std']:.2g} | |")
-    table = "\n".join(lines) + "\n"
+    )
     (out / "eval.md").write_text(table)
     print(table.split("\n\n", 1)[1].rstrip())
     print(f"outputs in {out.resolve()}: eval.json, eval.md, samples.png, config.toml")

@@ -6,7 +6,11 @@ every sampler step the known pixels are replaced by a fresh draw of their noised
 with ``--dps`` by diffusion posterior sampling as Chung et al. 2023 run it (Algorithm 1:
 ancestral steps, each followed by a step of length ``--dps-zeta`` against the gradient of the
 known pixels' residual through the denoiser; :func:`scoresde.guidance.dps_sample`; ``--method``
-does not apply, and ``--steps 1000`` is the paper's setting).  Writes ``inpaint.png``
+does not apply, and ``--steps 1000`` is the paper's setting), or with ``--smc`` by twisted
+sequential Monte Carlo with ``--particles K`` per image (Wu et al. 2023;
+:func:`scoresde.guidance.smc_sample`: asymptotically exact in ``K``; ``--method`` does not
+apply; the effective sample sizes go to ``metrics.json``).  ``--clip-denoised`` keeps the
+predicted x0 in the data range.  Writes ``inpaint.png``
 (rows: original, masked with the hidden part gray, then one row per sample), ``inpaint.npz``
 (``original``, ``mask``, ``samples (K, N, C, H, W)``) and ``metrics.json`` (mean squared
 error on the hidden pixels, of each sample and of the mean of the samples; the baseline fills
@@ -20,90 +24,40 @@ Masks (true = known): ``center`` hides the central square of half the side, ``le
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
-from torch import Tensor
 
-from scoresde.cli.command import Command, Context, checkpoint_options, runtime_options, sampler_options
-from scoresde.cli.config import Option
-
-MASKS = ("center", "left", "right", "top", "bottom", "random")
-
-
-def make_mask(kind: str, shape: tuple[int, int, int], fraction: float = 0.5, seed: int = 0) -> Tensor:
-    """A boolean mask ``(1, H, W)`` or ``(C, H, W)`` (true = known) by name or from a ``.npy`` file.
-
-    Args:
-        kind: ``center``, ``left``, ``right``, ``top``, ``bottom``, ``random`` or a path to ``.npy``.
-        shape: ``(C, H, W)`` of one image.
-        fraction: the hidden fraction of ``random``.
-        seed: seed of ``random``.
-    """
-    import numpy as np
-
-    c, h, w = shape
-    known = torch.ones(1, h, w, dtype=torch.bool)
-    if kind == "center":
-        known[:, h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2] = False
-    elif kind == "left":
-        known[:, :, : w // 2] = False
-    elif kind == "right":
-        known[:, :, w // 2 :] = False
-    elif kind == "top":
-        known[:, : h // 2] = False
-    elif kind == "bottom":
-        known[:, h // 2 :] = False
-    elif kind == "random":
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"--mask-fraction must lie in (0, 1), got {fraction}")
-        known = torch.rand(1, h, w, generator=torch.Generator().manual_seed(seed)) >= fraction
-    elif kind.endswith(".npy"):
-        path = Path(kind)
-        if not path.is_file():
-            raise FileNotFoundError(f"mask file not found: {path}")
-        try:
-            a = np.load(path, allow_pickle=False)
-        except Exception as err:
-            raise ValueError(f"{path}: not a readable .npy array ({err})") from None
-        if a.ndim == 2:
-            a = a[None]
-        if a.ndim != 3 or a.shape[1:] != (h, w) or a.shape[0] not in (1, c):
-            raise ValueError(
-                f"{path}: a mask must have shape ({h}, {w}), (1, {h}, {w}) or {shape}, got {a.shape}"
-            )
-        if a.dtype != np.bool_ and not np.isin(a, (0, 1)).all():
-            raise ValueError(f"{path}: a mask must be boolean or hold only 0 and 1 (1 = known)")
-        known = torch.as_tensor(a.astype(bool))
-    else:
-        raise ValueError(f"unknown mask {kind!r}: choose one of {', '.join(MASKS)} or give a .npy file")
-    if bool(known.all()) or not bool(known.any()):
-        raise ValueError(
-            f"mask {kind!r} hides {'nothing' if bool(known.all()) else 'everything'}; choose another"
-        )
-    return known
+from scoresde.cli.command import (
+    Command,
+    Context,
+    checkpoint_options,
+    clip_options,
+    clipped_model,
+    runtime_options,
+    sampler_options,
+    smc_options,
+)
+from scoresde.guidance.masks import MASKS, make_mask
+from scoresde.settings import Option
 
 
 def run(ctx: Context) -> int:
     import numpy as np
 
-    from scoresde.cli._io import (
-        check_images_fit,
-        default_out,
-        from_model_range,
-        held_out_images,
-        load_model,
-        model_labels,
-        save_rows,
-        to_model_range,
-    )
+    from scoresde.cli._io import default_out, load_model
+    from scoresde.data.heldout import check_images_fit, held_out_images, model_image_size, model_labels
     from scoresde.data.images import load_dataset
-    from scoresde.guidance import Inpainting, dps_sample, inpaint
+    from scoresde.data.model_range import from_model_range, to_model_range
+    from scoresde.evaluation.restoration import inpainting_errors, smc_diagnostics
+    from scoresde.guidance import Inpainting, dps_sample, inpaint, smc_sample
+    from scoresde.viz.pictures import save_rows
 
     cfg, device = ctx.cfg, ctx.device
+    if cfg["dps"] and cfg["smc"]:
+        raise ValueError("give --dps or --smc, not both")
     loaded = load_model(ctx)
-    info, model = loaded.info, loaded.model
-    images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"])
+    info, model = loaded.info, clipped_model(loaded.model, cfg["clip_denoised"])
+    images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"], model_image_size(info))
     check_images_fit(images, info, cfg["data"])
     shape = tuple(images.shape[1:])
     mask = make_mask(cfg["mask"], shape, cfg["mask_fraction"], cfg["seed"]).expand(shape)
@@ -137,6 +91,21 @@ def run(ctx: Context) -> int:
             device=device,
             progress=cfg["progress"],
         )
+    elif cfg["smc"]:
+        op = Inpainting(m)
+        res = smc_sample(
+            model,
+            op,
+            op.forward(batch),
+            shape=batch.shape,
+            particles=cfg["particles"],
+            steps=cfg["steps"],
+            grid=cfg["grid"],
+            seed=cfg["seed"],
+            y=yb,
+            device=device,
+            progress=cfg["progress"],
+        )
     else:
         res = inpaint(model, batch, m, device=device, **common)
     out_x = from_model_range(res.x.float().cpu().reshape(k, n, *shape), info)  # back to [-1, 1]
@@ -144,36 +113,37 @@ def run(ctx: Context) -> int:
         raise ValueError(
             "the samples are not finite; check the checkpoint (NaN weights?) or use more --steps"
         )
-    hidden = ~mask
-    mse = float(((out_x - images) ** 2)[:, :, hidden].mean())
-    mse_mean = float(((out_x.mean(0) - images) ** 2)[:, hidden].mean())  # the k-sample posterior mean
-    mean_image = load_dataset(cfg["data"], seed=cfg["seed"]).train.mean(0)
-    baseline = float(((mean_image - images) ** 2)[:, hidden].mean())
-    known_err = float((out_x - images)[:, :, mask].abs().max())
+    mean_image = load_dataset(cfg["data"], seed=cfg["seed"], image_size=model_image_size(info)).train.mean(0)
+    errors = inpainting_errors(out_x, images, mask, mean_image)
 
+    mode = "dps" if cfg["dps"] else "smc" if cfg["smc"] else "projection"
     out = ctx.out_dir(default_out(loaded.path, "inpaint"))
     masked = torch.where(mask, images, torch.zeros_like(images))
     png = save_rows([images, masked, *out_x], out / "inpaint.png")
     np.savez(out / "inpaint.npz", original=images.numpy(), mask=mask.numpy(), samples=out_x.numpy())
     metrics = {
-        "mode": "dps" if cfg["dps"] else "projection",
+        "mode": mode,
         "mask": cfg["mask"],
-        "hidden_fraction": float(hidden.float().mean()),
-        "mse_hidden": mse,
-        "mse_hidden_of_sample_mean": mse_mean,
-        "mse_hidden_mean_image_baseline": baseline,
-        "max_abs_error_known": known_err,
+        **errors,
         "nfe": res.nfe,
         "images": n,
         "samples_per_image": k,
     }
+    if cfg["smc"]:
+        metrics["smc"] = smc_diagnostics(res)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    method = f"ancestral + zeta {cfg['dps_zeta']:g}" if cfg["dps"] else cfg["method"]
+    method = {
+        "dps": f"ancestral + zeta {cfg['dps_zeta']:g}",
+        "smc": f"{cfg['particles']} particles",
+        "projection": cfg["method"],
+    }[mode]
     print(
         f"inpainted {n} held-out {cfg['data']} images x {k} with {metrics['mode']} ({method}, "
-        f"{cfg['steps']} steps, {res.nfe} network evaluations): MSE on the hidden pixels {mse:.4f} "
-        f"(of the mean of the {k} samples {mse_mean:.4f}; mean-image baseline {baseline:.4f}); "
-        f"largest change of a known pixel {known_err:.2g}"
+        f"{cfg['steps']} steps, {res.nfe} network evaluations): MSE on the hidden pixels "
+        f"{errors['mse_hidden']:.4f} (of the mean of the {k} samples "
+        f"{errors['mse_hidden_of_sample_mean']:.4f}; "
+        f"mean-image baseline {errors['mse_hidden_mean_image_baseline']:.4f}); "
+        f"largest change of a known pixel {errors['max_abs_error_known']:.2g}"
     )
     print(f"wrote {png}, {out / 'inpaint.npz'} and {out / 'metrics.json'}")
     return 0
@@ -181,7 +151,7 @@ def run(ctx: Context) -> int:
 
 COMMAND = Command(
     name="inpaint",
-    help="inpaint held-out images with a score model (projection or DPS): PNG figure and .npz",
+    help="inpaint held-out images with a score model (projection, DPS or SMC): PNG figure and .npz",
     doc=__doc__,
     options=[
         *checkpoint_options(),
@@ -197,6 +167,8 @@ COMMAND = Command(
             "dps", False, "diffusion posterior sampling (Chung et al. 2023, Alg. 1) instead of projection"
         ),
         Option("dps_zeta", 0.2, "DPS: step size zeta' (zeta_i = zeta' / ||residual||)", minimum=0.0),
+        *smc_options(),
+        *clip_options(),
         *runtime_options(
             seed_help="seed of the random mask and the sampler noise; also the held-out split's"
         ),

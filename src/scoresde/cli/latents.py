@@ -7,15 +7,15 @@ back, deterministically (App. D.4-D.5).  Each is a :class:`~scoresde.cli.command
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from scoresde.cli._io import load_data, load_model, save_picture
+from scoresde.cli._io import load_data, load_model
 from scoresde.cli.command import Command, Context, checkpoint_options, ode_options, runtime_options
-from scoresde.cli.config import Option
+from scoresde.io.latents import load_latents
+from scoresde.settings import Option
+from scoresde.viz.pictures import save_picture
 
 _SOLVER = [*checkpoint_options(), *ode_options(), *runtime_options()]
 _DATA = Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (held-out split of images)")
@@ -24,23 +24,6 @@ _DATA = Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (h
 def _solver(ctx: Context) -> dict:
     """The ODE solver settings of encode/decode (``rtol``, ``atol``, ``norm``)."""
     return {"rtol": ctx["rtol"], "atol": ctx["atol"], "norm": ctx["norm"]}
-
-
-def _load_latents(path: str) -> Tensor:
-    p = Path(path)
-    if not path:
-        raise ValueError("latents: missing; give --latents FILE.npz (written by `scoresde encode`)")
-    if not p.is_file():
-        raise FileNotFoundError(f"latents file {path!r} does not exist (write one with `scoresde encode`)")
-    with np.load(p) as f:
-        if "z" not in f.files:
-            raise ValueError(
-                f"{path}: expected an array named 'z' (as `scoresde encode` writes), found {f.files}"
-            )
-        z = torch.as_tensor(f["z"]).float()
-    if z.ndim == 0 or z.shape[0] == 0:
-        raise ValueError(f"--latents: {path} holds no latents (array z has shape {tuple(z.shape)})")
-    return z
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -114,7 +97,7 @@ def _decode(ctx: Context) -> int:
     cfg = ctx.cfg
     loaded = load_model(ctx)
     if cfg["latents"]:
-        z = _load_latents(cfg["latents"])
+        z = load_latents(cfg["latents"])
         if tuple(z.shape[1:]) != loaded.shape:
             raise ValueError(f"latents have shape {tuple(z.shape[1:])}, the model's data {loaded.shape}")
     else:
@@ -126,7 +109,7 @@ def _decode(ctx: Context) -> int:
     res = ss.decode(loaded.model, loaded.sde, z.to(ctx.device), **_solver(ctx))
     x = res.x.detach().cpu()
     np.savez(out / "samples.npz", x=x.numpy(), z=z.numpy())
-    save_picture(x, loaded, out / "samples.png", title=f"decoded, temperature {cfg['temperature']}")
+    save_picture(x, loaded.info, out / "samples.png", title=f"decoded, temperature {cfg['temperature']}")
     print(
         f"decoded {x.shape[0]} latents at temperature {cfg['temperature']} ({res.nfe} function evaluations)"
     )
@@ -169,7 +152,7 @@ def _interpolate(ctx: Context) -> int:
         source = data.name
         i, j = 0, 1
     else:
-        z = _load_latents(cfg["latents"])
+        z = load_latents(cfg["latents"])
         source = cfg["latents"]
         i, j = cfg["first"], cfg["second"]
         for key, k in (("first", i), ("second", j)):
@@ -185,7 +168,7 @@ def _interpolate(ctx: Context) -> int:
     np.savez(out / "interpolation.npz", x=x.numpy(), z=path.numpy(), alpha=alphas.numpy())
     save_picture(
         x,
-        loaded,
+        loaded.info,
         out / "interpolation.png",
         nrow=-1 if x.ndim == 2 else x.shape[0],
         title="slerp path in latent space, decoded (colour: alpha)",

@@ -27,7 +27,7 @@ from scoresde.cli.command import (
     ode_options,
     runtime_options,
 )
-from scoresde.cli.config import Option
+from scoresde.settings import Option
 
 
 def run(ctx: Context) -> int:

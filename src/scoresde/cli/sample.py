@@ -18,10 +18,7 @@ beside the checkpoint's run folder.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from scoresde.cli._io import LoadedModel, load_model
+from scoresde.cli._io import load_model
 from scoresde.cli.command import (
     Command,
     Context,
@@ -29,111 +26,52 @@ from scoresde.cli.command import (
     clip_options,
     clipped_model,
     runtime_options,
+    sampler_grid,
     sampler_options,
 )
-from scoresde.cli.config import Option
-
-
-def resolve_classifier_path(path: str) -> Path:
-    """A classifier written by ``train-classifier``: its folder, ``.safetensors`` or ``.json`` file."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "classifier"
-    p = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-    if not p.with_suffix(".safetensors").is_file():
-        raise FileNotFoundError(
-            f"classifier not found: {p.with_suffix('.safetensors')} (give the folder or file written by "
-            "`scoresde train-classifier`)"
-        )
-    return p
-
-
-def guided_model(loaded: LoadedModel, cfg: dict[str, Any], device: Any) -> tuple[Any, int | None]:
-    """Wrap the model for ``--guidance`` / ``--classifier``; return it and the number of classes."""
-    from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, load_classifier
-
-    model, info = loaded.model, loaded.info
-    classes = info.num_classes
-    if cfg["guidance"] is not None and cfg["classifier"]:
-        raise ValueError("give --guidance (classifier-free) or --classifier (classifier guidance), not both")
-    if cfg["guidance"] is not None:
-        if not classes:
-            raise ValueError(
-                "--guidance needs a class-conditional checkpoint trained with label dropout; this model is "
-                "unconditional (train with --conditional --label-dropout 0.1, or use --classifier)"
-            )
-        if info.label_dropout <= 0:
-            raise ValueError(
-                "--guidance needs a model trained with label dropout (its null token was never trained); "
-                "this checkpoint has label_dropout = 0: retrain with --label-dropout 0.1"
-            )
-        return ClassifierFreeGuidance(model, scale=cfg["guidance"]), classes
-    if cfg["classifier"]:
-        if classes and info.label_dropout <= 0:
-            raise ValueError(
-                "classifier guidance needs an unconditional score; this class-conditional model was trained "
-                "without label dropout, so it has none (use --class alone, or an unconditional model)"
-            )
-        clf = load_classifier(resolve_classifier_path(cfg["classifier"]), device=device)
-        want = info.item_shape
-        if tuple(clf.net.in_shape) != want:
-            raise ValueError(f"the classifier takes inputs {tuple(clf.net.in_shape)}, the model makes {want}")
-        if clf.sde != model.sde:
-            raise ValueError(
-                f"the classifier was trained under {clf.sde!r} but the model uses {model.sde!r}; "
-                "train it with `scoresde train-classifier --checkpoint` on this model"
-            )
-        if classes and clf.num_classes != classes:
-            raise ValueError(f"the classifier has {clf.num_classes} classes, the model {classes}")
-        return ClassifierGuidance(model, clf, scale=cfg["classifier_scale"]), clf.num_classes
-    return model, classes
+from scoresde.io.samples import SAMPLE_FORMATS
+from scoresde.settings import Option
 
 
 def run(ctx: Context) -> int:
-    import numpy as np
 
-    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
-    from scoresde.cli._io import check_class, cycle_labels, default_out, to_images
-    from scoresde.data.images import save_image_folder, save_image_grid, to_uint8
-    from scoresde.sampling.api import sample
-    from scoresde.sharding import sample_batches
+    from scoresde.cli._dist import dist_info
+    from scoresde.cli._io import check_class, default_out
+    from scoresde.data.heldout import cycle_labels
+    from scoresde.guidance.select import guided_model
+    from scoresde.io.samples import write_samples
+    from scoresde.sharding import sample_sharded
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
-    model, classes = guided_model(loaded, cfg, device)
+    model, classes = guided_model(
+        loaded.model, loaded.info, cfg["guidance"], cfg["classifier"], cfg["classifier_scale"], device
+    )
     model = clipped_model(model, cfg["clip_denoised"])
     label = cfg["class"]
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
     shape = loaded.shape
-
-    info = dist_info(device)
-    nfe = 0
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        nonlocal nfe
-        res = sample(*args, **kwargs)
-        nfe = max(nfe, res.nfe)
-        return res
+    grid, optimized = sampler_grid(ctx, model, shape)
 
     # Sample i depends on (seed, i) only: any --batch-size and any number of torchrun processes
     # give the same samples (each rank draws its block of the indices, rank 0 gathers them).
-    part = sample_batches(
-        counted,
+    drawn = sample_sharded(
         model,
         shape,
-        my_share(cfg["num"], info),
-        seed=cfg["seed"],
+        cfg["num"],
+        cfg["seed"],
+        dist_info(device),
         batch_size=cfg["batch_size"],
         labels=labels,
-        progress=cfg["progress"] if info.is_main else False,
+        progress=cfg["progress"],
         method=cfg["method"],
         steps=cfg["steps"],
-        grid=cfg["grid"],
+        grid=grid,
         denoise=cfg["denoise"],
         device=device,
     )
-    x = gather_to_rank0(part.float(), info)
+    x, nfe = drawn.x, drawn.nfe
     if x is None:  # not rank 0: rank 0 writes the result
         return 0
     out = ctx.out_dir(default_out(loaded.path, "samples"))
@@ -141,29 +79,18 @@ def run(ctx: Context) -> int:
     tag += f"_class{label}" if label is not None else ""
     tag += f"_cfg{cfg['guidance']:g}" if cfg["guidance"] is not None else ""
     tag += f"_clf{cfg['classifier_scale']:g}" if cfg["classifier"] else ""
-    arrays = {"x": x.numpy()}
-    if labels is not None:
-        arrays["y"] = labels.numpy()
-    images = to_images(x, loaded.info)
-    written = []
-    if images is not None:
-        arrays["images"] = to_uint8(images).permute(0, 2, 3, 1).numpy()
-        scale = min(8, max(1, 256 // images.shape[-1]))
-        nrow = classes if labels is not None and label is None and cfg["num"] >= classes else None
-        written.append(save_image_grid(images, out / f"samples_{tag}.png", nrow=nrow, scale=scale))
-    if cfg["format"] == "png":
-        if images is None:
-            raise ValueError("--format png needs an image model; this one makes vectors (use --format npz)")
-        folder = out / f"samples_{tag}"
-        save_image_folder(images, folder, digits=max(6, len(str(cfg["num"] - 1))))
-        written.append(folder)
-    else:
-        np.savez(out / f"samples_{tag}.npz", **arrays)
-        written.append(out / f"samples_{tag}.npz")
+    nrow = classes if labels is not None and label is None and cfg["num"] >= classes else None
+    written = write_samples(x, loaded.info, out, tag, labels, cfg["format"], nrow)
     print(
         f"sampled {cfg['num']} from {loaded.path} (step {loaded.step}) with {cfg['method']}, "
         f"{cfg['steps']} steps ({nfe} network evaluations per sample)"
     )
+    if optimized is not None:
+        print(
+            f"optimized grid (from {optimized.start}, pilot {optimized.pilot}, seed {optimized.seed}): "
+            f"pilot RMS error {optimized.pilot_error:.4g} vs {optimized.pilot_error_start:.4g} "
+            f"({optimized.pilot_nfe} pilot network evaluations)"
+        )
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -175,7 +102,7 @@ COMMAND = Command(
     doc=__doc__,
     options=[
         *checkpoint_options(),
-        *sampler_options(method="euler", steps=100, grid="uniform"),
+        *sampler_options(method="euler", steps=100, grid="uniform", optimized=True),
         *clip_options(),
         Option("num", 64, "number of samples", minimum=1),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
@@ -183,7 +110,7 @@ COMMAND = Command(
             "format",
             "npz",
             "npz (one array file) or png (a folder of numbered PNGs 000000.png, ... for external FID tools)",
-            choices=("npz", "png"),
+            choices=SAMPLE_FORMATS,
         ),
         Option("class", None, "class label (default: cycle over the classes)", type=int),
         Option(

@@ -1,7 +1,7 @@
 """Train a score model on images: the bundled digits, a .npy/.npz array or a folder of images.
 
 Every field of ``scoresde.train.TrainConfig`` is a flag (``--base-channels 64``), made from the
-field's type and help (:func:`scoresde.cli.config.dataclass_options`); a ``--config`` file (TOML
+field's type and help (:func:`scoresde.settings.dataclass_options`); a ``--config`` file (TOML
 or JSON, keys as in TrainConfig, at the top level or in a ``[train]`` table) sets defaults that
 ``--set KEY=VALUE`` and flags override, as for every subcommand.
 Outputs go to ``<out>/<name>/``: ``checkpoints/`` (safetensors), ``samples/`` (PNG grids),
@@ -19,32 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from scoresde.cli.command import Command, Context, runtime_options
-from scoresde.cli.config import Option, dataclass_options
+from scoresde.settings import Option, dataclass_options
 from scoresde.train.config import TrainConfig
+from scoresde.train.resume import resume_path, resumed_settings
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def _resume_path(cfg: dict[str, Any]) -> Path | None:
-    """The checkpoint ``--resume`` names (``auto``: ``<out>/<name>/checkpoints/last``), or ``None``."""
-    if not cfg["resume"]:
-        return None
-    if cfg["resume"] == "auto":
-        return Path(cfg["out"]) / cfg["name"] / "checkpoints" / "last.safetensors"
-    path = Path(cfg["resume"])
-    return path / "checkpoints" / "last.safetensors" if path.is_dir() else path
+    """The checkpoint ``--resume`` names (bare ``--resume``: ``<out>/<name>/checkpoints/last``)."""
+    return resume_path(cfg["resume"], cfg["out"], cfg["name"])
 
 
 def _resumed_settings(cfg: dict[str, Any]) -> dict[str, Any] | None:
     """The training settings of the checkpoint being resumed: the layer under everything given."""
-    from scoresde.io.checkpoint import read_checkpoint_metadata, resume_checkpoint
-
     path = _resume_path(cfg)
-    if path is None:
-        return None
-    path, _ = resume_checkpoint(path)  # a missing/corrupt last.safetensors: the newest intact step
-    saved = read_checkpoint_metadata(path).get("train", {})
-    return {k: v for k, v in saved.items() if k in _FIELDS}
+    return None if path is None else resumed_settings(path)
 
 
 def _train_config(cfg: dict[str, Any]) -> TrainConfig:

@@ -13,103 +13,32 @@ pickle), metrics.json and config.toml into the output folder.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import torch
 
 from scoresde.cli.command import Command, Context, runtime_options
-from scoresde.cli.config import Option
-
-DATASETS = ("ring", "gmm", "digits", "digits-color")
-
-
-def _resolve_sde(cfg: dict[str, Any]):
-    """The SDE to train under: the checkpoint's, else ``--sde``; and the checkpoint's info."""
-    from scoresde.io.info import read_checkpoint_info
-    from scoresde.sde import SDES, make_sde
-
-    if cfg["sde"] and cfg["sde"] not in SDES:
-        raise ValueError(f"unknown SDE {cfg['sde']!r} for --sde; choose one of {sorted(SDES)}")
-    if not cfg["checkpoint"]:
-        return make_sde(cfg["sde"] or "vp"), None
-    info = read_checkpoint_info(cfg["checkpoint"])
-    name = info.config["sde"]["name"]
-    if cfg["sde"] and cfg["sde"] != name:
-        raise ValueError(
-            f"--sde {cfg['sde']} disagrees with the checkpoint's SDE {info.sde!r}"
-            "; drop --sde to use the checkpoint's"
-        )
-    return info.sde, info
+from scoresde.guidance.classifier_tasks import CLASSIFIER_DATASETS
+from scoresde.settings import Option
 
 
 def run(ctx: Context) -> int:
-    from scoresde.guidance import (
-        AnalyticClassifier,
-        NoiseConditionalClassifier,
-        classifier_accuracy,
-        save_classifier,
-        train_classifier,
-    )
-    from scoresde.models.analytic import AnalyticScore, GaussianMixture
+    from scoresde.guidance import NoiseConditionalClassifier, save_classifier, train_classifier
+    from scoresde.guidance.classifier_tasks import accuracy_by_time, classifier_sde, classifier_task
     from scoresde.nets import TimeClassifier
 
     cfg, device = ctx.cfg, ctx.device
-    sde, info = _resolve_sde(cfg)
+    sde, info = classifier_sde(cfg["checkpoint"], cfg["sde"])
     g = torch.Generator().manual_seed(cfg["seed"])
-    images = cfg["data"].startswith("digits")
-    lr = cfg["lr"] or (2e-3 if images else 5e-3)
-    hidden = cfg["hidden"] or (32 if images else 128)
-    bayes = None
-    if images:
-        from scoresde.data.images import load_digits
-
-        data = load_digits(seed=cfg["seed"], colored=cfg["data"] == "digits-color")
-        shape = tuple(data.shape)
-        if info is not None:
-            model_shape = info.item_shape
-            if model_shape != shape:
-                raise ValueError(
-                    f"the checkpoint's model takes inputs {model_shape} but --data {cfg['data']} images are "
-                    f"{shape}; give a checkpoint trained on {cfg['data']}"
-                )
-        classes = int(data.num_classes)
-        x_train, y_train = data.train, data.train_labels
-        x_test, y_test = data.test, data.test_labels
-        std = float(x_train.std())
-
-        def draw(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            idx = torch.randint(0, x_train.shape[0], (batch,), generator=gen)
-            return x_train[idx], y_train[idx]
-
-    else:
-        if info is not None and info.item_shape != (cfg["dim"] if cfg["data"] == "gmm" else 2,):
-            raise ValueError(
-                "--checkpoint's model does not take the mixture's points; use --sde for mixtures"
-            )
-        classes = cfg["classes"]
-        if cfg["data"] == "ring":
-            gmm = GaussianMixture.ring(classes, radius=2.0, std=0.3)
-        else:
-            gmm = GaussianMixture.random(
-                cfg["dim"], classes, eig_min=0.01, eig_max=0.1, mean_scale=1.5, generator=g
-            )
-        shape = (gmm.dim,)
-        bayes = AnalyticClassifier(AnalyticScore(gmm, sde))
-        std = float(gmm.sample(10_000, generator=g).std())
-        x_test, y_test = gmm.sample(
-            4000, generator=torch.Generator().manual_seed(cfg["seed"] + 1), return_labels=True
-        )
-
-        def draw(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            x, y = gmm.sample(batch, generator=gen, return_labels=True)
-            return x.float(), y
-
+    item_shape = None if info is None else info.item_shape
+    task = classifier_task(cfg["data"], sde, g, cfg["classes"], cfg["dim"], cfg["seed"], item_shape)
+    lr = cfg["lr"] or (2e-3 if task.images else 5e-3)
+    hidden = cfg["hidden"] or (32 if task.images else 128)
     torch.manual_seed(cfg["seed"])  # the initial weights (torch's global generator)
-    net = TimeClassifier(shape, classes, hidden=hidden, depth=cfg["depth"])
-    clf = NoiseConditionalClassifier(net, sde, sigma_data=std).to(device)
+    net = TimeClassifier(task.shape, task.classes, hidden=hidden, depth=cfg["depth"])
+    clf = NoiseConditionalClassifier(net, sde, sigma_data=task.std).to(device)
     fit = train_classifier(
         clf,
-        draw,
+        task.draw,
         steps=cfg["steps"],
         batch_size=cfg["batch_size"],
         lr=lr,
@@ -119,24 +48,16 @@ def run(ctx: Context) -> int:
     out = ctx.out_dir()
     weights, meta_path = save_classifier(clf, out / "classifier")
     clf = clf.cpu()
-    times = [sde.eps, 0.1 * sde.T, 0.3 * sde.T, 0.5 * sde.T, 0.8 * sde.T]
-    acc: dict[str, dict[str, float]] = {}
-    for t in times:
-        a = classifier_accuracy(clf, sde, x_test.float(), y_test, t, torch.Generator().manual_seed(7))
-        acc[f"{t:.4g}"] = {"classifier": a}
-        if bayes is not None:
-            acc[f"{t:.4g}"]["bayes_optimal"] = classifier_accuracy(
-                bayes, sde, x_test, y_test, t, torch.Generator().manual_seed(7)
-            )
+    acc = accuracy_by_time(clf, sde, task)
     metrics = {
         "data": cfg["data"],
-        "classes": classes,
+        "classes": task.classes,
         "sde": repr(sde),
         "num_parameters": net.num_parameters,
         "train_steps": cfg["steps"],
         "train_seconds": round(fit.seconds, 2),
         "final_loss": sum(fit.losses[-100:]) / min(100, len(fit.losses)),
-        "held_out": int(x_test.shape[0]),
+        "held_out": int(task.x_test.shape[0]),
         "accuracy": acc,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -156,7 +77,12 @@ COMMAND = Command(
     help="train a time-dependent classifier for classifier guidance (mixtures or digits)",
     doc=__doc__,
     options=[
-        Option("data", "ring", "labelled data: a 2-D ring / random mixture, or the digits", choices=DATASETS),
+        Option(
+            "data",
+            "ring",
+            "labelled data: a 2-D ring / random mixture, or the digits",
+            choices=CLASSIFIER_DATASETS,
+        ),
         Option("classes", 8, "number of classes (mixture components) for ring / gmm", minimum=2),
         Option("dim", 2, "data dimension for --data gmm", minimum=1),
         Option("checkpoint", "", "score-model checkpoint whose SDE (and image shape) to match", type=str),

@@ -67,7 +67,7 @@ class CheckpointInfo:
             scoresde and diffusers models; ``(0, 1)`` for score_sde models with
             ``data.centered = false``).
         source: where the model came from: ``scoresde`` (a checkpoint), ``diffusers`` or
-            ``score_sde`` (see :mod:`scoresde.cli.models`).
+            ``score_sde`` (see :mod:`scoresde.io.sources`).
     """
 
     path: Path

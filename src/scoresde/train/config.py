@@ -1,7 +1,7 @@
 """The configuration of a training run: one dataclass, every field typed, documented and checked.
 
 ``scoresde train`` makes one flag per field from the field's type and ``metadata["help"]``
-(:func:`scoresde.cli.config.dataclass_options`), so a new field is a new flag, settable in a
+(:func:`scoresde.settings.dataclass_options`), so a new field is a new flag, settable in a
 ``--config`` file and with ``--set`` too.
 """
 
