@@ -43,7 +43,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scoresde.data.images import load_dataset, load_digits, resize_images, save_image_grid, to_uint8
+from scoresde.data.images import (
+    DataSplit,
+    load_dataset,
+    load_digits,
+    resize_images,
+    save_image_grid,
+    to_uint8,
+)
 from scoresde.evaluation import classifier_report, reference_classifier
 from scoresde.train.trainer import TrainConfig, Trainer
 
@@ -81,8 +88,34 @@ def saturated_fraction(x: torch.Tensor, white_limit: float) -> float:
     return float(((white > white_limit) | (outside > 0.05)).double().mean())
 
 
+def _guided_samples(trainer: Trainer, n: int, w: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class-conditional samples with classifier-free guidance weight ``w`` (Ho & Salimans 2022)."""
+    from scoresde.guidance import ClassifierFreeGuidance
+    from scoresde.train import evaluation
+
+    c = trainer.config
+    guided = ClassifierFreeGuidance(trainer.ema.module, scale=w)
+    x, y = evaluation.sample_grid(
+        guided,
+        trainer.data.shape,
+        n,
+        c.sample_method,
+        c.sample_steps,
+        c.seed,
+        trainer.data.num_classes,
+        trainer.device,
+    )
+    return x.float().cpu(), y
+
+
 def run_variant(
-    name: str, data_path: Path, minutes: float, out: Path, args: argparse.Namespace, white_limit: float
+    name: str,
+    data_path: Path,
+    out: Path,
+    args: argparse.Namespace,
+    white_limit: float,
+    clf: torch.nn.Module,
+    data: DataSplit,
 ) -> dict:
     cfg = TrainConfig(
         data=str(data_path),
@@ -100,7 +133,7 @@ def run_variant(
     # the machine do not shorten the budget; --clock wall counts wall time instead.
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     t0 = clock()
-    while clock() - t0 < 60.0 * minutes:
+    while clock() - t0 < 60.0 * args.minutes:
         trainer.train_step()
     seconds = clock() - t0
     x, y = trainer.sample_images(args.samples)
@@ -112,6 +145,9 @@ def run_variant(
         "raw_max": float(x.max()),
         "saturated": saturated_fraction(x, white_limit),
     }
+    for w in args.guidance:
+        xg, yg = _guided_samples(trainer, args.samples, w)
+        row[f"accuracy_w{w:g}"] = classifier_report(clf, xg, data.test, yg)["accuracy"]
     row["bpd"] = trainer.bits_per_dim(bound=True)
     if args.ode_bpd:
         row["bpd_ode"] = trainer.bits_per_dim()
@@ -132,11 +168,17 @@ def main() -> None:
     p.add_argument("--variants", default="eps,v,edm")
     p.add_argument("--samples", type=int, default=200, help="class-conditional samples per variant")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--guidance",
+        default="1",
+        help="comma-separated classifier-free guidance weights w also scored (accuracy only; '' for none)",
+    )
     p.add_argument("--grids", default="", help="folder for a copy of each variant's sample grid (PNG)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--ode-bpd", action="store_true", help="also the PF-ODE bits/dim (slow)")
     p.add_argument("--out", default=str(ROOT / "docs" / "bench_first_run_28px.md"))
     args = p.parse_args()
+    args.guidance = [float(w) for w in args.guidance.split(",") if w.strip()]
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [v for v in args.variants.split(",") if v]
@@ -156,7 +198,7 @@ def main() -> None:
 
     rows = []
     for name in names:
-        row = run_variant(name, data_path, args.minutes, work, args, white_limit)
+        row = run_variant(name, data_path, work, args, white_limit, clf, data)
         row.update(classifier_report(clf, row.pop("x"), data.test, row.pop("y"), floor_images=data.train))
         rows.append(row)
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
@@ -165,9 +207,9 @@ def main() -> None:
 
 def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path, info: dict) -> None:
     ode = any("bpd_ode" in r for r in rows)
-    head = "| variant | train steps | accuracy | Frechet | floor | bpd (bound) |" + (
-        " bpd (ODE) |" if ode else ""
-    )
+    head = "| variant | train steps | accuracy |"
+    head += "".join(f" accuracy, CFG w = {w:g} |" for w in args.guidance)
+    head += " Frechet | floor | bpd (bound) |" + (" bpd (ODE) |" if ode else "")
     head += " saturated tiles | raw range |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -175,6 +217,7 @@ def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path, i
             r["variant"],
             str(r["steps"]),
             f"{r['accuracy']:.3f}",
+            *(f"{r[f'accuracy_w{w:g}']:.3f}" for w in args.guidance),
             f"{r['frechet']:.3f}",
             f"{r['frechet_floor']:.3f}",
             f"{r['bpd']:.3f}",
@@ -190,7 +233,7 @@ def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path, i
         f"Command: `{cmd.strip()}` on {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
         f"{args.minutes:g} minute(s) of {'process CPU' if args.clock == 'cpu' else 'wall'} time of training "
-        "per variant, {args.samples} class-conditional samples "
+        f"per variant, {args.samples} class-conditional samples "
         "(labels cycling over the 10 classes), sampler and every other option at the `TrainConfig` defaults.",
         "",
         "Data: scikit-learn's 8x8 digits **upsampled** to 28x28 (bicubic, 8-bit), saved as a keras-layout "

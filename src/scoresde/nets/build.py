@@ -49,9 +49,9 @@ def net_config_for(
         data_shape: one image's shape.
         num_classes: classes of a class-conditional network, else ``None``.
         options: anything with the architecture attributes (``base_channels``,
-            ``channel_mults`` (``None``: :func:`default_channel_mults`), ``num_res_blocks``, ``attn_resolutions``, ``dropout``,
-            ``time_embedding`` for the UNet; ``hidden``, ``depth`` for the MLP), e.g. a
-            :class:`~scoresde.train.config.TrainConfig`.
+            ``channel_mults`` (``None``: :func:`default_channel_mults`), ``num_res_blocks``,
+            ``attn_resolutions``, ``dropout``, ``time_embedding`` for the UNet; ``hidden``,
+            ``depth`` for the MLP), e.g. a :class:`~scoresde.train.config.TrainConfig`.
 
     Raises:
         ValueError: an unknown kind, or non-square images for the UNet.
