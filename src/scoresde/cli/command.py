@@ -136,8 +136,8 @@ def sampler_options(
         Option(
             "method",
             method,
-            "sampler, a key of scoresde.SAMPLERS",
-            choices=tuple(SAMPLERS),
+            "sampler, a key of scoresde.SAMPLERS (those that need no problem-specific options)",
+            choices=tuple(k for k, v in SAMPLERS.items() if not v.required),
             what="sampler",
             metavar="METHOD",
         ),

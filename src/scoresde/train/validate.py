@@ -129,8 +129,9 @@ def check_ranges(c: Any) -> None:
     )
     _need(c.num_samples >= 0, f"num_samples must be >= 0, got {c.num_samples}")
     _need(
-        c.sample_method in SAMPLERS,
-        f"sample_method {c.sample_method!r} is not a sampler; choose one of {sorted(SAMPLERS)}",
+        c.sample_method in SAMPLERS and not SAMPLERS[c.sample_method].required,
+        f"sample_method {c.sample_method!r} is not a sampler that needs no further options; choose one of "
+        f"{sorted(k for k, v in SAMPLERS.items() if not v.required)}",
     )
     _need(c.bpd_samples >= 1, f"bpd_samples must be >= 1, got {c.bpd_samples}")
     _need(c.max_nonfinite_steps >= 0, f"max_nonfinite_steps must be >= 0, got {c.max_nonfinite_steps}")
