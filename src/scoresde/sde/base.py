@@ -38,7 +38,13 @@ class SDE(ABC):
         T: end time of the forward diffusion.
         eps: the small time at which sampling stops and likelihoods are evaluated
             (Song et al. 2021, App. C), avoiding the singular score at ``t = 0``.
+
+    Attributes:
+        pf_ode_clock: the integration variable the probability-flow ODE is solved in when the
+            caller names none (:class:`~scoresde.flow.pf_ode.Clock`: ``t`` or ``log_sigma``).
     """
+
+    pf_ode_clock: str = "t"
 
     def __init__(self, T: float = 1.0, eps: float = 1e-5) -> None:
         if not (T > 0 and math.isfinite(T)):
