@@ -126,7 +126,9 @@ class LikelihoodResult:
             (``target_se`` only: mean absolute difference between the pilot solves at the
             chosen tolerance and at a tolerance ten times tighter).
         plan: what ``target_se`` chose (``rtol``, ``atol``, ``divergence``, ``num_probes``,
-            ``draws``, ``pilot_points``, ``pilot_nfe``), else ``None``.
+            ``draws``, ``pilot_points``, ``pilot_nfe``) and the pilot's estimates behind it
+            (``var_point``, ``var_probe``: per-point variances of one replicate in nats^2;
+            ``solver_error``), else ``None``; pass it back as ``plan`` for another batch.
     """
 
     logp: Tensor
@@ -188,6 +190,7 @@ def log_likelihood(
     target_points: int | None = None,
     pilot_points: int = 64,
     solver_fraction: float = 0.1,
+    plan: dict | None = None,
 ) -> LikelihoodResult:
     """Per-sample log-likelihood by the probability-flow ODE (Song et al. 2021, App. D.2).
 
@@ -270,6 +273,11 @@ def log_likelihood(
             (a bias that does not average out).
         pilot_points: points of the pilot (``target_se``).
         solver_fraction: the solver's error budget as a fraction of ``target_se``.
+        plan: the ``plan`` of an earlier call with the same ``target_se`` and ``target_points``
+            (another batch of the same data): its choices are reused without a pilot, and its
+            variance and solver-error estimates stand for this batch where its own replicates
+            do not suffice.  The number of probes does not depend on the batch size (the
+            Monte-Carlo target of a batch scales with ``sqrt(target_points / B)``).
 
     Returns:
         A :class:`LikelihoodResult`.
@@ -326,6 +334,7 @@ def log_likelihood(
         target_points,
         pilot_points,
         solver_fraction,
+        plan,
     )
 
 
@@ -486,6 +495,7 @@ def _at_target(
     target_points: int | None,
     pilot_points: int,
     solver_fraction: float,
+    plan: dict | None = None,
 ) -> LikelihoodResult:
     """``log_likelihood(..., target_se=...)``: pilot, plan, then the solve (rule: see its docstring)."""
     if not (isinstance(target_se, int | float) and math.isfinite(target_se) and target_se > 0):
@@ -507,6 +517,25 @@ def _at_target(
     solver_budget = solver_fraction * target_se
     noisy_points = opts["quantization"] is not None or opts["eps_correction"] != "none"
     pilot_div = "exact" if divergence == "exact" else "hutchinson"
+    if plan is not None:
+        if plan.get("target_se") != float(target_se) or plan.get("target_points") != total:
+            raise ValueError("plan was made for another target_se or target_points")
+        final = _solve(
+            model,
+            sde,
+            x,
+            generator=generator,
+            **dict(
+                opts,
+                divergence=plan["divergence"],
+                num_probes=max(1, plan["num_probes"]),
+                probes=None,
+                draws=plan["draws"],
+                rtol=plan["rtol"],
+                atol=plan["atol"],
+            ),
+        )
+        return _finish(final, dict(plan, pilot_nfe=0), unit)
     seed = int(
         torch.randint(0, 2**62, (1,), generator=generator, device=generator.device if generator else "cpu")
     )
@@ -565,19 +594,7 @@ def _at_target(
         divergence = "exact" if s_e * (1 + d) <= s_h * (1 + k_h) else "hutchinson"
     s_count, k = plan_for(divergence)
     tol = 10.0**-chosen
-    final = _solve(
-        model,
-        sde,
-        x,
-        generator=generator,
-        **dict(opts, divergence=divergence, num_probes=k, probes=None, draws=s_count, rtol=tol, atol=tol),
-    )
-    if not math.isfinite(final.mc_se):  # too few replicates in the solve itself: the pilot's variances
-        var = var_point / s_count + (var_probe / (s_count * k) if divergence == "hutchinson" else 0.0)
-        final.mc_se = math.sqrt(var / b) * unit
-    final.solver_error = solver_error
-    final.nfe += pilot_nfe
-    final.plan = {
+    plan = {
         "target_se": float(target_se),
         "target_points": total,
         "rtol": tol,
@@ -588,5 +605,31 @@ def _at_target(
         "pilot_points": int(idx.numel()),
         "pilot_nfe": pilot_nfe,
         "units": "bits/dim" if unit != 1.0 else "nats",
+        "var_point": var_point,
+        "var_probe": var_probe,
+        "solver_error": solver_error,
     }
+    final = _solve(
+        model,
+        sde,
+        x,
+        generator=generator,
+        **dict(opts, divergence=divergence, num_probes=k, probes=None, draws=s_count, rtol=tol, atol=tol),
+    )
+    final.nfe += pilot_nfe
+    return _finish(final, plan, unit)
+
+
+def _finish(final: LikelihoodResult, plan: dict, unit: float) -> LikelihoodResult:
+    """Attach the plan, the solver-error estimate and (where the solve's own replicates do not
+    suffice) the Monte-Carlo SE from the plan's per-point variances (nats^2)."""
+    b = final.logp.shape[0]
+    if not math.isfinite(final.mc_se):
+        s_count, k = plan["draws"], max(1, plan["num_probes"])
+        var = plan["var_point"] / s_count
+        if plan["divergence"] == "hutchinson":
+            var += plan["var_probe"] / (s_count * k)
+        final.mc_se = math.sqrt(var / b) * unit
+    final.solver_error = plan["solver_error"]
+    final.plan = plan
     return final
