@@ -30,22 +30,27 @@ def _run(oracle, sde, x, seed: int, **kw) -> ss.LikelihoodResult:
     )
 
 
-def test_hutchinson_target_se_meets_its_promise(gmm2d):
+def test_hutchinson_target_se_meets_its_promise():
     """Repeated with fresh probes on the same points: the reported Monte-Carlo SE is within a
     factor of the true spread of the mean, at most the target, and the error of the mean
-    against the exact mean is consistent with it."""
-    sde, oracle, x, exact = _setup(gmm2d)
-    target = 0.05
-    runs = [_run(oracle, sde, x, seed, divergence="hutchinson", target_se=target) for seed in range(8)]
+    against the exact mean is consistent with it.  (6-D, so that the probe noise is spread over
+    many points rather than dominated by a few.)"""
+    sde = ss.VPSDE()
+    gmm = ss.GaussianMixture.random(6, 3, eig_min=1e-2, generator=torch.Generator().manual_seed(5))
+    oracle = ss.AnalyticScore(gmm, sde)
+    x = gmm.sample(64, generator=torch.Generator().manual_seed(6))
+    exact = oracle.log_prob(x, sde.eps)
+    target = 0.1
+    runs = [_run(oracle, sde, x, seed, divergence="hutchinson", target_se=target) for seed in range(10)]
     means = torch.tensor([float(r.logp.mean()) for r in runs], dtype=torch.float64)
     reported = torch.tensor([r.mc_se for r in runs], dtype=torch.float64)
     true_spread = float(means.std())
     assert float(reported.max()) <= 1.1 * target, reported
-    # 8 repeats: their standard deviation is itself uncertain by about 25%.
+    # 10 repeats: their standard deviation is itself uncertain by about 25%.
     assert 0.5 < float(reported.mean()) / true_spread < 2.0, (reported, true_spread)
     for r in runs:
         assert r.plan["divergence"] == "hutchinson" and r.plan["num_probes"] >= 1
-        assert r.solver_error <= 0.1 * target
+        assert r.solver_error <= 0.1 * target + 1e-12
         err = abs(float(r.logp.mean() - exact.mean()))
         assert err <= 4 * r.mc_se + r.solver_error, (err, r.mc_se, r.solver_error)
     z = (means - float(exact.mean())) / reported
@@ -57,7 +62,7 @@ def test_exact_target_se_solver_error_bounds_the_error(gmm2d):
     for target in (0.05, 0.005):
         r = _run(oracle, sde, x, 0, divergence="exact", target_se=target)
         assert r.mc_se == 0.0 and r.plan["divergence"] == "exact"
-        assert r.solver_error <= 0.1 * target
+        assert r.solver_error <= 0.1 * target + 1e-12
         err = abs(float(r.logp.mean() - exact.mean()))
         assert err <= max(2 * r.solver_error, 1e-6), (err, r.solver_error)
         # The looser target takes a looser tolerance than the paper's 1e-5.
@@ -83,7 +88,7 @@ def test_target_points_splits_the_budget(gmm2d):
     part = _run(oracle, sde, x, 2, divergence="hutchinson", target_se=0.04, target_points=4 * x.shape[0])
     alone = _run(oracle, sde, x, 2, divergence="hutchinson", target_se=0.04)
     assert part.plan["num_probes"] < alone.plan["num_probes"]
-    assert part.mc_se <= 1.1 * 0.04 * 2 and part.solver_error <= 0.004
+    assert part.mc_se <= 1.1 * 0.04 * 2 and part.solver_error <= 0.004 + 1e-12
 
 
 @pytest.mark.slow
@@ -100,7 +105,7 @@ def test_quantized_target_se_reports_bits_per_dim(gmm2d):
     ]
     r = runs[0]
     assert r.plan["units"] == "bits/dim" and math.isfinite(r.mc_se) and r.mc_se > 0
-    assert r.mc_se <= 1.1 * 0.06 and r.solver_error <= 0.006 and r.plan["draws"] >= 2
+    assert r.mc_se <= 1.1 * 0.06 and r.solver_error <= 0.006 + 1e-12 and r.plan["draws"] >= 2
     spread = float(torch.tensor([q.bpd_mean for q in runs]).std())
     assert 0.3 < float(torch.tensor([q.mc_se for q in runs]).mean()) / spread < 3.0
 

@@ -188,7 +188,7 @@ def log_likelihood(
     control_variate: GaussianControlVariate | str | None = None,
     target_se: float | None = None,
     target_points: int | None = None,
-    pilot_points: int = 64,
+    pilot_points: int = 32,
     solver_fraction: float = 0.1,
     plan: dict | None = None,
 ) -> LikelihoodResult:
@@ -251,11 +251,15 @@ def log_likelihood(
         target_se: choose the tolerances, the divergence estimator and the number of probes /
             draws for this precision of the batch mean, in bits/dim for discrete data, else
             nats per point.  The rule: (1) a pilot on ``pilot_points`` points spread over the
-            batch is solved at tolerances ``10^-1, 10^-1.5, ...`` and at ten times tighter, with
-            the same random draws, so that each difference is the solver's alone; the loosest
-            tolerance whose mean absolute difference is at most ``solver_fraction *
-            target_se`` is taken (a 5th-order solver's error falls about tenfold at a tenfold
-            tighter tolerance, so the difference bounds the looser solve's error).  (2) From the
+            batch is solved at tolerances ``10^-1, 10^-2, ...`` and each also at ten times tighter,
+            with the same random draws, so that each difference is the solver's alone; at the first
+            decade whose mean absolute difference is at most ``solver_fraction * target_se``, the
+            tolerance is placed between it and the decade before on the power law through their
+            two differences (the solver error's estimate is that law's value there) -- the
+            error of an adaptive Runge-Kutta solve falls about in proportion to its tolerance, so
+            the difference measures the looser solve's error; when two decades both fail and the
+            law falls at least half a decade per decade, the tolerance is extrapolated on it (at
+            most two decades further) rather than piloted at tighter tolerances.  (2) From the
             pilot's replicates (several probes and, for noisy points, two draws per point) the
             per-point variances of the probe and of the dequantization noise are estimated, and
             the fewest probes (and draws) are taken whose Monte-Carlo standard error of the mean
@@ -478,7 +482,7 @@ def _replicate_se(logp_draws: Tensor, logp_probes: Tensor | None, noisy_points: 
     return float(var.sum().sqrt()) / b * unit
 
 
-TOLERANCE_EXPONENTS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)  # tolerances 10^-e of target_se
+TOLERANCE_EXPONENTS = (1.0, 2.0, 3.0, 4.0, 5.0)  # pilot tolerances 10^-e of target_se
 PILOT_PROBES = 4
 SE_MARGIN = 1.25  # variance margin for the pilot's own estimation noise
 
@@ -560,14 +564,33 @@ def _at_target(
             pilot_nfe += solves[e].nfe
         return solves[e]
 
-    chosen, solver_error = TOLERANCE_EXPONENTS[-1], float("nan")
+    def error(e: float) -> float:
+        return float((pilot(e).logp - pilot(e + 1.0).logp).abs().double().mean()) * unit
+
+    chosen, solver_error, previous = TOLERANCE_EXPONENTS[-1], float("nan"), None
     for e in TOLERANCE_EXPONENTS:
-        diff = (pilot(e).logp - pilot(e + 1.0).logp).abs().double().mean()
-        solver_error = float(diff) * unit
+        solver_error = error(e)
         if solver_error <= solver_budget:
             chosen = e
+            if previous is not None and previous > solver_budget and solver_error > 0:
+                # Between the failing decade and this one: the power law through both errors.
+                per_decade = math.log10(previous / solver_error)
+                if per_decade > 0:
+                    chosen = min(e, max(e - 1.0, e - math.log10(solver_budget / solver_error) / per_decade))
+                    solver_error = previous * 10.0 ** (-per_decade * (chosen - e + 1.0))
             break
-    ref = pilot(chosen)
+        if previous is not None and solver_error < previous:
+            # Two decades measured and the error falls at least half a decade per decade: extrapolate
+            # on their power law (at most two decades) instead of solving at tighter tolerances.
+            per_decade = math.log10(previous / solver_error)
+            if per_decade >= 0.5:
+                chosen = e + math.log10(solver_error / solver_budget) / per_decade
+                if chosen <= e + 2.0:
+                    solver_error = solver_budget
+                    break
+        previous = solver_error
+    chosen = min(chosen, TOLERANCE_EXPONENTS[-1])
+    ref = pilot(e)  # the variances come from the nearest pilot solve
 
     # (2) Variances per point of one replicate: dequantization (between draws) and probe (within).
     var_probe = 0.0
