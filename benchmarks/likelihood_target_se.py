@@ -111,7 +111,9 @@ def digits_section(args, lines: list[str]) -> None:
     train_points = quant.dequantize_data(data.train.flatten(1).float(), torch.Generator().manual_seed(0))
     cv = GaussianControlVariate.fit(train_points)
     rows = []
-    for div, c in (("auto", None), ("hutchinson + Gaussian control variate", cv)):
+    variants = [(f"auto, norm={norm}", None, norm) for norm in args.norms]
+    variants.append(("hutchinson + Gaussian control variate", cv, args.norms[0]))
+    for div, c, norm in variants:
         t0 = time.perf_counter()
         res = ss.log_likelihood(
             model,
@@ -119,8 +121,9 @@ def digits_section(args, lines: list[str]) -> None:
             bins,
             quantization=quant,
             target_se=target,
-            divergence=div.split(" ")[0],
+            divergence=div.split(",")[0].split(" ")[0],
             control_variate=c,
+            norm=norm,
             generator=torch.Generator().manual_seed(3),
         )
         sec = time.perf_counter() - t0
@@ -282,6 +285,7 @@ def main() -> None:
     ap.add_argument("--target-se", type=float, default=0.01)
     ap.add_argument("--train-steps", type=int, default=1000)
     ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--norms", nargs="+", default=["per_sample", "independent", "batch"])
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 8, 16, 32, 64])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
@@ -295,7 +299,7 @@ def main() -> None:
         "",
         "Command: `PYTHONPATH=src python benchmarks/likelihood_target_se.py "
         f"--n {args.n} --target-se {args.target_se:g} --train-steps {args.train_steps} "
-        f"--hidden {args.hidden} "
+        f"--hidden {args.hidden} --norms {' '.join(args.norms)} --skip {' '.join(args.skip)} "
         f"--repeats {args.repeats} --threads {args.threads}`  ",
         f"torch {torch.__version__}, {args.threads} CPU thread, on a core shared with other jobs: wall "
         "times are noisy; compare only within one table (rows of a table ran back to back).",
