@@ -70,6 +70,7 @@ def run(ctx: Context) -> int:
         unit="points",
     )
     logps, bpds, nfes = [], [], 0
+    target_se, plan, mc_sq, solver_sum = cfg["target_se"], None, 0.0, 0.0
     t0 = time.perf_counter()
     for i in mine:
         key = int(np.random.SeedSequence([cfg["seed"], i]).generate_state(1)[0])
@@ -87,7 +88,14 @@ def run(ctx: Context) -> int:
             norm=cfg["norm"],
             quantization=quant,
             draws=cfg["draws"],
+            target_se=target_se,
+            target_points=None if target_se is None else points.shape[0],
+            plan=plan,
         )
+        if target_se is not None:  # the first batch plans, the others reuse it
+            plan, n_here = plan or res.plan, res.logp.shape[0]
+            mc_sq += (n_here * res.mc_se) ** 2
+            solver_sum += n_here * res.solver_error
         logps.append(res.logp.double().cpu())
         if res.bpd is not None:
             bpds.append(res.bpd.double().cpu())
@@ -100,6 +108,7 @@ def run(ctx: Context) -> int:
     bpd_all = gather_to_rank0(torch.cat(bpds) if bpds else empty, info) if has_bpd else None
     nfe_t = torch.tensor([float(nfes)], dtype=torch.float64)
     nfe_all = gather_to_rank0(nfe_t, info)
+    precision = gather_to_rank0(torch.tensor([[mc_sq, solver_sum]], dtype=torch.float64), info)
     if logp is None:  # not rank 0: rank 0 writes the result
         return 0
     nfes = int(nfe_all.sum())
@@ -122,6 +131,13 @@ def run(ctx: Context) -> int:
         "seconds": round(seconds, 2),
         "settings": {k: v for k, v in cfg.items() if k not in ("out", "name")},
     }
+    if target_se is not None:
+        # Batches are independent: Monte-Carlo variances add; solver errors are bounds that average.
+        n_all = int(logp.numel())
+        units = "bits/dim" if quant is not None else "nats"
+        mc, solver = float(precision[:, 0].sum().sqrt()) / n_all, float(precision[:, 1].sum()) / n_all
+        summary.update(target_se=target_se, mc_se=mc, solver_error=solver, se_units=units, plan=plan)
+        print(f"target s.e. {target_se:g} {units}: Monte-Carlo s.e. {mc:.4g}, solver error <= {solver:.3g}")
     arrays = {"logp": logp.numpy()}
     if labels is not None:
         print(f"class-conditional model, scored with the {summary['conditional_on']}")
@@ -154,7 +170,19 @@ COMMAND = Command(
         Option("batch_size", 100, "points per ODE solve", minimum=1),
         *ode_options(),
         Option(
-            "divergence", "exact", "exact (D backward passes) or hutchinson", choices=("exact", "hutchinson")
+            "divergence",
+            "exact",
+            "exact (D Jacobian products), hutchinson, or auto (with --target-se: the cheaper)",
+            choices=("exact", "hutchinson", "auto"),
+        ),
+        Option(
+            "target_se",
+            None,
+            "choose tolerances and probes for this Monte-Carlo standard error of the mean (bits/dim "
+            "for discrete data, else nats); --rtol, --atol, --probes are then not used",
+            type=float,
+            minimum=0.0,
+            nullable=True,
         ),
         Option("probes", 1, "Hutchinson probes per evaluation", minimum=1),
         Option("draws", 1, "dequantization draws averaged per point (discrete data)", minimum=1),

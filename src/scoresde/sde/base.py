@@ -38,12 +38,17 @@ class SDE(ABC):
         T: end time of the forward diffusion.
         eps: the small time at which sampling stops and likelihoods are evaluated
             (Song et al. 2021, App. C), avoiding the singular score at ``t = 0``.
+
+    Attributes:
+        pf_ode_clock: the integration variable the probability-flow ODE is solved in when the
+            caller names none (:class:`~scoresde.flow.pf_ode.Clock`: ``t`` or ``log_sigma``).
     """
 
     num_timesteps: int | None = None
     """The length ``N`` of the timestep table of a discrete-time SDE, whose ``timestep(t)`` and
     ``time_of_timestep(n)`` map between times and timesteps (:class:`~scoresde.sde.DiscreteVPSDE`);
     ``None`` for a continuous-time SDE."""
+    pf_ode_clock: str = "t"
 
     def __init__(self, T: float = 1.0, eps: float = 1e-5) -> None:
         if not (T > 0 and math.isfinite(T)):

@@ -85,7 +85,13 @@ class DiscreteVPSDE(LogAlphaVPSDE):
         alphas_cumprod: DDPM's ``alpha_bar_n``, ``(N,)``, strictly decreasing in ``(0, 1]``.
         eps: the time at which sampling stops and likelihoods start (default ``1/N``: timestep 0;
             pass ``1e-5`` for the paper's bits/dim convention, Song et al. 2021, App. D).
+
+    The probability-flow ODE defaults to the ``log_sigma`` clock here (``pf_ode_clock``): in
+    ``t`` the interpolated ``log s(t)`` has a kink at every table entry, and the steps spread
+    evenly over noise levels instead.
     """
+
+    pf_ode_clock = "log_sigma"
 
     def __init__(self, alphas_cumprod: Sequence[float] | Tensor, eps: float | None = None) -> None:
         abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu()

@@ -1,0 +1,82 @@
+"""``scoresde likelihood --target-se``: the option reaches the library and the JSON reports both errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import scoresde as ss
+from scoresde.cli.__main__ import main
+from scoresde.train.checkpoint import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def ring_ckpt(tmp_path_factory) -> str:
+    """A tiny, briefly trained MLP on the 2-D two-moons data."""
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    model = ss.ScoreModel(ss.MLP(2, hidden=16, depth=1), ss.VPSDE(), prediction="eps")
+    fit = ss.fit(
+        model,
+        lambda n, g: ss.toy_data("two_moons", n, g).float(),
+        steps=20,
+        batch_size=64,
+        generator=torch.Generator().manual_seed(1),
+        progress=False,
+    )
+    path = tmp_path_factory.mktemp("ckpt") / "moons.safetensors"
+    save_checkpoint(path, model, ema=fit.ema_model, step=20, data_info={"name": "two_moons", "shape": [2]})
+    return str(path)
+
+
+def test_target_se_in_the_json(ring_ckpt, tmp_path, capsys) -> None:
+    out = tmp_path / "lik"
+    argv = ["likelihood", "--checkpoint", ring_ckpt, "--data", "two_moons", "--num", "40", "--out", str(out)]
+    target = ["--target-se", "0.05", "--divergence", "hutchinson", "--batch-size", "20"]
+    assert main([*argv, *target]) == 0
+    assert "Monte-Carlo s.e." in capsys.readouterr().out
+    res = json.loads((out / "likelihood.json").read_text())
+    assert res["target_se"] == 0.05 and res["se_units"] == "nats"
+    assert 0 < res["mc_se"] <= 1.1 * 0.05 and 0 <= res["solver_error"] <= 0.005 + 1e-12
+    plan = res["plan"]
+    assert plan["divergence"] == "hutchinson" and plan["num_probes"] >= 1 and plan["target_points"] == 40
+    # The second batch reused the first one's plan: one pilot in all.
+    assert res["nfe"] > plan["pilot_nfe"] > 0
+    # The same first batch through the API gives the same plan.
+    import numpy as np
+
+    from scoresde.train.checkpoint import load_checkpoint
+
+    model = load_checkpoint(ring_ckpt).model
+    x = ss.toy_data("two_moons", 40, torch.Generator().manual_seed(0)).float()
+    key = int(np.random.SeedSequence([0, 0]).generate_state(1)[0])
+    api = ss.log_likelihood(
+        model,
+        model.sde,
+        x[:20],
+        divergence="hutchinson",
+        target_se=0.05,
+        target_points=40,
+        generator=torch.Generator().manual_seed(key),
+    )
+    assert api.plan == plan | {"pilot_nfe": api.plan["pilot_nfe"]}
+    np.testing.assert_allclose(
+        np.load(out / "likelihood.npz")["logp"][:20], api.logp.double().numpy(), atol=1e-6
+    )
+
+
+def test_auto_divergence_needs_target_se(ring_ckpt, tmp_path) -> None:
+    argv = [
+        "likelihood",
+        "--checkpoint",
+        ring_ckpt,
+        "--data",
+        "two_moons",
+        "--num",
+        "4",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main([*argv, "--divergence", "auto"]) != 0
