@@ -203,8 +203,7 @@ def test_exact_mixture_posterior_within_twice_the_mc_floor(problem: str) -> None
     """Noisy measurements (s_y = 0.05): with K = 32 particles and 300 steps, 1000 independent SMC
     draws have mode-weight error and sliced W2 to exact posterior samples within 2x the
     Monte-Carlo floor (the same statistics of 1000 exact posterior samples, averaged over 3 seeds).
-    At 100 steps the 4-D case misses (sliced W2 2.3x the floor, the same with K = 128): the
-    residual error is the ancestral chain's discretisation, not the particle count."""
+    Uniform grid; docs/bench_guidance_smc.md has the particles x steps trade-off on a log-SNR grid."""
     sde = ss.VPSDE()
     g = torch.Generator().manual_seed(0)
     if problem == "2-D":
