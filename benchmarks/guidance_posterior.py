@@ -73,13 +73,26 @@ def problems(seed: int = 0, noise_std: float = 0.1):
     return out
 
 
-def smc_rows(n: int, steps: int, particles: int, seed: int = 0) -> list[dict]:
-    """Twisted SMC (:func:`scoresde.guidance.smc_sample`) beside the MC floor and DPS (Alg. 1), at the
-    measurement noise of each problem and noise-free: mode-weight errors and sliced W2 to exact
-    posterior samples (floor: the same statistics of an independent exact sample set)."""
+def smc_problems(seed: int = 0):
+    """:func:`problems` plus a 2-D mixture observed through ``x_1 + x_2`` (a bimodal posterior)."""
+    gmm = ss.GaussianMixture([0.5, 0.3, 0.2], [[-1.0, 0.5], [1.0, 1.0], [0.5, -1.0]], [0.1, 0.04, 0.02])
+    op = MatrixOperator(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
+    two_d = ("2-D, A = [1, 1]", gmm, op, torch.tensor([[-0.5]], dtype=torch.float64), 0.05, (2,))
+    return [two_d, *problems(seed)]
+
+
+def smc_rows(
+    n: int, steps_list: list[int], particles_list: list[int], seed: int = 0, floors: int = 5
+) -> list[dict]:
+    """SMC (:func:`scoresde.guidance.smc_sample`, log-SNR grid) beside the MC floor, DPS (Alg. 1)
+    and projection, at each problem's measurement noise and noise-free: mode-weight errors and
+    sliced W2 to exact posterior samples.  Floor: the mean of the same statistics over ``floors``
+    independent exact sample sets of size ``n``.  TDS runs every (K, steps) pair (the
+    work-precision table); MCGdiff, DPS and projection run at the largest K / steps."""
     sde = ss.VPSDE()
     rows = []
-    for name, gmm, op, y_obs, noise_std, dshape in problems(seed):
+    k_max, steps_max = max(particles_list), max(steps_list)
+    for name, gmm, op, y_obs, noise_std, dshape in smc_problems(seed):
         oracle = ss.AnalyticScore(gmm, sde)
         for s_y in (noise_std, 0.0):
             post = condition(gmm, op, y_obs, s_y)
@@ -90,30 +103,91 @@ def smc_rows(n: int, steps: int, particles: int, seed: int = 0) -> list[dict]:
                     x.reshape(n, -1).double(), ref, generator=torch.Generator().manual_seed(0)
                 )
 
-            floor = post.sample(n, generator=torch.Generator().manual_seed(seed + 2))
+            gens = [torch.Generator().manual_seed(seed + 10 + j) for j in range(floors)]
+            sets = [post.sample(n, generator=g) for g in gens]
+            errs = [mixture_errors(post, f) for f in sets]
+            floor_err = tuple(sum(e[i] for e in errs) / floors for i in range(3))
+            floor_sw = sum(sw(f) for f in sets) / floors
+            base = {"problem": name, "target": f"s_y={s_y}", "floor_w": floor_err[0], "floor_sw": floor_sw}
             rows.append(
-                dict(problem=name, method="exact posterior samples (MC floor)", target=f"s_y={s_y}", nfe=0,
-                     err=mixture_errors(post, floor), sw=sw(floor), secs=0.0)
+                dict(base, method=f"exact posterior samples (MC floor, mean of {floors})", k=0, steps=0,
+                     nfe=0, err=floor_err, sw=floor_sw, secs=0.0)
             )  # fmt: skip
-            common = {"shape": (n, *dshape), "steps": steps, "seed": seed, "dtype": torch.float64}
+            common = {"shape": (n, *dshape), "seed": seed, "dtype": torch.float64}
             runs = [
-                (f"SMC (TDS), K = {k}", smc_sample, {"noise_std": s_y, "particles": k})
-                for k in (particles, particles // 4)
+                ("SMC (TDS)", k, st, smc_sample, {"noise_std": s_y, "particles": k, "grid": "logsnr"})
+                for k in particles_list
+                for st in steps_list
             ]
+            mcg = {"noise_std": s_y, "particles": k_max, "grid": "logsnr", "proposal": "mcgdiff"}
+            runs.append(("SMC (MCGdiff)", k_max, steps_max, smc_sample, mcg))
             if s_y > 0:
-                runs.append((f"DPS, Chung et al. Alg. 1 (zeta = {s_y})", dps_sample, {"zeta": s_y}))
+                dps = f"DPS, Chung et al. Alg. 1 (zeta = {s_y})"
+                runs.append((dps, 1, steps_max, dps_sample, {"zeta": s_y}))
             else:
                 proj = {"method": "euler_maruyama"}
-                runs.append(("projection (App. I), reverse SDE", conditional_sample, proj))
-            for method, fn, kw in runs:
+                runs.append(("projection (App. I), reverse SDE", 1, steps_max, conditional_sample, proj))
+            for method, k, st, fn, kw in runs:
                 t0 = time.perf_counter()
-                res = fn(oracle, op, y_obs, **common, **kw)
+                res = fn(oracle, op, y_obs, **common, steps=st, **kw)
                 rows.append(
-                    dict(problem=name, method=method, target=f"s_y={s_y}", nfe=res.nfe,
-                         err=mixture_errors(post, res.x), sw=sw(res.x), secs=time.perf_counter() - t0)
+                    dict(base, method=method, k=k, steps=st, nfe=res.nfe, err=mixture_errors(post, res.x),
+                         sw=sw(res.x), secs=time.perf_counter() - t0)
                 )  # fmt: skip
-                print(rows[-1], flush=True)
+                print({key: v for key, v in rows[-1].items() if key != "err"}, rows[-1]["err"][0], flush=True)
     return rows
+
+
+def smc_markdown(rows: list[dict], command: str) -> list[str]:
+    """The SMC tables: every row with its ratios to the floor, then the work-precision summary."""
+    lines = [
+        "# SMC posterior sampling vs the exact posterior",
+        "",
+        f"`{command}` (VP SDE, exact prior score, log-SNR grid for SMC, uniform for DPS/projection, "
+        "float64, one thread on a core shared with other jobs). Each of the n rows of a method is an "
+        "independent SMC run (one draw from its weighted particles). Max absolute errors of mode "
+        "weights, means, covariances; sliced W2 to one exact posterior sample set; `w / floor` and "
+        "`SW / floor`: ratios to the mean of the same statistics over independent exact sample sets "
+        "(the Monte-Carlo floor). NFE: batched calls (each over n x K particles).",
+        "",
+        "| problem | target | method | K | steps | NFE | weights | means | covs | sliced W2 | w / floor "
+        "| SW / floor | s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        dw, dm, dc = r["err"]
+        cells = [r["problem"], r["target"], r["method"], str(r["k"]), str(r["steps"]), str(r["nfe"])]
+        cells += [f"{dw:.4f}", f"{dm:.4f}", f"{dc:.4f}", f"{r['sw']:.4f}"]
+        cells += [f"{dw / r['floor_w']:.2f}", f"{r['sw'] / r['floor_sw']:.2f}", f"{r['secs']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    # Work-precision summary: the worst ratio over the problems for each method / (K, steps).
+    keys = []
+    for r in rows:
+        key = (r["method"], r["k"], r["steps"])
+        if r["k"] and key not in keys:
+            keys.append(key)
+    lines += [
+        "",
+        "Work-precision summary: the largest ratio to the floor over all problems, per noise level "
+        "(max of mode-weight and sliced-W2 ratios), and the total wall time.",
+        "",
+        "| method | K | steps | worst ratio, noisy | worst ratio, noise-free | problems within 2x | s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in keys:
+        sel = [r for r in rows if (r["method"], r["k"], r["steps"]) == key]
+
+        def ratio(r: dict) -> float:
+            return max(r["err"][0] / r["floor_w"], r["sw"] / r["floor_sw"])
+
+        noisy = [ratio(r) for r in sel if r["target"] != "s_y=0.0"]
+        free = [ratio(r) for r in sel if r["target"] == "s_y=0.0"]
+        within = sum(ratio(r) <= 2 for r in sel)
+        cells = [key[0], str(key[1]), str(key[2])]
+        cells += [f"{max(noisy):.2f}" if noisy else "-", f"{max(free):.2f}" if free else "-"]
+        cells += [f"{within} / {len(sel)}", f"{sum(r['secs'] for r in sel):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def run(n: int, steps: int, seed: int = 0) -> list[dict]:
@@ -213,29 +287,20 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="docs/bench_guidance.md")
     p.add_argument("--smc", action="store_true", help="only the SMC table (docs/bench_guidance_smc.md)")
-    p.add_argument("--particles", type=int, default=32)
+    p.add_argument("--smc-particles", default="8,32", help="SMC particle counts K (comma-separated)")
+    p.add_argument("--smc-steps", default="50,100,200", help="SMC step counts (comma-separated)")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.smc:
-        rows = smc_rows(args.n, args.steps, args.particles, args.seed)
+        steps_list = [int(v) for v in args.smc_steps.split(",")]
+        k_list = [int(v) for v in args.smc_particles.split(",")]
+        rows = smc_rows(args.n, steps_list, k_list, args.seed)
         out = "docs/bench_guidance_smc.md" if args.out == "docs/bench_guidance.md" else args.out
-        lines = [
-            "# SMC posterior sampling vs the exact posterior",
-            "",
-            f"`python benchmarks/guidance_posterior.py --smc --n {args.n} --steps {args.steps} "
-            f"--particles {args.particles} --seed {args.seed}` (VP SDE, exact prior score, uniform grid, "
-            "float64, one thread). Each of the n rows is an independent SMC run (one draw from its "
-            "weighted particles). Max absolute errors of mode weights, means, covariances; sliced W2 "
-            "to exact posterior samples. NFE: batched calls (each over n x K particles).",
-            "",
-            "| problem | method | target | NFE | weights | means | covs | sliced W2 | s |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in rows:
-            dw, dm, dc = r["err"]
-            cells = [r["problem"], r["method"], r["target"], str(r["nfe"])]
-            cells += [f"{dw:.4f}", f"{dm:.4f}", f"{dc:.4f}", f"{r['sw']:.4f}", f"{r['secs']:.1f}"]
-            lines.append("| " + " | ".join(cells) + " |")
+        command = (
+            f"python benchmarks/guidance_posterior.py --smc --n {args.n} --smc-steps {args.smc_steps} "
+            f"--smc-particles {args.smc_particles} --seed {args.seed}"
+        )
+        lines = smc_markdown(rows, command)
         Path(out).write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         return

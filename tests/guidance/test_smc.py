@@ -27,11 +27,12 @@ def _chain_marginal(oracle, sde, ts: torch.Tensor) -> tuple[float, float]:
     return mean, var
 
 
+@pytest.mark.parametrize("proposal", ["tds", "mcgdiff"])
 @pytest.mark.parametrize("noise_std", [0.3, 0.0])
-def test_gaussian_weights_evidence_and_ess(noise_std: float) -> None:
-    """1-D Gaussian prior, y = 2 x + noise: the SMC evidence estimate, weighted posterior mean and
-    variance match the closed form of the same chain, and the reported ESS is the ESS of the
-    reported weights."""
+def test_gaussian_weights_evidence_and_ess(noise_std: float, proposal: str) -> None:
+    """1-D Gaussian prior, y = 2 x + noise: the SMC evidence estimate (the product of mean
+    weights, unbiased only if every weight is right), weighted posterior mean and variance match
+    the closed form of the same chain, and the reported ESS is the ESS of the reported weights."""
     sde = ss.VPSDE()
     m0, v0, a, y_val = 0.3, 0.5, 2.0, 1.5
     oracle = ss.AnalyticScore(ss.GaussianMixture([1.0], [[m0]], v0), sde)
@@ -47,6 +48,7 @@ def test_gaussian_weights_evidence_and_ess(noise_std: float) -> None:
         steps=steps,
         seed=0,
         dtype=torch.float64,
+        proposal=proposal,
     )
     mc, vc = _chain_marginal(oracle, sde, res.times)
     c = a * a * vc + noise_std**2
@@ -62,7 +64,7 @@ def test_gaussian_weights_evidence_and_ess(noise_std: float) -> None:
     if noise_std > 0:
         assert abs(float(pv.mean()) / post_var - 1) < 0.1
     else:
-        # Noise-free: the last step conditions exactly, A x = y for every particle.
+        # Noise-free: the last step puts every particle on A x = y.
         torch.testing.assert_close(a * res.particles[..., 0], torch.full((b, k), y_val, dtype=torch.float64))
     torch.testing.assert_close(torch.logsumexp(res.log_weights, 1), torch.zeros(b, dtype=torch.float64))
     torch.testing.assert_close(res.ess[-1], effective_sample_size(res.log_weights))
@@ -81,23 +83,88 @@ def test_systematic_resampling_counts() -> None:
         assert bool(((counts >= kw.floor()) & (counts <= kw.ceil())).all()), (u, counts)
 
 
-def _posterior_mean_rmse(k: int) -> float:
+def _posterior_mean_rmse(k: int, proposal: str, noise_std: float) -> float:
     sde = ss.VPSDE()
     gmm = ss.GaussianMixture([0.6, 0.4], [[-1.0, 0.5], [1.0, -0.5]], [0.1, 0.05])
     oracle = ss.AnalyticScore(gmm, sde)
     op = MatrixOperator(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
     y_obs = torch.tensor([[0.1]], dtype=torch.float64)
-    post = condition(gmm, op, y_obs, 0.2)
+    post = condition(gmm, op, y_obs, noise_std)
     exact = (post.weights[:, None] * post.means).sum(0)
     res = smc_sample(
-        oracle, op, y_obs, shape=(24, 2), noise_std=0.2, particles=k, steps=60, seed=1, dtype=torch.float64
+        oracle,
+        op,
+        y_obs,
+        shape=(24, 2),
+        noise_std=noise_std,
+        particles=k,
+        steps=60,
+        grid="logsnr",
+        seed=1,
+        dtype=torch.float64,
+        proposal=proposal,
     )
     return float((res.posterior_mean() - exact).pow(2).sum(1).mean().sqrt())
 
 
-def test_error_falls_with_particle_count() -> None:
-    e4, e64 = _posterior_mean_rmse(4), _posterior_mean_rmse(64)
+@pytest.mark.parametrize(("proposal", "noise_std"), [("tds", 0.2), ("tds", 0.0), ("mcgdiff", 0.0)])
+def test_error_falls_with_particle_count(proposal: str, noise_std: float) -> None:
+    """The weighted posterior mean's error to the exact one (a bimodal posterior) falls from
+    K = 4 to K = 64 by more than 2x (about 4x at the 1/sqrt(K) rate)."""
+    e4, e64 = _posterior_mean_rmse(4, proposal, noise_std), _posterior_mean_rmse(64, proposal, noise_std)
     assert e64 < 0.5 * e4, (e4, e64)
+
+
+def _mixture_problem() -> tuple:
+    """A 2-D three-component prior observed through y = x_1 + x_2 = -0.5: a bimodal posterior."""
+    gmm = ss.GaussianMixture([0.5, 0.3, 0.2], [[-1.0, 0.5], [1.0, 1.0], [0.5, -1.0]], [0.1, 0.04, 0.02])
+    op = MatrixOperator(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
+    return gmm, op, torch.tensor([[-0.5]], dtype=torch.float64)
+
+
+def _floors(post, n: int, sw, seeds: range) -> tuple[float, float]:
+    """Mean mode-weight error and sliced W2 of independent exact posterior sample sets."""
+    sets = [post.sample(n, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    return (
+        sum(compare_to_mixture(post, f).weights for f in sets) / len(sets),
+        sum(sw(f) for f in sets) / len(sets),
+    )
+
+
+@pytest.mark.parametrize("proposal", ["tds", "mcgdiff"])
+def test_noise_free_mixture_posterior_near_the_mc_floor(proposal: str) -> None:
+    """Noise-free y = A x on a 2-D mixture: 400 independent SMC draws (K = 64, 100 log-SNR steps)
+    are on A x = y and have mode-weight error and sliced W2 to exact posterior samples within
+    2.5x the Monte-Carlo floor (the same statistics of 400 exact samples, mean of 5 sets); the
+    prior's own (unconditioned) samples miss by far more.  (At K = 16 the mode weights are 2-8x
+    the floor: a finite-K bias of the single draw per run, which falls with K.)"""
+    sde = ss.VPSDE()
+    gmm, op, y_obs = _mixture_problem()
+    post = condition(gmm, op, y_obs, 0.0)
+    n = 400
+    ref = post.sample(n, generator=torch.Generator().manual_seed(100))
+
+    def sw(a: torch.Tensor) -> float:
+        return ss.metrics.sliced_wasserstein(a, ref, generator=torch.Generator().manual_seed(0))
+
+    floor_w, floor_sw = _floors(post, n, sw, range(1, 6))
+    res = smc_sample(
+        ss.AnalyticScore(gmm, sde),
+        op,
+        y_obs,
+        shape=(n, 2),
+        particles=64,
+        steps=100,
+        grid="logsnr",
+        seed=0,
+        dtype=torch.float64,
+        proposal=proposal,
+    )
+    torch.testing.assert_close(op(res.x), y_obs.expand(n, 1))
+    assert compare_to_mixture(post, res.x).weights <= 2.5 * floor_w + 1e-3
+    assert sw(res.x) <= 2.5 * floor_sw
+    prior = gmm.sample(n, generator=torch.Generator().manual_seed(7))
+    assert sw(prior) > 5 * floor_sw
 
 
 def test_per_sample_seeds_do_not_depend_on_batch_size() -> None:
@@ -136,8 +203,7 @@ def test_exact_mixture_posterior_within_twice_the_mc_floor(problem: str) -> None
     """Noisy measurements (s_y = 0.05): with K = 32 particles and 300 steps, 1000 independent SMC
     draws have mode-weight error and sliced W2 to exact posterior samples within 2x the
     Monte-Carlo floor (the same statistics of 1000 exact posterior samples, averaged over 3 seeds).
-    At 100 steps the 4-D case misses (sliced W2 2.3x the floor, the same with K = 128): the
-    residual error is the ancestral chain's discretisation, not the particle count."""
+    Uniform grid; docs/bench_guidance_smc.md has the particles x steps trade-off on a log-SNR grid."""
     sde = ss.VPSDE()
     g = torch.Generator().manual_seed(0)
     if problem == "2-D":
