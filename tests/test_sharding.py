@@ -12,7 +12,7 @@ import torch
 
 import scoresde as ss
 from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
-from scoresde.train.distributed import DistInfo
+from scoresde.distributed import DistInfo
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -22,7 +22,7 @@ _SCRIPT = textwrap.dedent(
     import torch
     import scoresde as ss
     from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
-    from scoresde.train.distributed import cleanup_distributed, init_distributed
+    from scoresde.distributed import cleanup_distributed, init_distributed
 
     torch.set_num_threads(1)
     info = init_distributed("cpu")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from scoresde.sharding import gather_to_rank0, shard_range
-from scoresde.train.distributed import DistInfo, init_distributed
+from scoresde.distributed import DistInfo, init_distributed
 
 __all__ = ["dist_info", "gather_to_rank0", "my_share", "shard_range"]
 

@@ -54,7 +54,7 @@ from scoresde.progress import make_progress
 from scoresde.sde import make_sde
 from scoresde.train import evaluation
 from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
-from scoresde.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from scoresde.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.train.ema import EMA
 from scoresde.train.runlock import RunLock
 
