@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 import scoresde as ss
-from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
 from scoresde.distributed import DistInfo
+from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

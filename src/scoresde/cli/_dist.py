@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from scoresde.sharding import gather_to_rank0, shard_range
 from scoresde.distributed import DistInfo, init_distributed
+from scoresde.sharding import gather_to_rank0, shard_range
 
 __all__ = ["dist_info", "gather_to_rank0", "my_share", "shard_range"]
 

@@ -38,6 +38,7 @@ from scoresde.data.images import (
     load_dataset,
     save_image_grid,
 )
+from scoresde.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.io.checkpoint import (
     CheckpointWriteError,
     clean_temp_files,
@@ -54,7 +55,6 @@ from scoresde.progress import make_progress
 from scoresde.sde import make_sde
 from scoresde.train import evaluation
 from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
-from scoresde.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.train.ema import EMA
 from scoresde.train.runlock import RunLock
 
