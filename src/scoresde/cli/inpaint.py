@@ -75,37 +75,15 @@ def run(ctx: Context) -> int:
         "seed": cfg["seed"],
         "y": yb,
     }
+    # The posterior samplers see the known pixels as the observation y_obs = A x of A = Inpainting(m).
+    op = Inpainting(m)
+    y_obs = op.forward(batch)
+    posterior = {"shape": batch.shape, "steps": cfg["steps"], "grid": cfg["grid"], "seed": cfg["seed"]}
+    posterior.update(y=yb, device=device, progress=cfg["progress"])
     if cfg["dps"]:
-        op = Inpainting(m)
-        res = dps_sample(
-            model,
-            op,
-            op.forward(batch),
-            shape=batch.shape,
-            zeta=cfg["dps_zeta"],
-            steps=cfg["steps"],
-            grid=cfg["grid"],
-            denoise=cfg["denoise"],
-            seed=cfg["seed"],
-            y=yb,
-            device=device,
-            progress=cfg["progress"],
-        )
+        res = dps_sample(model, op, y_obs, zeta=cfg["dps_zeta"], denoise=cfg["denoise"], **posterior)
     elif cfg["smc"]:
-        op = Inpainting(m)
-        res = smc_sample(
-            model,
-            op,
-            op.forward(batch),
-            shape=batch.shape,
-            particles=cfg["particles"],
-            steps=cfg["steps"],
-            grid=cfg["grid"],
-            seed=cfg["seed"],
-            y=yb,
-            device=device,
-            progress=cfg["progress"],
-        )
+        res = smc_sample(model, op, y_obs, particles=cfg["particles"], **posterior)
     else:
         res = inpaint(model, batch, m, device=device, **common)
     out_x = from_model_range(res.x.float().cpu().reshape(k, n, *shape), info)  # back to [-1, 1]

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net, net_config
 from scoresde.nets.limits import check_net_config
-from scoresde.sde import SDES, sde_from_dict
+from scoresde.sde import sde_from_dict
 from scoresde.sde.base import SDE
 
 __all__ = [
@@ -52,11 +52,8 @@ VERSION = 1
 
 
 def sde_config(sde: SDE) -> dict:
-    """``{"name": short name, "kwargs": constructor arguments}`` of an SDE from :data:`SDES`."""
-    if type(sde) not in SDES.values():
-        raise ValueError(
-            f"cannot describe a {type(sde).__name__} as a config; checkpoints support {sorted(SDES)}"
-        )
+    """``{"name": short name, "kwargs": constructor arguments}`` of an SDE from :data:`SDES`
+    (:meth:`~scoresde.sde.SDE.to_dict`, which names the SDE if it is not registered)."""
     return sde.to_dict()
 
 
