@@ -34,6 +34,7 @@ Usage (the measurement: 10 minutes per variant; a smoke test with ``--minutes 0.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import tempfile
@@ -88,24 +89,43 @@ def saturated_fraction(x: torch.Tensor, white_limit: float) -> float:
     return float(((white > white_limit) | (outside > 0.05)).double().mean())
 
 
-def _guided_samples(trainer: Trainer, n: int, w: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class-conditional samples with classifier-free guidance weight ``w`` (Ho & Salimans 2022)."""
+def _samples(
+    trainer: Trainer, n: int, w: float = 0.0, method: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class-conditional EMA samples, with classifier-free guidance weight ``w`` (Ho & Salimans
+    2022) when ``w > 0``, by ``method`` (default: the config's sampler) at the config's steps."""
     from scoresde.guidance import ClassifierFreeGuidance
     from scoresde.train import evaluation
 
     c = trainer.config
-    guided = ClassifierFreeGuidance(trainer.ema.module, scale=w)
+    model = ClassifierFreeGuidance(trainer.ema.module, scale=w) if w else trainer.ema.module
     x, y = evaluation.sample_grid(
-        guided,
+        model,
         trainer.data.shape,
         n,
-        c.sample_method,
+        method or c.sample_method,
         c.sample_steps,
         c.seed,
         trainer.data.num_classes,
         trainer.device,
     )
     return x.float().cpu(), y
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``key=value`` pairs for :class:`TrainConfig` (``--set schedule=cosine --set final_lr=0``):
+    the value is read as JSON, else taken as a string; the config checks names and types."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    TrainConfig.from_dict(out)  # unknown names and bad values fail here, before any training
+    return out
 
 
 def run_variant(
@@ -126,15 +146,16 @@ def run_variant(
         name=name,
         progress=False,
         seed=args.seed,
-        **VARIANTS[name],
+        **{**VARIANTS[name], **args.overrides},
     )
     trainer = Trainer(cfg)
     # CPU time of this process (one torch thread: the time it computed), so that other jobs on
     # the machine do not shorten the budget; --clock wall counts wall time instead.
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    t0 = clock()
-    while clock() - t0 < 60.0 * args.minutes:
-        trainer.train_step()
+    # The fraction of the budget spent drives a decaying schedule, as `train --minutes` does.
+    t0, budget = clock(), 60.0 * args.minutes
+    while (spent := (clock() - t0) / budget) < 1.0:
+        trainer.train_step(spent)
     seconds = clock() - t0
     x, y = trainer.sample_images(args.samples)
     row = {
@@ -146,8 +167,12 @@ def run_variant(
         "saturated": saturated_fraction(x, white_limit),
     }
     for w in args.guidance:
-        xg, yg = _guided_samples(trainer, args.samples, w)
+        xg, yg = _samples(trainer, args.samples, w)
         row[f"accuracy_w{w:g}"] = classifier_report(clf, xg, data.test, yg)["accuracy"]
+    for method in args.methods:
+        xm, ym = _samples(trainer, args.samples, method=method)
+        row[f"accuracy_{method}"] = classifier_report(clf, xm, data.test, ym)["accuracy"]
+        row[f"saturated_{method}"] = saturated_fraction(xm, white_limit)
     row["bpd"] = trainer.bits_per_dim(bound=True)
     if args.ode_bpd:
         row["bpd_ode"] = trainer.bits_per_dim()
@@ -173,12 +198,24 @@ def main() -> None:
         default="1",
         help="comma-separated classifier-free guidance weights w also scored (accuracy only; '' for none)",
     )
+    p.add_argument(
+        "--methods", default="", help="comma-separated other samplers also scored (accuracy, saturated tiles)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig option for every variant (repeatable), e.g. --set schedule=cosine",
+    )
     p.add_argument("--grids", default="", help="folder for a copy of each variant's sample grid (PNG)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--ode-bpd", action="store_true", help="also the PF-ODE bits/dim (slow)")
     p.add_argument("--out", default=str(ROOT / "docs" / "bench_first_run_28px.md"))
     args = p.parse_args()
     args.guidance = [float(w) for w in args.guidance.split(",") if w.strip()]
+    args.methods = [m for m in args.methods.split(",") if m.strip()]
+    args.overrides = parse_overrides(args.set)
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [v for v in args.variants.split(",") if v]
@@ -211,6 +248,7 @@ def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path, i
     head += "".join(f" accuracy, CFG w = {w:g} |" for w in args.guidance)
     head += " Frechet | floor | bpd (bound) |" + (" bpd (ODE) |" if ode else "")
     head += " saturated tiles | raw range |"
+    head += "".join(f" accuracy / saturated, {m} |" for m in args.methods)
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         cells = [
@@ -225,6 +263,7 @@ def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path, i
         if ode:
             cells.append(f"{r.get('bpd_ode', float('nan')):.3f}")
         cells += [f"{r['saturated']:.3f}", f"[{r['raw_min']:.2f}, {r['raw_max']:.2f}]"]
+        cells += [f"{r[f'accuracy_{m}']:.3f} / {r[f'saturated_{m}']:.3f}" for m in args.methods]
         lines.append("| " + " | ".join(cells) + " |")
     cmd = "PYTHONPATH=src python benchmarks/first_run_28px.py " + " ".join(sys.argv[1:])
     text = [
@@ -234,7 +273,9 @@ def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path, i
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
         f"{args.minutes:g} minute(s) of {'process CPU' if args.clock == 'cpu' else 'wall'} time of training "
         f"per variant, {args.samples} class-conditional samples "
-        "(labels cycling over the 10 classes), sampler and every other option at the `TrainConfig` defaults.",
+        "(labels cycling over the 10 classes), sampler and every other option at the `TrainConfig` defaults"
+        + (f" except {args.overrides}" if args.overrides else "")
+        + ".",
         "",
         "Data: scikit-learn's 8x8 digits **upsampled** to 28x28 (bicubic, 8-bit), saved as a keras-layout "
         f"`.npz` ({info['num_train']} train / {info['num_test']} test); smoother than MNIST.  "

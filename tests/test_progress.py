@@ -55,6 +55,22 @@ def test_lines_by_time_and_tty_bar(monkeypatch) -> None:
         Progress(mode="loud")
 
 
+def test_time_budget_shortens_the_eta(monkeypatch) -> None:
+    """``train --minutes``: the ETA is the time budget left when it ends before the steps do."""
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: now[0])
+    out = io.StringIO()
+    p = Progress(total=1000, desc="run", every_seconds=10.0, stream=out, time_limit=60.0)
+    for _ in range(10):
+        now[0] += 1.0
+        p.update(1)
+    assert out.getvalue().splitlines()[0] == "run: 10/1000 (1%) 1 it/s elapsed 0:10 eta 0:50 (time budget)"
+    fast = Progress(total=20, desc="run", stream=io.StringIO(), time_limit=60.0)
+    now[0] += 1.0
+    fast.update(10)
+    assert fast.line().endswith("eta 0:01")  # the steps end first: the usual ETA
+
+
 def test_likelihood_reports_progress(capsys, gmm2d) -> None:
     sde = ss.VPSDE()
     x = gmm2d.sample(8, torch.Generator().manual_seed(0))

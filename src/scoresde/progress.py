@@ -47,6 +47,9 @@ class Progress:
         every_seconds: in log mode, print at least this often.
         stream: where to write (default ``sys.stderr``).
         unit: the rate's unit (``it``, ``img``, ...).
+        initial: the amount already done (a resumed job).
+        time_limit: a wall-time budget in seconds that may end the job before ``total``
+            (``train --minutes``): the ETA is the sooner of the two, and the report says so.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class Progress:
         stream: IO[str] | None = None,
         unit: str = "it",
         initial: float = 0,
+        time_limit: float | None = None,
     ) -> None:
         if mode is True:
             mode = "auto"
@@ -73,6 +77,7 @@ class Progress:
         self.mode = mode
         self.total, self.desc, self.unit = total, desc, unit
         self.every_steps, self.every_seconds = every_steps, every_seconds
+        self.time_limit = time_limit
         self.n = self.initial = initial
         self.postfix: dict[str, Any] = {}
         self.start = self._last_time = time.perf_counter()
@@ -110,6 +115,9 @@ class Progress:
         if self.mode == "off":
             return
         if self._bar is not None:
+            if self.time_limit is not None:
+                left = self.time_limit - (time.perf_counter() - self.start)
+                self._bar.set_postfix(**self.postfix, budget_left=_clock(max(0.0, left)), refresh=False)
             self._bar.update(delta)
             return
         now = time.perf_counter()
@@ -128,6 +136,9 @@ class Progress:
             eta = (self.total - self.n) / rate if rate > 0 else float("inf")
             text = f"{head}{_number(self.n)}/{_number(self.total)} ({100 * self.n / self.total:.0f}%)"
             tail = f" elapsed {_clock(elapsed)} eta {_clock(eta)}"
+            left = float("inf") if self.time_limit is None else max(0.0, self.time_limit - elapsed)
+            if left < eta:
+                tail = f" elapsed {_clock(elapsed)} eta {_clock(left)} (time budget)"
         else:
             text, tail = f"{head}{_number(self.n)}", f" elapsed {_clock(elapsed)}"
         text += f" {rate:.3g} {self.unit}/s" if math.isfinite(rate) else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import os
 import shutil
@@ -105,9 +107,45 @@ def test_minutes_budget_stops_and_saves(tmp_path, digits) -> None:
     assert TrainConfig(**TINY).minutes is None
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_decaying_schedules_end_at_final_lr_over_steps_or_budget(digits, schedule) -> None:
+    """Warm-up, then a decay to lr * final_lr at the last step or when the time budget is spent."""
+    cfg = TrainConfig(**{**TINY, "warmup": 10}, steps=110, lr=1e-3, schedule=schedule, final_lr=0.2)
+    tr = Trainer(cfg, data=digits)
+    assert tr.learning_rate(4) == pytest.approx(5e-4)  # warm-up: (4 + 1) / 10
+    assert tr.learning_rate(10) == pytest.approx(1e-3)
+    assert tr.learning_rate(110) == pytest.approx(2e-4)
+    mid = {"cosine": 2e-4 + 8e-4 * 0.5, "linear": 2e-4 + 8e-4 * 0.5}[schedule]
+    assert tr.learning_rate(60) == pytest.approx(mid)
+    quarter = {"cosine": 2e-4 + 8e-4 * 0.5 * (1 + math.cos(math.pi / 4)), "linear": 2e-4 + 8e-4 * 0.75}
+    assert tr.learning_rate(35) == pytest.approx(quarter[schedule])
+    # The time budget drives the decay when it is ahead of the step count; never the warm-up.
+    assert tr.learning_rate(35, budget_spent=0.5) == pytest.approx(mid)
+    assert tr.learning_rate(35, budget_spent=0.1) == pytest.approx(quarter[schedule])
+    assert tr.learning_rate(11, budget_spent=1.0) == pytest.approx(2e-4)
+    assert tr.learning_rate(4, budget_spent=1.0) == pytest.approx(5e-4)
+    constant = Trainer(TrainConfig(**TINY, lr=1e-3), data=digits)
+    assert constant.learning_rate(10**6, budget_spent=1.0) == pytest.approx(1e-3)
+
+
+def test_minutes_budget_decays_the_logged_learning_rate(tmp_path, digits) -> None:
+    """With a time budget and a step count far away, the logged rate still reaches lr * final_lr."""
+    cfg = TrainConfig(
+        **{**TINY, "warmup": 0}, steps=10**6, minutes=0.02, schedule="linear", final_lr=0.0, out=str(tmp_path)
+    )
+    Trainer(cfg, data=digits).fit(evaluate=False)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rates) >= 3
+    assert rates[0] > 0.5 * cfg.lr  # the first step: little of the budget spent
+    assert rates[-1] < 0.2 * cfg.lr  # the last: almost all of it
+    assert all(a >= b for a, b in itertools.pairwise(rates))
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
+        ({"final_lr": 1.5}, "final_lr is the last learning rate"),
+        ({"schedule": "step"}, "unknown schedule"),
         ({"minutes": 0.0}, "minutes must be a positive"),
         ({"minutes": float("nan")}, "minutes must be a positive"),
         ({"loss": "ncsn"}, "unknown loss"),

@@ -19,7 +19,9 @@ from scoresde.nets.unet import TIME_EMBEDDINGS
 from scoresde.sde import SDES
 from scoresde.train.validate import check_field_types, check_ranges
 
-__all__ = ["RESUMABLE_KEYS", "TrainConfig"]
+__all__ = ["RESUMABLE_KEYS", "SCHEDULES", "TrainConfig"]
+
+SCHEDULES = ("constant", "cosine", "linear")
 
 
 @dataclass
@@ -44,8 +46,10 @@ class TrainConfig:
     Loss: ``loss`` in ``dsm``, ``smld``, ``ddpm``, ``flow_matching``; DSM ``weighting`` and
     ``importance`` sampling of ``t``; ``num_scales`` levels for the discrete losses.
 
-    Optimisation: AdamW with linear warm-up over ``warmup`` steps, then constant or cosine
-    (``schedule``); ``grad_clip`` on the global gradient norm; EMA with warm-up; ``bf16``
+    Optimisation: AdamW with linear warm-up over ``warmup`` steps, then constant, cosine or
+    linear decay to ``lr * final_lr`` (``schedule``) over ``steps``, or over the ``minutes``
+    budget when it ends first (the fraction of the budget spent sets the rate); ``grad_clip``
+    on the global gradient norm; EMA with warm-up; ``bf16``
     autocast; ``batch_size`` is the *global* batch (split over processes).
 
     Reliability: ``overwrite`` lets a fresh run replace an existing run folder (otherwise it is
@@ -131,7 +135,15 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup: int = field(default=200, metadata={"help": "linear learning-rate warm-up steps"})
     schedule: str = field(
-        default="constant", metadata={"help": "learning-rate schedule after warm-up: constant or cosine"}
+        default="constant",
+        metadata={
+            "help": "learning-rate schedule after warm-up: constant, cosine or linear, decaying to "
+            "lr * final_lr over steps, or over the minutes budget when that ends first"
+        },
+    )
+    final_lr: float = field(
+        default=0.1,
+        metadata={"help": "last learning rate of the cosine and linear schedules, as a fraction of lr"},
     )
     grad_clip: float | None = field(default=1.0, metadata={"help": "gradient-norm clip"})
     ema_decay: float = field(default=0.999, metadata={"help": "decay of the EMA weights"})
@@ -177,7 +189,7 @@ class TrainConfig:
             "loss": OBJECTIVES,
             "weighting": WEIGHTINGS,
             "time_embedding": TIME_EMBEDDINGS,
-            "schedule": ("constant", "cosine"),
+            "schedule": SCHEDULES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -129,6 +129,7 @@ class Trainer:
         self.model = ScoreModel(net, self.sde, **self.model_config)
         self.ema = EMA(self.model, c.ema_decay)
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.last_lr = c.lr  # the rate of the latest step (logged)
         self.objective = make_objective(c.loss, c.weighting, c.importance, c.num_scales)
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -233,22 +234,33 @@ class Trainer:
         x0, noise = self._shape_for_net(x0), self._shape_for_net(noise)
         return x0.to(dev), None if y is None else y.to(dev), u.to(dev), noise.to(dev)
 
-    def learning_rate(self, step: int) -> float:
-        """Linear warm-up to ``lr`` over ``warmup`` steps, then constant or cosine to ``lr / 10``."""
+    def learning_rate(self, step: int, budget_spent: float = 0.0) -> float:
+        """The learning rate of optimiser step ``step``.
+
+        Linear warm-up to ``lr`` over ``warmup`` steps, then constant, or a cosine / linear decay
+        to ``lr * final_lr`` whose progress is the larger of the fraction of the post-warm-up
+        steps done and ``budget_spent`` (the fraction of the ``minutes`` budget used), so that a
+        run stopped by its time budget ends at the low rate too.
+        """
         c = self.config
         lr = c.lr * min(1.0, (step + 1) / c.warmup) if c.warmup else c.lr
-        if c.schedule == "cosine" and step >= c.warmup:
-            frac = (step - c.warmup) / max(1, c.steps - c.warmup)
-            lr = c.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
+        if c.schedule != "constant" and step >= c.warmup:
+            frac = min(1.0, max((step - c.warmup) / max(1, c.steps - c.warmup), budget_spent))
+            shape = 0.5 * (1.0 + math.cos(math.pi * frac)) if c.schedule == "cosine" else 1.0 - frac
+            lr = c.lr * (c.final_lr + (1.0 - c.final_lr) * shape)
         return lr
 
-    def train_step(self) -> tuple[float, float]:
-        """One optimiser step; returns ``(local loss, gradient norm)``."""
+    def train_step(self, budget_spent: float = 0.0) -> tuple[float, float]:
+        """One optimiser step; returns ``(local loss, gradient norm)``.
+
+        ``budget_spent``: the fraction of the time budget used so far (see
+        :meth:`learning_rate`; :meth:`fit` passes it when ``minutes`` is set).
+        """
         c, step = self.config, self.step
         torch.manual_seed(_mix(c.seed, step, 1 + self.dist.rank))  # dropout masks
         x0, y, u, noise = self._batch(step)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate(step)
+            group["lr"] = self.last_lr = self.learning_rate(step, budget_spent)
         self.train_model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.bf16):
             out = self.objective(self.train_model, x0, y, u, noise)
@@ -506,14 +518,19 @@ class Trainer:
         self._log({"step": self.step, **metrics})
         return metrics, None
 
-    def _out_of_time(self, loop_start: float) -> bool:
-        """Whether the ``minutes`` budget is spent; every process takes the same decision."""
+    def _budget_spent(self, loop_start: float) -> float:
+        """The fraction of the ``minutes`` budget used (0 without one), the same on every process.
+
+        It is the mean over processes of their own fractions, and the budget counts as spent
+        (1.0) once any process has used it up, so all of them stop at the same step.
+        """
         minutes = self.config.minutes
         if minutes is None:
-            return False
-        spent = float(time.perf_counter() - loop_start >= 60.0 * minutes)
-        # Any process out of time stops all of them at the same step (the mean is > 0).
-        return bool(all_reduce_mean(torch.tensor(spent, device=self.device), self.dist) > 0)
+            return 0.0
+        own = (time.perf_counter() - loop_start) / (60.0 * minutes)
+        both = torch.tensor([min(own, 1.0), float(own >= 1.0)], device=self.device)
+        mean = all_reduce_mean(both, self.dist)
+        return 1.0 if float(mean[1]) > 0 else float(mean[0])
 
     def _fit(self, evaluate: bool) -> TrainResult:
         c = self.config
@@ -527,7 +544,10 @@ class Trainer:
                 self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
             except ImportError:
                 self._tb = None
-        bar = make_progress(c.progress if main else False, c.steps, c.name, initial=self.step)
+        limit = None if c.minutes is None else 60.0 * c.minutes
+        bar = make_progress(
+            c.progress if main else False, c.steps, c.name, initial=self.step, time_limit=limit
+        )
         losses: list[float] = []
         eval_metrics: dict[str, float] = {}
         train_seconds, window_loss, window_steps = 0.0, 0.0, 0
@@ -535,17 +555,18 @@ class Trainer:
         eval_errors: list[str] = []
         start_step = self.step
         loop_start = time.perf_counter()
-        out_of_time = False
+        out_of_time, spent = False, 0.0
         while self.step < c.steps and not out_of_time:
             t0 = time.perf_counter()
-            loss, grad_norm = self.train_step()
+            loss, grad_norm = self.train_step(spent)
             dt = time.perf_counter() - t0
             train_seconds += dt
             losses.append(loss)
             window_loss += loss
             window_steps += 1
             bar.update(1, loss=f"{loss:.4f}", img_s=f"{c.batch_size / max(dt, 1e-9):.0f}")
-            out_of_time = self._out_of_time(loop_start)
+            spent = self._budget_spent(loop_start)
+            out_of_time = spent >= 1.0
             last = self.step == c.steps or out_of_time
             if self.step % c.log_every == 0 or last:
                 mean = float(
@@ -557,7 +578,7 @@ class Trainer:
                         "step": self.step,
                         "loss": mean,
                         "grad_norm": grad_norm,
-                        "lr": self.learning_rate(self.step - 1),
+                        "lr": self.last_lr,
                         "it_per_s": done / train_seconds,
                         "images_per_s": done * c.batch_size / train_seconds,
                         "skipped_steps": self.skipped_steps,

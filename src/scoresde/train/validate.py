@@ -111,6 +111,10 @@ def check_ranges(c: Any) -> None:
     _need(c.num_scales is None or c.num_scales >= 1, f"num_scales must be >= 1 (or None), got {c.num_scales}")
     _need(_finite(c.lr) and c.lr > 0, f"lr must be a finite number > 0, got {c.lr}")
     _need(
+        _finite(c.final_lr) and 0.0 <= c.final_lr <= 1.0,
+        f"final_lr is the last learning rate as a fraction of lr, in [0, 1]; got {c.final_lr}",
+    )
+    _need(
         _finite(c.weight_decay) and c.weight_decay >= 0,
         f"weight_decay must be a finite number >= 0, got {c.weight_decay}",
     )
