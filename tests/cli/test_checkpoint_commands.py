@@ -161,6 +161,11 @@ def test_errors_name_the_fix(moons_ckpt, tmp_path, capsys) -> None:
     assert "scoresde encode" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", moons_ckpt, "--method", "magic", "--out", str(tmp_path / "o")]) == 2
     assert "unknown sampler 'magic'" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", moons_ckpt, "--method", "dps", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        "'dps' is not offered here: the sampler needs operator, y_obs; scoresde inpaint"
+        in capsys.readouterr().err
+    )
     assert main(["train", "--set", "stepz=3"]) == 2
     assert "did you mean 'steps'" in capsys.readouterr().err
 

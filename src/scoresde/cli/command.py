@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from scoresde.cli.config import add_options, resolve, run_dir
+from scoresde.flow.integrators import NORMS
 from scoresde.io.device import local_rank, num_threads, resolve_device
 from scoresde.models.clipping import CLIP_MODES
 from scoresde.settings import Option
@@ -139,6 +140,12 @@ def sampler_options(
             "sampler, a key of scoresde.SAMPLERS (those that need no problem-specific options)",
             choices=tuple(k for k, v in SAMPLERS.items() if not v.required),
             what="sampler",
+            elsewhere={
+                k: f"the sampler needs {', '.join(v.required)}; scoresde inpaint runs it "
+                "(--dps), and scoresde.sample takes it in Python"
+                for k, v in SAMPLERS.items()
+                if v.required
+            },
             metavar="METHOD",
         ),
         Option("steps", steps, "sampler steps", minimum=1),
@@ -202,9 +209,6 @@ def clipped_model(model: Any, mode: str) -> Any:
     from scoresde.models.clipping import ClipDenoised
 
     return ClipDenoised(model, mode=mode)
-
-
-NORMS = ("per_sample", "independent", "batch")
 
 
 def ode_options(rtol: float = 1e-5, atol: float = 1e-5) -> list[Option]:

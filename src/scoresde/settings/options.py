@@ -45,6 +45,8 @@ class Option:
         flag_name: the flag without ``--``, when not the key with dashes (e.g. ``sde-option``).
         what: the noun for a value not among the choices ("unknown sampler 'x'").
         const: the value of the bare flag given without a value (then the value is optional).
+        elsewhere: values not among the choices that another command or option offers, each
+            with the sentence that says where (``{"dps": "use scoresde inpaint ..."}``).
     """
 
     key: str
@@ -61,6 +63,7 @@ class Option:
     flag_name: str | None = None
     what: str | None = None
     const: Any = None
+    elsewhere: dict[str, str] | None = None
 
     @property
     def value_type(self) -> type:

@@ -99,6 +99,8 @@ def _parse_scalar(option: Option, raw: Any, where: str, text: bool) -> Any:
     if t is float and not math.isfinite(value):
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if option.choices is not None and value not in option.choices:
+        if option.elsewhere and value in option.elsewhere:
+            raise ConfigError(f"{where}: {value!r} is not offered here: {option.elsewhere[value]}")
         if option.what:
             raise ConfigError(
                 f"{where}: unknown {option.what} {value!r}; choose one of {sorted(map(str, option.choices))}"

@@ -137,8 +137,9 @@ class TrainConfig:
     schedule: str = field(
         default="constant",
         metadata={
-            "help": "learning-rate schedule after warm-up: constant, cosine or linear, decaying to "
-            "lr * final_lr over steps, or over the minutes budget when that ends first"
+            "help": "learning-rate schedule after warm-up: constant, or cosine / linear decay to "
+            "lr * final_lr over steps, or over the minutes budget when that ends first",
+            "choices": SCHEDULES,
         },
     )
     final_lr: float = field(
