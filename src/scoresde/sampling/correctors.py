@@ -131,7 +131,8 @@ def annealed_langevin_corrector(
     (Song & Ermon write ``alpha_i / 2`` and ``sqrt(alpha_i)``; this is their update with
     ``alpha_i`` halved.)  ALD was made for VE (SMLD) noise; it ignores the drift, so under VP-type
     SDEs the tiny steps of the last levels cannot follow the scale ``s(t) -> 1`` and the sample
-    means stay shrunk by a few percent (measured 0.065 on a 2-D mixture under sub-VP).
+    means stay shrunk by a few percent (an expected failure of the mixture test under sub-VP,
+    tests/sampling/test_stochastic.py).
 
     Args:
         step_lr: ``epsilon`` of Song & Ermon (2e-5 there, with ``sigma_L = 0.01``).  The default
