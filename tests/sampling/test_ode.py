@@ -237,6 +237,29 @@ def test_dopri5_nfe_and_accuracy() -> None:
     assert with_denoise.nfe == loose.nfe + 1
 
 
+def test_dopri5_step_size_probe_stays_in_the_interval() -> None:
+    """Under VP the velocity at T is tiny (p_T ~ N(0, I)), so torchdiffeq's first-step probe
+    lands far outside [t_end, T] (t = -22 here before the clamp); the model never sees it."""
+    seen: list[float] = []
+
+    class Recording(ss.AnalyticScore):
+        def predict(self, kind, x, t, y=None):
+            t = torch.as_tensor(t)
+            seen.extend([float(t.min()), float(t.max())])
+            return super().predict(kind, x, t, y)
+
+    sde = ss.VPSDE()
+    oracle = Recording(ss.GaussianMixture.ring(8, 2.0, 0.05), sde)
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    res = ss.sample(oracle, sde, x_T=x_T, method="dopri5", rtol=1e-8, atol=1e-8, denoise=False, t_end=1e-3)
+    assert torch.isfinite(res.x).all() and res.nfe > 20
+    assert 1e-3 - 1e-12 <= min(seen) and max(seen) <= 1.0 + 1e-12
+    ref = ss.sample(
+        oracle, sde, x_T=x_T, method="dpm_solver_3", steps=300, grid="logsnr", t_end=1e-3, denoise=False
+    )
+    assert rms(res.x, ref.x) < 1e-5
+
+
 def test_lower_order_final_changes_only_short_grids() -> None:
     oracle, _, x_T, _ = reference("vp")
     for method in MULTISTEP:

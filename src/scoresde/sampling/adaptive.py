@@ -53,8 +53,13 @@ def dopri5(
         raise ValueError("dopri5 needs a decreasing grid")
     t0, t1 = (float(v) for v in ts[[0, -1]].to(x.dtype))
 
+    lo, hi = min(t0, t1), max(t0, t1)
+
     def velocity(t: Tensor, state: tuple[Tensor]) -> tuple[Tensor]:
-        return (model.velocity(state[0], t, y),)
+        # torchdiffeq's initial step-size probe evaluates at t0 + h0 with h0 ~ |x| / |v|, far
+        # outside [t1, t0] where the velocity at T is tiny (VP: p_T ~ N(0, I)); the probe only
+        # sizes the first step, so its time is clamped to the solve's interval.
+        return (model.velocity(state[0], t.clamp(lo, hi), y),)
 
     # One step size for the batch, torchdiffeq's RMS error norm over the whole batch.
     (x,) = Torchdiffeq("dopri5", rtol=rtol, atol=atol, norm="batch").solve(velocity, (x,), t0, t1)
