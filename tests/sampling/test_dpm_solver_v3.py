@@ -264,3 +264,21 @@ def test_bad_inputs_raise() -> None:
         EMS(torch.tensor([0.0, 1.0]), torch.zeros(3, 1), torch.zeros(2, 1), torch.zeros(2, 1))
     with pytest.raises(ValueError, match="NaN"):
         EMS(torch.tensor([0.0, 1.0]), torch.full((2, 1), math.nan), torch.zeros(2, 1), torch.zeros(2, 1))
+
+
+def test_taylor_derivatives_full_and_pseudo_order() -> None:
+    """Full order recovers the derivatives of a cubic exactly from 4 points; the pseudo-order
+    estimates are the divided differences, exact for ``g'`` only when ``g`` is linear."""
+    from scoresde.sampling.dpm_solver_v3 import _derivatives
+
+    lams = [0.0, -0.3, -0.7, -1.2]
+    cubic = lambda u: 1.0 + 2.0 * u - 1.5 * u**2 + 0.5 * u**3  # noqa: E731
+    gs = [torch.tensor([cubic(u)], dtype=torch.float64) for u in lams]
+    d1, d2, d3 = (float(v) for v in _derivatives(lams, gs, pseudo=False))
+    assert (d1, d2, d3) == pytest.approx((2.0, -3.0, 3.0), abs=1e-10)
+    p1, p2, p3 = (float(v) for v in _derivatives(lams, gs, pseudo=True))
+    assert p1 == pytest.approx((cubic(lams[1]) - cubic(0.0)) / lams[1], abs=1e-12)
+    assert p3 == pytest.approx(3.0, abs=1e-10)  # the top divided difference of a cubic is exact
+    assert abs(p2 - (-3.0)) > 0.1  # the dropped corrections of g'' are not zero here
+    line = [torch.tensor([0.5 - 2.0 * u], dtype=torch.float64) for u in lams[:2]]
+    assert float(_derivatives(lams[:2], line, pseudo=True)[0]) == pytest.approx(-2.0, abs=1e-12)
