@@ -23,7 +23,9 @@ NFE budget (steps = NFE // evaluations per step; the NFE actually used is shown 
 for ours and peers alike.  The per-step overhead of our solvers is measured against a 3x256 MLP at
 batch 4096.
 
-Run: ``PYTHONPATH=src python benchmarks/samplers.py`` (writes ``docs/bench_samplers.md``).
+Run: ``PYTHONPATH=src python benchmarks/samplers.py`` (writes ``docs/bench_samplers.md``);
+``--ours a,b`` / ``--problems ring8,mix10`` run a subset (e.g. ``--ours dpm_solver_v3``), ``--out``
+writes elsewhere.  DPM-Solver-v3's EMS are computed once per problem (``V3_PILOT``) and reported.
 """
 
 from __future__ import annotations
@@ -55,8 +57,20 @@ OURS = {
     "unipc_bh1": 1,
     "deis": 1,
     "ipndm": 1,
+    "dpm_solver_v3": 1,
 }
 T_END = 1e-3
+# DPM-Solver-v3: EMS from the oracle itself on a pilot batch (its own seed, not the benchmark's x_T).
+V3_PILOT = {"pilot": 256, "knots": 200, "seed": 7}
+V3_VARIANTS = [
+    (", no corrector", {"corrector": False}),
+    (", no lower-order final", {"lower_order_final": False}),
+    (", pseudo predictor", {"predictor_pseudo": True}),
+    (", pseudo predictor, no lower-order final", {"predictor_pseudo": True, "lower_order_final": False}),
+    (", pseudo corrector", {"corrector_pseudo": True}),
+    (", order 2", {"order": 2}),
+]
+V3: dict = {"ems": None, "cost": {}}
 # Solvers (and options) that also run on grid="optimized" (scoresde.sampling.optimize_grid).
 OPTIMIZED = [
     ("unipc", ", order 3", {"order": 3}),
@@ -102,6 +116,16 @@ def problems(n_ring: int, n_64: int) -> dict[str, tuple[ss.GaussianMixture, int]
     }
 
 
+class ClampedTime(ss.AnalyticScore):
+    """The oracle with its time clamped to ``[t_end, T]``, for the dopri5 reference only: torchdiffeq's
+    initial step-size probe can evaluate the model past ``t_end`` when the velocity at ``T`` is tiny,
+    which the score models' time check refuses (the probe only sizes the first step)."""
+
+    def predict(self, kind: str, x: torch.Tensor, t, y=None) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype).clamp(T_END, self.sde.T)
+        return super().predict(kind, x, t, y)
+
+
 class Counter:
     """Counts model calls made by a peer's sampler."""
 
@@ -123,6 +147,7 @@ def our_variants() -> list[tuple[str, str, int, int, dict]]:
         out.append((name, "", per_step, 0, {}))
         if name in ("dpm_solver++_2m", "dpm_solver++_3m", "unipc", "unipc_bh1", "deis"):
             out.append((name, ", no lower-order final", per_step, 0, {"lower_order_final": False}))
+    out += [("dpm_solver_v3", suffix, 1, 0, opts) for suffix, opts in V3_VARIANTS]
     out.append(("unipc", ", final corrector", 1, 1, {"final_corrector": True}))
     out.append(("unipc", ", order 3", 1, 0, {"order": 3}))
     out.append(("unipc", ", order 3, no lower-order final", 1, 0, {"order": 3, "lower_order_final": False}))
@@ -139,7 +164,22 @@ def our_variants() -> list[tuple[str, str, int, int, dict]]:
 def run_ours(oracle: ss.AnalyticScore, x_T: torch.Tensor, ref: torch.Tensor) -> dict:
     """``{(solver, option): {nfe_budget: (error, nfe_used)}}``."""
     out: dict = {}
-    for name, suffix, per_step, extra, opts in our_variants():
+    variants = our_variants()
+    if any(v[0] == "dpm_solver_v3" for v in variants):
+        t0 = time.time()
+        V3["ems"] = ss.sampling.compute_ems(
+            oracle,
+            tuple(x_T.shape[1:]),
+            generator=torch.Generator().manual_seed(V3_PILOT["seed"]),
+            pilot=V3_PILOT["pilot"],
+            knots=V3_PILOT["knots"],
+            t_end=T_END,
+            dtype=torch.float64,
+        )
+        V3["cost"][x_T.shape[1]] = time.time() - t0
+    for name, suffix, per_step, extra, opts in variants:
+        if name == "dpm_solver_v3":
+            opts = {**opts, "ems": V3["ems"]}
         for grid in ss.GRIDS:
             row = {}
             for budget in NFES:
@@ -153,10 +193,19 @@ def run_ours(oracle: ss.AnalyticScore, x_T: torch.Tensor, ref: torch.Tensor) -> 
             out[(name, grid + suffix)] = row
     sde = oracle.sde
     for name, suffix, opts in OPTIMIZED:
+        if QUICK and name not in QUICK:
+            continue
         row = {}
         for budget in NFES:
-            og = ss.sampling.optimize_grid(
-                oracle, sde, budget, name, x_T.shape[1:], t_end=T_END, options=opts, **PILOT
+            og = ss.sampling.optimize_grid(  # its dopri5 pilot reference needs the clamped probe time
+                ClampedTime(oracle.gmm, sde),
+                sde,
+                budget,
+                name,
+                x_T.shape[1:],
+                t_end=T_END,
+                options=opts,
+                **PILOT,
             )
             PILOT_NFE[(name + suffix, budget)] = (og.pilot_nfe, og.start)
             res = ss.sample(oracle, x_T=x_T, method=name, grid=og.times, denoise=False, **opts)
@@ -365,14 +414,22 @@ def overhead(batch: int = 4096, steps: int = 10, repeats: int = 5) -> dict[str, 
     result = {}
     with torch.no_grad():
         for name in OURS:
-            nfe = ss.sample(model, method=name, **kw).nfe
+            if QUICK and name not in QUICK:
+                continue
+            kw_m = dict(kw)
+            if name == "dpm_solver_v3":
+                # EMS on 201 knots over the VP range (the per-step cost does not depend on their values).
+                kw_m["ems"] = ss.sampling.EMS.constant(-6.0, 7.0, 1.0, shape=(2,), knots=201)
+            nfe = ss.sample(model, method=name, **kw_m).nfe
             fwd, smp = [], []
             for _ in range(repeats):
                 fwd.append(_min_time(lambda n=nfe: [net(x_T, t) for _ in range(n)], 1))
-                smp.append(_min_time(lambda m=name: ss.sample(model, method=m, **kw), 1))
+                smp.append(_min_time(lambda m=name, k=kw_m: ss.sample(model, method=m, **k), 1))
             t_fwd = min(fwd) / nfe
             direct = (min(smp) - min(fwd)) / min(fwd)
-            isolated = _min_time(lambda m=name: ss.sample(free, method=m, **kw), 3 * repeats) / nfe / t_fwd
+            isolated = (
+                _min_time(lambda m=name, k=kw_m: ss.sample(free, method=m, **k), 3 * repeats) / nfe / t_fwd
+            )
             result[name] = (direct, isolated, t_fwd * 1e3)
     return result
 
@@ -433,16 +490,21 @@ def main() -> None:
     parser.add_argument("--out", default="docs/bench_samplers.md")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--quick", action="store_true", help="only a few of our solvers (smoke test)")
+    parser.add_argument("--ours", default=None, help="comma-separated subset of our solvers to run")
+    parser.add_argument("--problems", default=None, help="comma-separated substrings of problem names")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.quick:
         QUICK.update({"unipc", "deis"})
+    if args.ours:
+        QUICK.update(args.ours.split(","))
     t_start = time.time()
     sde = ss.VPSDE()
     lines = [
         "# Probability-flow ODE samplers vs diffusers and k-diffusion",
         "",
-        "Generated by `PYTHONPATH=src python benchmarks/samplers.py` (one CPU thread). "
+        f"Generated by `{' '.join(['PYTHONPATH=src python benchmarks/samplers.py', *sys.argv[1:]])}` "
+        "(one CPU thread). "
         "RMS pathwise error per dimension at `t_end = 1e-3` (no final denoising step, for every "
         "sampler) against dopri5 at rtol = atol = 1e-10 in float64 from the same `x_T`, VP SDE "
         "(beta 0.1 -> 20). Each cell: the best option (by pathwise error) of that sampler at that NFE "
@@ -463,7 +525,10 @@ def main() -> None:
     lines.append("Peers: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
     lines.append("")
     header = list(lines)
+    v3_rows: list[str] = []
     for pname, (gmm, n) in problems(args.n_ring, args.n_64).items():
+        if args.problems and not any(p in pname for p in args.problems.split(",")):
+            continue
         oracle = ss.AnalyticScore(gmm, sde)
         x_T = torch.randn(n, gmm.dim, generator=torch.Generator().manual_seed(1))
         s_end, sig_end = (float(v) for v in sde.marginal(torch.tensor(T_END, dtype=torch.float64)))
@@ -483,7 +548,7 @@ def main() -> None:
         sw_floor = sw2(exact_samples(3))
         t0 = time.time()
         ref_res = ss.sample(
-            oracle,
+            ClampedTime(gmm, sde),
             x_T=x_T.double(),
             method="dopri5",
             steps=1,
@@ -537,6 +602,21 @@ def main() -> None:
                 f"{sbest_o[0]:.3f} ({sbest_o[3]} [{sbest_o[2]}]) | {sbest_p[0]:.3f} ({sbest_p[3]} "
                 f"[{sbest_p[2]}]) | {sw_floor:.3f} | {sbest_o[0] / sbest_p[0]:.2f} |"
             )
+        if "scoresde dpm_solver_v3" in fam_ours:
+            rest = {k: v for k, v in fam_ours.items() if k != "scoresde dpm_solver_v3"}
+            for budget in NFES:
+                v3 = fam_ours["scoresde dpm_solver_v3"][budget]
+                none = (math.nan, 0, "-", "not run")
+                bo = min(
+                    (v[budget] + (k,) for k, v in rest.items() if budget in v),
+                    key=lambda e: e[0],
+                    default=none,
+                )
+                bp = min((v[budget] + (k,) for k, v in fam_peers.items() if budget in v), key=lambda e: e[0])
+                v3_rows.append(
+                    f"| {pname} | {budget} | {v3[0]:.2e} [{v3[2]}] | {bo[0]:.2e} ({bo[3]} [{bo[2]}]) | "
+                    f"{bp[0]:.2e} ({bp[3]} [{bp[2]}]) | {v3[0] / bp[0]:.2f} | {bo[0] / bp[0]:.2f} |"
+                )
         lines += ["<details><summary>every option</summary>", ""]
         full_table(ours, lines)
         lines.append("")
@@ -557,6 +637,24 @@ def main() -> None:
         *summary,
         "",
     ]
+    if v3_rows:
+        cost = ", ".join(f"{d}-D {t:.0f} s" for d, t in V3["cost"].items())
+        lines[len(header) + len(summary) + 7 : len(header) + len(summary) + 7] = [
+            "## DPM-Solver-v3 vs our other solvers and the best peer",
+            "",
+            f"`dpm_solver_v3` with EMS computed by `scoresde.sampling.compute_ems` from the oracle on "
+            f"{V3_PILOT['pilot']} pilot trajectories (seed {V3_PILOT['seed']}, not the benchmark's x_T), "
+            f"{V3_PILOT['knots']} lambda intervals from t = 1 to t_end: {V3_PILOT['knots']} evaluations "
+            f"for the trajectories and {V3_PILOT['knots'] + 1} Jacobian-vector products at the pilot batch "
+            f"size, once per problem ({cost}), not counted in the NFE. Best option per cell "
+            "[grid, option]; the ratios are to the best peer.",
+            "",
+            "| problem | NFE | dpm_solver_v3 | our best other solver | best peer | v3 / peer | "
+            "other / peer |",
+            "|---|---|---|---|---|---|---|",
+            *v3_rows,
+            "",
+        ]
     lines += [
         '## Cost of grid="optimized"',
         "",

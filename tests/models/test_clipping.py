@@ -8,10 +8,12 @@ import torch
 import scoresde as ss
 from scoresde.guidance import MatrixOperator
 from scoresde.models import ClipDenoised, dynamic_threshold
+from scoresde.sampling import EMS
 
 _OPTIONS = {
     "pc": {"norms": "sample", "snr": 0.05},
     "langevin": {"norms": "sample", "snr": 0.05},
+    "dpm_solver_v3": {"ems": EMS.constant(-12.0, 12.0, 1.0)},  # the DPM-Solver++ statistics
     "dps": {"operator": MatrixOperator(torch.eye(4)[:2]), "y_obs": torch.zeros(2), "zeta": 0.1},
 }
 

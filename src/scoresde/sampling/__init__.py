@@ -1,6 +1,7 @@
 """Samplers of the reverse SDE and probability-flow ODE, their grids and the ``sample`` API."""
 
 from scoresde.sampling.api import sample
+from scoresde.sampling.dpm_solver_v3 import EMS, compute_ems
 from scoresde.sampling.grid_opt import (
     OptimizedGrid,
     cache_grid,
@@ -15,6 +16,7 @@ from scoresde.sampling.setup import SamplingRun, SamplingStart, start_sampling
 from scoresde.sampling.types import Sampler, SampleResult
 
 __all__ = [
+    "EMS",
     "GRIDS",
     "SAMPLERS",
     "GeneratorNoise",
@@ -27,6 +29,7 @@ __all__ = [
     "SamplingStart",
     "cache_grid",
     "clear_grid_cache",
+    "compute_ems",
     "get_sampler",
     "optimize_grid",
     "optimized_grid",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from scoresde.sampling.adaptive import dopri5
 from scoresde.sampling.deis import deis, ipndm
 from scoresde.sampling.dpm_solver import dpm_solver_2, dpm_solver_3, dpm_solver_pp_2m, dpm_solver_pp_3m
+from scoresde.sampling.dpm_solver_v3 import dpm_solver_v3
 from scoresde.sampling.dps import dps
 from scoresde.sampling.ode import ddim, euler, heun
 from scoresde.sampling.pc import ald, langevin, pc
@@ -65,6 +66,14 @@ SAMPLERS: dict[str, Sampler] = {
         order=3,
         stochastic=False,
         description="multistep DPM-Solver++(3M), data prediction (Lu et al. 2022b)",
+    ),
+    "dpm_solver_v3": Sampler(
+        dpm_solver_v3,
+        order=3,
+        stochastic=False,
+        description="multistep DPM-Solver-v3 with empirical model statistics ems= from compute_ems, "
+        "predictor + corrector (Zheng et al. 2023, Alg. 1-2)",
+        required=("ems",),
     ),
     "unipc": Sampler(
         unipc,
