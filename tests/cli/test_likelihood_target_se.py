@@ -39,7 +39,7 @@ def test_target_se_in_the_json(ring_ckpt, tmp_path, capsys) -> None:
     assert "Monte-Carlo s.e." in capsys.readouterr().out
     res = json.loads((out / "likelihood.json").read_text())
     assert res["target_se"] == 0.05 and res["se_units"] == "nats"
-    assert 0 < res["mc_se"] <= 1.1 * 0.05 and 0 <= res["solver_error"] <= 0.005 + 1e-12
+    assert 0 < res["mc_se"] <= 1.1 * 0.05 and 0 <= res["solver_error"] <= 0.25 * 0.05 + 1e-12
     plan = res["plan"]
     assert plan["divergence"] == "hutchinson" and plan["num_probes"] >= 1 and plan["target_points"] == 40
     # The second batch reused the first one's plan: one pilot in all.

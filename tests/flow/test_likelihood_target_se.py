@@ -50,7 +50,7 @@ def test_hutchinson_target_se_meets_its_promise():
     assert 0.5 < float(reported.mean()) / true_spread < 2.0, (reported, true_spread)
     for r in runs:
         assert r.plan["divergence"] == "hutchinson" and r.plan["num_probes"] >= 1
-        assert r.solver_error <= 0.1 * target + 1e-12
+        assert r.solver_error <= 0.25 * target + 1e-12
         err = abs(float(r.logp.mean() - exact.mean()))
         assert err <= 4 * r.mc_se + r.solver_error, (err, r.mc_se, r.solver_error)
     z = (means - float(exact.mean())) / reported
@@ -62,7 +62,7 @@ def test_exact_target_se_solver_error_bounds_the_error(gmm2d):
     for target in (0.05, 0.005):
         r = _run(oracle, sde, x, 0, divergence="exact", target_se=target)
         assert r.mc_se == 0.0 and r.plan["divergence"] == "exact"
-        assert r.solver_error <= 0.1 * target + 1e-12
+        assert r.solver_error <= 0.25 * target + 1e-12
         err = abs(float(r.logp.mean() - exact.mean()))
         assert err <= max(2 * r.solver_error, 1e-6), (err, r.solver_error)
         # The looser target takes a looser tolerance than the paper's 1e-5.
@@ -88,7 +88,7 @@ def test_target_points_splits_the_budget(gmm2d):
     part = _run(oracle, sde, x, 2, divergence="hutchinson", target_se=0.04, target_points=4 * x.shape[0])
     alone = _run(oracle, sde, x, 2, divergence="hutchinson", target_se=0.04)
     assert part.plan["num_probes"] < alone.plan["num_probes"]
-    assert part.mc_se <= 1.1 * 0.04 * 2 and part.solver_error <= 0.004 + 1e-12
+    assert part.mc_se <= 1.1 * 0.04 * 2 and part.solver_error <= 0.01 + 1e-12
 
 
 @pytest.mark.slow
@@ -105,7 +105,7 @@ def test_quantized_target_se_reports_bits_per_dim(gmm2d):
     ]
     r = runs[0]
     assert r.plan["units"] == "bits/dim" and math.isfinite(r.mc_se) and r.mc_se > 0
-    assert r.mc_se <= 1.1 * 0.06 and r.solver_error <= 0.006 + 1e-12 and r.plan["draws"] >= 2
+    assert r.mc_se <= 1.1 * 0.06 and r.solver_error <= 0.015 + 1e-12 and r.plan["draws"] >= 2
     spread = float(torch.tensor([q.bpd_mean for q in runs]).std())
     assert 0.3 < float(torch.tensor([q.mc_se for q in runs]).mean()) / spread < 3.0
 

@@ -189,7 +189,7 @@ def log_likelihood(
     target_se: float | None = None,
     target_points: int | None = None,
     pilot_points: int = 32,
-    solver_fraction: float = 0.1,
+    solver_fraction: float = 0.25,
     plan: dict | None = None,
 ) -> LikelihoodResult:
     """Per-sample log-likelihood by the probability-flow ODE (Song et al. 2021, App. D.2).
@@ -260,7 +260,9 @@ def log_likelihood(
             the difference measures the looser solve's error; when two decades both fail and the
             law falls at least half a decade per decade, the tolerance is extrapolated on it (at
             most two decades further) rather than piloted at tighter tolerances.  (2) From the
-            pilot's replicates (several probes and, for noisy points, two draws per point) the
+            pilot's replicates (one more pilot solve at the loose tolerance 1e-1 with four probes
+            and, for noisy points, two draws per point; the tolerance pilot solves one replicate
+            per point, the same noise at every tolerance) the
             per-point variances of the probe and of the dequantization noise are estimated, and
             the fewest probes (and draws) are taken whose Monte-Carlo standard error of the mean
             is at most ``target_se`` (with a 25% margin for the pilot's own noise).  (3) With
@@ -276,7 +278,8 @@ def log_likelihood(
             batches add in variance) and ``solver_fraction * target_se`` for its solver error
             (a bias that does not average out).
         pilot_points: points of the pilot (``target_se``).
-        solver_fraction: the solver's error budget as a fraction of ``target_se``.
+        solver_fraction: the solver's error budget as a fraction of ``target_se`` (default
+            0.25: a bias that small adds at most 3% to the total error in quadrature).
         plan: the ``plan`` of an earlier call with the same ``target_se`` and ``target_points``
             (another batch of the same data): its choices are reused without a pilot, and its
             variance and solver-error estimates stand for this batch where its own replicates
@@ -484,6 +487,7 @@ def _replicate_se(logp_draws: Tensor, logp_probes: Tensor | None, noisy_points: 
 
 TOLERANCE_EXPONENTS = (1.0, 2.0, 3.0, 4.0, 5.0)  # pilot tolerances 10^-e of target_se
 PILOT_PROBES = 4
+VARIANCE_TOLERANCE = 1e-1  # tolerance of the pilot's replicate solve (variances)
 SE_MARGIN = 1.25  # variance margin for the pilot's own estimation noise
 
 
@@ -547,11 +551,10 @@ def _at_target(
     # (1) Pilot: the loosest tolerance whose error (against ten times tighter) is in budget.
     idx = torch.linspace(0, b - 1, min(b, int(pilot_points))).round().long().unique().to(x.device)
     pilot_opts = dict(opts, progress=False, probes=None)
+    # The tolerance pilot solves one replicate per point (the same noise at every tolerance);
+    # the variances come from one loose solve with several replicates (see below).
     pilot_opts.update(
-        y=None if opts["y"] is None else opts["y"][idx],
-        divergence=pilot_div,
-        num_probes=PILOT_PROBES,
-        draws=max(draws, 2) if noisy_points else 1,
+        y=None if opts["y"] is None else opts["y"][idx], divergence=pilot_div, num_probes=1, draws=draws
     )
     pilot_nfe, solves = 0, {}
 
@@ -590,11 +593,30 @@ def _at_target(
                     break
         previous = solver_error
     chosen = min(chosen, TOLERANCE_EXPONENTS[-1])
-    ref = pilot(e)  # the variances come from the nearest pilot solve
+    # Variances from replicates (PILOT_PROBES probes, two draws for noisy points) at a loose
+    # tolerance: each replicate's own solver error only adds to the spread it measures, so the
+    # probes and draws are, if anything, over-counted.
+    random = pilot_div == "hutchinson" or noisy_points
+    if random:
+        g = torch.Generator(device=generator.device if generator else "cpu").manual_seed(seed + 1)
+        ref = _solve(
+            model,
+            sde,
+            x[idx],
+            generator=g,
+            **dict(
+                pilot_opts,
+                num_probes=PILOT_PROBES,
+                draws=max(draws, 2) if noisy_points else 1,
+                rtol=VARIANCE_TOLERANCE,
+                atol=VARIANCE_TOLERANCE,
+            ),
+        )
+        pilot_nfe += ref.nfe
 
     # (2) Variances per point of one replicate: dequantization (between draws) and probe (within).
     var_probe = 0.0
-    if ref.logp_probes is not None:
+    if random and ref.logp_probes is not None:
         var_probe = float(ref.logp_probes.double().var(1).mean())
     var_point = 0.0
     if noisy_points:
