@@ -10,6 +10,7 @@ import torch
 import scoresde as ss
 from scoresde.guidance import MatrixOperator, compare_to_mixture, condition, smc_sample
 from scoresde.guidance.smc import effective_sample_size, systematic_resample
+from scoresde.sampling.grids import time_grid
 from scoresde.sampling.predictors import ancestral_posterior
 
 
@@ -180,6 +181,21 @@ def test_per_sample_seeds_do_not_depend_on_batch_size() -> None:
     torch.testing.assert_close(r4.x[:2], r2.x)
 
 
+def test_default_grid_is_logsnr() -> None:
+    """Without ``grid`` the times are equal steps in log-SNR (the better grid on the exact-mixture
+    benchmark, docs/bench_guidance_smc.md), and ``grid="uniform"`` is still honoured."""
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(ss.GaussianMixture([1.0], [[0.0]], 0.1), sde)
+    op = MatrixOperator(torch.tensor([[1.0]], dtype=torch.float64))
+    kw = {"shape": (2, 1), "particles": 2, "steps": 7, "seed": 0, "dtype": torch.float64}
+    res = smc_sample(oracle, op, torch.tensor([[0.2]], dtype=torch.float64), **kw)
+    torch.testing.assert_close(res.times, time_grid(sde, 7, "logsnr"))
+    lam = sde.lambda_t(res.times)
+    torch.testing.assert_close(lam.diff(), torch.full((7,), float(lam[1] - lam[0]), dtype=torch.float64))
+    res = smc_sample(oracle, op, torch.tensor([[0.2]], dtype=torch.float64), grid="uniform", **kw)
+    torch.testing.assert_close(res.times, time_grid(sde, 7, "uniform"))
+
+
 def test_bad_arguments() -> None:
     sde = ss.VPSDE()
     oracle = ss.AnalyticScore(ss.GaussianMixture([1.0], [[0.0]], 0.1), sde)
@@ -203,7 +219,8 @@ def test_exact_mixture_posterior_within_twice_the_mc_floor(problem: str) -> None
     """Noisy measurements (s_y = 0.05): with K = 32 particles and 300 steps, 1000 independent SMC
     draws have mode-weight error and sliced W2 to exact posterior samples within 2x the
     Monte-Carlo floor (the same statistics of 1000 exact posterior samples, averaged over 3 seeds).
-    Uniform grid; docs/bench_guidance_smc.md has the particles x steps trade-off on a log-SNR grid."""
+    Uniform grid (the default is log-SNR); docs/bench_guidance_smc.md has the particles x steps
+    trade-off on a log-SNR grid and the two grids side by side."""
     sde = ss.VPSDE()
     g = torch.Generator().manual_seed(0)
     if problem == "2-D":
@@ -225,6 +242,7 @@ def test_exact_mixture_posterior_within_twice_the_mc_floor(problem: str) -> None
         noise_std=s_y,
         particles=32,
         steps=300,
+        grid="uniform",
         seed=0,
         dtype=torch.float64,
     )
