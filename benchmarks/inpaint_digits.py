@@ -49,6 +49,8 @@ def main() -> None:
     p.add_argument("--smc-steps", type=int, default=200)
     p.add_argument("--smc-grid", default="logsnr", help="time grid of the SMC runs")
     p.add_argument("--mcgdiff-particles", default="", help="MCGdiff particle counts K (comma-separated)")
+    p.add_argument("--smc-clip", default="none", help="--clip-denoised of the TDS runs (none, clip, dynamic)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the projection and DPS rows")
     p.add_argument("--zetas", default="0.1,0.2,0.5", help="DPS step sizes of the sweep")
     p.add_argument("--sweep-num", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
@@ -66,11 +68,17 @@ def main() -> None:
         ("projection, reverse SDE", ["--steps", str(a.projection_steps)], a.projection_steps, 1),
         ("DPS, zeta 0.2", ["--steps", str(a.dps_steps), "--dps", "--dps-zeta", "0.2"], a.dps_steps, 1),
     ]
+    if a.no_baselines:
+        settings = []
+    clip = "" if a.smc_clip == "none" else f", x0 {a.smc_clip}"
+    tds = [*smc, "--clip-denoised", a.smc_clip]
     for k in filter(None, a.smc_particles.split(",")):
-        settings.append((f"SMC (TDS), K = {k}", [*smc, "--particles", k], a.smc_steps, int(k)))
+        settings.append((f"SMC (TDS{clip}), K = {k}", [*tds, "--particles", k], a.smc_steps, int(k)))
     for k in filter(None, a.mcgdiff_particles.split(",")):
         extra = [*smc, "--particles", k, "--smc-proposal", "mcgdiff"]
-        settings.append((f"SMC (MCGdiff), K = {k}", extra, a.smc_steps, int(k)))
+        settings.insert(
+            2 if not a.no_baselines else 0, (f"SMC (MCGdiff), K = {k}", extra, a.smc_steps, int(k))
+        )
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         for mask in a.masks.split(","):
@@ -121,6 +129,10 @@ def main() -> None:
     )
     if a.mcgdiff_particles:
         command += f" --mcgdiff-particles {a.mcgdiff_particles}"
+    if a.smc_clip != "none":
+        command += f" --smc-clip {a.smc_clip}"
+    if a.no_baselines:
+        command += " --no-baselines"
     if a.sweep_num == 0:
         command += " --sweep-num 0"
     text = [

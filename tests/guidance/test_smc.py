@@ -10,6 +10,7 @@ import torch
 import scoresde as ss
 from scoresde.guidance import MatrixOperator, compare_to_mixture, condition, smc_sample
 from scoresde.guidance.smc import effective_sample_size, systematic_resample
+from scoresde.models.base import ScoreFunction
 from scoresde.sampling.grids import time_grid
 from scoresde.sampling.predictors import ancestral_posterior
 
@@ -196,6 +197,34 @@ def test_default_grid_is_logsnr() -> None:
     torch.testing.assert_close(res.times, time_grid(sde, 7, "uniform"))
 
 
+class _BiasedEps(ScoreFunction):
+    """The exact noise prediction plus ``0.5 x``: a learned model's error, which the denoiser
+    ``(x - sigma eps) / s`` multiplies by ``sigma / s`` (about 150 at ``T`` for the VP SDE)."""
+
+    def __init__(self, oracle: ss.AnalyticScore) -> None:
+        super().__init__(oracle.sde, "eps")
+        self.oracle = oracle
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.oracle.eps(x, t) + 0.5 * x
+
+
+def test_drift_clip_keeps_particles_in_range_under_denoiser_error() -> None:
+    """With a denoiser that is far off at high noise, the unclipped twisted proposals throw the
+    particles out of range (|x| > 1e3); the default clip keeps them near the data, on A x = y."""
+    sde = ss.VPSDE()
+    gmm = ss.GaussianMixture([0.5, 0.5], [[-1.0, 0.5], [1.0, -0.5]], [0.1, 0.05])
+    model = _BiasedEps(ss.AnalyticScore(gmm, sde))
+    op = MatrixOperator(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
+    y_obs = torch.tensor([[0.3]], dtype=torch.float64)
+    kw = {"shape": (8, 2), "particles": 4, "steps": 50, "seed": 0, "dtype": torch.float64}
+    res = smc_sample(model, op, y_obs, **kw)
+    assert bool(torch.isfinite(res.particles).all()) and float(res.particles.abs().max()) < 10
+    torch.testing.assert_close(op(res.x), y_obs.expand(8, 1))
+    wild = smc_sample(model, op, y_obs, drift_clip=math.inf, **kw)
+    assert not bool((wild.particles.abs() < 1e3).all())
+
+
 def test_bad_arguments() -> None:
     sde = ss.VPSDE()
     oracle = ss.AnalyticScore(ss.GaussianMixture([1.0], [[0.0]], 0.1), sde)
@@ -206,6 +235,7 @@ def test_bad_arguments() -> None:
         ({"resample_threshold": 1.5}, "resample_threshold"),
         ({"noise_std": -1.0}, "noise_std"),
         ({"twist_var_scale": 0.0}, "twist_var_scale"),
+        ({"drift_clip": 0.0}, "drift_clip"),
     ):
         with pytest.raises(ValueError, match=match):
             smc_sample(oracle, op, y_obs, shape=(1, 1), **kw)
