@@ -227,6 +227,7 @@ def test_colorize_smc_and_clip_denoised(ckpts, tmp_path, capsys) -> None:
     metrics = json.loads((tmp_path / "smc" / "metrics.json").read_text())
     assert metrics["smc"]["particles"] == 2 and 1 - 1e-6 <= metrics["smc"]["ess_min"] <= 2 + 1e-6
     assert metrics["max_abs_gray_error"] < 1e-4 and "SMC, 2 particles" in text
+    assert metrics["grid"] == "logsnr"  # the --smc default
     samples = {}
     for mode in ("none", "dynamic"):
         out = tmp_path / f"clip_{mode}"

@@ -175,10 +175,13 @@ def smc_options() -> list[Option]:
     """``--smc``, ``--particles`` and ``--smc-proposal``: SMC posterior sampling
     (:func:`scoresde.guidance.smc_sample`)."""
     return [
-        Option("smc", False, "twisted sequential Monte Carlo (Wu et al. 2023) instead of projection"),
         Option(
-            "particles", 16, "--smc: particles K per image (with --smc, --grid defaults to logsnr)", minimum=1
+            "smc",
+            False,
+            "twisted sequential Monte Carlo (Wu et al. 2023) instead of projection (--grid then defaults "
+            "to logsnr)",
         ),
+        Option("particles", 16, "--smc: particles K per image", minimum=1),
         Option(
             "smc_proposal",
             "tds",
