@@ -82,13 +82,22 @@ def smc_problems(seed: int = 0):
 
 
 def smc_rows(
-    n: int, steps_list: list[int], particles_list: list[int], seed: int = 0, floors: int = 5
+    n: int,
+    steps_list: list[int],
+    particles_list: list[int],
+    seed: int = 0,
+    floors: int = 5,
+    grids: tuple[str, ...] = ("logsnr",),
+    baselines: bool = True,
+    smc_options: dict | None = None,
 ) -> list[dict]:
-    """SMC (:func:`scoresde.guidance.smc_sample`, log-SNR grid) beside the MC floor, DPS (Alg. 1)
-    and projection, at each problem's measurement noise and noise-free: mode-weight errors and
-    sliced W2 to exact posterior samples.  Floor: the mean of the same statistics over ``floors``
-    independent exact sample sets of size ``n``.  TDS runs every (K, steps) pair (the
-    work-precision table); MCGdiff, DPS and projection run at the largest K / steps."""
+    """SMC (:func:`scoresde.guidance.smc_sample`) beside the MC floor, DPS (Alg. 1) and
+    projection, at each problem's measurement noise and noise-free: mode-weight errors and sliced
+    W2 to exact posterior samples.  Floor: the mean of the same statistics over ``floors``
+    independent exact sample sets of size ``n``.  TDS runs every (grid, K, steps) triple (the
+    work-precision table; the grid is named in the method when there are several); with
+    ``baselines``, MCGdiff (first grid), DPS and projection run at the largest K / steps.
+    ``smc_options``: further keyword arguments of every TDS run."""
     sde = ss.VPSDE()
     rows = []
     k_max, steps_max = max(particles_list), max(steps_list)
@@ -115,16 +124,24 @@ def smc_rows(
             )  # fmt: skip
             common = {"shape": (n, *dshape), "seed": seed, "dtype": torch.float64}
             runs = [
-                ("SMC (TDS)", k, st, smc_sample, {"noise_std": s_y, "particles": k, "grid": "logsnr"})
+                (
+                    "SMC (TDS)" if len(grids) == 1 else f"SMC (TDS, {grid} grid)",
+                    k,
+                    st,
+                    smc_sample,
+                    {"noise_std": s_y, "particles": k, "grid": grid, **(smc_options or {})},
+                )
+                for grid in grids
                 for k in particles_list
                 for st in steps_list
             ]
-            mcg = {"noise_std": s_y, "particles": k_max, "grid": "logsnr", "proposal": "mcgdiff"}
-            runs.append(("SMC (MCGdiff)", k_max, steps_max, smc_sample, mcg))
-            if s_y > 0:
+            if baselines:
+                mcg = {"noise_std": s_y, "particles": k_max, "grid": grids[0], "proposal": "mcgdiff"}
+                runs.append(("SMC (MCGdiff)", k_max, steps_max, smc_sample, mcg))
+            if baselines and s_y > 0:
                 dps = f"DPS, Chung et al. Alg. 1 (zeta = {s_y})"
                 runs.append((dps, 1, steps_max, dps_sample, {"zeta": s_y}))
-            else:
+            elif baselines:
                 proj = {"method": "euler_maruyama"}
                 runs.append(("projection (App. I), reverse SDE", 1, steps_max, conditional_sample, proj))
             for method, k, st, fn, kw in runs:
@@ -138,12 +155,12 @@ def smc_rows(
     return rows
 
 
-def smc_markdown(rows: list[dict], command: str) -> list[str]:
+def smc_markdown(rows: list[dict], command: str, grids: str = "log-SNR grid") -> list[str]:
     """The SMC tables: every row with its ratios to the floor, then the work-precision summary."""
     lines = [
         "# SMC posterior sampling vs the exact posterior",
         "",
-        f"`{command}` (VP SDE, exact prior score, log-SNR grid for SMC, uniform for DPS/projection, "
+        f"`{command}` (VP SDE, exact prior score, {grids} for SMC, uniform for DPS/projection, "
         "float64, one thread on a core shared with other jobs). Each of the n rows of a method is an "
         "independent SMC run (one draw from its weighted particles). Max absolute errors of mode "
         "weights, means, covariances; sliced W2 to one exact posterior sample set; `w / floor` and "
@@ -289,18 +306,37 @@ def main() -> None:
     p.add_argument("--smc", action="store_true", help="only the SMC table (docs/bench_guidance_smc.md)")
     p.add_argument("--smc-particles", default="8,32", help="SMC particle counts K (comma-separated)")
     p.add_argument("--smc-steps", default="50,100,200", help="SMC step counts (comma-separated)")
+    p.add_argument("--smc-grids", default="logsnr", help="SMC time grids (comma-separated)")
+    p.add_argument(
+        "--no-smc-baselines", action="store_true", help="SMC table: TDS rows only (no MCGdiff/DPS/projection)"
+    )
+    p.add_argument(
+        "--smc-threshold", type=float, default=None, help="TDS resample_threshold (default: the library's)"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.smc:
         steps_list = [int(v) for v in args.smc_steps.split(",")]
         k_list = [int(v) for v in args.smc_particles.split(",")]
-        rows = smc_rows(args.n, steps_list, k_list, args.seed)
+        grids = tuple(args.smc_grids.split(","))
+        extra = {} if args.smc_threshold is None else {"resample_threshold": args.smc_threshold}
+        rows = smc_rows(
+            args.n, steps_list, k_list, args.seed, grids=grids, baselines=not args.no_smc_baselines,
+            smc_options=extra,
+        )  # fmt: skip
         out = "docs/bench_guidance_smc.md" if args.out == "docs/bench_guidance.md" else args.out
         command = (
             f"python benchmarks/guidance_posterior.py --smc --n {args.n} --smc-steps {args.smc_steps} "
             f"--smc-particles {args.smc_particles} --seed {args.seed}"
         )
-        lines = smc_markdown(rows, command)
+        if args.smc_grids != "logsnr":
+            command += f" --smc-grids {args.smc_grids}"
+        if args.no_smc_baselines:
+            command += " --no-smc-baselines"
+        if args.smc_threshold is not None:
+            command += f" --smc-threshold {args.smc_threshold}"
+        names = {"logsnr": "log-SNR", "uniform": "uniform", "edm": "EDM", "quadratic": "quadratic"}
+        lines = smc_markdown(rows, command, " / ".join(names.get(g, g) for g in grids) + " grid")
         Path(out).write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         return

@@ -227,6 +227,7 @@ def test_colorize_smc_and_clip_denoised(ckpts, tmp_path, capsys) -> None:
     metrics = json.loads((tmp_path / "smc" / "metrics.json").read_text())
     assert metrics["smc"]["particles"] == 2 and 1 - 1e-6 <= metrics["smc"]["ess_min"] <= 2 + 1e-6
     assert metrics["max_abs_gray_error"] < 1e-4 and "SMC, 2 particles" in text
+    assert metrics["grid"] == "logsnr"  # the --smc default
     samples = {}
     for mode in ("none", "dynamic"):
         out = tmp_path / f"clip_{mode}"
@@ -234,3 +235,30 @@ def test_colorize_smc_and_clip_denoised(ckpts, tmp_path, capsys) -> None:
         assert code == 0, err
         samples[mode] = np.load(out / "colorize.npz")["samples"]
     assert np.abs(samples["none"] - samples["dynamic"]).max() > 1e-4
+
+
+def test_inpaint_smc_mcgdiff_and_logsnr_grid(ckpts, tmp_path, capsys) -> None:
+    """``--smc-proposal mcgdiff`` reaches the sampler (other samples, known pixels still exact);
+    with ``--smc`` the grid defaults to logsnr, an explicit ``--grid`` still wins."""
+    argv = ["inpaint", "--checkpoint", ckpts["uncond"], "--num", "2", "--samples", "1", "--steps", "4"]
+    samples, metrics, texts = {}, {}, {}
+    for name, extra in (
+        ("tds", []),
+        ("mcgdiff", ["--smc-proposal", "mcgdiff"]),
+        ("uniform", ["--grid", "uniform"]),
+    ):
+        out = tmp_path / name
+        code, texts[name], err = _run(capsys, *argv, "--smc", "--particles", "3", *extra, "--out", str(out))
+        assert code == 0, err
+        samples[name] = np.load(out / "inpaint.npz")["samples"]
+        metrics[name] = json.loads((out / "metrics.json").read_text())
+    assert "mcgdiff, 3 particles" in texts["mcgdiff"] and "tds, 3 particles" in texts["tds"]
+    assert metrics["tds"]["grid"] == "logsnr" and metrics["mcgdiff"]["grid"] == "logsnr"
+    assert metrics["uniform"]["grid"] == "uniform"
+    assert metrics["mcgdiff"]["max_abs_error_known"] < 1e-4
+    assert np.abs(samples["tds"] - samples["mcgdiff"]).max() > 1e-4
+    assert np.abs(samples["tds"] - samples["uniform"]).max() > 1e-4
+    # Without --smc the projection sampler keeps its uniform default.
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "projection"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "projection" / "metrics.json").read_text())["grid"] == "uniform"

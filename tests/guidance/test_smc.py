@@ -10,6 +10,8 @@ import torch
 import scoresde as ss
 from scoresde.guidance import MatrixOperator, compare_to_mixture, condition, smc_sample
 from scoresde.guidance.smc import effective_sample_size, systematic_resample
+from scoresde.models.base import ScoreFunction
+from scoresde.sampling.grids import time_grid
 from scoresde.sampling.predictors import ancestral_posterior
 
 
@@ -180,6 +182,49 @@ def test_per_sample_seeds_do_not_depend_on_batch_size() -> None:
     torch.testing.assert_close(r4.x[:2], r2.x)
 
 
+def test_default_grid_is_logsnr() -> None:
+    """Without ``grid`` the times are equal steps in log-SNR (the better grid on the exact-mixture
+    benchmark, docs/bench_guidance_smc.md), and ``grid="uniform"`` is still honoured."""
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(ss.GaussianMixture([1.0], [[0.0]], 0.1), sde)
+    op = MatrixOperator(torch.tensor([[1.0]], dtype=torch.float64))
+    kw = {"shape": (2, 1), "particles": 2, "steps": 7, "seed": 0, "dtype": torch.float64}
+    res = smc_sample(oracle, op, torch.tensor([[0.2]], dtype=torch.float64), **kw)
+    torch.testing.assert_close(res.times, time_grid(sde, 7, "logsnr"))
+    lam = sde.lambda_t(res.times)
+    torch.testing.assert_close(lam.diff(), torch.full((7,), float(lam[1] - lam[0]), dtype=torch.float64))
+    res = smc_sample(oracle, op, torch.tensor([[0.2]], dtype=torch.float64), grid="uniform", **kw)
+    torch.testing.assert_close(res.times, time_grid(sde, 7, "uniform"))
+
+
+class _BiasedEps(ScoreFunction):
+    """The exact noise prediction plus ``0.5 x``: a learned model's error, which the denoiser
+    ``(x - sigma eps) / s`` multiplies by ``sigma / s`` (about 150 at ``T`` for the VP SDE)."""
+
+    def __init__(self, oracle: ss.AnalyticScore) -> None:
+        super().__init__(oracle.sde, "eps")
+        self.oracle = oracle
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.oracle.eps(x, t) + 0.5 * x
+
+
+def test_drift_clip_keeps_particles_in_range_under_denoiser_error() -> None:
+    """With a denoiser that is far off at high noise, the unclipped twisted proposals throw the
+    particles out of range (|x| > 1e3); the default clip keeps them near the data, on A x = y."""
+    sde = ss.VPSDE()
+    gmm = ss.GaussianMixture([0.5, 0.5], [[-1.0, 0.5], [1.0, -0.5]], [0.1, 0.05])
+    model = _BiasedEps(ss.AnalyticScore(gmm, sde))
+    op = MatrixOperator(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
+    y_obs = torch.tensor([[0.3]], dtype=torch.float64)
+    kw = {"shape": (8, 2), "particles": 4, "steps": 50, "seed": 0, "dtype": torch.float64}
+    res = smc_sample(model, op, y_obs, **kw)
+    assert bool(torch.isfinite(res.particles).all()) and float(res.particles.abs().max()) < 10
+    torch.testing.assert_close(op(res.x), y_obs.expand(8, 1))
+    wild = smc_sample(model, op, y_obs, drift_clip=math.inf, **kw)
+    assert not bool((wild.particles.abs() < 1e3).all())
+
+
 def test_bad_arguments() -> None:
     sde = ss.VPSDE()
     oracle = ss.AnalyticScore(ss.GaussianMixture([1.0], [[0.0]], 0.1), sde)
@@ -190,6 +235,7 @@ def test_bad_arguments() -> None:
         ({"resample_threshold": 1.5}, "resample_threshold"),
         ({"noise_std": -1.0}, "noise_std"),
         ({"twist_var_scale": 0.0}, "twist_var_scale"),
+        ({"drift_clip": 0.0}, "drift_clip"),
     ):
         with pytest.raises(ValueError, match=match):
             smc_sample(oracle, op, y_obs, shape=(1, 1), **kw)
@@ -203,7 +249,8 @@ def test_exact_mixture_posterior_within_twice_the_mc_floor(problem: str) -> None
     """Noisy measurements (s_y = 0.05): with K = 32 particles and 300 steps, 1000 independent SMC
     draws have mode-weight error and sliced W2 to exact posterior samples within 2x the
     Monte-Carlo floor (the same statistics of 1000 exact posterior samples, averaged over 3 seeds).
-    Uniform grid; docs/bench_guidance_smc.md has the particles x steps trade-off on a log-SNR grid."""
+    Uniform grid (the default is log-SNR); docs/bench_guidance_smc.md has the particles x steps
+    trade-off on a log-SNR grid and the two grids side by side."""
     sde = ss.VPSDE()
     g = torch.Generator().manual_seed(0)
     if problem == "2-D":
@@ -225,6 +272,7 @@ def test_exact_mixture_posterior_within_twice_the_mc_floor(problem: str) -> None
         noise_std=s_y,
         particles=32,
         steps=300,
+        grid="uniform",
         seed=0,
         dtype=torch.float64,
     )

@@ -9,7 +9,9 @@ channel mean is exactly the gray input.  Needs a model of 3-channel images, e.g.
 ``colorize.png`` (rows: original, gray, then one row per sample), ``colorize.npz``
 (``original``, ``gray``, ``samples (K, N, 3, H, W)``) and ``metrics.json``.  ``--smc`` samples
 by twisted sequential Monte Carlo instead, with ``--particles K`` per image (Wu et al. 2023,
-:func:`scoresde.guidance.smc_sample`; the effective sample sizes go to ``metrics.json``);
+:func:`scoresde.guidance.smc_sample`; ``--smc-proposal mcgdiff``: the gradient-free MCGdiff
+filter of Cardoso et al. 2023; ``--grid`` defaults to ``logsnr``; the effective sample sizes
+go to ``metrics.json``);
 ``--clip-denoised`` keeps the predicted x0 in the data range.
 """
 
@@ -25,6 +27,7 @@ from scoresde.cli.command import (
     clipped_model,
     runtime_options,
     sampler_options,
+    smc_grid_default,
     smc_options,
 )
 from scoresde.settings import Option
@@ -65,7 +68,14 @@ def run(ctx: Context) -> int:
         op = Colorization(in_shape)
         shape = (gray_in.shape[0], *in_shape)
         res = smc_sample(
-            model, op, gray_in, shape=shape, particles=cfg["particles"], progress=cfg["progress"], **common
+            model,
+            op,
+            gray_in,
+            shape=shape,
+            particles=cfg["particles"],
+            proposal=cfg["smc_proposal"],
+            progress=cfg["progress"],
+            **common,
         )
     else:
         res = colorize(model, gray_in, channels=3, method=cfg["method"], denoise=cfg["denoise"], **common)
@@ -74,6 +84,8 @@ def run(ctx: Context) -> int:
         "images": n,
         "samples_per_image": k,
         "nfe": res.nfe,
+        "steps": cfg["steps"],
+        "grid": cfg["grid"],
         **colorization_errors(out_x, images, gray),
     }
     if cfg["smc"]:
@@ -109,4 +121,5 @@ COMMAND = Command(
         *runtime_options(seed_help="seed of the sampler noise; also the held-out split's"),
     ],
     body=run,
+    base=smc_grid_default,
 )

@@ -53,6 +53,7 @@ __all__ = [
     "runtime_options",
     "sampler_grid",
     "sampler_options",
+    "smc_grid_default",
     "smc_options",
 ]
 
@@ -178,11 +179,31 @@ def sampler_grid(ctx: Context, model: Any, shape: tuple[int, ...]) -> tuple[Any,
 
 
 def smc_options() -> list[Option]:
-    """``--smc`` and ``--particles``: twisted SMC (:func:`scoresde.guidance.smc_sample`)."""
+    """``--smc``, ``--particles`` and ``--smc-proposal``: SMC posterior sampling
+    (:func:`scoresde.guidance.smc_sample`)."""
     return [
-        Option("smc", False, "twisted sequential Monte Carlo (Wu et al. 2023) instead of projection"),
+        Option(
+            "smc",
+            False,
+            "twisted sequential Monte Carlo (Wu et al. 2023) instead of projection (--grid then defaults "
+            "to logsnr)",
+        ),
         Option("particles", 16, "--smc: particles K per image", minimum=1),
+        Option(
+            "smc_proposal",
+            "tds",
+            "--smc: tds (twisted proposals, one backward pass per step) or mcgdiff (Cardoso et al. "
+            "2023, gradient-free)",
+            choices=("tds", "mcgdiff"),
+        ),
     ]
+
+
+def smc_grid_default(given: dict[str, Any]) -> dict[str, Any] | None:
+    """The base layer of the commands with :func:`smc_options`: with ``--smc`` the time grid
+    defaults to ``logsnr`` (:func:`scoresde.guidance.smc_sample`'s default); a ``--grid`` given
+    in any way still wins."""
+    return {"grid": "logsnr"} if given.get("smc") else None
 
 
 CLIP_CHOICES = ("none", *CLIP_MODES)

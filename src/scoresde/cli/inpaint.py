@@ -8,9 +8,11 @@ ancestral steps, each followed by a step of length ``--dps-zeta`` against the gr
 known pixels' residual through the denoiser; :func:`scoresde.guidance.dps_sample`; ``--method``
 does not apply, and ``--steps 1000`` is the paper's setting), or with ``--smc`` by twisted
 sequential Monte Carlo with ``--particles K`` per image (Wu et al. 2023;
-:func:`scoresde.guidance.smc_sample`: asymptotically exact in ``K``; ``--method`` does not
-apply; the effective sample sizes go to ``metrics.json``).  ``--clip-denoised`` keeps the
-predicted x0 in the data range.  Writes ``inpaint.png``
+:func:`scoresde.guidance.smc_sample`: asymptotically exact in ``K``, noise-free on the known
+pixels; ``--smc-proposal mcgdiff``: the gradient-free MCGdiff filter of Cardoso et al. 2023;
+``--method`` does not apply, ``--grid`` defaults to ``logsnr``; the effective sample sizes go to
+``metrics.json``).  ``--clip-denoised`` keeps the predicted x0 in the data range.  Writes
+``inpaint.png``
 (rows: original, masked with the hidden part gray, then one row per sample), ``inpaint.npz``
 (``original``, ``mask``, ``samples (K, N, C, H, W)``) and ``metrics.json`` (mean squared
 error on the hidden pixels, of each sample and of the mean of the samples; the baseline fills
@@ -35,6 +37,7 @@ from scoresde.cli.command import (
     clipped_model,
     runtime_options,
     sampler_options,
+    smc_grid_default,
     smc_options,
 )
 from scoresde.guidance.masks import MASKS, make_mask
@@ -83,7 +86,9 @@ def run(ctx: Context) -> int:
     if cfg["dps"]:
         res = dps_sample(model, op, y_obs, zeta=cfg["dps_zeta"], denoise=cfg["denoise"], **posterior)
     elif cfg["smc"]:
-        res = smc_sample(model, op, y_obs, particles=cfg["particles"], **posterior)
+        res = smc_sample(
+            model, op, y_obs, particles=cfg["particles"], proposal=cfg["smc_proposal"], **posterior
+        )
     else:
         res = inpaint(model, batch, m, device=device, **common)
     out_x = from_model_range(res.x.float().cpu().reshape(k, n, *shape), info)  # back to [-1, 1]
@@ -104,6 +109,8 @@ def run(ctx: Context) -> int:
         "mask": cfg["mask"],
         **errors,
         "nfe": res.nfe,
+        "steps": cfg["steps"],
+        "grid": cfg["grid"],
         "images": n,
         "samples_per_image": k,
     }
@@ -112,7 +119,7 @@ def run(ctx: Context) -> int:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     method = {
         "dps": f"ancestral + zeta {cfg['dps_zeta']:g}",
-        "smc": f"{cfg['particles']} particles",
+        "smc": f"{cfg['smc_proposal']}, {cfg['particles']} particles",
         "projection": cfg["method"],
     }[mode]
     print(
@@ -152,4 +159,5 @@ COMMAND = Command(
         ),
     ],
     body=run,
+    base=smc_grid_default,
 )
