@@ -18,7 +18,9 @@ measured with its EMA weights:
 - ``bpd``: held-out bits/dim, the variational bound of the reverse SDE
   (``Trainer.bits_per_dim(bound=True)``; ``--ode-bpd`` adds the probability-flow ODE value);
 - ``saturated``: the fraction of sample tiles that are flat white or noise: more white pixels
-  (``x > 0.98``) than any training image has, or more than 5% of pixels outside ``[-1.1, 1.1]``;
+  (``x > 0.98``) than any training image has, more than 5% of pixels outside ``[-1.1, 1.1]``,
+  or rougher than any training image (mean absolute difference of neighbouring pixels: noise
+  that clipping the samples to the data range would hide from the range test);
   ``range``: the smallest and largest raw sample values (before any clipping).
 
 Variants: ``eps`` and ``v`` are the VP SDE with those predictions; ``edm`` is EDM's SDE
@@ -81,24 +83,43 @@ def make_keras_digits(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def saturated_fraction(x: torch.Tensor, white_limit: float) -> float:
-    """Fraction of tiles ``(N, 1, H, W)`` that are flat white or noise (see the module docstring)."""
+def _tile_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per tile of ``(N, 1, H, W)``: white fraction, fraction outside [-1.1, 1.1], roughness
+    (mean absolute difference of neighbouring pixels, which clipping cannot hide)."""
     flat = x.reshape(x.shape[0], -1)
-    white = (flat > 0.98).double().mean(1)
-    outside = (flat.abs() > 1.1).double().mean(1)
-    return float(((white > white_limit) | (outside > 0.05)).double().mean())
+    rough = (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (x[..., 1:] - x[..., :-1]).abs().mean(
+        (1, 2, 3)
+    )
+    return (flat > 0.98).double().mean(1), (flat.abs() > 1.1).double().mean(1), rough.double()
+
+
+def tile_limits(train: torch.Tensor) -> dict[str, float]:
+    """The largest white fraction and roughness of any training image."""
+    white, _, rough = _tile_stats(train)
+    return {"white": float(white.max()), "rough": float(rough.max())}
+
+
+def saturated_fraction(x: torch.Tensor, limits: dict[str, float]) -> float:
+    """Fraction of tiles ``(N, 1, H, W)`` that are flat white or noise (see the module docstring)."""
+    white, outside, rough = _tile_stats(x)
+    bad = (white > limits["white"]) | (outside > 0.05) | (rough > limits["rough"])
+    return float(bad.double().mean())
 
 
 def _samples(
     trainer: Trainer, n: int, w: float = 0.0, method: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Class-conditional EMA samples, with classifier-free guidance weight ``w`` (Ho & Salimans
-    2022) when ``w > 0``, by ``method`` (default: the config's sampler) at the config's steps."""
+    2022) when ``w > 0``, by ``method`` (default: the config's sampler) at the config's steps
+    and with its x0 clipping."""
     from scoresde.guidance import ClassifierFreeGuidance
+    from scoresde.models.clipping import ClipDenoised
     from scoresde.train import evaluation
 
     c = trainer.config
     model = ClassifierFreeGuidance(trainer.ema.module, scale=w) if w else trainer.ema.module
+    if c.sample_clip != "none":  # as Trainer.sample_images
+        model = ClipDenoised(model, mode=c.sample_clip)
     x, y = evaluation.sample_grid(
         model,
         trainer.data.shape,
@@ -133,7 +154,7 @@ def run_variant(
     data_path: Path,
     out: Path,
     args: argparse.Namespace,
-    white_limit: float,
+    limits: dict[str, float],
     clf: torch.nn.Module,
     data: DataSplit,
 ) -> dict:
@@ -157,6 +178,7 @@ def run_variant(
     while (spent := (clock() - t0) / budget) < 1.0:
         trainer.train_step(spent)
     seconds = clock() - t0
+    print(f"{name}: {trainer.step} steps, checkpoint {trainer.save()}", flush=True)
     x, y = trainer.sample_images(args.samples)
     row = {
         "variant": name,
@@ -164,7 +186,7 @@ def run_variant(
         "train_s": seconds,
         "raw_min": float(x.min()),
         "raw_max": float(x.max()),
-        "saturated": saturated_fraction(x, white_limit),
+        "saturated": saturated_fraction(x, limits),
     }
     for w in args.guidance:
         xg, yg = _samples(trainer, args.samples, w)
@@ -172,7 +194,7 @@ def run_variant(
     for method in args.methods:
         xm, ym = _samples(trainer, args.samples, method=method)
         row[f"accuracy_{method}"] = classifier_report(clf, xm, data.test, ym)["accuracy"]
-        row[f"saturated_{method}"] = saturated_fraction(xm, white_limit)
+        row[f"saturated_{method}"] = saturated_fraction(xm, limits)
     row["bpd"] = trainer.bits_per_dim(bound=True)
     if args.ode_bpd:
         row["bpd_ode"] = trainer.bits_per_dim()
@@ -230,12 +252,12 @@ def main() -> None:
         data.train, data.train_labels, epochs=8, seed=args.seed, cache_dir=work / "cache"
     )
     real = classifier_report(clf, data.test, data.test, data.test_labels, floor_images=data.train)
-    white_limit = float((data.train.reshape(data.train.shape[0], -1) > 0.98).double().mean(1).max())
+    limits = tile_limits(data.train)
     print(f"data: {data_path} {data.info()}; reference classifier held-out accuracy {real['accuracy']:.3f}")
 
     rows = []
     for name in names:
-        row = run_variant(name, data_path, work, args, white_limit, clf, data)
+        row = run_variant(name, data_path, work, args, limits, clf, data)
         row.update(classifier_report(clf, row.pop("x"), data.test, row.pop("y"), floor_images=data.train))
         rows.append(row)
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
@@ -282,7 +304,8 @@ def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path, i
         "The reference classifier is trained on "
         f"`x_train` only; its held-out accuracy is {real['accuracy']:.3f}.  `floor` is the Frechet distance "
         "of `x_train` against `x_test`.  Saturated tiles: flat white (more white pixels than any training "
-        "image) or noise (over 5% of pixels outside [-1.1, 1.1]).  See the script's docstring for the "
+        "image) or noise (over 5% of pixels outside [-1.1, 1.1], or rougher than any training image).  "
+        "See the script's docstring for the "
         "variants (`edm`: EDM's SDE, c_in, c_noise and the v target).",
         "",
         *lines,

@@ -152,6 +152,17 @@ def test_eval_vectors_reports_distances_and_floor(moons_ckpt, tmp_path, capsys) 
     assert "| energy |" in capsys.readouterr().out
 
 
+def test_auto_clipping_leaves_vector_models_alone(moons_ckpt, tmp_path) -> None:
+    """--clip-denoised auto (sample's default) clips image models only: 2-D moons are not images."""
+    xs = {}
+    for mode in ("auto", "none", "clip"):
+        argv = ["sample", "--checkpoint", moons_ckpt, "--num", "64", "--steps", "5", "--clip-denoised", mode]
+        assert main([*argv, "--out", str(tmp_path / mode)]) == 0
+        xs[mode] = np.load(next((tmp_path / mode).glob("*.npz")))["x"]
+    np.testing.assert_array_equal(xs["auto"], xs["none"])
+    assert np.abs(xs["none"]).max() > 1.0 >= np.abs(xs["clip"]).max() - 1e-6  # clipping would change them
+
+
 def test_errors_name_the_fix(moons_ckpt, tmp_path, capsys) -> None:
     assert main(["likelihood", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err

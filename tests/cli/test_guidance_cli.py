@@ -15,6 +15,7 @@ import scoresde as ss
 from scoresde.cli.__main__ import main
 from scoresde.data.images import load_digits
 from scoresde.guidance import ClassifierFreeGuidance
+from scoresde.models.clipping import ClipDenoised
 from scoresde.train.checkpoint import load_checkpoint
 from scoresde.train.trainer import TrainConfig, Trainer
 
@@ -72,7 +73,8 @@ def test_colored_digits_are_tinted_digits() -> None:
 
 
 def test_sample_classifier_free_guidance(ckpts, tmp_path, capsys) -> None:
-    base = ["sample", "--checkpoint", ckpts["cfg"], "--num", "4", "--steps", "3", "--class", "7"]
+    base = ["sample", "--checkpoint", ckpts["cfg"], "--num", "4", "--method", "euler", "--steps", "3"]
+    base += ["--class", "7"]
     code, out, err = _run(capsys, *base, "--out", str(tmp_path / "plain"))
     assert code == 0, err
     code, out, err = _run(capsys, *base, "--guidance", "0", "--out", str(tmp_path / "w0"))
@@ -85,10 +87,11 @@ def test_sample_classifier_free_guidance(ckpts, tmp_path, capsys) -> None:
     code, out, err = _run(capsys, *base, "--guidance", "3", "--out", str(tmp_path / "w3"))
     w3 = np.load(tmp_path / "w3" / "samples_euler_3_seed0_class7_cfg3.npz")
     assert code == 0 and np.isfinite(w3["x"]).all()
-    # The CLI's guided samples are the library's: ClassifierFreeGuidance(w = 3) through ss.sample.
+    # The CLI's guided samples are the library's: ClassifierFreeGuidance(w = 3) through ss.sample,
+    # with the predicted x0 clipped (--clip-denoised auto: an image model in [-1, 1]).
     model = load_checkpoint(ckpts["cfg"]).model
     ref = ss.sample(
-        ClassifierFreeGuidance(model, 3.0),
+        ClipDenoised(ClassifierFreeGuidance(model, 3.0)),
         shape=(4, 1, 8, 8),
         method="euler",
         steps=3,
@@ -132,7 +135,7 @@ def test_train_classifier_digits_and_classifier_guidance(ckpts, tmp_path, capsys
         capsys, *sample, "--classifier", str(clf), "--classifier-scale", "2", "--class", "4"
     )
     assert code == 0, err
-    npz = np.load(tmp_path / "samples_euler_2_seed0_class4_clf2.npz")
+    npz = np.load(tmp_path / "samples_euler_maruyama_2_seed0_class4_clf2.npz")
     assert npz["x"].shape == (3, 1, 8, 8) and (npz["y"] == 4).all() and np.isfinite(npz["x"]).all()
     code, _, err = _run(capsys, *sample, "--classifier", str(clf), "--class", "11")
     assert code == 2 and "unknown class 11" in err

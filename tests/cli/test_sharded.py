@@ -200,11 +200,16 @@ def test_eval_fid_with_standin_inception_weights(digits_ckpt, tmp_path) -> None:
 
 
 def test_clip_denoised_keeps_samples_in_range(digits_ckpt, tmp_path) -> None:
-    raw = _samples(digits_ckpt, tmp_path / "raw", "--num", "4")
+    raw = _samples(digits_ckpt, tmp_path / "raw", "--num", "4", "--clip-denoised", "none")
     assert np.abs(raw).max() > 1.5  # this barely trained model leaves the data range
-    for mode in ("clip", "dynamic"):
+    for mode in ("clip", "dynamic", "auto"):
         x = _samples(digits_ckpt, tmp_path / mode, "--num", "4", "--clip-denoised", mode)
         assert np.abs(x).max() <= 1 + 1e-5, mode
+    # auto (the default) is clip for an image model in [-1, 1]
+    default = _samples(digits_ckpt, tmp_path / "default", "--num", "4")
+    np.testing.assert_array_equal(
+        default, _samples(digits_ckpt, tmp_path / "clip2", "--num", "4", "--clip-denoised", "clip")
+    )
 
 
 def test_data_help_lists_the_layouts(capsys) -> None:

@@ -43,14 +43,14 @@ def test_train_config_file_resume_and_sample(tmp_path, capsys) -> None:
     )
 
     assert main(["sample", "--checkpoint", str(run), "--num", "6", "--steps", "3", "--class", "1"]) == 0
-    npz = np.load(run / "samples" / "samples_euler_3_seed0_class1.npz")
+    npz = np.load(run / "samples" / "samples_euler_maruyama_3_seed0_class1.npz")
     assert (
         npz["x"].shape == (6, 3, 8, 8)
         and npz["images"].shape == (6, 8, 8, 3)
         and npz["images"].dtype == np.uint8
     )
     assert (npz["y"] == 1).all() and np.isfinite(npz["x"]).all()
-    with Image.open(run / "samples" / "samples_euler_3_seed0_class1.png") as im:
+    with Image.open(run / "samples" / "samples_euler_maruyama_3_seed0_class1.png") as im:
         assert im.mode == "RGB" and im.size[0] > 8 * 3
 
 

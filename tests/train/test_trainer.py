@@ -124,7 +124,7 @@ def test_decaying_schedules_end_at_final_lr_over_steps_or_budget(digits, schedul
     assert tr.learning_rate(35, budget_spent=0.1) == pytest.approx(quarter[schedule])
     assert tr.learning_rate(11, budget_spent=1.0) == pytest.approx(2e-4)
     assert tr.learning_rate(4, budget_spent=1.0) == pytest.approx(5e-4)
-    constant = Trainer(TrainConfig(**TINY, lr=1e-3), data=digits)
+    constant = Trainer(TrainConfig(**TINY, lr=1e-3, schedule="constant"), data=digits)
     assert constant.learning_rate(10**6, budget_spent=1.0) == pytest.approx(1e-3)
 
 

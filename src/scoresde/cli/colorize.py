@@ -45,7 +45,7 @@ def run(ctx: Context) -> int:
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
-    info, model = loaded.info, clipped_model(loaded.model, cfg["clip_denoised"])
+    info, model = loaded.info, clipped_model(loaded.model, cfg["clip_denoised"], loaded.info)
     in_shape = info.item_shape
     if len(in_shape) != 3 or in_shape[0] != 3:
         raise ValueError(

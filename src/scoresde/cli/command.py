@@ -206,25 +206,32 @@ def smc_grid_default(given: dict[str, Any]) -> dict[str, Any] | None:
     return {"grid": "logsnr"} if given.get("smc") else None
 
 
-CLIP_CHOICES = ("none", *CLIP_MODES)
+CLIP_CHOICES = ("none", *CLIP_MODES, "auto")
 
 
-def clip_options() -> list[Option]:
-    """``--clip-denoised`` (none, clip or dynamic thresholding of the predicted x0); apply with
-    :func:`clipped_model`."""
+def clip_options(default: str = "none") -> list[Option]:
+    """``--clip-denoised`` (none, clip or dynamic thresholding of the predicted x0, or auto:
+    clip for image models in [-1, 1], none otherwise); apply with :func:`clipped_model`."""
     return [
         Option(
             "clip_denoised",
-            "none",
-            "keep the predicted x0 in the data range while sampling: none, clip (to [-1, 1]) or dynamic "
-            "(thresholding, Saharia et al. 2022)",
+            default,
+            "keep the predicted x0 in the data range while sampling: none, clip (to [-1, 1]), dynamic "
+            "(thresholding, Saharia et al. 2022) or auto (clip for image models whose data range is "
+            "[-1, 1], none for others)",
             choices=CLIP_CHOICES,
         )
     ]
 
 
-def clipped_model(model: Any, mode: str) -> Any:
-    """``model`` wrapped in :class:`~scoresde.models.clipping.ClipDenoised` unless ``mode`` is none."""
+def clipped_model(model: Any, mode: str, info: Any = None) -> Any:
+    """``model`` wrapped in :class:`~scoresde.models.clipping.ClipDenoised` unless ``mode`` is
+    none; ``auto`` reads the checkpoint's :class:`~scoresde.io.info.CheckpointInfo` ``info``."""
+    if mode == "auto":
+        if info is None:
+            raise ValueError("clip_denoised = auto needs the checkpoint's info")
+        images = info.image_shape is not None and tuple(info.data_range) == (-1.0, 1.0)
+        mode = "clip" if images else "none"
     if mode == "none":
         return model
     from scoresde.models.clipping import ClipDenoised

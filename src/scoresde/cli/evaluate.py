@@ -69,7 +69,7 @@ def run(ctx: Context) -> int:
     t0 = time.perf_counter()
     # Sample i depends on (seed, i) only: under torchrun each rank draws its block, rank 0 scores.
     drawn = sample_sharded(
-        clipped_model(loaded.model, cfg["clip_denoised"]),
+        clipped_model(loaded.model, cfg["clip_denoised"], loaded.info),
         loaded.shape,
         n,
         cfg["seed"],
@@ -150,7 +150,7 @@ COMMAND = Command(
         *checkpoint_options(),
         *data_options(num=500, num_help="samples drawn, and held-out points compared with", minimum=2),
         *sampler_options(method="dpm_solver++_2m", steps=50, grid="logsnr"),
-        *clip_options(),
+        *clip_options("auto"),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
         Option(
             "classifier_epochs", 15, "epochs of the reference classifier (labelled image data)", minimum=1

@@ -59,7 +59,7 @@ def run(ctx: Context) -> int:
     if cfg["dps"] and cfg["smc"]:
         raise ValueError("give --dps or --smc, not both")
     loaded = load_model(ctx)
-    info, model = loaded.info, clipped_model(loaded.model, cfg["clip_denoised"])
+    info, model = loaded.info, clipped_model(loaded.model, cfg["clip_denoised"], loaded.info)
     images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"], model_image_size(info))
     check_images_fit(images, info, cfg["data"])
     shape = tuple(images.shape[1:])

@@ -47,7 +47,7 @@ def run(ctx: Context) -> int:
     model, classes = guided_model(
         loaded.model, loaded.info, cfg["guidance"], cfg["classifier"], cfg["classifier_scale"], device
     )
-    model = clipped_model(model, cfg["clip_denoised"])
+    model = clipped_model(model, cfg["clip_denoised"], loaded.info)
     label = cfg["class"]
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
@@ -102,8 +102,8 @@ COMMAND = Command(
     doc=__doc__,
     options=[
         *checkpoint_options(),
-        *sampler_options(method="euler", steps=100, grid="uniform", optimized=True),
-        *clip_options(),
+        *sampler_options(method="euler_maruyama", steps=100, grid="uniform", optimized=True),
+        *clip_options("auto"),
         Option("num", 64, "number of samples", minimum=1),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
         Option(

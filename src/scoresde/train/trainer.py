@@ -48,6 +48,7 @@ from scoresde.io.checkpoint import (
     save_checkpoint,
 )
 from scoresde.losses import make_objective
+from scoresde.models.clipping import ClipDenoised
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net, net_config
 from scoresde.nets.build import default_attn_resolutions, default_channel_mults, net_config_for
@@ -305,13 +306,17 @@ class Trainer:
     def sample_images(
         self, n: int | None = None, model: ScoreModel | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """Draw ``n`` samples ``(n, C, H, W)`` with the EMA model (labels cycling over the classes)."""
+        """Draw ``n`` samples ``(n, C, H, W)`` with the EMA model (labels cycling over the classes),
+        by ``sample_method`` with the predicted x0 clipped as ``sample_clip`` says."""
         c = self.config
         n = n or c.num_samples
         shape = self.data.shape if c.net == "unet" else (math.prod(self.data.shape),)
         classes = self.data.num_classes if c.conditional else None
+        sampled = model or self.ema.module
+        if c.sample_clip != "none":
+            sampled = ClipDenoised(sampled, mode=c.sample_clip)
         x, y = evaluation.sample_grid(
-            model or self.ema.module, shape, n, c.sample_method, c.sample_steps, c.seed, classes, self.device
+            sampled, shape, n, c.sample_method, c.sample_steps, c.seed, classes, self.device
         )
         return x.reshape(n, *self.data.shape).float().cpu(), y
 
