@@ -113,6 +113,13 @@ OPTIMIZED_GRID = "optimized"
 """``--grid optimized``: :func:`scoresde.sampling.grid_opt.optimized_grid` (``grid="optimized"``)."""
 
 
+_IN_PYTHON = "scoresde.sample takes it in Python"
+_ELSEWHERE = {
+    "dps": "scoresde inpaint runs it (--dps), and scoresde.sample takes it in Python",
+    "dpm_solver_v3": "compute them with scoresde.sampling.compute_ems and call scoresde.sample in Python",
+}
+
+
 def sampler_options(
     method: str = "euler", steps: int = 100, grid: str = "uniform", optimized: bool = False
 ) -> list[Option]:
@@ -142,8 +149,7 @@ def sampler_options(
             choices=tuple(k for k, v in SAMPLERS.items() if not v.required),
             what="sampler",
             elsewhere={
-                k: f"the sampler needs {', '.join(v.required)}; scoresde inpaint runs it "
-                "(--dps), and scoresde.sample takes it in Python"
+                k: f"the sampler needs {', '.join(v.required)}; {_ELSEWHERE.get(k, _IN_PYTHON)}"
                 for k, v in SAMPLERS.items()
                 if v.required
             },
