@@ -107,6 +107,33 @@ def test_minutes_budget_stops_and_saves(tmp_path, digits) -> None:
     assert TrainConfig(**TINY).minutes is None
 
 
+def test_checkpoints_older_than_final_lr_and_sample_clip_resume_as_they_ran(tmp_path, digits) -> None:
+    """A checkpoint saved before ``final_lr`` / ``sample_clip`` existed resumes with the values its
+    code used (cosine to lr / 10, unclipped grids); the current defaults would be refused."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from scoresde.train.resume import resumed_settings
+
+    cfg = dict(TINY, steps=2, schedule="cosine", final_lr=0.1, sample_clip="none", out=str(tmp_path))
+    Trainer(TrainConfig(**cfg, name="old"), data=digits).fit(evaluate=False)
+    last = tmp_path / "old" / "checkpoints" / "last.safetensors"
+    with safe_open(str(last), framework="pt") as f:
+        meta = dict(f.metadata())
+    record = json.loads(meta["scoresde"])
+    for key in ("final_lr", "sample_clip"):
+        del record["train"][key]
+    meta["scoresde"] = json.dumps(record)
+    save_file(load_file(str(last)), str(last), metadata=meta)
+    settings = resumed_settings(last)
+    assert settings["final_lr"] == 0.1 and settings["sample_clip"] == "none"
+    options = {k: v for k, v in cfg.items() if k not in ("final_lr", "sample_clip")}
+    resumed = Trainer(TrainConfig(**{**options, **settings, "steps": 3}), data=digits)
+    assert resumed.resume(last) == 2
+    with pytest.raises(ValueError, match=r"final_lr: 0\.1 -> 0\.0"):
+        Trainer(TrainConfig(**{**options, "steps": 3}), data=digits).resume(last)
+
+
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_decaying_schedules_end_at_final_lr_over_steps_or_budget(digits, schedule) -> None:
     """Warm-up, then a decay to lr * final_lr at the last step or when the time budget is spent."""

@@ -19,7 +19,7 @@ from scoresde.nets.unet import TIME_EMBEDDINGS
 from scoresde.sde import SDES
 from scoresde.train.validate import check_field_types, check_ranges
 
-__all__ = ["RESUMABLE_KEYS", "SCHEDULES", "TrainConfig"]
+__all__ = ["LEGACY_VALUES", "RESUMABLE_KEYS", "SCHEDULES", "TrainConfig"]
 
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -245,3 +245,7 @@ RESUMABLE_KEYS = frozenset(
     | {"max_nonfinite_steps", "minutes"}
 )
 """Options that may differ between a checkpoint's run and the run that resumes it."""
+
+LEGACY_VALUES: dict[str, Any] = {"final_lr": 0.1, "sample_clip": "none"}
+"""The value of an option added later that reproduces what a checkpoint saved before it was
+added did (cosine schedules then ended at ``lr / 10``; evaluation grids were not clipped)."""

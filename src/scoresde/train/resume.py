@@ -25,11 +25,12 @@ def resume_path(resume: str, out: str | Path, name: str) -> Path | None:
 
 def resumed_settings(path: Path) -> dict[str, Any]:
     """The :class:`~scoresde.train.config.TrainConfig` fields recorded in the checkpoint at
-    ``path`` (a missing or corrupt ``last.safetensors``: the newest intact step checkpoint's)."""
+    ``path`` (a missing or corrupt ``last.safetensors``: the newest intact step checkpoint's);
+    options the checkpoint predates take their :data:`~scoresde.train.config.LEGACY_VALUES`."""
     from scoresde.io.checkpoint import read_checkpoint_metadata, resume_checkpoint
-    from scoresde.train.config import TrainConfig
+    from scoresde.train.config import LEGACY_VALUES, TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     path, _ = resume_checkpoint(path)
-    saved = read_checkpoint_metadata(path).get("train", {})
+    saved = {**LEGACY_VALUES, **read_checkpoint_metadata(path).get("train", {})}
     return {k: v for k, v in saved.items() if k in fields}

@@ -55,7 +55,7 @@ from scoresde.nets.build import default_attn_resolutions, default_channel_mults,
 from scoresde.progress import make_progress
 from scoresde.sde import make_sde
 from scoresde.train import evaluation
-from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
+from scoresde.train.config import LEGACY_VALUES, RESUMABLE_KEYS, TrainConfig
 from scoresde.train.ema import EMA
 from scoresde.train.runlock import RunLock
 
@@ -413,7 +413,7 @@ class Trainer:
         if note is not None and self.dist.is_main:
             print(f"warning: {note}", file=sys.stderr, flush=True)
         ckpt = load_checkpoint(path, ema=False, device=self.device)
-        saved = ckpt.config.get("train", {})
+        saved = {**LEGACY_VALUES, **ckpt.config.get("train", {})}
         mine = self.config.to_dict()
         diff = sorted(k for k in mine if k not in RESUMABLE_KEYS and saved.get(k) != mine[k])
         if diff:
