@@ -110,6 +110,7 @@ def data_options(
 
 
 OPTIMIZED_GRID = "optimized"
+AUTO_GRID = "auto"
 """``--grid optimized``: :func:`scoresde.sampling.grid_opt.optimized_grid` (``grid="optimized"``)."""
 
 
@@ -125,14 +126,17 @@ def sampler_options(
 ) -> list[Option]:
     """``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``, ``--grid`` (one of
     :data:`scoresde.GRIDS`), ``--denoise``; with ``optimized`` also ``--grid optimized`` and its
-    pilot's ``--grid-pilot`` / ``--grid-seed`` (apply with :func:`sampler_grid`)."""
+    pilot's ``--grid-pilot`` / ``--grid-seed``, and ``--grid auto`` (apply with :func:`sampler_grid`)."""
     from scoresde.sampling.grids import GRIDS
     from scoresde.sampling.registry import SAMPLERS
 
-    grids = (*GRIDS, OPTIMIZED_GRID) if optimized else tuple(GRIDS)
+    grids = (*GRIDS, AUTO_GRID, OPTIMIZED_GRID) if optimized else tuple(GRIDS)
     grid_help = "time grid"
     if optimized:
-        grid_help += f" ({OPTIMIZED_GRID}: optimised for this model and ODE solver on a pilot batch)"
+        grid_help += (
+            f" ({AUTO_GRID}: edm under the EDM SDE, uniform otherwise; {OPTIMIZED_GRID}: optimised for this "
+            "model and ODE solver on a pilot batch)"
+        )
     extra = (
         [
             Option("grid_pilot", 512, "--grid optimized: pilot batch size of the optimisation", minimum=1),
@@ -167,6 +171,10 @@ def sampler_grid(ctx: Context, model: Any, shape: tuple[int, ...]) -> tuple[Any,
     optimized``, the :class:`~scoresde.sampling.grid_opt.OptimizedGrid` (its times are the grid;
     computed once from the ``--grid-pilot`` / ``--grid-seed`` pilot), else ``None``."""
     cfg = ctx.cfg
+    if cfg["grid"] == AUTO_GRID:
+        from scoresde.sampling.grids import default_grid
+
+        return default_grid(model.sde), None
     if cfg["grid"] != OPTIMIZED_GRID:
         return cfg["grid"], None
     from scoresde.sampling.grid_opt import optimized_grid

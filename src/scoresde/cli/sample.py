@@ -102,7 +102,7 @@ COMMAND = Command(
     doc=__doc__,
     options=[
         *checkpoint_options(),
-        *sampler_options(method="euler_maruyama", steps=100, grid="uniform", optimized=True),
+        *sampler_options(method="euler_maruyama", steps=100, grid="auto", optimized=True),
         *clip_options("auto"),
         Option("num", 64, "number of samples", minimum=1),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),

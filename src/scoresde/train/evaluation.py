@@ -65,11 +65,16 @@ def sample_grid(
     num_classes: int | None,
     device: torch.device,
 ) -> tuple[Tensor, Tensor | None]:
-    """``n`` samples of the model's input ``shape`` (labels ``0, 1, ...`` cycling if conditional)."""
+    """``n`` samples of the model's input ``shape`` (labels ``0, 1, ...`` cycling if conditional),
+    on the SDE's :func:`~scoresde.sampling.grids.default_grid`."""
     from scoresde.sampling.api import sample
+    from scoresde.sampling.grids import default_grid
 
     y = None if num_classes is None else (torch.arange(n) % num_classes).to(device)
-    res = sample(model, shape=(n, *shape), method=method, steps=steps, seed=seed, y=y, device=device)
+    grid = default_grid(model.sde)
+    res = sample(
+        model, shape=(n, *shape), method=method, steps=steps, grid=grid, seed=seed, y=y, device=device
+    )
     return res.x, None if y is None else y.cpu()
 
 
