@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from scoresde.models.base import ScoreFunction
-from scoresde.sampling.dpm_solver import multistep_order
+from scoresde.sampling.dpm_solver import _check_flag, multistep_order
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import grid_schedule
 from scoresde.sampling.types import Callback
@@ -396,11 +396,6 @@ class _Stepper:
             inner = inner + self.A[a, k] * d
         a_t = self.alpha[a + 1]
         return self.eL[a] * ((a_t / self.alpha[a]) * x_a - a_t * inner)
-
-
-def _check_flag(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
 def dpm_solver_v3(

@@ -20,13 +20,10 @@ __all__ = ["GRIDS", "check_grid", "default_grid", "time_grid"]
 
 
 def default_grid(sde: SDE) -> str:
-    """The grid a sampler should take when the user names none: ``edm`` (Karras et al. 2022,
-    Eq. 5, rho = 7) under EDM's ``sigma(t) = t``, whose uniform grid spends its steps at large
-    noise and leaves the last step from ``sigma ~ T / steps`` to ``eps`` (Euler-Maruyama's
-    samples keep that noise); ``uniform`` (the paper's) under every other SDE."""
-    from scoresde.sde.ve import EDMSDE
-
-    return "edm" if isinstance(sde, EDMSDE) else "uniform"
+    """The grid a sampler should take when the user names none: the SDE's ``default_grid``
+    (``edm`` under EDM's ``sigma(t) = t``, whose uniform grid leaves Euler-Maruyama's last
+    step from ``sigma ~ T / steps`` to ``eps``; ``uniform``, the paper's, otherwise)."""
+    return sde.default_grid
 
 
 def time_grid(

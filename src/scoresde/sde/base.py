@@ -48,6 +48,8 @@ class SDE(ABC):
     """The length ``N`` of the timestep table of a discrete-time SDE, whose ``timestep(t)`` and
     ``time_of_timestep(n)`` map between times and timesteps (:class:`~scoresde.sde.DiscreteVPSDE`);
     ``None`` for a continuous-time SDE."""
+    default_grid: str = "uniform"
+    """The time grid samplers take when none is named (:func:`scoresde.sampling.grids.default_grid`)."""
     pf_ode_clock: str = "t"
 
     def __init__(self, T: float = 1.0, eps: float = 1e-5) -> None:

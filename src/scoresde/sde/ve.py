@@ -90,8 +90,12 @@ class EDMSDE(SDE):
     """Karras et al. 2022 (EDM): ``s(t) = 1``, ``sigma(t) = t``, ``dx = sqrt(2t) dw``.
 
     Time *is* the noise level, so ``T = sigma_max`` (default 80) and ``eps = sigma_min``
-    (default 0.002).  The prior is ``N(0, sigma_max^2 I)``.
+    (default 0.002).  The prior is ``N(0, sigma_max^2 I)``.  Samplers default to the ``edm``
+    grid (Karras et al. 2022, Eq. 5): a uniform grid in ``t = sigma`` leaves the last step from
+    ``sigma ~ T / steps`` to ``eps``.
     """
+
+    default_grid = "edm"
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0) -> None:
         super().__init__(T=sigma_max, eps=sigma_min)
