@@ -87,5 +87,57 @@ def test_bad_arguments() -> None:
         optimize_grid(oracle, sde, 4, "euler_maruyama", (2,))
     with pytest.raises(ValueError, match="pilot"):
         optimize_grid(oracle, sde, 4, "unipc", (2,), pilot=0)
+    with pytest.raises(ValueError, match="starts"):
+        optimize_grid(oracle, sde, 4, "unipc", (2,), starts=0)
+    with pytest.raises(ValueError, match="tol"):
+        optimize_grid(oracle, sde, 4, "unipc", (2,), tol=float("nan"))
     with pytest.raises(ValueError, match="needs 5 times"):
         OptimizedGrid.from_json({"times": [1.0, 0.5], "method": "unipc", "steps": 4, "shape": [2]})
+
+
+def test_more_starts_never_worse_and_sweeps_stop_when_converged() -> None:
+    oracle, sde = _problem()
+    kw = {"t_end": 1e-3, "pilot": 128, "seed": 5, "evals": 5}
+    one = optimize_grid(oracle, sde, 5, "deis", (2,), sweeps=2, **kw)
+    two = optimize_grid(oracle, sde, 5, "deis", (2,), sweeps=2, starts=2, **kw)
+    assert two.pilot_error <= one.pilot_error
+    # Every named grid's pilot error, the best of which both results are at least as good as.
+    starts = [
+        float(
+            (
+                ss.sample(
+                    oracle,
+                    sde,
+                    x_T=torch.randn(128, 2, generator=torch.Generator().manual_seed(5)),
+                    method="deis",
+                    grid=ss.time_grid(sde, 5, g, t_end=1e-3),
+                    denoise=False,
+                ).x.double()
+                - ss.sample(
+                    oracle,
+                    sde,
+                    x_T=torch.randn(128, 2, generator=torch.Generator().manual_seed(5)),
+                    method="dopri5",
+                    grid=torch.tensor([1.0, 1e-3], dtype=torch.float64),
+                    denoise=False,
+                    rtol=1e-6,
+                    atol=1e-6,
+                ).x.double()
+            )
+            .pow(2)
+            .mean()
+            .sqrt()
+        )
+        for g in ss.GRIDS
+    ]
+    assert two.pilot_error <= min(starts) + 1e-12
+    # With tol = inf a second sweep never runs: the cost is that of exactly one sweep.
+    capped = optimize_grid(oracle, sde, 5, "deis", (2,), sweeps=50, tol=float("inf"), **kw)
+    single = optimize_grid(oracle, sde, 5, "deis", (2,), sweeps=1, **kw)
+    assert capped.pilot_nfe == single.pilot_nfe
+    assert torch.equal(capped.times, single.times)
+    # With tol = 0 sweeps go on while anything improves, and stop at the first sweep that does not.
+    long = optimize_grid(oracle, sde, 5, "deis", (2,), sweeps=50, tol=0.0, **kw)
+    per_sweep = (5 - 1) * 5 * 5
+    assert long.pilot_nfe < single.pilot_nfe + 49 * per_sweep
+    assert long.pilot_error <= single.pilot_error

@@ -8,20 +8,23 @@ prior draws (fixed seed), a tight adaptive solve of the same probability-flow OD
 reference endpoints, and the grid's interior times are moved, one at a time, by golden-section
 search in the half log-SNR ``lambda`` (in ``t`` if ``lambda`` is infinite at an end), keeping a
 move only when it lowers the pilot's RMS endpoint error of the few-step solver.  It starts from
-the best named grid on the same pilot, so on the pilot it is never worse than that grid.
+the best named grid on the same pilot (or from each of the ``starts`` best, keeping the best
+result: coordinate search finds a local optimum, and which one depends on the start), so on the
+pilot it is never worse than that grid.  Sweeps stop early once a whole sweep lowers the error by
+less than the relative ``tol``.
 
 Cost (pilot NFE, counted and returned): the reference solve, plus ``len(GRIDS)`` start
-evaluations, plus ``sweeps * (steps - 1) * evals`` solver runs of ``steps`` (times the solver's
-evaluations per step) NFE, all at the pilot batch size.  The result is computed once per model,
-SDE, solver, step count and options, cached in memory, and can be stored with a checkpoint as
-JSON (:meth:`OptimizedGrid.to_json`, :func:`cache_grid`).
+evaluations, plus at most ``starts * sweeps * (steps - 1) * evals`` solver runs of ``steps``
+(times the solver's evaluations per step) NFE, all at the pilot batch size.  The result is
+computed once per model, SDE, solver, step count and options, cached in memory, and can be stored
+with a checkpoint as JSON (:meth:`OptimizedGrid.to_json`, :func:`cache_grid`).
 """
 
 from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +153,50 @@ def _times(sde: SDE, kind: str, u: Tensor, ends: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def _coordinate_search(
+    error: Callable[[Tensor], float], u: Tensor, best: float, sweeps: int, evals: int, tol: float
+) -> tuple[Tensor, float]:
+    """Golden-section search on each interior coordinate of ``u`` in turn (``u`` is monotone).
+
+    Each coordinate moves within its neighbours' interval; a move is kept only when it lowers
+    ``error``.  Returns the final coordinates and their error.
+    """
+    u = u.clone()
+    steps = len(u) - 1
+    for _ in range(sweeps):
+        before = best
+        for j in range(1, steps):
+            lo, hi = float(u[j - 1]), float(u[j + 1])
+
+            def at(v: float, j: int = j) -> float:
+                trial = u.clone()
+                trial[j] = v
+                return error(trial)
+
+            a, b = lo, hi
+            c, d = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
+            fc, fd = at(c), at(d)
+            cand = [(fc, c), (fd, d)]
+            for _ in range(evals - 2):
+                if fc < fd:
+                    b, d, fd = d, c, fc
+                    c = b - _GOLDEN * (b - a)
+                    fc = at(c)
+                    cand.append((fc, c))
+                else:
+                    a, c, fc = c, d, fd
+                    d = a + _GOLDEN * (b - a)
+                    fd = at(d)
+                    cand.append((fd, d))
+            f_new, v_new = min(cand)
+            if f_new < best:
+                best = f_new
+                u[j] = v_new
+        if math.isfinite(before) and before - best <= tol * before:
+            break
+    return u, best
+
+
 def optimize_grid(
     model: ScoreFunction,
     sde: SDE,
@@ -163,6 +210,8 @@ def optimize_grid(
     seed: int = 0,
     sweeps: int = 2,
     evals: int = 6,
+    starts: int = 1,
+    tol: float = 1e-3,
     reference_tol: float = 1e-6,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
@@ -178,7 +227,11 @@ def optimize_grid(
         t_start, t_end: the interval (defaults ``T`` and ``sde.eps``).
         pilot: pilot batch size; seed: the seed of its prior draw (the result is a deterministic
             function of it).
-        sweeps: passes over the interior times; evals: golden-section evaluations per time.
+        sweeps: the most passes over the interior times; evals: golden-section evaluations per
+            time.
+        starts: optimise from each of this many best named grids (on the pilot) and keep the
+            best result.
+        tol: stop sweeping once a sweep lowers the pilot error by less than this fraction.
         reference_tol: rtol = atol of the dopri5 reference solve.
         dtype, device: of the pilot samples.
         options: solver options (``order``, ...).
@@ -191,9 +244,17 @@ def optimize_grid(
 
     if get_sampler(method).stochastic:
         raise ValueError(f"grid optimisation needs a deterministic ODE solver; {method!r} is stochastic")
-    for name, v, lo in (("pilot", pilot, 1), ("sweeps", sweeps, 0), ("evals", evals, 1), ("steps", steps, 1)):
+    for name, v, lo in (
+        ("pilot", pilot, 1),
+        ("sweeps", sweeps, 0),
+        ("evals", evals, 1),
+        ("steps", steps, 1),
+        ("starts", starts, 1),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise ValueError(f"tol must be a number >= 0 (inf: a single sweep), got {tol!r}")
     options = dict(options or {})
     t0 = sde.T if t_start is None else float(t_start)
     t1 = sde.eps if t_end is None else float(t_end)
@@ -214,41 +275,18 @@ def optimize_grid(
         e = float((res.x.double() - ref.x.double()).pow(2).mean().sqrt())
         return e if math.isfinite(e) else math.inf
 
-    # Start: the best named grid on the pilot.
-    starts = {kind: time_grid(sde, steps, kind, t_start=t0, t_end=t1) for kind in GRIDS}
-    start_err = {kind: error(ts) for kind, ts in starts.items()}
-    start = min(start_err, key=start_err.__getitem__)
-    best = start_err[start]
-    kind, u = _coordinates(sde, starts[start])
-    for _ in range(sweeps):
-        for j in range(1, steps):
-            lo, hi = float(u[j - 1]), float(u[j + 1])
-
-            def at(v: float, j: int = j) -> float:
-                trial = u.clone()
-                trial[j] = v
-                return error(_times(sde, kind, trial, ends))
-
-            # Golden-section search on (lo, hi), remembering the best point seen.
-            a, b = lo, hi
-            c, d = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
-            fc, fd = at(c), at(d)
-            cand = [(fc, c), (fd, d)]
-            for _ in range(evals - 2):
-                if fc < fd:
-                    b, d, fd = d, c, fc
-                    c = b - _GOLDEN * (b - a)
-                    fc = at(c)
-                    cand.append((fc, c))
-                else:
-                    a, c, fc = c, d, fd
-                    d = a + _GOLDEN * (b - a)
-                    fd = at(d)
-                    cand.append((fd, d))
-            f_new, v_new = min(cand)
-            if f_new < best:
-                best = f_new
-                u[j] = v_new
+    # Start: the best named grid(s) on the pilot.
+    starts_ts = {kind: time_grid(sde, steps, kind, t_start=t0, t_end=t1) for kind in GRIDS}
+    start_err = {kind: error(ts) for kind, ts in starts_ts.items()}
+    ranked = sorted(start_err, key=start_err.__getitem__)[: min(starts, len(start_err))]
+    results = []
+    for name in ranked:
+        kind, u = _coordinates(sde, starts_ts[name])
+        u, err = _coordinate_search(
+            lambda v, kind=kind: error(_times(sde, kind, v, ends)), u, start_err[name], sweeps, evals, tol
+        )
+        results.append((err, ranked.index(name), name, kind, u))
+    best, _, start, kind, u = min(results, key=lambda r: (r[0], r[1]))
     times = _times(sde, kind, u, ends)
     return OptimizedGrid(
         times=times,
