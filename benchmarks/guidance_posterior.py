@@ -86,10 +86,11 @@ def smc_rows(
     steps_list: list[int],
     particles_list: list[int],
     seed: int = 0,
-    floors: int = 5,
+    floors: int = 100,
     grids: tuple[str, ...] = ("logsnr",),
     baselines: bool = True,
     smc_options: dict | None = None,
+    cells: list[str] | None = None,
 ) -> list[dict]:
     """SMC (:func:`scoresde.guidance.smc_sample`) beside the MC floor, DPS (Alg. 1) and
     projection, at each problem's measurement noise and noise-free: mode-weight errors and sliced
@@ -97,13 +98,18 @@ def smc_rows(
     independent exact sample sets of size ``n``.  TDS runs every (grid, K, steps) triple (the
     work-precision table; the grid is named in the method when there are several); with
     ``baselines``, MCGdiff (first grid), DPS and projection run at the largest K / steps.
-    ``smc_options``: further keyword arguments of every TDS run."""
+    ``smc_options``: further keyword arguments of every TDS run.  ``cells``: run only the
+    problem/noise cells whose ``"<problem> s_y=<noise>"`` contains one of these strings."""
     sde = ss.VPSDE()
     rows = []
     k_max, steps_max = max(particles_list), max(steps_list)
+    twist = (smc_options or {}).get("twist_cov")
+    tds_name = "SMC (TDS" + ("" if twist is None else f", {twist} twist")
     for name, gmm, op, y_obs, noise_std, dshape in smc_problems(seed):
         oracle = ss.AnalyticScore(gmm, sde)
         for s_y in (noise_std, 0.0):
+            if cells and not any(c in f"{name} s_y={s_y}" for c in cells):
+                continue
             post = condition(gmm, op, y_obs, s_y)
             ref = post.sample(n, generator=torch.Generator().manual_seed(seed + 1)).reshape(n, -1)
 
@@ -125,7 +131,7 @@ def smc_rows(
             common = {"shape": (n, *dshape), "seed": seed, "dtype": torch.float64}
             runs = [
                 (
-                    "SMC (TDS)" if len(grids) == 1 else f"SMC (TDS, {grid} grid)",
+                    tds_name + ("" if len(grids) == 1 else f", {grid} grid") + ")",
                     k,
                     st,
                     smc_sample,
@@ -313,6 +319,11 @@ def main() -> None:
     p.add_argument(
         "--smc-threshold", type=float, default=None, help="TDS resample_threshold (default: the library's)"
     )
+    p.add_argument("--smc-twist", default=None, help="TDS twist_cov: tweedie / pigdm (default: library's)")
+    p.add_argument("--smc-floors", type=int, default=100, help="exact sample sets averaged for the MC floor")
+    p.add_argument(
+        "--problems", default=None, help="only cells whose '<problem> s_y=<noise>' has one of these (|-sep.)"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.smc:
@@ -320,9 +331,12 @@ def main() -> None:
         k_list = [int(v) for v in args.smc_particles.split(",")]
         grids = tuple(args.smc_grids.split(","))
         extra = {} if args.smc_threshold is None else {"resample_threshold": args.smc_threshold}
+        if args.smc_twist is not None:
+            extra["twist_cov"] = args.smc_twist
+        cells = None if args.problems is None else args.problems.split("|")
         rows = smc_rows(
-            args.n, steps_list, k_list, args.seed, grids=grids, baselines=not args.no_smc_baselines,
-            smc_options=extra,
+            args.n, steps_list, k_list, args.seed, floors=args.smc_floors, grids=grids,
+            baselines=not args.no_smc_baselines, smc_options=extra, cells=cells,
         )  # fmt: skip
         out = "docs/bench_guidance_smc.md" if args.out == "docs/bench_guidance.md" else args.out
         command = (
@@ -335,6 +349,14 @@ def main() -> None:
             command += " --no-smc-baselines"
         if args.smc_threshold is not None:
             command += f" --smc-threshold {args.smc_threshold}"
+        if args.smc_twist is not None:
+            command += f" --smc-twist {args.smc_twist}"
+        if args.smc_floors != 100:
+            command += f" --smc-floors {args.smc_floors}"
+        if args.problems is not None:
+            command += f" --problems '{args.problems}'"
+        if args.out != "docs/bench_guidance.md":
+            command += f" --out {args.out}"
         names = {"logsnr": "log-SNR", "uniform": "uniform", "edm": "EDM", "quadratic": "quadratic"}
         lines = smc_markdown(rows, command, " / ".join(names.get(g, g) for g in grids) + " grid")
         Path(out).write_text("\n".join(lines) + "\n")
