@@ -42,6 +42,25 @@ def mixture_errors(target: ss.GaussianMixture, x: torch.Tensor) -> tuple[float, 
     return e.weights, e.means, e.covs
 
 
+def law_weight_error(target: ss.GaussianMixture, res) -> tuple[float, float]:
+    """Mode-weight error of the law of one SMC run's draw, and its standard error over the runs.
+
+    Each run's weighted particles (assigned to the target's components as in
+    :func:`compare_to_mixture`) give the exact mode probabilities of its single draw; their mean
+    over the ``n`` runs estimates the law of a draw without the draw's own multinomial noise, so
+    this error is the sampler's bias (finite ``K``, twist, steps) up to the standard error.
+    """
+    b, k = res.log_weights.shape
+    flat = res.particles.reshape(b * k, -1).to(target.dtype)
+    ones = torch.ones(b * k, dtype=target.dtype)
+    lab = target.perturbed_responsibilities(flat, ones, torch.full((b * k,), 1e-3)).argmax(1)
+    onehot = torch.nn.functional.one_hot(lab, target.n_components).to(target.dtype).reshape(b, k, -1)
+    per_run = (res.log_weights.exp()[..., None] * onehot).sum(1)  # (runs, components)
+    err = per_run.mean(0) - target.weights
+    j = int(err.abs().argmax())
+    return float(err[j].abs()), float(per_run[:, j].std() / b**0.5)
+
+
 def ambiguous_problem(gmm: ss.GaussianMixture, op, i: int = 0, j: int = 1):
     """Move mode ``j``'s mean so that ``A mu_j = A mu_i``; observe ``y = A mu_i``.
 
@@ -86,10 +105,12 @@ def smc_rows(
     steps_list: list[int],
     particles_list: list[int],
     seed: int = 0,
-    floors: int = 5,
+    floors: int = 100,
     grids: tuple[str, ...] = ("logsnr",),
     baselines: bool = True,
     smc_options: dict | None = None,
+    cells: list[str] | None = None,
+    noise: str = "both",
 ) -> list[dict]:
     """SMC (:func:`scoresde.guidance.smc_sample`) beside the MC floor, DPS (Alg. 1) and
     projection, at each problem's measurement noise and noise-free: mode-weight errors and sliced
@@ -97,13 +118,19 @@ def smc_rows(
     independent exact sample sets of size ``n``.  TDS runs every (grid, K, steps) triple (the
     work-precision table; the grid is named in the method when there are several); with
     ``baselines``, MCGdiff (first grid), DPS and projection run at the largest K / steps.
-    ``smc_options``: further keyword arguments of every TDS run."""
+    ``smc_options``: further keyword arguments of every TDS run.  ``cells``: run only the
+    problems whose name contains one of these strings; ``noise``: ``"both"``, ``"noisy"`` (the
+    problem's measurement noise) or ``"free"`` (noise-free)."""
     sde = ss.VPSDE()
     rows = []
     k_max, steps_max = max(particles_list), max(steps_list)
+    twist = (smc_options or {}).get("twist_cov")
+    tds_name = "SMC (TDS" + ("" if twist is None else f", {twist} twist")
     for name, gmm, op, y_obs, noise_std, dshape in smc_problems(seed):
         oracle = ss.AnalyticScore(gmm, sde)
-        for s_y in (noise_std, 0.0):
+        if cells and not any(c in name for c in cells):
+            continue
+        for s_y in {"both": (noise_std, 0.0), "noisy": (noise_std,), "free": (0.0,)}[noise]:
             post = condition(gmm, op, y_obs, s_y)
             ref = post.sample(n, generator=torch.Generator().manual_seed(seed + 1)).reshape(n, -1)
 
@@ -125,7 +152,7 @@ def smc_rows(
             common = {"shape": (n, *dshape), "seed": seed, "dtype": torch.float64}
             runs = [
                 (
-                    "SMC (TDS)" if len(grids) == 1 else f"SMC (TDS, {grid} grid)",
+                    tds_name + ("" if len(grids) == 1 else f", {grid} grid") + ")",
                     k,
                     st,
                     smc_sample,
@@ -147,9 +174,10 @@ def smc_rows(
             for method, k, st, fn, kw in runs:
                 t0 = time.perf_counter()
                 res = fn(oracle, op, y_obs, **common, steps=st, **kw)
+                law = law_weight_error(post, res) if hasattr(res, "log_weights") else None
                 rows.append(
                     dict(base, method=method, k=k, steps=st, nfe=res.nfe, err=mixture_errors(post, res.x),
-                         sw=sw(res.x), secs=time.perf_counter() - t0)
+                         sw=sw(res.x), secs=time.perf_counter() - t0, law=law)
                 )  # fmt: skip
                 print({key: v for key, v in rows[-1].items() if key != "err"}, rows[-1]["err"][0], flush=True)
     return rows
@@ -167,15 +195,21 @@ def smc_markdown(rows: list[dict], command: str, grids: str = "log-SNR grid") ->
         "`SW / floor`: ratios to the mean of the same statistics over independent exact sample sets "
         "(the Monte-Carlo floor). NFE: batched calls (each over n x K particles).",
         "",
+        "`w (law)`: the mode-weight error of the law of one run's draw (each run's weighted particles "
+        "give its draw's mode probabilities; mean over the n runs), +- its standard error: the "
+        "sampler's bias without the draw's multinomial noise (exact samples: 0).",
+        "",
         "| problem | target | method | K | steps | NFE | weights | means | covs | sliced W2 | w / floor "
-        "| SW / floor | s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| SW / floor | w (law) | s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         dw, dm, dc = r["err"]
         cells = [r["problem"], r["target"], r["method"], str(r["k"]), str(r["steps"]), str(r["nfe"])]
         cells += [f"{dw:.4f}", f"{dm:.4f}", f"{dc:.4f}", f"{r['sw']:.4f}"]
-        cells += [f"{dw / r['floor_w']:.2f}", f"{r['sw'] / r['floor_sw']:.2f}", f"{r['secs']:.1f}"]
+        law = r.get("law")
+        cells += [f"{dw / r['floor_w']:.2f}", f"{r['sw'] / r['floor_sw']:.2f}"]
+        cells += ["-" if law is None else f"{law[0]:.4f} +- {law[1]:.4f}", f"{r['secs']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     # Work-precision summary: the worst ratio over the problems for each method / (K, steps).
     keys = []
@@ -313,6 +347,12 @@ def main() -> None:
     p.add_argument(
         "--smc-threshold", type=float, default=None, help="TDS resample_threshold (default: the library's)"
     )
+    p.add_argument("--smc-twist", default=None, help="TDS twist_cov: tweedie / pigdm (default: library's)")
+    p.add_argument("--smc-floors", type=int, default=100, help="exact sample sets averaged for the MC floor")
+    p.add_argument(
+        "--problems", default=None, help="only the problems whose name contains one of these (|-separated)"
+    )
+    p.add_argument("--smc-noise", default="both", choices=["both", "noisy", "free"], help="SMC noise levels")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.smc:
@@ -320,9 +360,13 @@ def main() -> None:
         k_list = [int(v) for v in args.smc_particles.split(",")]
         grids = tuple(args.smc_grids.split(","))
         extra = {} if args.smc_threshold is None else {"resample_threshold": args.smc_threshold}
+        if args.smc_twist is not None:
+            extra["twist_cov"] = args.smc_twist
+        cells = None if args.problems is None else args.problems.split("|")
         rows = smc_rows(
-            args.n, steps_list, k_list, args.seed, grids=grids, baselines=not args.no_smc_baselines,
-            smc_options=extra,
+            args.n, steps_list, k_list, args.seed, floors=args.smc_floors, grids=grids,
+            baselines=not args.no_smc_baselines, smc_options=extra, cells=cells,
+            noise=args.smc_noise,
         )  # fmt: skip
         out = "docs/bench_guidance_smc.md" if args.out == "docs/bench_guidance.md" else args.out
         command = (
@@ -335,6 +379,16 @@ def main() -> None:
             command += " --no-smc-baselines"
         if args.smc_threshold is not None:
             command += f" --smc-threshold {args.smc_threshold}"
+        if args.smc_twist is not None:
+            command += f" --smc-twist {args.smc_twist}"
+        if args.smc_floors != 100:
+            command += f" --smc-floors {args.smc_floors}"
+        if args.problems is not None:
+            command += f" --problems '{args.problems}'"
+        if args.smc_noise != "both":
+            command += f" --smc-noise {args.smc_noise}"
+        if args.out != "docs/bench_guidance.md":
+            command += f" --out {args.out}"
         names = {"logsnr": "log-SNR", "uniform": "uniform", "edm": "EDM", "quadratic": "quadratic"}
         lines = smc_markdown(rows, command, " / ".join(names.get(g, g) for g in grids) + " grid")
         Path(out).write_text("\n".join(lines) + "\n")

@@ -14,6 +14,16 @@ with the covariance of PiGDM (Song et al. 2023),
 evaluated in the SVD coordinates of ``A`` (:mod:`scoresde.guidance.measurement`), where it is
 diagonal.  At small ``t`` it tends to the forward process's own potential (a plain
 ``(s_y^2 + r_i^2) I`` would be ``1 / S_j^2`` times too wide for singular values ``S_j != 1``).
+
+``twist_cov="tweedie"`` (the default for up to :data:`TWEEDIE_MAX_RANK` observed coordinates)
+replaces ``r_i^2 A A^T`` by the model's own posterior covariance from Tweedie's second-order
+formula, ``Cov[x_0 | x_i] = (sigma_i^2 / s_i) d x0_hat / d x_i`` (as in Boys et al. 2023, TMPD),
+in the same coordinates: ``V_r^T Cov V_r``, ``r`` vector-Jacobian products per step.  It is the
+exact ``p_i(y | x_i)`` for Gaussian data and close to it within each mode of a mixture, whereas
+the unit-variance ``r_i^2`` mis-weights modes whose covariances along the observed directions
+differ (both twists are exact as ``t -> 0``): the weights must then move mass between modes late,
+their spread becomes heavy-tailed, and the single draw of a run keeps a mode-weight bias that
+falls only slowly with ``K`` (docs/bench_guidance_smc.md).
 Each step proposes from the twisted kernel ``q = N(mu_i + v_i grad log p~_i(y | x_i), v_i I)``
 (TDS, Eq. 10) and reweights by
 
@@ -35,8 +45,9 @@ estimates the evidence ``p(y)`` under the chain (unbiased with noise).
 ``proposal="mcgdiff"`` runs the gradient-free MCGdiff filter instead
 (:mod:`scoresde.guidance.mcgdiff`, Cardoso et al. 2023) towards the same target.
 
-Cost per step: one network evaluation and one backward pass per particle (the last step: no
-backward pass).
+Cost per step: one network evaluation and one backward pass per particle (``"tweedie"``: ``r``
+vector-Jacobian products, batched into one vmapped backward pass; the last step: no backward
+pass).
 """
 
 from __future__ import annotations
@@ -72,7 +83,12 @@ from scoresde.sampling.predictors import ancestral_posterior
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
-__all__ = ["SMCResult", "effective_sample_size", "smc_sample", "systematic_resample"]
+__all__ = ["TWEEDIE_MAX_RANK", "SMCResult", "effective_sample_size", "smc_sample", "systematic_resample"]
+
+TWEEDIE_MAX_RANK = 16
+"""``twist_cov="auto"`` uses the Tweedie covariance up to this many observed coordinates (its cost
+is one vector-Jacobian product per coordinate and step), PiGDM's above (so 8x8 digits inpainting,
+48 observed pixels, keeps the one-backward-pass PiGDM twist)."""
 
 
 @dataclass
@@ -124,6 +140,58 @@ def _twist(
     return logp.detach(), grad.detach(), x0.detach()
 
 
+def _twist_tweedie(
+    model: ScoreFunction,
+    coords: SVDCoordinates,
+    y_bar: Tensor,
+    x: Tensor,
+    t: Tensor,
+    sde: SDE,
+    scale: float,
+    labels: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The twist with the denoiser's own covariance: ``p~(y | x) = N(y_bar; c(x0_hat), kappa^2 +
+    C(x))``, ``C = scale (sigma^2 / s) V_r^T (d x0_hat / d x) V_r`` (Tweedie's second-order
+    formula, ``Cov[x_0 | x_t] = (sigma^2 / s) d E[x_0 | x_t] / d x_t``; exact for Gaussian data).
+
+    One NFE and ``r`` vector-Jacobian products (one vmapped backward pass).  The gradient holds
+    ``C`` fixed, ``(V_r^T J)^T C^{-1} (y_bar - c)``: the proposal may use any drift, since the
+    weight uses the same one, so the target is unchanged.
+
+    Returns:
+        ``(log p~(y | x), its gradient with C fixed, x0_hat(x))`` per particle.
+    """
+    s, sigma = (float(c) for c in sde.marginal(t.double().cpu()))
+    r = coords.vh.shape[0]
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(True)
+        x0 = model.denoise(x_in, t.to(x.dtype).expand(x.shape[0]), labels)
+        c0 = coords.coord(x0)
+        eye = torch.eye(r, dtype=c0.dtype, device=c0.device)[:, None, :].expand(r, *c0.shape)
+        try:  # the r vector-Jacobian products in one vmapped backward pass
+            (rows,) = torch.autograd.grad(c0, x_in, eye, is_grads_batched=True)
+        except RuntimeError:  # a model whose backward does not vmap: one pass per coordinate
+            rows = torch.stack(
+                [torch.autograd.grad(c0, x_in, eye[j], retain_graph=j + 1 < r)[0] for j in range(r)]
+            )
+    jac = rows.reshape(r, x.shape[0], -1).transpose(0, 1).double()  # (N, r, D): d c(x0_hat) / d x
+    # C = (sigma^2 / s) V_r^T J V_r, symmetrised; eigenvalues floored (a learned J need not be
+    # positive definite) far below the PiGDM variance r_t^2, so the exact oracle never binds it.
+    cov = scale * (sigma**2 / s) * (jac @ coords.vh.T)
+    cov = 0.5 * (cov + cov.transpose(1, 2))
+    evals, evecs = torch.linalg.eigh(cov)
+    sigma_hat2 = (sigma / s) ** 2
+    evals = evals.clamp_min(1e-6 * scale * sigma_hat2 / (1.0 + sigma_hat2))
+    cov = (evecs * evals[:, None, :]) @ evecs.transpose(1, 2) + torch.diag(coords.kappa2)
+    chol = torch.linalg.cholesky(cov)
+    d = (y_bar - c0.detach())[..., None]
+    sol = torch.cholesky_solve(d, chol)[..., 0]  # C^{-1} (y_bar - c)
+    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    logp = -0.5 * ((d[..., 0] * sol).sum(-1) + logdet + r * math.log(2 * math.pi))
+    grad = torch.einsum("nrd,nr->nd", jac, sol).reshape(x.shape).to(x.dtype)
+    return logp, grad, x0.detach()
+
+
 def _tds_filter(
     counted: CountingModel,
     sde: SDE,
@@ -138,6 +206,7 @@ def _tds_filter(
     callback: Callback | None,
     progress: bool,
     dtype: torch.dtype,
+    twist_cov: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The twisted SMC loop (module docstring): ``(x, log_w, log_z, ess, resampled)`` as
     :func:`~scoresde.guidance.mcgdiff.mcgdiff_filter` returns them."""
@@ -153,7 +222,13 @@ def _tds_filter(
     x = noise(torch.empty((b * k, *dshape), device=device, dtype=dtype)) * sde.prior_std()
     log_z = torch.zeros(b, dtype=torch.float64, device=device)
     ess_hist, res_hist = [], []
-    logp_tw, grad, x0 = _twist(counted, coords, y_bar, x, ts_dev[0], twist_var(ts_dev[0]), labels)
+
+    def twist(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if twist_cov == "tweedie":
+            return _twist_tweedie(counted, coords, y_bar, x, t, sde, float(twist_var_scale), labels)
+        return _twist(counted, coords, y_bar, x, t, twist_var(t), labels)
+
+    logp_tw, grad, x0 = twist(x, ts_dev[0])
     log_w = logp_tw.reshape(b, k)
     rng = range(n_steps)
     if progress:
@@ -187,7 +262,7 @@ def _tds_filter(
                 bound = drift_clip / math.sqrt(v)
                 grad = grad.clamp(-bound, bound)
             x = mu + v * grad + math.sqrt(v) * noise(mu)
-            logp_new, grad_new, x0 = _twist(counted, coords, y_bar, x, t_next, twist_var(t_next), labels)
+            logp_new, grad_new, x0 = twist(x, t_next)
             d = (x - mu).reshape(b * k, -1).double()
             g = grad.reshape(b * k, -1).double()
             log_kernel_ratio = -(g * d).sum(1) + 0.5 * v * g.pow(2).sum(1)
@@ -217,6 +292,7 @@ def smc_sample(
     twist_var_scale: float = 1.0,
     drift_clip: float = 3.0,
     proposal: str = "auto",
+    twist_cov: str = "auto",
     generator: torch.Generator | None = None,
     seed: int | None = None,
     y: Tensor | None = None,
@@ -242,13 +318,18 @@ def smc_sample(
             benchmark at the same steps and ``K``).
         resample_threshold: resample when ``ESS < resample_threshold * K`` (1: every step; 0: never).
         twist_var_scale: multiplies ``r_i^2`` in the twisting functions (the data's variance
-            scale; 1 for data of unit variance); ``proposal="tds"`` only.
+            scale; 1 for data of unit variance), or the Tweedie covariance; ``proposal="tds"``
+            only.
         drift_clip: the twisted proposal's shift ``v_i grad log p~_i`` is clipped to
             ``drift_clip sqrt(v_i)`` per coordinate, and its weight uses the clipped shift, so the
             target is unchanged (``inf``: no clipping).  It guards against a learned denoiser's
             large ``x0_hat`` errors at high noise (``x0_hat = (x - sigma eps_hat) / s`` multiplies
             the error of ``eps_hat`` by ``sigma / s``), whose gradient would otherwise throw the
             particles out of range; ``proposal="tds"`` only.
+        twist_cov: the twist's covariance: ``"tweedie"`` (the model's ``Cov[x_0 | x_t]``, ``r``
+            vector-Jacobian products per step), ``"pigdm"`` (``r_t^2 A A^T``, one backward pass) or
+            ``"auto"``: ``"tweedie"`` when ``A`` has at most :data:`TWEEDIE_MAX_RANK` non-zero
+            singular values, else ``"pigdm"``; ``proposal="tds"`` only.
         proposal: ``"tds"``: the twisted proposals above (one backward pass per step);
             ``"mcgdiff"``: the MCGdiff filter (:mod:`scoresde.guidance.mcgdiff`; potentials on the
             SVD coordinates of ``A``, fully adapted, no gradient; forms the SVD of the dense
@@ -277,6 +358,8 @@ def smc_sample(
         raise ValueError(f"unknown proposal {proposal!r}; choose one of ['auto', 'tds', 'mcgdiff']")
     if proposal == "auto":
         proposal = "tds"
+    if twist_cov not in ("auto", "tweedie", "pigdm"):
+        raise ValueError(f"unknown twist_cov {twist_cov!r}; choose one of ['auto', 'tweedie', 'pigdm']")
     if shape is None:
         raise ValueError("give shape=(B, *D): B measurements, each with its own particles")
     shape = tuple(int(s) for s in shape)
@@ -301,6 +384,8 @@ def smc_sample(
     counted = CountingModel(model)
     ts_dev = ts.to(x_b.device)
     coords = svd_coordinates(operator, y_obs, noise_std)
+    if twist_cov == "auto":
+        twist_cov = "tweedie" if coords.vh.shape[0] <= TWEEDIE_MAX_RANK else "pigdm"
     if proposal == "mcgdiff":
         x, log_w, log_z, ess, resampled = mcgdiff_filter(
             counted,
@@ -319,7 +404,7 @@ def smc_sample(
     else:
         x, log_w, log_z, ess, resampled = _tds_filter(
             counted, sde, ts_dev, noise, coords, float(twist_var_scale), float(drift_clip), (b, k, dshape),
-            float(resample_threshold), labels, callback, progress, dtype,
+            float(resample_threshold), labels, callback, progress, dtype, twist_cov,
         )  # fmt: skip
     log_z = log_z + torch.logsumexp(log_w, 1) - math.log(k)
     log_w_norm = log_w - torch.logsumexp(log_w, 1, keepdim=True)
