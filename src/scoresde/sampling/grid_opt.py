@@ -152,7 +152,6 @@ def _times(sde: SDE, kind: str, u: Tensor, ends: Tensor) -> Tensor:
     return ts
 
 
-@torch.no_grad()
 def _coordinate_search(
     error: Callable[[Tensor], float], u: Tensor, best: float, sweeps: int, evals: int, tol: float
 ) -> tuple[Tensor, float]:
@@ -197,6 +196,7 @@ def _coordinate_search(
     return u, best
 
 
+@torch.no_grad()
 def optimize_grid(
     model: ScoreFunction,
     sde: SDE,
