@@ -66,3 +66,29 @@ def test_inception_score_limits() -> None:
     assert inception_score(one_class, splits=4)[0] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="N >= splits"):
         inception_score(torch.zeros(3, k), splits=10)
+
+
+def _reference_inception_score(logits: np.ndarray, splits: int) -> tuple[float, float]:
+    """The original code's IS (improved-gan ``inception_score.py``; torch-fidelity cuts alike)."""
+    preds = np.exp(logits - logits.max(1, keepdims=True))
+    preds /= preds.sum(1, keepdims=True)
+    scores = []
+    for i in range(splits):
+        part = preds[(i * preds.shape[0] // splits) : ((i + 1) * preds.shape[0] // splits), :]
+        kl = part * (np.log(part) - np.log(np.expand_dims(np.mean(part, 0), 0)))
+        scores.append(np.exp(np.mean(np.sum(kl, 1))))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@pytest.mark.parametrize("n, splits", [(64, 10), (37, 4), (101, 7), (20, 10)])
+def test_inception_score_splits_as_the_reference(n: int, splits: int) -> None:
+    g = torch.Generator().manual_seed(n)
+    logits = torch.randn(n, 12, generator=g, dtype=torch.float64) * 2
+    mean, std = inception_score(logits, splits)
+    ref_mean, ref_std = _reference_inception_score(logits.numpy(), splits)
+    assert mean == pytest.approx(ref_mean, rel=1e-12) and std == pytest.approx(ref_std, rel=1e-9, abs=1e-15)
+    if n % splits:
+        # The boundaries i * N // splits differ from tensor_split's (longer parts first), which
+        # moves the score: the test tells the two apart.
+        sizes = [(i + 1) * n // splits - i * n // splits for i in range(splits)]
+        assert sizes != [len(p) for p in torch.tensor_split(logits, splits)]

@@ -15,6 +15,11 @@ Inception-v3 in ways that change the numbers, and this module builds it as it is
 - inputs are resized to 299 x 299 bilinearly (``align_corners=False``) and mapped from
   ``[0, 1]`` to ``[-1, 1]``.
 
+Inputs are checked against a declared range (``input_range``: ``"-1,1"``, the library's
+convention, ``"0,1"`` or ``"0,255"`` for uint8 images) and converted from it explicitly; values
+outside it are refused unless ``out_of_range="clip"`` asks for the clipping that writing PNG
+files would do.  Nothing is clamped silently.
+
 Module and parameter names follow that file's state dict (``Conv2d_1a_3x3.conv.weight``,
 ``Mixed_5b.branch_pool.bn.running_var``, ``fc.weight``, ...), so :func:`load_fid_inception`
 reads it directly (``torch.load(..., weights_only=True)``, never an unpickling of code).  No
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +45,11 @@ __all__ = [
     "load_fid_inception",
     "standin_inception_state",
 ]
+
+InputRange = Literal["-1,1", "0,1", "0,255"]
+"""The value ranges :class:`FIDInceptionV3` accepts: ``[-1, 1]``, ``[0, 1]``, 8-bit ``0..255``."""
+
+INPUT_RANGES: dict[str, tuple[float, float]] = {"-1,1": (-1.0, 1.0), "0,1": (0.0, 1.0), "0,255": (0.0, 255.0)}
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 """The public file (from pytorch-fid's releases) whose state dict :class:`FIDInceptionV3` loads."""
@@ -186,20 +197,43 @@ class InceptionOutput:
 class FIDInceptionV3(nn.Module):
     """Inception-v3 as in the FID graph ``inception-2015-12-05`` (see the module docstring).
 
-    ``forward`` takes images ``(B, C, H, W)`` in ``[-1, 1]`` (the library's convention; ``C``
-    is 1 or 3, grayscale is repeated) and returns :class:`InceptionOutput`.
+    ``forward`` takes images ``(B, C, H, W)`` (``C`` is 1 or 3, grayscale is repeated) in the
+    declared ``input_range`` and returns :class:`InceptionOutput`.
 
     Args:
         resize_to: the input size (299 for standard numbers; ``None`` keeps the size, which
             must be at least 75).
         quantize: round images to 8 bits first, as they are when written to PNG files and
             read back by external FID tools.
+        input_range: the range of the images passed in, converted to ``[-1, 1]`` explicitly:
+            ``"-1,1"`` (the library's convention), ``"0,1"``, or ``"0,255"`` (uint8 images, or
+            floats on that scale).  ``None`` (the default) means ``"-1,1"`` and also refuses a
+            batch without a single negative value, the mark of ``[0, 1]`` images passed by
+            mistake; say ``"-1,1"`` explicitly to score such a batch.  A uint8 tensor needs
+            ``"0,255"``.
+        out_of_range: ``"error"`` (default) refuses values outside ``input_range`` with a
+            message; ``"clip"`` clips them into it (what writing a PNG does to a sample that
+            overshoots).
     """
 
-    def __init__(self, resize_to: int | None = 299, quantize: bool = True) -> None:
+    def __init__(
+        self,
+        resize_to: int | None = 299,
+        quantize: bool = True,
+        input_range: InputRange | None = None,
+        out_of_range: Literal["error", "clip"] = "error",
+    ) -> None:
         super().__init__()
+        if input_range is not None and input_range not in INPUT_RANGES:
+            raise ValueError(
+                f"input_range must be one of {sorted(INPUT_RANGES)} or None, got {input_range!r}"
+            )
+        if out_of_range not in ("error", "clip"):
+            raise ValueError(f"out_of_range must be 'error' or 'clip', got {out_of_range!r}")
         self.resize_to = resize_to
         self.quantize = quantize
+        self.input_range = input_range
+        self.out_of_range = out_of_range
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1)
@@ -218,13 +252,48 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7c = InceptionE(2048, pool="max")
         self.fc = nn.Linear(2048, 1008)
 
+    def to_unit_range(self, x: Tensor) -> Tensor:
+        """Check ``x`` against ``input_range`` and map it to ``[-1, 1]`` (float32), explicitly.
+
+        Raises:
+            ValueError: a uint8 tensor without ``input_range="0,255"``; values outside the
+                declared range (with ``out_of_range="error"``); with ``input_range=None``, a
+                batch with no negative value (``[0, 1]`` images passed as ``[-1, 1]``).
+        """
+        name = self.input_range or "-1,1"
+        if x.dtype == torch.uint8 and name != "0,255":
+            raise ValueError(
+                f"uint8 images given to an Inception network declared for input_range={name!r}: "
+                "pass input_range='0,255' to convert them (x / 127.5 - 1)"
+            )
+        if not (x.dtype == torch.uint8 or x.is_floating_point()):
+            raise ValueError(f"images must be a float or uint8 tensor, got {x.dtype}")
+        lo, hi = INPUT_RANGES[name]
+        x = x.float()
+        x_min, x_max = float(x.min()), float(x.max())
+        if not (x_min >= lo and x_max <= hi):  # also catches NaN
+            if self.out_of_range != "clip" or x.isnan().any():
+                raise ValueError(
+                    f"images range over [{x_min:.4g}, {x_max:.4g}], outside the declared input_range "
+                    f"[{lo:g}, {hi:g}]; declare their range (input_range='0,1' or '0,255'), or pass "
+                    "out_of_range='clip' to clip them as writing PNG files would"
+                )
+            x = x.clamp(lo, hi)
+        if self.input_range is None and x_min >= 0.0:
+            raise ValueError(
+                "images in [-1, 1] expected, but no value in the batch is negative: these look like [0, 1] "
+                "images; pass input_range='0,1' to convert them, or input_range='-1,1' if they really are "
+                "[-1, 1] images"
+            )
+        return x * (2.0 / (hi - lo)) - (hi + lo) / (hi - lo)
+
     def prepare(self, x: Tensor) -> Tensor:
-        """``[-1, 1]`` images to the network's input: 3 channels, 8-bit steps, 299 x 299, ``[-1, 1]``."""
+        """Images in ``input_range`` to the network's input: 3 channels, 8-bit, 299 x 299, ``[-1, 1]``."""
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(
                 f"Inception features need images (B, C, H, W) with C in 1, 3, got {tuple(x.shape)}"
             )
-        x = x.float().clamp(-1.0, 1.0)
+        x = self.to_unit_range(x)
         if self.quantize:
             x = torch.round((x + 1.0) * 127.5) / 127.5 - 1.0
         if x.shape[1] == 1:
@@ -262,6 +331,8 @@ def load_fid_inception(
     device: torch.device | str = "cpu",
     resize_to: int | None = 299,
     quantize: bool = True,
+    input_range: InputRange | None = None,
+    out_of_range: Literal["error", "clip"] = "error",
 ) -> FIDInceptionV3:
     """Build :class:`FIDInceptionV3` from a local weights file (``torch.load(weights_only=True)``).
 
@@ -269,7 +340,7 @@ def load_fid_inception(
         path: ``pt_inception-2015-12-05-6726825d.pth`` for standard numbers, or any file with
             the same state-dict names and shapes.
         device: where to put the network.
-        resize_to, quantize: see :class:`FIDInceptionV3`.
+        resize_to, quantize, input_range, out_of_range: see :class:`FIDInceptionV3`.
 
     Raises:
         FileNotFoundError: no such file (the message says where to get the real one).
@@ -289,7 +360,9 @@ def load_fid_inception(
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
-    net = FIDInceptionV3(resize_to=resize_to, quantize=quantize)
+    net = FIDInceptionV3(
+        resize_to=resize_to, quantize=quantize, input_range=input_range, out_of_range=out_of_range
+    )
     want = net.state_dict()
     optional = {k for k in want if k.endswith("num_batches_tracked")}
     missing = sorted(set(want) - set(state) - optional)

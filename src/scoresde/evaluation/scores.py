@@ -9,8 +9,9 @@
 - KID (Binkowski et al. 2018, "Demystifying MMD GANs", Sec. 3): the unbiased squared MMD with
   the cubic polynomial kernel ``k(a, b) = (a.b / d + 1)^3``, averaged over random subsets
   (mean and standard deviation reported, as torch-fidelity does).
-- IS (Salimans et al. 2016, Sec. 4): ``exp(E_x KL(p(y|x) || p(y)))`` over ``splits`` parts,
-  from softmax class probabilities.  The reference code takes the logits ``pool3 . W`` of the
+- IS (Salimans et al. 2016, Sec. 4): ``exp(E_x KL(p(y|x) || p(y)))`` over ``splits`` parts
+  cut at ``i * N // splits`` (as the original code and torch-fidelity), from softmax class
+  probabilities.  The reference code takes the logits ``pool3 . W`` of the
   1008-way head *without* its bias; :func:`inception_logits` does the same by default.
 """
 
@@ -132,17 +133,29 @@ def inception_logits(features: Tensor, fc: torch.nn.Linear, bias: bool = False) 
 def inception_score(logits: Tensor, splits: int = 10) -> tuple[float, float]:
     """Inception Score ``exp(E_x KL(p(y|x) || p(y)))`` (Salimans et al. 2016), mean and std over splits.
 
+    The ``N`` rows are cut into ``splits`` consecutive parts at the boundaries ``i * N // splits``
+    (``i = 0, ..., splits``), as the original TensorFlow code (``improved-gan``'s
+    ``inception_score.py``) and torch-fidelity cut them: when ``N`` is not divisible by
+    ``splits`` the longer parts are spread out rather than all at the front.  Each part gets its
+    own marginal ``p(y)`` (the part's mean of ``p(y|x)``) and its own score; the standard
+    deviation is the population one (``ddof = 0``, ``np.std``), as in the references.
+
     Args:
         logits: ``(N, K)`` class logits; softmax gives ``p(y|x)``.
-        splits: the number of equal parts (the last takes the remainder) scored separately.
+        splits: the number of parts scored separately (``1 <= splits <= N``).
+
+    Returns:
+        ``(mean, std)`` of the per-part scores.
     """
-    if logits.ndim != 2 or logits.shape[0] < splits:
-        raise ValueError(f"need (N, K) logits with N >= splits = {splits}, got {tuple(logits.shape)}")
+    if logits.ndim != 2 or splits < 1 or logits.shape[0] < splits:
+        raise ValueError(f"need (N, K) logits with N >= splits = {splits} >= 1, got {tuple(logits.shape)}")
+    n = logits.shape[0]
     logp = torch.log_softmax(logits.double(), dim=1)
     scores = []
-    for part in torch.tensor_split(logp, splits):
+    for i in range(splits):
+        part = logp[i * n // splits : (i + 1) * n // splits]
         p = part.exp()
-        log_py = torch.logsumexp(part, dim=0) - np.log(part.shape[0])  # log of the marginal p(y)
+        log_py = torch.logsumexp(part, dim=0) - np.log(part.shape[0])  # log of the part's marginal p(y)
         kl = (p * (part - log_py)).sum(1).mean()
         scores.append(float(kl.exp()))
     s = np.array(scores)
