@@ -113,7 +113,7 @@ COMMAND = Command(
         Option(
             "data", "digits-color", "held-out images: digits-color, digits (gray), a .npz file or a folder"
         ),
-        Option("num", 8, "number of held-out images", minimum=1),
+        Option("num", 8, "number of held-out images", minimum=1, short="-n"),
         Option("samples", 3, "colorizations per image", minimum=1),
         *sampler_options(method="euler_maruyama", steps=200, grid="uniform"),
         *smc_options(),

@@ -105,7 +105,7 @@ def data_options(
             "digits, digits-color, a toy set name, a .npy/.npz file (keras layout too), a CIFAR folder or "
             "an image folder (held-out split); the accepted layouts are listed below",
         ),
-        Option("num", num, num_help, minimum=minimum),
+        Option("num", num, num_help, minimum=minimum, short="-n"),
     ]
 
 

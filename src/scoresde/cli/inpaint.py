@@ -145,7 +145,7 @@ COMMAND = Command(
         ),
         Option("mask_fraction", 0.5, "fraction of pixels hidden by --mask random", minimum=0.0),
         Option("data", "digits", "held-out images: digits, digits-color, a .npz file or a folder"),
-        Option("num", 8, "number of held-out images", minimum=1),
+        Option("num", 8, "number of held-out images", minimum=1, short="-n"),
         Option("samples", 3, "inpaintings per image", minimum=1),
         *sampler_options(method="euler_maruyama", steps=200, grid="uniform"),
         Option(

@@ -84,7 +84,7 @@ Example:
     options=[
         *_SOLVER,
         _DATA,
-        Option("num", 16, "number of data points", minimum=1),
+        Option("num", 16, "number of data points", minimum=1, short="-n"),
     ],
     body=_encode,
 )
@@ -132,7 +132,7 @@ Example:
     options=[
         *_SOLVER,
         Option("latents", "", "a latents .npz of `scoresde encode` (default: draws of the prior)", type=str),
-        Option("num", 64, "prior draws when no --latents are given", minimum=1),
+        Option("num", 64, "prior draws when no --latents are given", minimum=1, short="-n"),
         Option("temperature", 1.0, "scale the latents by this factor first", minimum=1e-6),
     ],
     body=_decode,

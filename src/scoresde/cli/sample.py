@@ -11,7 +11,7 @@ class-conditional samples); ``--format png`` writes a folder of numbered PNGs in
 external FID tools).  Sample ``i`` depends on ``--seed`` and ``i`` only, whatever
 ``--batch-size``; under ``torchrun --nproc_per_node=N -m scoresde sample ...`` each process
 draws its block of the indices and rank 0 writes the one result, identical to one process
-(give the number as ``--set num=N`` there: torchrun reads ``--num`` as its own
+(give the number as ``-n N`` there: torchrun reads ``--num`` as its own
 ``--numa-binding``).  Outputs go to ``--out``, else ``runs/<--name>``, else ``<run>/samples``
 beside the checkpoint's run folder.
 """
@@ -104,7 +104,7 @@ COMMAND = Command(
         *checkpoint_options(),
         *sampler_options(method="euler_maruyama", steps=100, grid="auto", optimized=True),
         *clip_options("auto"),
-        Option("num", 64, "number of samples", minimum=1),
+        Option("num", 64, "number of samples", minimum=1, short="-n"),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
         Option(
             "format",
