@@ -14,6 +14,7 @@ from scoresde.cli import (
     colorize,
     demo,
     evaluate,
+    export,
     inpaint,
     latents,
     likelihood,
@@ -35,6 +36,7 @@ COMMANDS: list[Command] = [
     evaluate.COMMAND,
     inpaint.COMMAND,
     colorize.COMMAND,
+    export.COMMAND,
 ]
 """Every subcommand, in the order of ``scoresde --help``."""
 

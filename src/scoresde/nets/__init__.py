@@ -5,12 +5,13 @@ from __future__ import annotations
 from torch import nn
 
 from scoresde.nets.classifier import TimeClassifier
+from scoresde.nets.diffusers_unet import DiffusersUNet
 from scoresde.nets.embeddings import GaussianFourierProjection, SinusoidalEmbedding
 from scoresde.nets.limits import check_net_config
 from scoresde.nets.mlp import MLP
 from scoresde.nets.unet import UNet
 
-NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "diffusers-unet": DiffusersUNet}
 
 
 def net_config(net: nn.Module) -> dict:
@@ -24,7 +25,7 @@ def net_config(net: nn.Module) -> dict:
 
 
 def build_net(config: dict) -> nn.Module:
-    """Build a network from ``{"name": "unet" | "mlp", **constructor arguments}``."""
+    """Build a network from ``{"name": "unet" | "mlp" | "diffusers-unet", **constructor arguments}``."""
     check_net_config(config)
     config = dict(config)
     name = config.pop("name", None)
@@ -38,6 +39,7 @@ def build_net(config: dict) -> nn.Module:
 
 __all__ = [
     "MLP",
+    "DiffusersUNet",
     "NETS",
     "GaussianFourierProjection",
     "SinusoidalEmbedding",

@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["NET_KINDS", "default_attn_resolutions", "default_channel_mults", "net_config_for"]
 
-NET_KINDS = ("unet", "mlp")
+NET_KINDS = ("unet", "mlp", "diffusers-unet")
 
 
 def default_channel_mults(channel_mults: tuple[int, ...] | None, image_size: int) -> tuple[int, ...]:
@@ -45,7 +45,9 @@ def net_config_for(
     """``{"name": kind, **constructor arguments}`` for images of ``data_shape = (C, H, W)``.
 
     Args:
-        kind: ``unet`` (the images as they are) or ``mlp`` (the images flattened).
+        kind: ``unet`` (the images as they are), ``mlp`` (the images flattened) or
+            ``diffusers-unet`` (a diffusers ``UNet2DModel`` with the UNet options:
+            :func:`scoresde.nets.diffusers_unet.diffusers_unet_config`).
         data_shape: one image's shape.
         num_classes: classes of a class-conditional network, else ``None``.
         options: anything with the architecture attributes (``base_channels``,
@@ -65,12 +67,18 @@ def net_config_for(
             "depth": options.depth,
             "num_classes": num_classes,
         }
-    if kind != "unet":
+    if kind not in ("unet", "diffusers-unet"):
         raise ValueError(f"unknown net {kind!r}; choose one of {list(NET_KINDS)}")
     if h != w:
         raise ValueError(f"the UNet needs square images, got {h}x{w}; pass image_size to resize")
     mults = default_channel_mults(options.channel_mults, h)
     attn = default_attn_resolutions(options.attn_resolutions, h, mults)
+    if kind == "diffusers-unet":
+        from scoresde.nets.diffusers_unet import diffusers_unet_config
+
+        return diffusers_unet_config(
+            ch, h, options.base_channels, mults, options.num_res_blocks, attn, options.dropout, num_classes
+        )
     return {
         "name": "unet",
         "in_channels": ch,

@@ -80,7 +80,10 @@ class TrainConfig:
     )
     hflip: bool = field(default=False, metadata={"help": "random horizontal flips"})
     # Network.
-    net: str = field(default="unet", metadata={"help": "unet (images) or mlp (flattened images / vectors)"})
+    net: str = field(
+        default="unet",
+        metadata={"help": "unet (images), mlp (flattened images / vectors) or diffusers-unet (UNet2DModel)"},
+    )
     base_channels: int = field(default=16, metadata={"help": "UNet channels of the first level"})
     channel_mults: tuple[int, ...] | None = field(
         default=None,
@@ -196,7 +199,7 @@ class TrainConfig:
         check_field_types(self)
         check_ranges(self)
         choices = {
-            "net": ("unet", "mlp"),
+            "net": ("unet", "mlp", "diffusers-unet"),
             "sde": tuple(SDES),
             "prediction": PREDICTIONS,
             "time_input": TIME_INPUTS,

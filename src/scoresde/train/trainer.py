@@ -310,7 +310,7 @@ class Trainer:
         by ``sample_method`` with the predicted x0 clipped as ``sample_clip`` says."""
         c = self.config
         n = n or c.num_samples
-        shape = self.data.shape if c.net == "unet" else (math.prod(self.data.shape),)
+        shape = self.data.shape if c.net != "mlp" else (math.prod(self.data.shape),)
         classes = self.data.num_classes if c.conditional else None
         sampled = model or self.ema.module
         if c.sample_clip != "none":
