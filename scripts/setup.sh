@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv inside the repository and install scoresde with its dev tools.
-# The optional extras the tests exercise (diffusers) are installed too.
+# The optional extras the tests exercise (diffusers; docs: the site build of tests/test_docs_site.py)
+# are installed too.
 # torch is pinned to 2.13.0 through constraints.txt (a CPU wheel; no CUDA download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +11,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,diffusers]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,diffusers,docs]"
