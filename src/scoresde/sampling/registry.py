@@ -7,6 +7,7 @@ as an import side effect.
 from __future__ import annotations
 
 from scoresde.sampling.adaptive import dopri5
+from scoresde.sampling.consistency import consistency
 from scoresde.sampling.deis import deis, ipndm
 from scoresde.sampling.dpm_solver import dpm_solver_2, dpm_solver_3, dpm_solver_pp_2m, dpm_solver_pp_3m
 from scoresde.sampling.dpm_solver_v3 import dpm_solver_v3
@@ -105,6 +106,14 @@ SAMPLERS: dict[str, Sampler] = {
         order=5,
         stochastic=False,
         description="adaptive Dormand-Prince 5(4) via torchdiffeq (Song et al. 2021, Sec. 4.3)",
+    ),
+    "consistency": Sampler(
+        consistency,
+        order=0,
+        stochastic=True,
+        description="multistep consistency sampling of a consistency model, 1 NFE per step "
+        "(Song et al. 2023, Alg. 1; order 0: accuracy set by the distilled model, not by a "
+        "discretisation order)",
     ),
     "reverse_diffusion": Sampler(
         reverse_diffusion,
