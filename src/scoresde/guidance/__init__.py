@@ -27,6 +27,7 @@ from scoresde.guidance.exact import (
     compare_to_mixture,
     condition,
 )
+from scoresde.guidance.inverse import sample_posterior
 from scoresde.guidance.likelihood import (
     ClassifierGuidance,
     DPSGuidance,
@@ -75,6 +76,7 @@ __all__ = [
     "dps_sample",
     "inpaint",
     "load_classifier",
+    "sample_posterior",
     "save_classifier",
     "smc_sample",
     "train_classifier",

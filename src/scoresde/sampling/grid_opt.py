@@ -42,7 +42,14 @@ from scoresde.sampling.grids import GRIDS, default_grid, time_grid
 from scoresde.sampling.registry import canonical_method, get_sampler
 from scoresde.sde.base import SDE
 
-__all__ = ["OPTIMIZED_GRID", "GridOptimizer", "OptimizedGrid", "grid_choice", "optimize_grid"]
+__all__ = [
+    "OPTIMIZED_GRID",
+    "GridOptimizer",
+    "OptimizedGrid",
+    "check_tunable",
+    "grid_choice",
+    "optimize_grid",
+]
 
 OPTIMIZED_GRID = "optimized"
 """The grid name of :func:`grid_choice` that means a :class:`GridOptimizer`."""
