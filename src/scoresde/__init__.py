@@ -40,7 +40,19 @@ from scoresde.models import (
 )
 from scoresde.nets import MLP
 from scoresde.nets.unet import UNet
-from scoresde.sampling import GRIDS, SAMPLERS, PerSampleNoise, SampleResult, sample, time_grid
+from scoresde.sampling import (
+    DEFAULT_SAMPLING,
+    EMS,
+    GRIDS,
+    SAMPLERS,
+    GridOptimizer,
+    PerSampleNoise,
+    SampleResult,
+    SampleSpec,
+    compute_ems,
+    sample,
+    time_grid,
+)
 from scoresde.sampling.langevin import LangevinResult, langevin_dynamics
 from scoresde.sde import (
     EDMSDE,
@@ -117,7 +129,12 @@ __all__ = [
     "SAMPLERS",
     "GRIDS",
     "sample",
+    "SampleSpec",
     "SampleResult",
+    "DEFAULT_SAMPLING",
+    "GridOptimizer",
+    "compute_ems",
+    "EMS",
     "time_grid",
     "PerSampleNoise",
     "langevin_dynamics",

@@ -265,3 +265,63 @@ def test_inpaint_smc_mcgdiff_and_logsnr_grid(ckpts, tmp_path, capsys) -> None:
     code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "projection"))
     assert code == 0, err
     assert json.loads((tmp_path / "projection" / "metrics.json").read_text())["grid"] == "uniform"
+
+
+def test_options_that_do_not_apply_are_refused(ckpts, tmp_path, capsys, monkeypatch) -> None:
+    """Issue 24: an option that the chosen mode would ignore, or a value out of range, stops the
+    run up front with a message naming the option."""
+    inpaint = ["inpaint", "--checkpoint", ckpts["uncond"], "--num", "1", "--samples", "1", "--steps", "2"]
+    out = ["--out", str(tmp_path / "o")]
+    code, _, err = _run(capsys, *inpaint, "--smc-proposal", "mcgdiff", "--particles", "8", *out)
+    assert code == 2 and "--particles applies to --smc" in err and "samples by projection" in err
+    code, _, err = _run(capsys, *inpaint, "--smc-proposal", "mcgdiff", *out)
+    assert code == 2 and "--smc-proposal applies to --smc" in err
+    code, _, err = _run(capsys, *inpaint, "--smc", "--dps-zeta", "0.5", *out)
+    assert code == 2 and "--dps-zeta applies to --dps" in err
+    colorize = ["colorize", "--checkpoint", ckpts["color"], "--num", "1", "--samples", "1", "--steps", "2"]
+    code, _, err = _run(capsys, *colorize, "--particles", "4", *out)
+    assert code == 2 and "--particles applies to --smc" in err
+
+    sample = ["sample", "--checkpoint", ckpts["uncond"], "--num", "2", "--steps", "3", *out]
+    import scoresde.sampling.grid_opt as grid_opt
+
+    def no_pilot(*args, **kwargs):
+        raise AssertionError("a pilot ran")
+
+    monkeypatch.setattr(grid_opt, "optimize_grid", no_pilot)
+    code, _, err = _run(capsys, *sample, "--grid", "optimized", "--method", "dopri5")
+    assert code == 2 and "'dopri5' is adaptive" in err and "grid" in err
+    monkeypatch.undo()
+    cfg_sample = ["sample", "--checkpoint", ckpts["cfg"], "--num", "2", "--steps", "2", *out]
+    code, _, err = _run(capsys, *cfg_sample, "--guidance", "1e30")
+    assert code == 2 and "--guidance 1e+30 is out of range" in err and "|w| <= 1000" in err
+    for w in ("inf", "nan"):  # refused by the settings layer already
+        code, _, err = _run(capsys, *cfg_sample, "--guidance", w)
+        assert code == 2 and "--guidance" in err and "finite" in err, (w, err)
+
+    # A model whose data range is not [-1, 1] (a score_sde model with data.centered = false).
+    import dataclasses
+
+    import scoresde.cli.sample as sample_cli
+
+    real = sample_cli.load_model
+
+    def zero_one(ctx):
+        loaded = real(ctx)
+        return dataclasses.replace(loaded, info=dataclasses.replace(loaded.info, data_range=(0.0, 1.0)))
+
+    monkeypatch.setattr(sample_cli, "load_model", zero_one)
+    code, _, err = _run(capsys, *sample, "--clip-denoised", "clip")
+    assert code == 2 and "clip_denoised='clip'" in err and "data range is (0.0, 1.0)" in err
+    code, _, err = _run(capsys, *sample, "--clip-denoised", "auto")  # auto: no clipping, runs
+    assert code == 0, err
+
+
+def test_old_sampler_keys_on_the_command_line(ckpts, tmp_path, capsys) -> None:
+    argv = ["sample", "--checkpoint", ckpts["uncond"], "--num", "2", "--steps", "2", "--seed", "1"]
+    xs = {}
+    for key in ("dpm_solver++_2m", "dpm_solver_pp_2m"):
+        code, _, err = _run(capsys, *argv, "--method", key, "--out", str(tmp_path / key))
+        assert code == 0, err
+        xs[key] = np.load(next((tmp_path / key).glob("*.npz")))["x"]
+    np.testing.assert_array_equal(xs["dpm_solver++_2m"], xs["dpm_solver_pp_2m"])

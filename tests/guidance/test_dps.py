@@ -7,6 +7,7 @@ import torch
 
 import scoresde as ss
 from scoresde.guidance import Inpainting, compare_to_mixture, condition, dps_sample
+from scoresde.sampling import GridOptimizer
 
 from .test_conditional_sampling import _vector_problem
 
@@ -105,4 +106,4 @@ def test_dps_is_a_sampler_of_ss_sample() -> None:
     with pytest.raises(ValueError, match="zeta must be finite and >= 0"):
         ss.sample(oracle, shape=(4, 4), method="dps", operator=op, y_obs=y_obs, zeta=float("nan"))
     with pytest.raises(ValueError, match="grid optimisation needs a deterministic ODE solver"):
-        dps_sample(oracle, op, y_obs, shape=(4, 4), grid="optimized")
+        dps_sample(oracle, op, y_obs, shape=(4, 4), grid=GridOptimizer())

@@ -335,3 +335,31 @@ def test_exact_mixture_posterior_within_twice_the_mc_floor(problem: str) -> None
     floor_sw = sum(sw(f) for f in floors) / 3
     assert compare_to_mixture(post, res.x).weights <= 2 * floor_w + 1e-3
     assert sw(res.x) <= 2 * floor_sw
+
+
+def test_proposal_objects_carry_their_own_options() -> None:
+    """A proposal object is the same run as its name plus options; an option of another proposal
+    (or one given beside an object) is an error that names it and where it belongs."""
+    from scoresde.guidance import MCGdiffProposal, TwistedProposal
+
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(ss.GaussianMixture([0.6, 0.4], [[-0.5, 0.2], [0.7, -0.3]], 0.05), sde)
+    op = MatrixOperator(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
+    y_obs = torch.tensor([[0.3]], dtype=torch.float64)
+    kw = {"shape": (2, 2), "particles": 4, "steps": 6, "seed": 0, "dtype": torch.float64}
+    by_name = smc_sample(oracle, op, y_obs, proposal="tds", twist_cov="pigdm", drift_clip=2.0, **kw)
+    by_obj = smc_sample(oracle, op, y_obs, proposal=TwistedProposal(twist_cov="pigdm", drift_clip=2.0), **kw)
+    assert torch.equal(by_name.particles, by_obj.particles) and by_name.nfe == by_obj.nfe
+    m1 = smc_sample(oracle, op, y_obs, proposal="mcgdiff", **kw)
+    m2 = smc_sample(oracle, op, y_obs, proposal=MCGdiffProposal(), **kw)
+    assert torch.equal(m1.particles, m2.particles)
+    with pytest.raises(ValueError, match=r"proposal='mcgdiff' does not take twist_cov= .*'tds' only"):
+        smc_sample(oracle, op, y_obs, proposal="mcgdiff", twist_cov="pigdm", **kw)
+    with pytest.raises(ValueError, match="give them to the TwistedProposal itself"):
+        smc_sample(oracle, op, y_obs, proposal=TwistedProposal(), drift_clip=1.0, **kw)
+    with pytest.raises(ValueError, match="drift_clip"):
+        TwistedProposal(drift_clip=0.0)
+    with pytest.raises(TypeError):
+        MCGdiffProposal(twist_cov="pigdm")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match=r"smc_sample does not take x_T="):
+        smc_sample(oracle, op, y_obs, x_T=torch.zeros(2, 2), **kw)

@@ -9,7 +9,7 @@ import torch
 
 import scoresde as ss
 import scoresde.sampling.grid_opt as og_mod
-from scoresde.sampling import OptimizedGrid, cache_grid, clear_grid_cache, optimize_grid
+from scoresde.sampling import GridOptimizer, OptimizedGrid, optimize_grid
 
 
 def _problem():
@@ -47,7 +47,7 @@ def test_deterministic_and_never_worse_than_start(method: str) -> None:
 
 def test_sample_optimized_is_cached_and_saved() -> None:
     oracle, sde = _problem()
-    clear_grid_cache()
+    tuner = GridOptimizer()  # the cache is this object
     calls = []
     real = og_mod.optimize_grid
 
@@ -57,7 +57,7 @@ def test_sample_optimized_is_cached_and_saved() -> None:
 
     og_mod.optimize_grid = counting
     try:
-        kw = {"shape": (8, 2), "method": "unipc", "steps": 4, "grid": "optimized", "t_end": 1e-3}
+        kw = {"shape": (8, 2), "method": "unipc", "steps": 4, "grid": tuner, "t_end": 1e-3}
         r1 = ss.sample(oracle, **kw, generator=torch.Generator().manual_seed(0))
         r2 = ss.sample(oracle, **kw, generator=torch.Generator().manual_seed(1))
         assert len(calls) == 1
@@ -67,18 +67,17 @@ def test_sample_optimized_is_cached_and_saved() -> None:
         ss.sample(oracle, **{**kw, "steps": 5}, generator=torch.Generator().manual_seed(0))
         assert len(calls) == 2
         # JSON round trip (what a checkpoint stores) and re-seeding the cache with it.
-        stored = og_mod.optimized_grid(oracle, sde, 4, "unipc", (2,), t_end=1e-3)
+        stored = tuner.grid(oracle, sde, 4, "unipc", (2,), t_end=1e-3)
         text = json.dumps(stored.to_json())
         loaded = OptimizedGrid.from_json(json.loads(text))
         torch.testing.assert_close(loaded.times, stored.times, rtol=0, atol=0)
-        clear_grid_cache(oracle)
-        cache_grid(oracle, sde, loaded)
+        tuner.clear(oracle)
+        tuner.add(oracle, sde, loaded)
         r3 = ss.sample(oracle, **kw, generator=torch.Generator().manual_seed(0))
         assert len(calls) == 2
         torch.testing.assert_close(r3.x, r1.x)
     finally:
         og_mod.optimize_grid = real
-        clear_grid_cache()
 
 
 def test_bad_arguments() -> None:

@@ -7,15 +7,15 @@ import torch
 
 import scoresde as ss
 from scoresde._checks import NonFiniteError
-from scoresde.sampling import SamplingRun, start_sampling
+from scoresde.sampling import SampleSpec, SamplingRun, start_sampling
 
 
 def test_a_run_built_from_the_parts_is_ss_sample(gmm2d: ss.GaussianMixture) -> None:
     oracle = ss.AnalyticScore(gmm2d, ss.VPSDE())
     kw = {"steps": 8, "record": True, "record_stride": 3}
     ref = ss.sample(oracle, shape=(6, 2), method="euler_maruyama", seed=4, **kw)
-    start = start_sampling(oracle, None, (6, 2), 8, "uniform", None, None, 4, None, None, torch.float32)
-    with SamplingRun(oracle, start, "mine", record=True, record_stride=3) as run:
+    start = start_sampling(oracle, None, SampleSpec(shape=(6, 2), seed=4, **kw))
+    with SamplingRun(oracle, start, "mine") as run:
         x = ss.SAMPLERS["euler_maruyama"](
             run.model, start.sde, start.x, run.ts, noise=start.noise, callback=run.after_step
         )
@@ -29,7 +29,7 @@ def test_run_errors_name_the_run(gmm2d: ss.GaussianMixture) -> None:
     oracle = ss.AnalyticScore(gmm2d, ss.VPSDE())
     with pytest.raises(ValueError, match="record_stride must be an integer >= 1, got 0"):
         ss.sample(oracle, shape=(2, 2), steps=3, record=True, record_stride=0)
-    start = start_sampling(oracle, None, (2, 2), 3, "uniform", None, None, 0, None, None, torch.float32)
+    start = start_sampling(oracle, None, SampleSpec(shape=(2, 2), steps=3, seed=0))
     run = SamplingRun(oracle, start, "my run")
     with pytest.raises(NonFiniteError, match=r"my run: the samples stopped being finite at step 2 of 3"):
         run.after_step(1, run.ts[2], torch.full((2, 2), float("nan")))

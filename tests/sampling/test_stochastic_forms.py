@@ -10,7 +10,7 @@ import torch
 import scoresde as ss
 from scoresde.sampling.correctors import annealed_langevin_corrector, langevin_alpha, langevin_corrector
 from scoresde.sampling.predictors import ancestral_step, reverse_diffusion_step
-from scoresde.sampling.stochastic import dpm_solver_pp_2m_sde, edm_stochastic
+from scoresde.sampling.stochastic import dpm_solver_pp_2m_sde, heun_sde
 
 
 class FixedNoise:
@@ -140,7 +140,7 @@ def test_edm_stochastic_without_churn_is_heun_in_sigma_hat(gmm2d) -> None:
         d2 = (y_e - oracle.denoise(y_e * sde.marginal(ts[i + 1])[0], ts[i + 1])) / sh_n
         y = y + (sh_n - sh) * (d + d2) / 2
     expected = y * sde.marginal(ts[-1])[0]
-    got = edm_stochastic(oracle, sde, x, ts, noise=FixedNoise(), S_churn=0.0)
+    got = heun_sde(oracle, sde, x, ts, noise=FixedNoise(), S_churn=0.0)
     torch.testing.assert_close(got, expected)
 
 
@@ -156,5 +156,5 @@ def test_edm_stochastic_churn_adds_noise_within_range(gmm2d) -> None:
         draws.append(1)
         return torch.zeros_like(like)
 
-    edm_stochastic(oracle, sde, x, ts, noise=counting_noise, S_churn=3.0, S_tmin=0.05, S_tmax=2.0)
+    heun_sde(oracle, sde, x, ts, noise=counting_noise, S_churn=3.0, S_tmin=0.05, S_tmax=2.0)
     assert len(draws) == int(((sh >= 0.05) & (sh <= 2.0)).sum())

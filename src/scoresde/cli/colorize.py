@@ -11,7 +11,8 @@ channel mean is exactly the gray input.  Needs a model of 3-channel images, e.g.
 by twisted sequential Monte Carlo instead, with ``--particles K`` per image (Wu et al. 2023,
 :func:`scoresde.guidance.smc_sample`; ``--smc-proposal mcgdiff``: the gradient-free MCGdiff
 filter of Cardoso et al. 2023; ``--grid`` defaults to ``logsnr``; the effective sample sizes
-go to ``metrics.json``);
+go to ``metrics.json``), or ``--dps`` by diffusion posterior sampling (Chung et al. 2023, as in
+``scoresde inpaint``);
 ``--clip-denoised`` keeps the predicted x0 in the data range.
 """
 
@@ -19,16 +20,15 @@ from __future__ import annotations
 
 import json
 
+from scoresde.cli._inverse import describe, inverse_options, sample_inverse
 from scoresde.cli.command import (
     Command,
     Context,
     checkpoint_options,
     clip_options,
-    clipped_model,
     runtime_options,
     sampler_options,
     smc_grid_default,
-    smc_options,
 )
 from scoresde.settings import Option
 
@@ -40,12 +40,14 @@ def run(ctx: Context) -> int:
     from scoresde.data.heldout import held_out_images, model_image_size, model_labels
     from scoresde.data.model_range import from_model_range, to_model_range
     from scoresde.evaluation.restoration import colorization_errors, smc_diagnostics
-    from scoresde.guidance import Colorization, colorize, smc_sample
+    from scoresde.guidance.operators import Colorization
+    from scoresde.sampling.clip import clip_denoised
     from scoresde.viz.pictures import save_rows
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
-    info, model = loaded.info, clipped_model(loaded.model, cfg["clip_denoised"], loaded.info)
+    info = loaded.info
+    model = clip_denoised(loaded.model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
     in_shape = info.item_shape
     if len(in_shape) != 3 or in_shape[0] != 3:
         raise ValueError(
@@ -63,24 +65,12 @@ def run(ctx: Context) -> int:
     k, n = cfg["samples"], cfg["num"]
     gray_in = to_model_range(gray.repeat(k, 1, 1, 1), info).to(device)
     yb = None if y is None else y.repeat(k).to(device)
-    common = {"steps": cfg["steps"], "grid": cfg["grid"], "seed": cfg["seed"], "y": yb, "device": device}
-    if cfg["smc"]:
-        op = Colorization(in_shape)
-        shape = (gray_in.shape[0], *in_shape)
-        res = smc_sample(
-            model,
-            op,
-            gray_in,
-            shape=shape,
-            particles=cfg["particles"],
-            proposal=cfg["smc_proposal"],
-            progress=cfg["progress"],
-            **common,
-        )
-    else:
-        res = colorize(model, gray_in, channels=3, method=cfg["method"], denoise=cfg["denoise"], **common)
+    # The observation is the channel mean: y_obs = A x of A = Colorization((3, H, W)).
+    op = Colorization(in_shape)
+    mode, res = sample_inverse(ctx, model, op, gray_in, (gray_in.shape[0], *in_shape), yb)
     out_x = from_model_range(res.x.float().cpu().reshape(k, n, *in_shape), info)  # back to [-1, 1]
     metrics = {
+        "mode": mode,
         "images": n,
         "samples_per_image": k,
         "nfe": res.nfe,
@@ -88,9 +78,11 @@ def run(ctx: Context) -> int:
         "grid": cfg["grid"],
         **colorization_errors(out_x, images, gray),
     }
-    if cfg["smc"]:
+    if mode == "smc":
         metrics["smc"] = smc_diagnostics(res)
-    method = f"SMC, {cfg['particles']} particles" if cfg["smc"] else cfg["method"]
+    method = (
+        f"SMC, {cfg['particles']} particles, {cfg['smc_proposal']}" if mode == "smc" else describe(cfg, mode)
+    )
     out = ctx.out_dir(default_out(loaded.path, "colorize"))
     png = save_rows([images, gray, *out_x], out / "colorize.png")
     np.savez(out / "colorize.npz", original=images.numpy(), gray=gray.numpy(), samples=out_x.numpy())
@@ -116,7 +108,7 @@ COMMAND = Command(
         Option("num", 8, "number of held-out images", minimum=1, short="-n"),
         Option("samples", 3, "colorizations per image", minimum=1),
         *sampler_options(method="euler_maruyama", steps=200, grid="uniform"),
-        *smc_options(),
+        *inverse_options(),
         *clip_options(),
         *runtime_options(seed_help="seed of the sampler noise; also the held-out split's"),
     ],

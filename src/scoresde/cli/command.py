@@ -47,11 +47,9 @@ __all__ = [
     "Context",
     "checkpoint_options",
     "clip_options",
-    "clipped_model",
     "data_options",
     "ode_options",
     "runtime_options",
-    "sampler_grid",
     "sampler_options",
     "smc_grid_default",
     "smc_options",
@@ -126,9 +124,10 @@ def sampler_options(
 ) -> list[Option]:
     """``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``, ``--grid`` (one of
     :data:`scoresde.GRIDS`), ``--denoise``; with ``optimized`` also ``--grid optimized`` and its
-    pilot's ``--grid-pilot`` / ``--grid-seed``, and ``--grid auto`` (apply with :func:`sampler_grid`)."""
+    pilot's ``--grid-pilot`` / ``--grid-seed``, and ``--grid auto`` (apply with
+    :func:`scoresde.sampling.grid_opt.grid_choice`)."""
     from scoresde.sampling.grids import GRIDS
-    from scoresde.sampling.registry import SAMPLERS
+    from scoresde.sampling.registry import ALIASES, SAMPLERS
 
     grids = (*GRIDS, AUTO_GRID, OPTIMIZED_GRID) if optimized else tuple(GRIDS)
     grid_help = "time grid"
@@ -150,7 +149,9 @@ def sampler_options(
             "method",
             method,
             "sampler, a key of scoresde.SAMPLERS (those that need no problem-specific options)",
-            choices=tuple(k for k, v in SAMPLERS.items() if not v.required),
+            # The keys, and the old keys still accepted (scoresde.sampling.ALIASES).
+            choices=tuple(k for k, v in SAMPLERS.items() if not v.required)
+            + tuple(a for a, k in ALIASES.items() if not SAMPLERS[k].required),
             what="sampler",
             elsewhere={
                 k: f"the sampler needs {', '.join(v.required)}; {_ELSEWHERE.get(k, _IN_PYTHON)}"
@@ -164,32 +165,6 @@ def sampler_options(
         Option("denoise", True, "finish with the Tweedie denoising step"),
         *extra,
     ]
-
-
-def sampler_grid(ctx: Context, model: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
-    """``(grid, optimized)``: ``--grid`` as :func:`scoresde.sample` takes it and, for ``--grid
-    optimized``, the :class:`~scoresde.sampling.grid_opt.OptimizedGrid` (its times are the grid;
-    computed once from the ``--grid-pilot`` / ``--grid-seed`` pilot), else ``None``."""
-    cfg = ctx.cfg
-    if cfg["grid"] == AUTO_GRID:
-        from scoresde.sampling.grids import default_grid
-
-        return default_grid(model.sde), None
-    if cfg["grid"] != OPTIMIZED_GRID:
-        return cfg["grid"], None
-    from scoresde.sampling.grid_opt import optimized_grid
-
-    opt = optimized_grid(
-        model,
-        model.sde,
-        cfg["steps"],
-        cfg["method"],
-        shape,
-        pilot=cfg["grid_pilot"],
-        seed=cfg["grid_seed"],
-        device=ctx.device,
-    )
-    return opt.times, opt
 
 
 def smc_options() -> list[Option]:
@@ -225,7 +200,8 @@ CLIP_CHOICES = ("none", *CLIP_MODES, "auto")
 
 def clip_options(default: str = "none") -> list[Option]:
     """``--clip-denoised`` (none, clip or dynamic thresholding of the predicted x0, or auto:
-    clip for image models in [-1, 1], none otherwise); apply with :func:`clipped_model`."""
+    clip for image models in [-1, 1], none otherwise); apply with
+    :func:`scoresde.sampling.clip.clip_denoised`."""
     return [
         Option(
             "clip_denoised",
@@ -236,21 +212,6 @@ def clip_options(default: str = "none") -> list[Option]:
             choices=CLIP_CHOICES,
         )
     ]
-
-
-def clipped_model(model: Any, mode: str, info: Any = None) -> Any:
-    """``model`` wrapped in :class:`~scoresde.models.clipping.ClipDenoised` unless ``mode`` is
-    none; ``auto`` reads the checkpoint's :class:`~scoresde.io.info.CheckpointInfo` ``info``."""
-    if mode == "auto":
-        if info is None:
-            raise ValueError("clip_denoised = auto needs the checkpoint's info")
-        images = info.image_shape is not None and tuple(info.data_range) == (-1.0, 1.0)
-        mode = "clip" if images else "none"
-    if mode == "none":
-        return model
-    from scoresde.models.clipping import ClipDenoised
-
-    return ClipDenoised(model, mode=mode)
 
 
 def ode_options(rtol: float = 1e-5, atol: float = 1e-5) -> list[Option]:

@@ -1,6 +1,8 @@
 """Sample quality of a checkpoint against held-out data.
 
-Draws --num samples with a sampler of scoresde.SAMPLERS and compares them with --num held-out
+Draws --num samples with a sampler of scoresde.SAMPLERS (by default the one `scoresde sample` uses,
+scoresde.sampling.DEFAULT_SAMPLING, so the score is that of the samples users draw) and compares
+them with --num held-out
 points: sliced Wasserstein-2, MMD^2 (RBF kernel, median bandwidth) and energy distance, in the
 data space (pixels for images).  For the bundled digits it also trains the reference classifier
 of scoresde.eval on the training split; for any other labelled image data (an image folder with
@@ -32,12 +34,12 @@ from scoresde.cli.command import (
     Context,
     checkpoint_options,
     clip_options,
-    clipped_model,
     data_options,
     runtime_options,
     sampler_options,
 )
 from scoresde.io.loaded import LoadedModel
+from scoresde.sampling.defaults import DEFAULT_SAMPLING
 from scoresde.settings import Option
 
 
@@ -54,11 +56,23 @@ def run(ctx: Context) -> int:
         reference_metrics,
         report_markdown,
     )
+    from scoresde.sampling.clip import clip_denoised
+    from scoresde.sampling.grid_opt import grid_choice
     from scoresde.sharding import sample_sharded
     from scoresde.viz.pictures import save_picture
 
     cfg = ctx.cfg
     loaded = load_model(ctx)
+    info = loaded.info
+    model = clip_denoised(loaded.model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
+    grid = grid_choice(
+        cfg["grid"],
+        model.sde,
+        cfg["method"],
+        pilot=cfg["grid_pilot"],
+        seed=cfg["grid_seed"],
+        device=ctx.device,
+    )
     held = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"] + 1, split="test")
     other = load_data(cfg["data"], loaded, held.x.shape[0], cfg["seed"] + 2, split="train")
     n = min(held.x.shape[0], other.x.shape[0])
@@ -69,7 +83,7 @@ def run(ctx: Context) -> int:
     t0 = time.perf_counter()
     # Sample i depends on (seed, i) only: under torchrun each rank draws its block, rank 0 scores.
     drawn = sample_sharded(
-        clipped_model(loaded.model, cfg["clip_denoised"], loaded.info),
+        model,
         loaded.shape,
         n,
         cfg["seed"],
@@ -79,7 +93,7 @@ def run(ctx: Context) -> int:
         progress=cfg["progress"],
         method=cfg["method"],
         steps=cfg["steps"],
-        grid=cfg["grid"],
+        grid=grid,
         denoise=cfg["denoise"],
         device=ctx.device,
     )
@@ -93,7 +107,12 @@ def run(ctx: Context) -> int:
         "checkpoint": str(loaded.path),
         "data": held.name,
         "num": n,
-        "sampler": {"method": cfg["method"], "steps": cfg["steps"], "grid": cfg["grid"], "nfe": nfe},
+        "sampler": {
+            "method": cfg["method"],
+            "steps": cfg["steps"],
+            "grid": grid if isinstance(grid, str) else cfg["grid"],
+            "nfe": nfe,
+        },
         "sample_seconds": round(seconds, 2),
         "finite": finite,
     }
@@ -149,7 +168,13 @@ COMMAND = Command(
     options=[
         *checkpoint_options(),
         *data_options(num=500, num_help="samples drawn, and held-out points compared with", minimum=2),
-        *sampler_options(method="dpm_solver++_2m", steps=50, grid="logsnr"),
+        # The sampler users sample with by default (scoresde sample's), so eval scores it.
+        *sampler_options(
+            method=DEFAULT_SAMPLING.method,
+            steps=DEFAULT_SAMPLING.steps,
+            grid=DEFAULT_SAMPLING.grid,
+            optimized=True,
+        ),
         *clip_options("auto"),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
         Option(

@@ -29,16 +29,15 @@ import json
 
 import torch
 
+from scoresde.cli._inverse import describe, inverse_options, sample_inverse
 from scoresde.cli.command import (
     Command,
     Context,
     checkpoint_options,
     clip_options,
-    clipped_model,
     runtime_options,
     sampler_options,
     smc_grid_default,
-    smc_options,
 )
 from scoresde.guidance.masks import MASKS, make_mask
 from scoresde.settings import Option
@@ -52,14 +51,14 @@ def run(ctx: Context) -> int:
     from scoresde.data.images import load_dataset
     from scoresde.data.model_range import from_model_range, to_model_range
     from scoresde.evaluation.restoration import inpainting_errors, smc_diagnostics
-    from scoresde.guidance import Inpainting, dps_sample, inpaint, smc_sample
+    from scoresde.guidance.operators import Inpainting
+    from scoresde.sampling.clip import clip_denoised
     from scoresde.viz.pictures import save_rows
 
     cfg, device = ctx.cfg, ctx.device
-    if cfg["dps"] and cfg["smc"]:
-        raise ValueError("give --dps or --smc, not both")
     loaded = load_model(ctx)
-    info, model = loaded.info, clipped_model(loaded.model, cfg["clip_denoised"], loaded.info)
+    info = loaded.info
+    model = clip_denoised(loaded.model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
     images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"], model_image_size(info))
     check_images_fit(images, info, cfg["data"])
     shape = tuple(images.shape[1:])
@@ -68,29 +67,10 @@ def run(ctx: Context) -> int:
     k, n = cfg["samples"], cfg["num"]
     in_shape = info.item_shape  # an MLP model sees the images flattened
     batch = to_model_range(images.repeat(k, 1, 1, 1), info).reshape(k * n, *in_shape).to(device)
-    m = mask.reshape(in_shape)
     yb = None if y is None else y.repeat(k).to(device)
-    common = {
-        "method": cfg["method"],
-        "steps": cfg["steps"],
-        "grid": cfg["grid"],
-        "denoise": cfg["denoise"],
-        "seed": cfg["seed"],
-        "y": yb,
-    }
     # The posterior samplers see the known pixels as the observation y_obs = A x of A = Inpainting(m).
-    op = Inpainting(m)
-    y_obs = op.forward(batch)
-    posterior = {"shape": batch.shape, "steps": cfg["steps"], "grid": cfg["grid"], "seed": cfg["seed"]}
-    posterior.update(y=yb, device=device, progress=cfg["progress"])
-    if cfg["dps"]:
-        res = dps_sample(model, op, y_obs, zeta=cfg["dps_zeta"], denoise=cfg["denoise"], **posterior)
-    elif cfg["smc"]:
-        res = smc_sample(
-            model, op, y_obs, particles=cfg["particles"], proposal=cfg["smc_proposal"], **posterior
-        )
-    else:
-        res = inpaint(model, batch, m, device=device, **common)
+    op = Inpainting(mask.reshape(in_shape))
+    mode, res = sample_inverse(ctx, model, op, op.forward(batch), tuple(batch.shape), yb)
     out_x = from_model_range(res.x.float().cpu().reshape(k, n, *shape), info)  # back to [-1, 1]
     if not bool(torch.isfinite(out_x).all()):
         raise ValueError(
@@ -99,7 +79,6 @@ def run(ctx: Context) -> int:
     mean_image = load_dataset(cfg["data"], seed=cfg["seed"], image_size=model_image_size(info)).train.mean(0)
     errors = inpainting_errors(out_x, images, mask, mean_image)
 
-    mode = "dps" if cfg["dps"] else "smc" if cfg["smc"] else "projection"
     out = ctx.out_dir(default_out(loaded.path, "inpaint"))
     masked = torch.where(mask, images, torch.zeros_like(images))
     png = save_rows([images, masked, *out_x], out / "inpaint.png")
@@ -114,16 +93,11 @@ def run(ctx: Context) -> int:
         "images": n,
         "samples_per_image": k,
     }
-    if cfg["smc"]:
+    if mode == "smc":
         metrics["smc"] = smc_diagnostics(res)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    method = {
-        "dps": f"ancestral + zeta {cfg['dps_zeta']:g}",
-        "smc": f"{cfg['smc_proposal']}, {cfg['particles']} particles",
-        "projection": cfg["method"],
-    }[mode]
     print(
-        f"inpainted {n} held-out {cfg['data']} images x {k} with {metrics['mode']} ({method}, "
+        f"inpainted {n} held-out {cfg['data']} images x {k} with {metrics['mode']} ({describe(cfg, mode)}, "
         f"{cfg['steps']} steps, {res.nfe} network evaluations): MSE on the hidden pixels "
         f"{errors['mse_hidden']:.4f} (of the mean of the {k} samples "
         f"{errors['mse_hidden_of_sample_mean']:.4f}; "
@@ -148,11 +122,7 @@ COMMAND = Command(
         Option("num", 8, "number of held-out images", minimum=1, short="-n"),
         Option("samples", 3, "inpaintings per image", minimum=1),
         *sampler_options(method="euler_maruyama", steps=200, grid="uniform"),
-        Option(
-            "dps", False, "diffusion posterior sampling (Chung et al. 2023, Alg. 1) instead of projection"
-        ),
-        Option("dps_zeta", 0.2, "DPS: step size zeta' (zeta_i = zeta' / ||residual||)", minimum=0.0),
-        *smc_options(),
+        *inverse_options(),
         *clip_options(),
         *runtime_options(
             seed_help="seed of the random mask and the sampler noise; also the held-out split's"

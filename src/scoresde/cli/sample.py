@@ -24,12 +24,11 @@ from scoresde.cli.command import (
     Context,
     checkpoint_options,
     clip_options,
-    clipped_model,
     runtime_options,
-    sampler_grid,
     sampler_options,
 )
 from scoresde.io.samples import SAMPLE_FORMATS
+from scoresde.sampling.defaults import DEFAULT_SAMPLING
 from scoresde.settings import Option
 
 
@@ -40,6 +39,8 @@ def run(ctx: Context) -> int:
     from scoresde.data.heldout import cycle_labels
     from scoresde.guidance.select import guided_model
     from scoresde.io.samples import write_samples
+    from scoresde.sampling.clip import clip_denoised
+    from scoresde.sampling.grid_opt import GridOptimizer, grid_choice
     from scoresde.sharding import sample_sharded
 
     cfg, device = ctx.cfg, ctx.device
@@ -47,12 +48,16 @@ def run(ctx: Context) -> int:
     model, classes = guided_model(
         loaded.model, loaded.info, cfg["guidance"], cfg["classifier"], cfg["classifier_scale"], device
     )
-    model = clipped_model(model, cfg["clip_denoised"], loaded.info)
+    info = loaded.info
+    model = clip_denoised(model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
     label = cfg["class"]
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
     shape = loaded.shape
-    grid, optimized = sampler_grid(ctx, model, shape)
+    # A name, or for --grid optimized a GridOptimizer (the sampler is checked before any pilot).
+    grid = grid_choice(
+        cfg["grid"], model.sde, cfg["method"], pilot=cfg["grid_pilot"], seed=cfg["grid_seed"], device=device
+    )
 
     # Sample i depends on (seed, i) only: any --batch-size and any number of torchrun processes
     # give the same samples (each rank draws its block of the indices, rank 0 gathers them).
@@ -85,6 +90,7 @@ def run(ctx: Context) -> int:
         f"sampled {cfg['num']} from {loaded.path} (step {loaded.step}) with {cfg['method']}, "
         f"{cfg['steps']} steps ({nfe} network evaluations per sample)"
     )
+    optimized = grid.last if isinstance(grid, GridOptimizer) else None
     if optimized is not None:
         print(
             f"optimized grid (from {optimized.start}, pilot {optimized.pilot}, seed {optimized.seed}): "
@@ -102,7 +108,12 @@ COMMAND = Command(
     doc=__doc__,
     options=[
         *checkpoint_options(),
-        *sampler_options(method="euler_maruyama", steps=100, grid="auto", optimized=True),
+        *sampler_options(
+            method=DEFAULT_SAMPLING.method,
+            steps=DEFAULT_SAMPLING.steps,
+            grid=DEFAULT_SAMPLING.grid,
+            optimized=True,
+        ),
         *clip_options("auto"),
         Option("num", 64, "number of samples", minimum=1, short="-n"),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),

@@ -4,7 +4,9 @@ Guidance produces a new :class:`~scoresde.models.ScoreFunction` whose score is t
 one, so every sampler works unchanged: :class:`ClassifierGuidance`, :class:`ClassifierFreeGuidance`,
 :class:`DPSGuidance`, :class:`LikelihoodGuidance`.  Projection-based conditioning
 (:func:`conditional_sample`, :func:`inpaint`, :func:`colorize`) acts between sampler steps;
-:func:`dps_sample` is diffusion posterior sampling as its paper runs it (its own step rule).
+:func:`dps_sample` is diffusion posterior sampling as its paper runs it (an alias of
+``scoresde.sample(method="dps")``); :func:`smc_sample` is sequential Monte Carlo with a proposal
+object (:class:`TwistedProposal`, :class:`MCGdiffProposal`).
 """
 
 from scoresde.guidance.cfg import ClassifierFreeGuidance
@@ -25,6 +27,7 @@ from scoresde.guidance.exact import (
     compare_to_mixture,
     condition,
 )
+from scoresde.guidance.inverse import sample_posterior
 from scoresde.guidance.likelihood import (
     ClassifierGuidance,
     DPSGuidance,
@@ -32,6 +35,7 @@ from scoresde.guidance.likelihood import (
     LikelihoodGuidance,
     classifier_log_prob,
 )
+from scoresde.guidance.mcgdiff import MCGdiffProposal
 from scoresde.guidance.operators import (
     Colorization,
     FunctionOperator,
@@ -40,7 +44,7 @@ from scoresde.guidance.operators import (
     MatrixOperator,
 )
 from scoresde.guidance.projection import colorize, conditional_sample, inpaint
-from scoresde.guidance.smc import SMCResult, smc_sample
+from scoresde.guidance.smc import SMCProposal, SMCResult, TwistedProposal, smc_sample
 
 __all__ = [
     "AnalyticClassifier",
@@ -55,10 +59,13 @@ __all__ = [
     "Inpainting",
     "LikelihoodGuidance",
     "LinearOperator",
+    "MCGdiffProposal",
     "MatrixOperator",
     "MixtureErrors",
     "NoiseConditionalClassifier",
+    "SMCProposal",
     "SMCResult",
+    "TwistedProposal",
     "class_mixture",
     "classifier_accuracy",
     "classifier_log_prob",
@@ -69,6 +76,7 @@ __all__ = [
     "dps_sample",
     "inpaint",
     "load_classifier",
+    "sample_posterior",
     "save_classifier",
     "smc_sample",
     "train_classifier",

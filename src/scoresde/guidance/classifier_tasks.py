@@ -16,6 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scoresde.guidance.classifier import classifier_accuracy
+from scoresde.guidance.exact import AnalyticClassifier
+from scoresde.io.info import read_checkpoint_info
+from scoresde.models.analytic import AnalyticScore, GaussianMixture
+from scoresde.sde import SDES, make_sde
+
 __all__ = ["CLASSIFIER_DATASETS", "ClassifierTask", "accuracy_by_time", "classifier_sde", "classifier_task"]
 
 CLASSIFIER_DATASETS = ("ring", "gmm", "digits", "digits-color")
@@ -67,8 +73,6 @@ def classifier_task(
     Raises:
         ValueError: ``item_shape`` does not fit the data.
     """
-    from scoresde.guidance.exact import AnalyticClassifier
-    from scoresde.models.analytic import AnalyticScore, GaussianMixture
 
     if data.startswith("digits"):
         from scoresde.data.images import load_digits
@@ -110,7 +114,6 @@ def classifier_task(
 
 def accuracy_by_time(clf: Any, sde: Any, task: ClassifierTask) -> dict[str, dict[str, float]]:
     """Held-out accuracy at ``t = eps, 0.1 T, 0.3 T, 0.5 T, 0.8 T`` (and the Bayes classifier's)."""
-    from scoresde.guidance.classifier import classifier_accuracy
 
     times = [sde.eps, 0.1 * sde.T, 0.3 * sde.T, 0.5 * sde.T, 0.8 * sde.T]
     acc: dict[str, dict[str, float]] = {}
@@ -135,8 +138,6 @@ def classifier_sde(checkpoint: str = "", sde: str = "") -> tuple[Any, Any]:
     Raises:
         ValueError: an unknown SDE name, or one that disagrees with the checkpoint's.
     """
-    from scoresde.io.info import read_checkpoint_info
-    from scoresde.sde import SDES, make_sde
 
     if sde and sde not in SDES:
         raise ValueError(f"unknown SDE {sde!r} for --sde; choose one of {sorted(SDES)}")

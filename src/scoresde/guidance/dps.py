@@ -1,22 +1,23 @@
 """``dps_sample``: diffusion posterior sampling (Chung et al. 2023, Algorithm 1) with the
-measurement as arguments.
+measurement as arguments: a documented alias of ``scoresde.sample(method="dps")``.
 
-The algorithm is the sampler :func:`scoresde.sampling.dps.dps` (``method="dps"`` of
-:func:`scoresde.sample`); this function is that run, named ``dps_sample`` in its messages.
+The algorithm is the sampler :func:`scoresde.sampling.dps.dps`; this function is that run with
+the operator and the observation as positional arguments, Chung et al.'s 1000 steps as the
+default, and ``dps_sample`` in its messages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import torch
 from torch import Tensor
 
 from scoresde.guidance.operators import LinearOperator, check_operator
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import Progress
 from scoresde.sampling.api import sample
-from scoresde.sampling.types import Callback, SampleResult
+from scoresde.sampling.spec import SampleSpec
+from scoresde.sampling.types import SampleResult
 from scoresde.sde.base import SDE
 
 __all__ = ["dps_sample"]
@@ -30,38 +31,23 @@ def dps_sample(
     shape: Sequence[int] | None = None,
     *,
     zeta: float = 1.0,
-    steps: int = 1000,
-    grid: str | Tensor = "uniform",
     variance: str = "posterior",
-    denoise: bool = True,
-    x_T: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
-    first_index: int = 0,
-    y: Tensor | None = None,
-    callback: Callback | None = None,
-    record: bool = False,
-    record_stride: int = 1,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: bool | str | Progress = False,
+    spec: SampleSpec | None = None,
+    **kwargs: Any,
 ) -> SampleResult:
     """Sample ``x`` given ``y_obs = A x + noise`` by DPS (Chung et al. 2023, Algorithm 1).
 
-    The same as ``scoresde.sample(model, sde, shape, method="dps", operator=operator,
-    y_obs=y_obs, zeta=zeta, variance=variance, ...)``, bit for bit.
+    An alias: ``scoresde.sample(model, sde, shape, method="dps", operator=operator, y_obs=y_obs,
+    zeta=zeta, variance=variance, steps=1000, label="dps_sample", ...)``, bit for bit.
 
     Args:
         model: the unconditional (or, with ``y``, class-conditional) score model.
         operator: the measurement ``A`` (:class:`~scoresde.guidance.Inpainting`, ...).
         y_obs: observations ``(B, *out_shape)`` or one ``(*out_shape)`` for the whole batch.
-        sde: the forward SDE (default ``model.sde``).
-        shape: ``(B, *D)`` when ``x_T`` is not given.
+        sde, shape, spec: as for :func:`scoresde.sample`.
         zeta, variance: the step size and the ancestral variance (:func:`scoresde.sampling.dps.dps`).
-        steps, grid: the time grid from ``T`` to ``eps`` (Chung et al. use 1000 DDPM steps).
-        denoise: return the Tweedie denoiser ``E[x_0 | x_eps]`` of the last state (one more NFE).
-        x_T, generator, seed, first_index, y, callback, record, record_stride, device, dtype,
-            progress: as for :func:`scoresde.sample`.
+        **kwargs: fields of :class:`~scoresde.sampling.spec.SampleSpec` as for
+            :func:`scoresde.sample`; ``steps`` defaults to 1000 (Chung et al.'s DDPM steps).
 
     Returns:
         A :class:`~scoresde.sampling.types.SampleResult` (one network evaluation and one backward
@@ -70,28 +56,19 @@ def dps_sample(
     Raises:
         ValueError: bad arguments, or samples that stop being finite (with the step at which).
     """
+    if spec is None:
+        kwargs.setdefault("steps", 1000)
+    if spec is None or spec.label is None:
+        kwargs.setdefault("label", "dps_sample")
     return sample(
         model,
         sde,
         shape,
         method="dps",
-        steps=steps,
-        grid=grid,
-        denoise=denoise,
-        x_T=x_T,
-        generator=generator,
-        seed=seed,
-        first_index=first_index,
-        y=y,
-        callback=callback,
-        record=record,
-        record_stride=record_stride,
-        progress=progress,
-        device=device,
-        dtype=dtype,
-        label="dps_sample",
+        spec=spec,
         operator=check_operator(operator),
         y_obs=y_obs,
         zeta=zeta,
         variance=variance,
+        **kwargs,
     )

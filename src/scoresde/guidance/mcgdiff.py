@@ -43,70 +43,59 @@ twisted sampler's; on multimodal posteriors it needs more particles for the same
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-from torch import Tensor
 
-from scoresde.guidance.measurement import (
-    SVDCoordinates,
-    finish_on_measurement,
-    forward_potential,
-    gaussian_move,
-    log_normal,
+from scoresde.guidance.measurement import finish_on_measurement, forward_potential, gaussian_move, log_normal
+from scoresde.guidance.particles import (
+    FilterResult,
+    ParticleProblem,
+    effective_sample_size,
+    resample_low_ess,
+    uniform_per_row,
 )
-from scoresde.guidance.particles import effective_sample_size, resample_low_ess, uniform_per_row
-from scoresde.models.base import ScoreFunction
-from scoresde.sampling.noise import NoiseSource
+from scoresde.progress import Progress, make_progress
 from scoresde.sampling.predictors import ancestral_posterior
-from scoresde.sampling.types import Callback
-from scoresde.sde.base import SDE
 
-__all__ = ["mcgdiff_filter"]
+__all__ = ["MCGdiffProposal", "mcgdiff_filter"]
 
 
-def mcgdiff_filter(
-    model: ScoreFunction,
-    sde: SDE,
-    ts: Tensor,
-    noise: NoiseSource,
-    coords: SVDCoordinates,
-    x_shape: tuple[int, ...],
-    particles: int,
-    resample_threshold: float,
-    labels: Tensor | None = None,
-    callback: Callback | None = None,
-    progress: bool = False,
-    dtype: torch.dtype = torch.float32,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+@dataclass(frozen=True)
+class MCGdiffProposal:
+    """``proposal=MCGdiffProposal()`` of :func:`scoresde.guidance.smc_sample`: the MCGdiff filter
+    (the module docstring; Cardoso et al. 2023).  Fully adapted, gradient-free: it has no
+    options of its own (the twisted proposal's ``twist_cov``, ``twist_var_scale`` and
+    ``drift_clip`` do not apply to it)."""
+
+    name: ClassVar[str] = "mcgdiff"
+
+    def run(self, problem: ParticleProblem) -> FilterResult:
+        """Run the filter on ``problem``."""
+        return mcgdiff_filter(problem)
+
+
+def mcgdiff_filter(problem: ParticleProblem) -> FilterResult:
     """Run the MCGdiff filter (see the module docstring) on ``B`` measurements at once.
 
-    Args:
-        model: the prior's score model (a counting wrapper, for the NFE).
-        sde, ts: the forward SDE and the decreasing time grid (on the particles' device).
-        noise: the noise source (per-sample with a seed).
-        coords: :func:`svd_coordinates` of the operator and the ``B`` observations.
-        x_shape: ``(B, *D)``.
-        particles: ``K``.
-        resample_threshold: resample when ``ESS < resample_threshold * K`` (never at the last step:
-            the returned weights carry it).
-        labels: class labels per particle ``(B K,)``.
-        callback: ``callback(i, t, particles)`` after each step, particles ``(B K, *D)``.
+    The resampling threshold is not applied at the last step (the returned weights carry it).
 
     Returns:
-        ``(x, log_w, log_z, ess, resampled)``: particles ``(B K, *D)``, unnormalised log-weights
-        ``(B, K)``, log evidence ``(B,)`` (without the final normalisation), ESS after each
-        step's reweighting ``(steps, B)``, whether each step resampled ``(steps, B)``.
+        A :class:`~scoresde.guidance.particles.FilterResult`.
     """
-    b, k = x_shape[0], particles
+    model, sde, ts, noise, coords = problem.model, problem.sde, problem.ts, problem.noise, problem.coords
+    labels, callback, dtype = problem.labels, problem.callback, problem.dtype
+    resample_threshold = problem.resample_threshold
+    b, k = problem.batch, problem.particles
     bk = b * k
-    dshape = tuple(x_shape[1:])
     dev = ts.device
     y_bar = coords.repeat(k)  # (B K, r)
     n = len(ts) - 1
 
     # x_T from the prior N(0, pi^2 I) times g_T (exact: both Gaussian in c).
     pi2 = sde.prior_std() ** 2
-    x = noise(torch.empty((bk, *dshape), device=dev, dtype=dtype)) * math.sqrt(pi2)
+    x = noise(torch.empty((bk, *problem.item_shape), device=dev, dtype=dtype)) * math.sqrt(pi2)
     mean, var = forward_potential(sde, ts[0], y_bar, coords.kappa2)
     c = coords.coord(x)
     c = pi2 * mean / (pi2 + var) + torch.sqrt(var / (pi2 + var)) * c
@@ -115,12 +104,8 @@ def mcgdiff_filter(
     log_z = log_normal(torch.zeros_like(mean), mean, pi2 + var).reshape(b, k)[:, 0]
     log_w = torch.zeros(b, k, dtype=torch.float64, device=dev)
     ess_hist, res_hist = [], []
-    rng = range(n)
-    if progress:
-        from tqdm.auto import tqdm
-
-        rng = tqdm(rng, desc="smc (mcgdiff)", leave=False)
-    for i in rng:
+    bar = make_progress(problem.progress, n, "smc (mcgdiff)")
+    for i in range(n):
         t, t_next = ts[i], ts[i + 1]
         # The unconditional ancestral kernel N(mu, v I) with the model's x0_hat.
         x0 = model.denoise(x, t.to(dtype).expand(bk), labels)
@@ -147,6 +132,9 @@ def mcgdiff_filter(
             x, corr = finish_on_measurement(coords, x, c, y_bar, mean, var)
             log_w = log_w + corr.reshape(b, k)
             ess_hist.append(effective_sample_size(log_w))
+        bar.update(1, nfe=getattr(model, "nfe", 0))
         if callback is not None:
             callback(i, t_next, x)
-    return x, log_w, log_z + coords.log_const, torch.stack(ess_hist), torch.stack(res_hist)
+    if not isinstance(problem.progress, Progress):
+        bar.close()
+    return FilterResult(x, log_w, log_z + coords.log_const, torch.stack(ess_hist), torch.stack(res_hist))

@@ -1,4 +1,6 @@
-"""Particle bookkeeping shared by the SMC posterior samplers: ESS, systematic resampling.
+"""Particle bookkeeping shared by the SMC posterior samplers: ESS, systematic resampling, and
+the problem a filter runs on and the result it returns (:class:`ParticleProblem`,
+:class:`FilterResult`).
 
 Each of ``B`` measurements has its own ``K`` weighted particles; log-weights are ``(B, K)`` and
 particles are stored flat, ``(B K, *D)``, measurement-major.
@@ -7,13 +9,26 @@ particles are stored flat, ``(B K, *D)``, measurement-major.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from scoresde.guidance.measurement import SVDCoordinates
+from scoresde.models.base import ScoreFunction
+from scoresde.progress import Progress
 from scoresde.sampling.noise import NoiseSource
+from scoresde.sampling.types import Callback
+from scoresde.sde.base import SDE
 
-__all__ = ["effective_sample_size", "resample_low_ess", "systematic_resample", "uniform_per_row"]
+__all__ = [
+    "FilterResult",
+    "ParticleProblem",
+    "effective_sample_size",
+    "resample_low_ess",
+    "systematic_resample",
+    "uniform_per_row",
+]
 
 
 def effective_sample_size(log_w: Tensor) -> Tensor:
@@ -67,3 +82,62 @@ def resample_low_ess(
     flat = (idx + k * torch.arange(b, device=log_w.device)[:, None]).reshape(-1)
     log_mean = torch.where(do_res, torch.logsumexp(log_w, 1) - math.log(k), zero)
     return flat, do_res, torch.where(do_res[:, None], torch.zeros_like(log_w), log_w), log_mean
+
+
+@dataclass
+class ParticleProblem:
+    """What an SMC filter runs on: ``B`` measurements, ``K`` particles each
+    (:func:`scoresde.guidance.smc_sample`).
+
+    Attributes:
+        model: the prior's score model (a counting wrapper, for the NFE).
+        sde: the forward SDE.
+        ts: the decreasing time grid, on the particles' device.
+        noise: the noise source (per-sample with a seed).
+        coords: the SVD coordinates of the operator and the ``B`` observations
+            (:func:`~scoresde.guidance.measurement.svd_coordinates`).
+        batch: ``B``; particles: ``K``; item_shape: ``D``.
+        resample_threshold: resample when ``ESS < resample_threshold * K``.
+        labels: class labels per particle ``(B K,)``, or ``None``.
+        callback: ``callback(i, t, particles)`` after each step, particles ``(B K, *D)``.
+        progress: as for :func:`scoresde.sample`.
+        dtype: of the particles.
+    """
+
+    model: ScoreFunction
+    sde: SDE
+    ts: Tensor
+    noise: NoiseSource
+    coords: SVDCoordinates
+    batch: int
+    particles: int
+    item_shape: tuple[int, ...]
+    resample_threshold: float
+    labels: Tensor | None = None
+    callback: Callback | None = None
+    progress: bool | str | Progress = False
+    dtype: torch.dtype = torch.float32
+
+    def prior_draw(self) -> Tensor:
+        """``B K`` draws of the prior ``N(0, prior_std^2 I)``, ``(B K, *D)``."""
+        shape = (self.batch * self.particles, *self.item_shape)
+        return self.noise(torch.empty(shape, device=self.ts.device, dtype=self.dtype)) * self.sde.prior_std()
+
+
+@dataclass
+class FilterResult:
+    """What an SMC filter returns (before the final normalisation and draw of :func:`smc_sample`).
+
+    Attributes:
+        x: the particles ``(B K, *D)``.
+        log_w: their unnormalised log-weights ``(B, K)``.
+        log_z: the log evidence ``(B,)`` without the final normalisation.
+        ess: the effective sample size after each step's reweighting ``(steps, B)``.
+        resampled: whether each step resampled ``(steps, B)``.
+    """
+
+    x: Tensor
+    log_w: Tensor
+    log_z: Tensor
+    ess: Tensor
+    resampled: Tensor

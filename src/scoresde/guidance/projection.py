@@ -26,16 +26,15 @@ import torch
 from torch import Tensor
 
 from scoresde._utils import append_dims
-from scoresde.guidance.operators import LinearOperator, check_operator
+from scoresde.guidance.operators import Colorization, Inpainting, LinearOperator, check_operator
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import Progress
-from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.registry import get_sampler
 from scoresde.sampling.setup import SamplingRun, SamplingStart, start_sampling
-from scoresde.sampling.types import Callback, SampleResult
+from scoresde.sampling.spec import SampleSpec, split_spec
+from scoresde.sampling.types import SampleResult
 from scoresde.sde.base import SDE
 
-__all__ = ["conditional_sample", "inpaint", "colorize"]
+__all__ = ["colorize", "conditional_sample", "inpaint", "start_inverse_problem"]
 
 
 def _replace(
@@ -49,32 +48,14 @@ def _replace(
 
 
 def start_inverse_problem(
-    model: ScoreFunction,
-    operator: LinearOperator,
-    y_obs: Tensor,
-    sde: SDE | None,
-    shape: Sequence[int] | None,
-    steps: int,
-    grid: str | Tensor,
-    x_T: Tensor | None,
-    generator: torch.Generator | None,
-    seed: int | None,
-    y: Tensor | None,
-    device: torch.device | str | None,
-    dtype: torch.dtype,
-    t_start: float | None = None,
-    t_end: float | None = None,
-    first_index: int = 0,
-) -> tuple[SDE, Tensor, NoiseSource, Tensor, Tensor]:
-    """Checked ``(sde, time grid, noise source, starting point, y_obs batched like x)`` of a
-    sampler conditioned on ``y_obs = A x`` (:func:`conditional_sample`, SMC): the start of
-    :func:`scoresde.sampling.setup.start_sampling`, plus the observation
-    (:meth:`LinearOperator.match_observations`)."""
+    model: ScoreFunction, operator: LinearOperator, y_obs: Tensor, sde: SDE | None, spec: SampleSpec
+) -> tuple[SamplingStart, Tensor]:
+    """The checked start of a sampler conditioned on ``y_obs = A x`` (:func:`conditional_sample`,
+    SMC): :func:`scoresde.sampling.setup.start_sampling` of ``spec``, and the observation batched
+    like the start (:meth:`LinearOperator.match_observations`)."""
     check_operator(operator)
-    start = start_sampling(
-        model, sde, shape, steps, grid, x_T, generator, seed, y, device, dtype, t_start, t_end, first_index
-    )
-    return start.sde, start.ts, start.noise, start.x, operator.match_observations(y_obs, start.x)
+    start = start_sampling(model, sde, spec)
+    return start, operator.match_observations(y_obs, start.x)
 
 
 @torch.no_grad()
@@ -85,23 +66,9 @@ def conditional_sample(
     sde: SDE | None = None,
     shape: Sequence[int] | None = None,
     method: str = "euler_maruyama",
-    steps: int = 100,
-    grid: str | Tensor = "uniform",
-    denoise: bool = True,
-    x_T: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
-    first_index: int = 0,
-    y: Tensor | None = None,
-    callback: Callback | None = None,
-    record: bool = False,
-    record_stride: int = 1,
-    progress: bool | str | Progress = False,
-    t_start: float | None = None,
-    t_end: float | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    **options: Any,
+    *,
+    spec: SampleSpec | None = None,
+    **kwargs: Any,
 ) -> SampleResult:
     """Sample ``x`` given ``y_obs = A x`` by projection (Song et al. 2021, App. I), with any sampler.
 
@@ -110,61 +77,39 @@ def conditional_sample(
         operator: the measurement ``A`` (:class:`Inpainting`, :class:`Colorization`,
             :class:`MatrixOperator`, ...).
         y_obs: observations ``(B, *out_shape)`` or one observation ``(*out_shape)`` for all.
-        sde, shape, method, steps, grid, x_T, generator, seed, first_index, y, record,
-            record_stride, progress, t_start, t_end, device, dtype, **options: as for
-            :func:`scoresde.sample`.
-        denoise: finish with the Tweedie denoiser on the unknown part (one more NFE).
-        callback: ``callback(i, t, x)`` after every step and projection.
+        sde, shape, method, spec: as for :func:`scoresde.sample`.
+        **kwargs: fields of :class:`~scoresde.sampling.spec.SampleSpec`, as for
+            :func:`scoresde.sample` (``denoise`` finishes with the Tweedie denoiser on the
+            unknown part, one more NFE; ``callback`` is called after every step and projection;
+            a tuned grid is not available here), then the sampler's options.
 
     Returns:
         A :class:`~scoresde.sampling.types.SampleResult`; ``x`` has shape ``(B, *in_shape)`` and
         ``A x`` equals ``A A^+ y_obs``.
     """
+    if shape is not None:
+        kwargs["shape"] = shape
+    spec, options = split_spec(spec, kwargs)
     sampler = get_sampler(method)
     sampler.check_options(method, options)
-    sde, ts, noise, x, y_obs = start_inverse_problem(
-        model,
-        operator,
-        y_obs,
-        sde,
-        shape,
-        steps,
-        grid,
-        x_T,
-        generator,
-        seed,
-        y,
-        device,
-        dtype,
-        t_start,
-        t_end,
-        first_index,
-    )
+    start, y_obs = start_inverse_problem(model, operator, y_obs, sde, spec)
+    sde, ts, noise, x = start.sde, start.ts, start.noise, start.x
     x_known = operator.pinv(y_obs)  # A^+ y
 
     def coefs(t: Tensor) -> tuple[Tensor, Tensor]:
         s, sigma = sde.marginal(t.to(x.dtype).expand(x.shape[0]))
         return s, sigma
 
-    if x_T is None:
+    if spec.x_T is None:
         x = _replace(operator, x, x_known, *coefs(ts[0].to(x.device)), noise(x))
-    run = SamplingRun(
-        model,
-        SamplingStart(sde, ts, noise, x),
-        "conditional_sample",
-        y=y,
-        callback=callback,
-        record=record,
-        record_stride=record_stride,
-        progress=progress,
-    )
-    with run:
+    label = "conditional_sample" if spec.label is None else spec.label
+    with SamplingRun(model, SamplingStart(sde, ts, noise, x, spec), label) as run:
         for i in range(run.steps):
-            x = sampler(run.model, sde, x, run.ts[i : i + 2], noise=noise, y=y, **options)
+            x = sampler(run.model, sde, x, run.ts[i : i + 2], noise=noise, y=spec.y, **options)
             # Projection onto the measurement (Song et al. 2021, App. I.2, "replace the known part").
             x = _replace(operator, x, x_known, *coefs(run.ts[i + 1]), noise(x))
             run.after_step(i, run.ts[i + 1], x)
-    if denoise:
+    if spec.denoise:
         # Final Tweedie step on the unknown part; the known part is the observation itself.
         s_end, sigma_end = coefs(run.ts[-1])
         x = _replace(operator, run.denoise(x), x_known, torch.ones_like(s_end), sigma_end, None)
@@ -182,8 +127,6 @@ def inpaint(
         mask: boolean ``(*D)`` (or ``(1, H, W)`` / ``(H, W)`` with ``channels``), true = known.
         **kwargs: passed to :func:`conditional_sample` (``method``, ``steps``, ``seed``, ...).
     """
-    from scoresde.guidance.operators import Inpainting
-
     op = Inpainting(mask, channels=channels)
     op.check_input(image, "image")
     return conditional_sample(model, op, op.forward(image), shape=image.shape, **kwargs)
@@ -194,8 +137,6 @@ def colorize(model: ScoreFunction, gray: Tensor, channels: int = 3, **kwargs: An
 
     Gray is the mean over channels; the result ``(B, channels, *S)`` has exactly that mean.
     """
-    from scoresde.guidance.operators import Colorization
-
     if gray.ndim < 3 or gray.shape[1] != 1:
         raise ValueError(f"gray must have shape (B, 1, *S), got {tuple(gray.shape)}")
     op = Colorization((channels, *gray.shape[2:]))

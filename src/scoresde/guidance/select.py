@@ -8,10 +8,33 @@ two fit together (label dropout, input shape, SDE, number of classes).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["guided_model", "resolve_classifier_path"]
+from scoresde.guidance.cfg import ClassifierFreeGuidance
+from scoresde.guidance.classifier import load_classifier
+from scoresde.guidance.likelihood import ClassifierGuidance
+
+__all__ = ["MAX_GUIDANCE", "check_guidance_weight", "guided_model", "resolve_classifier_path"]
+
+MAX_GUIDANCE = 1000.0
+"""The largest classifier-free guidance weight ``w`` accepted up front (Ho & Salimans 2022 use
+``w <= 4``): beyond it the guided prediction ``(1 + w) eps(x, y) - w eps(x)`` is ``w`` times the
+difference of two network outputs, which in float32 is mostly their rounding error."""
+
+
+def check_guidance_weight(w: float) -> float:
+    """``w`` as a float, or ``ValueError`` with the reason for a weight that is not finite, or
+    above :data:`MAX_GUIDANCE` in size."""
+    w = float(w)
+    if not math.isfinite(w) or abs(w) > MAX_GUIDANCE:
+        raise ValueError(
+            f"--guidance {w:g} is out of range: the weight must be finite with |w| <= {MAX_GUIDANCE:g} "
+            "(Ho & Salimans 2022 use w <= 4; a larger w amplifies the difference of the conditional and "
+            "unconditional predictions, i.e. their float32 rounding error, into the samples)"
+        )
+    return w
 
 
 def resolve_classifier_path(path: str | Path) -> Path:
@@ -46,15 +69,15 @@ def guided_model(
         device: where the classifier goes.
 
     Raises:
-        ValueError: both kinds of guidance, or a model / classifier that does not fit.
+        ValueError: both kinds of guidance, a guidance weight out of range
+            (:func:`check_guidance_weight`), or a model / classifier that does not fit.
         FileNotFoundError: no classifier at ``classifier``.
     """
-    from scoresde.guidance import ClassifierFreeGuidance, ClassifierGuidance, load_classifier
-
     classes = info.num_classes
     if guidance is not None and classifier:
         raise ValueError("give --guidance (classifier-free) or --classifier (classifier guidance), not both")
     if guidance is not None:
+        guidance = check_guidance_weight(guidance)
         if not classes:
             raise ValueError(
                 "--guidance needs a class-conditional checkpoint trained with label dropout; this model is "

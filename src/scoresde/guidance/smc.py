@@ -42,7 +42,9 @@ asymptotically exact in ``K`` up to the chain's own discretisation error, which 
 effective sample size falls below ``resample_threshold * K``; the product of mean weights
 estimates the evidence ``p(y)`` under the chain (unbiased with noise).
 
-``proposal="mcgdiff"`` runs the gradient-free MCGdiff filter instead
+Proposals are small objects with their own parameters: :class:`TwistedProposal` (this
+filter) and :class:`~scoresde.guidance.mcgdiff.MCGdiffProposal`; ``proposal="mcgdiff"`` (or
+``MCGdiffProposal()``) runs the gradient-free MCGdiff filter instead
 (:mod:`scoresde.guidance.mcgdiff`, Cardoso et al. 2023) towards the same target.
 
 Cost per step: one network evaluation and one backward pass per particle (``"tweedie"``: ``r``
@@ -54,13 +56,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from scoresde._utils import append_dims
-from scoresde.guidance.mcgdiff import mcgdiff_filter
+from scoresde.guidance.mcgdiff import MCGdiffProposal
 from scoresde.guidance.measurement import (
     SVDCoordinates,
     finish_on_measurement,
@@ -71,6 +74,8 @@ from scoresde.guidance.measurement import (
 )
 from scoresde.guidance.operators import LinearOperator
 from scoresde.guidance.particles import (
+    FilterResult,
+    ParticleProblem,
     effective_sample_size,
     resample_low_ess,
     systematic_resample,
@@ -78,12 +83,27 @@ from scoresde.guidance.particles import (
 )
 from scoresde.guidance.projection import start_inverse_problem
 from scoresde.models.base import CountingModel, ScoreFunction
-from scoresde.sampling.noise import NoiseSource
+from scoresde.progress import Progress, make_progress
 from scoresde.sampling.predictors import ancestral_posterior
-from scoresde.sampling.types import Callback
+from scoresde.sampling.spec import SampleSpec, split_spec
 from scoresde.sde.base import SDE
 
-__all__ = ["TWEEDIE_MAX_RANK", "SMCResult", "effective_sample_size", "smc_sample", "systematic_resample"]
+__all__ = [
+    "PROPOSALS",
+    "TWEEDIE_MAX_RANK",
+    "TWIST_COVS",
+    "MCGdiffProposal",
+    "SMCProposal",
+    "SMCResult",
+    "TwistedProposal",
+    "effective_sample_size",
+    "make_proposal",
+    "smc_sample",
+    "systematic_resample",
+]
+
+TWIST_COVS = ("auto", "tweedie", "pigdm")
+"""The twist covariances of :class:`TwistedProposal`."""
 
 TWEEDIE_MAX_RANK = 16
 """``twist_cov="auto"`` uses the Tweedie covariance up to this many observed coordinates (its cost
@@ -192,25 +212,99 @@ def _twist_tweedie(
     return logp, grad, x0.detach()
 
 
-def _tds_filter(
-    counted: CountingModel,
-    sde: SDE,
-    ts_dev: Tensor,
-    noise: NoiseSource,
-    coords: SVDCoordinates,
-    twist_var_scale: float,
-    drift_clip: float,
-    sizes: tuple[int, int, tuple[int, ...]],
-    resample_threshold: float,
-    labels: Tensor | None,
-    callback: Callback | None,
-    progress: bool,
-    dtype: torch.dtype,
-    twist_cov: str,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The twisted SMC loop (module docstring): ``(x, log_w, log_z, ess, resampled)`` as
-    :func:`~scoresde.guidance.mcgdiff.mcgdiff_filter` returns them."""
-    b, k, dshape = sizes
+@dataclass(frozen=True)
+class TwistedProposal:
+    """``proposal=TwistedProposal(...)`` of :func:`smc_sample`: the twisted proposals of the
+    Twisted Diffusion Sampler (the module docstring; Wu et al. 2023), one backward pass per step.
+
+    Attributes:
+        twist_cov: the twist's covariance: ``"tweedie"`` (the model's ``Cov[x_0 | x_t]``, ``r``
+            vector-Jacobian products per step), ``"pigdm"`` (``r_t^2 A A^T``, one backward pass)
+            or ``"auto"``: ``"tweedie"`` when ``A`` has at most :data:`TWEEDIE_MAX_RANK` non-zero
+            singular values, else ``"pigdm"``.
+        twist_var_scale: multiplies ``r_i^2`` in the twisting functions (the data's variance
+            scale; 1 for data of unit variance), or the Tweedie covariance.
+        drift_clip: the proposal's shift ``v_i grad log p~_i`` is clipped to
+            ``drift_clip sqrt(v_i)`` per coordinate, and its weight uses the clipped shift, so
+            the target is unchanged (``inf``: no clipping).  It guards against a learned
+            denoiser's large ``x0_hat`` errors at high noise (``x0_hat = (x - sigma eps_hat) / s``
+            multiplies the error of ``eps_hat`` by ``sigma / s``), whose gradient would otherwise
+            throw the particles out of range.
+    """
+
+    name: ClassVar[str] = "tds"
+    twist_cov: str = "auto"
+    twist_var_scale: float = 1.0
+    drift_clip: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (float(self.twist_var_scale) > 0 and math.isfinite(self.twist_var_scale)):
+            raise ValueError(f"twist_var_scale must be finite and > 0, got {self.twist_var_scale}")
+        if not float(self.drift_clip) > 0:
+            raise ValueError(f"drift_clip must be > 0 (inf: no clipping), got {self.drift_clip}")
+        if self.twist_cov not in TWIST_COVS:
+            raise ValueError(f"unknown twist_cov {self.twist_cov!r}; choose one of {list(TWIST_COVS)}")
+
+    def resolved_twist(self, coords: SVDCoordinates) -> str:
+        """``twist_cov`` with ``"auto"`` resolved for the operator's rank."""
+        if self.twist_cov != "auto":
+            return self.twist_cov
+        return "tweedie" if coords.vh.shape[0] <= TWEEDIE_MAX_RANK else "pigdm"
+
+    def run(self, problem: ParticleProblem) -> FilterResult:
+        """Run the twisted filter on ``problem``."""
+        return _tds_filter(problem, self)
+
+
+SMCProposal = TwistedProposal | MCGdiffProposal
+"""A proposal object of :func:`smc_sample`."""
+
+PROPOSALS: dict[str, type[TwistedProposal] | type[MCGdiffProposal]] = {
+    "tds": TwistedProposal,
+    "mcgdiff": MCGdiffProposal,
+}
+"""The proposal names :func:`smc_sample` takes (``"auto"``: ``"tds"``) and their classes."""
+
+
+def make_proposal(proposal: str | SMCProposal, **options: Any) -> SMCProposal:
+    """The proposal object of ``proposal`` (a name of :data:`PROPOSALS`, ``"auto"``, or an object).
+
+    ``options`` are the proposal's parameters (``twist_cov``, ``twist_var_scale``,
+    ``drift_clip`` for ``"tds"``); one that the proposal does not have is an error that names
+    it and the proposal it belongs to.
+    """
+    if isinstance(proposal, (TwistedProposal, MCGdiffProposal)):
+        if options:
+            raise ValueError(
+                f"{', '.join(f'{k}=' for k in options)} given beside a proposal object: "
+                f"give them to the {type(proposal).__name__} itself"
+            )
+        return proposal
+    if not isinstance(proposal, str) or proposal not in ("auto", *PROPOSALS):
+        raise ValueError(f"unknown proposal {proposal!r}; choose one of {['auto', *PROPOSALS]}")
+    cls = PROPOSALS["tds" if proposal == "auto" else proposal]
+    own = {f.name for f in fields(cls)}
+    foreign = [k for k in options if k not in own]
+    if foreign:
+        notes = []
+        for key in foreign:
+            owners = [n for n, c in PROPOSALS.items() if key in {f.name for f in fields(c)}]
+            notes.append(f"{key}= applies to proposal={owners[0]!r} only" if owners else f"{key}= is unknown")
+        given = ", ".join(f"{key}=" for key in foreign)
+        raise ValueError(f"proposal={proposal!r} does not take {given} ({'; '.join(notes)})")
+    return cls(**options)
+
+
+def _tds_filter(problem: ParticleProblem, proposal: TwistedProposal) -> FilterResult:
+    """The twisted SMC loop (module docstring), as
+    :func:`~scoresde.guidance.mcgdiff.mcgdiff_filter` runs its own."""
+    counted, sde, ts_dev, noise = problem.model, problem.sde, problem.ts, problem.noise
+    coords = problem.coords
+    b, k, dshape = problem.batch, problem.particles, problem.item_shape
+    labels, callback, dtype = problem.labels, problem.callback, problem.dtype
+    resample_threshold = problem.resample_threshold
+    twist_var_scale, drift_clip = float(proposal.twist_var_scale), float(proposal.drift_clip)
+    twist_cov = proposal.resolved_twist(coords)
     n_steps = len(ts_dev) - 1
     device = ts_dev.device
     y_bar = coords.repeat(k)
@@ -230,12 +324,8 @@ def _tds_filter(
 
     logp_tw, grad, x0 = twist(x, ts_dev[0])
     log_w = logp_tw.reshape(b, k)
-    rng = range(n_steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        rng = tqdm(rng, desc="smc", leave=False)
-    for i in rng:
+    bar = make_progress(problem.progress, n_steps, "smc")
+    for i in range(n_steps):
         t, t_next = ts_dev[i], ts_dev[i + 1]
         # Resample (systematic) when the effective sample size is low.
         u_res = uniform_per_row(noise, b, x)  # drawn every step, so each row's stream is batch-independent
@@ -271,9 +361,16 @@ def _tds_filter(
         log_w = log_w + inc.reshape(b, k)
         log_w = torch.where(torch.isnan(log_w), torch.full_like(log_w, -math.inf), log_w)
         ess_hist.append(effective_sample_size(log_w))
+        bar.update(1, nfe=getattr(counted, "nfe", 0))
         if callback is not None:
             callback(i, t_next, x)
-    return x, log_w, log_z + coords.log_const, torch.stack(ess_hist), torch.stack(res_hist)
+    if not isinstance(problem.progress, Progress):
+        bar.close()
+    return FilterResult(x, log_w, log_z + coords.log_const, torch.stack(ess_hist), torch.stack(res_hist))
+
+
+_SPEC_UNUSED = ("denoise", "x_T", "first_index", "record", "record_stride", "t_start", "t_end", "label")
+"""The :class:`~scoresde.sampling.spec.SampleSpec` fields that SMC does not use (an error when set)."""
 
 
 @torch.no_grad()
@@ -284,22 +381,12 @@ def smc_sample(
     sde: SDE | None = None,
     shape: Sequence[int] | None = None,
     *,
+    proposal: str | SMCProposal = "auto",
     noise_std: float = 0.0,
     particles: int = 64,
-    steps: int = 200,
-    grid: str | Tensor = "logsnr",
     resample_threshold: float = 0.5,
-    twist_var_scale: float = 1.0,
-    drift_clip: float = 3.0,
-    proposal: str = "auto",
-    twist_cov: str = "auto",
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
-    y: Tensor | None = None,
-    callback: Callback | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
+    spec: SampleSpec | None = None,
+    **kwargs: Any,
 ) -> SMCResult:
     """Sample ``x`` given ``y_obs = A x + N(0, noise_std^2 I)`` by SMC (TDS or MCGdiff).
 
@@ -311,114 +398,84 @@ def smc_sample(
         y_obs: observations ``(B, *out_shape)`` or one ``(*out_shape)`` for the whole batch.
         sde: the forward SDE (default ``model.sde``).
         shape: ``(B, *D)``: ``B`` measurements (independent SMC runs).
+        proposal: a proposal object, :class:`TwistedProposal` (one backward pass per step) or
+            :class:`~scoresde.guidance.mcgdiff.MCGdiffProposal` (potentials on the SVD
+            coordinates of ``A``, fully adapted, no gradient), or its name ``"tds"`` /
+            ``"mcgdiff"``; ``"auto"``: ``"tds"`` (the better of the two on the exact-mixture
+            benchmark, noisy and noise-free).  With a name, the proposal's parameters may be
+            given as keywords (``twist_cov``, ``twist_var_scale``, ``drift_clip`` of
+            :class:`TwistedProposal`); a parameter the proposal does not have is an error.
         noise_std: the measurement noise ``s_y`` (0: noise-free).
         particles: ``K`` particles per measurement.
-        steps, grid: the time grid from ``T`` to ``eps`` (default ``"logsnr"``, equal steps in
-            log-SNR: closer to the exact posteriors than ``"uniform"`` on the exact-mixture
-            benchmark at the same steps and ``K``).
         resample_threshold: resample when ``ESS < resample_threshold * K`` (1: every step; 0: never).
-        twist_var_scale: multiplies ``r_i^2`` in the twisting functions (the data's variance
-            scale; 1 for data of unit variance), or the Tweedie covariance; ``proposal="tds"``
-            only.
-        drift_clip: the twisted proposal's shift ``v_i grad log p~_i`` is clipped to
-            ``drift_clip sqrt(v_i)`` per coordinate, and its weight uses the clipped shift, so the
-            target is unchanged (``inf``: no clipping).  It guards against a learned denoiser's
-            large ``x0_hat`` errors at high noise (``x0_hat = (x - sigma eps_hat) / s`` multiplies
-            the error of ``eps_hat`` by ``sigma / s``), whose gradient would otherwise throw the
-            particles out of range; ``proposal="tds"`` only.
-        twist_cov: the twist's covariance: ``"tweedie"`` (the model's ``Cov[x_0 | x_t]``, ``r``
-            vector-Jacobian products per step), ``"pigdm"`` (``r_t^2 A A^T``, one backward pass) or
-            ``"auto"``: ``"tweedie"`` when ``A`` has at most :data:`TWEEDIE_MAX_RANK` non-zero
-            singular values, else ``"pigdm"``; ``proposal="tds"`` only.
-        proposal: ``"tds"``: the twisted proposals above (one backward pass per step);
-            ``"mcgdiff"``: the MCGdiff filter (:mod:`scoresde.guidance.mcgdiff`; potentials on the
-            SVD coordinates of ``A``, fully adapted, no gradient; forms the SVD of the dense
-            ``A``); ``"auto"``: ``"tds"`` (the better of the two on the exact-mixture benchmark,
-            noisy and noise-free).
-        generator, seed: randomness; with ``seed``, measurement ``b``'s result depends only on the
-            seed, ``b`` and ``K`` (not on the batch size).
-        y: class labels ``(B,)`` for class-conditional models.
-        callback: ``callback(i, t, particles)`` after each step, particles ``(B K, *D)``.
-        device, dtype, progress: as for :func:`scoresde.sample`.
+        spec: the run's :class:`~scoresde.sampling.spec.SampleSpec` (as for :func:`scoresde.sample`).
+        **kwargs: fields of :class:`~scoresde.sampling.spec.SampleSpec`: ``steps`` (default 200),
+            ``grid`` (default ``"logsnr"``, equal steps in log-SNR: closer to the exact
+            posteriors than ``"uniform"`` on the exact-mixture benchmark at the same steps and
+            ``K``), ``generator`` / ``seed`` (with ``seed``, measurement ``b``'s result depends
+            only on the seed, ``b`` and ``K``, not on the batch size), ``y`` (class labels
+            ``(B,)``), ``callback`` (``callback(i, t, particles)`` after each step, particles
+            ``(B K, *D)``), ``device``, ``dtype``, ``progress``; then the proposal's parameters.
+            ``denoise``, ``x_T``, ``first_index``, ``record``, ``record_stride``, ``t_start``,
+            ``t_end`` and ``label`` do not apply (an error when given).
 
     Returns:
         An :class:`SMCResult`.
     """
+    if shape is not None:
+        kwargs["shape"] = shape
+    spec, options = split_spec(spec, kwargs, steps=200, grid="logsnr")
+    spec.check_unused(_SPEC_UNUSED, "smc_sample")
+    prop = make_proposal(proposal, **options)
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
         raise ValueError(f"particles must be an integer >= 1, got {particles!r}")
     if not (0.0 <= float(resample_threshold) <= 1.0):
         raise ValueError(f"resample_threshold must lie in [0, 1], got {resample_threshold}")
     if not (float(noise_std) >= 0 and math.isfinite(noise_std)):
         raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
-    if not (float(twist_var_scale) > 0 and math.isfinite(twist_var_scale)):
-        raise ValueError(f"twist_var_scale must be finite and > 0, got {twist_var_scale}")
-    if not float(drift_clip) > 0:
-        raise ValueError(f"drift_clip must be > 0 (inf: no clipping), got {drift_clip}")
-    if proposal not in ("auto", "tds", "mcgdiff"):
-        raise ValueError(f"unknown proposal {proposal!r}; choose one of ['auto', 'tds', 'mcgdiff']")
-    if proposal == "auto":
-        proposal = "tds"
-    if twist_cov not in ("auto", "tweedie", "pigdm"):
-        raise ValueError(f"unknown twist_cov {twist_cov!r}; choose one of ['auto', 'tweedie', 'pigdm']")
-    if shape is None:
+    if spec.shape is None:
         raise ValueError("give shape=(B, *D): B measurements, each with its own particles")
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(int(s) for s in spec.shape)
     b, k = shape[0], particles
-    sde, ts, noise, x_b, y_obs = start_inverse_problem(
+    # The start's checks (model, SDE, grid, labels, observations) on a placeholder batch.
+    start, y_obs = start_inverse_problem(
         model,
         operator,
         y_obs,
         sde,
-        None,
-        steps,
-        grid,
-        torch.zeros(shape, device=device, dtype=dtype),
-        generator,
-        seed,
-        y,
-        device,
-        dtype,
+        spec.replace(shape=None, x_T=torch.zeros(shape, device=spec.device, dtype=spec.dtype)),
     )
-    dshape = tuple(x_b.shape[1:])
-    labels = None if y is None else y.repeat_interleave(k, 0)
-    counted = CountingModel(model)
-    ts_dev = ts.to(x_b.device)
-    coords = svd_coordinates(operator, y_obs, noise_std)
-    if twist_cov == "auto":
-        twist_cov = "tweedie" if coords.vh.shape[0] <= TWEEDIE_MAX_RANK else "pigdm"
-    if proposal == "mcgdiff":
-        x, log_w, log_z, ess, resampled = mcgdiff_filter(
-            counted,
-            sde,
-            ts_dev,
-            noise,
-            coords,
-            tuple(x_b.shape),
-            k,
-            float(resample_threshold),
-            labels,
-            callback,
-            progress,
-            dtype,
-        )
-    else:
-        x, log_w, log_z, ess, resampled = _tds_filter(
-            counted, sde, ts_dev, noise, coords, float(twist_var_scale), float(drift_clip), (b, k, dshape),
-            float(resample_threshold), labels, callback, progress, dtype, twist_cov,
-        )  # fmt: skip
-    log_z = log_z + torch.logsumexp(log_w, 1) - math.log(k)
+    y = spec.y
+    problem = ParticleProblem(
+        model=CountingModel(model),
+        sde=start.sde,
+        ts=start.ts.to(start.x.device),
+        noise=start.noise,
+        coords=svd_coordinates(operator, y_obs, noise_std),
+        batch=b,
+        particles=k,
+        item_shape=tuple(start.x.shape[1:]),
+        resample_threshold=float(resample_threshold),
+        labels=None if y is None else y.repeat_interleave(k, 0),
+        callback=spec.callback,
+        progress=spec.progress,
+        dtype=spec.dtype,
+    )
+    out = prop.run(problem)
+    x, log_w = out.x, out.log_w
+    log_z = out.log_z + torch.logsumexp(log_w, 1) - math.log(k)
     log_w_norm = log_w - torch.logsumexp(log_w, 1, keepdim=True)
     # One sample per measurement from the weighted particles (inverse CDF with one uniform).
     cdf = torch.cumsum(log_w_norm.exp(), 1)
-    pick = torch.searchsorted(cdf, uniform_per_row(noise, b, x)[:, None]).clamp_max(k - 1).reshape(b)
-    parts = x.reshape(b, k, *dshape)
+    pick = torch.searchsorted(cdf, uniform_per_row(problem.noise, b, x)[:, None]).clamp_max(k - 1).reshape(b)
+    parts = x.reshape(b, k, *problem.item_shape)
     return SMCResult(
         x=parts[torch.arange(b, device=x.device), pick],
         particles=parts,
         log_weights=log_w_norm,
-        ess=ess,
-        resampled=resampled,
+        ess=out.ess,
+        resampled=out.resampled,
         log_evidence=log_z,
-        nfe=counted.nfe,
-        times=ts,
+        nfe=problem.model.nfe,
+        times=start.ts,
     )

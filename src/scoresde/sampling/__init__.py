@@ -1,38 +1,43 @@
-"""Samplers of the reverse SDE and probability-flow ODE, their grids and the ``sample`` API."""
+"""Samplers of the reverse SDE and probability-flow ODE, their grids and the ``sample`` API.
+
+Layers, bottom up: the samplers (one function each) and :data:`SAMPLERS`; the run
+specification :class:`SampleSpec` and its setup; :func:`sample`; the tuners that call it
+(:class:`GridOptimizer` / :func:`optimize_grid`, :func:`compute_ems`).
+"""
 
 from scoresde.sampling.api import sample
-from scoresde.sampling.dpm_solver_v3 import EMS, compute_ems
-from scoresde.sampling.grid_opt import (
-    OptimizedGrid,
-    cache_grid,
-    clear_grid_cache,
-    optimize_grid,
-    optimized_grid,
-)
+from scoresde.sampling.defaults import DEFAULT_SAMPLING, SamplingDefaults
+from scoresde.sampling.dpm_solver_v3 import EMS
+from scoresde.sampling.ems import compute_ems
+from scoresde.sampling.grid_opt import GridOptimizer, OptimizedGrid, optimize_grid
 from scoresde.sampling.grids import GRIDS, time_grid
 from scoresde.sampling.noise import GeneratorNoise, NoiseSource, PerSampleNoise
-from scoresde.sampling.registry import SAMPLERS, get_sampler
+from scoresde.sampling.registry import ALIASES, SAMPLERS, get_sampler
 from scoresde.sampling.setup import SamplingRun, SamplingStart, start_sampling
+from scoresde.sampling.spec import GridTuner, SampleSpec
 from scoresde.sampling.types import Sampler, SampleResult
 
 __all__ = [
+    "ALIASES",
+    "DEFAULT_SAMPLING",
     "EMS",
     "GRIDS",
     "SAMPLERS",
     "GeneratorNoise",
+    "GridOptimizer",
+    "GridTuner",
     "NoiseSource",
     "OptimizedGrid",
     "PerSampleNoise",
     "SampleResult",
+    "SampleSpec",
     "Sampler",
+    "SamplingDefaults",
     "SamplingRun",
     "SamplingStart",
-    "cache_grid",
-    "clear_grid_cache",
     "compute_ems",
     "get_sampler",
     "optimize_grid",
-    "optimized_grid",
     "sample",
     "start_sampling",
     "time_grid",

@@ -11,6 +11,7 @@ import math
 
 from torch import Tensor
 
+from scoresde.flow.integrators import Torchdiffeq
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback
@@ -46,8 +47,6 @@ def dopri5(
     Args:
         rtol, atol: relative and absolute error tolerances per step (default ``1e-5``).
     """
-    from scoresde.flow.integrators import Torchdiffeq
-
     rtol, atol = _check_tol("rtol", rtol), _check_tol("atol", atol)
     if not math.isfinite(float(ts[-1])) or float(ts[-1]) >= float(ts[0]):
         raise ValueError("dopri5 needs a decreasing grid")

@@ -24,7 +24,13 @@ from scoresde.sampling.schedule import GridSchedule, grid_schedule, intermediate
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
-__all__ = ["LOWER_ORDER_FINAL_BELOW", "dpm_solver_2", "dpm_solver_3", "dpm_solver_pp_2m", "dpm_solver_pp_3m"]
+__all__ = [
+    "LOWER_ORDER_FINAL_BELOW",
+    "dpm_solver_2s",
+    "dpm_solver_3s",
+    "dpm_solver_pp_2m",
+    "dpm_solver_pp_3m",
+]
 
 LOWER_ORDER_FINAL_BELOW = 15
 """Multistep solvers lower their order over the last steps on grids of fewer steps than this."""
@@ -36,7 +42,7 @@ def _first_order(x: Tensor, x0: Tensor, sch: GridSchedule, i: int) -> Tensor:
     return ratio * x + (sch.s[i + 1] - sch.s[i] * ratio) * x0
 
 
-def dpm_solver_2(
+def dpm_solver_2s(
     model: ScoreFunction,
     sde: SDE,
     x: Tensor,
@@ -73,7 +79,7 @@ def dpm_solver_2(
     return x
 
 
-def dpm_solver_3(
+def dpm_solver_3s(
     model: ScoreFunction,
     sde: SDE,
     x: Tensor,

@@ -20,7 +20,8 @@ evaluations (Sec. 3.3).  The statistics are chosen so that ``g`` changes as litt
 ``l`` minimises ``E ||grad_x N||_F^2`` (Eq. 6), i.e. ``l = E[diag(sigma grad_x eps)]``, and
 ``(s, b)`` minimise ``E ||f^(1) - s f - b||^2`` with ``f^(1) = df/dlambda`` along the ODE
 (Eq. 8), a per-dimension linear regression.  :func:`compute_ems` estimates them from the model
-itself on pilot trajectories.  ``l = 1, s = b = 0`` gives ``f = -x0`` and DPM-Solver++ (data
+itself on pilot trajectories (:mod:`scoresde.sampling.ems`, a tuner above
+:func:`scoresde.sample`, which it calls).  ``l = 1, s = b = 0`` gives ``f = -x0`` and DPM-Solver++ (data
 prediction, the paper's reduction); ``l = 0, s = -1, b = 0`` makes ``g`` proportional to ``eps``
 (``f = e^{-lambda} eps``), which is DPM-Solver (noise prediction).
 
@@ -47,7 +48,7 @@ from scoresde.sampling.schedule import grid_schedule
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
-__all__ = ["EMS", "QUAD_STEP", "compute_ems", "dpm_solver_v3"]
+__all__ = ["EMS", "QUAD_STEP", "dpm_solver_v3"]
 
 QUAD_STEP = 0.02
 """Largest spacing in ``lambda`` of the quadrature nodes for the coefficients of Eq. 7."""
@@ -139,122 +140,6 @@ class EMS:
         w = (lam - knots[idx]) / (knots[idx + 1] - knots[idx])
         w = w.reshape(-1, *([1] * len(self.stat_shape)))
         return vals[idx] + w * (vals[idx + 1] - vals[idx])
-
-
-# ---------------------------------------------------------------------------------------------- #
-# Estimating the EMS from the model (Zheng et al. 2023, Sec. 3.2 and App. C).
-# ---------------------------------------------------------------------------------------------- #
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def compute_ems(
-    model: ScoreFunction,
-    shape: tuple[int, ...],
-    *,
-    generator: torch.Generator,
-    pilot: int = 256,
-    knots: int = 200,
-    sde: SDE | None = None,
-    t_start: float | None = None,
-    t_end: float | None = None,
-    y: Tensor | None = None,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> EMS:
-    """Estimate the EMS ``l, s, b`` of ``model`` on ``pilot`` trajectories (Zheng et al. 2023, Sec. 3.2).
-
-    ``pilot`` prior draws are integrated through the ``knots + 1`` times uniform in ``lambda``
-    between ``t_start`` and ``t_end`` (UniPC, one step per knot interval).  At each knot
-    ``lambda_j`` with states ``x``:
-
-    - ``l_j = E[v * (sigma grad_x eps) v]`` with Rademacher ``v`` (one per pilot sample, the same at
-      every knot), the unbiased estimate of ``diag(sigma grad_x eps)`` that minimises
-      ``E ||grad_x N||_F^2`` over diagonal ``l`` (Eq. 6), one Jacobian-vector product per knot;
-    - ``f = (sigma eps - l x) / alpha``;
-    - ``f^(1) = df/dlambda`` along each trajectory, by second-order finite differences between
-      neighbouring knots (the paper uses a JVP in ``(x, lambda)``; differencing along the pilot
-      trajectory costs no evaluation and includes ``dl/dlambda``, as the solver's ``f`` does);
-    - ``s_j = Cov(f^(1), f) / Var(f)``, ``b_j = E[f^(1)] - s_j E[f]`` per dimension, the least
-      squares solution of Eq. 8 (``Var(f)`` gets a ``1e-12 E[f^2]`` ridge, so a dimension where
-      ``f`` does not vary over the pilot gets ``s = 0``, ``b = E[f^(1)]``).
-
-    Cost: ``knots`` evaluations for the trajectories and ``knots + 1`` JVPs; memory: two
-    ``(knots + 1, pilot, *shape)`` tensors.  The model must be differentiable in ``x``.
-
-    Args:
-        model: any score model.
-        shape: the shape ``D`` of one sample.
-        generator: RNG for the pilot prior draws and the probe vectors.
-        pilot: number of pilot trajectories.
-        knots: number of intervals of the uniform ``lambda`` grid of the statistics.
-        sde: defaults to ``model.sde``.
-        t_start, t_end: the range they cover (defaults ``sde.T`` and ``sde.eps``); a sampler grid
-            must lie inside it.
-        y: labels for class-conditional models, ``(pilot,)``.
-        dtype, device: of the pilot states (the statistics are accumulated in float64).
-
-    Returns:
-        The :class:`EMS`.
-    """
-    from scoresde.sampling.api import sample  # sampling.api imports the registry, which imports us
-
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"compute_ems needs an explicit torch.Generator, got {type(generator).__name__}")
-    _check_int("pilot", pilot, 2)
-    _check_int("knots", knots, 4)
-    sde = model.sde if sde is None else sde
-    t_hi = float(sde.T if t_start is None else t_start)
-    t_lo = float(sde.eps if t_end is None else t_end)
-    ends = torch.tensor([t_hi, t_lo], dtype=torch.float64)
-    s_ends, sig_ends = sde.marginal(ends)
-    if not t_hi > t_lo or float(sig_ends[1]) <= 0.0:
-        raise ValueError(f"compute_ems needs t_start > t_end with sigma(t_end) > 0, got {t_hi}, {t_lo}")
-    lam_ends = torch.log(s_ends) - torch.log(sig_ends)
-    lam = torch.linspace(float(lam_ends[0]), float(lam_ends[1]), knots + 1, dtype=torch.float64)
-    ts = sde.t_of_lambda(lam).to(torch.float64)
-    ts[0], ts[-1] = t_hi, t_lo
-    alpha, sigma = (v.tolist() for v in sde.marginal(ts))
-
-    x_T = sde.prior_sample((pilot, *shape), generator=generator, dtype=dtype)
-    if device is not None:
-        x_T = x_T.to(device)
-    traj = sample(
-        model,
-        sde,
-        x_T=x_T,
-        method="unipc",
-        grid=ts.to(dtype),
-        denoise=False,
-        record=True,
-        y=y,
-        lower_order_final=False,
-    ).trajectory
-    v = torch.randint(0, 2, x_T.shape, generator=generator, dtype=torch.int64).to(x_T) * 2 - 1
-
-    l_list, f_list = [], []
-    for j in range(knots + 1):
-        x = traj[j]
-        t = torch.full((pilot,), float(ts[j]), dtype=x.dtype, device=x.device)
-        with torch.enable_grad():
-            eps, jv = torch.func.jvp(lambda z, t=t: model.eps(z, t, y), (x,), (v,))
-        eps, jv, xd = eps.detach().double(), jv.detach().double(), x.double()
-        l_j = (v.double() * sigma[j] * jv).mean(0)
-        l_list.append(l_j)
-        f_list.append((sigma[j] * eps - l_j * xd) / alpha[j])
-    f = torch.stack(f_list)  # (K, B, *D)
-    dlam = (lam[-1] - lam[0]).item() / knots
-    df = torch.empty_like(f)
-    df[1:-1] = (f[2:] - f[:-2]) / (2 * dlam)
-    df[0] = (-3 * f[0] + 4 * f[1] - f[2]) / (2 * dlam)
-    df[-1] = (3 * f[-1] - 4 * f[-2] + f[-3]) / (2 * dlam)
-    f_mean, df_mean = f.mean(1), df.mean(1)
-    var = (f - f_mean[:, None]).pow(2).mean(1)
-    cov = ((f - f_mean[:, None]) * (df - df_mean[:, None])).mean(1)
-    s = cov / (var + 1e-12 * f.pow(2).mean(1) + 1e-300)
-    b = df_mean - s * f_mean
-    return EMS(lam=lam, l=torch.stack(l_list).cpu(), s=s.cpu(), b=b.cpu(), pilot=pilot)
 
 
 # ---------------------------------------------------------------------------------------------- #

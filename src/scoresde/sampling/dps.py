@@ -25,7 +25,7 @@ likelihood weight: it is tuned, not derived (Chung et al. use 0.1 to 1 on 256 x 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -38,15 +38,35 @@ from scoresde.sampling.predictors import ancestral_posterior, check_variance
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
-if TYPE_CHECKING:
-    from scoresde.guidance.operators import LinearOperator
+__all__ = ["Measurement", "dps"]
 
-__all__ = ["dps"]
+
+@runtime_checkable
+class Measurement(Protocol):
+    """What DPS needs of the measurement ``A``: :class:`scoresde.guidance.LinearOperator` is one.
+
+    Declared here, below :mod:`scoresde.guidance` (which builds on sampling), so that this
+    sampler never imports guidance.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``A x``: ``(B, *in_shape) -> (B, *out_shape)``."""
+        ...
+
+    def match_observations(self, y_obs: Tensor, x: Tensor) -> Tensor:
+        """``y_obs`` checked and batched like ``x`` (one observation may serve the batch)."""
+        ...
+
+
+def _check_measurement(operator: object) -> Measurement:
+    if isinstance(operator, Tensor) or not isinstance(operator, Measurement):
+        raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+    return operator
 
 
 def _residual_step(
     model: ScoreFunction,
-    operator: LinearOperator,
+    operator: Measurement,
     y_obs: Tensor,
     x: Tensor,
     t: Tensor,
@@ -74,7 +94,7 @@ def dps(
     noise: NoiseSource,
     y: Tensor | None = None,
     callback: Callback | None = None,
-    operator: LinearOperator | None = None,
+    operator: Measurement | None = None,
     y_obs: Tensor | None = None,
     zeta: float = 1.0,
     variance: str = "posterior",
@@ -101,10 +121,8 @@ def dps(
         TypeError: ``operator`` is not a ``LinearOperator``.
         ValueError: bad ``y_obs``, ``zeta`` or ``variance``, or samples that stop being finite.
     """
-    # Imported here: guidance builds on sampling, so sampling cannot import it when loaded.
-    from scoresde.guidance.operators import check_operator
-
-    y_obs = check_operator(operator).match_observations(y_obs, x)
+    operator = _check_measurement(operator)
+    y_obs = operator.match_observations(y_obs, x)
     if not (float(zeta) >= 0 and float(zeta) < float("inf")):
         raise ValueError(f"zeta must be finite and >= 0, got {zeta}")
     check_variance(variance)

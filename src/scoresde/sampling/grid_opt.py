@@ -15,9 +15,13 @@ less than the relative ``tol``.
 
 Cost (pilot NFE, counted and returned): the reference solve, plus ``len(GRIDS)`` start
 evaluations, plus at most ``starts * sweeps * (steps - 1) * evals`` solver runs of ``steps``
-(times the solver's evaluations per step) NFE, all at the pilot batch size.  The result is
-computed once per model, SDE, solver, step count and options, cached in memory, and can be stored
-with a checkpoint as JSON (:meth:`OptimizedGrid.to_json`, :func:`cache_grid`).
+(times the solver's evaluations per step) NFE, all at the pilot batch size.  With
+``grid=GridOptimizer()`` in :func:`scoresde.sample` the result is computed once per model, SDE,
+solver, step count and options and kept in that optimizer object (the cache is the caller's, not
+a module's), and can be stored with a checkpoint as JSON (:meth:`OptimizedGrid.to_json`,
+:meth:`GridOptimizer.add`).  This module sits above :func:`scoresde.sample` (it calls it for the
+pilot runs); ``sample`` knows grid tuners only through the
+:class:`~scoresde.sampling.spec.GridTuner` protocol.
 """
 
 from __future__ import annotations
@@ -32,10 +36,23 @@ import torch
 from torch import Tensor
 
 from scoresde.models.base import ScoreFunction
-from scoresde.sampling.grids import GRIDS, time_grid
+from scoresde.sampling.api import sample
+from scoresde.sampling.defaults import AUTO_GRID
+from scoresde.sampling.grids import GRIDS, default_grid, time_grid
+from scoresde.sampling.registry import canonical_method, get_sampler
 from scoresde.sde.base import SDE
 
-__all__ = ["OptimizedGrid", "cache_grid", "clear_grid_cache", "optimize_grid", "optimized_grid"]
+__all__ = [
+    "OPTIMIZED_GRID",
+    "GridOptimizer",
+    "OptimizedGrid",
+    "check_tunable",
+    "grid_choice",
+    "optimize_grid",
+]
+
+OPTIMIZED_GRID = "optimized"
+"""The grid name of :func:`grid_choice` that means a :class:`GridOptimizer`."""
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
@@ -106,9 +123,6 @@ class OptimizedGrid:
         )
 
 
-_CACHE: weakref.WeakKeyDictionary[ScoreFunction, dict[tuple, OptimizedGrid]] = weakref.WeakKeyDictionary()
-
-
 def _key(
     sde: SDE, steps: int, method: str, shape: Sequence[int], t_start: float, t_end: float, options: dict
 ) -> tuple:
@@ -121,21 +135,6 @@ def _key(
         round(float(t_end), 12),
         repr(sorted(options.items())),
     )
-
-
-def clear_grid_cache(model: ScoreFunction | None = None) -> None:
-    """Forget cached grids (of ``model``, or all); needed after a model's weights change."""
-    if model is None:
-        _CACHE.clear()
-    else:
-        _CACHE.pop(model, None)
-
-
-def cache_grid(model: ScoreFunction, sde: SDE, grid: OptimizedGrid, t_end: float | None = None) -> None:
-    """Put a stored grid (e.g. read from a checkpoint) into the cache used by ``grid="optimized"``."""
-    t0, t1 = float(grid.times[0]), float(grid.times[-1])
-    key = _key(sde, grid.steps, grid.method, grid.shape, t0, t1 if t_end is None else t_end, grid.options)
-    _CACHE.setdefault(model, {})[key] = grid
 
 
 def _coordinates(sde: SDE, ts: Tensor) -> tuple[str, Tensor]:
@@ -196,6 +195,18 @@ def _coordinate_search(
     return u, best
 
 
+def check_tunable(method: str) -> None:
+    """Raise ``ValueError`` unless ``method`` is an ODE solver that steps on its grid."""
+    sampler = get_sampler(method)
+    if sampler.stochastic:
+        raise ValueError(f"grid optimisation needs a deterministic ODE solver; {method!r} is stochastic")
+    if not sampler.uses_grid:
+        raise ValueError(
+            f"grid optimisation needs a solver that steps on the grid; {method!r} is adaptive (it chooses "
+            "its own steps between the grid's ends), so there is no grid to optimise"
+        )
+
+
 @torch.no_grad()
 def optimize_grid(
     model: ScoreFunction,
@@ -239,11 +250,7 @@ def optimize_grid(
     Returns:
         An :class:`OptimizedGrid`.
     """
-    from scoresde.sampling.api import sample
-    from scoresde.sampling.registry import get_sampler
-
-    if get_sampler(method).stochastic:
-        raise ValueError(f"grid optimisation needs a deterministic ODE solver; {method!r} is stochastic")
+    check_tunable(method)
     for name, v, lo in (
         ("pilot", pilot, 1),
         ("sweeps", sweeps, 0),
@@ -303,31 +310,119 @@ def optimize_grid(
     )
 
 
-def optimized_grid(
-    model: ScoreFunction,
-    sde: SDE,
-    steps: int,
-    method: str,
-    shape: Sequence[int],
-    *,
-    t_start: float | None = None,
-    t_end: float | None = None,
-    options: dict[str, Any] | None = None,
-    **kwargs: Any,
-) -> OptimizedGrid:
-    """:func:`optimize_grid`, computed once and cached per model (``grid="optimized"`` uses this).
+class GridOptimizer:
+    """``grid=GridOptimizer()``: :func:`optimize_grid` for the run's model, solver and steps,
+    computed once and kept in this object (a :class:`~scoresde.sampling.spec.GridTuner`).
 
-    The cache is keyed by the model object, the SDE's configuration, ``steps``, ``method``, the
-    sample shape, the interval and the solver options; clear it with :func:`clear_grid_cache`
-    when the model's weights change.  ``kwargs`` go to :func:`optimize_grid` on a miss.
+    The cache is explicit: it lives in the object the caller passes, keyed by the model object,
+    the SDE's configuration, ``steps``, ``method``, the sample shape, the interval and the solver
+    options.  Reuse one optimizer to reuse its grids; :meth:`clear` it when a model's weights
+    change; :meth:`add` puts in a stored grid (e.g. read from a checkpoint with
+    :meth:`OptimizedGrid.from_json`).
+
+    Args:
+        **kwargs: passed to :func:`optimize_grid` on a miss (``pilot``, ``seed``, ``sweeps``,
+            ``evals``, ``starts``, ``tol``, ``reference_tol``, ``device``).
+
+    Attributes:
+        last: the :class:`OptimizedGrid` of the last run that used this optimizer (its pilot
+            error and cost), or ``None``.
     """
-    options = dict(options or {})
-    t0 = sde.T if t_start is None else float(t_start)
-    t1 = sde.eps if t_end is None else float(t_end)
-    key = _key(sde, steps, method, shape, t0, t1, options)
-    per_model = _CACHE.setdefault(model, {})
-    if key not in per_model:
-        per_model[key] = optimize_grid(
-            model, sde, steps, method, shape, t_start=t0, t_end=t1, options=options, **kwargs
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.last: OptimizedGrid | None = None
+        self._cache: weakref.WeakKeyDictionary[ScoreFunction, dict[tuple, OptimizedGrid]] = (
+            weakref.WeakKeyDictionary()
         )
-    return per_model[key]
+
+    def grid(
+        self,
+        model: ScoreFunction,
+        sde: SDE,
+        steps: int,
+        method: str,
+        shape: Sequence[int],
+        *,
+        t_start: float | None = None,
+        t_end: float | None = None,
+        options: dict[str, Any] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> OptimizedGrid:
+        """The cached :class:`OptimizedGrid` (optimised now on a miss, with ``dtype`` pilots)."""
+        options = dict(options or {})
+        method = canonical_method(method)
+        t0 = sde.T if t_start is None else float(t_start)
+        t1 = sde.eps if t_end is None else float(t_end)
+        key = _key(sde, steps, method, shape, t0, t1, options)
+        per_model = self._cache.setdefault(model, {})
+        if key not in per_model:
+            per_model[key] = optimize_grid(
+                model,
+                sde,
+                steps,
+                method,
+                shape,
+                t_start=t0,
+                t_end=t1,
+                options=options,
+                **{"dtype": dtype, **self.kwargs},
+            )
+        self.last = per_model[key]
+        return self.last
+
+    def times(
+        self,
+        model: ScoreFunction,
+        sde: SDE,
+        steps: int,
+        method: str,
+        shape: Sequence[int],
+        *,
+        t_start: float | None = None,
+        t_end: float | None = None,
+        options: dict[str, Any] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """The times of :meth:`grid` (what :func:`scoresde.sample` asks of a grid tuner)."""
+        return self.grid(
+            model, sde, steps, method, shape, t_start=t_start, t_end=t_end, options=options, dtype=dtype
+        ).times
+
+    def add(self, model: ScoreFunction, sde: SDE, grid: OptimizedGrid, t_end: float | None = None) -> None:
+        """Put a stored grid into the cache (it is used for its model, SDE, solver and steps)."""
+        t0, t1 = float(grid.times[0]), float(grid.times[-1])
+        method = canonical_method(grid.method)
+        key = _key(sde, grid.steps, method, grid.shape, t0, t1 if t_end is None else t_end, grid.options)
+        self._cache.setdefault(model, {})[key] = grid
+
+    def clear(self, model: ScoreFunction | None = None) -> None:
+        """Forget cached grids (of ``model``, or all)."""
+        if model is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(model, None)
+
+
+def grid_choice(
+    name: str,
+    sde: SDE,
+    method: str,
+    *,
+    pilot: int = 512,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> str | GridOptimizer:
+    """The ``grid`` of :func:`scoresde.sample` for a grid name as the CLI takes it.
+
+    ``"auto"``: the SDE's default grid (:func:`~scoresde.sampling.grids.default_grid`);
+    ``"optimized"``: a :class:`GridOptimizer` with a ``pilot``-draw pilot of seed ``seed`` (the
+    sampler ``method`` is checked here, before any pilot runs; its :attr:`GridOptimizer.last`
+    reports the grid after sampling); any other name is returned as it is.
+    """
+    if name == AUTO_GRID:
+        return default_grid(sde)
+    if name != OPTIMIZED_GRID:
+        return name
+    check_tunable(method)
+    return GridOptimizer(pilot=pilot, seed=seed, device=device)

@@ -5,9 +5,9 @@
 on what a grid name means, how the prior is drawn, how evaluations are counted and guarded,
 and what progress, trajectories and the final denoising step look like:
 
-- :func:`start_sampling` checks the arguments and returns a :class:`SamplingStart`: the SDE,
-  the time grid, the noise source (a ``torch.Generator``, or per-sample noise keyed by
-  ``seed``) and the starting point (a prior draw, or the given ``x_T``);
+- :func:`start_sampling` checks a :class:`~scoresde.sampling.spec.SampleSpec` and returns a
+  :class:`SamplingStart`: the SDE, the time grid, the noise source (a ``torch.Generator``, or
+  per-sample noise keyed by ``seed``) and the starting point (a prior draw, or ``x_T``);
 - :class:`SamplingRun` wraps the model in a :class:`~scoresde.models.CountingModel` (NFE and
   the non-finite guard), and gives the samplers the one step callback (state guard, trajectory,
   progress, the user's callback), the final Tweedie step and the :class:`SampleResult`.
@@ -15,9 +15,9 @@ and what progress, trajectories and the final denoising step look like:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -34,7 +34,8 @@ from scoresde.models.base import CountingModel, ScoreFunction
 from scoresde.progress import Progress, make_progress
 from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.noise import NoiseSource, make_noise
-from scoresde.sampling.types import Callback, SampleResult
+from scoresde.sampling.spec import GridTuner, SampleSpec
+from scoresde.sampling.types import SampleResult
 from scoresde.sde.base import SDE
 
 __all__ = ["SamplingRun", "SamplingStart", "check_model_sde", "start_sampling"]
@@ -56,64 +57,62 @@ def check_model_sde(model: ScoreFunction, sde: SDE | None) -> SDE:
 
 @dataclass
 class SamplingStart:
-    """``sde`` (checked against the model's), the time grid ``ts`` (``None`` while an
-    optimised grid is still to be made), the ``noise`` source and the starting point ``x: (B, *D)``."""
+    """``sde`` (checked against the model's), the time grid ``ts``, the ``noise`` source, the
+    starting point ``x: (B, *D)`` and the run's :class:`~scoresde.sampling.spec.SampleSpec`."""
 
     sde: SDE
-    ts: Tensor | None
+    ts: Tensor
     noise: NoiseSource
     x: Tensor
+    spec: SampleSpec
 
 
 def start_sampling(
     model: ScoreFunction,
     sde: SDE | None,
-    shape: Sequence[int] | None,
-    steps: int,
-    grid: str | Tensor,
-    x_T: Tensor | None,
-    generator: torch.Generator | None,
-    seed: int | None,
-    y: Tensor | None,
-    device: torch.device | str | None,
-    dtype: torch.dtype,
-    t_start: float | None = None,
-    t_end: float | None = None,
-    first_index: int = 0,
-    deferred_grid: bool = False,
+    spec: SampleSpec,
+    method: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> SamplingStart:
     """Check the arguments shared by every sampler and draw the starting point.
 
-    The start is ``x_T`` (cloned) when given, else a draw of the prior ``N(0, prior_std^2 I)``
-    from the noise source (``generator``, or per-sample noise keyed by ``seed``).
-
-    With ``deferred_grid``, ``grid="optimized"`` leaves ``ts = None`` for the caller to fill in
-    (:func:`scoresde.sample` optimises it once the shape is known).
+    The start is ``spec.x_T`` (cloned) when given, else a draw of the prior
+    ``N(0, prior_std^2 I)`` from the noise source (``spec.generator``, or per-sample noise keyed
+    by ``spec.seed``).  A :class:`~scoresde.sampling.spec.GridTuner` grid is asked for its times
+    once the sample shape is known; it needs the sampler ``method`` (and its ``options``).
 
     Raises:
         ValueError: the SDE disagrees with the model's, no shape and no ``x_T``, a grid that
             starts before ``T`` without ``x_T``, mismatched shapes or labels, non-finite ``x_T``.
     """
     sde = check_model_sde(model, sde)
-    check_float_dtype(dtype, "dtype")
-    if seed is not None:
-        check_seed(seed, "seed")
-    if isinstance(grid, str) and grid == "optimized":
-        if not deferred_grid:
-            raise ValueError("grid='optimized' is available in ss.sample; pass its times as a tensor here")
-        ts = None  # the caller optimises the grid once the sample shape is known
+    check_float_dtype(spec.dtype, "dtype")
+    if spec.seed is not None:
+        check_seed(spec.seed, "seed")
+    grid, t_start, t_end = spec.grid, spec.t_start, spec.t_end
+    tuner = isinstance(grid, GridTuner) and not isinstance(grid, (str, Tensor))
+    if tuner:
+        if method is None:
+            raise ValueError("a tuned grid needs the sampler's name: use it through scoresde.sample")
+        ts = None  # asked of the tuner once the sample shape is known
     elif isinstance(grid, str):
-        ts = time_grid(sde, steps, grid, t_start=t_start, t_end=t_end)
+        if grid == "optimized":
+            raise ValueError(
+                "grid='optimized' is a tuned grid: pass grid=scoresde.sampling.GridOptimizer() "
+                "(it optimises the grid on a pilot batch and keeps its own cache)"
+            )
+        ts = time_grid(sde, spec.steps, grid, t_start=t_start, t_end=t_end)
     else:
         ts = check_grid(grid, sde)
-    noise = make_noise(generator, seed, first_index)
+    noise = make_noise(spec.generator, spec.seed, spec.first_index)
+    x_T, shape = spec.x_T, spec.shape
     if x_T is None:
         if shape is None:
             raise ValueError("give shape=(B, *D) or a starting point x_T")
         t0 = float(ts[0]) if ts is not None else (sde.T if t_start is None else t_start)
         if t0 < sde.T - 1e-12:
             raise ValueError("a grid that starts before T needs an explicit starting point x_T")
-        x = noise(torch.empty(as_shape(shape), device=device, dtype=dtype)) * sde.prior_std()
+        x = noise(torch.empty(as_shape(shape), device=spec.device, dtype=spec.dtype)) * sde.prior_std()
     else:
         check_real_tensor(x_T, "x_T")
         check_batch(x_T, "x_T")
@@ -121,9 +120,23 @@ def start_sampling(
         if shape is not None and tuple(x_T.shape) != as_shape(shape):
             raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was given")
         x = x_T.clone()
+    y = spec.y
     if y is not None and y.shape[0] != x.shape[0]:
         raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
-    return SamplingStart(sde, ts, noise, x)
+    if ts is None:
+        assert method is not None  # checked above
+        ts = grid.times(  # type: ignore[union-attr]
+            model,
+            sde,
+            spec.steps,
+            method,
+            tuple(x.shape[1:]),
+            t_start=t_start,
+            t_end=t_end,
+            options=dict(options or {}),
+            dtype=x.dtype,
+        )
+    return SamplingStart(sde, ts, noise, x, spec)
 
 
 class SamplingRun:
@@ -133,14 +146,13 @@ class SamplingRun:
     ``callback``) to the sampler; finish with :meth:`denoise` and :meth:`result`.  Use it as a
     context manager so that a progress bar it made is closed however the run ends.
 
+    The labels ``y``, the user's ``callback``, ``record`` / ``record_stride`` and ``progress``
+    (an existing :class:`Progress` is advanced, not closed) come from ``start.spec``.
+
     Args:
         model: the score model.
-        start: from :func:`start_sampling`, with its grid filled in.
+        start: from :func:`start_sampling`.
         label: names the run in error messages (``"sample (euler)"``, ``"dps_sample"``, ...).
-        y: class labels, for the final denoising step.
-        callback: the user's ``callback(i, t, x)``, after each step.
-        record: keep every ``record_stride``-th state (and the first and the last).
-        progress: as for :func:`scoresde.sample`; an existing :class:`Progress` is advanced, not closed.
         desc: the progress label (default ``label``).
 
     Attributes:
@@ -149,35 +161,25 @@ class SamplingRun:
     """
 
     def __init__(
-        self,
-        model: ScoreFunction,
-        start: SamplingStart,
-        label: str,
-        *,
-        y: Tensor | None = None,
-        callback: Callback | None = None,
-        record: bool = False,
-        record_stride: int = 1,
-        progress: bool | str | Progress = False,
-        desc: str | None = None,
+        self, model: ScoreFunction, start: SamplingStart, label: str, desc: str | None = None
     ) -> None:
-        if start.ts is None:
-            raise ValueError("the time grid of the run is not set (an optimised grid not made yet)")
+        spec = start.spec
+        record_stride = spec.record_stride
         if isinstance(record_stride, bool) or not isinstance(record_stride, int) or record_stride < 1:
             raise ValueError(f"record_stride must be an integer >= 1, got {record_stride!r}")
         self.times = start.ts
         self.ts = start.ts.to(start.x.device)
         self.steps = len(self.ts) - 1
         self.label = label
-        self.y = y
-        self.callback = callback
-        self.record = record
+        self.y = spec.y
+        self.callback = spec.callback
+        self.record = spec.record
         self.record_stride = record_stride
         self.model = CountingModel(model, label=label, steps=self.steps)
-        self._traj: list[Tensor] = [start.x.clone()] if record else []
-        self._traj_t: list[Tensor] = [self.ts[0]] if record else []
-        self._own_bar = not isinstance(progress, Progress)
-        self.bar = make_progress(progress, self.steps, label if desc is None else desc)
+        self._traj: list[Tensor] = [start.x.clone()] if self.record else []
+        self._traj_t: list[Tensor] = [self.ts[0]] if self.record else []
+        self._own_bar = not isinstance(spec.progress, Progress)
+        self.bar = make_progress(spec.progress, self.steps, label if desc is None else desc)
 
     def __enter__(self) -> SamplingRun:
         return self

@@ -16,7 +16,7 @@ from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
-__all__ = ["dpm_solver_pp_2m_sde", "edm_stochastic"]
+__all__ = ["dpm_solver_pp_2m_sde", "heun_sde"]
 
 SOLVER_TYPES = ("midpoint", "heun")
 
@@ -31,7 +31,7 @@ def _check_nonneg(value: float, name: str) -> float:
     return float(value)
 
 
-def edm_stochastic(
+def heun_sde(
     model: ScoreFunction,
     sde: SDE,
     x: Tensor,

@@ -50,6 +50,8 @@ class Sampler:
         stochastic: whether it draws noise.
         description: one line, with the paper it implements.
         required: the options it cannot run without (``ss.sample`` names the missing ones).
+        uses_grid: whether it steps on the given grid (``False`` for an adaptive solver, which
+            only takes the grid's ends: a tuned grid means nothing to it).
     """
 
     fn: SamplerFn
@@ -57,6 +59,7 @@ class Sampler:
     stochastic: bool
     description: str
     required: tuple[str, ...] = ()
+    uses_grid: bool = True
 
     def check_options(self, name: str, options: dict[str, Any]) -> None:
         """Raise ``ValueError`` naming the :attr:`required` options missing from ``options``."""
