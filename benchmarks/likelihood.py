@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 import scoresde as ss
-from scoresde.likelihood import divergence_exact
+from scoresde.flow.likelihood import divergence_exact
 
 TOL = 1e-5
 

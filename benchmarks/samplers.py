@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 import scoresde as ss
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 
 NFES = (5, 10, 20)
 OURS = {

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scoresde as ss
-from scoresde._checks import NonFiniteError
+from scoresde._core.checks import NonFiniteError
 from scoresde.guidance import ClassifierFreeGuidance, MatrixOperator, conditional_sample, dps_sample
 
 F64 = torch.float64

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from scoresde.progress import Progress, make_progress
+from scoresde._core.progress import Progress, make_progress
 
 __all__ = ["LoopResult", "optimize"]
 

@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from scoresde._core.progress import Progress, make_progress
 from scoresde.distributed import DistInfo
-from scoresde.progress import Progress, make_progress
 
 __all__ = ["ShardedSamples", "gather_to_rank0", "sample_batches", "sample_sharded", "shard_range"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.likelihood import divergence_exact, divergence_hutchinson, draw_probes
+from scoresde.flow.likelihood import divergence_exact, divergence_hutchinson, draw_probes
 
 RTOL = ATOL = 1e-5
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde._checks import NonFiniteError
+from scoresde._core.checks import NonFiniteError
 from scoresde.guidance import Inpainting, MatrixOperator, compare_to_mixture, condition, smc_sample
 from scoresde.guidance.smc import effective_sample_size, systematic_resample
 from scoresde.models.base import ScoreFunction

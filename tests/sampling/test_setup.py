@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde._checks import NonFiniteError
+from scoresde._core.checks import NonFiniteError
 from scoresde.sampling import SamplingRun, start_sampling
 
 

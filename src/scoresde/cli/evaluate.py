@@ -3,7 +3,7 @@
 Draws --num samples with a sampler of scoresde.SAMPLERS and compares them with --num held-out
 points: sliced Wasserstein-2, MMD^2 (RBF kernel, median bandwidth) and energy distance, in the
 data space (pixels for images).  For the bundled digits it also trains the reference classifier
-of scoresde.eval on the training split; for any other labelled image data (an image folder with
+of scoresde.evaluation.digits on the training split; for any other labelled image data (an image folder with
 class subfolders, arrays with labels) it trains scoresde.evaluation.reference_classifier once on
 the training split and caches it (--classifier-cache); either way it reports the Frechet
 distance of the classifier's features and, for class-conditional models, the accuracy of

@@ -11,7 +11,7 @@ compared with) and uses it twice:
 Training is deterministic given ``seed``, and the weights are cached (safetensors + JSON) under
 a key hashing the training images, labels and settings, so every later evaluation of the same
 data reuses the same classifier and its numbers stay comparable.  This generalises
-:mod:`scoresde.eval`'s 8x8 digits classifier to any ``(C, H, W)`` and number of classes.
+:mod:`scoresde.evaluation.digits`'s 8x8 digits classifier to any ``(C, H, W)`` and number of classes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scoresde.metrics import frechet_distance_features
+from scoresde.evaluation.metrics import frechet_distance_features
 
 __all__ = [
     "ReferenceClassifier",

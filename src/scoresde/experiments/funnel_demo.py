@@ -174,7 +174,7 @@ def train_funnel_model(
 
 def quality(x: Tensor, reference: Tensor, seed: int) -> dict[str, float]:
     """Sample quality against held-out exact samples: sliced W2, MMD^2 (RBF), std of v."""
-    from scoresde.metrics import mmd_rbf, sliced_wasserstein
+    from scoresde.evaluation.metrics import mmd_rbf, sliced_wasserstein
 
     x = x.double()
     if not bool(torch.isfinite(x).all()):

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import LOG_2PI, sum_except_batch
+from scoresde._core.tensors import LOG_2PI, sum_except_batch
 from scoresde.sde.base import SDE
 
 __all__ = ["EPS_CORRECTIONS", "Quantization", "likelihood_points"]

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_batch, check_real_tensor, check_tolerances, guard_output
-from scoresde._utils import append_dims, check_data
+from scoresde._core.checks import check_batch, check_data, check_real_tensor, check_tolerances, guard_output
+from scoresde._core.progress import Progress, make_progress
+from scoresde._core.tensors import append_dims
 from scoresde.flow.dequantization import Quantization, likelihood_points
 from scoresde.flow.divergence import (
     JACOBIAN_MODES,
@@ -38,7 +39,6 @@ from scoresde.flow.divergence import (
 from scoresde.flow.integrators import Integrator, make_integrator, with_tolerances
 from scoresde.flow.pf_ode import ADAPTIVE_METHODS, Clock
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import Progress, make_progress
 from scoresde.sde.base import SDE
 
 __all__ = [

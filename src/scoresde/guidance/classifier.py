@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from scoresde._utils import append_dims, batch_time, check_data
+from scoresde._core.checks import check_data
+from scoresde._core.tensors import append_dims, batch_time
 from scoresde.nets.classifier import TimeClassifier
 from scoresde.optim import optimize
 from scoresde.sde import sde_from_dict
@@ -137,7 +138,7 @@ def classifier_accuracy(
     generator: torch.Generator | None = None,
 ) -> float:
     """Accuracy of ``classifier`` on ``x_t`` drawn from clean ``x0: (N, *D)`` at time ``t``."""
-    from scoresde.metrics import classifier_accuracy as accuracy
+    from scoresde.evaluation.metrics import classifier_accuracy as accuracy
 
     tt = torch.full((x0.shape[0],), float(t), dtype=x0.dtype)
     x_t = sde.perturb(x0, tt, torch.randn(x0.shape, generator=generator, dtype=x0.dtype))

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from scoresde._core.progress import Progress
 from scoresde.guidance.operators import LinearOperator, check_operator
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import Progress
 from scoresde.sampling.api import sample
 from scoresde.sampling.types import Callback, SampleResult
 from scoresde.sde.base import SDE

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from scoresde._utils import check_finite
+from scoresde._core.checks import check_finite
 
 __all__ = [
     "Colorization",

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde._utils import append_dims
+from scoresde._core.progress import Progress
+from scoresde._core.tensors import append_dims
 from scoresde.guidance.operators import LinearOperator, check_operator
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import Progress
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.registry import get_sampler
 from scoresde.sampling.setup import SamplingRun, SamplingStart, start_sampling

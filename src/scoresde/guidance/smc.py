@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 from scoresde.guidance.mcgdiff import mcgdiff_filter
 from scoresde.guidance.measurement import (
     SVDCoordinates,

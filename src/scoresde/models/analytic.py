@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from scoresde._utils import LOG_2PI, batch_time, check_finite
+from scoresde._core.checks import check_finite
+from scoresde._core.tensors import LOG_2PI, batch_time
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 

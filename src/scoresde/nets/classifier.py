@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 from scoresde.nets.embeddings import GaussianFourierProjection
 
 __all__ = ["TimeClassifier"]

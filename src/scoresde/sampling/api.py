@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scoresde._core.progress import Progress
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import Progress
 from scoresde.sampling.grid_opt import optimized_grid
 from scoresde.sampling.registry import get_sampler
 from scoresde.sampling.setup import SamplingRun, start_sampling

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import check_data, sum_except_batch
+from scoresde._core.checks import check_data
+from scoresde._core.tensors import sum_except_batch
 from scoresde.sampling.noise import make_noise
 
 __all__ = ["LangevinResult", "langevin_dynamics"]

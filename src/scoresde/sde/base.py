@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import LOG_2PI, append_dims, as_shape, check_time, sum_except_batch
+from scoresde._core.checks import check_times
+from scoresde._core.tensors import LOG_2PI, append_dims, as_shape, sum_except_batch
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -217,7 +218,7 @@ class SDE(ABC):
 
     def check_t(self, t: Tensor, name: str = "t") -> None:
         """Raise ``ValueError`` unless every time lies in ``[0, T]``."""
-        check_time(torch.as_tensor(t), self.T, name)
+        check_times(torch.as_tensor(t), self.T, name)
 
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
         """The reverse-time SDE (Song et al. 2021, Eq. 6) or probability-flow ODE (Eq. 13)."""

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.train import checkpoint as ckpt_module
-from scoresde.train.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
+from scoresde.io import checkpoint as ckpt_module
+from scoresde.io.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 
 
 def _model(sde: ss.SDE | None = None) -> ss.ScoreModel:
