@@ -18,6 +18,7 @@ go to ``metrics.json``);
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from scoresde.cli.command import (
     Command,
@@ -31,6 +32,10 @@ from scoresde.cli.command import (
     smc_options,
 )
 from scoresde.settings import Option
+
+if TYPE_CHECKING:  # annotations only: the command imports its work lazily
+    from scoresde.guidance.smc import SMCResult
+    from scoresde.sampling.types import SampleResult
 
 
 def run(ctx: Context) -> int:
@@ -64,6 +69,7 @@ def run(ctx: Context) -> int:
     gray_in = to_model_range(gray.repeat(k, 1, 1, 1), info).to(device)
     yb = None if y is None else y.repeat(k).to(device)
     common = {"steps": cfg["steps"], "grid": cfg["grid"], "seed": cfg["seed"], "y": yb, "device": device}
+    res: SampleResult | SMCResult
     if cfg["smc"]:
         op = Colorization(in_shape)
         shape = (gray_in.shape[0], *in_shape)

@@ -42,7 +42,9 @@ from scoresde.settings import Option
 
 
 def _as_images(x: Tensor, loaded: LoadedModel) -> Tensor:
-    return x.reshape(-1, *loaded.info.image_shape).clamp(-1, 1)
+    image_shape = loaded.info.image_shape
+    assert image_shape is not None  # called for image models only
+    return x.reshape(-1, *image_shape).clamp(-1, 1)
 
 
 def run(ctx: Context) -> int:

@@ -26,6 +26,7 @@ Masks (true = known): ``center`` hides the central square of half the side, ``le
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -42,6 +43,10 @@ from scoresde.cli.command import (
 )
 from scoresde.guidance.masks import MASKS, make_mask
 from scoresde.settings import Option
+
+if TYPE_CHECKING:  # annotations only: the command imports its work lazily
+    from scoresde.guidance.smc import SMCResult
+    from scoresde.sampling.types import SampleResult
 
 
 def run(ctx: Context) -> int:
@@ -62,7 +67,8 @@ def run(ctx: Context) -> int:
     info, model = loaded.info, clipped_model(loaded.model, cfg["clip_denoised"], loaded.info)
     images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"], model_image_size(info))
     check_images_fit(images, info, cfg["data"])
-    shape = tuple(images.shape[1:])
+    c, h, w = images.shape[1:]
+    shape = (c, h, w)
     mask = make_mask(cfg["mask"], shape, cfg["mask_fraction"], cfg["seed"]).expand(shape)
     y = model_labels(info, labels)
     k, n = cfg["samples"], cfg["num"]
@@ -83,6 +89,7 @@ def run(ctx: Context) -> int:
     y_obs = op.forward(batch)
     posterior = {"shape": batch.shape, "steps": cfg["steps"], "grid": cfg["grid"], "seed": cfg["seed"]}
     posterior.update(y=yb, device=device, progress=cfg["progress"])
+    res: SampleResult | SMCResult
     if cfg["dps"]:
         res = dps_sample(model, op, y_obs, zeta=cfg["dps_zeta"], denoise=cfg["denoise"], **posterior)
     elif cfg["smc"]:

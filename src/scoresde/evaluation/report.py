@@ -55,6 +55,7 @@ def digits_metrics(
     from scoresde.evaluation.digits import classifier_accuracy, frechet_distance, train_digits_classifier
 
     split = load_digits(test_fraction, data_seed)
+    assert split.train_labels is not None and split.test_labels is not None  # the digits are labelled
     clf = train_digits_classifier(split.train, split.train_labels, epochs, seed)
     imgs = samples.reshape(-1, 1, 8, 8).clamp(-1, 1)
     test_imgs = split.test[:num]

@@ -151,7 +151,7 @@ def inception_score(logits: Tensor, splits: int = 10) -> tuple[float, float]:
 
 @torch.no_grad()
 def compute_features(
-    fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]],
+    fn: Callable[[Tensor], Tensor],
     images: Tensor,
     batch_size: int = 64,
     device: torch.device | str | None = None,

@@ -54,7 +54,7 @@ class NoiseConditionalClassifier(nn.Module):
 
     @property
     def num_classes(self) -> int:
-        return int(self.net.num_classes)
+        return int(self.net.num_classes)  # type: ignore[arg-type]  # Module.__getattr__: Tensor | Module
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         t = batch_time(t, x)
@@ -113,6 +113,7 @@ def train_classifier(
         if callable(data):
             x0, y = data(batch_size, g)
         else:
+            assert labels is not None  # checked above for tensor data
             idx = torch.randint(0, data.shape[0], (batch_size,), generator=g)
             x0, y = data[idx], labels[idx]
         x0, y = x0.to(dev, torch.float32), y.to(dev).long()

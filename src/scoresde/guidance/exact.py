@@ -117,6 +117,8 @@ class AnalyticClassifier(nn.Module):
     Call: ``classifier(x, t) -> (B, num_classes)`` log-probabilities.
     """
 
+    classes: Tensor  # buffer: the class of each mixture component
+
     def __init__(self, oracle: AnalyticScore, classes: Sequence[int] | Tensor | None = None) -> None:
         super().__init__()
         self.oracle = oracle

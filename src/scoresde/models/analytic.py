@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -116,6 +117,21 @@ class GaussianMixture:
     # ------------------------------------------------------------------ #
     # Sampling and density of p_0.
     # ------------------------------------------------------------------ #
+    @overload
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, return_labels: Literal[False] = False
+    ) -> Tensor: ...
+
+    @overload
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, return_labels: Literal[True]
+    ) -> tuple[Tensor, Tensor]: ...
+
+    @overload
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]: ...
+
     def sample(
         self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:

@@ -231,6 +231,7 @@ def compute_ems(
         y=y,
         lower_order_final=False,
     ).trajectory
+    assert traj is not None  # record=True
     v = torch.randint(0, 2, x_T.shape, generator=generator, dtype=torch.int64).to(x_T) * 2 - 1
 
     l_list, f_list = [], []
@@ -238,7 +239,8 @@ def compute_ems(
         x = traj[j]
         t = torch.full((pilot,), float(ts[j]), dtype=x.dtype, device=x.device)
         with torch.enable_grad():
-            eps, jv = torch.func.jvp(lambda z, t=t: model.eps(z, t, y), (x,), (v,))
+            # torch's stubs: jvp without has_aux returns a pair.
+            eps, jv = torch.func.jvp(lambda z, t=t: model.eps(z, t, y), (x,), (v,))  # type: ignore[misc]
         eps, jv, xd = eps.detach().double(), jv.detach().double(), x.double()
         l_j = (v.double() * sigma[j] * jv).mean(0)
         l_list.append(l_j)
@@ -383,7 +385,7 @@ class _Stepper:
         if j == a:
             return f_j
         past = (torch.exp(self.S[a] - self.S[m]) * self.Bt[m] for m in range(j, a))
-        bt = self.Bt[a] if j > a else -sum(past)
+        bt = self.Bt[a] if j > a else -sum(past, torch.zeros_like(self.Bt[a]))
         scale = torch.exp(self.S[a] - self.S[j])
         return scale.to(f_j) * f_j - bt.to(f_j)
 
@@ -465,6 +467,7 @@ def dpm_solver_v3(
         if i == n_fin:  # the step to sigma = 0
             x = model.denoise(x, tx[i], y)
         else:
+            assert st is not None  # a step in lambda (i < n_fin) means n_fin > 0
             fs[i] = st.f(i, x, model.eps(x, tx[i], y), sch.sigma[i])
             # Corrector for x_i (its f_i is already in hand).
             pc = p_prev + (1 if corrector_pseudo else 0)

@@ -104,7 +104,8 @@ def dps(
     # Imported here: guidance builds on sampling, so sampling cannot import it when loaded.
     from scoresde.guidance.operators import check_operator
 
-    y_obs = check_operator(operator).match_observations(y_obs, x)
+    op = check_operator(operator)
+    y_obs = op.match_observations(y_obs, x)
     if not (float(zeta) >= 0 and float(zeta) < float("inf")):
         raise ValueError(f"zeta must be finite and >= 0, got {zeta}")
     check_variance(variance)
@@ -112,7 +113,7 @@ def dps(
     for i in range(n):
         t, t_next = ts[i], ts[i + 1]
         t_b = t.to(x.dtype).expand(x.shape[0])
-        x0, direction = _residual_step(model, operator, y_obs, x, t_b, y)
+        x0, direction = _residual_step(model, op, y_obs, x, t_b, y)
         # The unconditional ancestral step with the same x0_hat (posterior of the forward chain).
         mean, var = ancestral_posterior(sde, x, x0, t, t_next, variance)
         # The correction along the normalised residual gradient (Chung et al. 2023, Alg. 1, line 7).

@@ -216,6 +216,14 @@ class SDE(ABC):
         d = z[0].numel()
         return -0.5 * sum_except_batch(z**2) / std**2 - 0.5 * d * (LOG_2PI + 2 * math.log(std))
 
+    def timestep(self, t: Tensor) -> Tensor:
+        """The (fractional) timestep ``n(t)`` of a discrete-time SDE (one with ``num_timesteps``)."""
+        raise TypeError(f"{self.name} has no timestep table (num_timesteps is None)")
+
+    def time_of_timestep(self, n: Tensor | Sequence[float]) -> Tensor:
+        """The time ``t_n`` of timestep ``n`` of a discrete-time SDE (one with ``num_timesteps``)."""
+        raise TypeError(f"{self.name} has no timestep table (num_timesteps is None)")
+
     def check_t(self, t: Tensor, name: str = "t") -> None:
         """Raise ``ValueError`` unless every time lies in ``[0, T]``."""
         check_times(torch.as_tensor(t), self.T, name)
