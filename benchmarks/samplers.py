@@ -95,7 +95,7 @@ SW: dict = {"ref": None}
 
 def sw2(x: torch.Tensor) -> float:
     """Sliced W2 to exact samples of ``p_{t_end}`` (fixed projections)."""
-    return ss.metrics.sliced_wasserstein(
+    return ss.sliced_wasserstein(
         x.double(), SW["ref"], n_projections=128, generator=torch.Generator().manual_seed(0)
     )
 
