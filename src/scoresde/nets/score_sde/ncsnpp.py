@@ -276,6 +276,7 @@ class NCSNpp(nn.Module):
         assert not hs
 
         if cfg.progressive == "output_skip":
+            assert pyramid is not None  # built along the upsampling path
             h = pyramid
         else:
             h = act(nxt()(h))
