@@ -8,7 +8,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["LOG_2PI", "append_dims", "as_shape", "batch_time", "sum_except_batch"]
+__all__ = [
+    "LOG_2PI",
+    "append_dims",
+    "as_shape",
+    "batch_time",
+    "sum_except_batch",
+]
 
 
 def append_dims(x: Tensor, ndim: int) -> Tensor:
