@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import scoresde as ss
-from scoresde._checks import check_state_finite, check_times, guard_output
+from scoresde._core.checks import check_state_finite, check_times, guard_output
 
 
 def _best(fn: Callable[[], object], repeats: int) -> float:

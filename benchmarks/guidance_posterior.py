@@ -135,7 +135,7 @@ def smc_rows(
             ref = post.sample(n, generator=torch.Generator().manual_seed(seed + 1)).reshape(n, -1)
 
             def sw(x: torch.Tensor, ref: torch.Tensor = ref) -> float:
-                return ss.metrics.sliced_wasserstein(
+                return ss.sliced_wasserstein(
                     x.reshape(n, -1).double(), ref, generator=torch.Generator().manual_seed(0)
                 )
 

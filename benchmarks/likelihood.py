@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 import scoresde as ss
-from scoresde.likelihood import divergence_exact
+from scoresde._core.tensors import append_dims
+from scoresde.flow.likelihood import divergence_exact
 
 TOL = 1e-5
 
@@ -151,7 +152,7 @@ def k_diffusion_likelihood(sampling, model, sde, x) -> tuple[torch.Tensor, int]:
     def denoiser(y, sigma_hat):
         t = sde.t_of_lambda(-torch.log(sigma_hat.to(torch.float64))).to(y.dtype)
         s = sde.marginal(t)[0].to(y.dtype)
-        return model.denoise(y * ss._utils.append_dims(s, y.ndim), t)
+        return model.denoise(y * append_dims(s, y.ndim), t)
 
     s_eps = float(sde.marginal(torch.tensor(sde.eps, dtype=torch.float64))[0])
     sh = [float(sde.sigma_hat(torch.tensor(t, dtype=torch.float64))) for t in (sde.eps, sde.T)]

@@ -39,7 +39,7 @@ import scoresde as ss
 from scoresde.data.images import load_digits
 from scoresde.flow.dequantization import likelihood_points
 from scoresde.flow.divergence import GaussianControlVariate, divergence_exact, jvp_divergence
-from scoresde.likelihood import draw_probes
+from scoresde.flow.likelihood import draw_probes
 
 
 def paper_pass(model, sde, bins, quant, seed: int) -> tuple[np.ndarray, int]:

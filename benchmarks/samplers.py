@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 import scoresde as ss
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 
 NFES = (5, 10, 20)
 OURS = {
@@ -95,7 +95,7 @@ SW: dict = {"ref": None}
 
 def sw2(x: torch.Tensor) -> float:
     """Sliced W2 to exact samples of ``p_{t_end}`` (fixed projections)."""
-    return ss.metrics.sliced_wasserstein(
+    return ss.sliced_wasserstein(
         x.double(), SW["ref"], n_projections=128, generator=torch.Generator().manual_seed(0)
     )
 

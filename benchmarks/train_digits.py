@@ -32,7 +32,7 @@ import torch
 
 import scoresde as ss
 from scoresde.data.images import DataSplit, load_digits, save_image_grid
-from scoresde.eval import classifier_accuracy, frechet_distance, train_digits_classifier
+from scoresde.evaluation.digits import classifier_accuracy, frechet_distance, train_digits_classifier
 from scoresde.train.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -71,6 +71,7 @@ def test_two_gloo_processes_equal_one(tmp_path) -> None:
         dtype=torch.float64,
     ).x
     assert gathered.shape == (11, 3)
+    # Bit equality: the same code on this machine; per-sample seeds make 2 ranks equal 1 process.
     assert torch.equal(gathered[:, :2], single)
     assert gathered[:, 2].tolist() == [0.0] * len(shard_range(11, 0, 2)) + [1.0] * len(shard_range(11, 1, 2))
 
@@ -89,5 +90,6 @@ def test_sample_sharded_single_process_is_sample_batches_with_nfe() -> None:
     kw = {"method": "euler", "steps": 5, "dtype": torch.float64}
     drawn = sample_sharded(oracle, (2,), 7, seed=3, info=DistInfo(), batch_size=3, **kw)
     want = sample_batches(ss.sample, oracle, (2,), range(7), seed=3, batch_size=3, **kw)
+    # Bit equality: one process runs the same batches as sample_batches, on this machine.
     torch.testing.assert_close(drawn.x, want.float(), rtol=0, atol=0)
     assert drawn.nfe == 6  # 5 steps and the final denoising step

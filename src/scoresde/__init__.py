@@ -9,6 +9,7 @@ oracles to test every piece against.
 from scoresde import guidance
 from scoresde.data import TOY_DATASETS, toy_data
 from scoresde.data.images import DataSplit, load_dataset, load_digits
+from scoresde.evaluation.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 from scoresde.flow.dequantization import Quantization
 from scoresde.flow.latent import FlowResult, decode, encode, slerp, temperature
 from scoresde.flow.likelihood import LikelihoodResult, log_likelihood
@@ -27,7 +28,6 @@ from scoresde.losses import (
     sample_time_importance,
     smld_loss,
 )
-from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 from scoresde.models import (
     PREDICTIONS,
     AnalyticScore,

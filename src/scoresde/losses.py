@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_batch, check_real_tensor, check_times
-from scoresde._utils import append_dims, check_data, check_finite, sum_except_batch
+from scoresde._core.checks import check_batch, check_data, check_finite, check_real_tensor, check_times
+from scoresde._core.tensors import append_dims, sum_except_batch
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 

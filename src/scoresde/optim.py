@@ -3,7 +3,7 @@
 Every small training routine of the library is this loop with its own loss:
 :func:`scoresde.train.loop.fit` (denoising score matching, Song et al. 2021, Eq. 7),
 :func:`scoresde.guidance.classifier.train_classifier` (the noise-conditional classifier,
-App. I.1) and :func:`scoresde.eval.train_digits_classifier` (the digits reference classifier).
+App. I.1) and :func:`scoresde.evaluation.digits.train_digits_classifier` (the digits reference classifier).
 The image trainer (:class:`scoresde.train.Trainer`) adds warm-up, DDP and checkpoints on top of
 the same ingredients.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from scoresde.progress import Progress, make_progress
+from scoresde._core.progress import Progress, make_progress
 
 __all__ = ["LoopResult", "optimize"]
 
@@ -53,7 +53,7 @@ def optimize(
         cosine: decay the learning rate by a cosine to ``0.05 lr`` over the steps; else constant.
         grad_clip: clip the global gradient norm (``None``: no clipping).
         after_step: called after every optimiser step (e.g. an EMA update).
-        progress: report progress with the loss (:func:`scoresde.progress.make_progress`: a bar
+        progress: report progress with the loss (:func:`scoresde._core.progress.make_progress`: a bar
             on a terminal, else a line every 10% or 30 s).
         desc: the progress bar's label.
     """

@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from scoresde._core.progress import Progress, make_progress
 from scoresde.distributed import DistInfo
-from scoresde.progress import Progress, make_progress
 
 __all__ = ["ShardedSamples", "gather_to_rank0", "sample_batches", "sample_sharded", "shard_range"]
 
@@ -93,7 +93,7 @@ def sample_batches(
         seed: the run's seed.
         batch_size: samples per call.
         labels: labels of *all* ``N`` samples, indexed by global index (or ``None``).
-        progress: report samples done across all batches (see :mod:`scoresde.progress`); the
+        progress: report samples done across all batches (see :mod:`scoresde._core.progress`); the
             per-batch ``sample_fn`` calls report nothing.
         **options: passed to ``sample_fn`` (``method``, ``steps``, ``device``, ...).
 

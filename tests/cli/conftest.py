@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.train.checkpoint import save_checkpoint
+from scoresde.io.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="session")

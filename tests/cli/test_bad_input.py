@@ -172,7 +172,7 @@ def _cases() -> list[Case]:
 
 
 def _nan_checkpoint(path: Path) -> None:
-    from scoresde.train.checkpoint import save_checkpoint
+    from scoresde.io.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = ss.ScoreModel(ss.MLP(2, hidden=8, depth=1), ss.VPSDE(), prediction="eps")
@@ -191,7 +191,7 @@ def _busy(run: Path) -> None:
 
 
 def _checkpoint(path: Path) -> str:
-    from scoresde.train.checkpoint import save_checkpoint
+    from scoresde.io.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = ss.ScoreModel(ss.MLP(2, hidden=8, depth=1), ss.VPSDE(), prediction="eps")
@@ -282,7 +282,7 @@ def test_non_positive_rtol_is_refused(command: str, rtol: float, ckpt: str) -> N
 )
 def test_runtime_failures_exit_1_with_one_line(error: str, monkeypatch, capsys) -> None:
     """Every runtime failure class exits 1 with one line (the traceback only under SCORESDE_DEBUG)."""
-    from scoresde._checks import NonFiniteError
+    from scoresde._core.checks import NonFiniteError
     from scoresde.io.checkpoint import CheckpointWriteError
     from scoresde.train.runlock import RunFolderBusyError
 

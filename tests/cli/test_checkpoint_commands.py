@@ -11,7 +11,7 @@ import torch
 
 import scoresde as ss
 from scoresde.cli.__main__ import main
-from scoresde.train.checkpoint import save_checkpoint
+from scoresde.io.checkpoint import save_checkpoint
 
 TOL = ["--rtol", "1e-5", "--atol", "1e-5"]
 
@@ -46,7 +46,7 @@ def test_likelihood_matches_the_api(moons_ckpt, tmp_path, capsys) -> None:
     logp = np.load(out / "likelihood.npz")["logp"]
     assert logp.shape == (6,) and res["num"] == 6 and "bpd_mean" not in res
     # The same points (toy draws from the seed) through the API give the same numbers.
-    from scoresde.train.checkpoint import load_checkpoint
+    from scoresde.io.checkpoint import load_checkpoint
 
     model = load_checkpoint(moons_ckpt).model
     x = ss.toy_data("two_moons", 6, torch.Generator().manual_seed(0)).float()
@@ -61,7 +61,7 @@ def test_likelihood_and_encode_with_per_sample_steps(moons_ckpt, tmp_path) -> No
     out = tmp_path / "lik"
     argv = ["likelihood", "--checkpoint", moons_ckpt, "--data", "two_moons", "--num", "6", "--out", str(out)]
     assert main([*argv, *TOL, "--norm", "independent", "--batch-size", "4"]) == 0
-    from scoresde.train.checkpoint import load_checkpoint
+    from scoresde.io.checkpoint import load_checkpoint
 
     model = load_checkpoint(moons_ckpt).model
     x = ss.toy_data("two_moons", 6, torch.Generator().manual_seed(0)).float()

@@ -15,8 +15,8 @@ import scoresde as ss
 from scoresde.cli.__main__ import main
 from scoresde.data.images import load_digits
 from scoresde.guidance import ClassifierFreeGuidance
+from scoresde.io.checkpoint import load_checkpoint
 from scoresde.models.clipping import ClipDenoised
-from scoresde.train.checkpoint import load_checkpoint
 from scoresde.train.trainer import TrainConfig, Trainer
 
 TINY = {

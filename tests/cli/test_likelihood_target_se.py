@@ -9,7 +9,7 @@ import torch
 
 import scoresde as ss
 from scoresde.cli.__main__ import main
-from scoresde.train.checkpoint import save_checkpoint
+from scoresde.io.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_target_se_in_the_json(ring_ckpt, tmp_path, capsys) -> None:
     # The same first batch through the API gives the same plan.
     import numpy as np
 
-    from scoresde.train.checkpoint import load_checkpoint
+    from scoresde.io.checkpoint import load_checkpoint
 
     model = load_checkpoint(ring_ckpt).model
     x = ss.toy_data("two_moons", 40, torch.Generator().manual_seed(0)).float()

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from scoresde.cli.__main__ import main
-from scoresde.io.sources import MODEL_SOURCES, parse_model_spec
 
 FIXTURE = (
     Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "score_sde_pytorch" / "ddpmpp_vp"
@@ -87,15 +86,6 @@ def test_likelihood_score_sde_checkpoint_prints_bits_per_dim(tmp_path, capsys):
     summary = json.loads((out / "likelihood.json").read_text())
     assert summary["num"] == 2 and summary["dims"] == 3 * 16 * 16
     assert math.isfinite(summary["bpd_mean"]) and summary["bpd_mean"] > 0
-
-
-def test_parse_model_spec_names_the_known_sources():
-    assert parse_model_spec("diffusers:/a/b") == ("diffusers", "/a/b")
-    with pytest.raises(ValueError, match=r"unknown model source 'hf'.*diffusers:PATH, score_sde:PATH"):
-        parse_model_spec("hf:x")
-    with pytest.raises(ValueError, match="no path after 'score_sde:'"):
-        parse_model_spec("score_sde:")
-    assert MODEL_SOURCES == ("diffusers", "score_sde")
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from scoresde.cli.__main__ import main
-from scoresde.train.checkpoint import load_checkpoint
+from scoresde.io.checkpoint import load_checkpoint
 
 TINY = ["--base-channels", "8", "--num-res-blocks", "1", "--batch-size", "8", "--warmup", "1"]
 TINY += ["--num-samples", "4", "--sample-steps", "2", "--no-progress", "--log-every", "1"]

@@ -16,8 +16,8 @@ from scoresde.evaluation import (
     standin_inception_state,
 )
 from scoresde.evaluation.inception import _avg_pool_tf
+from scoresde.evaluation.metrics import frechet_distance_features
 from scoresde.evaluation.scores import feature_stats, fid_from_features
-from scoresde.metrics import frechet_distance_features
 
 # Names and shapes of pt_inception-2015-12-05-6726825d.pth (pytorch-fid's FID weights).
 _KNOWN = {

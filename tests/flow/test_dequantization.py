@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.dequantization import likelihood_points
+from scoresde.flow.dequantization import likelihood_points
 
 MEAN = torch.tensor([0.1, -0.2], dtype=torch.float64)
 STD = torch.tensor([0.2, 0.15], dtype=torch.float64)

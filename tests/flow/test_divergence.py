@@ -16,7 +16,7 @@ from scoresde.flow.divergence import (
     jvp_divergence,
     velocity_and_divergence,
 )
-from scoresde.likelihood import divergence_hutchinson, draw_probes
+from scoresde.flow.likelihood import divergence_hutchinson, draw_probes
 
 
 def _backward(f, x):

@@ -39,6 +39,7 @@ def test_object_and_flags_give_the_same_likelihood(oracle, gmm2d, flags, integra
     x = gmm2d.sample(6, generator=torch.Generator().manual_seed(0))
     a = ss.log_likelihood(oracle, oracle.sde, x, **flags)
     b = ss.log_likelihood(oracle, oracle.sde, x, integrator=integrator)
+    # Bit equality: flags and object select the same integrator, run twice on this machine.
     torch.testing.assert_close(a.logp, b.logp, rtol=0, atol=0)
     assert a.nfe == b.nfe
 

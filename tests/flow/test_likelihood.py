@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.likelihood import divergence_exact, divergence_hutchinson, draw_probes
+from scoresde.flow.likelihood import divergence_exact, divergence_hutchinson, draw_probes
 
 RTOL = ATOL = 1e-5
 
@@ -156,6 +156,7 @@ def test_hutchinson_probes_are_reproducible(gmm2d):
         )
         for _ in range(2)
     ]
+    # Bit equality: the same code run twice on this machine with the same generator seed.
     torch.testing.assert_close(runs[0].logp, runs[1].logp, rtol=0, atol=0)
     probes = draw_probes(x, 2, "gaussian", torch.Generator().manual_seed(3))
     explicit = ss.log_likelihood(oracle, sde, x, divergence="hutchinson", probes=probes, rtol=1e-3, atol=1e-3)

@@ -155,6 +155,7 @@ def test_tabulated_sde_defaults_to_log_sigma_clock(gmm2d):
     default = ss.log_likelihood(oracle, sde, x, **kw)
     named = ss.log_likelihood(oracle, sde, x, time_variable="log_sigma", **kw)
     in_t = ss.log_likelihood(oracle, sde, x, time_variable="t", **kw)
+    # Bit equality: the default resolves to the named clock, so the same code runs twice here.
     torch.testing.assert_close(default.logp, named.logp, rtol=0, atol=0)
     err, err_t = (float((r.logp - exact).abs().mean()) for r in (default, in_t))
     assert default.nfe < in_t.nfe and err < err_t, (default.nfe, in_t.nfe, err, err_t)

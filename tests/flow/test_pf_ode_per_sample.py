@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.likelihood import draw_probes
-from scoresde.pf_ode import odeint_per_sample
+from scoresde.flow.likelihood import draw_probes
+from scoresde.flow.pf_ode import odeint_per_sample
 
 TOL = 1e-5
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde._utils import LOG_2PI
+from scoresde._core.tensors import LOG_2PI
 from scoresde.guidance import (
     AnalyticClassifier,
     ClassConditionalScore,

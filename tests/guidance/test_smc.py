@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde._checks import NonFiniteError
+from scoresde._core.checks import NonFiniteError
 from scoresde.guidance import Inpainting, MatrixOperator, compare_to_mixture, condition, smc_sample
 from scoresde.guidance.smc import effective_sample_size, systematic_resample
 from scoresde.models.base import ScoreFunction
@@ -152,7 +152,7 @@ def test_noise_free_mixture_posterior_near_the_mc_floor(proposal: str) -> None:
     ref = post.sample(n, generator=torch.Generator().manual_seed(100))
 
     def sw(a: torch.Tensor) -> float:
-        return ss.metrics.sliced_wasserstein(a, ref, generator=torch.Generator().manual_seed(0))
+        return ss.sliced_wasserstein(a, ref, generator=torch.Generator().manual_seed(0))
 
     floor_w, floor_sw = _floors(post, n, sw, range(1, 6))
     res = smc_sample(
@@ -328,7 +328,7 @@ def test_exact_mixture_posterior_within_twice_the_mc_floor(problem: str) -> None
     ref = post.sample(n, generator=torch.Generator().manual_seed(100))
 
     def sw(a: torch.Tensor) -> float:
-        return ss.metrics.sliced_wasserstein(a, ref, generator=torch.Generator().manual_seed(0))
+        return ss.sliced_wasserstein(a, ref, generator=torch.Generator().manual_seed(0))
 
     floors = [post.sample(n, generator=torch.Generator().manual_seed(s)) for s in (1, 2, 3)]
     floor_w = sum(compare_to_mixture(post, f).weights for f in floors) / 3

@@ -198,6 +198,8 @@ def test_unet_input_is_integer_timestep_and_output_unwrapped(unet) -> None:
     t = torch.tensor([0.9, 0.9], dtype=torch.float32)  # timestep 899, stored in float32
     with torch.no_grad():
         direct = unet(x, torch.tensor([899, 899])).sample
+        # Bit equality: the same network on the same input, run twice on this machine; the wrapper
+        # must pass its output through untouched.
         torch.testing.assert_close(model.eps(x, t), direct, rtol=0, atol=0)
         nearest = ss.ScoreModel(
             unet, sde, scale_input=False, time_input="timestep_nearest"

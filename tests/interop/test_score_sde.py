@@ -21,6 +21,7 @@ from scoresde.sde import sde_from_dict
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "score_sde_pytorch"
 NAMES = ["ncsnpp_ve", "ddpmpp_vp", "ddpm_vp"]
+EPS32 = torch.finfo(torch.float32).eps
 
 
 def _close(out: torch.Tensor, ref: torch.Tensor) -> None:
@@ -54,8 +55,13 @@ def test_score_function_matches_the_paper(name: str, refs) -> None:
     with torch.no_grad():
         score = loaded.model.score(ref["x"], ref["t"])
     _close(score, ref["score"])
-    torch.testing.assert_close(loaded.model.labels(ref["t"]), ref["labels"], rtol=0, atol=0)
-    torch.testing.assert_close(loaded.model.std(ref["t"]), ref["marginal_std"], rtol=0, atol=0)
+    # Stored float32 references computed on another CPU: its vectorised exp/sqrt may round the
+    # last bit differently, so allow 4 float32 ulps of the output scale (not bit equality).
+    for got, want in (
+        (loaded.model.labels(ref["t"]), ref["labels"]),
+        (loaded.model.std(ref["t"]), ref["marginal_std"]),
+    ):
+        torch.testing.assert_close(got, want, rtol=0, atol=4 * EPS32 * float(want.abs().max()))
     # The SDE's marginal is the paper's (exactly for VE; for VP in exact arithmetic).
     _, sigma = loaded.sde.marginal(ref["t"].double())
     torch.testing.assert_close(sigma.float(), ref["marginal_std"], rtol=4e-5, atol=0)
@@ -95,6 +101,7 @@ def test_ema_is_matched_by_the_paper_indices() -> None:
     for key, *_, ema_index, _opt in rows:
         name = key.removeprefix("module.")
         if ema_index == "-":
+            # Bit equality: loading copies the stored tensors, no arithmetic.
             assert torch.equal(state[name], ckpt["model"][key])  # W and sigmas: not averaged
         else:
             assert torch.equal(state[name], ckpt["ema"]["shadow_params"][int(ema_index)])

@@ -70,6 +70,7 @@ def test_sample_optimized_is_cached_and_saved() -> None:
         stored = tuner.grid(oracle, sde, 4, "unipc", (2,), t_end=1e-3)
         text = json.dumps(stored.to_json())
         loaded = OptimizedGrid.from_json(json.loads(text))
+        # Bit equality: JSON writes float64 with repr, which round-trips exactly; no arithmetic.
         torch.testing.assert_close(loaded.times, stored.times, rtol=0, atol=0)
         tuner.clear(oracle)
         tuner.add(oracle, sde, loaded)

@@ -127,7 +127,7 @@ def test_bad_construction_and_times() -> None:
         ss.VPSDE(beta_min=3.0, beta_max=1.0)
     with pytest.raises(ValueError, match="eps must lie"):
         ss.VPSDE(eps=2.0)
-    with pytest.raises(ValueError, match=r"t must lie in \[0.0, 1.0\]"):
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
         ss.VPSDE().check_t(torch.tensor([0.5, 1.5]))
     with pytest.raises(ValueError, match="non-finite"):
         ss.VPSDE().check_t(torch.tensor([float("nan")]))

@@ -19,7 +19,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoresde._checks import NonFiniteError
+from scoresde._core.checks import NonFiniteError
 from scoresde.data.images import load_digits
 from scoresde.io import checkpoint as ckpt_module
 from scoresde.io.checkpoint import (

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from scoresde.data.images import load_digits
-from scoresde.train.checkpoint import load_checkpoint
+from scoresde.io.checkpoint import load_checkpoint
 from scoresde.train.trainer import TrainConfig, Trainer
 
 SRC = Path(__file__).resolve().parents[2] / "src"

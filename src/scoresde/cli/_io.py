@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from scoresde.data.heldout import ModelData, load_model_data
+from scoresde.evaluation.metrics import mean_se
 from scoresde.io.loaded import LoadedModel
 from scoresde.io.loaded import load_model as _load
-from scoresde.metrics import mean_se
 
 __all__ = ["check_class", "default_out", "load_data", "load_model", "mean_se"]
 

@@ -8,7 +8,7 @@ applies to every command that has the key; per-command extras stay in the comman
 
 How the CLI maps failures to exit statuses (:func:`exit_status`): usage errors (bad values,
 unknown names, missing files given as options: ``ValueError``, ``TypeError``,
-``FileNotFoundError``) exit 2; runtime failures (:class:`~scoresde._checks.NonFiniteError`,
+``FileNotFoundError``) exit 2; runtime failures (:class:`~scoresde._core.checks.NonFiniteError`,
 ``RuntimeError`` such as a busy run folder or an ODE step-size underflow, ``OSError`` such as
 a failed checkpoint write, ``ArithmeticError``, ``AssertionError``, ``MemoryError``) exit 1.
 """
@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from scoresde._checks import MAX_SEED, NonFiniteError
+from scoresde._core.checks import MAX_SEED, NonFiniteError
 from scoresde.settings import ConfigError
 
 __all__ = ["MAX_CLASSES", "RULES", "check_settings", "exit_status"]

@@ -19,6 +19,7 @@ go to ``metrics.json``), or ``--dps`` by diffusion posterior sampling (Chung et 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from scoresde.cli._inverse import describe, inverse_options, sample_inverse
 from scoresde.cli.command import (
@@ -31,6 +32,9 @@ from scoresde.cli.command import (
     smc_grid_default,
 )
 from scoresde.settings import Option
+
+if TYPE_CHECKING:  # annotations only: the command imports its work lazily
+    pass
 
 
 def run(ctx: Context) -> int:

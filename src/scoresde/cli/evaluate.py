@@ -5,7 +5,7 @@ scoresde.sampling.DEFAULT_SAMPLING, so the score is that of the samples users dr
 them with --num held-out
 points: sliced Wasserstein-2, MMD^2 (RBF kernel, median bandwidth) and energy distance, in the
 data space (pixels for images).  For the bundled digits it also trains the reference classifier
-of scoresde.eval on the training split; for any other labelled image data (an image folder with
+of scoresde.evaluation.digits on the training split; for any other labelled image data (an image folder with
 class subfolders, arrays with labels) it trains scoresde.evaluation.reference_classifier once on
 the training split and caches it (--classifier-cache); either way it reports the Frechet
 distance of the classifier's features and, for class-conditional models, the accuracy of
@@ -44,7 +44,9 @@ from scoresde.settings import Option
 
 
 def _as_images(x: Tensor, loaded: LoadedModel) -> Tensor:
-    return x.reshape(-1, *loaded.info.image_shape).clamp(-1, 1)
+    image_shape = loaded.info.image_shape
+    assert image_shape is not None  # called for image models only
+    return x.reshape(-1, *image_shape).clamp(-1, 1)
 
 
 def run(ctx: Context) -> int:

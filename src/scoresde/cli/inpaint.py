@@ -26,6 +26,7 @@ Masks (true = known): ``center`` hides the central square of half the side, ``le
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -41,6 +42,9 @@ from scoresde.cli.command import (
 )
 from scoresde.guidance.masks import MASKS, make_mask
 from scoresde.settings import Option
+
+if TYPE_CHECKING:  # annotations only: the command imports its work lazily
+    pass
 
 
 def run(ctx: Context) -> int:
@@ -61,7 +65,8 @@ def run(ctx: Context) -> int:
     model = clip_denoised(loaded.model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
     images, labels = held_out_images(cfg["data"], cfg["num"], cfg["seed"], model_image_size(info))
     check_images_fit(images, info, cfg["data"])
-    shape = tuple(images.shape[1:])
+    c, h, w = images.shape[1:]
+    shape = (c, h, w)
     mask = make_mask(cfg["mask"], shape, cfg["mask_fraction"], cfg["seed"]).expand(shape)
     y = model_labels(info, labels)
     k, n = cfg["samples"], cfg["num"]

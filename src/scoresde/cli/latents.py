@@ -45,7 +45,7 @@ def _encode(ctx: Context) -> int:
     z = gather_to_rank0(z_mine, info)
     back = gather_to_rank0(back_mine, info)
     nfe = gather_to_rank0(torch.tensor([float(res.nfe)]), info)
-    if z is None:  # not rank 0
+    if z is None or back is None or nfe is None:  # not rank 0
         return 0
     out = ctx.out_dir()
     np.savez(out / "latents.npz", z=z.numpy(), x=data.x.numpy())

@@ -31,10 +31,10 @@ from scoresde.settings import Option
 
 
 def run(ctx: Context) -> int:
+    from scoresde._core.progress import make_progress
     from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
     from scoresde.flow.dequantization import Quantization
     from scoresde.flow.likelihood import log_likelihood
-    from scoresde.progress import make_progress
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)

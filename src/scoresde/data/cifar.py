@@ -64,8 +64,12 @@ def _reader(path: Path) -> tuple[dict[str, Callable[[], bytes]], str]:
                 name = Path(m.name).name
                 if m.isfile() and name not in members:
                     members[name] = tar.extractfile(m).read()  # type: ignore[union-attr]
-        return {name: (lambda raw=raw: raw) for name, raw in members.items()}, str(path)
+        return {name: _constant(raw) for name, raw in members.items()}, str(path)
     return {}, str(path)
+
+
+def _constant(raw: bytes) -> Callable[[], bytes]:
+    return lambda: raw
 
 
 def find_cifar(path: str | Path) -> str | None:

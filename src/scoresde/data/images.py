@@ -438,7 +438,7 @@ def _image_to_array(im, channels: int, image_size: int | None, where: str) -> tu
     from PIL import Image
 
     if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
-        a = np.asarray(im, dtype=np.float32)
+        a: np.ndarray = np.asarray(im, dtype=np.float32)
         if im.mode == "F":
             scale, levels = 1.0, 0
         else:
@@ -449,14 +449,14 @@ def _image_to_array(im, channels: int, image_size: int | None, where: str) -> tu
             )
         f = Image.fromarray(a / scale, mode="F")
         if image_size is not None:
-            f = f.resize((image_size, image_size), Image.BICUBIC)
+            f = f.resize((image_size, image_size), Image.Resampling.BICUBIC)
         a = np.clip(np.asarray(f, dtype=np.float32), 0.0, 1.0)[..., None]
         if levels:
             a = np.round(a * 65535.0) / 65535.0
         return (np.repeat(a, 3, axis=-1) if channels == 3 else a), levels
     im = im.convert("L" if channels == 1 else "RGB")
     if image_size is not None:
-        im = im.resize((image_size, image_size), Image.BICUBIC)
+        im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
     a = np.asarray(im, dtype=np.float32) / 255.0
     return (a[..., None] if a.ndim == 2 else a), 256
 

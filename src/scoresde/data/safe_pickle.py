@@ -9,6 +9,7 @@ no global at all.  Anything else is refused with :class:`UnsafePickleError` nami
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 from typing import IO, Any
@@ -54,17 +55,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
             if (module, name) in {("numpy", "ndarray"), ("numpy", "dtype")}:
                 return getattr(np, name)
-            if name == "_reconstruct":
-                try:
-                    from numpy._core.multiarray import _reconstruct
-                except ImportError:  # numpy < 2
-                    from numpy.core.multiarray import _reconstruct
-                return _reconstruct
+            # numpy's private pickle helpers (numpy >= 2: numpy._core; before: numpy.core).
+            sub = "multiarray" if name == "_reconstruct" else "numeric"
             try:
-                from numpy._core.numeric import _frombuffer
+                helpers = importlib.import_module(f"numpy._core.{sub}")
             except ImportError:  # numpy < 2
-                from numpy.core.numeric import _frombuffer
-            return _frombuffer
+                helpers = importlib.import_module(f"numpy.core.{sub}")
+            return getattr(helpers, name)
         import _codecs
 
         return _codecs.encode

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.registry import SAMPLERS

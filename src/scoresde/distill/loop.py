@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoresde._core.progress import Progress
 from scoresde.distill.consistency import ConsistencyLoss, ConsistencyModel
 from scoresde.models.base import ScoreFunction
 from scoresde.optim import optimize
-from scoresde.progress import Progress
 from scoresde.sampling.grids import time_grid
 from scoresde.train.ema import EMA
 

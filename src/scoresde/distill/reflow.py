@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoresde._core.progress import Progress
 from scoresde.losses import flow_matching_loss
 from scoresde.models.base import ScoreFunction
 from scoresde.optim import optimize
-from scoresde.progress import Progress
 from scoresde.sampling.api import sample
 from scoresde.sampling.grids import time_grid
 from scoresde.train.ema import EMA

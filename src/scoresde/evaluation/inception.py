@@ -313,7 +313,7 @@ class FIDInceptionV3(nn.Module):
         x = F.max_pool2d(x, kernel_size=3, stride=2)
         for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b):
             x = block(x)
-        for block in (
+        for late in (
             self.Mixed_6c,
             self.Mixed_6d,
             self.Mixed_6e,
@@ -321,7 +321,7 @@ class FIDInceptionV3(nn.Module):
             self.Mixed_7b,
             self.Mixed_7c,
         ):
-            x = block(x)
+            x = late(x)
         features = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # pool3: (B, 2048)
         return InceptionOutput(features=features, logits=self.fc(features))
 

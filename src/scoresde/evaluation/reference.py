@@ -11,7 +11,7 @@ compared with) and uses it twice:
 Training is deterministic given ``seed``, and the weights are cached (safetensors + JSON) under
 a key hashing the training images, labels and settings, so every later evaluation of the same
 data reuses the same classifier and its numbers stay comparable.  This generalises
-:mod:`scoresde.eval`'s 8x8 digits classifier to any ``(C, H, W)`` and number of classes.
+:mod:`scoresde.evaluation.digits`'s 8x8 digits classifier to any ``(C, H, W)`` and number of classes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scoresde.metrics import frechet_distance_features
+from scoresde.evaluation.metrics import frechet_distance_features
 
 __all__ = [
     "ReferenceClassifier",
@@ -164,7 +164,7 @@ def reference_classifier(
     settings = {"epochs": epochs, "seed": seed, "width": width, "num_classes": num_classes}
     if cache_dir is False:
         return train_reference_classifier(images, labels, epochs, seed, width=width, num_classes=num_classes)
-    folder = Path(cache_dir) if cache_dir not in (None, True) else default_cache_dir()
+    folder = Path(cache_dir) if isinstance(cache_dir, (str, os.PathLike)) else default_cache_dir()
     key = data_key(images, labels, **settings)
     weights, meta = folder / f"{key[:24]}.safetensors", folder / f"{key[:24]}.json"
     if weights.is_file() and meta.is_file():
@@ -184,7 +184,7 @@ def reference_classifier(
 
 @torch.no_grad()
 def classifier_report(
-    clf: nn.Module,
+    clf: ReferenceClassifier,
     samples: Tensor,
     reference: Tensor,
     sample_labels: Tensor | None = None,

@@ -5,8 +5,8 @@ of other data points (training images, or fresh draws of a toy set), which is wh
 model would score.  Inputs are flat points or images ``(N, C, H, W)`` in ``[-1, 1]``.
 
 - :func:`distances`: sliced Wasserstein-2, MMD^2 (RBF kernel, median bandwidth) and energy
-  distance in the data space (:mod:`scoresde.metrics`);
-- :func:`digits_metrics`: the bundled digits' reference classifier (:mod:`scoresde.eval`);
+  distance in the data space (:mod:`scoresde.evaluation.metrics`);
+- :func:`digits_metrics`: the bundled digits' reference classifier (:mod:`scoresde.evaluation.digits`);
 - :func:`reference_metrics`: a classifier trained once on any labelled images and cached
   (:func:`scoresde.evaluation.reference_classifier`): feature Frechet distance and accuracy;
 - :func:`inception_report`: FID, KID and Inception Score with local FID Inception weights;
@@ -26,7 +26,7 @@ __all__ = ["digits_metrics", "distances", "inception_report", "reference_metrics
 
 def distances(a: Tensor, b: Tensor, seed: int) -> dict[str, float]:
     """Sliced W2, MMD^2 and energy distance between ``a: (N, *D)`` and ``b: (M, *D)``."""
-    from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
+    from scoresde.evaluation.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 
     a, b = a.flatten(1).double(), b.flatten(1).double()
     return {
@@ -47,14 +47,15 @@ def digits_metrics(
 ) -> dict[str, float]:
     """Reference-classifier scores of 8x8 digit ``samples`` (``(N, 64)`` or ``(N, 1, 8, 8)``).
 
-    The classifier of :func:`scoresde.eval.train_digits_classifier` is trained on the digits'
+    The classifier of :func:`scoresde.evaluation.digits.train_digits_classifier` is trained on the digits'
     training split (``test_fraction``, ``data_seed``); ``num`` held-out digits are compared.
     ``labels``: the classes the samples were drawn with, for their accuracy.
     """
     from scoresde.data.images import load_digits
-    from scoresde.eval import classifier_accuracy, frechet_distance, train_digits_classifier
+    from scoresde.evaluation.digits import classifier_accuracy, frechet_distance, train_digits_classifier
 
     split = load_digits(test_fraction, data_seed)
+    assert split.train_labels is not None and split.test_labels is not None  # the digits are labelled
     clf = train_digits_classifier(split.train, split.train_labels, epochs, seed)
     imgs = samples.reshape(-1, 1, 8, 8).clamp(-1, 1)
     test_imgs = split.test[:num]

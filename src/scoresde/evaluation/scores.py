@@ -4,7 +4,7 @@
   sets, ``||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})``, here from the statistics
   ``(mu, S)`` through scipy's matrix square root, the computation of the reference
   implementation (TTUR).  The library's other Frechet distance,
-  :func:`scoresde.metrics.frechet_distance_features`, uses the symmetric eigenvalue form; both
+  :func:`scoresde.evaluation.metrics.frechet_distance_features`, uses the symmetric eigenvalue form; both
   agree on the same features (tested).
 - KID (Binkowski et al. 2018, "Demystifying MMD GANs", Sec. 3): the unbiased squared MMD with
   the cubic polynomial kernel ``k(a, b) = (a.b / d + 1)^3``, averaged over random subsets
@@ -164,7 +164,7 @@ def inception_score(logits: Tensor, splits: int = 10) -> tuple[float, float]:
 
 @torch.no_grad()
 def compute_features(
-    fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]],
+    fn: Callable[[Tensor], Tensor],
     images: Tensor,
     batch_size: int = 64,
     device: torch.device | str | None = None,

@@ -174,7 +174,7 @@ def train_funnel_model(
 
 def quality(x: Tensor, reference: Tensor, seed: int) -> dict[str, float]:
     """Sample quality against held-out exact samples: sliced W2, MMD^2 (RBF), std of v."""
-    from scoresde.metrics import mmd_rbf, sliced_wasserstein
+    from scoresde.evaluation.metrics import mmd_rbf, sliced_wasserstein
 
     x = x.double()
     if not bool(torch.isfinite(x).all()):
@@ -237,11 +237,12 @@ def _run_sampler(spec: SamplerSpec, c: FunnelDemoConfig, funnel: Any, trained: d
             generator=torch.Generator().manual_seed(c.seed + 4),
             record_stride=max(1, steps // c.frames),
         )
+        assert res.trajectory is not None  # record_stride given
         times = torch.linspace(0, steps * c.langevin_step_size, res.trajectory.shape[0])
         return res.x, res.trajectory, times, res.nfe, steps
     sde, fitted = trained[spec.model]
     steps = spec.steps or c.sample_steps
-    res = sample(
+    out = sample(
         fitted.ema_model,
         sde,
         shape=(c.samples, 2),
@@ -254,7 +255,7 @@ def _run_sampler(spec: SamplerSpec, c: FunnelDemoConfig, funnel: Any, trained: d
         progress=c.progress,
         **spec.options,
     )
-    return res.x, res.trajectory, res.trajectory_times, res.nfe, steps
+    return out.x, out.trajectory, out.trajectory_times, out.nfe, steps
 
 
 def run_funnel_demo(

@@ -12,32 +12,12 @@ Modules:
     likelihood: ``log_likelihood`` by the instantaneous change of variables (App. D.2).
     bound: ``dsm_nll_bound``, the reverse SDE's likelihood bound (Song et al. 2021c, Thm. 3).
     latent: ``encode`` / ``decode`` / ``slerp`` / ``temperature`` (App. D.4-D.5).
-
-The old top-level paths (``scoresde.pf_ode``, ``scoresde.likelihood``, ``scoresde.latent``,
-``scoresde.dequantization``) are aliases of these modules.
 """
 
-import sys as _sys
-
-from scoresde.flow import pf_ode
-
-_sys.modules["scoresde.pf_ode"] = pf_ode
-
-from scoresde.flow import dequantization  # noqa: E402
-
-_sys.modules["scoresde.dequantization"] = dequantization
-
-from scoresde.flow import likelihood  # noqa: E402
-
-_sys.modules["scoresde.likelihood"] = likelihood
-
-from scoresde.flow import latent  # noqa: E402
-
-_sys.modules["scoresde.latent"] = latent
-
-from scoresde.flow.controller import PIController  # noqa: E402
-from scoresde.flow.integrators import Integrator, PerSample, Torchdiffeq, make_integrator  # noqa: E402
-from scoresde.flow.tableau import DOPRI5, ButcherTableau  # noqa: E402
+from scoresde.flow import dequantization, latent, likelihood, pf_ode
+from scoresde.flow.controller import PIController
+from scoresde.flow.integrators import Integrator, PerSample, Torchdiffeq, make_integrator
+from scoresde.flow.tableau import DOPRI5, ButcherTableau
 
 __all__ = [
     "DOPRI5",

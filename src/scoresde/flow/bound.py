@@ -14,7 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from scoresde._utils import LOG_2PI, check_data, sum_except_batch
+from scoresde._core.checks import check_data
+from scoresde._core.tensors import LOG_2PI, sum_except_batch
 from scoresde.models.base import ScoreFunction
 
 __all__ = ["dsm_nll_bound"]

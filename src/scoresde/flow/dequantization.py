@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import LOG_2PI, sum_except_batch
+from scoresde._core.tensors import LOG_2PI, sum_except_batch
 from scoresde.sde.base import SDE
 
 __all__ = ["EPS_CORRECTIONS", "Quantization", "likelihood_points"]
@@ -217,6 +217,7 @@ def likelihood_points(
         return points, offset + d * math.log(s)
     # Discretized decoder: log q(x_eps | centre) subtracted, log P_dec(k | x_eps) added.
     sigma_hat = sigma / s
+    assert quantization is not None  # checked above: 'discretized' needs one
     neg_log_q = 0.5 * d * (LOG_2PI + 2 * math.log(sigma)) + 0.5 * flat_n2
     log_dec = quantization.log_bin_mass(x.expand(shape), points / s, sigma_hat)
     log_dec = log_dec.reshape(s_count, b, -1).sum(-1)

@@ -108,7 +108,8 @@ def _jvps(f: Callable[[Tensor], Tensor], x: Tensor, tangents: Tensor) -> tuple[T
     x = x.detach()
     try:
         with torch.no_grad():
-            v, jw = vmap(lambda w: jvp(f, (x,), (w,)), in_dims=0, out_dims=(None, 0))(tangents)
+            # torch's stubs: out_dims takes None entries, and jvp without has_aux returns a pair.
+            v, jw = vmap(lambda w: jvp(f, (x,), (w,)), in_dims=0, out_dims=(None, 0))(tangents)  # type: ignore[arg-type,misc]
     except (RuntimeError, NotImplementedError, ValueError) as err:
         raise ForwardModeUnsupported(
             f"forward-mode divergence failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "

@@ -41,8 +41,11 @@ Tol = float | tuple[float, ...]
 class Integrator(Protocol):
     """What ``log_likelihood`` / ``encode`` / ``decode`` need of an integrator."""
 
-    rtol: Tol
-    atol: Tol
+    @property
+    def rtol(self) -> Tol: ...  # read-only: the integrators are frozen dataclasses
+
+    @property
+    def atol(self) -> Tol: ...
 
     def solve(
         self, func: Callable[..., tuple[Tensor, ...]], state: tuple[Tensor, ...], u0: float, u1: float
@@ -90,8 +93,8 @@ class Torchdiffeq:
         u = torch.tensor([u0, u1], dtype=ref.dtype, device=ref.device)
         if self.method in FIXED_METHODS:
             grid = torch.linspace(u0, u1, int(self.steps) + 1, dtype=ref.dtype, device=ref.device)  # type: ignore[arg-type]
-            options = {"grid_constructor": lambda f, y0, t: grid}
-            out = odeint(func, state, u, method=self.method, options=options)
+            fixed = {"grid_constructor": lambda f, y0, t: grid}
+            out = odeint(func, state, u, method=self.method, options=fixed)
         else:
             # step_t: land exactly on u1 rather than step past it and interpolate back, which
             # would evaluate the model outside [eps, T] (e.g. at t < 0, where sigma(t) is undefined).

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_batch, check_real_tensor, check_tolerances, guard_output
-from scoresde._utils import append_dims, check_data
+from scoresde._core.checks import check_batch, check_data, check_real_tensor, check_tolerances, guard_output
+from scoresde._core.tensors import append_dims
 from scoresde.flow.integrators import Integrator, make_integrator
 from scoresde.flow.pf_ode import ADAPTIVE_METHODS, Clock
 from scoresde.models.base import ScoreFunction

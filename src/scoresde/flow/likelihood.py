@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_batch, check_real_tensor, check_tolerances, guard_output
-from scoresde._utils import append_dims, check_data
+from scoresde._core.checks import check_batch, check_data, check_real_tensor, check_tolerances, guard_output
+from scoresde._core.progress import Progress, make_progress
+from scoresde._core.tensors import append_dims
 from scoresde.flow.dequantization import Quantization, likelihood_points
 from scoresde.flow.divergence import (
     JACOBIAN_MODES,
@@ -38,7 +39,6 @@ from scoresde.flow.divergence import (
 from scoresde.flow.integrators import Integrator, make_integrator, with_tolerances
 from scoresde.flow.pf_ode import ADAPTIVE_METHODS, Clock
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import Progress, make_progress
 from scoresde.sde.base import SDE
 
 __all__ = [
@@ -237,7 +237,7 @@ def log_likelihood(
             integrator applies to ``x`` only (the log-density gets ``atol`` alone, see above).
         progress: report how far the ODE solve has come (the fraction of ``[eps, T]`` that the
             slowest sample has covered) and the NFE: a bar on a terminal, else a line every
-            10% or 30 s (see :mod:`scoresde.progress`).
+            10% or 30 s (see :mod:`scoresde._core.progress`).
         jacobian: how Jacobian products are formed (see :mod:`scoresde.flow.divergence`):
             ``backward`` (vector-Jacobian products), ``forward`` (``torch.func.jvp`` under
             ``vmap``, value and products in one pass; an error if the model does not support

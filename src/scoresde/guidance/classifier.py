@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from scoresde._utils import append_dims, batch_time, check_data
+from scoresde._core.checks import check_data
+from scoresde._core.tensors import append_dims, batch_time
 from scoresde.nets.classifier import TimeClassifier
 from scoresde.optim import optimize
 from scoresde.sde import sde_from_dict
@@ -53,7 +54,7 @@ class NoiseConditionalClassifier(nn.Module):
 
     @property
     def num_classes(self) -> int:
-        return int(self.net.num_classes)
+        return int(self.net.num_classes)  # type: ignore[arg-type]  # Module.__getattr__: Tensor | Module
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         t = batch_time(t, x)
@@ -112,6 +113,7 @@ def train_classifier(
         if callable(data):
             x0, y = data(batch_size, g)
         else:
+            assert labels is not None  # checked above for tensor data
             idx = torch.randint(0, data.shape[0], (batch_size,), generator=g)
             x0, y = data[idx], labels[idx]
         x0, y = x0.to(dev, torch.float32), y.to(dev).long()
@@ -137,7 +139,7 @@ def classifier_accuracy(
     generator: torch.Generator | None = None,
 ) -> float:
     """Accuracy of ``classifier`` on ``x_t`` drawn from clean ``x0: (N, *D)`` at time ``t``."""
-    from scoresde.metrics import classifier_accuracy as accuracy
+    from scoresde.evaluation.metrics import classifier_accuracy as accuracy
 
     tt = torch.full((x0.shape[0],), float(t), dtype=x0.dtype)
     x_t = sde.perturb(x0, tt, torch.randn(x0.shape, generator=generator, dtype=x0.dtype))

@@ -84,7 +84,9 @@ def classifier_task(
                 f"the checkpoint's model takes inputs {item_shape} but --data {data} images are "
                 f"{shape}; give a checkpoint trained on {data}"
             )
-        x_train, y_train = split.train, split.train_labels
+        x_train, y_train, test_labels = split.train, split.train_labels, split.test_labels
+        if y_train is None or test_labels is None or split.num_classes is None:
+            raise ValueError(f"--data {data} has no class labels; a classifier needs labelled images")
 
         def draw_images(batch: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
             idx = torch.randint(0, x_train.shape[0], (batch,), generator=gen)
@@ -92,7 +94,7 @@ def classifier_task(
 
         std = float(x_train.std())
         k = int(split.num_classes)
-        return ClassifierTask(shape, k, draw_images, split.test, split.test_labels, std, None, True)
+        return ClassifierTask(shape, k, draw_images, split.test, test_labels, std, None, True)
     if item_shape is not None and item_shape != (dim if data == "gmm" else 2,):
         raise ValueError("--checkpoint's model does not take the mixture's points; use --sde for mixtures")
     if data == "ring":

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from scoresde._utils import LOG_2PI, check_finite
+from scoresde._core.checks import check_finite
+from scoresde._core.tensors import LOG_2PI
 from scoresde.guidance.operators import LinearOperator, MatrixOperator
 from scoresde.models.analytic import AnalyticScore, GaussianMixture
 from scoresde.models.base import ScoreFunction
@@ -115,6 +116,8 @@ class AnalyticClassifier(nn.Module):
 
     Call: ``classifier(x, t) -> (B, num_classes)`` log-probabilities.
     """
+
+    classes: Tensor  # buffer: the class of each mixture component
 
     def __init__(self, oracle: AnalyticScore, classes: Sequence[int] | Tensor | None = None) -> None:
         super().__init__()

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from scoresde._utils import LOG_2PI, append_dims, check_finite
+from scoresde._core.checks import check_finite
+from scoresde._core.tensors import LOG_2PI, append_dims
 from scoresde.guidance.operators import LinearOperator
 from scoresde.models.analytic import AnalyticScore
 from scoresde.models.base import ScoreFunction

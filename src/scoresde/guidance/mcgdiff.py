@@ -48,6 +48,7 @@ from typing import ClassVar
 
 import torch
 
+from scoresde._core.progress import Progress, make_progress
 from scoresde.guidance.measurement import finish_on_measurement, forward_potential, gaussian_move, log_normal
 from scoresde.guidance.particles import (
     FilterResult,
@@ -56,7 +57,6 @@ from scoresde.guidance.particles import (
     resample_low_ess,
     uniform_per_row,
 )
-from scoresde.progress import Progress, make_progress
 from scoresde.sampling.predictors import ancestral_posterior
 
 __all__ = ["MCGdiffProposal", "mcgdiff_filter"]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from scoresde._utils import check_finite
+from scoresde._core.checks import check_finite
 
 __all__ = [
     "Colorization",
@@ -83,7 +83,7 @@ class LinearOperator:
             )
         check_finite(y, name)
 
-    def batch_observations(self, y_obs: Tensor) -> Tensor:
+    def batch_observations(self, y_obs: Tensor | None) -> Tensor:
         """Checked observations ``(B, *out_shape)`` from ``(*out_shape)``, ``(1, *out_shape)`` or
         ``(B, *out_shape)`` (one observation is a batch of one)."""
         if not torch.is_tensor(y_obs):
@@ -93,7 +93,7 @@ class LinearOperator:
         self.check_observation(y_obs, "y_obs")
         return y_obs
 
-    def match_observations(self, y_obs: Tensor, x: Tensor) -> Tensor:
+    def match_observations(self, y_obs: Tensor | None, x: Tensor) -> Tensor:
         """The observations for the batch ``x: (B, *in_shape)``: ``y_obs`` as
         :meth:`batch_observations` accepts it, one observation expanded to all ``B``, in ``x``'s
         dtype and device.

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoresde._core.progress import Progress
 from scoresde.guidance.measurement import SVDCoordinates
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import Progress
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 from scoresde.guidance.operators import Colorization, Inpainting, LinearOperator, check_operator
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.registry import get_sampler

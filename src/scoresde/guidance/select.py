@@ -97,8 +97,9 @@ def guided_model(
             )
         clf = load_classifier(resolve_classifier_path(classifier), device=device)
         want = info.item_shape
-        if tuple(clf.net.in_shape) != want:
-            raise ValueError(f"the classifier takes inputs {tuple(clf.net.in_shape)}, the model makes {want}")
+        in_shape = tuple(clf.net.in_shape)  # type: ignore[arg-type]  # Module.__getattr__: Tensor | Module
+        if in_shape != want:
+            raise ValueError(f"the classifier takes inputs {in_shape}, the model makes {want}")
         if clf.sde != model.sde:
             raise ValueError(
                 f"the classifier was trained under {clf.sde!r} but the model uses {model.sde!r}; "

@@ -62,7 +62,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from scoresde._utils import append_dims
+from scoresde._core.progress import Progress, make_progress
+from scoresde._core.tensors import append_dims
 from scoresde.guidance.mcgdiff import MCGdiffProposal
 from scoresde.guidance.measurement import (
     SVDCoordinates,
@@ -83,7 +84,6 @@ from scoresde.guidance.particles import (
 )
 from scoresde.guidance.projection import start_inverse_problem
 from scoresde.models.base import CountingModel, ScoreFunction
-from scoresde.progress import Progress, make_progress
 from scoresde.sampling.predictors import ancestral_posterior
 from scoresde.sampling.spec import SampleSpec, split_spec
 from scoresde.sde.base import SDE

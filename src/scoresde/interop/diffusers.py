@@ -133,10 +133,10 @@ def _scheduler_name_and_config(scheduler: Any) -> tuple[str, dict]:
                 f"supported: {list(SUPPORTED_SCHEDULERS)}"
             )
         return name, config
-    config = getattr(scheduler, "config", None)
-    if config is None:
+    attached = getattr(scheduler, "config", None)
+    if attached is None:
         raise TypeError(f"expected a diffusers scheduler or its config dict, got {type(scheduler).__name__}")
-    return type(scheduler).__name__, dict(config)
+    return type(scheduler).__name__, dict(attached)
 
 
 def _check_supported(name: str) -> None:

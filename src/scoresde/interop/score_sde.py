@@ -45,6 +45,8 @@ from scoresde.flow.dequantization import Quantization
 from scoresde.models.base import ScoreFunction
 from scoresde.nets.score_sde import build_score_sde_net, load_config_file
 from scoresde.nets.score_sde.config import ScoreSdeNetConfig, nest_dotted, parse_net_config
+from scoresde.nets.score_sde.ddpm import DDPM
+from scoresde.nets.score_sde.ncsnpp import NCSNpp
 from scoresde.nets.score_sde.paper_configs import PAPER_CONFIGS, paper_config
 from scoresde.sde.base import SDE
 from scoresde.sde.ve import VESDE
@@ -96,7 +98,7 @@ class PaperScoreModel(ScoreFunction):
         continuous: whether the model was trained in continuous time.
     """
 
-    def __init__(self, net: nn.Module, sde: SDE, sde_name: str, continuous: bool = True) -> None:
+    def __init__(self, net: NCSNpp | DDPM, sde: SDE, sde_name: str, continuous: bool = True) -> None:
         super().__init__(sde, "score")
         if sde_name not in SDE_NAMES:
             raise ValueError(f"unknown sde {sde_name!r}; choose one of {list(SDE_NAMES)}")

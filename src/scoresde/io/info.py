@@ -100,9 +100,9 @@ class CheckpointInfo:
         extra_shape = tuple(int(s) for s in (meta.get("extra", {}) or {}).get("shape") or ())
         item = _item_shape(net, data_shape or extra_shape, path)
         if len(data_shape) == 3:
-            image: tuple[int, int, int] | None = data_shape  # type: ignore[assignment]
+            image: tuple[int, int, int] | None = data_shape
         elif len(item) == 3:
-            image = item  # type: ignore[assignment]
+            image = item
         else:
             image = None
         classes = net.get("num_classes")

@@ -57,6 +57,6 @@ def write_samples(
         save_image_folder(images, folder, digits=max(6, len(str(x.shape[0] - 1))))
         written.append(folder)
     else:
-        np.savez(out / f"samples_{tag}.npz", **arrays)
+        np.savez(out / f"samples_{tag}.npz", **arrays)  # type: ignore[arg-type]  # (a **dict could fill allow_pickle)
         written.append(out / f"samples_{tag}.npz")
     return written

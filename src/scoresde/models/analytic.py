@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
 
-from scoresde._utils import LOG_2PI, batch_time, check_finite
+from scoresde._core.checks import check_finite
+from scoresde._core.tensors import LOG_2PI, batch_time
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 
@@ -115,6 +117,21 @@ class GaussianMixture:
     # ------------------------------------------------------------------ #
     # Sampling and density of p_0.
     # ------------------------------------------------------------------ #
+    @overload
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, return_labels: Literal[False] = False
+    ) -> Tensor: ...
+
+    @overload
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, return_labels: Literal[True]
+    ) -> tuple[Tensor, Tensor]: ...
+
+    @overload
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]: ...
+
     def sample(
         self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:

@@ -7,8 +7,14 @@ from abc import abstractmethod
 import torch
 from torch import Tensor, nn
 
-from scoresde._checks import check_batch, check_output_shape, check_real_tensor, check_times, guard_output
-from scoresde._utils import append_dims, batch_time
+from scoresde._core.checks import (
+    check_batch,
+    check_output_shape,
+    check_real_tensor,
+    check_times,
+    guard_output,
+)
+from scoresde._core.tensors import append_dims, batch_time
 from scoresde.models.parameterization import check_prediction, from_eps, to_eps
 from scoresde.sde.base import SDE
 
@@ -112,7 +118,7 @@ class CountingModel(ScoreFunction):
 
     It is also the non-finite guard of the samplers: every output is checked (one
     ``isfinite`` reduction) and the first non-finite one raises
-    :class:`~scoresde._checks.NonFiniteError` naming ``label``, the step (``step`` of
+    :class:`~scoresde._core.checks.NonFiniteError` naming ``label``, the step (``step`` of
     ``steps``, which the caller advances) and the time.
     """
 

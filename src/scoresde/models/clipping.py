@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 from scoresde.models.base import ScoreFunction
 
 __all__ = ["CLIP_MODES", "ClipDenoised", "dynamic_threshold"]

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from scoresde._utils import LOG_2PI
+from scoresde._core.tensors import LOG_2PI
 
 __all__ = ["Funnel"]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 
@@ -58,12 +58,17 @@ def time_input_value(time_input: str, sde: SDE, t: Tensor, time_scale: float = 9
     if time_input == "scaled_t":
         return time_scale * t
     if time_input in _TIMESTEP_INPUTS:
+        num = sde.num_timesteps
+        if num is None:
+            raise ValueError(
+                f"time_input {time_input!r} needs an SDE with a timestep table; {sde.name} has none"
+            )
         n = sde.timestep(t)
         near = torch.round(n)
         if time_input == "timestep_nearest":
-            n = near.clamp(0, sde.num_timesteps - 1)
+            n = near.clamp(0, num - 1)
         else:
-            tol = 2 * sde.num_timesteps * torch.finfo(t.dtype).eps
+            tol = 2 * num * torch.finfo(t.dtype).eps
             n = torch.where((n - near).abs() <= tol, near, n)
         return n.to(t.dtype)
     s, sigma = sde.marginal(t)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 from scoresde.nets.embeddings import GaussianFourierProjection
 
 __all__ = ["TimeClassifier"]
@@ -53,7 +53,7 @@ class TimeClassifier(nn.Module):
         self.time_embed = nn.Sequential(GaussianFourierProjection(time_dim, fourier_scale), nn.SiLU())
         self.act = nn.SiLU()
         if len(self.in_shape) == 1:
-            self.inp = nn.Linear(self.in_shape[0], hidden)
+            self.inp: nn.Module = nn.Linear(self.in_shape[0], hidden)
             self.temb = nn.ModuleList([nn.Linear(time_dim, hidden)])
             self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
             width = hidden

@@ -21,6 +21,8 @@ class GaussianFourierProjection(nn.Module):
         seed: seed of the frequencies, so that a rebuilt network matches its checkpoint.
     """
 
+    W: Tensor  # buffer: the fixed frequencies
+
     def __init__(self, dim: int = 128, scale: float = 16.0, seed: int = 0) -> None:
         super().__init__()
         if dim % 2:
@@ -35,6 +37,8 @@ class GaussianFourierProjection(nn.Module):
 
 class SinusoidalEmbedding(nn.Module):
     """Transformer-style sinusoidal embedding of a scalar (Vaswani et al. 2017; DDPM)."""
+
+    freqs: Tensor  # buffer
 
     def __init__(self, dim: int = 128, max_period: float = 10000.0, scale: float = 1000.0) -> None:
         super().__init__()

@@ -63,6 +63,7 @@ class MLP(nn.Module):
             raise ValueError(f"MLP expects x of shape (B, {self.dim}), got {tuple(x.shape)}")
         emb = self.time_embed(t)
         if self.class_embed is not None:
+            assert self.num_classes is not None  # a class embedding exists only with num_classes
             if y is None:
                 y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
             emb = emb + self.class_embed(y)

@@ -260,11 +260,13 @@ class UNet(nn.Module):
             raise ValueError(f"UNet expects t of shape ({x.shape[0]},), got {tuple(t.shape)}")
         temb = self.time_embed(t)
         if self.class_embed is not None:
+            num_classes = self.num_classes
+            assert num_classes is not None  # a class embedding exists only with num_classes
             if y is None:
-                y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+                y = torch.full((x.shape[0],), num_classes, dtype=torch.long, device=x.device)
             if y.shape != (x.shape[0],):
                 raise ValueError(f"UNet expects labels y of shape ({x.shape[0]},), got {tuple(y.shape)}")
-            if y.is_floating_point() or bool(((y < 0) | (y > self.num_classes)).any()):
+            if y.is_floating_point() or bool(((y < 0) | (y > num_classes)).any()):
                 raise ValueError(
                     f"labels must be integers in [0, {self.num_classes}] ({self.num_classes} = no label)"
                 )

@@ -173,6 +173,7 @@ def dpm_solver_pp_2m(
         if k == 1:
             x = ratio * x + c * x0
         else:
+            assert x0_prev is not None  # set by the first (order-1) step
             r = sch.h(i - 1) / h
             x = ratio * x + (c * (1 + 0.5 / r)) * x0 - (c * 0.5 / r) * x0_prev
         x0_prev = x0

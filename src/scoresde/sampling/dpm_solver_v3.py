@@ -268,7 +268,7 @@ class _Stepper:
         if j == a:
             return f_j
         past = (torch.exp(self.S[a] - self.S[m]) * self.Bt[m] for m in range(j, a))
-        bt = self.Bt[a] if j > a else -sum(past)
+        bt = self.Bt[a] if j > a else -sum(past, torch.zeros_like(self.Bt[a]))
         scale = torch.exp(self.S[a] - self.S[j])
         return scale.to(f_j) * f_j - bt.to(f_j)
 
@@ -350,6 +350,7 @@ def dpm_solver_v3(
         if i == n_fin:  # the step to sigma = 0
             x = model.denoise(x, tx[i], y)
         else:
+            assert st is not None  # a step in lambda (i < n_fin) means n_fin > 0
             fs[i] = st.f(i, x, model.eps(x, tx[i], y), sch.sigma[i])
             # Corrector for x_i (its f_i is already in hand).
             pc = p_prev + (1 if corrector_pseudo else 0)

@@ -30,8 +30,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from scoresde._checks import check_state_finite
-from scoresde._utils import append_dims
+from scoresde._core.checks import check_state_finite
+from scoresde._core.tensors import append_dims
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.predictors import ancestral_posterior, check_variance

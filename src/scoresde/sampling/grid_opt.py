@@ -289,9 +289,11 @@ def optimize_grid(
     results = []
     for name in ranked:
         kind, u = _coordinates(sde, starts_ts[name])
-        u, err = _coordinate_search(
-            lambda v, kind=kind: error(_times(sde, kind, v, ends)), u, start_err[name], sweeps, evals, tol
-        )
+
+        def objective(v: Tensor, kind: str = kind) -> float:
+            return error(_times(sde, kind, v, ends))
+
+        u, err = _coordinate_search(objective, u, start_err[name], sweeps, evals, tol)
         results.append((err, ranked.index(name), name, kind, u))
     best, _, start, kind, u = min(results, key=lambda r: (r[0], r[1]))
     times = _times(sde, kind, u, ends)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import check_data, sum_except_batch
+from scoresde._core.checks import check_data
+from scoresde._core.tensors import sum_except_batch
 from scoresde.sampling.noise import make_noise
 
 __all__ = ["LangevinResult", "langevin_dynamics"]
@@ -116,6 +117,7 @@ def langevin_dynamics(
         return out
 
     def log_prob(v: Tensor) -> Tensor:
+        assert log_prob_fn is not None  # called for MALA only
         out = log_prob_fn(v)
         if out.shape != (b,):
             raise ValueError(f"log_prob_fn must return shape ({b},), got {tuple(out.shape)}")
@@ -131,6 +133,7 @@ def langevin_dynamics(
         # Langevin proposal.
         prop = x + eps * s + math.sqrt(2 * eps) * z
         if mala:
+            assert s is not None and lp is not None  # MALA evaluates both before the loop
             s_prop, lp_prop = score(prop), log_prob(prop)
             # log q(x | x') - log q(x' | x); ||x' - x - eps s(x)||^2 = 2 eps ||z||^2.
             log_q_ratio = -(
@@ -146,7 +149,11 @@ def langevin_dynamics(
             lp = torch.where(accept, lp_prop, lp)
         else:
             x = prop
-        if traj is not None and ((k + 1) % record_stride == 0 or k + 1 == n_steps):
+        if (
+            traj is not None
+            and record_stride is not None
+            and ((k + 1) % record_stride == 0 or k + 1 == n_steps)
+        ):
             traj.append(x.clone())
         if callback is not None:
             callback(k, x)

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor
 
-from scoresde._utils import append_dims
+from scoresde._core.tensors import append_dims
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback

@@ -22,16 +22,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde._checks import (
+from scoresde._core.checks import (
     check_batch,
+    check_finite,
     check_float_dtype,
     check_real_tensor,
     check_seed,
     check_state_finite,
 )
-from scoresde._utils import as_shape, check_finite
+from scoresde._core.progress import Progress, make_progress
+from scoresde._core.tensors import as_shape
 from scoresde.models.base import CountingModel, ScoreFunction
-from scoresde.progress import Progress, make_progress
 from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.noise import NoiseSource, make_noise
 from scoresde.sampling.spec import GridTuner, SampleSpec

@@ -24,8 +24,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from scoresde._core.progress import Progress
 from scoresde.models.base import ScoreFunction
-from scoresde.progress import Progress
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
@@ -77,8 +77,8 @@ class SampleSpec:
         record: keep the trajectory (every ``record_stride``-th state, plus start and end).
         record_stride: see ``record``.
         progress: ``True`` / ``"auto"``: a tqdm bar on a terminal, otherwise a line every 10% of
-            the steps or 30 s (see :mod:`scoresde.progress`); ``"bar"``, ``"log"``, ``False`` /
-            ``"off"``, or a :class:`~scoresde.progress.Progress` to advance.
+            the steps or 30 s (see :mod:`scoresde._core.progress`); ``"bar"``, ``"log"``, ``False`` /
+            ``"off"``, or a :class:`~scoresde._core.progress.Progress` to advance.
         t_start, t_end: integration interval (defaults ``sde.T`` and ``sde.eps``).
         device, dtype: of the prior draw (``x_T`` keeps its own).
         label: names the run in error messages (default: the entry point and its method).

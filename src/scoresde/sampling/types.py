@@ -23,7 +23,9 @@ class SamplerFn(Protocol):
 
     ``fn(model, sde, x, ts, *, noise, y=None, callback=None, **options) -> x``: integrate
     from ``x`` at ``ts[0]`` through the decreasing times ``ts`` to ``ts[-1]``; stochastic
-    samplers draw every random number from ``noise``.
+    samplers draw every random number from ``noise``.  A sampler's own ``options`` are extra
+    keyword arguments with defaults (not part of the protocol, so that a checker accepts
+    every sampler: a function without ``**options`` could not match one that declares it).
     """
 
     def __call__(
@@ -36,7 +38,6 @@ class SamplerFn(Protocol):
         noise: NoiseSource,
         y: Tensor | None = None,
         callback: Callback | None = None,
-        **options: Any,
     ) -> Tensor: ...
 
 

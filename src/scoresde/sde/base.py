@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._utils import LOG_2PI, append_dims, as_shape, check_time, sum_except_batch
+from scoresde._core.checks import check_times
+from scoresde._core.tensors import LOG_2PI, append_dims, as_shape, sum_except_batch
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -215,9 +216,17 @@ class SDE(ABC):
         d = z[0].numel()
         return -0.5 * sum_except_batch(z**2) / std**2 - 0.5 * d * (LOG_2PI + 2 * math.log(std))
 
+    def timestep(self, t: Tensor) -> Tensor:
+        """The (fractional) timestep ``n(t)`` of a discrete-time SDE (one with ``num_timesteps``)."""
+        raise TypeError(f"{self.name} has no timestep table (num_timesteps is None)")
+
+    def time_of_timestep(self, n: Tensor | Sequence[float]) -> Tensor:
+        """The time ``t_n`` of timestep ``n`` of a discrete-time SDE (one with ``num_timesteps``)."""
+        raise TypeError(f"{self.name} has no timestep table (num_timesteps is None)")
+
     def check_t(self, t: Tensor, name: str = "t") -> None:
         """Raise ``ValueError`` unless every time lies in ``[0, T]``."""
-        check_time(torch.as_tensor(t), self.T, name)
+        check_times(torch.as_tensor(t), self.T, name)
 
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
         """The reverse-time SDE (Song et al. 2021, Eq. 6) or probability-flow ODE (Eq. 13)."""

@@ -91,6 +91,8 @@ class DiscreteVPSDE(LogAlphaVPSDE):
     evenly over noise levels instead.
     """
 
+    num_timesteps: int  # always set: the length N of the table
+
     pf_ode_clock = "log_sigma"
 
     def __init__(self, alphas_cumprod: Sequence[float] | Tensor, eps: float | None = None) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from scoresde.settings.options import SCALARS, ConfigError
@@ -13,20 +15,18 @@ from scoresde.settings.options import SCALARS, ConfigError
 __all__ = ["dump_toml", "load_config_file", "load_toml"]
 
 
-def _toml_module():
-    try:
-        import tomllib  # Python >= 3.11
+def _toml_module() -> ModuleType:
+    if sys.version_info >= (3, 11):
+        import tomllib
 
         return tomllib
-    except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
-        try:
-            import tomli
-
-            return tomli
-        except ModuleNotFoundError:
-            raise ConfigError(
-                "reading a config file needs Python >= 3.11 or the 'tomli' package: pip install tomli"
-            ) from None
+    try:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "reading a config file needs Python >= 3.11 or the 'tomli' package: pip install tomli"
+        ) from None
+    return tomli
 
 
 def _check_config_path(p: Path) -> None:

@@ -8,6 +8,7 @@ such as :class:`scoresde.train.TrainConfig`, so a new field is a new setting eve
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import types
 import typing
@@ -66,7 +67,7 @@ class Option:
     elsewhere: dict[str, str] | None = None
 
     @property
-    def value_type(self) -> type:
+    def value_type(self) -> builtins.type:  # (`type` alone would name the field above)
         if self.mapping:
             return float
         t = self.type if self.type is not None else type(self.default)
@@ -99,7 +100,9 @@ def dataclass_options(cls: type, exclude: Sequence[str] = ()) -> list[Option]:
             hint, multiple = typing.get_args(hint)[0], True
         elif typing.get_origin(hint) is dict:
             hint, mapping = float, True
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default
+        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
         meta = f.metadata
         out.append(
             Option(

@@ -1,19 +1,13 @@
 """Training: EMA, the minimal loop, the image trainer and DDP setup.
 
-Checkpoint I/O lives in :mod:`scoresde.io.checkpoint` (shared with inference);
-``scoresde.train.checkpoint`` is kept as an alias of it for old imports.
+Checkpoint I/O lives in :mod:`scoresde.io.checkpoint` (shared with inference); its three
+names are re-exported here for convenience.
 """
 
-import sys as _sys
-
-from scoresde.io import checkpoint
 from scoresde.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-
-_sys.modules[__name__ + ".checkpoint"] = checkpoint  # old path: scoresde.train.checkpoint
-
-from scoresde.train.ema import EMA  # noqa: E402
-from scoresde.train.loop import FitResult, fit  # noqa: E402
-from scoresde.train.trainer import TrainConfig, Trainer, TrainResult  # noqa: E402
+from scoresde.train.ema import EMA
+from scoresde.train.loop import FitResult, fit
+from scoresde.train.trainer import TrainConfig, Trainer, TrainResult
 
 __all__ = [
     "EMA",

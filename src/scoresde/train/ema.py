@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
 
 __all__ = ["EMA"]
 
+M = TypeVar("M", bound=nn.Module)
 
-class EMA:
+
+class EMA(Generic[M]):
     """Keeps ``ema = decay * ema + (1 - decay) * param`` after every optimiser step.
 
     The effective decay warms up as ``min(decay, (1 + n) / (10 + n))`` over the first updates
@@ -23,13 +26,13 @@ class EMA:
         warmup: use the warm-up schedule.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
+    def __init__(self, model: M, decay: float = 0.999, warmup: bool = True) -> None:
         if not (0.0 <= decay < 1.0):
             raise ValueError(f"decay must lie in [0, 1), got {decay}")
         self.decay = decay
         self.warmup = warmup
         self.num_updates = 0
-        self.module = copy.deepcopy(model).eval()
+        self.module: M = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
 
@@ -42,8 +45,8 @@ class EMA:
         d = self.current_decay()
         for e, p in zip(self.module.parameters(), model.parameters(), strict=True):
             e.lerp_(p.detach(), 1.0 - d)
-        for e, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
+        for eb, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            eb.copy_(b)
         self.num_updates += 1
 
     def state_dict(self) -> dict:

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from scoresde._checks import NonFiniteError
+from scoresde._core.checks import NonFiniteError
+from scoresde._core.progress import make_progress
 from scoresde.data.images import (
     DataSplit,
     load_dataset,
@@ -52,7 +53,6 @@ from scoresde.models.clipping import ClipDenoised
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net, net_config
 from scoresde.nets.build import default_attn_resolutions, default_channel_mults, net_config_for
-from scoresde.progress import make_progress
 from scoresde.sde import make_sde
 from scoresde.train import evaluation
 from scoresde.train.config import LEGACY_VALUES, RESUMABLE_KEYS, TrainConfig

@@ -18,7 +18,7 @@ import types
 import typing
 from typing import Any
 
-from scoresde._checks import MAX_SEED
+from scoresde._core.checks import MAX_SEED
 
 __all__ = ["check_field_types", "check_ranges"]
 

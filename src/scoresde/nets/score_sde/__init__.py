@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch import nn
-
 from scoresde.nets.score_sde.config import ScoreSdeNetConfig, load_config_file, parse_net_config
 from scoresde.nets.score_sde.ddpm import DDPM
 from scoresde.nets.score_sde.ncsnpp import NCSNpp
@@ -25,7 +23,7 @@ __all__ = [
 ]
 
 
-def build_score_sde_net(config: Mapping[str, Any] | ScoreSdeNetConfig) -> nn.Module:
+def build_score_sde_net(config: Mapping[str, Any] | ScoreSdeNetConfig) -> NCSNpp | DDPM:
     """Build the network named by ``model.name`` (``ncsnpp`` for NCSN++ and DDPM++, ``ddpm``)."""
     cfg = parse_net_config(config)
     return NCSNpp(cfg) if cfg.name == "ncsnpp" else DDPM(cfg)

@@ -11,6 +11,7 @@ field a network does not support, and every value it does not support, raises a
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -142,10 +143,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no config file at {path}")
     text = path.read_text()
     if path.suffix.lower() == ".toml":
-        try:
-            import tomllib  # Python >= 3.11
-        except ImportError:  # pragma: no cover - Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:

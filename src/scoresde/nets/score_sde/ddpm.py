@@ -34,6 +34,8 @@ class DDPM(nn.Module):
         config: the paper's ``model`` / ``data`` fields with ``model.name="ddpm"``.
     """
 
+    sigmas: Tensor
+
     def __init__(self, config: Mapping[str, Any] | ScoreSdeNetConfig) -> None:
         super().__init__()
         cfg = parse_net_config(config)

@@ -74,7 +74,7 @@ def default_init(weight: Tensor, scale: float = 1.0) -> Tensor:
 def _conv(in_ch: int, out_ch: int, size: int, stride: int, padding: int, bias: bool, init_scale: float):
     conv = nn.Conv2d(in_ch, out_ch, size, stride=stride, padding=padding, bias=bias)
     default_init(conv.weight, init_scale)
-    if bias:
+    if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     return conv
 

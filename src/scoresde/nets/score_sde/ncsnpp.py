@@ -11,7 +11,7 @@ FIR resamplers of the ``output_skip`` / ``input_skip`` pyramids are not in ``all
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -26,7 +26,12 @@ __all__ = ["NCSNpp", "activation", "discrete_sigmas"]
 
 def activation(name: str) -> nn.Module:
     """The paper's ``config.model.nonlinearity``: ``elu``, ``relu``, ``lrelu`` (0.2) or ``swish``."""
-    acts = {"elu": nn.ELU, "relu": nn.ReLU, "lrelu": partial(nn.LeakyReLU, 0.2), "swish": nn.SiLU}
+    acts: dict[str, Callable[[], nn.Module]] = {
+        "elu": nn.ELU,
+        "relu": nn.ReLU,
+        "lrelu": partial(nn.LeakyReLU, 0.2),
+        "swish": nn.SiLU,
+    }
     return acts[name.lower()]()
 
 
@@ -53,11 +58,17 @@ class NCSNpp(nn.Module):
             :func:`~scoresde.nets.score_sde.config.parse_net_config`) with ``model.name="ncsnpp"``.
     """
 
+    sigmas: Tensor
+
     def __init__(self, config: Mapping[str, Any] | ScoreSdeNetConfig) -> None:
         super().__init__()
         cfg = parse_net_config(config)
         if cfg.name != "ncsnpp":
             raise ValueError(f"NCSNpp needs model.name 'ncsnpp', got {cfg.name!r}")
+        # parse_net_config requires every NCSN++ field for model.name "ncsnpp" (None only for DDPM).
+        assert cfg.fir is not None and cfg.fir_kernel is not None and cfg.skip_rescale is not None
+        assert cfg.init_scale is not None and cfg.fourier_scale is not None
+        assert cfg.progressive_combine is not None
         self.cfg = cfg
         self.act = act = activation(cfg.nonlinearity)
         self.register_buffer("sigmas", discrete_sigmas(cfg))
@@ -65,7 +76,7 @@ class NCSNpp(nn.Module):
         n_levels = len(ch_mult)
         resolutions = [cfg.image_size // 2**i for i in range(n_levels)]
         groups = layers.ncsnpp_groups
-        fir, fir_kernel, skip_rescale = cfg.fir, cfg.fir_kernel, cfg.skip_rescale
+        fir, fir_kernel, skip_rescale, init_scale = cfg.fir, cfg.fir_kernel, cfg.skip_rescale, cfg.init_scale
         combine = cfg.progressive_combine
 
         modules: list[nn.Module] = []
@@ -78,31 +89,33 @@ class NCSNpp(nn.Module):
         if cfg.conditional:
             modules += [layers.linear(embed_dim, 4 * nf), layers.linear(4 * nf, 4 * nf)]
 
-        attn = partial(layers.AttnBlock, groups=groups, skip_rescale=skip_rescale, init_scale=cfg.init_scale)
+        attn = partial(layers.AttnBlock, groups=groups, skip_rescale=skip_rescale, init_scale=init_scale)
         up = partial(layers.Upsample, with_conv=cfg.resamp_with_conv, fir=fir, fir_kernel=fir_kernel)
         down = partial(layers.Downsample, with_conv=cfg.resamp_with_conv, fir=fir, fir_kernel=fir_kernel)
-        if cfg.resblock_type == "ddpm":
-            block = partial(
+        # ResnetBlockDDPM or ResnetBlockBigGAN (which also takes up= / down=).
+        blocks: dict[str, Callable[..., nn.Module]] = {
+            "ddpm": partial(
                 layers.ResnetBlockDDPM,
                 act=act,
                 groups=groups,
                 dropout=cfg.dropout,
-                init_scale=cfg.init_scale,
+                init_scale=init_scale,
                 skip_rescale=skip_rescale,
                 temb_dim=4 * nf,
-            )
-        else:
-            block = partial(
+            ),
+            "biggan": partial(
                 layers.ResnetBlockBigGAN,
                 act=act,
                 groups=groups,
                 dropout=cfg.dropout,
                 fir=fir,
                 fir_kernel=fir_kernel,
-                init_scale=cfg.init_scale,
+                init_scale=init_scale,
                 skip_rescale=skip_rescale,
                 temb_dim=4 * nf,
-            )
+            ),
+        }
+        block = blocks["ddpm" if cfg.resblock_type == "ddpm" else "biggan"]
         channels = cfg.num_channels
 
         # Downsampling path.
@@ -152,14 +165,14 @@ class NCSNpp(nn.Module):
                 if level == n_levels - 1:
                     modules.append(layers.group_norm(in_ch, groups))
                     if cfg.progressive == "output_skip":
-                        modules.append(layers.conv3x3(in_ch, channels, init_scale=cfg.init_scale))
+                        modules.append(layers.conv3x3(in_ch, channels, init_scale=init_scale))
                         pyramid_ch = channels
                     else:
                         modules.append(layers.conv3x3(in_ch, in_ch))
                         pyramid_ch = in_ch
                 elif cfg.progressive == "output_skip":
                     modules.append(layers.group_norm(in_ch, groups))
-                    modules.append(layers.conv3x3(in_ch, channels, init_scale=cfg.init_scale))
+                    modules.append(layers.conv3x3(in_ch, channels, init_scale=init_scale))
                     pyramid_ch = channels
                 else:
                     modules.append(
@@ -174,19 +187,20 @@ class NCSNpp(nn.Module):
 
         if cfg.progressive != "output_skip":
             modules.append(layers.group_norm(in_ch, groups))
-            modules.append(layers.conv3x3(in_ch, channels, init_scale=cfg.init_scale))
+            modules.append(layers.conv3x3(in_ch, channels, init_scale=init_scale))
         self.all_modules = nn.ModuleList(modules)
         # Attention by level, fixed at construction (the paper tests h.shape[-1], the same at image_size).
         self.attn_levels = tuple(r in cfg.attn_resolutions for r in resolutions)
 
     def _skip_resample(self, x: Tensor, direction: str) -> Tensor:
         """The parameter-free pyramid resampler (FIR or nearest / average), outside ``all_modules``."""
+        kernel = self.cfg.fir_kernel
         if direction == "up":
-            if self.cfg.fir:
-                return resample.upsample_2d(x, self.cfg.fir_kernel)
+            if self.cfg.fir and kernel is not None:
+                return resample.upsample_2d(x, kernel)
             return torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
-        if self.cfg.fir:
-            return resample.downsample_2d(x, self.cfg.fir_kernel)
+        if self.cfg.fir and kernel is not None:
+            return resample.downsample_2d(x, kernel)
         return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (0, 1, 0, 1)), 2, stride=2)
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
@@ -213,7 +227,7 @@ class NCSNpp(nn.Module):
             x = 2 * x - 1.0
 
         # Downsampling path.
-        pyramid_in = x if cfg.progressive_input != "none" else None
+        pyramid_in = x  # read only by the input_skip / residual pyramids
         hs = [nxt()(x)]
         for level in range(len(cfg.ch_mult)):
             for _ in range(cfg.num_res_blocks):
@@ -249,6 +263,7 @@ class NCSNpp(nn.Module):
                     pyramid = act(nxt()(h))
                     pyramid = nxt()(pyramid)
                 elif cfg.progressive == "output_skip":
+                    assert pyramid is not None  # set at the top level, the first one visited
                     pyramid = self._skip_resample(pyramid, "up")
                     pyramid_h = act(nxt()(h))
                     pyramid = pyramid + nxt()(pyramid_h)
@@ -261,6 +276,7 @@ class NCSNpp(nn.Module):
         assert not hs
 
         if cfg.progressive == "output_skip":
+            assert pyramid is not None  # built along the upsampling path
             h = pyramid
         else:
             h = act(nxt()(h))

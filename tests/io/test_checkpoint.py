@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.train import checkpoint as ckpt_module
-from scoresde.train.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
+from scoresde.io import checkpoint as ckpt_module
+from scoresde.io.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 
 
 def _model(sde: ss.SDE | None = None) -> ss.ScoreModel:
@@ -50,6 +50,7 @@ def test_round_trip_weights_ema_optimizer_and_config(tmp_path) -> None:
     assert raw.config["sde"] == {"name": "ve", "kwargs": model.sde.config()}
     assert type(raw.model.sde) is ss.VESDE and raw.model.prediction == "x0" and raw.model.sigma_data == 0.4
     with torch.no_grad():
+        # Bit equality: the same weights (loaded byte for byte) in the same network on this machine.
         torch.testing.assert_close(raw.model(x, t, y), model.eval()(x, t, y), rtol=0, atol=0)
         torch.testing.assert_close(averaged.model(x, t, y), ema.module(x, t, y), rtol=0, atol=0)
         assert not torch.equal(averaged.model(x, t, y), raw.model(x, t, y))

@@ -1,4 +1,4 @@
-"""Contract checks for the public entry points, and the one non-finite guard.
+"""The one contract-check module: argument checks of the public entry points and the non-finite guard.
 
 Each check is cheap: dtype and shape checks read metadata only; a time check costs one
 reduction of ``t`` (one device synchronisation); the non-finite guard costs one
@@ -20,6 +20,8 @@ __all__ = [
     "MAX_SEED",
     "NonFiniteError",
     "check_batch",
+    "check_data",
+    "check_finite",
     "check_float_dtype",
     "check_output_shape",
     "check_real_tensor",
@@ -40,6 +42,28 @@ class NonFiniteError(ValueError, ArithmeticError):
     A ``ValueError`` (for callers that catch bad arguments, such as a huge guidance scale) and
     an ``ArithmeticError`` (for a command line that reports runtime failures apart).
     """
+
+
+def check_finite(x: Tensor, name: str = "x") -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or infinite values."""
+    if not torch.is_tensor(x):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+
+
+def check_data(x: Tensor, name: str = "x", min_ndim: int = 2) -> None:
+    """Check that ``x`` is a finite floating batch ``(B, *D)`` with at least ``min_ndim`` dims."""
+    if not torch.is_tensor(x):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < min_ndim:
+        raise ValueError(
+            f"{name} must have shape (B, *D) with at least {min_ndim} dimensions, got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    check_finite(x, name)
 
 
 def check_real_tensor(x: object, name: str = "x") -> None:
@@ -77,8 +101,10 @@ def check_seed(seed: object, name: str = "seed") -> int:
 def check_times(t: Tensor, t_max: float, name: str = "t", t_min: float = 0.0) -> None:
     """Raise ``ValueError`` unless every entry of ``t`` is finite and in ``[t_min, t_max]``.
 
-    One reduction (one synchronisation); a broadcast time (``t.expand(B)``, stride 0) reads
-    a single entry.
+    The one time check of the library (the SDE's :meth:`~scoresde.sde.SDE.check_t`, the
+    sampling grids and every public entry point).  Bounds get a tolerance of ``1e-6 max(1,
+    |t_max|)``; NaN and infinite times are refused.  One reduction (one synchronisation); a
+    broadcast time (``t.expand(B)``, stride 0) reads a single entry.
     """
     if t.numel() == 0:
         return
@@ -88,7 +114,7 @@ def check_times(t: Tensor, t_max: float, name: str = "t", t_min: float = 0.0) ->
     lo, hi = torch.stack([flat.min(), flat.max()]).tolist()
     tol = 1e-6 * max(1.0, abs(t_max))
     if math.isnan(lo) or math.isnan(hi):
-        raise ValueError(f"{name} contains NaN")
+        raise ValueError(f"{name} contains NaN (a non-finite value)")
     if not (lo >= t_min - tol and hi <= t_max + tol):
         raise ValueError(f"{name} must lie in [{t_min:g}, {t_max:g}], got values in [{lo:.6g}, {hi:.6g}]")
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from scoresde._utils import check_finite
+from scoresde._core.checks import check_finite
 
 __all__ = [
     "classifier_accuracy",
@@ -73,7 +73,7 @@ def energy_distance(x: Tensor, y: Tensor) -> float:
 def classifier_accuracy(logits: Callable[[Tensor], Tensor], x: Tensor, labels: Tensor) -> float:
     """Fraction of ``x: (N, ...)`` whose largest logit ``logits(x): (N, C)`` is at ``labels: (N,)``.
 
-    The one accuracy of the library: :func:`scoresde.eval.classifier_accuracy` (clean images)
+    The one accuracy of the library: :func:`scoresde.evaluation.digits.classifier_accuracy` (clean images)
     and :func:`scoresde.guidance.classifier_accuracy` (noised inputs at a time ``t``) call it.
     """
     out = logits(x)

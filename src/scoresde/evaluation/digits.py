@@ -82,7 +82,7 @@ def train_digits_classifier(
 @torch.no_grad()
 def classifier_accuracy(clf: DigitsClassifier, images: Tensor, labels: Tensor) -> float:
     """Fraction of ``images`` that ``clf`` assigns to ``labels``."""
-    from scoresde.metrics import classifier_accuracy as accuracy
+    from scoresde.evaluation.metrics import classifier_accuracy as accuracy
 
     return accuracy(clf, images.float(), labels)
 
@@ -94,6 +94,6 @@ def frechet_distance(clf: DigitsClassifier, a: Tensor, b: Tensor) -> float:
     Computed in float64 through the symmetric form ``tr((S_a^{1/2} S_b S_a^{1/2})^{1/2})`` of
     the cross term, whose eigenvalues are real and non-negative.
     """
-    from scoresde.metrics import frechet_distance_features
+    from scoresde.evaluation.metrics import frechet_distance_features
 
     return frechet_distance_features(clf.features(a.float()), clf.features(b.float()))

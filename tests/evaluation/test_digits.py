@@ -1,11 +1,11 @@
-"""scoresde.eval: the digits reference classifier and the Frechet distance."""
+"""scoresde.evaluation.digits: the digits reference classifier and the Frechet distance."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from scoresde.eval import DigitsClassifier, frechet_distance
+from scoresde.evaluation.digits import DigitsClassifier, frechet_distance
 
 
 def test_frechet_distance_of_gaussian_features_is_exact() -> None:

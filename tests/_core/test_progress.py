@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import scoresde as ss
-import scoresde.progress as progress_module
-from scoresde.progress import Progress
+import scoresde._core.progress as progress_module
+from scoresde._core.progress import Progress
 
 
 class _Tty(io.StringIO):

@@ -1,0 +1,9 @@
+"""The leaf layer every package may import; it imports nothing else of scoresde.
+
+Modules:
+    tensors: shape-agnostic tensor helpers (``append_dims``, ``sum_except_batch``, ``batch_time``,
+        ``as_shape``, ``LOG_2PI``).
+    checks: the one contract-check module: argument checks of the public entry points (times,
+        tensors, dtypes, seeds, tolerances) and the non-finite guard (``NonFiniteError``).
+    progress: progress reports that fit a log file (a tqdm bar on a terminal, lines otherwise).
+"""
