@@ -27,6 +27,7 @@ functions.  Nothing here downloads: folders are read with ``local_files_only=Tru
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +42,11 @@ from scoresde.sde.discrete import DiscreteVPSDE
 from scoresde.sde.ve import VESDE
 
 __all__ = [
+    "PIPELINE_DATA_RANGES",
     "DiffusersModel",
     "SUPPORTED_SCHEDULERS",
     "UNetAdapter",
+    "data_range_of",
     "from_diffusers",
     "load_diffusers",
     "prediction_from_config",
@@ -68,6 +71,17 @@ VP_SCHEDULERS = (
 VE_SCHEDULERS = ("ScoreSdeVeScheduler",)
 SUPPORTED_SCHEDULERS = VP_SCHEDULERS + VE_SCHEDULERS
 """Scheduler class names whose configs this adapter reads."""
+
+PIPELINE_DATA_RANGES: dict[str, tuple[float, float]] = {
+    "DDPMPipeline": (-1.0, 1.0),
+    "DDIMPipeline": (-1.0, 1.0),
+    "PNDMPipeline": (-1.0, 1.0),
+    "ScoreSdeVePipeline": (0.0, 1.0),
+}
+"""The data space of each pipeline class with a ``UNet2DModel``: the range its loop ends in before
+it writes images (DDPM / DDIM / PNDM: ``(x / 2 + 0.5).clamp(0, 1)``, so ``[-1, 1]``;
+``ScoreSdeVePipeline``: ``sample_mean.clamp(0, 1)``, so ``[0, 1]``, the paper's VE models with
+``data.centered = false``)."""
 
 PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
 """diffusers' ``prediction_type`` to scoresde's ``prediction``."""
@@ -109,6 +123,8 @@ class DiffusersModel:
         scheduler_class: the scheduler's class name.
         scheduler_config: the scheduler config it was built from.
         num_classes: number of class labels of a class-conditional UNet, else ``None``.
+        data_range: the model's data space ``(low, high)`` (see :func:`data_range_of`).
+        data_range_source: where ``data_range`` came from (the pipeline or scheduler class).
     """
 
     model: ScoreModel
@@ -116,6 +132,8 @@ class DiffusersModel:
     scheduler_class: str
     scheduler_config: dict = field(repr=False)
     num_classes: int | None = None
+    data_range: tuple[float, float] = (-1.0, 1.0)
+    data_range_source: str = ""
 
     def __iter__(self) -> Iterator[Any]:
         yield self.model
@@ -178,6 +196,28 @@ def sde_from_scheduler(scheduler: Any, eps: float | None = None) -> SDE:
     return DiscreteVPSDE(torch.as_tensor(abar).to(torch.float64), eps=eps)
 
 
+def data_range_of(pipeline_class: str | None, scheduler_class: str) -> tuple[tuple[float, float], str]:
+    """The data space of a diffusers model and where it comes from: ``((low, high), source)``.
+
+    From the pipeline class when there is one (:data:`PIPELINE_DATA_RANGES`), else from the
+    scheduler class: ``ScoreSdeVeScheduler`` is only used by ``ScoreSdeVePipeline`` (``[0, 1]``),
+    the VP schedulers by pipelines that work in ``[-1, 1]``.  A pipeline class not in the table
+    takes its scheduler's convention with a warning that says so.
+    """
+    by_scheduler = (0.0, 1.0) if scheduler_class in VE_SCHEDULERS else (-1.0, 1.0)
+    if pipeline_class is None:
+        return by_scheduler, f"scheduler {scheduler_class} (a model folder without a pipeline)"
+    if pipeline_class in PIPELINE_DATA_RANGES:
+        return PIPELINE_DATA_RANGES[pipeline_class], f"pipeline {pipeline_class}"
+    warnings.warn(
+        f"pipeline class {pipeline_class!r} is not one whose data range scoresde knows "
+        f"({sorted(PIPELINE_DATA_RANGES)}); assuming {list(by_scheduler)} from its scheduler "
+        f"{scheduler_class}. Pass data_range= to load_diffusers if that is wrong.",
+        stacklevel=3,
+    )
+    return by_scheduler, f"scheduler {scheduler_class} (pipeline {pipeline_class} not known)"
+
+
 def prediction_from_config(scheduler: Any) -> str:
     """scoresde's ``prediction`` for a scheduler: ``eps``, ``v`` or ``x0`` (``score`` for VE)."""
     name, config = _scheduler_name_and_config(scheduler)
@@ -196,6 +236,7 @@ def from_diffusers(
     *,
     time_input: str | None = None,
     eps: float | None = None,
+    data_range: tuple[float, float] | None = None,
 ) -> DiffusersModel:
     """A ``UNet2DModel`` and its scheduler (instance or config dict) as a scoresde model and SDE.
 
@@ -205,6 +246,8 @@ def from_diffusers(
         time_input: override the time map (default ``timestep`` for VP, ``sigma`` for VE;
             ``timestep_nearest`` evaluates only at integer timesteps, k-diffusion's ``quantize``).
         eps: override the SDE's ``eps`` (see :func:`sde_from_scheduler`).
+        data_range: the model's data space; default from the scheduler class
+            (:func:`data_range_of` without a pipeline).
 
     Returns:
         A :class:`DiffusersModel` (unpacks as ``model, sde``).
@@ -219,7 +262,18 @@ def from_diffusers(
     )
     unet_config = getattr(unet, "config", {}) or {}
     num_classes = unet_config.get("num_class_embeds") if hasattr(unet_config, "get") else None
-    return DiffusersModel(model, sde, name, config, num_classes)
+    if data_range is None:
+        data_range, source = data_range_of(None, name)
+    else:
+        data_range, source = _check_range(data_range), "given"
+    return DiffusersModel(model, sde, name, config, num_classes, data_range, source)
+
+
+def _check_range(data_range: Any) -> tuple[float, float]:
+    lo, hi = (float(v) for v in data_range)
+    if not lo < hi:
+        raise ValueError(f"data_range must be (low, high) with low < high, got {data_range!r}")
+    return lo, hi
 
 
 def _read_json(path: Path) -> dict:
@@ -240,6 +294,7 @@ def load_diffusers(
     eps: float | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    data_range: tuple[float, float] | None = None,
 ) -> DiffusersModel:
     """Load a local diffusers folder (offline) as a scoresde model and SDE.
 
@@ -252,6 +307,10 @@ def load_diffusers(
         scheduler: a scheduler or its config dict, overriding the folder's.
         time_input, eps: as in :func:`from_diffusers`.
         device, dtype: where and in which dtype to put the network.
+        data_range: override the model's data space, which otherwise comes from the pipeline
+            class in ``model_index.json`` (``ScoreSdeVePipeline``: ``(0, 1)``; ``DDPMPipeline``,
+            ``DDIMPipeline``, ``PNDMPipeline``: ``(-1, 1)``) or, for a model folder, from the
+            scheduler class (:func:`data_range_of`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -262,8 +321,10 @@ def load_diffusers(
     if not root.exists():
         raise FileNotFoundError(f"no such diffusers folder: {root}")
     diffusers = _import_diffusers()
+    pipeline_class: str | None = None
     if (root / "model_index.json").is_file():
         index = _read_json(root / "model_index.json")
+        pipeline_class = str(index.get("_class_name") or "unknown")
         unet_entry = index.get("unet")
         if not (isinstance(unet_entry, list) and len(unet_entry) == 2):
             raise ValueError(
@@ -300,7 +361,9 @@ def load_diffusers(
     _check_supported(name)
     unet = diffusers.UNet2DModel.from_pretrained(unet_dir, local_files_only=True)
     unet = unet.to(device=device, dtype=dtype) if dtype is not None else unet.to(device)
-    result = from_diffusers(unet.eval(), scheduler, time_input=time_input, eps=eps)
+    result = from_diffusers(unet.eval(), scheduler, time_input=time_input, eps=eps, data_range=data_range)
+    if data_range is None:
+        result.data_range, result.data_range_source = data_range_of(pipeline_class, name)
     result.model.eval()
     return result
 
