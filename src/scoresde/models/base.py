@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from scoresde._checks import check_batch, check_output_shape, check_real_tensor, check_times, guard_output
 from scoresde._utils import append_dims, batch_time
-from scoresde.models.parameterization import check_prediction, from_eps, to_eps
+from scoresde.models.parameterization import check_prediction, convert
 from scoresde.sde.base import SDE
 
 __all__ = ["ScoreFunction"]
@@ -75,8 +75,7 @@ class ScoreFunction(nn.Module):
         ds = dsigma = None
         if "velocity" in (kind, self.prediction):
             ds, dsigma = (append_dims(c, x.ndim) for c in self.sde.marginal_derivatives(t))
-        eps = to_eps(self.prediction, out, x, s, sigma, ds, dsigma)
-        return from_eps(kind, eps, x, s, sigma, ds, dsigma)
+        return convert(self.prediction, kind, out, x, s, sigma, ds, dsigma)
 
     def eps(self, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         """Predicted noise ``E[n | x_t]``."""
