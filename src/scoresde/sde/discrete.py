@@ -82,7 +82,12 @@ class DiscreteVPSDE(LogAlphaVPSDE):
     """The VP SDE whose marginal interpolates a tabulated ``alphas_cumprod`` (see the module doc).
 
     Args:
-        alphas_cumprod: DDPM's ``alpha_bar_n``, ``(N,)``, strictly decreasing in ``(0, 1]``.
+        alphas_cumprod: DDPM's ``alpha_bar_n``, ``(N,)``, strictly decreasing in ``(0, 1]``; the
+            last entry may be 0 (zero terminal SNR, Lin et al. 2024: diffusers'
+            ``rescale_betas_zero_snr``).  Then ``s(T) = 0``, ``sigma(T) = 1``, ``lambda(T) = -inf``
+            and ``s = 0`` on the whole last interval: DDIM-type steps from ``T`` work (``x0`` from
+            a v-prediction is ``-v`` there), solvers that need a finite ``lambda(T)`` do not
+            (use a table floored as diffusers' DPM-Solver / Euler / UniPC do, ``2**-24``).
         eps: the time at which sampling stops and likelihoods start (default ``1/N``: timestep 0;
             pass ``1e-5`` for the paper's bits/dim convention, Song et al. 2021, App. D).
 
@@ -97,9 +102,10 @@ class DiscreteVPSDE(LogAlphaVPSDE):
         abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu()
         if abar.ndim != 1 or abar.numel() < 1:
             raise ValueError(f"alphas_cumprod must be a non-empty 1-D table, got shape {tuple(abar.shape)}")
-        if not bool(torch.isfinite(abar).all()) or not bool(((abar > 0) & (abar <= 1)).all()):
+        inside = (abar[:-1] > 0) & (abar[:-1] <= 1)
+        if not bool(torch.isfinite(abar).all()) or not bool(inside.all()) or not 0 <= float(abar[-1]) <= 1:
             raise ValueError(
-                "alphas_cumprod must lie in (0, 1]; a final 0 (zero terminal SNR) has no finite log-SNR"
+                "alphas_cumprod must lie in (0, 1] (only the last entry may be 0: zero terminal SNR)"
             )
         if abar.numel() > 1 and not bool((abar[1:] < abar[:-1]).all()):
             raise ValueError("alphas_cumprod must be strictly decreasing")
@@ -174,7 +180,8 @@ class DiscreteVPSDE(LogAlphaVPSDE):
         t = torch.as_tensor(t)
         k, frac = self._interval(t)
         kla, steps = (v.to(t.device) for v in (self._knots_la, self._steps))
-        return kla[k] + steps[k] * frac
+        # At a knot the table's value itself (also where the next knot is log 0 = -inf).
+        return torch.where(frac == 0, kla[k], kla[k] + steps[k] * frac)
 
     def log_alpha(self, t: Tensor) -> Tensor:
         t = torch.as_tensor(t)
