@@ -173,3 +173,24 @@ def test_ddim_linspace_stays_refused(unet) -> None:
     sched.set_timesteps(7)
     with pytest.raises(ValueError, match=r"timestep_spacing='linspace'.*use 'leading' or 'trailing'"):
         scheduler_grid(sched, sde)
+
+
+@pytest.mark.parametrize("name", ["DDPMScheduler", "DPMSolverMultistepScheduler"])
+def test_linspace_spacing_where_the_loop_steps_to_the_next_timestep(unet, name: str) -> None:
+    kw = {"variance_type": "fixed_small", "clip_sample": False} if name == "DDPMScheduler" else {}
+    sched = getattr(diffusers, name)(timestep_spacing="linspace", **kw)
+    loaded, sde = from_diffusers(unet, sched)
+    sched.set_timesteps(7)
+    x = x_T(9)
+    ref = diffusers_loop(unet, sched, x, generator=torch.Generator().manual_seed(3))
+    method = "ancestral" if name == "DDPMScheduler" else "dpm_solver++_2m"
+    res = ss.sample(
+        loaded,
+        sde,
+        x_T=x,
+        method=method,
+        grid=scheduler_grid(sched, sde),
+        generator=torch.Generator().manual_seed(3),
+        denoise=False,
+    )
+    assert rel_err(res.x, ref) <= BOUND
