@@ -27,7 +27,9 @@
   (:attr:`ScoreSdeModel.data_range`, :attr:`ScoreSdeModel.quantization`).
 
 Discrete-time checkpoints (``training.continuous = false``) use the paper's discrete conventions
-(see :class:`PaperScoreModel`); those are not covered by the paper-made fixtures.
+(see :class:`PaperScoreModel`), tested against references made by the paper's code
+(``tests/interop/data``).  Outputs are in the input's dtype (float64 inputs run a float32
+network; the positional networks' float64 ``sigmas`` division does not leak).
 """
 
 from __future__ import annotations
