@@ -242,8 +242,10 @@ def test_bad_folders_and_schedulers(unet, tmp_path) -> None:
     assert "ScoreSdeVeScheduler" in SUPPORTED_SCHEDULERS
     with pytest.raises(ValueError, match="unsupported prediction_type 'flow_prediction'"):
         from_diffusers(unet, {"_class_name": "DDPMScheduler", "prediction_type": "flow_prediction"})
-    with pytest.raises(ValueError, match="zero terminal SNR"):
-        from_diffusers(unet, diffusers.DDIMScheduler(rescale_betas_zero_snr=True))
+    # Zero terminal SNR is supported now (test_diffusers_schedulers.py); a floored table that is
+    # not decreasing (DPM-Solver with DDPM's linear betas) is refused, naming the setting.
+    with pytest.raises(ValueError, match="rescale_betas_zero_snr=True floors"):
+        from_diffusers(unet, diffusers.DPMSolverMultistepScheduler(rescale_betas_zero_snr=True))
     cfg = tmp_path / "other"
     cfg.mkdir()
     (cfg / "config.json").write_text('{"_class_name": "AutoencoderKL"}')

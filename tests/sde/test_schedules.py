@@ -93,8 +93,12 @@ def test_config_round_trips_through_make_sde() -> None:
 def test_bad_schedules() -> None:
     with pytest.raises(ValueError, match="strictly decreasing"):
         ss.DiscreteVPSDE([0.9, 0.95])
-    with pytest.raises(ValueError, match="zero terminal SNR"):
-        ss.DiscreteVPSDE([0.9, 0.0])
+    # A final 0 is zero terminal SNR, supported since issue 23 (s(T) = 0, sigma(T) = 1); a 0 before
+    # the end still is not.
+    s, sigma = ss.DiscreteVPSDE([0.9, 0.0]).marginal(torch.tensor([1.0]))
+    assert float(s) == 0.0 and float(sigma) == 1.0
+    with pytest.raises(ValueError, match="only the last entry may be 0: zero terminal SNR"):
+        ss.DiscreteVPSDE([0.9, 0.0, 0.0])
     with pytest.raises(ValueError, match="unknown beta schedule"):
         ss.make_betas("sigmoid")
     with pytest.raises(ValueError, match="0 < T < 1"):

@@ -27,6 +27,7 @@ functions.  Nothing here downloads: folders are read with ``local_files_only=Tru
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,19 +36,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from scoresde._core.tensors import append_dims
+from scoresde.models.base import ScoreFunction
 from scoresde.models.wrapper import ScoreModel
 from scoresde.sde.base import SDE
 from scoresde.sde.discrete import DiscreteVPSDE
 from scoresde.sde.ve import VESDE
 
 __all__ = [
+    "PIPELINE_DATA_RANGES",
     "DiffusersModel",
     "SUPPORTED_SCHEDULERS",
     "UNetAdapter",
+    "data_range_of",
     "from_diffusers",
     "load_diffusers",
     "prediction_from_config",
+    "SIGMA_SPACINGS",
+    "SchedulerClipping",
     "scheduler_grid",
+    "scheduler_sampling",
     "sde_from_scheduler",
 ]
 
@@ -68,6 +76,17 @@ VP_SCHEDULERS = (
 VE_SCHEDULERS = ("ScoreSdeVeScheduler",)
 SUPPORTED_SCHEDULERS = VP_SCHEDULERS + VE_SCHEDULERS
 """Scheduler class names whose configs this adapter reads."""
+
+PIPELINE_DATA_RANGES: dict[str, tuple[float, float]] = {
+    "DDPMPipeline": (-1.0, 1.0),
+    "DDIMPipeline": (-1.0, 1.0),
+    "PNDMPipeline": (-1.0, 1.0),
+    "ScoreSdeVePipeline": (0.0, 1.0),
+}
+"""The data space of each pipeline class with a ``UNet2DModel``: the range its loop ends in before
+it writes images (DDPM / DDIM / PNDM: ``(x / 2 + 0.5).clamp(0, 1)``, so ``[-1, 1]``;
+``ScoreSdeVePipeline``: ``sample_mean.clamp(0, 1)``, so ``[0, 1]``, the paper's VE models with
+``data.centered = false``)."""
 
 PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
 """diffusers' ``prediction_type`` to scoresde's ``prediction``."""
@@ -109,6 +128,8 @@ class DiffusersModel:
         scheduler_class: the scheduler's class name.
         scheduler_config: the scheduler config it was built from.
         num_classes: number of class labels of a class-conditional UNet, else ``None``.
+        data_range: the model's data space ``(low, high)`` (see :func:`data_range_of`).
+        data_range_source: where ``data_range`` came from (the pipeline or scheduler class).
     """
 
     model: ScoreModel
@@ -116,6 +137,8 @@ class DiffusersModel:
     scheduler_class: str
     scheduler_config: dict = field(repr=False)
     num_classes: int | None = None
+    data_range: tuple[float, float] = (-1.0, 1.0)
+    data_range_source: str = ""
 
     def __iter__(self) -> Iterator[Any]:
         yield self.model
@@ -165,17 +188,52 @@ def sde_from_scheduler(scheduler: Any, eps: float | None = None) -> SDE:
             eps=float(config.get("sampling_eps", 1e-5)) if eps is None else eps,
             kernel="geometric",
         )
-    if config.get("rescale_betas_zero_snr", False):
-        raise ValueError(
-            "rescale_betas_zero_snr=True (zero terminal SNR) has no finite log-SNR at T: not supported"
-        )
+    # Zero terminal SNR (rescale_betas_zero_snr=True, Lin et al. 2024): the table is the
+    # scheduler's own.  DDIM / DDPM keep alphas_cumprod[-1] = 0 (s(T) = 0: x0 at T is -v for a
+    # v-prediction model; an eps model divides by zero there, as in diffusers); DPM-Solver, Euler,
+    # UniPC, ... floor it at 2**-24 in their own table, which is what is read here.
     if not isinstance(scheduler, dict):
         abar = scheduler.alphas_cumprod
     else:
         cls = getattr(_import_diffusers(), name)
         clean = {k: v for k, v in config.items() if not k.startswith("_")}
         abar = cls.from_config(clean).alphas_cumprod
-    return DiscreteVPSDE(torch.as_tensor(abar).to(torch.float64), eps=eps)
+    abar = torch.as_tensor(abar).to(torch.float64)
+    if (
+        config.get("rescale_betas_zero_snr", False)
+        and abar.numel() > 1
+        and float(abar[-1]) >= float(abar[-2])
+    ):
+        raise ValueError(
+            f"{name} with rescale_betas_zero_snr=True floors the last alphas_cumprod at 2**-24 = "
+            f"{float(abar[-1]):.3g}, above the one before it ({float(abar[-2]):.3g}): its table is not "
+            "decreasing, so it is no SDE's marginal. Load the model with a DDIMScheduler config "
+            "(rescale_betas_zero_snr=True, timestep_spacing='trailing': the exact zero), or keep "
+            "rescale_betas_zero_snr=False"
+        )
+    return DiscreteVPSDE(abar, eps=eps)
+
+
+def data_range_of(pipeline_class: str | None, scheduler_class: str) -> tuple[tuple[float, float], str]:
+    """The data space of a diffusers model and where it comes from: ``((low, high), source)``.
+
+    From the pipeline class when there is one (:data:`PIPELINE_DATA_RANGES`), else from the
+    scheduler class: ``ScoreSdeVeScheduler`` is only used by ``ScoreSdeVePipeline`` (``[0, 1]``),
+    the VP schedulers by pipelines that work in ``[-1, 1]``.  A pipeline class not in the table
+    takes its scheduler's convention with a warning that says so.
+    """
+    by_scheduler = (0.0, 1.0) if scheduler_class in VE_SCHEDULERS else (-1.0, 1.0)
+    if pipeline_class is None:
+        return by_scheduler, f"scheduler {scheduler_class} (a model folder without a pipeline)"
+    if pipeline_class in PIPELINE_DATA_RANGES:
+        return PIPELINE_DATA_RANGES[pipeline_class], f"pipeline {pipeline_class}"
+    warnings.warn(
+        f"pipeline class {pipeline_class!r} is not one whose data range scoresde knows "
+        f"({sorted(PIPELINE_DATA_RANGES)}); assuming {list(by_scheduler)} from its scheduler "
+        f"{scheduler_class}. Pass data_range= to load_diffusers if that is wrong.",
+        stacklevel=3,
+    )
+    return by_scheduler, f"scheduler {scheduler_class} (pipeline {pipeline_class} not known)"
 
 
 def prediction_from_config(scheduler: Any) -> str:
@@ -196,6 +254,7 @@ def from_diffusers(
     *,
     time_input: str | None = None,
     eps: float | None = None,
+    data_range: tuple[float, float] | None = None,
 ) -> DiffusersModel:
     """A ``UNet2DModel`` and its scheduler (instance or config dict) as a scoresde model and SDE.
 
@@ -205,6 +264,8 @@ def from_diffusers(
         time_input: override the time map (default ``timestep`` for VP, ``sigma`` for VE;
             ``timestep_nearest`` evaluates only at integer timesteps, k-diffusion's ``quantize``).
         eps: override the SDE's ``eps`` (see :func:`sde_from_scheduler`).
+        data_range: the model's data space; default from the scheduler class
+            (:func:`data_range_of` without a pipeline).
 
     Returns:
         A :class:`DiffusersModel` (unpacks as ``model, sde``).
@@ -219,7 +280,18 @@ def from_diffusers(
     )
     unet_config = getattr(unet, "config", {}) or {}
     num_classes = unet_config.get("num_class_embeds") if hasattr(unet_config, "get") else None
-    return DiffusersModel(model, sde, name, config, num_classes)
+    if data_range is None:
+        data_range, source = data_range_of(None, name)
+    else:
+        data_range, source = _check_range(data_range), "given"
+    return DiffusersModel(model, sde, name, config, num_classes, data_range, source)
+
+
+def _check_range(data_range: Any) -> tuple[float, float]:
+    lo, hi = (float(v) for v in data_range)
+    if not lo < hi:
+        raise ValueError(f"data_range must be (low, high) with low < high, got {data_range!r}")
+    return lo, hi
 
 
 def _read_json(path: Path) -> dict:
@@ -240,6 +312,7 @@ def load_diffusers(
     eps: float | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    data_range: tuple[float, float] | None = None,
 ) -> DiffusersModel:
     """Load a local diffusers folder (offline) as a scoresde model and SDE.
 
@@ -252,6 +325,10 @@ def load_diffusers(
         scheduler: a scheduler or its config dict, overriding the folder's.
         time_input, eps: as in :func:`from_diffusers`.
         device, dtype: where and in which dtype to put the network.
+        data_range: override the model's data space, which otherwise comes from the pipeline
+            class in ``model_index.json`` (``ScoreSdeVePipeline``: ``(0, 1)``; ``DDPMPipeline``,
+            ``DDIMPipeline``, ``PNDMPipeline``: ``(-1, 1)``) or, for a model folder, from the
+            scheduler class (:func:`data_range_of`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -262,8 +339,10 @@ def load_diffusers(
     if not root.exists():
         raise FileNotFoundError(f"no such diffusers folder: {root}")
     diffusers = _import_diffusers()
+    pipeline_class: str | None = None
     if (root / "model_index.json").is_file():
         index = _read_json(root / "model_index.json")
+        pipeline_class = str(index.get("_class_name") or "unknown")
         unet_entry = index.get("unet")
         if not (isinstance(unet_entry, list) and len(unet_entry) == 2):
             raise ValueError(
@@ -300,12 +379,50 @@ def load_diffusers(
     _check_supported(name)
     unet = diffusers.UNet2DModel.from_pretrained(unet_dir, local_files_only=True)
     unet = unet.to(device=device, dtype=dtype) if dtype is not None else unet.to(device)
-    result = from_diffusers(unet.eval(), scheduler, time_input=time_input, eps=eps)
+    result = from_diffusers(unet.eval(), scheduler, time_input=time_input, eps=eps, data_range=data_range)
+    if data_range is None:
+        result.data_range, result.data_range_source = data_range_of(pipeline_class, name)
     result.model.eval()
     return result
 
 
-def scheduler_grid(scheduler: Any, sde: SDE) -> Tensor:
+SIGMA_SPACINGS = (
+    "use_karras_sigmas",
+    "use_lu_lambdas",
+    "use_exponential_sigmas",
+    "use_beta_sigmas",
+    "use_flow_sigmas",
+)
+"""Scheduler flags that place the steps at noise levels between the integer timesteps: refused
+by :func:`scheduler_grid` (see :func:`_refuse_spacings`)."""
+
+
+def _refuse_spacings(name: str, config: dict) -> None:
+    used = [flag for flag in SIGMA_SPACINGS if config.get(flag)]
+    if used:
+        raise ValueError(
+            f"{name} with {used[0]}=True: diffusers then steps at noise levels between the timesteps "
+            "while evaluating the network at their rounded (or, for squaredcos_cap_v2, log-sigma "
+            "interpolated) timesteps, which a scoresde time grid does not express exactly. Set "
+            f"{used[0]}=False to reproduce diffusers' loop, or use scoresde's own spacing "
+            "(grid='karras' or grid='logsnr' in ss.sample) on the same model."
+        )
+
+
+def _refuse_clipping(name: str, config: dict) -> None:
+    setting = (
+        "thresholding" if config.get("thresholding") else "clip_sample" if config.get("clip_sample") else ""
+    )
+    if setting:
+        default = " (DDIMScheduler's default)" if setting == "clip_sample" and name == "DDIMScheduler" else ""
+        raise ValueError(
+            f"{name} has {setting}=True{default}: its loop clips or thresholds the predicted x0. Use "
+            "`model, grid = scheduler_sampling(model, scheduler, sde)` to sample as diffusers does, "
+            f"or set {setting}=False (scheduler.register_to_config({setting}=False)) for unclipped sampling"
+        )
+
+
+def scheduler_grid(scheduler: Any, sde: SDE, *, clipping: bool = True) -> Tensor:
     """The scoresde time grid (float64, decreasing) on which scoresde takes a scheduler's steps.
 
     Call after ``scheduler.set_timesteps(n)``.  With it, scoresde's ``ddim`` reproduces
@@ -318,11 +435,20 @@ def scheduler_grid(scheduler: Any, sde: SDE) -> Tensor:
     - DPM-Solver: the same times, then ``t = 0`` (``final_sigmas_type="zero"``) or timestep 0;
     - ScoreSdeVe: its continuous ``timesteps``.
 
+    A scheduler that clips or thresholds ``x0`` (``clip_sample`` / ``thresholding``) is refused
+    here (``clipping=False`` skips that check); :func:`scheduler_sampling` gives the grid with
+    the model that applies it.  Karras / Lu / exponential / beta / flow sigma spacings are
+    refused by name (:data:`SIGMA_SPACINGS`).
+
     Raises:
-        ValueError: timesteps not set, or steps that do not go from one timestep to the next.
+        ValueError: timesteps not set, steps that do not go from one timestep to the next, a
+            sigma spacing of :data:`SIGMA_SPACINGS`, or clipping (see above).
     """
     name, config = _scheduler_name_and_config(scheduler)
     _check_supported(name)
+    _refuse_spacings(name, config)
+    if clipping:
+        _refuse_clipping(name, config)
     ts = getattr(scheduler, "timesteps", None)
     if ts is None:
         raise ValueError("call scheduler.set_timesteps(n) before scheduler_grid")
@@ -362,3 +488,97 @@ def scheduler_grid(scheduler: Any, sde: SDE) -> Tensor:
     if float(final) >= float(times[-1]):
         return times  # a last step from timestep 0 to alpha_bar_0 moves nothing
     return torch.cat([times, final])
+
+
+def _diffusers_threshold(x0: Tensor, ratio: float, max_value: float) -> Tensor:
+    """diffusers' ``_threshold_sample``: ``s = clamp(quantile_ratio(|x0|), 1, max_value)``, then
+    ``clamp(x0, -s, s) / s`` per sample (Saharia et al. 2022, Sec. 2.3)."""
+    flat = x0.reshape(x0.shape[0], -1)
+    q = torch.quantile(flat.abs().float(), ratio, dim=1).to(x0.dtype)
+    s = q.clamp(min=1.0, max=max_value).unsqueeze(1)
+    return (torch.clamp(flat, -s, s) / s).reshape(x0.shape)
+
+
+class SchedulerClipping(ScoreFunction):
+    """A model whose ``x0`` is clipped or thresholded as a diffusers scheduler's loop does it.
+
+    ``clip_sample``: ``x0.clamp(-clip_sample_range, clip_sample_range)``; ``thresholding``:
+    diffusers' dynamic thresholding (:func:`_diffusers_threshold`, with
+    ``dynamic_thresholding_ratio`` and ``sample_max_value``).  The native prediction is the
+    clipped ``x0``; every other prediction is derived from it (``DDPMScheduler``'s posterior
+    mean and DPM-Solver++'s data prediction use only the clipped ``x0``, so scoresde's
+    ``ancestral`` and ``dpm_solver++_*`` then take the scheduler's steps).
+
+    ``DDIMScheduler`` (with ``use_clipped_model_output=False``, its pipeline's default) moves by
+    ``x_next = s_next clip(x0) + sigma_next eps`` with the *unclipped* ``eps``.  No
+    ``(x, t) -> x0`` model gives that for every next time, so for DDIM the model is tied to the
+    grid ``ts``: at ``t_i`` it returns the ``x0_hat`` for which scoresde's ``ddim`` step to
+    ``t_{i+1}`` is the scheduler's, ``x0_hat = (s_{i+1} clip(x0) - r s_i x0) / (s_{i+1} - r s_i)``
+    with ``r = sigma_{i+1} / sigma_i``.  Such a model is only for ``ddim`` on that grid (a time
+    off the grid raises).
+    """
+
+    def __init__(self, model: ScoreFunction, config: dict, ddim_grid: Tensor | None = None) -> None:
+        super().__init__(model.sde, "x0")
+        self.model = model
+        self.nfe_per_call = model.nfe_per_call
+        self.thresholding = bool(config.get("thresholding", False))
+        self.clip_range = float(config.get("clip_sample_range", 1.0))
+        self.ratio = float(config.get("dynamic_thresholding_ratio", 0.995))
+        self.max_value = float(config.get("sample_max_value", 1.0))
+        self.ddim_grid = None if ddim_grid is None else torch.as_tensor(ddim_grid, dtype=torch.float64)
+
+    def clip(self, x0: Tensor) -> Tensor:
+        """The scheduler's clipping (or thresholding) of ``x0``."""
+        if self.thresholding:
+            return _diffusers_threshold(x0, self.ratio, self.max_value)
+        return x0.clamp(-self.clip_range, self.clip_range)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        x0 = self.model.denoise(x, t, y)
+        clipped = self.clip(x0)
+        if self.ddim_grid is None:
+            return clipped
+        grid = self.ddim_grid.to(t.device)
+        tol = 4 * torch.finfo(t.dtype).eps
+        match = (t.to(torch.float64)[:, None] - grid[None, :-1]).abs() <= tol * grid[None, :-1]
+        if not bool(match.any(dim=1).all()):
+            raise ValueError(
+                "this DDIM clipping model is tied to its scheduler's grid; it was called at a time off "
+                "that grid (use it only with method='ddim' on the grid scheduler_sampling returned)"
+            )
+        i = match.to(torch.int64).argmax(dim=1)
+        s0, sig0 = self.sde.marginal(grid[i])
+        s1, sig1 = self.sde.marginal(grid[i + 1])
+        r = sig1 / sig0
+        # x0_hat = clip(x0) + b (clip(x0) - x0), b = r s_i / (s_{i+1} - r s_i): exactly x0 where
+        # nothing is clipped.
+        b = append_dims((r * s0 / (s1 - r * s0)).to(x.dtype), x.ndim)
+        return clipped + b * (clipped - x0)
+
+
+def scheduler_sampling(model: ScoreFunction, scheduler: Any, sde: SDE) -> tuple[ScoreFunction, Tensor]:
+    """``(model, grid)`` on which scoresde samples as a diffusers scheduler's loop does, clipping included.
+
+    Call after ``scheduler.set_timesteps(n)``.  Without ``clip_sample`` / ``thresholding`` this
+    is ``(model, scheduler_grid(scheduler, sde))``.  With either, the model applies it with the
+    scheduler's semantics (:class:`SchedulerClipping`): ``DDIMScheduler`` -> ``method="ddim"``
+    (eta 0), ``DDPMScheduler`` -> ``"ancestral"``, ``DPMSolverMultistepScheduler`` /
+    ``DPMSolverSinglestepScheduler`` with ``algorithm_type="dpmsolver++"`` ->
+    ``"dpm_solver++_*"``; other schedulers with clipping are refused.
+    """
+    name, config = _scheduler_name_and_config(scheduler)
+    grid = scheduler_grid(scheduler, sde, clipping=False)
+    if not (config.get("clip_sample") or config.get("thresholding")):
+        return model, grid
+    if name == "DDIMScheduler":
+        return SchedulerClipping(model, config, ddim_grid=grid), grid
+    dpmpp = name.startswith("DPMSolver") and config.get("algorithm_type", "dpmsolver++") == "dpmsolver++"
+    if name == "DDPMScheduler" or dpmpp:
+        return SchedulerClipping(model, config), grid
+    setting = "thresholding" if config.get("thresholding") else "clip_sample"
+    raise ValueError(
+        f"{name} with {setting}=True is not reproduced by scoresde (supported: DDIMScheduler, DDPMScheduler, "
+        f"DPMSolver* with algorithm_type='dpmsolver++'); set {setting}=False, or clip with "
+        "scoresde.models.clipping.ClipDenoised (x0 clipped, every other prediction derived from it)"
+    )

@@ -27,7 +27,9 @@
   (:attr:`ScoreSdeModel.data_range`, :attr:`ScoreSdeModel.quantization`).
 
 Discrete-time checkpoints (``training.continuous = false``) use the paper's discrete conventions
-(see :class:`PaperScoreModel`); those are not covered by the paper-made fixtures.
+(see :class:`PaperScoreModel`), tested against references made by the paper's code
+(``tests/interop/data``).  Outputs are in the input's dtype (float64 inputs run a float32
+network; the positional networks' float64 ``sigmas`` division does not leak).
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ from torch import Tensor, nn
 from scoresde.flow.dequantization import Quantization
 from scoresde.models.base import ScoreFunction
 from scoresde.nets.score_sde import build_score_sde_net, load_config_file
-from scoresde.nets.score_sde.config import ScoreSdeNetConfig, nest_dotted, parse_net_config
+from scoresde.nets.score_sde.config import (
+    UNSUPPORTED_NETWORKS,
+    ScoreSdeNetConfig,
+    nest_dotted,
+    parse_net_config,
+)
 from scoresde.nets.score_sde.ddpm import DDPM
 from scoresde.nets.score_sde.ncsnpp import NCSNpp
 from scoresde.nets.score_sde.paper_configs import PAPER_CONFIGS, paper_config
@@ -58,6 +65,7 @@ __all__ = [
     "PaperScoreModel",
     "ScoreSdeModel",
     "build_paper_sde",
+    "build_score_sde",
     "load_score_sde",
     "load_score_sde_state",
 ]
@@ -135,13 +143,31 @@ class PaperScoreModel(ScoreFunction):
             return torch.sqrt(1.0 - torch.exp(2.0 * log_mean_coeff))
         return 1.0 - torch.exp(2.0 * log_mean_coeff)
 
+    def _net_dtype(self) -> torch.dtype | None:
+        for p in self.net.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return None
+
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """The score at ``x: (B, C, H, W)``, ``t: (B,)``, in ``x``'s dtype.
+
+        Inputs in another precision than the network's (float64 data, a float32 network) run in
+        the network's dtype and come back in ``x``'s, as :class:`~scoresde.models.ScoreModel`
+        does for diffusers models; the paper's ``std`` is evaluated in ``t``'s dtype.
+        """
         if y is not None:
             raise ValueError("score_sde_pytorch models are unconditional; labels y are not supported")
-        out = self.net(x, self.labels(t))
+        labels = self.labels(t)
+        net_dtype = self._net_dtype()
+        x_in = x
+        if net_dtype is not None and not torch.is_autocast_enabled(x.device.type):
+            x_in = x.to(net_dtype)
+            labels = labels.to(net_dtype) if labels.is_floating_point() else labels
+        out = self.net(x_in, labels).to(x.dtype)
         if self.sde_name == "vesde":
             return out
-        return -out / self.std(t).reshape(x.shape[0], *([1] * (x.ndim - 1)))
+        return -out / self.std(t).to(x.dtype).reshape(x.shape[0], *([1] * (x.ndim - 1)))
 
 
 @dataclass
@@ -155,7 +181,7 @@ class ScoreSdeModel:
         config: the network config.
         sde_name: ``vesde``, ``vpsde`` or ``subvpsde``.
         continuous: ``training.continuous`` of the config.
-        weights: ``ema`` or ``raw``.
+        weights: ``ema`` or ``raw`` (``init`` from :func:`build_score_sde`).
         step: the training step stored in the checkpoint, if any.
     """
 
@@ -330,21 +356,45 @@ def load_score_sde(
         ValueError: an unsupported config field or value (named), a checkpoint that needs more
             than ``weights_only`` unpickling, or missing / unexpected / misshapen keys (listed).
     """
+    loaded = build_score_sde(config, device="meta")
+    # Built without random initialisation (every tensor comes from the checkpoint, strictly);
+    # the buffer ``sigmas`` is recomputed by the constructor and then loaded too.
+    net = loaded.net.to_empty(device="cpu")
+    checkpoint = _torch_load(checkpoint_path)
+    step = load_score_sde_state(net, checkpoint, weights, str(checkpoint_path))
+    net = net.to(device).eval()
+    model = PaperScoreModel(net, loaded.sde, loaded.sde_name, loaded.continuous).eval()
+    return ScoreSdeModel(
+        model, loaded.sde, net, loaded.config, loaded.sde_name, loaded.continuous, weights, step
+    )
+
+
+def build_score_sde(
+    config: str | Path | Mapping[str, Any], device: torch.device | str = "cpu"
+) -> ScoreSdeModel:
+    """Build the model a paper config describes, with freshly initialised weights (no checkpoint).
+
+    On ``device="meta"`` nothing is allocated: this checks that a config (e.g. a full-size
+    paper config) builds, and is the first half of :func:`load_score_sde`.  Takes ``config``
+    as :func:`load_score_sde` does; the result has ``weights="init"`` and ``step=None``.
+
+    Raises:
+        ValueError: an unsupported config field or value, named.
+    """
     raw_config = _read_config(config)
+    model_section = raw_config.get("model")
+    if isinstance(model_section, Mapping) and model_section.get("name") in UNSUPPORTED_NETWORKS:
+        parse_net_config(raw_config)  # raises, naming model.name (configs/ve/ncsn* lack training.sde)
     sde_name, continuous = _training_fields(raw_config)
     cfg = parse_net_config(raw_config)
-    if not continuous and sde_name == "vesde" and cfg.embedding_type == "fourier":
+    if cfg.name == "ncsnpp" and not continuous and cfg.embedding_type == "fourier":
         raise ValueError(
             "config fields model.embedding_type = 'fourier' and training.continuous = false do not go "
             "together: the paper uses Fourier features only for continuous-time models"
         )
-    # Built without random initialisation (every tensor comes from the checkpoint, strictly).
-    with torch.device("meta"):
+    with torch.device(device):
         net = build_score_sde_net(cfg)
-    net = net.to_empty(device="cpu")
-    checkpoint = _torch_load(checkpoint_path)
-    step = load_score_sde_state(net, checkpoint, weights, str(checkpoint_path))
-    net = net.to(device).eval()
+    net = net.eval()
     sde = build_paper_sde(sde_name, cfg)
     model = PaperScoreModel(net, sde, sde_name, continuous).eval()
-    return ScoreSdeModel(model, sde, net, cfg, sde_name, continuous, weights, step)
+    return ScoreSdeModel(model, sde, net, cfg, sde_name, continuous, "init", None)

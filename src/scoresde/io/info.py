@@ -64,8 +64,9 @@ class CheckpointInfo:
         data_seed: the seed of the training run's data split (default 0).
         config: the full JSON header (for a model from elsewhere: what its loader reported).
         data_range: the model's data space ``(low, high)``: images lie in it (``(-1, 1)`` for
-            scoresde and diffusers models; ``(0, 1)`` for score_sde models with
-            ``data.centered = false``).
+            scoresde models and diffusers DDPM / DDIM / PNDM pipelines; ``(0, 1)`` for diffusers
+            ``ScoreSdeVePipeline`` and score_sde models with ``data.centered = false``; see
+            :mod:`scoresde.io.sources`).
         source: where the model came from: ``scoresde`` (a checkpoint), ``diffusers`` or
             ``score_sde`` (see :mod:`scoresde.io.sources`).
     """

@@ -11,8 +11,11 @@ A model source is written ``SOURCE:PATH``:
 
 :func:`load_source` turns either into the :class:`~scoresde.io.info.CheckpointInfo` that
 inference code reads (model input shape, image shape, classes, SDE, data range), so it need not
-ask where the model came from.  The CLI's ``--model`` / ``--model-config`` / ``--weights``
-flags are :mod:`scoresde.cli.models`.
+ask where the model came from.  The data range comes from the model: a diffusers pipeline class
+(``ScoreSdeVePipeline`` ``[0, 1]``, ``DDPMPipeline`` / ``DDIMPipeline`` / ``PNDMPipeline``
+``[-1, 1]``; a model folder from its scheduler class), a score_sde config's ``data.centered``;
+``info.config["data_range_source"]`` says which.  The CLI's ``--model`` / ``--model-config`` /
+``--weights`` flags are :mod:`scoresde.cli.models`.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ def _info(
     step = extra.pop("step", None)
     prediction = str(extra.pop("prediction", "score"))
     time_input = str(extra.pop("time_input", "t"))
-    data_range = tuple(float(v) for v in extra.pop("data_range", (-1.0, 1.0)))
+    data_range = tuple(float(v) for v in extra.pop("data_range"))  # from the loader, never assumed
     return CheckpointInfo(
         path=Path(path),
         step=int(step or 0),
@@ -143,6 +146,8 @@ def _from_diffusers(path: str, device: Any) -> tuple[Any, CheckpointInfo]:
         prediction=getattr(loaded.model, "prediction", "eps"),
         time_input=getattr(loaded.model, "time_input", "timestep"),
         scheduler=loaded.scheduler_class,
+        data_range=loaded.data_range,
+        data_range_source=loaded.data_range_source,
     )
     return freeze(loaded.model), info
 
@@ -161,6 +166,7 @@ def _from_score_sde(path: str, config: str, weights: str, device: Any) -> tuple[
         source="score_sde",
         step=loaded.step,
         data_range=loaded.data_range,
+        data_range_source=f"config data.centered = {str(loaded.config.centered).lower()}",
         sde_name=loaded.sde_name,
         weights=weights,
     )

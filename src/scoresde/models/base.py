@@ -15,7 +15,7 @@ from scoresde._core.checks import (
     guard_output,
 )
 from scoresde._core.tensors import append_dims, batch_time
-from scoresde.models.parameterization import check_prediction, from_eps, to_eps
+from scoresde.models.parameterization import check_prediction, convert
 from scoresde.sde.base import SDE
 
 __all__ = ["ScoreFunction"]
@@ -81,8 +81,7 @@ class ScoreFunction(nn.Module):
         ds = dsigma = None
         if "velocity" in (kind, self.prediction):
             ds, dsigma = (append_dims(c, x.ndim) for c in self.sde.marginal_derivatives(t))
-        eps = to_eps(self.prediction, out, x, s, sigma, ds, dsigma)
-        return from_eps(kind, eps, x, s, sigma, ds, dsigma)
+        return convert(self.prediction, kind, out, x, s, sigma, ds, dsigma)
 
     def eps(self, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         """Predicted noise ``E[n | x_t]``."""

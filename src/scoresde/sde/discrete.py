@@ -82,7 +82,12 @@ class DiscreteVPSDE(LogAlphaVPSDE):
     """The VP SDE whose marginal interpolates a tabulated ``alphas_cumprod`` (see the module doc).
 
     Args:
-        alphas_cumprod: DDPM's ``alpha_bar_n``, ``(N,)``, strictly decreasing in ``(0, 1]``.
+        alphas_cumprod: DDPM's ``alpha_bar_n``, ``(N,)``, strictly decreasing in ``(0, 1]``; the
+            last entry may be 0 (zero terminal SNR, Lin et al. 2024: diffusers'
+            ``rescale_betas_zero_snr``).  Then ``s(T) = 0``, ``sigma(T) = 1``, ``lambda(T) = -inf``
+            and ``s = 0`` on the whole last interval: DDIM-type steps from ``T`` work (``x0`` from
+            a v-prediction is ``-v`` there), solvers that need a finite ``lambda(T)`` do not
+            (use a table floored as diffusers' DPM-Solver / Euler / UniPC do, ``2**-24``).
         eps: the time at which sampling stops and likelihoods start (default ``1/N``: timestep 0;
             pass ``1e-5`` for the paper's bits/dim convention, Song et al. 2021, App. D).
 
@@ -99,9 +104,10 @@ class DiscreteVPSDE(LogAlphaVPSDE):
         abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu()
         if abar.ndim != 1 or abar.numel() < 1:
             raise ValueError(f"alphas_cumprod must be a non-empty 1-D table, got shape {tuple(abar.shape)}")
-        if not bool(torch.isfinite(abar).all()) or not bool(((abar > 0) & (abar <= 1)).all()):
+        inside = (abar[:-1] > 0) & (abar[:-1] <= 1)
+        if not bool(torch.isfinite(abar).all()) or not bool(inside.all()) or not 0 <= float(abar[-1]) <= 1:
             raise ValueError(
-                "alphas_cumprod must lie in (0, 1]; a final 0 (zero terminal SNR) has no finite log-SNR"
+                "alphas_cumprod must lie in (0, 1] (only the last entry may be 0: zero terminal SNR)"
             )
         if abar.numel() > 1 and not bool((abar[1:] < abar[:-1]).all()):
             raise ValueError("alphas_cumprod must be strictly decreasing")
@@ -114,7 +120,8 @@ class DiscreteVPSDE(LogAlphaVPSDE):
         self._knots_la = torch.cat([torch.zeros(1, dtype=torch.float64), 0.5 * torch.log(abar)])
         if bool(self._knots_la[1] >= 0):
             raise ValueError("alphas_cumprod[0] must be < 1 (timestep 0 must add noise)")
-        self._slopes = torch.diff(self._knots_la) * n  # d log s / dt on each interval
+        self._steps = torch.diff(self._knots_la)  # change of log s over each interval
+        self._slopes = self._steps * n  # d log s / dt on each interval
 
     @classmethod
     def from_betas(cls, betas: Sequence[float] | Tensor, eps: float | None = None) -> DiscreteVPSDE:
@@ -144,21 +151,63 @@ class DiscreteVPSDE(LogAlphaVPSDE):
         table = f"[{abar[0]:.6g}, ..., {abar[-1]:.6g}]"
         return f"DiscreteVPSDE(N={self.num_timesteps}, alphas_cumprod={table}, eps={self.eps!r})"
 
-    def _interval(self, t: Tensor) -> Tensor:
-        """Index ``k`` of the interval ``[t_k, t_{k+1}]`` holding each ``t`` (ends extrapolate)."""
-        k = torch.floor(t.to(torch.float64) * self.num_timesteps).long()
-        return k.clamp(0, self.num_timesteps - 1)
+    def snapped_position(self, t: Tensor) -> Tensor:
+        """``u = N t`` in float64 (knot ``k`` of the table at ``u = k``, timestep ``n`` at ``u = n + 1``),
+        snapped to the nearest integer when within float rounding of ``t``'s dtype.
+
+        A time stored in float32 carries the rounding of ``(n + 1) / N`` (up to half an ulp of
+        ``t``); the network is then evaluated at the integer timestep ``n``
+        (:func:`~scoresde.models.wrapper.time_input_value` snaps within the same ``2 N`` ulps), so
+        the noise level must be the table's entry ``n`` too, not the interpolated value a
+        fraction of an ulp away (which near the end of a steep table such as 4000 cosine steps
+        moves ``s(t)`` by 1e-3 relative).
+        """
+        t = torch.as_tensor(t)
+        u = t.to(torch.float64) * self.num_timesteps
+        if t.is_floating_point():
+            near = torch.round(u)
+            tol = 2 * self.num_timesteps * torch.finfo(t.dtype).eps
+            u = torch.where((u - near).abs() <= tol, near, u)
+        return u
+
+    def _interval(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Index ``k`` of the interval ``[t_k, t_{k+1}]`` holding each ``t`` (ends extrapolate) and
+        the offset ``u - k`` in units of ``1/N`` (float64)."""
+        u = self.snapped_position(t)
+        k = torch.floor(u).long().clamp(0, self.num_timesteps - 1)
+        return k, u - k.to(torch.float64)
+
+    def log_alpha64(self, t: Tensor) -> Tensor:
+        """``log s(t)`` in float64, exact (the table's own value) at the snapped table times."""
+        t = torch.as_tensor(t)
+        k, frac = self._interval(t)
+        kla, steps = (v.to(t.device) for v in (self._knots_la, self._steps))
+        # At a knot the table's value itself (also where the next knot is log 0 = -inf).
+        return torch.where(frac == 0, kla[k], kla[k] + steps[k] * frac)
 
     def log_alpha(self, t: Tensor) -> Tensor:
         t = torch.as_tensor(t)
-        k = self._interval(t)
-        kt, kla, sl = (v.to(t.device) for v in (self._knots_t, self._knots_la, self._slopes))
-        out = kla[k] + sl[k] * (t.to(torch.float64) - kt[k])
+        out = self.log_alpha64(t)
+        return out.to(t.dtype) if t.is_floating_point() else out
+
+    def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(s, sigma)`` computed in float64 from the (snapped) table and returned in ``t``'s dtype."""
+        t = torch.as_tensor(t)
+        la = self.log_alpha64(t)
+        s, sigma = torch.exp(la), torch.sqrt(-torch.expm1(2 * la))
+        if t.is_floating_point():
+            return s.to(t.dtype), sigma.to(t.dtype)
+        return s, sigma
+
+    def lambda_t(self, t: Tensor) -> Tensor:
+        t = torch.as_tensor(t)
+        la = self.log_alpha64(t)
+        out = la - 0.5 * torch.log(-torch.expm1(2 * la))
         return out.to(t.dtype) if t.is_floating_point() else out
 
     def dlog_alpha(self, t: Tensor) -> Tensor:
         t = torch.as_tensor(t)
-        out = self._slopes.to(t.device)[self._interval(t)]
+        out = self._slopes.to(t.device)[self._interval(t)[0]]
         return out.to(t.dtype) if t.is_floating_point() else out
 
     def t_of_log_alpha(self, log_alpha: Tensor) -> Tensor:

@@ -17,6 +17,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+UNSUPPORTED_NETWORKS = {  # model.name of paper configs whose networks are not implemented here
+    "ncsn": "NCSN (Song & Ermon 2019, configs/ve/ncsn/*)",
+    "ncsnv2_64": "NCSNv2 (Song & Ermon 2020, configs/ve/ncsnv2/*)",
+    "ncsnv2_128": "NCSNv2 (Song & Ermon 2020, configs/ve/ncsnv2/*)",
+}
+
 __all__ = ["ScoreSdeNetConfig", "load_config_file", "nest_dotted", "parse_net_config"]
 
 # Values of the paper's default configs (configs/default_*_configs.py) used when a field is absent.
@@ -45,7 +51,14 @@ _NCSNPP_MODEL = {
     "fir", "fir_kernel", "skip_rescale", "resblock_type", "progressive", "progressive_input",
     "progressive_combine", "attention_type", "init_scale", "fourier_scale", "conv_size",
 }  # fmt: skip
-MODEL_FIELDS = {"ncsnpp": _COMMON_MODEL | _NCSNPP_MODEL, "ddpm": _COMMON_MODEL}
+# Fields the paper's config files set that its network code never reads (``conv_size`` of
+# ``configs/ve/cifar10_ddpm.py``, ``sigma_begin`` of ``configs/ve/celeba_ncsnpp.py``): accepted
+# and ignored, so that every config file loads as the paper wrote it.
+_IGNORED_MODEL = {"sigma_begin"}
+MODEL_FIELDS = {
+    "ncsnpp": _COMMON_MODEL | _NCSNPP_MODEL | _IGNORED_MODEL,
+    "ddpm": _COMMON_MODEL | _IGNORED_MODEL | {"conv_size"},
+}
 # Data fields that describe the data set, not the network: accepted and ignored.
 _DATA_IGNORED = {"dataset", "random_flip", "uniform_dequantization", "category", "tfrecords_path"}
 DATA_FIELDS = {"image_size", "num_channels", "centered"} | _DATA_IGNORED
@@ -225,6 +238,11 @@ def parse_net_config(config: Mapping[str, Any] | ScoreSdeNetConfig) -> ScoreSdeN
     config = nest_dotted(config)
     model, data = _section(config, "model"), _section(config, "data")
     name = model.get("name")
+    if name in UNSUPPORTED_NETWORKS:
+        raise ValueError(
+            f"unsupported value {name!r} of config field model.name: {UNSUPPORTED_NETWORKS[name]} is not "
+            f"implemented; supported: {sorted(MODEL_FIELDS)} (the NCSN++ / DDPM++ / DDPM configs)"
+        )
     if name not in MODEL_FIELDS:
         raise ValueError(
             f"unsupported value {name!r} of config field model.name; supported: {sorted(MODEL_FIELDS)}"
@@ -293,8 +311,11 @@ def parse_net_config(config: Mapping[str, Any] | ScoreSdeNetConfig) -> ScoreSdeN
             progressive_input=_as_choice(m("progressive_input"), "model.progressive_input"),
             progressive_combine=_as_choice(m("progressive_combine"), "model.progressive_combine"),
             init_scale=_as_float(m("init_scale"), "model.init_scale"),
-            fourier_scale=_as_float(m("fourier_scale"), "model.fourier_scale"),
         )
+        # Read only by the Fourier embedding: the positional configs (e.g. the discrete
+        # configs/ve/cifar10_ncsnpp.py) do not set it.
+        if out["embedding_type"] == "fourier" or "fourier_scale" in model:
+            out["fourier_scale"] = _as_float(m("fourier_scale"), "model.fourier_scale")
     return ScoreSdeNetConfig(**out)
 
 

@@ -24,9 +24,12 @@ __all__ = ["DDPM"]
 class DDPM(nn.Module):
     """``net(x, labels)``: the DDPM U-Net on ``x: (B, C, H, W)`` with timestep labels ``(B,)``.
 
-    The time input is embedded sinusoidally (the paper's VP models feed ``999 t``); the paper's
-    DDPM always uses this embedding (``model.embedding_type`` and ``model.conditional`` are read
-    but, as in the paper's code, do not change the network).  ``centered=False`` maps the input
+    The time input is embedded sinusoidally (the paper's VP models feed ``999 t``; its DDPM
+    ignores ``model.embedding_type``).  With ``model.conditional = false``
+    (``configs/vp/ddpm/cifar10_unconditional.py``, "NCSNv2 technique 3") the network has no time
+    embedding layers and ignores ``labels``: the paper's ``DDPM`` constructor stops with a
+    ``NameError`` on that config (its module list is only created in the conditional branch),
+    so this builds what the config asks for.  ``centered=False`` maps the input
     from ``[0, 1]`` to ``[-1, 1]``; ``scale_by_sigma`` divides the output by
     ``sigmas[labels]`` (integer labels).
 
@@ -56,7 +59,9 @@ class DDPM(nn.Module):
         attn = partial(layers.AttnBlock, groups=groups)
         channels = cfg.num_channels
 
-        modules: list[nn.Module] = [layers.linear(nf, 4 * nf), layers.linear(4 * nf, 4 * nf)]
+        modules: list[nn.Module] = []
+        if cfg.conditional:
+            modules += [layers.linear(nf, 4 * nf), layers.linear(4 * nf, 4 * nf)]
         modules.append(layers.conv3x3(channels, nf))
         hs_c = [nf]
         in_ch = nf
@@ -99,9 +104,11 @@ class DDPM(nn.Module):
         def nxt() -> nn.Module:
             return modules[next(idx)]
 
-        temb = layers.timestep_embedding(labels, cfg.nf)
-        temb = nxt()(temb)
-        temb = nxt()(act(temb))
+        temb = None
+        if cfg.conditional:
+            temb = layers.timestep_embedding(labels, cfg.nf)
+            temb = nxt()(temb)
+            temb = nxt()(act(temb))
         h = x if cfg.centered else 2 * x - 1.0
 
         hs = [nxt()(h)]
@@ -131,5 +138,7 @@ class DDPM(nn.Module):
         h = nxt()(h)
         assert next(idx, None) is None, "not every module was used"
         if cfg.scale_by_sigma:
-            h = h / self.sigmas[labels.long()].to(h.dtype).reshape(x.shape[0], *([1] * (x.ndim - 1)))
+            # Divided by the float64 buffer as in the paper's code, returned in the network's dtype.
+            used_sigmas = self.sigmas[labels.long()].reshape(x.shape[0], *([1] * (x.ndim - 1)))
+            h = (h / used_sigmas).to(h.dtype)
         return h

@@ -283,7 +283,9 @@ class NCSNpp(nn.Module):
             h = nxt()(h)
         assert next(idx, None) is None, "not every module was used"
         if cfg.scale_by_sigma:
-            h = h / used_sigmas.reshape(x.shape[0], *([1] * (x.ndim - 1)))
+            # The positional models index the float64 ``sigmas`` buffer, as the paper's code does:
+            # divide in float64 (one rounding), return in the network's dtype.
+            h = (h / used_sigmas.reshape(x.shape[0], *([1] * (x.ndim - 1)))).to(h.dtype)
         return h
 
 
