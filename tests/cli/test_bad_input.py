@@ -276,7 +276,12 @@ def _reliability_iii_cases() -> list[Case]:
             prepare=_score_sde_config,
         ),
         # Sizes bounded before any work.
-        Case("limits", (*_base("interpolate"), "--frames", "1000000"), 2, ("--frames", "1000000", "10000")),
+        Case(
+            "limits",
+            (*_base("interpolate"), "--data", "two_moons", "--frames", "1000000"),
+            2,
+            ("--frames", "1000000", "10000"),
+        ),
         Case("limits", ("demo", "--frames", "100000", "--out", "{tmp}/out"), 2, ("--frames", "100000")),
         Case("limits", (*_base("decode"), "--temperature", "1e30"), 2, ("--temperature", "1e+30", "(0, 10]")),
         Case("limits", (*_base("decode"), "--num", "100000000"), 2, ("--num", "100000000", "at most")),
