@@ -94,3 +94,21 @@ def test_a_failed_run_leaves_the_folder_as_it_was(ckpts, tmp_path: Path) -> None
     (out / "keep.txt").write_text("k")
     assert main(argv) == 1
     assert _names(out) == ["keep.txt"]
+
+
+def test_named_run_folders_follow_the_same_rule(tmp_path: Path) -> None:
+    from scoresde.cli.config import check_out, claim_run_dir
+    from scoresde.io.outputs import OutputExistsError, finish_output_dir
+
+    cfg = {"name": "r", "steps": 3}
+    folder = claim_run_dir(cfg, "encode", root=tmp_path)
+    (folder.path / "latents.npz").write_text("z")
+    finish_output_dir(folder)
+    with pytest.raises(OutputExistsError, match=r"--name: .*latents\.npz.*--overwrite"):
+        check_out(cfg, "encode", root=tmp_path)
+    with pytest.raises(OutputExistsError):
+        claim_run_dir(cfg, "encode", root=tmp_path)
+    again = claim_run_dir({**cfg, "overwrite": True}, "encode", root=tmp_path)
+    assert again.replaced == ("config.toml", "latents.npz") and _names(again.path) == [RECORD, "config.toml"]
+    # Unnamed: a fresh timestamped folder; train keeps its own rule.
+    check_out({"name": "r"}, "train", root=tmp_path)
