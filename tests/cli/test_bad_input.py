@@ -4,7 +4,8 @@ Each case gives a command line that a careful user might type wrongly and the ex
 must get (2: usage error, 1: runtime failure) and words the one-line error must contain (the
 option or the problem).  An outcome is ``clear`` (that status, those words, no traceback),
 ``unclear`` (another non-zero status, a missing word or a raw traceback), ``silent`` (exit 0)
-or ``lost`` (a file that was in the output folder before the run changed or vanished).
+or ``lost`` (the output folder changed: a file that was there changed or vanished, or a failed
+run left files behind; compared by a hash of every file in it before and after).
 
 ``python -m tests.cli.test_bad_input`` prints the table of categories (cases tried / clear /
 unclear / silent / lost) that ``docs/reliability.md`` shows.
@@ -13,6 +14,7 @@ unclear / silent / lost) that ``docs/reliability.md`` shows.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -168,7 +170,230 @@ def _cases() -> list[Case]:
             prepare=lambda tmp: _busy(tmp / "runs" / "busy"),
         ),
     ]
+    return cases + _reliability_iii_cases()
+
+
+def _reliability_iii_cases() -> list[Case]:
+    """Issue 24: outputs never overwritten or mixed, data labels, latents files, size limits."""
+    cases: list[Case] = []
+    taken = ("already holds", "--overwrite")
+    for cmd in SUBCOMMANDS:
+        if cmd == "train":
+            continue  # its own run-folder rule (tests/cli/test_train.py)
+        # An earlier run's results in --out: refused before any work, the folder untouched.
+        cases.append(Case("outputs", tuple(_base(cmd)), 2, ("--out", *taken), prepare=_earlier_run))
+        # --out is a file.
+        argv = [a if a != "{tmp}/out" else "{tmp}/out/keep.txt" for a in _base(cmd)]
+        cases.append(Case("outputs", tuple(argv), 2, ("--out", "not a folder")))
+    steps = ("--steps", "2", "--method", "euler_maruyama")
+    cases += [
+        # The issue's three cases: a second encode, a PNG set from another run, an .npz.
+        Case(
+            "outputs",
+            (*_base("encode"), "--data", "two_moons", "--num", "4"),
+            2,
+            ("latents.npz", "encode.json", *taken),
+            prepare=lambda tmp: _files(tmp / "out", "latents.npz", "encode.json", "config.toml"),
+        ),
+        Case(
+            "outputs",
+            ("sample", "--checkpoint", "{tmp}/img.safetensors", "--out", "{tmp}/out", "--format", "png"),
+            2,
+            ("samples_euler_maruyama_2_seed0", *taken),
+            prepare=lambda tmp: _png_set(tmp, 4),
+        ),
+        Case(
+            "outputs",
+            (*_base("sample"), *steps, "--num", "2"),
+            2,
+            ("samples_euler_maruyama_2_seed0.npz", *taken),
+            prepare=lambda tmp: _files(tmp / "out", "samples_euler_maruyama_2_seed0.npz"),
+        ),
+        Case(
+            "outputs",
+            (*_base("interpolate"), "--data", "two_moons"),
+            2,
+            ("interpolation.png", *taken),
+            prepare=lambda tmp: _files(tmp / "out", "interpolation.png"),
+        ),
+        # Data: labels against the metadata and the training split, ambiguous arrays, CIFAR files.
+        Case("data", _train_on("{tmp}/k.npz"), 2, ("100-109", "never occur", "0-9"), prepare=_keras_far),
+        Case("data", _train_on("{tmp}/c"), 2, ("99", "batches.meta", "10 classes"), prepare=_cifar99),
+        Case("data", _train_on("{tmp}/two.npz"), 2, ("ambiguous", "'x'", "'images'"), prepare=_two_arrays),
+        Case(
+            "data",
+            (*_base("encode"), "--data", "{tmp}/two.npz"),
+            2,
+            ("ambiguous", "'x'", "'images'"),
+            prepare=_two_arrays,
+        ),
+        Case(
+            "data",
+            _train_on("{tmp}/c"),
+            2,
+            ("data_batch_1", "data_batch_5", "missing"),
+            prepare=lambda tmp: _cifar(tmp / "c", ["data_batch_3", "data_batch_4", "test_batch"]),
+        ),
+        Case(
+            "data",
+            _train_on("{tmp}/c"),
+            2,
+            ("test_batch", "missing"),
+            prepare=lambda tmp: _cifar(tmp / "c", [f"data_batch_{i}" for i in range(1, 6)]),
+        ),
+        Case("data", _train_on("{tmp}/gap.npz"), 2, ("class(es) 1, 2", "no training image"), prepare=_gap),
+        # Latents files: what the file is, not numpy's or pickle's words.
+        *[
+            Case(
+                "latents",
+                (*_base(cmd), "--latents", "{tmp}/" + name),
+                2,
+                ("--latents", name, *words),
+                prepare=_latents_files,
+            )
+            for cmd in ("decode", "interpolate")
+            for name, words in (
+                ("afile.txt", ("not an .npz",)),
+                ("strings.npz", ("strings",)),
+                ("objects.npz", ("unpickling",)),
+                ("nan.npz", ("nan",)),
+                ("z.npy", (".npy",)),
+            )
+        ],
+        Case(
+            "models",
+            (
+                "sample",
+                "--model",
+                "score_sde:{tmp}/config.json",
+                "--model-config",
+                "{tmp}/config.json",
+                "--out",
+                "{tmp}/out",
+            ),
+            2,
+            ("config.json", "text file", "not a pytorch checkpoint"),
+            prepare=_score_sde_config,
+        ),
+        # Sizes bounded before any work.
+        Case(
+            "limits",
+            (*_base("interpolate"), "--data", "two_moons", "--frames", "1000000"),
+            2,
+            ("--frames", "1000000", "10000"),
+        ),
+        Case("limits", ("demo", "--frames", "100000", "--out", "{tmp}/out"), 2, ("--frames", "100000")),
+        Case("limits", (*_base("decode"), "--temperature", "1e30"), 2, ("--temperature", "1e+30", "(0, 10]")),
+        Case("limits", (*_base("decode"), "--num", "100000000"), 2, ("--num", "100000000", "at most")),
+        Case(
+            "limits",
+            (*_base("encode"), "--data", "two_moons", "--num", "100000000"),
+            2,
+            ("--num", "100000000", "at most"),
+        ),
+    ]
     return cases
+
+
+def _files(folder: Path, *names: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_text(f"an earlier run's {name}")
+
+
+def _earlier_run(tmp: Path) -> None:
+    _files(tmp / "out", "config.toml", "results.json")
+
+
+def _png_set(tmp: Path, n: int) -> None:
+    from PIL import Image
+
+    _image_checkpoint(tmp / "img.safetensors")
+    folder = tmp / "out" / "samples_euler_maruyama_2_seed0"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.new("L", (8, 8), 30 * i).save(folder / f"{i:06d}.png")
+
+
+def _image_checkpoint(path: Path) -> None:
+    from scoresde.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = ss.ScoreModel(ss.MLP(64, hidden=8, depth=1), ss.VPSDE(), prediction="eps")
+    info = {"name": "digits", "shape": [1, 8, 8], "num_classes": None, "levels": 17}
+    save_checkpoint(path, model, step=1, train_config={"net": "mlp"}, data_info=info)
+
+
+def _train_on(data: str) -> tuple[str, ...]:
+    return ("train", "--data", data, "--out", "{tmp}/runs", "--net", "mlp", "--steps", "1", "--conditional")
+
+
+def _keras_far(tmp: Path) -> None:
+    x = np.zeros((10, 4, 4), np.uint8)
+    np.savez(tmp / "k.npz", x_train=x, y_train=np.arange(10), x_test=x, y_test=np.arange(100, 110))
+
+
+def _gap(tmp: Path) -> None:
+    np.savez(tmp / "gap.npz", x=np.zeros((12, 4, 4), np.uint8), y=np.arange(12) % 2 * 3)
+
+
+def _two_arrays(tmp: Path) -> None:
+    x = np.zeros((4, 4, 4), np.uint8)
+    np.savez(tmp / "two.npz", x=x, images=x + 1)
+
+
+def _cifar(root: Path, files: list[str], test_label: int = 0) -> None:
+    import pickle
+
+    root.mkdir(parents=True)
+    for k, name in enumerate(files):
+        labels = [test_label, 1] if name == "test_batch" else [(2 * k + j) % 10 for j in range(2)]
+        batch = {"data": np.zeros((2, 3072), np.uint8), "labels": labels}
+        (root / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {"label_names": [f"c{i}" for i in range(10)]}
+    (root / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+
+
+def _cifar99(tmp: Path) -> None:
+    _cifar(tmp / "c", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], test_label=99)
+
+
+def _latents_files(tmp: Path) -> None:
+    (tmp / "afile.txt").write_text("0.1 0.2\n")
+    np.savez(tmp / "strings.npz", z=np.array([["a", "b"]]))
+    np.savez(tmp / "objects.npz", z=np.array([[1.0, None]], dtype=object))
+    np.savez(tmp / "nan.npz", z=np.array([[np.nan, 0.0]], np.float32))
+    np.save(tmp / "z.npy", np.zeros((1, 2), np.float32))
+
+
+_SCORE_SDE_CONFIG = {
+    "model": {
+        "name": "ddpm",
+        "nf": 32,
+        "ch_mult": [1, 1],
+        "num_res_blocks": 0,
+        "attn_resolutions": [8],
+        "dropout": 0.0,
+        "resamp_with_conv": True,
+        "conditional": True,
+        "nonlinearity": "swish",
+        "normalization": "GroupNorm",
+        "embedding_type": "fourier",
+        "scale_by_sigma": False,
+        "ema_rate": 0.9,
+        "num_scales": 1000,
+        "beta_min": 0.1,
+        "beta_max": 20.0,
+        "sigma_min": 0.01,
+        "sigma_max": 50,
+    },
+    "data": {"centered": True, "image_size": 16, "num_channels": 3, "dataset": "CIFAR10"},
+    "training": {"sde": "vpsde", "continuous": True},
+}
+
+
+def _score_sde_config(tmp: Path) -> None:
+    (tmp / "config.json").write_text(json.dumps(_SCORE_SDE_CONFIG))
 
 
 def _nan_checkpoint(path: Path) -> None:
@@ -199,6 +424,16 @@ def _checkpoint(path: Path) -> str:
     return str(path)
 
 
+def folder_digest(folder: Path) -> str:
+    """A hash of every file under ``folder`` (relative names and contents)."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        h.update(str(p.relative_to(folder)).encode() + b"\0")
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
 def run_case(case: Case, tmp: Path, ckpt: str) -> tuple[str, int, str]:
     """``(outcome, exit status, stderr)`` of one case (see the module docstring)."""
     (tmp / "out").mkdir(parents=True, exist_ok=True)
@@ -206,6 +441,7 @@ def run_case(case: Case, tmp: Path, ckpt: str) -> tuple[str, int, str]:
     keep.write_text("precious")
     if case.prepare is not None:
         case.prepare(tmp)
+    before = folder_digest(tmp / "out")
     argv = [a.format(tmp=tmp, ckpt=ckpt) for a in case.argv]
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -216,7 +452,7 @@ def run_case(case: Case, tmp: Path, ckpt: str) -> tuple[str, int, str]:
         except Exception as exc:  # a raw exception escaping main
             status, err = -1, io.StringIO(f"Traceback (escaped): {type(exc).__name__}: {exc}")
     text = err.getvalue()
-    if not keep.exists() or keep.read_text() != "precious":
+    if not keep.exists() or keep.read_text() != "precious" or folder_digest(tmp / "out") != before:
         return "lost", status, text
     if status == 0:
         return "silent", status, text

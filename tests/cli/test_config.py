@@ -25,7 +25,15 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def test_defaults() -> None:
     cfg = resolve(_parse([]), OPTIONS, "train")
-    assert cfg == {"out": "", "name": "", "steps": 100, "lr": 1e-3, "sde": "vp", "progress": True}
+    assert cfg == {
+        "out": "",
+        "name": "",
+        "overwrite": False,
+        "steps": 100,
+        "lr": 1e-3,
+        "sde": "vp",
+        "progress": True,
+    }
 
 
 def test_precedence_file_then_set_then_flag(tmp_path) -> None:

@@ -130,7 +130,9 @@ def test_train_classifier_digits_and_classifier_guidance(ckpts, tmp_path, capsys
     metrics = json.loads((clf / "metrics.json").read_text())
     assert metrics["data"] == "digits" and metrics["classes"] == 10 and "VPSDE" in metrics["sde"]
     assert len(metrics["accuracy"]) == 5 and "held-out accuracy" in out
+    # --overwrite: every call below writes (or fails) in the one folder tmp_path.
     sample = ["sample", "--checkpoint", ckpts["uncond"], "--num", "3", "--steps", "2", "--out", str(tmp_path)]
+    sample.append("--overwrite")
     code, out, err = _run(
         capsys, *sample, "--classifier", str(clf), "--classifier-scale", "2", "--class", "4"
     )
@@ -146,7 +148,9 @@ def test_train_classifier_digits_and_classifier_guidance(ckpts, tmp_path, capsys
     assert code == 2 and "trained under VESDE" in err
     code, _, err = _run(capsys, "train-classifier", "--checkpoint", ckpts["uncond"], "--sde", "ve", *args)
     assert code == 2 and "disagrees with the checkpoint's SDE" in err
-    code, _, err = _run(capsys, "train-classifier", "--checkpoint", ckpts["color"], *args, "--out", str(ve))
+    code, _, err = _run(
+        capsys, "train-classifier", "--checkpoint", ckpts["color"], *args, "--out", str(ve), "--overwrite"
+    )
     assert code == 2 and "(3, 8, 8)" in err and "(1, 8, 8)" in err
     code, _, err = _run(capsys, *sample, "--classifier", str(clf), "--guidance", "1")
     assert code == 2 and "not both" in err
@@ -196,7 +200,7 @@ def test_colorize_command(ckpts, tmp_path, capsys) -> None:
     assert json.loads((out / "metrics.json").read_text())["max_abs_gray_error"] < 1e-5
     with Image.open(out / "colorize.png") as im:
         assert im.mode == "RGB"
-    code, _, err = _run(capsys, *argv, "--checkpoint", ckpts["uncond"])
+    code, _, err = _run(capsys, *argv, "--checkpoint", ckpts["uncond"], "--overwrite")
     assert code == 2 and "needs a model of 3-channel images" in err and "digits-color" in err
 
 

@@ -25,7 +25,7 @@ def _keras(tmp_path, labels: bool = True, test: bool = True, label_shape: str = 
     if test:
         arrays["x_test"] = rng.integers(0, 256, (7, 6, 6), dtype=np.uint8)
         if labels:
-            arrays["y_test"] = (np.arange(7) % 4).astype(np.uint8)
+            arrays["y_test"] = (np.arange(7) % 3).astype(np.uint8)
     np.savez(tmp_path / "mnist.npz", **arrays)
     return tmp_path / "mnist.npz", arrays
 
@@ -39,8 +39,8 @@ def test_keras_npz_uses_its_own_split_and_labels(tmp_path, label_shape) -> None:
     assert np.array_equal(to_uint8(d.train)[:, 0].numpy(), a["x_train"])
     assert np.array_equal(to_uint8(d.test)[:, 0].numpy(), a["x_test"])
     assert d.train_labels.tolist() == (np.arange(30) % 3).tolist()
-    assert d.test_labels.tolist() == (np.arange(7) % 4).tolist()
-    assert d.num_classes == 4 and d.levels == 256
+    assert d.test_labels.tolist() == (np.arange(7) % 3).tolist()
+    assert d.num_classes == 3 and d.levels == 256
 
 
 def test_keras_npz_without_labels_or_test_split(tmp_path) -> None:
@@ -88,10 +88,18 @@ def test_image_size_resizes_arrays_onto_the_level_grid(tmp_path) -> None:
 # ---------------------------------------------------------------------- #
 # CIFAR.
 # ---------------------------------------------------------------------- #
-def _batch(n: int, seed: int, label_key: str = "labels", num_classes: int = 10, byte_keys: bool = True):
+def _batch(
+    n: int,
+    seed: int,
+    label_key: str = "labels",
+    num_classes: int = 10,
+    byte_keys: bool = True,
+    first: int = 0,
+):
+    """A python batch of ``n`` images labelled ``first, first + 1, ...`` (mod ``num_classes``)."""
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-    labels = [int(v) for v in rng.integers(0, num_classes, n)]
+    labels = [int(v) for v in (first + np.arange(n)) % num_classes]
     d = {"batch_label": "batch", "data": data, label_key: labels, "filenames": [f"{i}.png" for i in range(n)]}
     if label_key == "fine_labels":
         d["coarse_labels"] = [v // 5 for v in labels]
@@ -104,7 +112,7 @@ def _write_cifar10(root, byte_keys: bool = True):
     root.mkdir(parents=True)
     xs, ys = [], []
     for i in range(1, 6):
-        d, x, y = _batch(4, i, byte_keys=byte_keys)
+        d, x, y = _batch(4, i, byte_keys=byte_keys, first=4 * (i - 1))  # every class in training
         (root / f"data_batch_{i}").write_bytes(pickle.dumps(d, protocol=2))
         xs.append(x)
         ys += y
@@ -135,9 +143,9 @@ def test_cifar10_python_batches(tmp_path, byte_keys) -> None:
 def test_cifar100_python_fine_and_coarse(tmp_path) -> None:
     root = tmp_path / "cifar-100-python"
     root.mkdir()
-    tr, x, y = _batch(6, 1, "fine_labels", 100)
-    assert tuple(x.shape) == (6, 3072)
-    te, _, yt = _batch(2, 2, "fine_labels", 100)
+    tr, x, y = _batch(100, 1, "fine_labels", 100)  # every class in training
+    assert tuple(x.shape) == (100, 3072)
+    te, _, yt = _batch(2, 2, "fine_labels", 100, first=37)
     (root / "train").write_bytes(pickle.dumps(tr))
     (root / "test").write_bytes(pickle.dumps(te))
     meta = {b"fine_label_names": [f"f{i}" for i in range(100)], b"coarse_label_names": ["c"] * 20}
@@ -181,7 +189,7 @@ def test_cifar_binary_versions(tmp_path) -> None:
     rows = {}
     for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
         r = rng.integers(0, 256, (3, 3073), dtype=np.uint8)
-        r[:, 0] %= 10
+        r[:, 0] = (3 * len(rows) + np.arange(3)) % 10  # every class in training
         rows[name] = r
         (root / name).write_bytes(r.tobytes())
     (root / "batches.meta.txt").write_text("\n".join(f"n{i}" for i in range(10)) + "\n\n")
@@ -194,8 +202,8 @@ def test_cifar_binary_versions(tmp_path) -> None:
     root100 = tmp_path / "cifar-100-binary"
     root100.mkdir()
     r = rng.integers(0, 256, (4, 3074), dtype=np.uint8)
-    r[:, 0] %= 20
-    r[:, 1] %= 100
+    r[:, 0] = [0, 1, 0, 1]  # coarse; no names file: the classes are those of the training split
+    r[:, 1] = [0, 1, 2, 3]
     (root100 / "train.bin").write_bytes(r.tobytes())
     (root100 / "test.bin").write_bytes(r[:2].tobytes())
     d = load_dataset(root100)

@@ -98,16 +98,17 @@ def check_seed(seed: object, name: str = "seed") -> int:
     return seed
 
 
-def check_times(t: Tensor, t_max: float, name: str = "t", t_min: float = 0.0) -> None:
+def check_times(t: Tensor, t_max: float, name: str = "t", t_min: float = 0.0) -> tuple[float, float] | None:
     """Raise ``ValueError`` unless every entry of ``t`` is finite and in ``[t_min, t_max]``.
 
     The one time check of the library (the SDE's :meth:`~scoresde.sde.SDE.check_t`, the
     sampling grids and every public entry point).  Bounds get a tolerance of ``1e-6 max(1,
     |t_max|)``; NaN and infinite times are refused.  One reduction (one synchronisation); a
-    broadcast time (``t.expand(B)``, stride 0) reads a single entry.
+    broadcast time (``t.expand(B)``, stride 0) reads a single entry.  Returns ``(min, max)`` of
+    ``t`` (``None`` when it is empty).
     """
     if t.numel() == 0:
-        return
+        return None
     flat = t.reshape(-1)
     if t.ndim == 1 and t.stride(0) == 0:
         flat = flat[:1]
@@ -117,6 +118,7 @@ def check_times(t: Tensor, t_max: float, name: str = "t", t_min: float = 0.0) ->
         raise ValueError(f"{name} contains NaN (a non-finite value)")
     if not (lo >= t_min - tol and hi <= t_max + tol):
         raise ValueError(f"{name} must lie in [{t_min:g}, {t_max:g}], got values in [{lo:.6g}, {hi:.6g}]")
+    return lo, hi
 
 
 def check_output_shape(out: Tensor, x: Tensor, what: str = "the model") -> None:

@@ -23,11 +23,33 @@ from typing import Any
 from scoresde._core.checks import MAX_SEED, NonFiniteError
 from scoresde.settings import ConfigError
 
-__all__ = ["MAX_CLASSES", "RULES", "check_settings", "exit_status"]
+__all__ = [
+    "MAX_CLASSES",
+    "MAX_FRAMES",
+    "MAX_ODE_ELEMENTS",
+    "MAX_TEMPERATURE",
+    "RULES",
+    "check_ode_batch",
+    "check_settings",
+    "exit_status",
+]
 
 MAX_CLASSES = 1000
 """The most classes ``train-classifier`` (and any ``--classes``) accepts: refused up front, not
 after minutes of building a mixture."""
+
+MAX_FRAMES = 10_000
+"""The most ``--frames``: points ``interpolate`` decodes along one path (in one ODE solve),
+frames of an animation of ``demo``."""
+
+MAX_TEMPERATURE = 10.0
+"""The largest ``decode --temperature``: the decoded values grow with it (``tau z`` has ``tau``
+times the prior's spread), and far beyond a few they lie orders of magnitude outside any data."""
+
+MAX_ODE_ELEMENTS = 2**25
+"""The most numbers (points x dimensions) ``encode`` / ``decode`` / ``interpolate`` solve in their
+one probability-flow ODE batch (about 128 MiB per float32 copy; the adaptive solver holds about
+ten copies): more is refused before any work, with the largest count that fits."""
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -71,6 +93,31 @@ def _classes(key: str, value: Any) -> None:
         raise ConfigError(f"{_flag(key)}: must be an integer in [2, {MAX_CLASSES}], got {value!r}")
 
 
+def _frames(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_FRAMES:
+        raise ConfigError(f"{_flag(key)}: must be an integer in [2, {MAX_FRAMES}], got {value!r}")
+
+
+def _temperature(key: str, value: Any) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and 0 < value <= MAX_TEMPERATURE):
+        raise ConfigError(
+            f"{_flag(key)}: must lie in (0, {MAX_TEMPERATURE:g}], got {value!r}: it scales the latents (and "
+            "so the decoded values); beyond a few the samples leave the data range by orders of magnitude"
+        )
+
+
+def check_ode_batch(n: int, item_shape: tuple[int, ...], flag: str) -> None:
+    """Refuse, before any work, ``n`` points of ``item_shape`` in one PF-ODE batch beyond
+    :data:`MAX_ODE_ELEMENTS` (a :class:`~scoresde.settings.ConfigError` naming ``flag``)."""
+    size = math.prod(item_shape)
+    if n * size > MAX_ODE_ELEMENTS:
+        raise ConfigError(
+            f"{flag}: {n} points of shape {tuple(item_shape)} ({n * size:,} numbers) exceed the "
+            f"{MAX_ODE_ELEMENTS:,} that one probability-flow ODE batch holds here; use at most "
+            f"{MAX_ODE_ELEMENTS // size} (and run several times with other --seed values for more)"
+        )
+
+
 def _device(key: str, value: Any) -> None:
     import torch
 
@@ -108,6 +155,8 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "rtol": _rtol,
     "atol": _atol,
     "classes": _classes,
+    "frames": _frames,
+    "temperature": _temperature,
     "name": _name,
 }
 """One rule per setting key, for every command that has the key."""

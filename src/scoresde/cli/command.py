@@ -36,9 +36,10 @@ from typing import Any
 
 import torch
 
-from scoresde.cli.config import add_options, resolve, run_dir
+from scoresde.cli.config import add_options, check_out, claim_run_dir, resolve
 from scoresde.flow.integrators import NORMS
 from scoresde.io.device import local_rank, num_threads, resolve_device
+from scoresde.io.outputs import OutputFolder, finish_output_dir
 from scoresde.models.clipping import CLIP_MODES
 from scoresde.settings import Option
 
@@ -247,17 +248,19 @@ class Context:
     cfg: dict[str, Any]
     device: torch.device
     given: dict[str, Any] = field(default_factory=dict)
+    folder: OutputFolder | None = field(default=None, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         return self.cfg[key]
 
     def out_dir(self, default: str | Path | None = None, save: bool = True) -> Path:
         """The run's output folder (``--out``, else ``runs/<--name>``, else ``default``, else
-        ``runs/<command>-<timestamp>``), created, with the settings saved as ``config.toml``."""
-        cfg = self.cfg
-        if default is not None and not cfg.get("out") and not cfg.get("name"):
-            cfg = {**cfg, "out": str(default)}
-        return run_dir(cfg, self.command, save=save)
+        ``runs/<command>-<timestamp>``), claimed once (:func:`scoresde.cli.config.claim_run_dir`:
+        an earlier run's results there are refused, or replaced under ``--overwrite``), with the
+        settings saved as ``config.toml``."""
+        if self.folder is None:
+            self.folder = claim_run_dir(self.cfg, self.command, save=save, default=default)
+        return self.folder.path
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,15 @@ class Command:
 
         cfg, given = self.settings(args)
         check_settings(cfg)
+        check_out(cfg, self.name)
         with num_threads(cfg["threads"]):
             device = resolve_device(cfg["device"], local_rank())
-            return int(self.body(Context(self.name, cfg, device, given)) or 0)
+            ctx = Context(self.name, cfg, device, given)
+            ok = False
+            try:
+                status = int(self.body(ctx) or 0)
+                ok = status == 0
+                return status
+            finally:
+                if ctx.folder is not None:
+                    finish_output_dir(ctx.folder, ok)

@@ -24,15 +24,47 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from scoresde.io.outputs import OutputFolder
 from scoresde.settings import ConfigError, Option, dump_toml, resolve_settings
 
-__all__ = ["COMMON_OPTIONS", "add_options", "resolve", "run_dir"]
+__all__ = [
+    "COMMON_OPTIONS",
+    "OUTPUT_NAMES",
+    "add_options",
+    "check_out",
+    "claim_run_dir",
+    "out_path",
+    "resolve",
+    "run_dir",
+]
 
 COMMON_OPTIONS: list[Option] = [
     Option("out", "", "output folder (default: runs/<name>)", type=str, short="-o", metavar="DIR"),
     Option("name", "", "run name (default: <command>-<timestamp>); outputs go to runs/<name>", type=str),
+    Option(
+        "overwrite",
+        False,
+        "replace the results of an earlier run in the output folder (deleted first, so no mixed set "
+        "remains); without it such a folder is refused",
+    ),
 ]
-"""Options every subcommand has: where its outputs go."""
+"""Options every subcommand has: where its outputs go, and whether they may replace a run's."""
+
+OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
+    "sample": ("samples_*",),
+    "encode": ("latents.npz", "encode.json"),
+    "decode": ("samples.npz", "samples.png"),
+    "interpolate": ("interpolation.npz", "interpolation.png"),
+    "likelihood": ("likelihood.json", "likelihood.npz"),
+    "evaluate": ("eval.json", "eval.md", "samples.png"),
+    "inpaint": ("inpaint.png", "inpaint.npz", "metrics.json"),
+    "colorize": ("colorize.png", "colorize.npz", "metrics.json"),
+    "train-classifier": ("classifier.safetensors", "classifier.json", "metrics.json"),
+    "demo": ("samples.png", "trajectories_*.gif", "density.png", "loss.png", "metrics.md", "metrics.json"),
+}
+"""The names (``fnmatch`` patterns) each command writes into its output folder: an entry with
+such a name is an earlier result, whoever wrote it (:func:`scoresde.io.outputs.previous_results`).
+``train`` keeps its own run-folder rule (:class:`scoresde.train.trainer.Trainer`)."""
 
 
 def _all_options(options: Sequence[Option]) -> list[Option]:
@@ -140,26 +172,75 @@ def resolve(
     )
 
 
-def run_dir(config: Mapping[str, Any], command: str, root: str | Path = "runs", save: bool = True) -> Path:
-    """Create and return the run's output folder, saving the settings as ``config.toml``.
-
-    ``config["out"]`` if set, else ``<root>/<config["name"]>``, else
-    ``<root>/<command>-<YYYYmmdd-HHMMSS>``.
-    """
+def out_path(config: Mapping[str, Any], command: str, root: str | Path = "runs") -> tuple[Path, bool]:
+    """``(folder, named)``: ``config["out"]`` if set, else ``<root>/<config["name"]>`` (both
+    ``named``), else ``<root>/<command>-<YYYYmmdd-HHMMSS>`` (not named)."""
     if config.get("out"):
-        path = Path(config["out"])
-    else:
-        name = config.get("name") or f"{command}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-        if "/" in name or "\\" in name or name in (".", ".."):
-            raise ConfigError(f"name: {name!r} must be a plain folder name; use --out for a path")
-        path = Path(root) / name
+        return Path(config["out"]), True
+    name = config.get("name")
+    if name and ("/" in name or "\\" in name or name in (".", "..")):
+        raise ConfigError(f"name: {name!r} must be a plain folder name; use --out for a path")
+    if name:
+        return Path(root) / name, True
+    return Path(root) / f"{command}-{_dt.datetime.now():%Y%m%d-%H%M%S}", False
+
+
+def check_out(config: Mapping[str, Any], command: str, root: str | Path = "runs") -> None:
+    """Refuse, before any work, a named output folder (``--out`` / ``--name``) that holds an
+    earlier run's results without ``--overwrite`` (:func:`scoresde.io.outputs.check_output_dir`);
+    ``train`` checks its run folder itself."""
+    from scoresde.io.outputs import check_output_dir
+
+    if command == "train" or not (config.get("out") or config.get("name")):
+        return
+    path, _ = out_path(config, command, root)
+    flag = "--out" if config.get("out") else "--name"
+    check_output_dir(path, bool(config.get("overwrite", False)), OUTPUT_NAMES.get(command, ()), flag)
+
+
+def run_dir(config: Mapping[str, Any], command: str, root: str | Path = "runs", save: bool = True) -> Path:
+    """The path of :func:`claim_run_dir` (the folder claimed, the settings saved as ``config.toml``)."""
+    return claim_run_dir(config, command, root, save).path
+
+
+def claim_run_dir(
+    config: Mapping[str, Any],
+    command: str,
+    root: str | Path = "runs",
+    save: bool = True,
+    default: str | Path | None = None,
+) -> OutputFolder:
+    """Claim the run's output folder (:func:`scoresde.io.outputs.prepare_output_dir`), saving
+    the settings as ``config.toml``.
+
+    The folder is ``config["out"]`` if set, else ``<root>/<config["name"]>``, else ``default``,
+    else ``<root>/<command>-<YYYYmmdd-HHMMSS>``.  A named folder holding an earlier run's results
+    is refused unless ``config["overwrite"]``, which deletes them first; an unnamed one that
+    holds results is replaced by the first free ``<folder>-2``, ``-3``, ... (or replaced itself
+    under ``overwrite``).
+
+    Raises:
+        OutputExistsError: a named folder holds results and ``overwrite`` is not set.
+        ConfigError: a bad ``--name`` or an ``--out`` that is a file.
+    """
+    from scoresde.io.outputs import free_output_dir, prepare_output_dir
+
+    path, named = out_path(config, command, root)
+    patterns = OUTPUT_NAMES.get(command, ())
+    overwrite = bool(config.get("overwrite", False))
+    if not named and default is not None:
+        path = Path(default)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"out: {str(path)!r} exists and is not a folder; choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
+    if not named and not overwrite:
+        path = free_output_dir(path, patterns)
+    flag = "--name" if named and not config.get("out") else "--out"
+    folder = prepare_output_dir(path, overwrite, patterns, command=command, flag=flag)
     if save:
-        saved = {k: v for k, v in config.items() if v is not None and k not in ("out", "name")}
+        skip = ("out", "name", "overwrite")
+        saved = {k: v for k, v in config.items() if v is not None and k not in skip}
         (path / "config.toml").write_text(
             f"# settings of this `scoresde {command}` run; repeat it with --config {path / 'config.toml'}\n"
             + dump_toml(saved, table=command)
         )
-    return path
+    return folder

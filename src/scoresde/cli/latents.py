@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from scoresde.cli._io import load_data, load_model
+from scoresde.cli.checks import check_ode_batch
 from scoresde.cli.command import Command, Context, checkpoint_options, ode_options, runtime_options
 from scoresde.io.latents import load_latents
 from scoresde.settings import Option
@@ -33,6 +34,7 @@ def _encode(ctx: Context) -> int:
 
     cfg = ctx.cfg
     loaded = load_model(ctx)
+    check_ode_batch(cfg["num"], loaded.shape, "--num")
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
     # Under torchrun each rank encodes its block of the points and rank 0 writes the result
     # (exactly a one-process run's with --norm independent, where every point takes its own steps).
@@ -100,7 +102,9 @@ def _decode(ctx: Context) -> int:
         z = load_latents(cfg["latents"])
         if tuple(z.shape[1:]) != loaded.shape:
             raise ValueError(f"latents have shape {tuple(z.shape[1:])}, the model's data {loaded.shape}")
+        check_ode_batch(z.shape[0], loaded.shape, "--latents")
     else:
+        check_ode_batch(cfg["num"], loaded.shape, "--num")
         z = loaded.sde.prior_sample(
             (cfg["num"], *loaded.shape), torch.Generator().manual_seed(cfg["seed"])
         ).float()
@@ -145,6 +149,7 @@ def _interpolate(ctx: Context) -> int:
 
     cfg = ctx.cfg
     loaded = load_model(ctx)
+    check_ode_batch(cfg["frames"], loaded.shape, "--frames")
     if not cfg["latents"]:
         data = load_data(cfg["data"], loaded, max(cfg["first"], cfg["second"]) + 1, cfg["seed"])
         x = data.x[[cfg["first"], cfg["second"]]].float()

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scoresde.data.labels import check_classes
 from scoresde.data.safe_pickle import safe_loads
 
 __all__ = ["CIFAR_LAYOUTS", "find_cifar", "load_cifar"]
@@ -82,10 +83,16 @@ def find_cifar(path: str | Path) -> str | None:
             names = {Path(m.name).name for m in tar.getmembers() if m.isfile()}
     else:
         return None
+    # A layout whose files are partly there is still that layout (load_cifar then names what is
+    # missing), not a folder of images.  CIFAR-100's generic names (train, test, meta) count
+    # only two together.
+    best, score = None, 0
     for layout, (train, test) in CIFAR_LAYOUTS.items():
-        if train[0] in names and test[0] in names:
-            return layout
-    return None
+        found = len(names & {*train, *test, _META[layout]})
+        needed = 2 if layout == "cifar100-python" else 1
+        if found >= needed and found > score:
+            best, score = layout, found
+    return best
 
 
 def _text(raw: object) -> str:
@@ -164,9 +171,6 @@ def load_cifar(path: str | Path, labels: str = "fine"):
     cifar100 = layout.startswith("cifar100")
 
     def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        missing = [n for n in names if n not in files]
-        if missing:
-            raise ValueError(f"{where}: the {layout} layout lacks {missing}")
         parts = []
         for n in names:
             raw = files[n]()
@@ -178,8 +182,22 @@ def load_cifar(path: str | Path, labels: str = "fine"):
                 parts.append(_binary_batch(raw, f"{where}/{n}", 2 if cifar100 else 1, fine))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    missing = [n for n in train_files + test_files if n not in files]
+    if missing:
+        raise ValueError(
+            f"{where}: an incomplete {layout} folder: {', '.join(missing)} missing (it needs the "
+            f"training files {', '.join(train_files)} and the test files {', '.join(test_files)})"
+        )
     (x_tr, y_tr), (x_te, y_te) = read(train_files), read(test_files)
-    num_classes = int(max(y_tr.max(), y_te.max())) + 1
+    names = _class_names(layout, files, where, labels)
+    num_classes = check_classes(
+        torch.as_tensor(y_tr),
+        torch.as_tensor(y_te),
+        where,
+        declared=len(names) if names else None,
+        source=_META[layout],
+        names=names,
+    )
 
     def images(a: np.ndarray) -> torch.Tensor:
         return to_unit_range(torch.as_tensor(a.reshape(-1, 3, 32, 32).copy()), 255.0)
@@ -192,5 +210,5 @@ def load_cifar(path: str | Path, labels: str = "fine"):
         num_classes=num_classes,
         levels=256,
         name=str(path),
-        class_names=_class_names(layout, files, where, labels),
+        class_names=names,
     )

@@ -78,10 +78,9 @@ def load_model_data(source: str, info: Any, num: int, seed: int, split: str = "t
     path = Path(source)
     is_array = path.suffix.lower() in (".npy", ".npz")
     if is_array and path.is_file() and len(shape) == 1 and info.image_shape is None:
-        arr = np.load(path)
-        if isinstance(arr, np.lib.npyio.NpzFile):
-            key = "x" if "x" in arr.files else arr.files[0]
-            arr = arr[key]
+        arr = _vector_array(path)
+        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise ValueError(f"data {source!r}: holds {arr.dtype} values, not real numbers")
         x = torch.as_tensor(np.asarray(arr, dtype=np.float32))
         _check_shape(x, shape, source)
         n_test = max(1, round(x.shape[0] * info.test_fraction))  # the last rows are held out
@@ -101,6 +100,28 @@ def load_model_data(source: str, info: Any, num: int, seed: int, split: str = "t
     _check_shape(x, shape, source)
     x = to_model_range(x[:num], info)  # images lie in [-1, 1]; the model's range may differ
     return ModelData(x, None if y is None else y[:num], data.levels, data.name)
+
+
+def _vector_array(path: Path) -> np.ndarray:
+    """The one array of a ``.npy`` file, or of a ``.npz`` (under an image key of
+    :func:`scoresde.data.images.load_npz`, or its only array); several candidates are ambiguous."""
+    from scoresde.data.images import _IMAGE_KEYS
+
+    try:
+        with np.load(path, allow_pickle=False) as arr:
+            if not isinstance(arr, np.lib.npyio.NpzFile):
+                return np.asarray(arr)
+            found = [k for k in _IMAGE_KEYS if k in arr.files] or list(arr.files)
+            if len(found) != 1:
+                raise ValueError(
+                    f"{path}: {'ambiguous arrays' if found else 'no array'} {found} (keys in the file: "
+                    f"{arr.files}); keep the one that holds the data points (named x)"
+                )
+            return arr[found[0]]
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not readable as numbers without unpickling ({err})") from None
 
 
 def _check_shape(x: Tensor, shape: tuple[int, ...], source: str) -> None:

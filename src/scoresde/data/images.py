@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scoresde.data.labels import check_classes
+
 __all__ = [
     "DATA_LAYOUTS",
     "IMAGE_EXTENSIONS",
@@ -354,15 +356,17 @@ def _load_keras(path: Path, arrays: dict[str, np.ndarray], test_fraction: float,
         raise ValueError(f"{path}: y_test without x_test")
     y_tr, c_tr = _labels(arrays.get("y_train"), x_tr.shape[0], f"{path}[y_train]")
     if not has_test:
-        return split_data(x_tr, y_tr, test_fraction, seed, num_classes=c_tr, levels=levels, name=str(path))
+        split = split_data(x_tr, y_tr, test_fraction, seed, num_classes=c_tr, levels=levels, name=str(path))
+        split.num_classes = check_classes(split.train_labels, split.test_labels, str(path))
+        return split
     x_te, levels_te = _images_from_array(arrays["x_test"], f"{path}[x_test]")
     if x_te.shape[1:] != x_tr.shape[1:] or levels_te != levels:
         raise ValueError(
             f"{path}: x_test {tuple(x_te.shape[1:])} (levels {levels_te}) does not match "
             f"x_train {tuple(x_tr.shape[1:])} (levels {levels})"
         )
-    y_te, c_te = _labels(arrays.get("y_test"), x_te.shape[0], f"{path}[y_test]")
-    num_classes = None if c_tr is None else max(c_tr, c_te or 0)
+    y_te, _ = _labels(arrays.get("y_test"), x_te.shape[0], f"{path}[y_test]")
+    num_classes = check_classes(y_tr, y_te, str(path))
     return DataSplit(x_tr, x_te, y_tr, y_te, num_classes=num_classes, levels=levels, name=str(path))
 
 
@@ -394,6 +398,13 @@ def load_npz(
     if "x_train" in arrays:
         split = _load_keras(path, arrays, test_fraction, seed)
     else:
+        for kind, keys in (("image", _IMAGE_KEYS), ("label", _LABEL_KEYS)):
+            found = [k for k in keys if k in arrays]
+            if len(found) > 1:
+                raise ValueError(
+                    f"{path}: ambiguous {kind} arrays {found} (keys in the file: {list(arrays)}); keep one "
+                    f"of them, since it is unclear which one holds the {kind}s"
+                )
         key = next((k for k in _IMAGE_KEYS if k in arrays), None)
         if key is None:
             raise ValueError(
@@ -404,6 +415,7 @@ def load_npz(
         label_key = next((k for k in _LABEL_KEYS if k in arrays and k != key), None)
         y, num_classes = _labels(arrays.get(label_key), x.shape[0], f"{path}[{label_key}]")
         split = split_data(x, y, test_fraction, seed, num_classes=num_classes, levels=levels, name=str(path))
+        split.num_classes = check_classes(split.train_labels, split.test_labels, str(path))
     if image_size is not None:
         split.train = resize_images(split.train, image_size, split.levels)
         split.test = resize_images(split.test, image_size, split.levels)
@@ -538,6 +550,15 @@ def load_image_folder(
         x, labels, test_fraction, seed, num_classes=num_classes, levels=level or None, name=str(root)
     )
     split.class_names = class_names
+    if labels is not None:
+        check_classes(
+            split.train_labels,
+            split.test_labels,
+            str(root),
+            num_classes,
+            "the class sub-folders",
+            class_names,
+        )
     return split
 
 

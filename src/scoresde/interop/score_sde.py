@@ -233,10 +233,30 @@ def _training_fields(config: Mapping[str, Any]) -> tuple[str, bool]:
     return sde_name, continuous
 
 
+def _check_torch_file(path: Path) -> None:
+    """Refuse, from its first bytes, a file that is no PyTorch checkpoint at all (a zip archive
+    since torch 1.6, a pickle before): a config given as the checkpoint is named as such."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        return
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.strip():
+        raise ValueError(
+            f"{path} is a text file (a config?), not a PyTorch checkpoint: --model score_sde:CKPT takes the "
+            "checkpoint_N.pth of score_sde_pytorch, and --model-config its config"
+        )
+    raise ValueError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+
+
 def _torch_load(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
+    _check_torch_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

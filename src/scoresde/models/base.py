@@ -55,24 +55,55 @@ class ScoreFunction(nn.Module):
 
         Returns ``t`` as a ``(B,)`` tensor.  Costs one reduction of ``t``.
         """
+        return self._checked_times(x, t)[0]
+
+    def _checked_times(self, x: Tensor, t: Tensor | float) -> tuple[Tensor, float]:
+        """:meth:`checked_inputs` and the smallest time (from the same one reduction)."""
         check_real_tensor(x, "x")
         check_batch(x, "x")
         if torch.is_tensor(t) and (t.is_complex() or t.dtype == torch.bool):
             raise TypeError(f"t must be a real tensor, got dtype {t.dtype}")
         t = batch_time(t, x)
-        check_times(t, self.sde.T, "t")
-        return t
+        span = check_times(t, self.sde.T, "t")
+        return t, (span[0] if span is not None else self.sde.T)
+
+    def _check_conversion(self, kind: str, t_min: float, t_like: Tensor) -> None:
+        """Refuse a conversion that the marginal makes undefined at the smallest time ``t_min``.
+
+        Where ``sigma(t) = 0`` (``t = 0`` under the exact VE/VP/sub-VP kernels) the noisy input is
+        the data itself: epsilon and the score are then not defined by the other predictions
+        (``eps = -sigma * score`` would be a silent 0, ``x0 -> eps`` and ``eps -> score`` divide
+        by 0); the denoiser ``x0`` stays defined (``x / s``).  Evaluate such conversions at
+        ``t >= sde.eps``, where sampling stops and likelihoods are evaluated.  One scalar
+        evaluation of the marginal (on ``t_like``'s device and dtype), only below ``sde.eps``.
+        """
+        if t_min >= self.sde.eps and t_min > 0:
+            return
+        native = self.prediction
+        if not (kind == "score" or native == "x0" or (native == "score" and kind != "x0")):
+            return  # eps from v / velocity, x0 from anything but x0 stay defined at sigma = 0
+        sigma = float(self.sde.marginal(t_like.new_full((1,), t_min))[1].reshape(-1)[0])
+        if sigma == 0.0:
+            raise ValueError(
+                f"t = {t_min:g} gives sigma(t) = 0 under the {type(self.sde).__name__}, where the {kind} "
+                f"of a model predicting {self.prediction} is not defined (the noisy input is the data "
+                f"itself); evaluate at t >= sde.eps = {self.sde.eps:g}"
+            )
 
     def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         """The prediction of kind ``kind`` (``score``, ``eps``, ``x0``, ``v``, ``velocity``).
 
         Raises:
             TypeError: ``x`` is not a real floating tensor.
-            ValueError: an empty batch, ``t`` outside ``[0, T]`` or NaN, or a model output
-                whose shape differs from ``x``'s.
+            ValueError: an empty batch, ``t`` outside ``[0, T]`` or NaN, a model output whose
+                shape differs from ``x``'s, or a conversion undefined at ``t`` (``sigma(t) = 0``,
+                e.g. the eps or score of a score- or x0-predicting model at ``t = 0``: use
+                ``t >= sde.eps``).
         """
         check_prediction(kind)
-        t = self.checked_inputs(x, t)
+        t, t_min = self._checked_times(x, t)
+        if kind != self.prediction:
+            self._check_conversion(kind, t_min, t)
         out = self(x, t, y)
         check_output_shape(out, x, f"{type(self).__name__}.forward")
         if kind == self.prediction:
