@@ -29,7 +29,6 @@ ALLOWED_LOCAL_CYCLES: dict[frozenset[str], str] = {
     frozenset(
         {"flow", "losses"}
     ): "branch trn: losses.py re-exports flow.bound, whose dsm_nll_bound imports losses",
-    frozenset({"guidance", "sampling"}): "branch smp: sampling.dps imports guidance.operators inside dps()",
 }
 
 # Loose top-level modules still waiting for a package, with the branch that moves them.

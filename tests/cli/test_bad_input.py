@@ -316,7 +316,7 @@ def _png_set(tmp: Path, n: int) -> None:
 
 
 def _image_checkpoint(path: Path) -> None:
-    from scoresde.train.checkpoint import save_checkpoint
+    from scoresde.io.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = ss.ScoreModel(ss.MLP(64, hidden=8, depth=1), ss.VPSDE(), prediction="eps")

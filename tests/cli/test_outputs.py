@@ -12,8 +12,8 @@ import torch
 
 import scoresde as ss
 from scoresde.cli.__main__ import main
+from scoresde.io.checkpoint import save_checkpoint
 from scoresde.io.outputs import RECORD
-from scoresde.train.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
