@@ -28,7 +28,7 @@ from scoresde.io.checkpoint import (
     read_checkpoint_metadata,
     resume_checkpoint,
 )
-from scoresde.train.runlock import LOCK_NAME, RunFolderBusyError, RunLock
+from scoresde.io.runlock import LOCK_NAME, RunFolderBusyError, RunLock
 from scoresde.train.trainer import TrainConfig, Trainer
 
 SRC = Path(__file__).resolve().parents[2] / "src"

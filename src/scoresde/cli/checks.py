@@ -21,13 +21,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from scoresde._checks import MAX_SEED, NonFiniteError
+from scoresde.data.images import MAX_CLASSES
 from scoresde.settings import ConfigError
 
 __all__ = ["MAX_CLASSES", "RULES", "check_settings", "exit_status"]
-
-MAX_CLASSES = 1000
-"""The most classes ``train-classifier`` (and any ``--classes``) accepts: refused up front, not
-after minutes of building a mixture."""
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 

@@ -52,7 +52,7 @@ def dsm_nll_bound(
     Returns:
         ``(B,)`` bounds in nats (float64).
     """
-    from scoresde.losses import sample_time_importance
+    from scoresde.train.losses import sample_time_importance
 
     check_data(x0, "x0")
     if num_samples < 1:

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from scoresde._utils import append_dims, batch_time, check_data
 from scoresde.nets.classifier import TimeClassifier
-from scoresde.optim import optimize
 from scoresde.sde import sde_from_dict
 from scoresde.sde.base import SDE
+from scoresde.train.optim import optimize
 
 __all__ = [
     "ClassifierFitResult",

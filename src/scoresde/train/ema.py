@@ -11,7 +11,8 @@ __all__ = ["EMA"]
 
 
 class EMA:
-    """Keeps ``ema = decay * ema + (1 - decay) * param`` after every optimiser step.
+    """Keeps ``ema = decay * ema + (1 - decay) * param`` after every optimiser step (multi-tensor
+    ``torch._foreach_lerp_``: one kernel for all parameters).
 
     The effective decay warms up as ``min(decay, (1 + n) / (10 + n))`` over the first updates
     (as in the NCSN++ and DDPM code bases), so early averages are not dominated by the random
@@ -40,10 +41,16 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
-        for e, p in zip(self.module.parameters(), model.parameters(), strict=True):
-            e.lerp_(p.detach(), 1.0 - d)
-        for e, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
+        mine, theirs = list(self.module.parameters()), [p.detach() for p in model.parameters()]
+        if len(mine) != len(theirs):
+            raise ValueError(f"EMA of {len(mine)} parameters updated from a model with {len(theirs)}")
+        if mine:
+            torch._foreach_lerp_(mine, theirs, 1.0 - d)  # one multi-tensor kernel for all parameters
+        buffers, sources = list(self.module.buffers()), list(model.buffers())
+        if len(buffers) != len(sources):
+            raise ValueError(f"EMA of {len(buffers)} buffers updated from a model with {len(sources)}")
+        if buffers:
+            torch._foreach_copy_(buffers, sources)
         self.num_updates += 1
 
     def state_dict(self) -> dict:

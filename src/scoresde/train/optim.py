@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from scoresde.progress import Progress, make_progress
 
-__all__ = ["LoopResult", "optimize"]
+__all__ = ["LoopResult", "adamw", "optimize"]
 
 
 @dataclass
@@ -29,6 +29,20 @@ class LoopResult:
     losses: list[float]
     seconds: float
     steps: int
+
+
+def adamw(
+    params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0, device: torch.device | str = "cpu"
+) -> torch.optim.AdamW:
+    """AdamW (Loshchilov & Hutter 2019) with its multi-tensor implementation on ``device``.
+
+    The fused kernel where torch has one for the device (CPU and CUDA), else the ``foreach``
+    (multi-tensor) one: one kernel for all parameters instead of a loop over them.
+    """
+    params = list(params)
+    if torch.device(device).type in ("cpu", "cuda"):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 def optimize(

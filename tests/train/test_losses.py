@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.losses import (
+from scoresde.flow.bound import dsm_nll_bound
+from scoresde.train.losses import (
     OBJECTIVES,
     ddpm_loss,
     ddpm_times,
     dsm_loss,
-    dsm_nll_bound,
     flow_matching_loss,
     importance_time,
     make_objective,
