@@ -63,6 +63,12 @@ def _atol(key: str, value: Any) -> None:
         raise ConfigError(f"{_flag(key)}: the absolute tolerance must be >= 0, got {value!r}")
 
 
+def _learning_rate(key: str, value: Any) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok:
+        raise ConfigError(f"{_flag(key)}: the learning rate must be a finite number > 0, got {value!r}")
+
+
 def _classes(key: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_CLASSES:
         raise ConfigError(f"{_flag(key)}: must be an integer in [2, {MAX_CLASSES}], got {value!r}")
@@ -105,6 +111,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "rtol": _rtol,
     "atol": _atol,
     "classes": _classes,
+    "lr": _learning_rate,
     "name": _name,
 }
 """One rule per setting key, for every command that has the key."""

@@ -72,10 +72,15 @@ def check_compiler(device: torch.device | str = "cpu") -> None:
         ) from err
 
 
-def compile_network(net: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+def compile_network(
+    net: nn.Module, device: torch.device | str = "cpu", backend: str = "inductor"
+) -> nn.Module:
     """``torch.compile(net)`` after :func:`check_compiler`; the result shares ``net``'s parameters.
 
     Shapes are static (a training batch keeps its shape; a smaller last batch recompiles once).
+    ``backend``: torch's compiler backend (``inductor`` generates kernels; ``aot_eager`` only traces,
+    for tests of the capture).
     """
-    check_compiler(device)
-    return torch.compile(net, dynamic=False)
+    if backend == "inductor":
+        check_compiler(device)
+    return torch.compile(net, dynamic=False, backend=backend)
