@@ -68,7 +68,8 @@ def check_compiler(device: torch.device | str = "cpu") -> None:
     except Exception as err:  # torch raises many kinds here
         raise CompilerUnavailableError(
             f"compile: torch.compile cannot run on {device.type} here ({type(err).__name__}: {err}); "
-            "install a C++ compiler (CPU) or Triton (CUDA), or train with compile = off"
+            "it needs a C++ compiler (CPU) or Triton (CUDA) and its own Python dependencies: fix "
+            "that, or train with compile = off"
         ) from err
 
 
