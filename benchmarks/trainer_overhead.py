@@ -111,11 +111,16 @@ def overhead(blocks: int, block: int) -> dict[str, float]:
         trainer = _trainer(out, "off", 10**9)
         bare, full = Bare(trainer, False), Bare(trainer, True)
         _trainer_block(trainer, 3), _bare_block(bare, 3), _bare_block(full, 3)  # warm-up
-        times: dict[str, list[float]] = {"bare": [], "bare+": [], "trainer": []}
-        for _ in range(blocks):
-            times["bare"].append(_bare_block(bare, block))
-            times["trainer"].append(_trainer_block(trainer, block))
-            times["bare+"].append(_bare_block(full, block))
+        runs = {
+            "bare": lambda: _bare_block(bare, block),
+            "bare+": lambda: _bare_block(full, block),
+            "trainer": lambda: _trainer_block(trainer, block),
+        }
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        order = list(runs)
+        for i in range(blocks):
+            for k in order[i % 3 :] + order[: i % 3]:  # rotate the order: no loop always runs first
+                times[k].append(runs[k]())
         return {k: statistics.median(v) for k, v in times.items()}
 
 

@@ -103,5 +103,6 @@ def test_constant_images_are_refused_before_training(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("command", ["train", "demo"])
 def test_zero_learning_rate_is_refused(tmp_path, capsys, command) -> None:
     assert main([command, "--lr", "0", "--out", str(tmp_path / "o")]) == 2
-    assert "--lr: the learning rate must be a finite number > 0, got 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "lr" in err and "must be a finite number > 0" in err and "got 0" in err, err
     assert not (tmp_path / "o").exists()

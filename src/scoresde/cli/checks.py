@@ -21,10 +21,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from scoresde._checks import MAX_SEED, NonFiniteError
-from scoresde.data.images import MAX_CLASSES
 from scoresde.settings import ConfigError
 
-__all__ = ["MAX_CLASSES", "RULES", "check_settings", "exit_status"]
+__all__ = ["MAX_MIXTURE_CLASSES", "RULES", "check_settings", "exit_status"]
+
+MAX_MIXTURE_CLASSES = 1000
+"""The most mixture components (``--classes``) ``train-classifier`` builds: refused up front, not
+after minutes of building a mixture.  (Not the label limit of data sets:
+:data:`scoresde.data.images.MAX_CLASSES`.)"""
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -63,15 +67,9 @@ def _atol(key: str, value: Any) -> None:
         raise ConfigError(f"{_flag(key)}: the absolute tolerance must be >= 0, got {value!r}")
 
 
-def _learning_rate(key: str, value: Any) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if not ok:
-        raise ConfigError(f"{_flag(key)}: the learning rate must be a finite number > 0, got {value!r}")
-
-
 def _classes(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_CLASSES:
-        raise ConfigError(f"{_flag(key)}: must be an integer in [2, {MAX_CLASSES}], got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_MIXTURE_CLASSES:
+        raise ConfigError(f"{_flag(key)}: must be an integer in [2, {MAX_MIXTURE_CLASSES}], got {value!r}")
 
 
 def _device(key: str, value: Any) -> None:
@@ -111,7 +109,6 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "rtol": _rtol,
     "atol": _atol,
     "classes": _classes,
-    "lr": _learning_rate,
     "name": _name,
 }
 """One rule per setting key, for every command that has the key."""
