@@ -58,9 +58,12 @@ def test_inductor_matches_eager(name: str) -> None:
     _compare(name, "inductor")
 
 
-def test_auto_compiles_long_runs_only() -> None:
-    assert not wants_compile("auto", AUTO_MIN_STEPS - 1) and wants_compile("auto", AUTO_MIN_STEPS)
-    assert wants_compile("on", 1) and not wants_compile("off", 10**9)
+def test_auto_compiles_long_cuda_runs_only() -> None:
+    assert not wants_compile("auto", AUTO_MIN_STEPS - 1, "cuda") and wants_compile(
+        "auto", AUTO_MIN_STEPS, "cuda"
+    )
+    assert not wants_compile("auto", 10**9, "cpu")  # measured: compiling does not pay on the CPU
+    assert wants_compile("on", 1) and not wants_compile("off", 10**9, "cuda")
     with pytest.raises(ValueError, match="unknown compile"):
         wants_compile("yes", 10)
     with pytest.raises(ValueError, match="unknown compile 'yes'"):

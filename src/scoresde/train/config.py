@@ -159,8 +159,8 @@ class TrainConfig:
     compile: str = field(
         default="auto",
         metadata={
-            "help": "torch.compile the network: on, off, or auto (on for runs of at least "
-            f"{AUTO_MIN_STEPS} steps, where the compile time pays on a CPU); bare --compile: on",
+            "help": "torch.compile the network: on, off, or auto (on for CUDA runs of at least "
+            f"{AUTO_MIN_STEPS} steps; on a CPU compiling was measured not to pay); bare --compile: on",
             "choices": COMPILE_MODES,
             "const": "on",
         },

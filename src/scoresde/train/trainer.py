@@ -121,7 +121,7 @@ class Trainer:
             net = DistributedDataParallel(
                 net, device_ids=[self.device] if self.device.type == "cuda" else None
             )
-        if wants_compile(self.config.compile, self.config.steps):
+        if wants_compile(self.config.compile, self.config.steps, self.device):
             net = compile_network(net, self.device)
         return net
 
