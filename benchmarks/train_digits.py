@@ -5,7 +5,7 @@ Measures (and writes to ``docs/bench_train_digits.md`` plus a PNG grid):
 - training throughput (images/s) with and without bf16 autocast, on the training model;
 - the held-out DSM loss of the EMA model;
 - held-out bits/dim: the variational upper bound of the reverse SDE (Song et al. 2021c,
-  Thm. 3; ``scoresde.losses.dsm_nll_bound``) and, when the likelihood module is installed,
+  Thm. 3; ``scoresde.flow.bound.dsm_nll_bound``) and, when the likelihood module is installed,
   the probability-flow ODE likelihood through ``scoresde.log_likelihood``;
 - sample quality: a small CNN classifier is trained on the digits *training* split; we
   report its held-out accuracy, its accuracy on class-conditional samples (the label asked

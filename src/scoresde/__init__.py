@@ -20,14 +20,6 @@ from scoresde.guidance import (
     conditional_sample,
     dps_sample,
 )
-from scoresde.losses import (
-    LossOutput,
-    ddpm_loss,
-    dsm_loss,
-    flow_matching_loss,
-    sample_time_importance,
-    smld_loss,
-)
 from scoresde.models import (
     PREDICTIONS,
     AnalyticScore,
@@ -72,6 +64,14 @@ from scoresde.sde import (
 )
 from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
 from scoresde.train import EMA, Checkpoint, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
+from scoresde.train.losses import (
+    LossOutput,
+    ddpm_loss,
+    dsm_loss,
+    flow_matching_loss,
+    sample_time_importance,
+    smld_loss,
+)
 
 __version__ = "0.1.0"
 

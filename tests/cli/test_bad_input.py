@@ -408,7 +408,7 @@ def _nan_checkpoint(path: Path) -> None:
 
 
 def _busy(run: Path) -> None:
-    from scoresde.train.runlock import LOCK_NAME
+    from scoresde.io.runlock import LOCK_NAME
 
     run.mkdir(parents=True, exist_ok=True)
     record = {"pid": 1, "host": socket.gethostname(), "time": "2026-01-01T00:00:00", "argv": ["scoresde"]}
@@ -520,7 +520,7 @@ def test_runtime_failures_exit_1_with_one_line(error: str, monkeypatch, capsys) 
     """Every runtime failure class exits 1 with one line (the traceback only under SCORESDE_DEBUG)."""
     from scoresde._core.checks import NonFiniteError
     from scoresde.io.checkpoint import CheckpointWriteError
-    from scoresde.train.runlock import RunFolderBusyError
+    from scoresde.io.runlock import RunFolderBusyError
 
     kinds = {
         "NonFiniteError": NonFiniteError("score went non-finite at step 3 (t = 0.5)"),

@@ -67,3 +67,42 @@ def test_cli_errors(tmp_path, capsys) -> None:
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["train", "--sde-option", "beta_max", "--out", str(tmp_path)]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_resume_never_rewrites_the_record_and_refuses_fewer_steps(tmp_path, capsys) -> None:
+    """Issue 24: ``--resume RUN --steps 5`` on a run at step 6 is an error naming both numbers, and
+    no resume rewrites ``config.json``."""
+    base = ["train", "--data", "digits", "--out", str(tmp_path), "--name", "r", *TINY, "--num-samples", "0"]
+    assert main([*base, "--steps", "6", "--save-every", "3"]) == 0
+    run = tmp_path / "r"
+    record = (run / "config.json").read_bytes()
+    files = {p: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    capsys.readouterr()
+    for steps in ("5", "6"):
+        assert main(["train", "--resume", str(run), "--steps", steps, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"steps {steps}" in err and "at step 6" in err, err
+    assert (run / "config.json").read_bytes() == record
+    assert {p: p.read_bytes() for p in (run / "checkpoints").iterdir()} == files
+    assert main(["train", "--resume", str(run), "--steps", "7", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint None" not in out and "step_0000007.safetensors" in out
+    assert (run / "config.json").read_bytes() == record  # still the record of how the run was made
+    assert load_checkpoint(run).step == 7
+
+
+def test_constant_images_are_refused_before_training(tmp_path, capsys) -> None:
+    np.save(tmp_path / "flat.npy", np.full((40, 8, 8), 128, dtype=np.uint8))
+    args = ["train", "--data", str(tmp_path / "flat.npy"), "--out", str(tmp_path), *TINY, "--steps", "2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "degenerate" in err and "standard deviation is 0" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_zero_learning_rate_is_refused(tmp_path, capsys, command) -> None:
+    assert main([command, "--lr", "0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "lr" in err and "must be a finite number > 0" in err and "got 0" in err, err
+    assert not (tmp_path / "o").exists()

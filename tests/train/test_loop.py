@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import scoresde as ss
+from scoresde.train.losses import sample_time
 
 
 def test_fit_learns_a_gaussian_score() -> None:
@@ -19,7 +20,7 @@ def test_fit_learns_a_gaussian_score() -> None:
     assert len(res.losses) == 800
     g = torch.Generator().manual_seed(2)
     x0 = data[:8000]
-    t = ss.losses.sample_time(sde, 8000, g)
+    t = sample_time(sde, 8000, g)
     noise = torch.randn(x0.shape, generator=g)
     with torch.no_grad():
         trained = float(ss.dsm_loss(res.ema_model, x0, t=t, noise=noise).loss)

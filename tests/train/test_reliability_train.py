@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from scoresde.io.checkpoint import (
     read_checkpoint_metadata,
     resume_checkpoint,
 )
-from scoresde.train.runlock import LOCK_NAME, RunFolderBusyError, RunLock
+from scoresde.io.runlock import LOCK_NAME, RunFolderBusyError, RunLock
 from scoresde.train.trainer import TrainConfig, Trainer
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -480,3 +481,19 @@ def test_positive_float_options_refuse_every_bad_value(key: str, value: float) -
 def test_positive_int_options_refuse_every_bad_value(key: str, value) -> None:
     with pytest.raises((ValueError, TypeError), match=key):
         TrainConfig(**{key: value})
+
+
+def test_evaluations_are_bounded_to_their_share_of_the_time(tmp_path, digits) -> None:
+    """Evaluations before the last are skipped while they exceed ``eval_share`` of the run's time;
+    the last one always runs."""
+    trainer = _trainer(tmp_path, digits, steps=4, eval_every=1, save_every=10, eval_share=0.05)
+    evaluated = []
+
+    def slow() -> dict:
+        evaluated.append(trainer.step)
+        time.sleep(1.0)  # far more than 5% of four tiny steps
+        return {"eval_loss": 0.0}
+
+    trainer.evaluate = slow
+    trainer.fit()
+    assert evaluated == [1, 4]

@@ -46,8 +46,10 @@ def _states(trainer: Trainer) -> list[torch.Tensor]:
 
 
 def test_resume_is_exact(tmp_path, digits) -> None:
-    """4 steps in one go == 2 steps, checkpoint, fresh trainer, 2 more (dropout, flips, label dropout on)."""
+    """4 steps in one go == 2 steps, checkpoint, fresh trainer, 2 more (dropout, flips, label dropout
+    on; compile off, as the bitwise promise says)."""
     cfg = dict(TINY, steps=4, dropout=0.2, hflip=True, conditional=True, label_dropout=0.3, out=str(tmp_path))
+    cfg["compile"] = "off"
     full = Trainer(TrainConfig(**cfg, name="full"), data=digits)
     full.fit(evaluate=False)
     first = Trainer(TrainConfig(**{**cfg, "steps": 2}, name="split"), data=digits)

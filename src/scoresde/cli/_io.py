@@ -14,6 +14,7 @@ from scoresde.data.heldout import ModelData, load_model_data
 from scoresde.evaluation.metrics import mean_se
 from scoresde.io.loaded import LoadedModel
 from scoresde.io.loaded import load_model as _load
+from scoresde.io.run_folder import RunFolder
 
 __all__ = ["check_class", "default_out", "load_data", "load_model", "mean_se"]
 
@@ -39,9 +40,7 @@ def load_data(source: str, loaded: LoadedModel, num: int, seed: int, split: str 
 
 def default_out(checkpoint_path: Path, folder: str) -> Path:
     """``<run>/<folder>`` for a checkpoint at ``<run>/checkpoints/<file>`` (else beside the file)."""
-    parent = checkpoint_path.parent
-    run = parent.parent if parent.name == "checkpoints" else parent
-    return run / folder
+    return RunFolder.of_checkpoint(checkpoint_path).root / folder
 
 
 def check_class(label: int | None, classes: int | None, what: str) -> None:

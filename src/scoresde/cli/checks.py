@@ -24,7 +24,7 @@ from scoresde._core.checks import MAX_SEED, NonFiniteError
 from scoresde.settings import ConfigError
 
 __all__ = [
-    "MAX_CLASSES",
+    "MAX_MIXTURE_CLASSES",
     "MAX_FRAMES",
     "MAX_ODE_ELEMENTS",
     "MAX_TEMPERATURE",
@@ -34,9 +34,10 @@ __all__ = [
     "exit_status",
 ]
 
-MAX_CLASSES = 1000
-"""The most classes ``train-classifier`` (and any ``--classes``) accepts: refused up front, not
-after minutes of building a mixture."""
+MAX_MIXTURE_CLASSES = 1000
+"""The most mixture components (``--classes``) ``train-classifier`` builds: refused up front, not
+after minutes of building a mixture.  (Not the label limit of data sets:
+:data:`scoresde.data.images.MAX_CLASSES`.)"""
 
 MAX_FRAMES = 10_000
 """The most ``--frames``: points ``interpolate`` decodes along one path (in one ODE solve),
@@ -89,8 +90,8 @@ def _atol(key: str, value: Any) -> None:
 
 
 def _classes(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_CLASSES:
-        raise ConfigError(f"{_flag(key)}: must be an integer in [2, {MAX_CLASSES}], got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_MIXTURE_CLASSES:
+        raise ConfigError(f"{_flag(key)}: must be an integer in [2, {MAX_MIXTURE_CLASSES}], got {value!r}")
 
 
 def _frames(key: str, value: Any) -> None:

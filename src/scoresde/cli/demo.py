@@ -34,6 +34,10 @@ def run(ctx: Context) -> int:
             f"the demo trains tiny 2-D models on the CPU; run it with --device cpu, not {ctx.device}"
         )
     config = FunnelDemoConfig(**{f.name: cfg[f.name] for f in dataclasses.fields(FunnelDemoConfig)})
+    if not config.lr > 0:  # checked before the output folder exists
+        raise ValueError(
+            f"--lr: the learning rate must be a finite number > 0 (0 trains nothing), got {config.lr}"
+        )
     out = ctx.out_dir()
     res = run_funnel_demo(config, out, settings=cfg, log=lambda text: print(text, flush=True))
     print()

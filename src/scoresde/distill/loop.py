@@ -12,9 +12,9 @@ from torch import Tensor
 from scoresde._core.progress import Progress
 from scoresde.distill.consistency import ConsistencyLoss, ConsistencyModel
 from scoresde.models.base import ScoreFunction
-from scoresde.optim import optimize
 from scoresde.sampling.grids import time_grid
 from scoresde.train.ema import EMA
+from scoresde.train.optim import optimize
 
 __all__ = ["DistillResult", "distill"]
 

@@ -21,12 +21,12 @@ import torch
 from torch import Tensor
 
 from scoresde._core.progress import Progress
-from scoresde.losses import flow_matching_loss
 from scoresde.models.base import ScoreFunction
-from scoresde.optim import optimize
 from scoresde.sampling.api import sample
 from scoresde.sampling.grids import time_grid
 from scoresde.train.ema import EMA
+from scoresde.train.losses import flow_matching_loss
+from scoresde.train.optim import optimize
 
 __all__ = ["ReflowResult", "reflow", "reflow_pairs", "straightness"]
 

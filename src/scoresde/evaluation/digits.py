@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scoresde.optim import optimize
+from scoresde.train.optim import optimize
 
 __all__ = ["DigitsClassifier", "classifier_accuracy", "frechet_distance", "train_digits_classifier"]
 

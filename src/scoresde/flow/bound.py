@@ -17,6 +17,7 @@ from torch import Tensor
 from scoresde._core.checks import check_data
 from scoresde._core.tensors import LOG_2PI, sum_except_batch
 from scoresde.models.base import ScoreFunction
+from scoresde.sde.importance import sample_time_importance
 
 __all__ = ["dsm_nll_bound"]
 
@@ -53,7 +54,6 @@ def dsm_nll_bound(
     Returns:
         ``(B,)`` bounds in nats (float64).
     """
-    from scoresde.losses import sample_time_importance
 
     check_data(x0, "x0")
     if num_samples < 1:

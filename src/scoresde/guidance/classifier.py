@@ -18,9 +18,9 @@ from torch import Tensor, nn
 from scoresde._core.checks import check_data
 from scoresde._core.tensors import append_dims, batch_time
 from scoresde.nets.classifier import TimeClassifier
-from scoresde.optim import optimize
 from scoresde.sde import sde_from_dict
 from scoresde.sde.base import SDE
+from scoresde.train.optim import optimize
 
 __all__ = [
     "ClassifierFitResult",

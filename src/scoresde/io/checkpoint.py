@@ -6,8 +6,8 @@ optimiser's tensors (``optim.<param index>.<name>``) and RNG states (``rng.*``);
 safetensors metadata entry ``"scoresde"`` is a JSON document with the SDE, network and
 ``ScoreModel`` configs, the training config, the step, the EMA counters, the optimiser's
 scalar state and a description of the data.  The file is written to a temporary name in
-the same folder, flushed and fsynced, then renamed over the target (:func:`os.replace`), so
-a reader never sees a half-written checkpoint.
+the same folder, flushed and fsynced, then renamed over the target
+(:func:`scoresde.io.run_folder.write_atomically`), so a reader never sees a half-written checkpoint.
 
 The JSON can be read without loading any tensor: :func:`read_checkpoint_metadata`.
 """
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from scoresde.io.run_folder import RunFolder, clean_temp_files, file_mode, write_atomically
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net, net_config
 from scoresde.nets.limits import check_net_config
@@ -182,25 +181,10 @@ def save_checkpoint(
 
     from safetensors import SafetensorError
 
-    tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A name unique to this process and call (pid + random), in the target's folder.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        save_file(tensors, tmp, metadata={"scoresde": header})
-        os.chmod(tmp, file_mode())  # mkstemp makes 0600; checkpoints get the usual mode
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata={"scoresde": header}))
     except (OSError, SafetensorError) as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise CheckpointWriteError(path, err) from err
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -208,9 +192,7 @@ def _check_exists(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.is_dir():
-        raise ValueError(
-            f"{path} is a folder; pass a checkpoint file (e.g. {path}/checkpoints/last.safetensors)"
-        )
+        raise ValueError(f"{path} is a folder; pass a checkpoint file (e.g. {RunFolder(path).last})")
 
 
 def read_checkpoint_metadata(path: str | Path) -> dict:
@@ -300,8 +282,8 @@ def load_checkpoint(path: str | Path, ema: bool = True, device: str | torch.devi
     from safetensors.torch import load_file
 
     path = Path(path)
-    if path.is_dir() and (path / "checkpoints" / "last.safetensors").is_file():
-        path = path / "checkpoints" / "last.safetensors"
+    if RunFolder.resolve(path).is_file():
+        path = RunFolder.resolve(path)
     meta = read_checkpoint_metadata(path)
     try:
         tensors = load_file(str(path), device=str(device))
@@ -350,13 +332,6 @@ class CheckpointWriteError(OSError):
         return self._message()
 
 
-def file_mode() -> int:
-    """``0o666`` less the process umask: the mode an ordinary new file gets."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def check_metadata(meta: dict, where: str = "checkpoint") -> None:
     """Validate a checkpoint's JSON before anything is allocated (entries named in errors)."""
     step = meta.get("step")
@@ -382,22 +357,6 @@ def check_metadata(meta: dict, where: str = "checkpoint") -> None:
     ):
         raise ValueError(f"{where}: model.sigma_data must be a finite number > 0, got {sigma_data!r}")
     check_net_config(meta["net"], f"{where}: 'net'")
-
-
-def clean_temp_files(folder: str | Path) -> list[Path]:
-    """Remove orphaned ``.*.tmp`` files of interrupted checkpoint writes in ``folder``.
-
-    Only safe while the caller owns the folder (see :mod:`scoresde.train.runlock`).
-    Returns the files removed.
-    """
-    folder = Path(folder)
-    removed = []
-    if folder.is_dir():
-        for p in folder.glob(".*.tmp"):
-            if p.is_file():
-                p.unlink(missing_ok=True)
-                removed.append(p)
-    return removed
 
 
 def _is_intact(path: Path) -> bool:
@@ -432,9 +391,7 @@ def resume_checkpoint(path: str | Path) -> tuple[Path, str | None]:
     Raises:
         FileNotFoundError: neither ``path`` nor any intact step checkpoint beside it.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.safetensors"
+    path = RunFolder.resolve(path)
     if _is_intact(path):
         return path, None
     problem = "is missing" if not path.exists() else "is corrupt or incomplete"

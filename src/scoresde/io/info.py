@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scoresde.io.run_folder import RunFolder
 from scoresde.sde import sde_from_dict
 from scoresde.sde.base import SDE
 
@@ -34,7 +35,7 @@ def checkpoint_file(path: str | Path) -> Path:
             f"checkpoint not found: {str(p)!r} does not exist (give a run folder or a .safetensors file)"
         )
     if p.is_dir():
-        last = p / "checkpoints" / "last.safetensors"
+        last = RunFolder.resolve(p)
         if not last.is_file():
             raise FileNotFoundError(
                 f"{str(p)!r} is a folder without checkpoints/last.safetensors; is it a run folder?"

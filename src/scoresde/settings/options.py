@@ -84,8 +84,9 @@ def dataclass_options(cls: type, exclude: Sequence[str] = ()) -> list[Option]:
     """One :class:`Option` per field of the dataclass ``cls`` (types from its annotations).
 
     A field's ``metadata`` may hold ``help``, ``minimum``, ``choices``, ``flag`` (the flag name
-    without ``--``) and ``metavar``.  Supported annotations: ``bool``, ``int``, ``float``,
-    ``str``, ``X | None``, ``tuple[X, ...]`` and ``dict[str, float]``.
+    without ``--``), ``metavar`` and ``const`` (the value of the bare flag).  Supported
+    annotations: ``bool``, ``int``, ``float``, ``str``, ``X | None``, ``tuple[X, ...]`` and
+    ``dict[str, float]``.
     """
     hints = typing.get_type_hints(cls)
     out = []
@@ -117,6 +118,7 @@ def dataclass_options(cls: type, exclude: Sequence[str] = ()) -> list[Option]:
                 multiple=multiple,
                 mapping=mapping,
                 flag_name=meta.get("flag"),
+                const=meta.get("const"),
             )
         )
     return out

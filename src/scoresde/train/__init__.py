@@ -1,4 +1,7 @@
-"""Training: EMA, the minimal loop, the image trainer and DDP setup.
+"""Training: losses (objects with their parameters), the optimiser loop, EMA, the learning-rate
+schedule, batches, the checkpointer, the logger, evaluation, compilation, and the image trainer
+(a short loop over these parts).  The run folder (layout, lock, atomic writes, ``last``) is
+:class:`scoresde.io.run_folder.RunFolder`.
 
 Checkpoint I/O lives in :mod:`scoresde.io.checkpoint` (shared with inference); its three
 names are re-exported here for convenience.

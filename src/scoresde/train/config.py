@@ -12,14 +12,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from scoresde.losses import OBJECTIVES, WEIGHTINGS
 from scoresde.models.parameterization import PREDICTIONS
 from scoresde.models.wrapper import TIME_INPUTS
 from scoresde.nets.unet import TIME_EMBEDDINGS
 from scoresde.sde import SDES
+from scoresde.train.compile import AUTO_MIN_STEPS, COMPILE_MODES
+from scoresde.train.losses import OBJECTIVES, WEIGHTINGS
 from scoresde.train.validate import check_field_types, check_ranges
 
-__all__ = ["LEGACY_VALUES", "RESUMABLE_KEYS", "SCHEDULES", "TrainConfig"]
+__all__ = ["RESUMABLE_KEYS", "SCHEDULES", "TrainConfig"]
 
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -49,12 +50,14 @@ class TrainConfig:
     Optimisation: AdamW with linear warm-up over ``warmup`` steps, then constant, cosine
     (default) or linear decay to ``lr * final_lr`` (``schedule``) over ``steps``, or over the
     ``minutes`` budget when it ends first (the fraction of the budget spent sets the rate);
-    ``grad_clip`` on the global gradient norm; EMA with warm-up; ``bf16`` autocast;
+    ``grad_clip`` on the global gradient norm; EMA with warm-up; ``bf16`` autocast; ``compile``
+    (``torch.compile`` of the network, :mod:`scoresde.train.compile`);
     ``batch_size`` is the *global* batch (split over processes).
 
     Evaluation grids: ``sample_method`` for ``sample_steps`` steps, the predicted x0 clipped
     to the images' range (``sample_clip``).  The defaults (Euler-Maruyama on the reverse SDE,
     clipped) and the cosine decay over the budget were chosen by the same measurement.
+    ``eval_share`` bounds the time spent in evaluations before the last one.
 
     Reliability: ``overwrite`` lets a fresh run replace an existing run folder (otherwise it is
     refused unless the trainer resumed); ``max_nonfinite_steps`` is how many *consecutive*
@@ -156,6 +159,15 @@ class TrainConfig:
     grad_clip: float | None = field(default=1.0, metadata={"help": "gradient-norm clip"})
     ema_decay: float = field(default=0.999, metadata={"help": "decay of the EMA weights"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast"})
+    compile: str = field(
+        default="auto",
+        metadata={
+            "help": "torch.compile the network: on, off, or auto (on for CUDA runs of at least "
+            f"{AUTO_MIN_STEPS} steps; on a CPU compiling was measured not to pay); bare --compile: on",
+            "choices": COMPILE_MODES,
+            "const": "on",
+        },
+    )
     seed: int = field(
         default=0, metadata={"help": "seed of every random draw (data split, weights, batches, noise)"}
     )
@@ -178,6 +190,13 @@ class TrainConfig:
             "help": "the predicted x0 of evaluation grids: clip (to the images' [-1, 1]), dynamic "
             "(thresholding, Saharia et al. 2022) or none",
             "choices": ("none", "clip", "dynamic"),
+        },
+    )
+    eval_share: float = field(
+        default=0.25,
+        metadata={
+            "help": "bound on the evaluations' share of the run's time: an evaluation before the last "
+            "is skipped while evaluating so far took more than this fraction of the time"
         },
     )
     eval_bpd: bool = field(default=False, metadata={"help": "held-out bits/dim at each evaluation"})
@@ -207,6 +226,7 @@ class TrainConfig:
             "weighting": WEIGHTINGS,
             "time_embedding": TIME_EMBEDDINGS,
             "schedule": SCHEDULES,
+            "compile": COMPILE_MODES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -222,6 +242,8 @@ class TrainConfig:
             )
         if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
             raise ValueError(f"minutes must be a positive number of minutes, got {self.minutes}")
+        if not (0.0 < self.eval_share <= 1.0):
+            raise ValueError(f"eval_share must lie in (0, 1], got {self.eval_share}")
         if not (0.0 <= self.label_dropout < 1.0):
             raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
         if self.importance and self.loss != "dsm":
@@ -245,10 +267,6 @@ class TrainConfig:
 RESUMABLE_KEYS = frozenset(
     {"steps", "out", "name", "log_every", "eval_every", "save_every", "num_samples", "sample_method"}
     | {"sample_steps", "sample_clip", "eval_bpd", "bpd_samples", "progress", "device", "overwrite"}
-    | {"max_nonfinite_steps", "minutes"}
+    | {"max_nonfinite_steps", "minutes", "compile", "eval_share"}
 )
 """Options that may differ between a checkpoint's run and the run that resumes it."""
-
-LEGACY_VALUES: dict[str, Any] = {"final_lr": 0.1, "sample_clip": "none"}
-"""The value of an option added later that reproduces what a checkpoint saved before it was
-added did (cosine schedules then ended at ``lr / 10``; evaluation grids were not clipped)."""

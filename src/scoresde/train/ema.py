@@ -43,10 +43,16 @@ class EMA(Generic[M]):
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
-        for e, p in zip(self.module.parameters(), model.parameters(), strict=True):
-            e.lerp_(p.detach(), 1.0 - d)
-        for eb, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            eb.copy_(b)
+        mine, theirs = list(self.module.parameters()), [p.detach() for p in model.parameters()]
+        if len(mine) != len(theirs):
+            raise ValueError(f"EMA of {len(mine)} parameters updated from a model with {len(theirs)}")
+        if mine:
+            torch._foreach_lerp_(mine, theirs, 1.0 - d)  # one multi-tensor kernel for all parameters
+        buffers, sources = list(self.module.buffers()), list(model.buffers())
+        if len(buffers) != len(sources):
+            raise ValueError(f"EMA of {len(buffers)} buffers updated from a model with {len(sources)}")
+        if buffers:
+            torch._foreach_copy_(buffers, sources)
         self.num_updates += 1
 
     def state_dict(self) -> dict:

@@ -5,7 +5,9 @@
 - :func:`bpd_probability_flow`: bits/dim by the probability-flow ODE likelihood
   (Song et al. 2021, App. D.2), through :func:`scoresde.flow.likelihood.log_likelihood`;
 - :func:`bpd_bound`: bits/dim from the reverse SDE's variational bound (Song et al. 2021c,
-  Thm. 3), :func:`scoresde.flow.bound.dsm_nll_bound`.
+  Thm. 3), :func:`scoresde.flow.bound.dsm_nll_bound`;
+- :class:`Evaluator`: the trainer's evaluation of a run (all of the above with the run's
+  settings and fixed draws).
 
 Both bits/dim measures use the library's one dequantization convention,
 :class:`scoresde.flow.dequantization.Quantization`.
@@ -13,16 +15,30 @@ Both bits/dim measures use the library's one dequantization convention,
 
 from __future__ import annotations
 
+import math
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from scoresde.data.images import save_image_grid
 from scoresde.flow.bound import dsm_nll_bound
 from scoresde.flow.dequantization import Quantization
+from scoresde.models.clipping import ClipDenoised
 from scoresde.models.wrapper import ScoreModel
+from scoresde.sampling.seeds import derive_seed
 
-__all__ = ["bpd_bound", "bpd_probability_flow", "held_out_loss", "sample_grid"]
+__all__ = [
+    "Evaluator",
+    "report_evaluation",
+    "bpd_bound",
+    "bpd_probability_flow",
+    "held_out_loss",
+    "sample_grid",
+]
 
 
 @torch.no_grad()
@@ -132,3 +148,98 @@ def bpd_bound(
         ]
     )
     return float(quant.bits_per_dim(-nll.double().cpu(), z[0].numel()).mean())
+
+
+class Evaluator:
+    """The trainer's evaluations of a model (its EMA model by default), with fixed draws.
+
+    Args:
+        config: the run's :class:`~scoresde.train.config.TrainConfig`.
+        data: the data set (held-out split, labels, levels).
+        to_net: maps a batch of items to the network's input (flattening for an MLP).
+        device: where the model lives.
+        objective: the training objective (for the held-out loss).
+    """
+
+    def __init__(self, config, data, to_net: Callable[[Tensor], Tensor], device, objective: Callable) -> None:
+        self.config, self.data, self.to_net, self.device = config, data, to_net, device
+        self.objective = objective
+
+    def _generator(self, stream: int) -> torch.Generator:
+        return torch.Generator().manual_seed(derive_seed(self.config.seed, 0, stream))
+
+    def held_out_loss(self, model: ScoreModel, max_images: int | None = None) -> float:
+        """The training objective on the held-out split with fixed draws."""
+        c, d = self.config, self.data
+        y = d.test_labels[:max_images] if c.conditional else None
+        x = d.test[:max_images]
+        return held_out_loss(self.objective, model, x, y, self._generator(7), c.batch_size, self.to_net)
+
+    def sample_images(self, model: ScoreModel, n: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """Draw ``n`` samples ``(n, C, H, W)`` (labels cycling over the classes) by ``sample_method``
+        with the predicted x0 clipped as ``sample_clip`` says."""
+        c, d = self.config, self.data
+        n = n or c.num_samples
+        shape = d.shape if c.net != "mlp" else (math.prod(d.shape),)
+        classes = d.num_classes if c.conditional else None
+        sampled = ClipDenoised(model, mode=c.sample_clip) if c.sample_clip != "none" else model
+        x, y = sample_grid(sampled, shape, n, c.sample_method, c.sample_steps, c.seed, classes, self.device)
+        return x.reshape(n, *d.shape).float().cpu(), y
+
+    def bits_per_dim(self, model: ScoreModel, bound: bool = False) -> float:
+        """Held-out bits/dim of uniformly dequantized images (``bpd_samples`` of them).
+
+        Class-conditional models trained with ``label_dropout > 0`` are scored through their
+        unconditional (null-token) mode, otherwise given the true labels.  ``bound=False``:
+        :func:`bpd_probability_flow` (the PF-ODE likelihood; Hutchinson's divergence estimator
+        beyond 16 dimensions); ``bound=True``: :func:`bpd_bound` (the reverse SDE's variational
+        bound, 8 draws per image, an upper bound in expectation).
+        """
+        c, d = self.config, self.data
+        if d.levels is None:
+            raise ValueError("bits/dim needs discrete data (levels); this data set is continuous")
+        x = self.to_net(d.test[: c.bpd_samples]).to(self.device)
+        given_labels = c.conditional and c.label_dropout == 0  # else scored through the null token
+        y = d.test_labels[: c.bpd_samples].to(self.device) if given_labels else None
+        if bound:
+            return bpd_bound(
+                model,
+                x,
+                d.levels,
+                y,
+                self._generator(9),
+                c.batch_size,
+                dequantize_generator=self._generator(8),
+            )
+        return bpd_probability_flow(model, x, d.levels, y, self._generator(10))
+
+    def __call__(self, model: ScoreModel, grid: Path | None) -> dict[str, float]:
+        """Held-out loss, a sample grid written to ``grid`` (when given and ``num_samples > 0``),
+        and bits/dim when ``eval_bpd``; ``eval_seconds`` is the time taken."""
+        c = self.config
+        t0 = time.perf_counter()
+        metrics: dict[str, float] = {"eval_loss": self.held_out_loss(model)}
+        if c.num_samples > 0 and grid is not None:
+            x, _ = self.sample_images(model)
+            save_image_grid(x, grid, scale=4)
+        if c.eval_bpd:
+            metrics["bpd_bound"] = self.bits_per_dim(model, bound=True)
+            metrics["bpd"] = self.bits_per_dim(model)
+        metrics["eval_seconds"] = time.perf_counter() - t0
+        return metrics
+
+
+def report_evaluation(
+    evaluate: Callable[[], dict[str, float]], step: int, log: Callable[[dict], None], saved: Path | None
+) -> tuple[dict[str, float], str | None]:
+    """``evaluate()``, logged with ``log`` at ``step``; a failure is reported (stderr, ``log``)
+    instead of raised, naming the saved checkpoint.  Returns ``(metrics, error message or None)``."""
+    try:
+        metrics = evaluate()
+    except Exception as err:  # an evaluation failure must not lose the run
+        msg = f"evaluation at step {step} failed ({type(err).__name__}: {err})"
+        print(f"warning: {msg}; training goes on (checkpoint {saved} is saved)", file=sys.stderr, flush=True)
+        log({"step": step, "eval_error": msg})
+        return {}, msg
+    log({"step": step, **metrics})
+    return metrics, None

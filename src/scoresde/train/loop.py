@@ -1,4 +1,4 @@
-"""A minimal training loop for vector data: the generic loop of :mod:`scoresde.optim`, DSM loss, EMA."""
+"""A minimal training loop for vector data: the generic loop of :mod:`scoresde.train.optim`, DSM loss, EMA."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from scoresde.losses import dsm_loss
 from scoresde.models.base import ScoreFunction
-from scoresde.optim import optimize
 from scoresde.train.ema import EMA
+from scoresde.train.losses import dsm_loss
+from scoresde.train.optim import optimize
 
 __all__ = ["FitResult", "fit"]
 

@@ -1,63 +1,52 @@
-"""The image (and vector) trainer: AdamW, warm-up, clipping, EMA, evaluation, checkpoints, DDP.
+"""The image (and vector) trainer: a short loop over its parts.
 
-Reproducibility by construction: every random draw of step ``k`` (minibatch order through a
-:class:`~torch.utils.data.DistributedSampler` seeded per epoch, diffusion times, noise, flips,
-label dropout, dropout masks) comes from generators seeded by ``(seed, k)``.  The state of a
-run is therefore its weights, EMA weights, optimiser state and step; a checkpoint holds all
-four, so ``--resume`` continues *exactly* (bitwise on the CPU with the same thread count; on
-CUDA to within the non-determinism of its kernels, ~1e-5 after a few steps).  Note that the
-trainer reseeds torch's global RNG at every step (for dropout).
+The parts, one concept each: :class:`~scoresde.train.batches.BatchSource` (every random draw of a
+step, keyed by ``(seed, step)`` with :func:`~scoresde.sampling.seeds.derive_seed`), the objective
+(:mod:`scoresde.train.losses`), fused AdamW (:func:`~scoresde.train.optim.adamw`) with an
+:class:`~scoresde.train.schedule.LRSchedule`, :class:`~scoresde.train.ema.EMA`, the
+:class:`~scoresde.train.evaluation.Evaluator`, the :class:`~scoresde.train.checkpointer.Checkpointer`
+and the :class:`~scoresde.train.logger.RunLogger`, writing into a
+:class:`~scoresde.io.run_folder.RunFolder` (layout, lock, atomic writes).
 
-Distributed training draws the times, noise and augmentation for the *global* batch on every
-process and gives process ``r`` the positions ``r, r + W, r + 2W, ...``, the same positions
-the sampler's indices take; DDP averages the gradients.  ``W`` processes with ``batch_size``
-``B`` (the global batch) therefore compute the same update as one process with ``B``, up to
-floating-point summation order.
+The state of a run is its weights, EMA weights, optimiser state and step; a checkpoint holds all
+four, so ``resume`` continues *exactly* (bitwise on the CPU with the same thread count and
+``compile`` off; on CUDA within the non-determinism of its kernels).  The trainer reseeds torch's
+global RNG at every step (dropout masks).  Distributed runs draw every step's randomness for the
+global batch and give each process its share, so ``W`` processes compute the update of one.
+Off the hot path: losses stay on the device between log lines; the one value read per step is
+whether the step was finite (the non-finite guard).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import shutil
-import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DistributedSampler
 
-from scoresde._core.checks import NonFiniteError
 from scoresde._core.progress import make_progress
-from scoresde.data.images import (
-    DataSplit,
-    load_dataset,
-    save_image_grid,
-)
+from scoresde.data.images import DataSplit, load_dataset
 from scoresde.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
-from scoresde.io.checkpoint import (
-    CheckpointWriteError,
-    clean_temp_files,
-    file_mode,
-    load_checkpoint,
-    resume_checkpoint,
-    save_checkpoint,
-)
-from scoresde.losses import make_objective
-from scoresde.models.clipping import ClipDenoised
+from scoresde.io.run_folder import RunFolder
 from scoresde.models.wrapper import ScoreModel
-from scoresde.nets import build_net, net_config
-from scoresde.nets.build import default_attn_resolutions, default_channel_mults, net_config_for
+from scoresde.nets import build_net
+from scoresde.nets.build import net_config_for
+from scoresde.sampling.seeds import derive_seed
 from scoresde.sde import make_sde
-from scoresde.train import evaluation
-from scoresde.train.config import LEGACY_VALUES, RESUMABLE_KEYS, TrainConfig
+from scoresde.train.batches import BatchSource
+from scoresde.train.checkpointer import Checkpointer
+from scoresde.train.compile import compile_network, wants_compile
+from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
 from scoresde.train.ema import EMA
-from scoresde.train.runlock import RunLock
+from scoresde.train.evaluation import Evaluator, report_evaluation
+from scoresde.train.guard import NonFiniteGuard
+from scoresde.train.logger import LossWindow, RunLogger
+from scoresde.train.losses import make_objective
+from scoresde.train.optim import adamw
+from scoresde.train.schedule import LRSchedule, TimeBudget
+from scoresde.train.validate import check_with_data
 
 __all__ = ["RESUMABLE_KEYS", "TrainConfig", "TrainResult", "Trainer"]
 
@@ -77,14 +66,6 @@ class TrainResult:
     skipped_steps: int = 0
 
 
-def _mix(seed: int, step: int, stream: int = 0) -> int:
-    """A 63-bit seed for RNG stream ``stream`` of step ``step`` (SplitMix64-style mixing)."""
-    z = (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + stream * 0x94D049BB133111EB) % 2**64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
-    return (z ^ (z >> 31)) % 2**63
-
-
 class Trainer:
     """Train a ``ScoreModel`` on an image (or vector) data set.
 
@@ -99,395 +80,142 @@ class Trainer:
         self.config = c = config
         self.dist = dist_info or init_distributed(c.device)
         self.device = self.dist.device
-        if c.batch_size % self.dist.world_size:
-            raise ValueError(
-                f"batch_size {c.batch_size} (the global batch) must be divisible by the "
-                f"number of processes {self.dist.world_size}"
-            )
         self.data = data if data is not None else load_dataset(c.data, c.test_fraction, c.seed, c.image_size)
-        n_train = self.data.train.shape[0]
-        if n_train < c.batch_size:
-            raise ValueError(f"batch_size {c.batch_size} exceeds the {n_train} training images")
-        if c.conditional and self.data.num_classes is None:
-            raise ValueError(
-                f"conditional training needs labels, but {self.data.name or 'the data'} has none"
-            )
-        self._check_with_data()
-        self.steps_per_epoch = n_train // c.batch_size
-        self.local_batch = c.batch_size // self.dist.world_size
-
+        check_with_data(c, self.data, self.dist.world_size)
+        self.batches = BatchSource(
+            self.data, c.batch_size, c.seed, self.dist.rank, self.dist.world_size, c.conditional,
+            c.label_dropout, c.hflip, c.net == "mlp", self.device,
+        )  # fmt: skip
         self.sde = make_sde(c.sde, **c.sde_options)
-        self.net_config = self._net_config()
+        classes = self.data.num_classes if c.conditional else None
+        self.net_config = net_config_for(c.net, self.data.shape, classes, c)
         sigma_data = c.sigma_data if c.sigma_data is not None else round(float(self.data.train.std()), 4)
-        self.model_config = {
-            "prediction": c.prediction,
-            "scale_input": True,
-            "sigma_data": sigma_data,
-            "time_input": c.time_input,
-        }
-        torch.manual_seed(_mix(c.seed, 0, 99))  # the initial weights depend on the seed only
+        self.model_config = {"prediction": c.prediction, "scale_input": True, "sigma_data": sigma_data}
+        self.model_config["time_input"] = c.time_input
+        torch.manual_seed(derive_seed(c.seed, 0, 99))  # the initial weights depend on the seed only
         net = build_net(self.net_config).to(self.device)
         self.model = ScoreModel(net, self.sde, **self.model_config)
         self.ema = EMA(self.model, c.ema_decay)
-        self.optimizer = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.optimizer = adamw(net.parameters(), c.lr, c.weight_decay, self.device)
+        self.schedule = LRSchedule.from_config(c)
         self.last_lr = c.lr  # the rate of the latest step (logged)
         self.objective = make_objective(c.loss, c.weighting, c.importance, c.num_scales)
+        self.train_model = ScoreModel(self._train_net(net), self.sde, **self.model_config)
+        self.folder = RunFolder(Path(c.out) / c.name)
+        self.run_dir = self.folder.root
+        self.checkpointer = Checkpointer(
+            self.folder, self.model, self.ema, self.optimizer, self.config.to_dict, self.data.info()
+        )
+        self.evaluator = Evaluator(
+            c, self.data, self.batches.to_net, self.device, lambda *a: self.objective(*a)
+        )
+        self.step = 0
+        self.resumed_from: Path | None = None
+        self.guard = NonFiniteGuard(c.max_nonfinite_steps)
+
+    def _train_net(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The network the training step runs: DDP-wrapped across processes, compiled when asked."""
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
-            ddp = DistributedDataParallel(
+            net = DistributedDataParallel(
                 net, device_ids=[self.device] if self.device.type == "cuda" else None
             )
-            self.train_model = ScoreModel(ddp, self.sde, **self.model_config)
-        else:
-            self.train_model = self.model
-        self.sampler = DistributedSampler(
-            range(n_train),
-            num_replicas=self.dist.world_size,
-            rank=self.dist.rank,
-            shuffle=True,
-            seed=c.seed,
-            drop_last=True,
-        )
-        self._epoch: int | None = None
-        self._epoch_indices: list[int] = []
-        self.step = 0
-        self.run_dir = Path(c.out) / c.name
-        self._tb = None
-        self.resumed_from: Path | None = None
-        self.last_checkpoint: Path | None = None
-        self.nonfinite_run = 0  # consecutive skipped steps
-        self.skipped_steps = 0
+        if wants_compile(self.config.compile, self.config.steps, self.device):
+            net = compile_network(net, self.device)
+        return net
 
-    def _check_with_data(self) -> None:
-        """The rules that need the data, checked before the first step (errors name the option)."""
-        c, data = self.config, self.data
-        if c.image_size is not None and tuple(data.shape[1:]) != (c.image_size, c.image_size):
-            raise ValueError(
-                f"image_size {c.image_size}: the data's images are {data.shape[1]}x{data.shape[2]} "
-                "(image_size resizes data that the trainer loads itself, of any layout)"
-            )
-        if c.eval_bpd and data.levels is None:
-            raise ValueError("eval_bpd needs discrete data (levels); this data set is continuous")
-        if c.eval_bpd and data.test.shape[0] == 0:
-            raise ValueError("eval_bpd needs held-out images: test_fraction is 0")
-        ch, h, w = data.shape
-        if c.num_samples > 0 and ch not in (1, 3):
-            raise ValueError(
-                f"num_samples {c.num_samples} writes sample grids as PNG, which needs 1 or 3 channels; "
-                f"the data has {ch}: set num_samples = 0"
-            )
-        if c.net == "unet" and h == w:
-            levels = [h // 2**i for i in range(len(default_channel_mults(c.channel_mults, h)))]
-            missing = [r for r in self._attn_resolutions() if r not in levels]
-            if missing:
-                raise ValueError(
-                    f"attn_resolutions {list(c.attn_resolutions)}: the UNet has no resolution {missing} "
-                    f"(its resolutions are {levels}); choose among them or none"
-                )
-
-    # ------------------------------------------------------------------ #
-    # Setup.
-    # ------------------------------------------------------------------ #
-    def _attn_resolutions(self) -> tuple[int, ...]:
-        """The configured attention resolutions; by default the UNet's lowest resolution."""
-        c = self.config
-        h = self.data.shape[1]
-        return default_attn_resolutions(c.attn_resolutions, h, default_channel_mults(c.channel_mults, h))
-
-    def _net_config(self) -> dict:
-        c = self.config
-        return net_config_for(c.net, self.data.shape, self.data.num_classes if c.conditional else None, c)
-
-    def _shape_for_net(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], -1) if self.config.net == "mlp" else x
-
-    # ------------------------------------------------------------------ #
-    # One step.
-    # ------------------------------------------------------------------ #
-    def _indices(self, step: int) -> list[int]:
-        """This process's training indices at ``step`` (epoch-wise DistributedSampler order)."""
-        epoch, offset = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self.sampler.set_epoch(epoch)
-            self._epoch_indices = list(iter(self.sampler))
-            self._epoch = epoch
-        b = self.local_batch
-        return self._epoch_indices[offset * b : (offset + 1) * b]
-
-    def _batch(self, step: int) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
-        """``(x0, y, u, noise)`` for this process at ``step``, drawn for the global batch."""
-        c, rank, world = self.config, self.dist.rank, self.dist.world_size
-        idx = torch.tensor(self._indices(step), dtype=torch.long)
-        x0 = self.data.train[idx]
-        y = self.data.train_labels[idx] if c.conditional else None
-        g = torch.Generator().manual_seed(_mix(c.seed, step))
-        shape = (c.batch_size, *self.data.shape)
-        u = torch.rand(c.batch_size, generator=g)[rank::world]
-        noise = torch.randn(shape, generator=g)[rank::world]
-        flip = torch.rand(c.batch_size, generator=g)[rank::world] < 0.5
-        drop = torch.rand(c.batch_size, generator=g)[rank::world] < c.label_dropout
-        if c.hflip:
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        if y is not None and c.label_dropout > 0:
-            y = torch.where(drop, torch.full_like(y, self.data.num_classes), y)
-        dev = self.device
-        x0, noise = self._shape_for_net(x0), self._shape_for_net(noise)
-        return x0.to(dev), None if y is None else y.to(dev), u.to(dev), noise.to(dev)
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """The newest checkpoint known to be intact (written or resumed from)."""
+        return self.checkpointer.last
 
     def learning_rate(self, step: int, budget_spent: float = 0.0) -> float:
-        """The learning rate of optimiser step ``step``.
+        """The learning rate of optimiser step ``step`` (:class:`~scoresde.train.schedule.LRSchedule`)."""
+        return self.schedule(step, budget_spent)
 
-        Linear warm-up to ``lr`` over ``warmup`` steps, then constant, or a cosine / linear decay
-        to ``lr * final_lr`` whose progress is the larger of the fraction of the post-warm-up
-        steps done and ``budget_spent`` (the fraction of the ``minutes`` budget used), so that a
-        run stopped by its time budget ends at the low rate too.
-        """
-        c = self.config
-        lr = c.lr * min(1.0, (step + 1) / c.warmup) if c.warmup else c.lr
-        if c.schedule != "constant" and step >= c.warmup:
-            frac = min(1.0, max((step - c.warmup) / max(1, c.steps - c.warmup), budget_spent))
-            shape = 0.5 * (1.0 + math.cos(math.pi * frac)) if c.schedule == "cosine" else 1.0 - frac
-            lr = c.lr * (c.final_lr + (1.0 - c.final_lr) * shape)
-        return lr
+    # ---- one step ------------------------------------------------------------------------- #
+    def train_step(self, budget_spent: float = 0.0) -> tuple[Tensor, Tensor]:
+        """One optimiser step; returns ``(local loss, gradient norm)`` as 0-d tensors on the device.
 
-    def train_step(self, budget_spent: float = 0.0) -> tuple[float, float]:
-        """One optimiser step; returns ``(local loss, gradient norm)``.
-
-        ``budget_spent``: the fraction of the time budget used so far (see
-        :meth:`learning_rate`; :meth:`fit` passes it when ``minutes`` is set).
+        ``budget_spent``: the fraction of the time budget used so far (see :meth:`learning_rate`).
+        A step with a non-finite gradient norm (the same on every process after DDP's all-reduce)
+        or loss is skipped (no optimiser or EMA update); the step counter still advances.
         """
         c, step = self.config, self.step
-        torch.manual_seed(_mix(c.seed, step, 1 + self.dist.rank))  # dropout masks
-        x0, y, u, noise = self._batch(step)
+        torch.manual_seed(derive_seed(c.seed, step, 1 + self.dist.rank))  # dropout masks
+        b = self.batches(step)
+        self.last_lr = self.schedule(step, budget_spent)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.last_lr = self.learning_rate(step, budget_spent)
+            group["lr"] = self.last_lr
         self.train_model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.bf16):
-            out = self.objective(self.train_model, x0, y, u, noise)
+            loss = self.objective(self.train_model, b.x0, b.y, b.u, b.noise).loss
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        params = self.model.net.parameters()
+        loss.backward()
+        params = [p for p in self.model.net.parameters() if p.grad is not None]
         if c.grad_clip is not None:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.grad_clip))
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
         else:
-            grad_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
-        loss = float(out.loss.detach())
-        # Non-finite guard: skip the update of a step with a non-finite gradient (the same on
-        # every process after DDP's all-reduce) or loss; the step counter still advances.
-        bad = not math.isfinite(grad_norm) or (not self.dist.distributed and not math.isfinite(loss))
-        if bad:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.nonfinite_run += 1
-            self.skipped_steps += 1
-        else:
-            self.nonfinite_run = 0
+            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
+        finite = (
+            torch.isfinite(grad_norm) if self.dist.distributed else torch.isfinite(grad_norm + loss.detach())
+        )
+        if self.guard.record(bool(finite)):  # the one value read per step
             self.optimizer.step()
             self.ema.update(self.model)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return loss, grad_norm
+        return loss.detach(), grad_norm.detach()
 
-    # ------------------------------------------------------------------ #
-    # Evaluation.
-    # ------------------------------------------------------------------ #
+    # ---- evaluation and checkpoints ------------------------------------------------------- #
     def held_out_loss(self, model: ScoreModel | None = None, max_images: int | None = None) -> float:
         """The training objective on the held-out split with fixed draws (EMA model by default)."""
-        c = self.config
-        return evaluation.held_out_loss(
-            self.objective,
-            model or self.ema.module,
-            self.data.test[:max_images],
-            self.data.test_labels[:max_images] if c.conditional else None,
-            torch.Generator().manual_seed(_mix(c.seed, 0, 7)),
-            c.batch_size,
-            self._shape_for_net,
-        )
+        return self.evaluator.held_out_loss(model or self.ema.module, max_images)
 
     def sample_images(
         self, n: int | None = None, model: ScoreModel | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """Draw ``n`` samples ``(n, C, H, W)`` with the EMA model (labels cycling over the classes),
-        by ``sample_method`` with the predicted x0 clipped as ``sample_clip`` says."""
-        c = self.config
-        n = n or c.num_samples
-        shape = self.data.shape if c.net != "mlp" else (math.prod(self.data.shape),)
-        classes = self.data.num_classes if c.conditional else None
-        sampled = model or self.ema.module
-        if c.sample_clip != "none":
-            sampled = ClipDenoised(sampled, mode=c.sample_clip)
-        x, y = evaluation.sample_grid(
-            sampled, shape, n, c.sample_method, c.sample_steps, c.seed, classes, self.device
-        )
-        return x.reshape(n, *self.data.shape).float().cpu(), y
+        """``n`` samples ``(n, C, H, W)`` of the EMA model (:meth:`Evaluator.sample_images`)."""
+        return self.evaluator.sample_images(model or self.ema.module, n)
 
     def bits_per_dim(self, model: ScoreModel | None = None, bound: bool = False) -> float:
-        """Held-out bits/dim of uniformly dequantized images (``bpd_samples`` of them).
-
-        Class-conditional models trained with ``label_dropout > 0`` are scored through their
-        unconditional (null-token) mode, otherwise given the true labels.
-        ``bound=False``: :func:`~scoresde.train.evaluation.bpd_probability_flow` (the PF-ODE
-        likelihood; Hutchinson's divergence estimator beyond 16 dimensions); ``bound=True``:
-        :func:`~scoresde.train.evaluation.bpd_bound` (the reverse SDE's variational bound, 8 draws
-        per image, an upper bound in expectation).
-        """
-        if self.data.levels is None:
-            raise ValueError("bits/dim needs discrete data (levels); this data set is continuous")
-        c = self.config
-        model = model or self.ema.module
-        x = self._shape_for_net(self.data.test[: c.bpd_samples]).to(self.device)
-        # Conditional models trained with label dropout are scored unconditionally (null token).
-        given_labels = c.conditional and c.label_dropout == 0
-        y = self.data.test_labels[: c.bpd_samples].to(self.device) if given_labels else None
-        if bound:
-            return evaluation.bpd_bound(
-                model,
-                x,
-                self.data.levels,
-                y,
-                torch.Generator().manual_seed(_mix(c.seed, 0, 9)),
-                c.batch_size,
-                dequantize_generator=torch.Generator().manual_seed(_mix(c.seed, 0, 8)),
-            )
-        g = torch.Generator().manual_seed(_mix(c.seed, 0, 10))
-        return evaluation.bpd_probability_flow(model, x, self.data.levels, y, g)
+        """Held-out bits/dim of the EMA model (:meth:`Evaluator.bits_per_dim`)."""
+        return self.evaluator.bits_per_dim(model or self.ema.module, bound)
 
     def evaluate(self) -> dict[str, float]:
         """Held-out loss, a sample grid written to ``samples/``, and bits/dim when asked."""
-        c = self.config
-        t0 = time.perf_counter()
-        metrics: dict[str, float] = {"eval_loss": self.held_out_loss()}
-        if c.num_samples > 0:
-            x, _ = self.sample_images()
-            save_image_grid(x, self.run_dir / "samples" / f"step_{self.step:07d}.png", scale=4)
-        if c.eval_bpd:
-            metrics["bpd_bound"] = self.bits_per_dim(bound=True)
-            metrics["bpd"] = self.bits_per_dim()
-        metrics["eval_seconds"] = time.perf_counter() - t0
-        return metrics
+        return self.evaluator(self.ema.module, self.folder.sample_grid(self.step))
 
-    # ------------------------------------------------------------------ #
-    # Checkpoints.
-    # ------------------------------------------------------------------ #
     def save(self, path: str | Path | None = None) -> Path:
         """Write a checkpoint (``checkpoints/step_XXXXXXX.safetensors`` and ``last.safetensors``)."""
-        ckpt_dir = self.run_dir / "checkpoints"
-        target = Path(path) if path is not None else ckpt_dir / f"step_{self.step:07d}.safetensors"
-        try:
-            save_checkpoint(
-                target,
-                self.model,
-                ema=self.ema.module,
-                ema_state={"decay": self.ema.decay, "num_updates": self.ema.num_updates},
-                optimizer=self.optimizer,
-                step=self.step,
-                train_config=self.config.to_dict(),
-                data_info=self.data.info(),
-                rng={"torch_cpu": torch.get_rng_state()},
-            )
-        except CheckpointWriteError as err:
-            err.intact = self.last_checkpoint
-            raise
-        if path is None:
-            last = ckpt_dir / "last.safetensors"
-            # A temporary name unique to this process (pid + random), then an atomic rename.
-            tmp = ckpt_dir / f".last.safetensors.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-            try:
-                shutil.copyfile(target, tmp)
-                os.chmod(tmp, file_mode())
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, last)
-            except OSError as err:
-                tmp.unlink(missing_ok=True)
-                raise CheckpointWriteError(last, err, intact=target) from err
-            self.last_checkpoint = target
-        return target
+        return self.checkpointer.save(self.step, path)
 
     def resume(self, path: str | Path) -> int:
         """Load weights, EMA, optimiser state and step from a checkpoint; returns the step.
 
-        Raises ``ValueError`` if the checkpoint's training options differ from this run's in
-        anything but :data:`RESUMABLE_KEYS` (an exact continuation needs the same options).
+        Raises ``ValueError`` if ``steps`` is not beyond the checkpoint's step, or if the
+        checkpoint's options differ from this run's in anything but :data:`RESUMABLE_KEYS`.
         """
-        path, note = resume_checkpoint(path)
-        if note is not None and self.dist.is_main:
-            print(f"warning: {note}", file=sys.stderr, flush=True)
-        ckpt = load_checkpoint(path, ema=False, device=self.device)
-        saved = {**LEGACY_VALUES, **ckpt.config.get("train", {})}
-        mine = self.config.to_dict()
-        diff = sorted(k for k in mine if k not in RESUMABLE_KEYS and saved.get(k) != mine[k])
-        if diff:
-            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in diff)
-            raise ValueError(f"cannot resume {ckpt.path}: options differ from the checkpoint's ({detail})")
-        saved_net = dict(ckpt.config.get("net", {}))
-        if saved_net.get("name") == "unet":
-            saved_net.setdefault("min_group_channels", 1)  # UNets saved before the key existed
-        mine_net = net_config(self.model.net)
-        net_diff = sorted(k for k in mine_net if saved_net.get(k) != mine_net[k])
-        if net_diff:
-            detail = ", ".join(f"{k}: {saved_net.get(k)!r} -> {mine_net[k]!r}" for k in net_diff)
-            raise ValueError(f"cannot resume {ckpt.path}: its network differs from this run's ({detail})")
-        self.model.net.load_state_dict(ckpt.net_state())
-        ema_state = ckpt.ema_state()
-        if ema_state is not None:
-            self.ema.module.net.load_state_dict(ema_state)
-            self.ema.num_updates = int(ckpt.config["ema"].get("num_updates", ckpt.step))
-        opt_state = ckpt.optimizer_state()
-        if opt_state is not None:
-            self.optimizer.load_state_dict(opt_state)
-        rng = ckpt.rng_state("torch_cpu")
-        if rng is not None:
-            torch.set_rng_state(rng.cpu())
-        self.step = ckpt.step
-        self.resumed_from = self.last_checkpoint = Path(ckpt.path)
+        self.step = self.checkpointer.restore(path, self.device, self.config.steps, self.dist.is_main)
+        self.resumed_from = self.checkpointer.last
         return self.step
 
-    def _prepare_run_dir(self) -> None:
-        """Refuse to replace an existing run (unless resumed or ``overwrite``); clean temp files.
-
-        Called by :meth:`fit` while holding the run folder's lock.
-        """
-        c, run, ckpt_dir = self.config, self.run_dir, self.run_dir / "checkpoints"
-        previous = sorted(ckpt_dir.glob("*.safetensors")) if ckpt_dir.is_dir() else []
-        previous += [p for p in (run / "config.json", run / "metrics.jsonl") if p.exists()]
-        if previous and self.resumed_from is None:
-            if not c.overwrite:
-                raise FileExistsError(
-                    f"the run folder {run} already holds a run ({len(previous)} file(s), e.g. "
-                    f"{previous[0].name}); resume it, or pass overwrite to replace it, or choose another name"
-                )
-            for p in previous:
-                p.unlink(missing_ok=True)
-            for folder in (run / "samples", run / "tensorboard"):
-                if folder.is_dir():
-                    shutil.rmtree(folder)
-        clean_temp_files(ckpt_dir)
-
-    # ------------------------------------------------------------------ #
-    # The loop.
-    # ------------------------------------------------------------------ #
-    def _log(self, record: dict[str, Any]) -> None:
-        if not self.dist.is_main:
-            return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self._tb.add_scalar(key, value, record["step"])
-
+    # ---- the loop ------------------------------------------------------------------------- #
     def fit(self, evaluate: bool = True) -> TrainResult:
         """Train from ``self.step`` to ``config.steps``, logging, saving and evaluating on schedule.
 
         With ``config.minutes`` set, the loop also stops at the first step that ends after that
         many minutes of wall time (counted from the start of this call, evaluations included);
-        that step is saved and evaluated like a final one.
+        that step is saved and evaluated like a final one.  Evaluations before the last are
+        skipped while their time exceeds ``eval_share`` of the run's time so far.
 
-        The run folder is locked for the whole run (:class:`~scoresde.train.runlock.RunLock`);
-        an existing run in it is refused unless this trainer resumed or ``overwrite`` is set;
-        orphaned temporary files of interrupted writes are removed.  At a step that both saves
-        and evaluates, the checkpoint is written first; an evaluation failure is reported
-        (stderr, ``metrics.jsonl``, :attr:`TrainResult.eval_errors`) and training goes on.
+        The run folder is locked for the whole run; an existing run in it is refused unless this
+        trainer resumed or ``overwrite`` is set; ``config.json`` (the run's record) is written
+        once, never by a resume.  At a step that both saves and evaluates, the checkpoint is
+        written first; an evaluation failure is reported (stderr, ``metrics.jsonl``,
+        :attr:`TrainResult.eval_errors`) and training goes on.
 
         Raises:
             RunFolderBusyError: another live process trains into the same folder.
@@ -496,132 +224,74 @@ class Trainer:
             CheckpointWriteError: a checkpoint could not be written (disk full, permissions);
                 the message names the newest intact checkpoint.
         """
-        main = self.dist.is_main
-        lock = RunLock(self.run_dir) if main else None
-        if lock is not None:
-            lock.acquire()
-        try:
-            if main:
-                self._prepare_run_dir()
-            return self._fit(evaluate)
-        finally:
-            if lock is not None:
-                lock.release()
-
-    def _evaluate_reporting(self) -> tuple[dict[str, float], str | None]:
-        """:meth:`evaluate`, with a failure reported (stderr, metrics.jsonl) instead of raised."""
-        try:
-            metrics = self.evaluate()
-        except Exception as err:  # an evaluation failure must not lose the run
-            saved = self.last_checkpoint
-            msg = f"evaluation at step {self.step} failed ({type(err).__name__}: {err})"
-            print(
-                f"warning: {msg}; training goes on (checkpoint {saved} is saved)", file=sys.stderr, flush=True
-            )
-            self._log({"step": self.step, "eval_error": msg})
-            return {}, msg
-        self._log({"step": self.step, **metrics})
-        return metrics, None
-
-    def _budget_spent(self, loop_start: float) -> float:
-        """The fraction of the ``minutes`` budget used (0 without one), the same on every process.
-
-        It is the mean over processes of their own fractions, and the budget counts as spent
-        (1.0) once any process has used it up, so all of them stop at the same step.
-        """
-        minutes = self.config.minutes
-        if minutes is None:
-            return 0.0
-        own = (time.perf_counter() - loop_start) / (60.0 * minutes)
-        both = torch.tensor([min(own, 1.0), float(own >= 1.0)], device=self.device)
-        mean = all_reduce_mean(both, self.dist)
-        return 1.0 if float(mean[1]) > 0 else float(mean[0])
-
-    def _fit(self, evaluate: bool) -> TrainResult:
-        c = self.config
-        main = self.dist.is_main
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        if not self.dist.is_main:
+            return self._fit(evaluate, RunLogger(self.folder.metrics, None, enabled=False))
+        with self.folder.lock():
+            self.folder.prepare(resuming=self.resumed_from is not None, overwrite=self.config.overwrite)
+            self.folder.write_record(self.config.to_dict())
+            logger = RunLogger(self.folder.metrics, self.folder.tensorboard)
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                return self._fit(evaluate, logger)
+            finally:
+                logger.close()
 
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
-            except ImportError:
-                self._tb = None
+    def _fit(self, evaluate: bool, logger: RunLogger) -> TrainResult:
+        c, main = self.config, self.dist.is_main
         limit = None if c.minutes is None else 60.0 * c.minutes
         bar = make_progress(
             c.progress if main else False, c.steps, c.name, initial=self.step, time_limit=limit
         )
-        losses: list[float] = []
-        eval_metrics: dict[str, float] = {}
-        train_seconds, window_loss, window_steps = 0.0, 0.0, 0
+        window, eval_metrics, eval_errors = LossWindow(), {}, []  # type: ignore[var-annotated]
         checkpoint: Path | None = None
-        eval_errors: list[str] = []
-        start_step = self.step
-        loop_start = time.perf_counter()
-        out_of_time, spent = False, 0.0
+        train_seconds, eval_seconds, start_step = 0.0, 0.0, self.step
+        budget, out_of_time, spent = TimeBudget(c.minutes, self.dist), False, 0.0
         while self.step < c.steps and not out_of_time:
             t0 = time.perf_counter()
             loss, grad_norm = self.train_step(spent)
             dt = time.perf_counter() - t0
             train_seconds += dt
-            losses.append(loss)
-            window_loss += loss
-            window_steps += 1
-            bar.update(1, loss=f"{loss:.4f}", img_s=f"{c.batch_size / max(dt, 1e-9):.0f}")
-            spent = self._budget_spent(loop_start)
+            window.add(loss)
+            spent = budget.spent()
             out_of_time = spent >= 1.0
             last = self.step == c.steps or out_of_time
+            postfix = {"img_s": f"{c.batch_size / max(dt, 1e-9):.0f}"}
             if self.step % c.log_every == 0 or last:
-                mean = float(
-                    all_reduce_mean(torch.tensor(window_loss / window_steps, device=self.device), self.dist)
+                mean = float(all_reduce_mean(window.mean(), self.dist))
+                postfix["loss"] = f"{mean:.4f}"
+                done, norm, skipped = self.step - start_step, float(grad_norm), self.guard.skipped
+                logger.log_train(
+                    self.step, mean, norm, self.last_lr, done, train_seconds, c.batch_size, skipped
                 )
-                done = self.step - start_step
-                self._log(
-                    {
-                        "step": self.step,
-                        "loss": mean,
-                        "grad_norm": grad_norm,
-                        "lr": self.last_lr,
-                        "it_per_s": done / train_seconds,
-                        "images_per_s": done * c.batch_size / train_seconds,
-                        "skipped_steps": self.skipped_steps,
-                    }
-                )
-                window_loss, window_steps = 0.0, 0
-            if self.nonfinite_run > c.max_nonfinite_steps:
-                raise NonFiniteError(
-                    f"training stopped at step {self.step}: {self.nonfinite_run} consecutive step(s) had a "
-                    f"non-finite loss or gradient (last: loss {loss}, gradient norm {grad_norm}); their "
-                    f"updates were skipped (the weights stay finite); the newest checkpoint is "
-                    f"{self.last_checkpoint}; lower lr, clip gradients (grad_clip) or check the data"
-                )
+            bar.update(1, **postfix)
+            self.guard.check(self.step, loss, grad_norm, self.last_checkpoint)
             # Save first: an evaluation that fails must not cost the interval's training.
             if self.step % c.save_every == 0 or last:
                 if main:
                     checkpoint = self.save()
                 barrier(self.dist)
             if evaluate and (self.step % c.eval_every == 0 or last):
-                if main:
-                    metrics, error = self._evaluate_reporting()
+                # Evaluations before the last are skipped while they exceed their share of the time.
+                if main and (last or eval_seconds <= c.eval_share * (time.perf_counter() - budget.start)):
+                    t_eval = time.perf_counter()
+                    metrics, error = report_evaluation(
+                        self.evaluate, self.step, logger.log, self.last_checkpoint
+                    )
+                    eval_seconds += time.perf_counter() - t_eval
                     if error is None:
                         eval_metrics = metrics
                     else:
                         eval_errors.append(error)
                 barrier(self.dist)
         bar.close()
-        if self._tb is not None:
-            self._tb.close()
         done = self.step - start_step
         return TrainResult(
             step=self.step,
-            losses=losses,
+            losses=window.history(),
             seconds=train_seconds,
             images_per_second=done * c.batch_size / train_seconds if train_seconds else 0.0,
             run_dir=self.run_dir,
-            checkpoint=checkpoint,
+            checkpoint=checkpoint if checkpoint is not None else self.last_checkpoint,
             eval=eval_metrics,
             eval_errors=eval_errors,
-            skipped_steps=self.skipped_steps,
+            skipped_steps=self.guard.skipped,
         )

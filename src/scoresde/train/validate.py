@@ -5,8 +5,8 @@ checked without a line here: ``bool`` fields take only ``True``/``False`` (a TOM
 ``"false"`` is refused, not truthy), ``int`` fields integers (integral floats such as
 ``1e3`` are accepted as ints), ``float`` fields real numbers, tuples lists of their element
 type.  The range rules follow; each names the field and the bad value.  Rules that need the
-data (attention resolutions that exist in the UNet, grids that can be written as images)
-live in the trainer, which checks them before the first step.
+data (attention resolutions that exist in the UNet, grids that can be written as images, data
+that are not degenerate) are :func:`check_with_data`, which the trainer calls before the first step.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from scoresde._core.checks import MAX_SEED
 
-__all__ = ["check_field_types", "check_ranges"]
+__all__ = ["check_field_types", "check_ranges", "check_with_data"]
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
@@ -139,3 +139,51 @@ def check_ranges(c: Any) -> None:
     )
     _need(c.bpd_samples >= 1, f"bpd_samples must be >= 1, got {c.bpd_samples}")
     _need(c.max_nonfinite_steps >= 0, f"max_nonfinite_steps must be >= 0, got {c.max_nonfinite_steps}")
+
+
+def check_with_data(c: Any, data: Any, world_size: int = 1) -> None:
+    """The rules of a :class:`~scoresde.train.TrainConfig` that need its data set, checked before
+    the first step (errors name the option, or the problem of the data)."""
+    from scoresde.nets.build import default_attn_resolutions, default_channel_mults
+
+    if c.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {c.batch_size} (the global batch) must be divisible by the "
+            f"number of processes {world_size}"
+        )
+    n_train = data.train.shape[0]
+    if n_train < c.batch_size:
+        raise ValueError(f"batch_size {c.batch_size} exceeds the {n_train} training images")
+    if c.conditional and data.num_classes is None:
+        raise ValueError(f"conditional training needs labels, but {data.name or 'the data'} has none")
+    std = float(data.train.double().std()) if n_train > 1 else 0.0
+    if not (std > 0 and math.isfinite(std)):
+        raise ValueError(
+            f"the training data {data.name or ''} are degenerate: their standard deviation is {std:g} "
+            "(every value alike, e.g. constant images); a score model cannot learn such data and "
+            "sigma_data would be 0; check the file"
+        )
+    if c.image_size is not None and tuple(data.shape[1:]) != (c.image_size, c.image_size):
+        raise ValueError(
+            f"image_size {c.image_size}: the data's images are {data.shape[1]}x{data.shape[2]} "
+            "(image_size resizes data that the trainer loads itself, of any layout)"
+        )
+    if c.eval_bpd and data.levels is None:
+        raise ValueError("eval_bpd needs discrete data (levels); this data set is continuous")
+    if c.eval_bpd and data.test.shape[0] == 0:
+        raise ValueError("eval_bpd needs held-out images: test_fraction is 0")
+    ch, h, w = data.shape
+    if c.num_samples > 0 and ch not in (1, 3):
+        raise ValueError(
+            f"num_samples {c.num_samples} writes sample grids as PNG, which needs 1 or 3 channels; "
+            f"the data has {ch}: set num_samples = 0"
+        )
+    if c.net == "unet" and h == w:
+        mults = default_channel_mults(c.channel_mults, h)
+        levels = [h // 2**i for i in range(len(mults))]
+        missing = [r for r in default_attn_resolutions(c.attn_resolutions, h, mults) if r not in levels]
+        if missing:
+            raise ValueError(
+                f"attn_resolutions {list(c.attn_resolutions)}: the UNet has no resolution {missing} "
+                f"(its resolutions are {levels}); choose among them or none"
+            )

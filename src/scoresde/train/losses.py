@@ -12,34 +12,49 @@ Weightings ``lambda(t)``:
 Also the discrete objectives the paper generalises, SMLD / NCSN (:func:`smld_loss`, Song &
 Ermon 2019) and DDPM (:func:`ddpm_loss`, Ho et al. 2020), and flow matching
 (:func:`flow_matching_loss`, Lipman et al. 2023), which all run on the same networks.
-:func:`make_objective` turns a name into the uniform ``objective(model, x0, y, u, noise)``
-the trainer calls, where ``u: (B,)`` are uniform variates that fix the times.
+Each objective is also a small object with its parameters (:class:`DSMLoss`, :class:`SMLDLoss`,
+:class:`DDPMLoss`, :class:`FlowMatchingLoss`), called as ``loss(model, x0, y, u, noise)`` by the
+trainer, where ``u: (B,)`` are uniform variates that fix the times; :func:`make_objective` maps
+the names of :class:`~scoresde.train.TrainConfig` to them.  The likelihood bound of Song et al.
+2021c lives in :func:`scoresde.flow.bound.dsm_nll_bound`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from scoresde._core.checks import check_batch, check_data, check_finite, check_real_tensor, check_times
+from scoresde._core.checks import (
+    check_batch,
+    check_data,
+    check_finite,
+    check_real_tensor,
+    check_times,
+    guard_output,
+)
 from scoresde._core.tensors import append_dims, sum_except_batch
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
+from scoresde.sde.importance import importance_time, importance_weight, sample_time_importance
 
 WEIGHTINGS = ("sigma2", "likelihood")
 
 __all__ = [
     "OBJECTIVES",
     "WEIGHTINGS",
+    "DDPMLoss",
+    "DSMLoss",
+    "FlowMatchingLoss",
     "LossOutput",
+    "Objective",
+    "SMLDLoss",
     "ddpm_loss",
     "ddpm_times",
     "dsm_loss",
-    "dsm_nll_bound",
     "flow_matching_loss",
     "importance_time",
     "importance_weight",
@@ -60,6 +75,13 @@ class LossOutput:
     t: Tensor
 
 
+def _output(out: Tensor, x_t: Tensor, t: Tensor, what: str, check: bool) -> Tensor:
+    """The model output ``out``, checked for NaN/inf when ``check`` (as the samplers check it)."""
+    if check:
+        guard_output(out.detach(), x_t.detach(), t.detach(), what, "its evaluation")
+    return out
+
+
 def sample_time(
     sde: SDE, n: int, generator: torch.Generator | None = None, device=None, dtype=torch.float32
 ) -> Tensor:
@@ -77,6 +99,7 @@ def dsm_loss(
     t: Tensor | None = None,
     noise: Tensor | None = None,
     importance: bool = False,
+    check: bool = True,
 ) -> LossOutput:
     """Continuous denoising score matching (Song et al. 2021, Eq. 7), per-dimension sum.
 
@@ -93,6 +116,9 @@ def dsm_loss(
         importance: draw ``t`` from ``p(t) ∝ g(t)^2 / sigma(t)^2`` (:func:`sample_time_importance`)
             and reweight by ``1 / ((T - eps) p(t))``: the same expected loss as uniform ``t``,
             with much lower variance for ``weighting="likelihood"`` (Song et al. 2021c, Sec. 5).
+        check: raise :class:`~scoresde._core.checks.NonFiniteError` when the model's output is not
+            finite (as the samplers do); the trainer's objectives pass ``False`` (their own guard
+            skips such steps without a per-step device synchronisation).
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; choose one of {list(WEIGHTINGS)}")
@@ -116,7 +142,7 @@ def dsm_loss(
             raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
         check_finite(noise, "noise")
     x_t = sde.perturb(x0, t, noise)
-    eps = model.eps(x_t, t, y).to(noise.dtype)
+    eps = _output(model.eps(x_t, t, y).to(noise.dtype), x_t, t, "dsm_loss", check)
     per_sample = sum_except_batch((eps - noise) ** 2)
     if importance:
         # w(t) / ((T - eps) p(t)) with p(t) = (g^2 / sigma^2) / Z: likelihood weighting gives Z / (T - eps).
@@ -134,42 +160,6 @@ def dsm_loss(
 # ---------------------------------------------------------------------- #
 # Importance sampling of t for likelihood weighting (Song et al. 2021c).
 # ---------------------------------------------------------------------- #
-def importance_time(sde: SDE, u: Tensor) -> Tensor:
-    """Map uniform ``u in [0, 1)`` to ``t ~ p(t) ∝ g(t)^2 / sigma(t)^2`` on ``[eps, T]``.
-
-    For every linear SDE, ``g^2 / sigma^2 = d/dt log(sigma^2 / s^2) = -2 d lambda / dt`` (use
-    ``g^2 = d sigma^2/dt - 2 f sigma^2`` and ``f = d log s / dt``), so the proposal's CDF is
-    ``(lambda(eps) - lambda(t)) / (lambda(eps) - lambda(T))`` and inverse-CDF sampling is
-    ``t = t_of_lambda(lambda(eps) - u (lambda(eps) - lambda(T)))``: exact, no quadrature.
-    This is the variance-reduction proposal of Song et al. 2021c (Sec. 5) for any SDE.
-    """
-    lam_eps = sde.lambda_t(torch.tensor(sde.eps, dtype=torch.float64))
-    lam_T = sde.lambda_t(torch.tensor(sde.T, dtype=torch.float64))
-    lam = lam_eps - u.double().cpu() * (lam_eps - lam_T)
-    t = sde.t_of_lambda(lam).clamp(sde.eps, sde.T)
-    return t.to(device=u.device, dtype=u.dtype if u.is_floating_point() else torch.float32)
-
-
-def importance_weight(sde: SDE, t: Tensor) -> Tensor:
-    """``Z / (T - eps)`` with ``Z = 2 (lambda(eps) - lambda(T))`` the proposal's normaliser.
-
-    Multiplying ``g^2/sigma^2``-weighted terms drawn at ``t ~ p(t)`` by ``(sigma^2/g^2) Z/(T - eps)``
-    gives unbiased estimates of their ``t ~ U(eps, T)`` averages.
-    """
-    lam_eps = float(sde.lambda_t(torch.tensor(sde.eps, dtype=torch.float64)))
-    lam_T = float(sde.lambda_t(torch.tensor(sde.T, dtype=torch.float64)))
-    z = 2.0 * (lam_eps - lam_T)
-    return torch.full_like(t, z / (sde.T - sde.eps))
-
-
-def sample_time_importance(
-    sde: SDE, n: int, generator: torch.Generator | None = None, device=None, dtype=torch.float32
-) -> Tensor:
-    """``t ~ p(t) ∝ g(t)^2 / sigma(t)^2`` on ``[eps, T]``, shape ``(n,)`` (see :func:`importance_time`)."""
-    u = torch.rand(n, generator=generator, dtype=torch.float64)
-    return importance_time(sde, u).to(device=device, dtype=dtype)
-
-
 # ---------------------------------------------------------------------- #
 # Discrete objectives: SMLD / NCSN and DDPM.
 # ---------------------------------------------------------------------- #
@@ -208,6 +198,7 @@ def smld_loss(
     generator: torch.Generator | None = None,
     index: Tensor | None = None,
     noise: Tensor | None = None,
+    check: bool = True,
 ) -> LossOutput:
     """The NCSN objective (Song & Ermon 2019, Eq. 5-6) over discrete noise levels ``sigma_i``.
 
@@ -225,6 +216,7 @@ def smld_loss(
         y: optional labels.
         generator: RNG for the levels and the noise.
         index, noise: fix the level indices ``(B,)`` and the noise instead of drawing.
+        check: raise :class:`~scoresde._core.checks.NonFiniteError` on a non-finite model output.
     """
     check_data(x0, "x0")
     sde = model.sde
@@ -240,7 +232,7 @@ def smld_loss(
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     x_t = sde.perturb(x0, t, noise)
     # sigma^2 ||s + n / sigma||^2 = ||eps_theta - n||^2, written in the rescaled variable x / s.
-    eps = model.eps(x_t, t, y).to(noise.dtype)
+    eps = _output(model.eps(x_t, t, y).to(noise.dtype), x_t, t, "smld_loss", check)
     per_sample = 0.5 * sum_except_batch((eps - noise) ** 2)
     return LossOutput(per_sample.mean(), per_sample, t)
 
@@ -273,6 +265,7 @@ def ddpm_loss(
     generator: torch.Generator | None = None,
     index: Tensor | None = None,
     noise: Tensor | None = None,
+    check: bool = True,
 ) -> LossOutput:
     """DDPM's simplified objective (Ho et al. 2020, Eq. 14 and Alg. 1) at discrete steps.
 
@@ -288,6 +281,7 @@ def ddpm_loss(
         y: optional labels.
         generator: RNG for the steps and the noise.
         index, noise: fix the step indices (``0 .. N-1``) and the noise instead of drawing.
+        check: raise :class:`~scoresde._core.checks.NonFiniteError` on a non-finite model output.
     """
     check_data(x0, "x0")
     sde = model.sde
@@ -298,7 +292,7 @@ def ddpm_loss(
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     x_t = sde.perturb(x0, t, noise)
-    eps = model.eps(x_t, t, y).to(noise.dtype)
+    eps = _output(model.eps(x_t, t, y).to(noise.dtype), x_t, t, "ddpm_loss", check)
     per_sample = sum_except_batch((eps - noise) ** 2)
     return LossOutput(per_sample.mean(), per_sample, t)
 
@@ -313,6 +307,7 @@ def flow_matching_loss(
     generator: torch.Generator | None = None,
     t: Tensor | None = None,
     noise: Tensor | None = None,
+    check: bool = True,
 ) -> LossOutput:
     """Conditional flow matching (Lipman et al. 2023, Eq. 9; Liu et al. 2023, rectified flow).
 
@@ -328,6 +323,7 @@ def flow_matching_loss(
         y: optional labels.
         generator: RNG for ``t`` and the noise.
         t, noise: fix them instead of drawing.
+        check: raise :class:`~scoresde._core.checks.NonFiniteError` on a non-finite model output.
     """
     check_data(x0, "x0")
     sde = model.sde
@@ -338,17 +334,108 @@ def flow_matching_loss(
     x_t = sde.perturb(x0, t, noise)
     ds, dsigma = (append_dims(c, x0.ndim) for c in sde.marginal_derivatives(t))
     target = ds * x0 + dsigma * noise
-    v = model.velocity(x_t, t, y).to(target.dtype)
+    v = _output(model.velocity(x_t, t, y).to(target.dtype), x_t, t, "flow_matching_loss", check)
     per_sample = sum_except_batch((v - target) ** 2)
     return LossOutput(per_sample.mean(), per_sample, t)
 
 
 # ---------------------------------------------------------------------- #
-# Named objectives for the trainer.
+# The objectives as objects: ``loss(model, x0, y, u, noise) -> LossOutput``.
 # ---------------------------------------------------------------------- #
-Objective = Callable[[ScoreFunction, Tensor, "Tensor | None", Tensor, Tensor], LossOutput]
+class Objective(Protocol):
+    """A training objective with its parameters: ``loss(model, x0, y, u, noise) -> LossOutput``.
 
-OBJECTIVES = ("dsm", "smld", "ddpm", "flow_matching")
+    The uniform variates ``u: (B,)`` in ``[0, 1)`` fix the times (or levels) and ``noise`` the
+    perturbation; both are drawn by the caller, so that a distributed run can draw them for the
+    global batch and give each process its share.  Objectives do not check the model's output
+    for NaN (that would synchronise with the device at every step); the trainer's non-finite
+    guard does, and the functions (:func:`dsm_loss`, ...) do for direct callers.
+    """
+
+    def __call__(
+        self, model: ScoreFunction, x0: Tensor, y: Tensor | None, u: Tensor, noise: Tensor
+    ) -> LossOutput: ...
+
+
+@dataclass(frozen=True)
+class DSMLoss:
+    """Continuous denoising score matching (:func:`dsm_loss`; Song et al. 2021, Eq. 7).
+
+    Args:
+        weighting: ``"sigma2"`` or ``"likelihood"`` (Song et al. 2021c).
+        importance: importance-sampled ``t`` (:func:`importance_time`).
+    """
+
+    weighting: str = "sigma2"
+    importance: bool = False
+
+    def __post_init__(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {self.weighting!r}; choose one of {list(WEIGHTINGS)}")
+
+    def __call__(
+        self, model: ScoreFunction, x0: Tensor, y: Tensor | None, u: Tensor, noise: Tensor
+    ) -> LossOutput:
+        sde = model.sde
+        t = importance_time(sde, u) if self.importance else sde.eps + (sde.T - sde.eps) * u
+        return dsm_loss(
+            model, x0, self.weighting, y, t=t.to(x0), noise=noise, importance=self.importance, check=False
+        )
+
+
+@dataclass(frozen=True)
+class SMLDLoss:
+    """The NCSN objective over ``num_scales`` geometric levels (:func:`smld_loss`; Song & Ermon 2019)."""
+
+    num_scales: int = 10
+
+    def __post_init__(self) -> None:
+        if self.num_scales < 2:
+            raise ValueError(f"num_scales must be >= 2, got {self.num_scales}")
+
+    def __call__(
+        self, model: ScoreFunction, x0: Tensor, y: Tensor | None, u: Tensor, noise: Tensor
+    ) -> LossOutput:
+        index = torch.clamp((u * self.num_scales).long(), max=self.num_scales - 1)
+        return smld_loss(model, x0, num_scales=self.num_scales, y=y, index=index, noise=noise, check=False)
+
+
+@dataclass(frozen=True)
+class DDPMLoss:
+    """DDPM's simplified objective over ``num_steps`` steps (:func:`ddpm_loss`; Ho et al. 2020)."""
+
+    num_steps: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 2:
+            raise ValueError(f"num_scales must be >= 2, got {self.num_steps}")
+
+    def __call__(
+        self, model: ScoreFunction, x0: Tensor, y: Tensor | None, u: Tensor, noise: Tensor
+    ) -> LossOutput:
+        index = torch.clamp((u * self.num_steps).long(), max=self.num_steps - 1)
+        return ddpm_loss(model, x0, num_steps=self.num_steps, y=y, index=index, noise=noise, check=False)
+
+
+@dataclass(frozen=True)
+class FlowMatchingLoss:
+    """Conditional flow matching (:func:`flow_matching_loss`; Lipman et al. 2023)."""
+
+    def __call__(
+        self, model: ScoreFunction, x0: Tensor, y: Tensor | None, u: Tensor, noise: Tensor
+    ) -> LossOutput:
+        sde = model.sde
+        t = (sde.eps + (sde.T - sde.eps) * u).to(x0)
+        return flow_matching_loss(model, x0, y, t=t, noise=noise, check=False)
+
+
+OBJECTIVES: dict[str, type] = {
+    "dsm": DSMLoss,
+    "smld": SMLDLoss,
+    "ddpm": DDPMLoss,
+    "flow_matching": FlowMatchingLoss,
+}
+"""The objectives by the names :class:`~scoresde.train.config.TrainConfig` uses."""
 
 
 def make_objective(
@@ -357,14 +444,11 @@ def make_objective(
     importance: bool = False,
     num_scales: int | None = None,
 ) -> Objective:
-    """``objective(model, x0, y, u, noise) -> LossOutput`` with the times fixed by ``u: (B,)`` in ``[0, 1)``.
-
-    The uniform variates (and the noise) are drawn by the caller, so that a distributed run
-    can draw them for the global batch and give each process its share.
+    """The objective object of a name (the string form of :class:`~scoresde.train.TrainConfig`).
 
     Args:
-        name: ``dsm`` (continuous, :func:`dsm_loss`), ``smld`` (:func:`smld_loss`), ``ddpm``
-            (:func:`ddpm_loss`) or ``flow_matching`` (:func:`flow_matching_loss`).
+        name: ``dsm`` (:class:`DSMLoss`), ``smld`` (:class:`SMLDLoss`), ``ddpm``
+            (:class:`DDPMLoss`) or ``flow_matching`` (:class:`FlowMatchingLoss`).
         weighting: DSM weighting (``sigma2`` or ``likelihood``).
         importance: importance-sampled ``t`` for DSM.
         num_scales: the number of discrete levels / steps: ``L`` for ``smld`` (default 10, as in
@@ -376,23 +460,10 @@ def make_objective(
         raise ValueError(f"unknown weighting {weighting!r}; choose one of {list(WEIGHTINGS)}")
     if importance and name != "dsm":
         raise ValueError("importance sampling of t applies to the dsm loss only")
-    levels = num_scales if num_scales is not None else (10 if name == "smld" else 1000)
-    if levels < 2:
-        raise ValueError(f"num_scales must be >= 2, got {levels}")
-
-    def objective(model: ScoreFunction, x0: Tensor, y: Tensor | None, u: Tensor, noise: Tensor) -> LossOutput:
-        sde = model.sde
-        if name == "dsm":
-            t = importance_time(sde, u) if importance else sde.eps + (sde.T - sde.eps) * u
-            return dsm_loss(model, x0, weighting, y, t=t.to(x0), noise=noise, importance=importance)
-        if name == "flow_matching":
-            return flow_matching_loss(model, x0, y, t=(sde.eps + (sde.T - sde.eps) * u).to(x0), noise=noise)
-        index = torch.clamp((u * levels).long(), max=levels - 1)
-        if name == "smld":
-            return smld_loss(model, x0, num_scales=levels, y=y, index=index, noise=noise)
-        return ddpm_loss(model, x0, num_steps=levels, y=y, index=index, noise=noise)
-
-    return objective
-
-
-from scoresde.flow.bound import dsm_nll_bound  # noqa: E402  (the likelihood bound lives in the flow package)
+    if name == "dsm":
+        return DSMLoss(weighting, importance)
+    if name == "smld":
+        return SMLDLoss(10 if num_scales is None else num_scales)
+    if name == "ddpm":
+        return DDPMLoss(1000 if num_scales is None else num_scales)
+    return FlowMatchingLoss()

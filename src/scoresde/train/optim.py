@@ -10,6 +10,7 @@ the same ingredients.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from scoresde._core.progress import Progress, make_progress
 
-__all__ = ["LoopResult", "optimize"]
+__all__ = ["LoopResult", "adamw", "optimize"]
 
 
 @dataclass
@@ -29,6 +30,20 @@ class LoopResult:
     losses: list[float]
     seconds: float
     steps: int
+
+
+def adamw(
+    params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0, device: torch.device | str = "cpu"
+) -> torch.optim.AdamW:
+    """AdamW (Loshchilov & Hutter 2019) with its multi-tensor implementation on ``device``.
+
+    The fused kernel where torch has one for the device (CPU and CUDA), else the ``foreach``
+    (multi-tensor) one: one kernel for all parameters instead of a loop over them.
+    """
+    params = list(params)
+    if torch.device(device).type in ("cpu", "cuda"):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 def optimize(
@@ -59,6 +74,8 @@ def optimize(
     """
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0 (0 trains nothing), got {lr}")
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05) if cosine else None

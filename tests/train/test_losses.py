@@ -9,12 +9,17 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.losses import (
+from scoresde._core.checks import NonFiniteError
+from scoresde.flow.bound import dsm_nll_bound
+from scoresde.train.losses import (
     OBJECTIVES,
+    DDPMLoss,
+    DSMLoss,
+    FlowMatchingLoss,
+    SMLDLoss,
     ddpm_loss,
     ddpm_times,
     dsm_loss,
-    dsm_nll_bound,
     flow_matching_loss,
     importance_time,
     make_objective,
@@ -263,3 +268,42 @@ def types_ns(per_sample):
     from types import SimpleNamespace
 
     return SimpleNamespace(per_sample=per_sample)
+
+
+class NaNModel(ss.ScoreFunction):
+    """A model whose every output is NaN."""
+
+    def __init__(self, sde: ss.SDE) -> None:
+        super().__init__(sde, "eps")
+
+    def forward(self, x, t, y=None):
+        return torch.full_like(x, float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("loss", "sde"),
+    [
+        (ss.dsm_loss, ss.VPSDE()),
+        (ss.smld_loss, ss.VESDE(sigma_min=0.01, sigma_max=5.0)),
+        (ss.ddpm_loss, ss.VPSDE()),
+        (ss.flow_matching_loss, ss.StraightSDE()),
+    ],
+)
+def test_a_model_returning_nan_raises_non_finite_error(loss, sde) -> None:
+    """Issue 24: the losses raise ``NonFiniteError`` for such a model, as the samplers do."""
+    x0 = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(NonFiniteError, match=f"{loss.__name__}: the model output stopped being finite"):
+        loss(NaNModel(sde), x0, generator=torch.Generator().manual_seed(1))
+    # The trainer's objects do not check (no per-step device sync); its guard skips such steps.
+    u, noise = torch.rand(4), torch.randn(4, 2)
+    assert torch.isnan(make_objective("dsm")(NaNModel(ss.VPSDE()), x0, None, u, noise).loss)
+
+
+def test_loss_objects_carry_their_parameters() -> None:
+    assert make_objective("dsm", "likelihood", True) == DSMLoss("likelihood", True)
+    assert make_objective("smld") == SMLDLoss(10) and make_objective("ddpm", num_scales=50) == DDPMLoss(50)
+    assert make_objective("flow_matching") == FlowMatchingLoss()
+    with pytest.raises(ValueError, match="num_scales must be >= 2"):
+        SMLDLoss(1)
+    with pytest.raises(ValueError, match="unknown weighting"):
+        DSMLoss("sigma")
