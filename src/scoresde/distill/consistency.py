@@ -111,17 +111,24 @@ def flow_map(
     sde = model.sde
     t1 = sde.eps if t_end is None else float(t_end)
     ts = time_grid(sde, steps, grid, t_start=t_start, t_end=t1)
-    options = {"rtol": rtol, "atol": atol} if method == "dopri5" else {}
+    # Through the registry entry (``Sampler.__call__`` takes each solver's own options); an ODE
+    # solver draws no noise.
+    solver = SAMPLERS[method]
     with torch.no_grad():
-        out = SAMPLERS[method].fn(model, sde, x, ts, noise=None, y=y, **options)
+        if method == "dopri5":
+            out = solver(model, sde, x, ts, noise=None, y=y, rtol=rtol, atol=atol)
+        else:
+            out = solver(model, sde, x, ts, noise=None, y=y)
     s_end, _ = sde.marginal(torch.tensor(t1, dtype=torch.float64))
     return out / float(s_end)
 
 
-def _solver_step(teacher: ScoreFunction, sde: SDE, solver: str, x: Tensor, t_hi: Tensor, t_lo: Tensor, y):
+def _solver_step(
+    teacher: ScoreFunction, sde: SDE, solver: str, x: Tensor, t_hi: Tensor, t_lo: Tensor, y: Tensor | None
+) -> Tensor:
     """One step of the library's ODE solver ``solver`` on ``teacher`` from ``t_hi`` to ``t_lo``."""
     ts = torch.stack([t_hi, t_lo]).to(torch.float64)
-    return SAMPLERS[solver].fn(teacher, sde, x, ts, noise=None, y=y)
+    return SAMPLERS[solver](teacher, sde, x, ts, noise=None, y=y)
 
 
 @dataclass

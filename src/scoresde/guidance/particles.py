@@ -16,7 +16,7 @@ from torch import Tensor
 
 from scoresde._core.progress import Progress
 from scoresde.guidance.measurement import SVDCoordinates
-from scoresde.models.base import ScoreFunction
+from scoresde.models.base import CountingModel
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
@@ -90,7 +90,7 @@ class ParticleProblem:
     (:func:`scoresde.guidance.smc_sample`).
 
     Attributes:
-        model: the prior's score model (a counting wrapper, for the NFE).
+        model: the prior's score model in a counting wrapper (its ``nfe`` is the run's NFE).
         sde: the forward SDE.
         ts: the decreasing time grid, on the particles' device.
         noise: the noise source (per-sample with a seed).
@@ -104,7 +104,7 @@ class ParticleProblem:
         dtype: of the particles.
     """
 
-    model: ScoreFunction
+    model: CountingModel
     sde: SDE
     ts: Tensor
     noise: NoiseSource

@@ -177,7 +177,7 @@ class ScoreSdeModel:
     Attributes:
         model: the score model (``model.score(x, t)``, ``ss.sample(model, sde, ...)``).
         sde: its SDE.
-        net: the bare network ``net(x, labels)`` with the loaded weights.
+        net: the bare network ``net(x, labels)`` (NCSN++ / DDPM++ or DDPM) with the loaded weights.
         config: the network config.
         sde_name: ``vesde``, ``vpsde`` or ``subvpsde``.
         continuous: ``training.continuous`` of the config.
@@ -187,7 +187,7 @@ class ScoreSdeModel:
 
     model: PaperScoreModel
     sde: SDE
-    net: nn.Module
+    net: NCSNpp | DDPM
     config: ScoreSdeNetConfig
     sde_name: str
     continuous: bool

@@ -18,7 +18,7 @@ def net_config(net: nn.Module) -> dict:
     """``{"name": ..., **constructor arguments}`` of a network from :data:`NETS`."""
     for name, cls in NETS.items():
         if type(net) is cls:
-            assert isinstance(net, (MLP, UNet))  # the classes of NETS
+            assert isinstance(net, (MLP, UNet, DiffusersUNet))  # the classes of NETS
             return {"name": name, **net.config()}
     raise ValueError(
         f"cannot describe a {type(net).__name__} as a config; checkpoints support the networks {sorted(NETS)}"

@@ -48,6 +48,13 @@ def _import_diffusers() -> Any:
     return diffusers
 
 
+def _unet_config(unet: nn.Module) -> Any:
+    """The ``config`` of a diffusers ``UNet2DModel``: a ``FrozenDict`` whose entries are also
+    attributes.  Typed ``Any`` because diffusers is untyped (and imported lazily); ``nn.Module``'s
+    ``__getattr__`` would otherwise type it ``Tensor | Module``."""
+    return unet.config
+
+
 def norm_groups(channels: list[int], min_group_channels: int = 4, max_groups: int = 32) -> int:
     """The most GroupNorm groups (``<= max_groups``) of ``>= min_group_channels`` channels that
     divide every width in ``channels`` (``UNet2DModel`` has one ``norm_num_groups`` for all)."""
@@ -164,7 +171,7 @@ class DiffusersUNet(nn.Module):
             raise ValueError(f"time_scale must be a finite number > 0, got {time_scale}")
         embeds = None if self.num_classes is None else self.num_classes + 1
         if isinstance(unet, nn.Module):
-            cfg = unet.config
+            cfg = _unet_config(unet)
             got = (cfg.sample_size, cfg.in_channels, cfg.out_channels, cfg.num_class_embeds)
             want = (self.image_size, self.in_channels, self.in_channels, embeds)
             if tuple(got) != want:
@@ -200,7 +207,7 @@ class DiffusersUNet(nn.Module):
         ``num_classes`` defaults to ``num_class_embeds - 1`` (the last embedding is then the "no
         label" token) for a class-conditional UNet.
         """
-        cfg = unet.config
+        cfg = _unet_config(unet)
         size = cfg.sample_size
         if isinstance(size, (list, tuple)):
             if len(set(size)) != 1:
@@ -214,7 +221,7 @@ class DiffusersUNet(nn.Module):
         """The constructor arguments, JSON-serialisable (``unet`` as ``UNet2DModel`` arguments)."""
         unet = {
             k: _jsonable(v)
-            for k, v in dict(self.unet.config).items()
+            for k, v in dict(_unet_config(self.unet)).items()
             if not k.startswith("_") and k not in _RESERVED
         }
         return {

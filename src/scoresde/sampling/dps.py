@@ -53,8 +53,9 @@ class Measurement(Protocol):
         """``A x``: ``(B, *in_shape) -> (B, *out_shape)``."""
         ...
 
-    def match_observations(self, y_obs: Tensor, x: Tensor) -> Tensor:
-        """``y_obs`` checked and batched like ``x`` (one observation may serve the batch)."""
+    def match_observations(self, y_obs: Tensor | None, x: Tensor) -> Tensor:
+        """``y_obs`` checked and batched like ``x`` (one observation may serve the batch); a
+        missing ``y_obs`` (``None``) raises."""
         ...
 
 

@@ -105,6 +105,7 @@ def compute_ems(
         y=y,
         lower_order_final=False,
     ).trajectory
+    assert traj is not None  # record=True
     v = torch.randint(0, 2, x_T.shape, generator=generator, dtype=torch.int64).to(x_T) * 2 - 1
 
     l_list, f_list = [], []
@@ -112,7 +113,9 @@ def compute_ems(
         x = traj[j]
         t = torch.full((pilot,), float(ts[j]), dtype=x.dtype, device=x.device)
         with torch.enable_grad():
-            eps, jv = torch.func.jvp(lambda z, t=t: model.eps(z, t, y), (x,), (v,))
+            # torch annotates jvp as a pair or a triple (no overload on has_aux); without has_aux
+            # it returns the pair (output, JVP).
+            eps, jv = torch.func.jvp(lambda z, t=t: model.eps(z, t, y), (x,), (v,))  # type: ignore[misc]
         eps, jv, xd = eps.detach().double(), jv.detach().double(), x.double()
         l_j = (v.double() * sigma[j] * jv).mean(0)
         l_list.append(l_j)

@@ -91,20 +91,22 @@ def start_sampling(
     if spec.seed is not None:
         check_seed(spec.seed, "seed")
     grid, t_start, t_end = spec.grid, spec.t_start, spec.t_end
-    tuner = isinstance(grid, GridTuner) and not isinstance(grid, (str, Tensor))
-    if tuner:
-        if method is None:
-            raise ValueError("a tuned grid needs the sampler's name: use it through scoresde.sample")
-        ts = None  # asked of the tuner once the sample shape is known
-    elif isinstance(grid, str):
+    tuner: GridTuner | None = None
+    ts: Tensor | None
+    if isinstance(grid, str):
         if grid == "optimized":
             raise ValueError(
                 "grid='optimized' is a tuned grid: pass grid=scoresde.sampling.GridOptimizer() "
                 "(it optimises the grid on a pilot batch and keeps its own cache)"
             )
         ts = time_grid(sde, spec.steps, grid, t_start=t_start, t_end=t_end)
+    elif isinstance(grid, Tensor) or not isinstance(grid, GridTuner):
+        ts = check_grid(grid, sde)  # a tensor, or anything torch.as_tensor takes
     else:
-        ts = check_grid(grid, sde)
+        if method is None:
+            raise ValueError("a tuned grid needs the sampler's name: use it through scoresde.sample")
+        tuner = grid
+        ts = None  # asked of the tuner once the sample shape is known
     noise = make_noise(spec.generator, spec.seed, spec.first_index)
     x_T, shape = spec.x_T, spec.shape
     if x_T is None:
@@ -125,8 +127,8 @@ def start_sampling(
     if y is not None and y.shape[0] != x.shape[0]:
         raise ValueError(f"y has {y.shape[0]} labels for a batch of {x.shape[0]}")
     if ts is None:
-        assert method is not None  # checked above
-        ts = grid.times(  # type: ignore[union-attr]
+        assert tuner is not None and method is not None  # checked above
+        ts = tuner.times(
             model,
             sde,
             spec.steps,

@@ -67,7 +67,7 @@ class NCSNpp(nn.Module):
             raise ValueError(f"NCSNpp needs model.name 'ncsnpp', got {cfg.name!r}")
         # parse_net_config requires every NCSN++ field for model.name "ncsnpp" (None only for DDPM).
         assert cfg.fir is not None and cfg.fir_kernel is not None and cfg.skip_rescale is not None
-        assert cfg.init_scale is not None and cfg.fourier_scale is not None
+        assert cfg.init_scale is not None
         assert cfg.progressive_combine is not None
         self.cfg = cfg
         self.act = act = activation(cfg.nonlinearity)
@@ -82,6 +82,8 @@ class NCSNpp(nn.Module):
         modules: list[nn.Module] = []
         # Time / noise-level embedding.
         if cfg.embedding_type == "fourier":
+            # parse_net_config requires fourier_scale for the Fourier embedding (only for it).
+            assert cfg.fourier_scale is not None
             modules.append(layers.GaussianFourierFeatures(nf, cfg.fourier_scale))
             embed_dim = 2 * nf
         else:
