@@ -39,7 +39,8 @@ import scoresde as ss
 from scoresde.data.images import load_digits
 from scoresde.flow.dequantization import likelihood_points
 from scoresde.flow.divergence import GaussianControlVariate, divergence_exact, jvp_divergence
-from scoresde.likelihood import draw_probes
+from scoresde.flow.integrators import make_integrator
+from scoresde.flow.likelihood import draw_probes
 
 
 def paper_pass(model, sde, bins, quant, seed: int) -> tuple[np.ndarray, int]:
@@ -121,9 +122,8 @@ def digits_section(args, lines: list[str]) -> None:
             bins,
             quantization=quant,
             target_se=target,
-            divergence=div.split(",")[0].split(" ")[0],
-            control_variate=c,
-            norm=norm,
+            divergence=div.split(",")[0].split(" ")[0] if c is None else ss.Hutchinson(control_variate=c),
+            integrator=make_integrator(norm=norm),
             generator=torch.Generator().manual_seed(3),
         )
         sec = time.perf_counter() - t0
@@ -150,9 +150,7 @@ def digits_section(args, lines: list[str]) -> None:
     ]
     for div, res, sec in rows:
         p = res.plan
-        how = f"{p['divergence']}" + (
-            f", {p['num_probes']} probes" if p["divergence"] == "hutchinson" else ""
-        )
+        how = f"{p['divergence']}" + (f", {p['num_probes']} probes" if p.divergence == "hutchinson" else "")
         lines.append(
             f"| ours target_se={target:g}, {div} -> tol {p['rtol']:.2g}, {how}, {p['draws']} draw(s) "
             f"| {res.bpd_mean:.4f} | {res.mc_se:.4f} | {res.solver_error:.2g} | {res.bpd_se:.4f} | {res.nfe} "
@@ -179,7 +177,7 @@ def digits_section(args, lines: list[str]) -> None:
 def work_precision(model, sde, bins, quant, lines: list[str], checks: list) -> None:
     """Solver error of the mean against evaluations, same images and noise (seed 1) for all rows."""
 
-    def ours(**kw):
+    def ours(method="dopri5", rtol=1e-5, atol=1e-5, norm="per_sample", steps=None, time_variable=None):
         t0 = time.perf_counter()
         r = ss.log_likelihood(
             model,
@@ -188,7 +186,8 @@ def work_precision(model, sde, bins, quant, lines: list[str], checks: list) -> N
             quantization=quant,
             divergence="hutchinson",
             generator=torch.Generator().manual_seed(1),
-            **kw,
+            integrator=make_integrator(method, rtol=rtol, atol=atol, norm=norm, steps=steps),
+            options=ss.LikelihoodOptions(time_variable=time_variable),
         )
         return r.bpd.double(), r.nfe, time.perf_counter() - t0
 
@@ -228,10 +227,10 @@ def work_precision(model, sde, bins, quant, lines: list[str], checks: list) -> N
     # Each plan's solver error, checked: its tolerance and norm on the same noise as the reference.
     out = []
     for label, plan, norm, est in checks:
-        if plan["draws"] != 1 or plan["num_probes"] != 1 or "control variate" in label:
+        if plan.draws != 1 or plan.num_probes != 1 or "control variate" in label:
             continue  # the check reuses the reference's single draw and plain probe
-        bpd, _, _ = ours(rtol=plan["rtol"], atol=plan["atol"], norm=norm)
-        out.append((label, plan["rtol"], est, float((bpd - ref).mean()), float((bpd - ref).abs().mean())))
+        bpd, _, _ = ours(rtol=plan.rtol, atol=plan.atol, norm=norm)
+        out.append((label, plan.rtol, est, float((bpd - ref).mean()), float((bpd - ref).abs().mean())))
     lines += [
         "### The plans' solver error, checked against the reference",
         "",
@@ -330,12 +329,9 @@ def control_variate_section(args, lines: list[str]) -> None:
             sde,
             bins,
             quantization=quant,
-            divergence="hutchinson",
-            num_probes=8,
-            rtol=1e-2,
-            atol=1e-2,
-            control_variate=c,
             generator=torch.Generator().manual_seed(5),
+            integrator=ss.AdaptiveIntegrator(rtol=1e-2, atol=1e-2),
+            divergence=ss.Hutchinson(num_probes=8, control_variate=c),
         )
         sec = time.perf_counter() - t0
         var = float(r.logp_probes[0].double().var(0).mean()) / (64 * math.log(2)) ** 2

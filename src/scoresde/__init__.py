@@ -10,8 +10,11 @@ from scoresde import guidance
 from scoresde.data import TOY_DATASETS, toy_data
 from scoresde.data.images import DataSplit, load_dataset, load_digits
 from scoresde.flow.dequantization import Quantization
+from scoresde.flow.divergence import Exact, Hutchinson
+from scoresde.flow.integrators import AdaptiveIntegrator, FixedStepIntegrator, PerSample
 from scoresde.flow.latent import FlowResult, decode, encode, slerp, temperature
-from scoresde.flow.likelihood import LikelihoodResult, log_likelihood
+from scoresde.flow.likelihood import LikelihoodOptions, LikelihoodResult, log_likelihood
+from scoresde.flow.planner import LikelihoodPlan, PrecisionTarget
 from scoresde.guidance import (
     ClassifierFreeGuidance,
     ClassifierGuidance,
@@ -40,6 +43,7 @@ from scoresde.models import (
 )
 from scoresde.nets import MLP
 from scoresde.nets.unet import UNet
+from scoresde.parallel.sharding import gather_to_rank0, sample_batches, shard_range
 from scoresde.sampling import GRIDS, SAMPLERS, PerSampleNoise, SampleResult, sample, time_grid
 from scoresde.sampling.langevin import LangevinResult, langevin_dynamics
 from scoresde.sde import (
@@ -58,7 +62,6 @@ from scoresde.sde import (
     make_sde,
     paper_ddpm_betas,
 )
-from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
 from scoresde.train import EMA, Checkpoint, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
@@ -128,6 +131,14 @@ __all__ = [
     # likelihood and latents
     "log_likelihood",
     "LikelihoodResult",
+    "LikelihoodOptions",
+    "LikelihoodPlan",
+    "PrecisionTarget",
+    "AdaptiveIntegrator",
+    "FixedStepIntegrator",
+    "PerSample",
+    "Exact",
+    "Hutchinson",
     "Quantization",
     "encode",
     "decode",

@@ -38,7 +38,6 @@ from scoresde.data.images import (
     load_dataset,
     save_image_grid,
 )
-from scoresde.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.io.checkpoint import (
     CheckpointWriteError,
     clean_temp_files,
@@ -52,6 +51,7 @@ from scoresde.models.clipping import ClipDenoised
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net, net_config
 from scoresde.nets.build import default_attn_resolutions, default_channel_mults, net_config_for
+from scoresde.parallel.process_group import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.progress import make_progress
 from scoresde.sde import make_sde
 from scoresde.train import evaluation
