@@ -71,6 +71,32 @@ def test_exact_target_se_solver_error_bounds_the_error(gmm2d):
             assert r.plan.rtol >= 1e-3 and r.nfe - r.plan.pilot_nfe < _run(oracle, sde, x, 0).nfe
 
 
+class _Euler:
+    """An integrator with neither tolerances nor steps for the planner to choose."""
+
+    def solve(self, func, state, u0, u1):
+        return tuple(s + (u1 - u0) * f for s, f in zip(state, func(torch.tensor(u0), state), strict=True))
+
+
+def test_fixed_step_target_se_chooses_the_steps(gmm2d):
+    """A FixedStepIntegrator gets its number of steps from the pilot (Richardson's estimate), and
+    the error of the mean against the exact mean is within the reported bound."""
+    sde, oracle, x, exact = _setup(gmm2d)
+    r = _run(
+        oracle,
+        sde,
+        x,
+        0,
+        divergence="exact",
+        target_se=0.02,
+        integrator=ss.FixedStepIntegrator("rk4", 1),
+    )
+    assert r.plan.steps is not None and r.plan.rtol is None and r.solver_error <= 0.005 + 1e-12
+    assert r.nfe - r.plan.pilot_nfe == 4 * r.plan.steps
+    err = abs(float(r.logp.mean() - exact.mean()))
+    assert err <= max(2 * r.solver_error, 1e-6), (err, r.solver_error)
+
+
 def test_tighter_target_takes_more_probes(gmm2d):
     sde, oracle, x, _ = _setup(gmm2d)
     loose = _run(oracle, sde, x, 1, divergence="hutchinson", target_se=0.08)
@@ -145,7 +171,7 @@ def test_plan_reused_for_another_batch(gmm2d):
     ("kwargs", "match"),
     [
         ({"target_se": -1.0}, "target_se must be a positive"),
-        ({"target_se": 0.1, "integrator": ss.FixedStepIntegrator("rk4", 10)}, "adaptive integrator"),
+        ({"target_se": 0.1, "integrator": lambda: _Euler()}, "adaptive integrator"),
         ({"target_se": ss.PrecisionTarget(0.1, points=3)}, "target_points"),
         ({"target_se": lambda: ss.PrecisionTarget(0.1, solver_fraction=1.5)}, "solver_fraction"),
         ({"divergence": "auto"}, "'auto' needs target_se"),

@@ -302,9 +302,10 @@ def log_likelihood(
 
     # The planner: pilot solves on a few points, then the solve it chose.
     target = target_se if isinstance(target_se, PrecisionTarget) else PrecisionTarget(float(target_se))
-    if isinstance(integrator, FixedStepIntegrator) or not hasattr(integrator, "rtol"):
+    if not isinstance(integrator, FixedStepIntegrator) and not hasattr(integrator, "rtol"):
         raise ValueError(
-            "target_se chooses the tolerances of an adaptive integrator; pass no fixed-step integrator"
+            "target_se chooses the tolerances of an adaptive integrator or the steps of a "
+            f"FixedStepIntegrator; got {type(integrator).__name__}"
         )
     b, d = x.shape[0], x[0].numel()
     unit = 1.0 / (d * math.log(2)) if quantization is not None else 1.0
@@ -329,7 +330,7 @@ def log_likelihood(
         )
 
         def pilot(
-            index: Tensor, tol: float, name: str, k: int, draws: int, pilot_seed: int
+            index: Tensor, how: Integrator, name: str, k: int, draws: int, pilot_seed: int
         ) -> LikelihoodResult:
             g = torch.Generator(device=generator.device if generator else "cpu").manual_seed(pilot_seed)
             index = index.to(x.device)
@@ -338,12 +339,12 @@ def log_likelihood(
                 None if y is None else y[index],
                 estimator(name, k),
                 draws,
-                with_tolerances(integrator, tol, tol),
+                how,
                 g,
                 False,
             )
 
-        plan = make_plan(pilot, b, d, target, kind, opts.draws, noisy_points, unit, seed)
+        plan = make_plan(pilot, integrator, b, d, target, kind, opts.draws, noisy_points, unit, seed)
         pilot_nfe = plan.pilot_nfe
     else:
         total = b if target.points is None else int(target.points)
@@ -355,7 +356,7 @@ def log_likelihood(
         y,
         estimator(plan.divergence, max(1, plan.num_probes)),
         plan.draws,
-        with_tolerances(integrator, plan.rtol, plan.atol),
+        plan.integrator(integrator),
         generator,
         progress,
     )
@@ -403,6 +404,7 @@ def _solve(
     probe_mode = "forward" if how.jacobian == "forward" else "backward"
 
     clock = Clock(sde, time_variable)
+    unit_clock = time_variable == "t"
     nfe = 0
     u0, u1 = clock.u_of_t(sde.eps), clock.u_of_t(sde.T)
     own_bar = not isinstance(progress, Progress)
@@ -417,8 +419,7 @@ def _solve(
             bar.update_to(max(bar.n, min(1.0, done)), nfe=nfe)
         b_now = state[0].shape[0]
         t, dt_du = clock(u)
-        t_b = t.to(xs.dtype).expand(b_now).to(xs.device)
-        dt_du = dt_du.to(xs.dtype).expand(b_now).to(xs.device)
+        t_b = t.to(device=xs.device, dtype=xs.dtype).expand(b_now)
         y_now = ys if ys is None or index is None else ys[index]
 
         def velocity(z: Tensor) -> Tensor:
@@ -433,7 +434,10 @@ def _solve(
         else:
             v, div = velocity_and_divergence(velocity, state[0], how.jacobian)
         guard_output(v, state[0], t_b, "log_likelihood", f"ODE evaluation {nfe}")
-        return v * append_dims(dt_du, v.ndim), div * append_dims(dt_du, div.ndim)
+        if unit_clock:  # u = t: dt/du = 1, nothing to scale
+            return v, div
+        dt_b = dt_du.to(device=xs.device, dtype=xs.dtype).expand(b_now)
+        return v * append_dims(dt_b, v.ndim), div * append_dims(dt_b, div.ndim)
 
     k = probes.shape[0] if probes is not None else 1
     acc_shape = (s_count * b, k) if hutchinson else (s_count * b,)
