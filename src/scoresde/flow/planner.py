@@ -67,7 +67,7 @@ MAX_PROBES = 256  # the most Hutchinson probes per point a plan takes
 MAX_DRAWS = 64  # the most dequantization draws per point a plan takes
 FIRST_STEPS = 8  # fixed-step integrators: the first pilot step count
 MAX_STEPS = 1024  # fixed-step integrators: the most steps a plan takes
-PILOT_PROBES = 4
+PILOT_PROBES = 2  # replicates per pilot point (probes; K > 2 costs more in the batched VJP than it saves)
 SE_MARGIN = 1.25  # variance margin for the pilot's own estimation noise
 
 
@@ -89,7 +89,7 @@ class PrecisionTarget:
 
     se: float
     points: int | None = None
-    pilot_points: int = 32
+    pilot_points: int = 64
     solver_fraction: float = 0.25
 
     def __post_init__(self) -> None:
@@ -306,6 +306,12 @@ def _plan_tolerance(
                     chosen = min(e, max(e - 1.0, e - math.log10(budget / solver_error) / per_decade))
                     solver_error = previous * 10.0 ** (-per_decade * (chosen - e + 1.0))
             break
+        if previous is None and solver_error > 0 and math.log10(solver_error / budget) <= 1.0:
+            # Within a decade of the budget: the proportional law (the error of an adaptive
+            # Runge-Kutta solve scales about like its tolerance) places the tolerance between
+            # the two measured ones, the tighter of which (ten times the accuracy) is in budget.
+            chosen, solver_error = e + math.log10(solver_error / budget), budget
+            break
         if previous is not None and solver_error < previous:
             # Two decades measured, the error falls at least half a decade per decade: extrapolate
             # on their power law (at most two decades) instead of solving at tighter tolerances.
@@ -321,18 +327,20 @@ def _plan_tolerance(
 
 
 def _plan_steps(bound: Callable[[float, float], float], method: str, budget: float) -> tuple[int, float]:
-    """The number of equal steps and its error bound: ``N`` and ``2N`` steps from ``FIRST_STEPS``
-    on, doubling, until Richardson's estimate ``|difference| 2^p / (2^p - 1)`` (order ``p``) of
-    the ``N``-step error is within budget; then the fewest steps the order's law allows."""
+    """The number of equal steps and its error bound: ``N`` against ``2N`` steps from
+    ``FIRST_STEPS`` on; Richardson's estimate ``|difference| 2^p / (2^p - 1)`` (order ``p``) of
+    the ``N``-step error; ``N`` when in budget, else the steps the order's law asks for when they
+    are at most ``2N`` (whose solve is then the check), else the next pair."""
     p = FIXED_ORDERS[method]
     richardson = 2.0**p / (2.0**p - 1.0)
     n = FIRST_STEPS
     while True:
         err = bound(n, 2 * n) * richardson
-        if err <= budget or 2 * n > MAX_STEPS:
-            break
+        if err <= budget:
+            return n, err
+        # The order's law from the N-step error: the steps it needs, if the 2N solve covers them.
+        need = math.ceil(n * (err / budget) ** (1.0 / p))
+        if need <= 2 * n or 2 * n > MAX_STEPS:
+            need = min(need, 2 * n)
+            return need, err * (n / need) ** p
         n *= 2
-    if err <= budget and err > 0:
-        fewer = max(n // 2 + 1, math.ceil(n * (err / budget) ** (1.0 / p)))
-        return fewer, err * (n / fewer) ** p
-    return n, err
