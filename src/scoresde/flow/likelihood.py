@@ -157,8 +157,8 @@ class LikelihoodResult:
             replicates of this solve where there are at least two per point, else from the
             pilot (``target_se``); ``0.0`` when nothing is random, ``nan`` when unknown.
         solver_error: estimated bound on the solver's error of the batch mean, same units
-            (``target_se`` only: mean absolute difference between the pilot solves at the
-            chosen tolerance and at a tolerance ten times tighter).
+            (``target_se`` only: the planner's bound ``|mean difference| + 2 s.e.`` between
+            pilot solves at two accuracy levels, see :mod:`scoresde.flow.planner`).
         plan: what ``target_se`` chose and the pilot's estimates behind it
             (:class:`~scoresde.flow.planner.LikelihoodPlan`), else ``None``; pass it back as
             ``plan`` for another batch.

@@ -26,7 +26,8 @@ The rule (see :func:`make_plan`):
    :class:`~scoresde.flow.integrators.FixedStepIntegrator` gets its number of steps instead:
    ``N`` against ``2N`` steps from ``FIRST_STEPS`` on, Richardson's estimate of the ``N``-step
    error from the method's order, the fewest steps the order's law allows.
-2. **Replicates.** Every pilot solve carries ``PILOT_PROBES`` probes per point (and, for noisy
+2. **Replicates.** Every pilot solve carries ``PILOT_PROBES`` probes per point (more when the
+   batch has fewer than ``PILOT_REPLICATES / PILOT_PROBES`` points; and, for noisy
    points, two dequantization draws), the same noise at every level; the loosest solve's
    replicates give the per-point variances of the probe and of the dequantization noise, and the
    fewest probes (and draws) are taken whose Monte-Carlo standard error of the mean is at most
@@ -68,6 +69,7 @@ MAX_DRAWS = 64  # the most dequantization draws per point a plan takes
 FIRST_STEPS = 8  # fixed-step integrators: the first pilot step count
 MAX_STEPS = 1024  # fixed-step integrators: the most steps a plan takes
 PILOT_PROBES = 2  # replicates per pilot point (probes; K > 2 costs more in the batched VJP than it saves)
+PILOT_REPLICATES = 128  # ... but at least this many probe replicates in all (small batches: more per point)
 SE_MARGIN = 1.25  # variance margin for the pilot's own estimation noise
 
 
@@ -214,7 +216,7 @@ def make_plan(
     # Every pilot solve carries the replicates the variances need (PILOT_PROBES probes, two draws
     # for noisy points) with the same noise (seed) at every level, so that differences between
     # levels are the solver's alone and no separate variance solve is needed.
-    k0 = PILOT_PROBES if pilot_div == "hutchinson" else 1
+    k0 = max(PILOT_PROBES, math.ceil(PILOT_REPLICATES / idx.numel())) if pilot_div == "hutchinson" else 1
     s0 = max(draws, 2) if noisy_points else draws
     pilot_nfe, solves = 0, {}
 
