@@ -26,10 +26,11 @@ The rule (see :func:`make_plan`):
    :class:`~scoresde.flow.integrators.FixedStepIntegrator` gets its number of steps instead:
    ``N`` against ``2N`` steps from ``FIRST_STEPS`` on, Richardson's estimate of the ``N``-step
    error from the method's order, the fewest steps the order's law allows.
-2. **Replicates.** Every pilot solve carries ``PILOT_PROBES`` probes per point (more when the
-   batch has fewer than ``PILOT_REPLICATES / PILOT_PROBES`` points; and, for noisy
-   points, two dequantization draws), the same noise at every level; the loosest solve's
-   replicates give the per-point variances of the probe and of the dequantization noise, and the
+2. **Replicates.** One more pilot solve at the loosest level (``MAX_TOLERANCE``, or
+   ``FIRST_STEPS`` steps) carries ``PILOT_PROBES`` probes per point (more when the batch has
+   fewer than ``PILOT_REPLICATES / PILOT_PROBES`` points) and, for noisy points, two
+   dequantization draws; its replicates give the per-point variances of the probe and of the
+   dequantization noise, and the
    fewest probes (and draws) are taken whose Monte-Carlo standard error of the mean is at most
    ``target_se`` (with a margin ``SE_MARGIN`` for the pilot's own noise; at most
    ``MAX_PROBES`` / ``MAX_DRAWS``, beyond which the plan misses and says so, see
@@ -213,11 +214,8 @@ def make_plan(
     pilot_div = "exact" if divergence == "exact" else "hutchinson"
     idx = torch.linspace(0, batch - 1, min(batch, int(target.pilot_points))).round().long().unique()
     fixed = isinstance(integrator, FixedStepIntegrator)
-    # Every pilot solve carries the replicates the variances need (PILOT_PROBES probes, two draws
-    # for noisy points) with the same noise (seed) at every level, so that differences between
-    # levels are the solver's alone and no separate variance solve is needed.
-    k0 = max(PILOT_PROBES, math.ceil(PILOT_REPLICATES / idx.numel())) if pilot_div == "hutchinson" else 1
-    s0 = max(draws, 2) if noisy_points else draws
+    # The accuracy pilot: one replicate per point, the same noise (seed) at every level, so that
+    # differences between levels are the solver's alone.
     pilot_nfe, solves = 0, {}
 
     def run(level: float) -> LikelihoodResult:
@@ -227,7 +225,7 @@ def make_plan(
                 how: Integrator = replace(integrator, steps=int(level))  # type: ignore[type-var]
             else:
                 how = with_tolerances(integrator, 10.0**-level, 10.0**-level)
-            solves[level] = solve(idx, how, pilot_div, k0, s0, seed)
+            solves[level] = solve(idx, how, pilot_div, 1, draws, seed)
             pilot_nfe += solves[level].nfe
         return solves[level]
 
@@ -241,14 +239,23 @@ def make_plan(
         level, solver_error = _plan_steps(bound, integrator.method, budget_solver)  # type: ignore[attr-defined]
     else:
         level, solver_error = _plan_tolerance(bound, budget_solver / unit / dims, budget_solver)
-    loosest = run(min(solves))  # the loosest tolerance, or the fewest steps
-
-    # (2) Variances per point of one replicate: dequantization (between draws), probe (within).
+    # (2) Variances per point of one replicate: dequantization (between draws), probe (within),
+    # from one cheap solve with replicates at the loosest level (a replicate's own solver error
+    # only adds to the spread it measures, so the counts err on the safe side).
     var_probe, var_point = 0.0, 0.0
-    if loosest.logp_probes is not None and loosest.logp_probes.shape[1] > 1:
-        var_probe = float(loosest.logp_probes.double().var(1).mean())
-    if noisy_points and loosest.logp_draws.shape[0] > 1:
-        var_point = max(0.0, float(loosest.logp_draws.double().var(0).mean()) - var_probe / k0)
+    if pilot_div == "hutchinson" or noisy_points:
+        k0 = max(PILOT_PROBES, math.ceil(PILOT_REPLICATES / idx.numel())) if pilot_div == "hutchinson" else 1
+        loose = (
+            replace(integrator, steps=FIRST_STEPS)  # type: ignore[type-var]
+            if fixed
+            else with_tolerances(integrator, MAX_TOLERANCE, MAX_TOLERANCE)
+        )
+        ref = solve(idx, loose, pilot_div, k0, max(draws, 2) if noisy_points else draws, seed + 1)
+        pilot_nfe += ref.nfe
+        if ref.logp_probes is not None and ref.logp_probes.shape[1] > 1:
+            var_probe = float(ref.logp_probes.double().var(1).mean())
+        if noisy_points and ref.logp_draws.shape[0] > 1:
+            var_point = max(0.0, float(ref.logp_draws.double().var(0).mean()) - var_probe / k0)
     budget = max(batch * (mc_target / unit) ** 2 / SE_MARGIN, 1e-300)  # mean per-point variance allowed
 
     def ceil(ratio: float, cap: int) -> int:
