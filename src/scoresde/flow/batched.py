@@ -51,6 +51,17 @@ class DatasetLikelihood:
     solver_error: float | None = None
     plan: LikelihoodPlan | None = None
 
+    def target_miss(self) -> str | None:
+        """``None`` when the run kept the ``target_se`` promise (:meth:`LikelihoodPlan.kept`),
+        else what missed, in words."""
+        if self.plan is None or self.plan.kept(self.mc_se, self.solver_error):
+            return None
+        p = self.plan
+        return (
+            f"{p.target_se:g} {p.units} not met: Monte-Carlo s.e. {self.mc_se:.3g}, estimated solver "
+            f"error {self.solver_error:.3g} (budget {p.solver_budget:.3g})"
+        )
+
 
 def log_likelihood_batches(
     model: ScoreFunction,
