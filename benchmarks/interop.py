@@ -174,10 +174,9 @@ def bpd_row(unet) -> tuple:
             bins,
             quantization=ss.Quantization(256),
             divergence="hutchinson",
-            time_variable="log_sigma",
-            rtol=1e-3,
-            atol=1e-3,
             generator=torch.Generator().manual_seed(4),
+            integrator=ss.AdaptiveIntegrator(rtol=1e-3, atol=1e-3),
+            options=ss.LikelihoodOptions(time_variable="log_sigma"),
         )
     )
     return ll.bpd_mean, ll.bpd_se, ll.nfe, secs / 2

@@ -39,6 +39,7 @@ import torch
 
 import scoresde as ss
 from scoresde._core.tensors import append_dims
+from scoresde.flow.integrators import make_integrator
 from scoresde.flow.likelihood import divergence_exact
 
 TOL = 1e-5
@@ -157,7 +158,9 @@ def k_diffusion_likelihood(sampling, model, sde, x) -> tuple[torch.Tensor, int]:
     s_eps = float(sde.marginal(torch.tensor(sde.eps, dtype=torch.float64))[0])
     sh = [float(sde.sigma_hat(torch.tensor(t, dtype=torch.float64))) for t in (sde.eps, sde.T)]
     torch.manual_seed(0)  # k-diffusion draws its probe from the global RNG
-    ll, info = sampling.log_likelihood(denoiser, x / s_eps, sh[0], sh[1], atol=TOL, rtol=TOL)
+    ll, info = sampling.log_likelihood(
+        denoiser, x / s_eps, sh[0], sh[1], integrator=ss.AdaptiveIntegrator(rtol=TOL, atol=TOL)
+    )
     return ll.detach() - x[0].numel() * math.log(s_eps), int(info["fevals"])
 
 
@@ -201,9 +204,15 @@ def run_problem(name, model, sde, x, reference, exact_prior, repeats, peers, ref
         rows.append((label, f"{float(err.mean()):.2e}", f"{float(err.max()):.2e}", str(nfe), f"{sec:.3f}"))
         print(f"  {label}: mean|err| {float(err.mean()):.2e} max {float(err.max()):.2e} NFE {nfe} {sec:.3f}s")
 
-    def ours(**kw):
+    def ours(time_variable=None, norm="per_sample", method="dopri5"):
         def fn():
-            r = ss.log_likelihood(model, sde, x, rtol=TOL, atol=TOL, prior_logp=exact_prior, **kw)
+            r = ss.log_likelihood(
+                model,
+                sde,
+                x,
+                integrator=make_integrator(method, rtol=TOL, atol=TOL, norm=norm),
+                options=ss.LikelihoodOptions(time_variable=time_variable, prior_logp=exact_prior),
+            )
             return r.logp, r.nfe
 
         return fn
@@ -216,14 +225,26 @@ def run_problem(name, model, sde, x, reference, exact_prior, repeats, peers, ref
     base_err = (base.double() - reference).abs()
     matched = TOL
     for tol in (3e-5, 1e-4, 3e-4, 1e-3, 3e-3):
-        r = ss.log_likelihood(model, sde, x, rtol=tol, atol=tol, prior_logp=exact_prior)
+        r = ss.log_likelihood(
+            model,
+            sde,
+            x,
+            integrator=ss.AdaptiveIntegrator(rtol=tol, atol=tol),
+            options=ss.LikelihoodOptions(prior_logp=exact_prior),
+        )
         err = (r.logp.double() - reference).abs()
         if float(err.mean()) > float(base_err.mean()) or float(err.max()) > float(base_err.max()):
             break
         matched = tol
 
     def ours_matched():
-        r = ss.log_likelihood(model, sde, x, rtol=matched, atol=matched, prior_logp=exact_prior)
+        r = ss.log_likelihood(
+            model,
+            sde,
+            x,
+            integrator=ss.AdaptiveIntegrator(rtol=matched, atol=matched),
+            options=ss.LikelihoodOptions(prior_logp=exact_prior),
+        )
         return r.logp, r.nfe
 
     add(f"scoresde at matched accuracy (rtol = atol = {matched:g})", ours_matched)
@@ -270,10 +291,18 @@ def work_precision(model, sde, x, reference, exact_prior, repeats, tolerances=SW
     """
     methods = {
         "scoresde per-sample norm (default)": lambda tol: ss.log_likelihood(
-            model, sde, x, rtol=tol, atol=tol, prior_logp=exact_prior
+            model,
+            sde,
+            x,
+            integrator=ss.AdaptiveIntegrator(rtol=tol, atol=tol),
+            options=ss.LikelihoodOptions(prior_logp=exact_prior),
         ),
         "scoresde norm='independent'": lambda tol: ss.log_likelihood(
-            model, sde, x, rtol=tol, atol=tol, prior_logp=exact_prior, norm="independent"
+            model,
+            sde,
+            x,
+            integrator=ss.PerSample(rtol=tol, atol=tol),
+            options=ss.LikelihoodOptions(prior_logp=exact_prior),
         ),
         "paper-style scipy RK45": lambda tol: scipy_round_trip(model, sde, x, exact_prior, tol, tol),
     }
@@ -353,7 +382,13 @@ def plot_work_precision(curves, path: Path) -> None:
 def per_sample_nfe(model, sde, x, exact_prior, n: int, norm: str = "per_sample") -> tuple[int, int, float]:
     nfes = []
     for i in range(n):
-        r = ss.log_likelihood(model, sde, x[i : i + 1], rtol=TOL, atol=TOL, prior_logp=exact_prior, norm=norm)
+        r = ss.log_likelihood(
+            model,
+            sde,
+            x[i : i + 1],
+            integrator=make_integrator(rtol=TOL, atol=TOL, norm=norm),
+            options=ss.LikelihoodOptions(prior_logp=exact_prior),
+        )
         nfes.append(r.nfe)
     return int(np.median(nfes)), max(nfes), float(np.mean(nfes))
 
@@ -398,7 +433,7 @@ def main() -> None:
         def oracle_prior(z):
             return oracle.log_prob(z, sde.T)
 
-        ref_z = ss.encode(oracle, sde, x, rtol=1e-10, atol=1e-10).x
+        ref_z = ss.encode(oracle, sde, x, integrator=ss.AdaptiveIntegrator(rtol=1e-10, atol=1e-10)).x
         rows = run_problem(
             "oracle (2-D VP mixture, float64)",
             oracle,
@@ -491,10 +526,8 @@ def main() -> None:
                 oracle16,
                 sde16,
                 x16,
-                rtol=TOL,
-                atol=TOL,
-                norm=norm,
-                prior_logp=lambda z: oracle16.log_prob(z, sde16.T),
+                integrator=make_integrator(rtol=TOL, atol=TOL, norm=norm),
+                options=ss.LikelihoodOptions(prior_logp=lambda z: oracle16.log_prob(z, sde16.T)),
             )
             err = (r.logp - exact16).abs()
             rows16.append(f"| {norm} | {float(err.mean()):.2e} | {float(err.max()):.2e} | {r.nfe} |")
@@ -527,7 +560,7 @@ def main() -> None:
         print(f"trained the MLP for {args.mlp_steps} steps in {fitted.seconds:.1f}s")
     mlp64 = ss.ScoreModel(ss.MLP(dim=2, hidden=256, depth=3), sde, prediction="eps").double().eval()
     mlp64.net.load_state_dict({k: v.double() for k, v in mlp.net.state_dict().items()})
-    ref = ss.log_likelihood(mlp64, sde, x, rtol=1e-10, atol=1e-10)
+    ref = ss.log_likelihood(mlp64, sde, x, integrator=ss.AdaptiveIntegrator(rtol=1e-10, atol=1e-10))
     mlp = mlp.eval().to(dev)
     rows = run_problem(
         f"MLP 3x256 (2-D VP, float32, {dev_name})",

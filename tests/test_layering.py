@@ -29,8 +29,6 @@ ALLOWED_LOCAL_CYCLES: dict[frozenset[str], str] = {}
 
 # Loose top-level modules still waiting for a package, with the branch that moves them.
 ALLOWED_LOOSE: dict[str, str] = {
-    "sharding.py": "parallel/ (branch lik)",
-    "distributed.py": "parallel/ (branch lik)",
 }
 
 LEAF = "_core"  # the bottom layer: imports nothing else of scoresde

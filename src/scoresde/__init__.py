@@ -11,8 +11,11 @@ from scoresde.data import TOY_DATASETS, toy_data
 from scoresde.data.images import DataSplit, load_dataset, load_digits
 from scoresde.evaluation.metrics import energy_distance, mmd_rbf, sliced_wasserstein
 from scoresde.flow.dequantization import Quantization
+from scoresde.flow.divergence import Exact, Hutchinson
+from scoresde.flow.integrators import AdaptiveIntegrator, FixedStepIntegrator, PerSample
 from scoresde.flow.latent import FlowResult, decode, encode, slerp, temperature
-from scoresde.flow.likelihood import LikelihoodResult, log_likelihood
+from scoresde.flow.likelihood import LikelihoodOptions, LikelihoodResult, log_likelihood
+from scoresde.flow.planner import LikelihoodPlan, PrecisionTarget
 from scoresde.guidance import (
     ClassifierFreeGuidance,
     ClassifierGuidance,
@@ -32,6 +35,7 @@ from scoresde.models import (
 )
 from scoresde.nets import MLP
 from scoresde.nets.unet import UNet
+from scoresde.parallel.sharding import gather_to_rank0, sample_batches, shard_range
 from scoresde.sampling import (
     DEFAULT_SAMPLING,
     EMS,
@@ -62,7 +66,6 @@ from scoresde.sde import (
     make_sde,
     paper_ddpm_betas,
 )
-from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
 from scoresde.train import EMA, Checkpoint, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
 from scoresde.train.losses import (
     LossOutput,
@@ -145,6 +148,14 @@ __all__ = [
     # likelihood and latents
     "log_likelihood",
     "LikelihoodResult",
+    "LikelihoodOptions",
+    "LikelihoodPlan",
+    "PrecisionTarget",
+    "AdaptiveIntegrator",
+    "FixedStepIntegrator",
+    "PerSample",
+    "Exact",
+    "Hutchinson",
     "Quantization",
     "encode",
     "decode",

@@ -50,7 +50,11 @@ def test_likelihood_matches_the_api(moons_ckpt, tmp_path, capsys) -> None:
 
     model = load_checkpoint(moons_ckpt).model
     x = ss.toy_data("two_moons", 6, torch.Generator().manual_seed(0)).float()
-    ref = ss.log_likelihood(model, model.sde, x, rtol=1e-5, atol=1e-5).logp.double().numpy()
+    ref = (
+        ss.log_likelihood(model, model.sde, x, integrator=ss.AdaptiveIntegrator(rtol=1e-5, atol=1e-5))
+        .logp.double()
+        .numpy()
+    )
     np.testing.assert_allclose(logp, ref, rtol=1e-6, atol=1e-6)
     assert res["logp_mean_nats"] == pytest.approx(float(ref.mean()))
     assert res["logp_se_nats"] == pytest.approx(float(ref.std(ddof=1) / math.sqrt(6)))
@@ -66,7 +70,9 @@ def test_likelihood_and_encode_with_per_sample_steps(moons_ckpt, tmp_path) -> No
     model = load_checkpoint(moons_ckpt).model
     x = ss.toy_data("two_moons", 6, torch.Generator().manual_seed(0)).float()
     ref = (
-        ss.log_likelihood(model, model.sde, x, rtol=1e-5, atol=1e-5, norm="independent").logp.double().numpy()
+        ss.log_likelihood(model, model.sde, x, integrator=ss.PerSample(rtol=1e-5, atol=1e-5))
+        .logp.double()
+        .numpy()
     )
     # Batches of 4 and 2 in the command, one batch of 6 here.  Per-sample steps make them agree
     # up to the network's float32 rounding, which can differ with the batch size (matrix products)

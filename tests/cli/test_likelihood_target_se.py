@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -48,20 +49,19 @@ def test_target_se_in_the_json(ring_ckpt, tmp_path, capsys) -> None:
     import numpy as np
 
     from scoresde.io.checkpoint import load_checkpoint
+    from scoresde.parallel import batch_generator
 
     model = load_checkpoint(ring_ckpt).model
     x = ss.toy_data("two_moons", 40, torch.Generator().manual_seed(0)).float()
-    key = int(np.random.SeedSequence([0, 0]).generate_state(1)[0])
     api = ss.log_likelihood(
         model,
         model.sde,
         x[:20],
         divergence="hutchinson",
-        target_se=0.05,
-        target_points=40,
-        generator=torch.Generator().manual_seed(key),
+        generator=batch_generator(0, 0),  # the CLI's generator of the batch starting at point 0
+        target_se=ss.PrecisionTarget(0.05, points=40),
     )
-    assert api.plan == plan | {"pilot_nfe": api.plan["pilot_nfe"]}
+    assert asdict(api.plan) == plan | {"pilot_nfe": api.plan.pilot_nfe}
     np.testing.assert_allclose(
         np.load(out / "likelihood.npz")["logp"][:20], api.logp.double().numpy(), atol=1e-6
     )

@@ -45,8 +45,12 @@ def test_uniform_dequantization_matches_closed_form():
     _, oracle = _gaussian(sde)
     k = _discrete_data(sde, 64, seed=0)
     res = ss.log_likelihood(
-        oracle, sde, k, quantization=QUANT, draws=8, generator=torch.Generator().manual_seed(1),
-        prior_logp=_exact_prior(oracle, sde),
+        oracle,
+        sde,
+        k,
+        quantization=QUANT,
+        generator=torch.Generator().manual_seed(1),
+        options=ss.LikelihoodOptions(draws=8, prior_logp=_exact_prior(oracle, sde)),
     )  # fmt: skip
     s, sigma = _marginal(sde, sde.eps)
     mu, var = s * MEAN, s**2 * STD**2 + sigma**2
@@ -97,8 +101,14 @@ def test_corrections_equal_exact_density_estimator(correction):
     _, oracle = _gaussian(sde)
     k = _discrete_data(sde, 16, seed=4)
     res = ss.log_likelihood(
-        oracle, sde, k, quantization=QUANT, eps_correction=correction, draws=2,
-        generator=torch.Generator().manual_seed(5), prior_logp=_exact_prior(oracle, sde),
+        oracle,
+        sde,
+        k,
+        quantization=QUANT,
+        generator=torch.Generator().manual_seed(5),
+        options=ss.LikelihoodOptions(
+            eps_correction=correction, draws=2, prior_logp=_exact_prior(oracle, sde)
+        ),
     )  # fmt: skip
     points, offset = likelihood_points(k, sde, QUANT, correction, 2, torch.Generator().manual_seed(5))
     exact = oracle.log_prob(points.reshape(-1, 2), sde.eps).reshape(2, -1) + offset
@@ -168,6 +178,8 @@ def test_integer_dtype_and_8bit_jacobian(gmm2d):
     sde = ss.VPSDE()
     oracle = ss.AnalyticScore(gmm2d, sde)
     k = torch.tensor([[100, 140], [128, 60]], dtype=torch.uint8)
-    res = ss.log_likelihood(oracle, sde, k, quantization=ss.Quantization(), rtol=1e-3, atol=1e-3)
+    res = ss.log_likelihood(
+        oracle, sde, k, quantization=ss.Quantization(), integrator=ss.AdaptiveIntegrator(rtol=1e-3, atol=1e-3)
+    )
     assert res.logp.dtype == torch.get_default_dtype()
     torch.testing.assert_close(res.offset, torch.full((2,), 2 * math.log(2 / 256)))

@@ -186,16 +186,19 @@ def test_control_variate_in_log_likelihood_lowers_probe_spread():
     x = gmm.sample(16, generator=torch.Generator().manual_seed(11))
     exact = oracle.log_prob(x, sde.eps)
     kw = dict(
-        divergence="hutchinson",
-        num_probes=16,
-        rtol=1e-4,
-        atol=1e-4,
-        prior_logp=lambda z: oracle.log_prob(z, sde.T),
+        integrator=ss.AdaptiveIntegrator(rtol=1e-4, atol=1e-4),
+        options=ss.LikelihoodOptions(prior_logp=lambda z: oracle.log_prob(z, sde.T)),
     )
-    plain = ss.log_likelihood(oracle, sde, x, generator=torch.Generator().manual_seed(12), **kw)
+    g = torch.Generator().manual_seed(12)
+    plain = ss.log_likelihood(oracle, sde, x, generator=g, divergence=ss.Hutchinson(16), **kw)
     cv = GaussianControlVariate.fit(gmm.sample(4000, generator=torch.Generator().manual_seed(8)))
     with_cv = ss.log_likelihood(
-        oracle, sde, x, generator=torch.Generator().manual_seed(12), control_variate=cv, **kw
+        oracle,
+        sde,
+        x,
+        generator=torch.Generator().manual_seed(12),
+        divergence=ss.Hutchinson(16, control_variate=cv),
+        **kw,
     )
     assert plain.logp_probes.shape == (1, 16, 16)
     v_plain, v_cv = plain.logp_probes[0].var(0), with_cv.logp_probes[0].var(0)
@@ -204,20 +207,37 @@ def test_control_variate_in_log_likelihood_lowers_probe_spread():
         err = abs(float((res.logp - exact).mean()))
         assert err < 4 * res.mc_se + 1e-3, (err, res.mc_se)
     fitted = ss.log_likelihood(
-        oracle, sde, x, generator=torch.Generator().manual_seed(12), control_variate="gaussian", **kw
+        oracle,
+        sde,
+        x,
+        generator=torch.Generator().manual_seed(12),
+        divergence=ss.Hutchinson(16, control_variate="gaussian"),
+        **kw,
     )
     # Fitted to the 16 points themselves: a noisier covariance, a smaller (but real) gain.
     assert float(fitted.logp_probes[0].var(0).mean()) < 0.6 * float(v_plain.mean())
     with pytest.raises(ValueError, match="unknown control_variate"):
-        ss.log_likelihood(oracle, sde, x, divergence="hutchinson", control_variate="linear")
+        ss.log_likelihood(oracle, sde, x, divergence=ss.Hutchinson(control_variate="linear"))
 
 
 def test_forward_jacobian_in_log_likelihood_same_answer(gmm2d):
     sde = ss.VPSDE()
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(8, generator=torch.Generator().manual_seed(13))
-    fwd = ss.log_likelihood(oracle, sde, x, jacobian="forward", rtol=1e-4, atol=1e-4)
-    bwd = ss.log_likelihood(oracle, sde, x, jacobian="backward", rtol=1e-4, atol=1e-4)
+    fwd = ss.log_likelihood(
+        oracle,
+        sde,
+        x,
+        integrator=ss.AdaptiveIntegrator(rtol=1e-4, atol=1e-4),
+        divergence=ss.Exact(jacobian="forward"),
+    )
+    bwd = ss.log_likelihood(
+        oracle,
+        sde,
+        x,
+        integrator=ss.AdaptiveIntegrator(rtol=1e-4, atol=1e-4),
+        divergence=ss.Exact(jacobian="backward"),
+    )
     torch.testing.assert_close(fwd.logp, bwd.logp, rtol=0, atol=1e-9)
     assert fwd.nfe == bwd.nfe
     g = torch.Generator
@@ -225,18 +245,14 @@ def test_forward_jacobian_in_log_likelihood_same_answer(gmm2d):
         oracle,
         sde,
         x,
-        divergence="hutchinson",
-        num_probes=3,
-        jacobian="forward",
         generator=g().manual_seed(1),
+        divergence=ss.Hutchinson(num_probes=3, jacobian="forward"),
     )
     hb = ss.log_likelihood(
         oracle,
         sde,
         x,
-        divergence="hutchinson",
-        num_probes=3,
-        jacobian="backward",
         generator=g().manual_seed(1),
+        divergence=ss.Hutchinson(num_probes=3, jacobian="backward"),
     )
     torch.testing.assert_close(hf.logp, hb.logp, rtol=0, atol=1e-8)

@@ -7,7 +7,16 @@ import torch
 
 import scoresde as ss
 from scoresde.data.images import bits_per_dim, dequantize
-from scoresde.flow import DOPRI5, ButcherTableau, PerSample, PIController, Torchdiffeq, make_integrator
+from scoresde.flow import (
+    DOPRI5,
+    AdaptiveIntegrator,
+    ButcherTableau,
+    FixedStepIntegrator,
+    PerSample,
+    PIController,
+    Torchdiffeq,
+    make_integrator,
+)
 from scoresde.flow.dequantization import Quantization
 
 
@@ -18,26 +27,29 @@ def oracle(gmm2d) -> ss.AnalyticScore:
 
 def test_flags_name_the_integrator_objects() -> None:
     assert make_integrator("dopri5", norm="independent") == PerSample()
-    assert make_integrator("dopri5", norm="batch") == Torchdiffeq("dopri5", norm="batch")
-    assert make_integrator("rk4", steps=8) == Torchdiffeq("rk4", steps=8)
+    assert make_integrator("dopri5", norm="batch") == AdaptiveIntegrator("dopri5", norm="batch")
+    assert make_integrator("rk4", steps=8) == FixedStepIntegrator("rk4", steps=8)
+    assert Torchdiffeq("rk4", steps=8) == FixedStepIntegrator("rk4", steps=8)  # the former name
     with pytest.raises(ValueError, match="dopri5' only"):
         make_integrator("bosh3", norm="independent")
     with pytest.raises(ValueError, match="unknown norm"):
         Torchdiffeq(norm="independent")
+    with pytest.raises(ValueError, match="unknown norm"):
+        AdaptiveIntegrator(norm="independent")
 
 
 @pytest.mark.parametrize(
     ("flags", "integrator"),
     [
         ({"norm": "independent"}, PerSample()),
-        ({"norm": "per_sample"}, Torchdiffeq()),
-        ({"method": "rk4", "steps": 20}, Torchdiffeq("rk4", steps=20)),
+        ({"norm": "per_sample"}, AdaptiveIntegrator()),
+        ({"method": "rk4", "steps": 20}, FixedStepIntegrator("rk4", steps=20)),
     ],
     ids=["per_sample_steps", "torchdiffeq", "fixed"],
 )
 def test_object_and_flags_give_the_same_likelihood(oracle, gmm2d, flags, integrator) -> None:
     x = gmm2d.sample(6, generator=torch.Generator().manual_seed(0))
-    a = ss.log_likelihood(oracle, oracle.sde, x, **flags)
+    a = ss.log_likelihood(oracle, oracle.sde, x, integrator=make_integrator(**flags))
     b = ss.log_likelihood(oracle, oracle.sde, x, integrator=integrator)
     # Bit equality: flags and object select the same integrator, run twice on this machine.
     torch.testing.assert_close(a.logp, b.logp, rtol=0, atol=0)
@@ -52,7 +64,7 @@ def test_controller_is_a_part(oracle, gmm2d) -> None:
     assert slow.nfe > base.nfe
     torch.testing.assert_close(slow.logp, base.logp, rtol=0, atol=1e-3)
     z = ss.encode(oracle, oracle.sde, x, integrator=PerSample(rtol=1e-7, atol=1e-7)).x
-    back = ss.decode(oracle, oracle.sde, z, integrator=Torchdiffeq(rtol=1e-7, atol=1e-7)).x
+    back = ss.decode(oracle, oracle.sde, z, integrator=AdaptiveIntegrator(rtol=1e-7, atol=1e-7)).x
     torch.testing.assert_close(back, x, rtol=0, atol=1e-4)
 
 

@@ -11,12 +11,12 @@ import scoresde as ss
 def test_encode_decode_round_trip(sde, gmm2d):
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(8, generator=torch.Generator().manual_seed(0))
-    enc = ss.encode(oracle, sde, x, rtol=1e-6, atol=1e-6)
+    enc = ss.encode(oracle, sde, x, integrator=ss.AdaptiveIntegrator(rtol=1e-6, atol=1e-6))
     assert enc.x.shape == x.shape and enc.nfe > 0
-    dec = ss.decode(oracle, sde, enc.x, rtol=1e-6, atol=1e-6)
+    dec = ss.decode(oracle, sde, enc.x, integrator=ss.AdaptiveIntegrator(rtol=1e-6, atol=1e-6))
     assert float((dec.x - x).abs().max()) < 1e-4
     # The latent is the one the likelihood computation reaches.
-    ll = ss.log_likelihood(oracle, sde, x, rtol=1e-6, atol=1e-6)
+    ll = ss.log_likelihood(oracle, sde, x, integrator=ss.AdaptiveIntegrator(rtol=1e-6, atol=1e-6))
     assert float((ll.z - enc.x).abs().max()) < 1e-4 * sde.prior_std()
 
 
@@ -26,8 +26,14 @@ def test_round_trip_error_shrinks_with_tolerance(gmm2d):
     x = gmm2d.sample(8, generator=torch.Generator().manual_seed(1))
     errs = []
     for tol in (1e-3, 1e-4, 1e-5):
-        z = ss.encode(oracle, sde, x, rtol=tol, atol=tol).x
-        errs.append(float((ss.decode(oracle, sde, z, rtol=tol, atol=tol).x - x).abs().max()))
+        z = ss.encode(oracle, sde, x, integrator=ss.AdaptiveIntegrator(rtol=tol, atol=tol)).x
+        errs.append(
+            float(
+                (ss.decode(oracle, sde, z, integrator=ss.AdaptiveIntegrator(rtol=tol, atol=tol)).x - x)
+                .abs()
+                .max()
+            )
+        )
     assert errs[2] < errs[1] < errs[0], errs
 
 
@@ -37,7 +43,7 @@ def test_decoded_prior_samples_follow_the_data(gmm2d):
     oracle = ss.AnalyticScore(gmm2d, sde)
     n = 400
     z = sde.prior_sample((n, 2), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    x = ss.decode(oracle, sde, z, rtol=1e-3, atol=1e-3).x
+    x = ss.decode(oracle, sde, z, integrator=ss.AdaptiveIntegrator(rtol=1e-3, atol=1e-3)).x
     data = gmm2d.sample(n, generator=torch.Generator().manual_seed(3))
     freq = [torch.bincount(oracle.responsibilities(v, sde.eps).argmax(1), minlength=3) / n for v in (x, data)]
     p = gmm2d.weights
@@ -92,7 +98,9 @@ def test_lower_temperature_raises_likelihood(gmm2d):
     z = sde.prior_sample((64, 2), generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     logps = []
     for tau in (1.4, 1.0, 0.6):
-        x = ss.decode(oracle, sde, ss.temperature(z, tau), method="rk4", steps=20).x
+        x = ss.decode(
+            oracle, sde, ss.temperature(z, tau), integrator=ss.FixedStepIntegrator(method="rk4", steps=20)
+        ).x
         logps.append(float(oracle.log_prob(x, sde.eps).mean()))
     assert logps[0] < logps[1] < logps[2], logps
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import scoresde as ss
+from scoresde.flow.integrators import make_integrator
 from scoresde.flow.likelihood import divergence_exact, divergence_hutchinson, draw_probes
 
 RTOL = ATOL = 1e-5
@@ -18,8 +19,14 @@ def _exact_prior(oracle: ss.AnalyticScore, sde: ss.SDE):
     return lambda z: oracle.log_prob(z, sde.T)
 
 
-def _error(oracle, sde, x, **kw) -> tuple[torch.Tensor, ss.LikelihoodResult]:
-    res = ss.log_likelihood(oracle, sde, x, rtol=RTOL, atol=ATOL, prior_logp=_exact_prior(oracle, sde), **kw)
+def _error(oracle, sde, x, integrator=None, time_variable=None) -> tuple[torch.Tensor, ss.LikelihoodResult]:
+    res = ss.log_likelihood(
+        oracle,
+        sde,
+        x,
+        integrator=integrator or ss.AdaptiveIntegrator(rtol=RTOL, atol=ATOL),
+        options=ss.LikelihoodOptions(time_variable=time_variable, prior_logp=_exact_prior(oracle, sde)),
+    )
     return (res.logp - oracle.log_prob(x, sde.eps)).abs(), res
 
 
@@ -74,7 +81,7 @@ def test_fixed_step_converges(gmm2d):
     x = gmm2d.sample(4, generator=torch.Generator().manual_seed(6))
     errs = []
     for steps in (20, 40):
-        err, res = _error(oracle, sde, x, method="rk4", steps=steps)
+        err, res = _error(oracle, sde, x, ss.FixedStepIntegrator("rk4", steps))
         assert res.nfe == 4 * steps
         errs.append(float(err.mean()))
     # rk4 is 4th order: halving the step divides the error by ~16 once resolved.
@@ -86,10 +93,12 @@ def test_sample_alone_equals_sample_in_batch(gmm2d):
     sde = ss.VPSDE()
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(64, generator=torch.Generator().manual_seed(7))
-    batch = ss.log_likelihood(oracle, sde, x, rtol=RTOL, atol=ATOL)
+    batch = ss.log_likelihood(oracle, sde, x, integrator=ss.AdaptiveIntegrator(rtol=RTOL, atol=ATOL))
     exact = oracle.log_prob(x, sde.eps)
     for i in (0, 17, 42):
-        alone = ss.log_likelihood(oracle, sde, x[i : i + 1], rtol=RTOL, atol=ATOL)
+        alone = ss.log_likelihood(
+            oracle, sde, x[i : i + 1], integrator=ss.AdaptiveIntegrator(rtol=RTOL, atol=ATOL)
+        )
         assert abs(float(alone.logp[0] - batch.logp[i])) < 3e-4
     # ... and every sample of the batch meets the tolerance, not just the batch average.
     prior_gap = batch.prior_logp - oracle.log_prob(batch.z, sde.T)
@@ -100,7 +109,13 @@ def test_float32_runs_in_float32(gmm2d):
     sde = ss.SubVPSDE()
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(8, generator=torch.Generator().manual_seed(8)).float()
-    res = ss.log_likelihood(oracle, sde, x, rtol=1e-4, atol=1e-4, prior_logp=_exact_prior(oracle, sde))
+    res = ss.log_likelihood(
+        oracle,
+        sde,
+        x,
+        integrator=ss.AdaptiveIntegrator(rtol=1e-4, atol=1e-4),
+        options=ss.LikelihoodOptions(prior_logp=_exact_prior(oracle, sde)),
+    )
     assert res.logp.dtype == torch.float32 and res.z.dtype == torch.float32
     exact = oracle.log_prob(x.double(), sde.eps)
     assert float((res.logp.double() - exact).abs().max()) < 1e-2
@@ -126,7 +141,7 @@ def _replicated_estimates(probe: str, n: int = 400) -> tuple[torch.Tensor, float
     exact = float(ss.log_likelihood(oracle, sde, x).logp[0])
     # One point, n independent probes: each copy in the batch gets its own probe.
     g = torch.Generator().manual_seed(11)
-    res = ss.log_likelihood(oracle, sde, x.expand(n, -1), divergence="hutchinson", probe=probe, generator=g)
+    res = ss.log_likelihood(oracle, sde, x.expand(n, -1), generator=g, divergence=ss.Hutchinson(probe=probe))
     return res.logp, exact
 
 
@@ -151,41 +166,48 @@ def test_hutchinson_probes_are_reproducible(gmm2d):
             x,
             divergence="hutchinson",
             generator=torch.Generator().manual_seed(3),
-            rtol=1e-3,
-            atol=1e-3,
+            integrator=ss.AdaptiveIntegrator(rtol=1e-3, atol=1e-3),
         )
         for _ in range(2)
     ]
     # Bit equality: the same code run twice on this machine with the same generator seed.
     torch.testing.assert_close(runs[0].logp, runs[1].logp, rtol=0, atol=0)
     probes = draw_probes(x, 2, "gaussian", torch.Generator().manual_seed(3))
-    explicit = ss.log_likelihood(oracle, sde, x, divergence="hutchinson", probes=probes, rtol=1e-3, atol=1e-3)
+    explicit = ss.log_likelihood(
+        oracle,
+        sde,
+        x,
+        integrator=ss.AdaptiveIntegrator(rtol=1e-3, atol=1e-3),
+        divergence=ss.Hutchinson(probes=probes),
+    )
     assert explicit.logp.shape == (4,)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"divergence": "trace"}, "unknown divergence"),
-        ({"divergence": "hutchinson", "probe": "uniform"}, "unknown probe"),
-        ({"divergence": "hutchinson", "num_probes": 0}, "num_probes"),
-        ({"method": "rk45"}, "unknown method"),
-        ({"method": "rk4"}, "needs steps"),
-        ({"method": "dopri5", "steps": 10}, "steps is for fixed-step"),
-        ({"time_variable": "sigma"}, "unknown time_variable"),
-        ({"norm": "l1"}, "unknown norm"),
-        ({"eps_correction": "exact"}, "unknown eps_correction"),
-        ({"eps_correction": "discretized"}, "needs a Quantization"),
-        ({"draws": 0}, "draws"),
-        ({"divergence": "hutchinson", "probes": torch.ones(2, 3, 2)}, "probes must have shape"),
+        (lambda: {"divergence": "trace"}, "unknown divergence"),
+        (lambda: {"divergence": ss.Hutchinson(probe="uniform")}, "unknown probe"),
+        (lambda: {"divergence": ss.Hutchinson(num_probes=0)}, "num_probes"),
+        (lambda: {"integrator": ss.AdaptiveIntegrator(method="rk45")}, "unknown method"),
+        (lambda: {"integrator": make_integrator("rk4")}, "needs steps"),
+        (lambda: {"integrator": make_integrator("dopri5", steps=10)}, "steps is for fixed-step"),
+        (lambda: {"options": ss.LikelihoodOptions(time_variable="sigma")}, "unknown time_variable"),
+        (lambda: {"integrator": ss.AdaptiveIntegrator(norm="l1")}, "unknown norm"),
+        (lambda: {"options": ss.LikelihoodOptions(eps_correction="exact")}, "unknown eps_correction"),
+        (lambda: {"options": ss.LikelihoodOptions(eps_correction="discretized")}, "needs a Quantization"),
+        (lambda: {"options": ss.LikelihoodOptions(draws=0)}, "draws"),
+        (lambda: {"divergence": ss.Hutchinson(probes=torch.ones(2, 3, 2))}, "probes must have shape"),
+        (lambda: {"integrator": ss.AdaptiveIntegrator(rtol=1e-300, atol=1e-300)}, "rtol=1e-300"),
     ],
 )
 def test_bad_options(gmm2d, kwargs, match):
+    """Each bad setting is refused by the object that holds it (built inside ``raises``)."""
     sde = ss.VPSDE()
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(4, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match=match):
-        ss.log_likelihood(oracle, sde, x, **kwargs)
+        ss.log_likelihood(oracle, sde, x, **kwargs())
 
 
 def test_bad_input(gmm2d):
@@ -203,4 +225,9 @@ def test_bad_input(gmm2d):
     with pytest.raises(TypeError, match="velocity"):
         ss.log_likelihood(lambda x, t: x, sde, x)
     with pytest.raises(ValueError, match="eps > 0"):
-        ss.log_likelihood(oracle, ss.VPSDE(eps=0.0), x, time_variable="log_sigma")
+        ss.log_likelihood(
+            ss.AnalyticScore(gmm2d, ss.VPSDE(eps=0.0)),
+            None,
+            x,
+            options=ss.LikelihoodOptions(time_variable="log_sigma"),
+        )

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import scoresde as ss
+from scoresde.flow.integrators import make_integrator
 from scoresde.flow.likelihood import draw_probes
 from scoresde.flow.pf_ode import odeint_per_sample
 
@@ -63,9 +64,9 @@ def test_sample_alone_equals_sample_in_batch_exactly(gmm2d):
     sde = ss.VPSDE()
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(64, generator=torch.Generator().manual_seed(7))
-    batch = ss.log_likelihood(oracle, sde, x, rtol=TOL, atol=TOL, norm="independent")
+    batch = ss.log_likelihood(oracle, sde, x, integrator=ss.PerSample(rtol=TOL, atol=TOL))
     for i in (0, 17, 42, 63):
-        alone = ss.log_likelihood(oracle, sde, x[i : i + 1], rtol=TOL, atol=TOL, norm="independent")
+        alone = ss.log_likelihood(oracle, sde, x[i : i + 1], integrator=ss.PerSample(rtol=TOL, atol=TOL))
         assert abs(float(alone.logp[0] - batch.logp[i])) < 1e-12
         torch.testing.assert_close(alone.z[0], batch.z[i], rtol=0, atol=1e-12)
         assert alone.nfe <= batch.nfe
@@ -84,11 +85,10 @@ def test_matches_exact_logp_2d(sde, time_variable, gmm2d):
         oracle,
         sde,
         x,
-        rtol=TOL,
-        atol=TOL,
-        norm="independent",
-        time_variable=time_variable,
-        prior_logp=lambda z: oracle.log_prob(z, sde.T),
+        integrator=ss.PerSample(rtol=TOL, atol=TOL),
+        options=ss.LikelihoodOptions(
+            time_variable=time_variable, prior_logp=lambda z: oracle.log_prob(z, sde.T)
+        ),
     )
     err = (res.logp - oracle.log_prob(x, sde.eps)).abs()
     assert float(err.mean()) <= 1e-4, float(err.mean())
@@ -106,9 +106,11 @@ def test_benchmark_problem_fewer_evaluations():
     oracle = ss.AnalyticScore(_gmm2d(), sde)
     x = _gmm2d().sample(256, generator=torch.Generator().manual_seed(0))
     exact = oracle.log_prob(x, sde.eps)
-    kw = {"rtol": TOL, "atol": TOL, "prior_logp": lambda z: oracle.log_prob(z, sde.T)}
-    new = ss.log_likelihood(oracle, sde, x, norm="independent", **kw)
-    old = ss.log_likelihood(oracle, sde, x, norm="per_sample", **kw)
+    kw = {"options": ss.LikelihoodOptions(prior_logp=lambda z: oracle.log_prob(z, sde.T))}
+    new = ss.log_likelihood(oracle, sde, x, **kw, integrator=ss.PerSample(rtol=TOL, atol=TOL))
+    old = ss.log_likelihood(
+        oracle, sde, x, **kw, integrator=ss.AdaptiveIntegrator(rtol=TOL, atol=TOL, norm="per_sample")
+    )
     assert new.nfe < old.nfe, (new.nfe, old.nfe)
     assert float((new.logp - exact).abs().mean()) <= 1e-5
 
@@ -117,10 +119,10 @@ def test_encode_decode_invert(gmm2d):
     sde = ss.VPSDE()
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(16, generator=torch.Generator().manual_seed(3))
-    z = ss.encode(oracle, sde, x, norm="independent")
-    back = ss.decode(oracle, sde, z.x, norm="independent")
+    z = ss.encode(oracle, sde, x, integrator=ss.PerSample())
+    back = ss.decode(oracle, sde, z.x, integrator=ss.PerSample())
     torch.testing.assert_close(back.x, x, rtol=0, atol=1e-3)
-    ref = ss.encode(oracle, sde, x, rtol=1e-10, atol=1e-10)
+    ref = ss.encode(oracle, sde, x, integrator=ss.AdaptiveIntegrator(rtol=1e-10, atol=1e-10))
     assert float((z.x - ref.x).abs().max()) < 1e-3
 
 
@@ -129,9 +131,9 @@ def test_independent_needs_dopri5(gmm2d):
     oracle = ss.AnalyticScore(gmm2d, sde)
     x = gmm2d.sample(4, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="dopri5"):
-        ss.log_likelihood(oracle, sde, x, norm="independent", method="bosh3")
+        ss.log_likelihood(oracle, sde, x, integrator=make_integrator("bosh3", norm="independent"))
     # Fixed-step methods ignore the norm.
-    res = ss.log_likelihood(oracle, sde, x, norm="independent", method="rk4", steps=5)
+    res = ss.log_likelihood(oracle, sde, x, integrator=make_integrator("rk4", norm="independent", steps=5))
     assert res.nfe == 20
 
 
@@ -180,16 +182,31 @@ def test_independent_with_labels_and_probes_selects_each_samples_own(gmm2d):
 
         return prior
 
-    res = ss.log_likelihood(model, sde, x, y=y, norm="independent", prior_logp=prior_for(y))
+    res = ss.log_likelihood(
+        model, sde, x, y=y, integrator=ss.PerSample(), options=ss.LikelihoodOptions(prior_logp=prior_for(y))
+    )
     exact = torch.stack([exact_by_class[int(c)].log_prob(x[i : i + 1], sde.eps)[0] for i, c in enumerate(y)])
     assert float((res.logp - exact).abs().mean()) < 1e-4
     # Hutchinson: a sample alone, with its own probes, gives exactly its value in the batch.
     probes = draw_probes(x, 2, generator=torch.Generator().manual_seed(0))
-    kw = dict(divergence="hutchinson", norm="independent")
-    batch = ss.log_likelihood(model, sde, x, y=y, probes=probes, prior_logp=prior_for(y), **kw)
+    batch = ss.log_likelihood(
+        model,
+        sde,
+        x,
+        y=y,
+        integrator=ss.PerSample(),
+        divergence=ss.Hutchinson(probes=probes),
+        options=ss.LikelihoodOptions(prior_logp=prior_for(y)),
+    )
     for i in (0, 5, 11):
         sl = slice(i, i + 1)
         alone = ss.log_likelihood(
-            model, sde, x[sl], y=y[sl], probes=probes[:, sl], prior_logp=prior_for(y[sl]), **kw
+            model,
+            sde,
+            x[sl],
+            y=y[sl],
+            integrator=ss.PerSample(),
+            divergence=ss.Hutchinson(probes=probes[:, sl]),
+            options=ss.LikelihoodOptions(prior_logp=prior_for(y[sl])),
         )
         assert abs(float(alone.logp[0] - batch.logp[i])) < 1e-12

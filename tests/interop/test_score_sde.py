@@ -229,7 +229,12 @@ def test_sampling_and_likelihood_run_on_the_loaded_vp_model() -> None:
     )  # 4 steps + the final denoising step
     x = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1
     ll = ss.log_likelihood(
-        loaded.model, loaded.sde, x, divergence="hutchinson", method="euler", steps=2, generator=g
+        loaded.model,
+        loaded.sde,
+        x,
+        divergence="hutchinson",
+        generator=g,
+        integrator=ss.FixedStepIntegrator(method="euler", steps=2),
     )
     assert ll.logp.shape == (1,) and bool(torch.isfinite(ll.logp).all())
     # bits/dim of 8-bit data in the model's [-1, 1] space (uniform dequantization).
@@ -239,10 +244,9 @@ def test_sampling_and_likelihood_run_on_the_loaded_vp_model() -> None:
         loaded.sde,
         k,
         divergence="hutchinson",
-        method="euler",
-        steps=2,
         generator=g,
         quantization=loaded.quantization,
+        integrator=ss.FixedStepIntegrator(method="euler", steps=2),
     )
     assert loaded.data_range == (-1.0, 1.0)
     assert ll.bpd is not None and bool(torch.isfinite(ll.bpd).all())

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import scoresde as ss
+from scoresde.parallel.sharding import sample_batches, shard_range
 from scoresde.sampling.noise import per_sample_normal, sample_keys
-from scoresde.sharding import sample_batches, shard_range
 
 
 @pytest.mark.parametrize("method", ["euler_maruyama", "edm_stochastic", "euler"])

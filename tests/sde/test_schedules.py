@@ -228,10 +228,10 @@ def test_log_likelihood_matches_exact_density(name: str, gmm2d: ss.GaussianMixtu
         oracle,
         sde,
         x,
-        rtol=1e-6,
-        atol=1e-6,
-        time_variable="log_sigma",
-        prior_logp=lambda z: oracle.log_prob(z, sde.T),
+        integrator=ss.AdaptiveIntegrator(rtol=1e-6, atol=1e-6),
+        options=ss.LikelihoodOptions(
+            time_variable="log_sigma", prior_logp=lambda z: oracle.log_prob(z, sde.T)
+        ),
     )
     err = (res.logp - oracle.log_prob(x, sde.eps)).abs().max()
     assert float(err) <= 1e-4
@@ -251,8 +251,9 @@ def test_paper_likelihood_eps_is_a_named_option(gmm2d: ss.GaussianMixture) -> No
             oracle,
             sde,
             x,
-            time_variable="log_sigma",
-            prior_logp=lambda z, o=oracle, s=sde: o.log_prob(z, s.T),
+            options=ss.LikelihoodOptions(
+                time_variable="log_sigma", prior_logp=lambda z, o=oracle, s=sde: o.log_prob(z, s.T)
+            ),
         )
         torch.testing.assert_close(res.logp, oracle.log_prob(x, sde.eps), rtol=0, atol=1e-3)
         lp[key] = res.logp

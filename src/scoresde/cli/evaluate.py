@@ -50,7 +50,6 @@ def _as_images(x: Tensor, loaded: LoadedModel) -> Tensor:
 
 
 def run(ctx: Context) -> int:
-    from scoresde.cli._dist import dist_info
     from scoresde.evaluation.report import (
         digits_metrics,
         distances,
@@ -58,9 +57,10 @@ def run(ctx: Context) -> int:
         reference_metrics,
         report_markdown,
     )
+    from scoresde.parallel import init_distributed
+    from scoresde.parallel.sharding import sample_sharded
     from scoresde.sampling.clip import clip_denoised
     from scoresde.sampling.grid_opt import grid_choice
-    from scoresde.sharding import sample_sharded
     from scoresde.viz.pictures import save_picture
 
     cfg = ctx.cfg
@@ -89,7 +89,7 @@ def run(ctx: Context) -> int:
         loaded.shape,
         n,
         cfg["seed"],
-        dist_info(ctx.device),
+        init_distributed(str(ctx.device)),
         batch_size=cfg["batch_size"],
         labels=y,
         progress=cfg["progress"],

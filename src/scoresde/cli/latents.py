@@ -6,12 +6,13 @@ back, deterministically (App. D.4-D.5).  Each is a :class:`~scoresde.cli.command
 
 from __future__ import annotations
 
-import json
+import sys
 
 import numpy as np
 import torch
 
 from scoresde.cli._io import load_data, load_model
+from scoresde.cli._json import write_json
 from scoresde.cli.checks import check_ode_batch
 from scoresde.cli.command import Command, Context, checkpoint_options, ode_options, runtime_options
 from scoresde.io.latents import load_latents
@@ -23,32 +24,46 @@ _DATA = Option("data", "digits", "digits, a toy set name, or a .npy/.npz file (h
 
 
 def _solver(ctx: Context) -> dict:
-    """The ODE solver settings of encode/decode (``rtol``, ``atol``, ``norm``)."""
-    return {"rtol": ctx["rtol"], "atol": ctx["atol"], "norm": ctx["norm"]}
+    """The ODE integrator of encode/decode (``--rtol``, ``--atol``, ``--norm``)."""
+    from scoresde.flow.integrators import make_integrator
+
+    return {"integrator": make_integrator("dopri5", rtol=ctx["rtol"], atol=ctx["atol"], norm=ctx["norm"])}
 
 
 # ---------------------------------------------------------------------------------------------- #
 def _encode(ctx: Context) -> int:
-    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
+    import math
+
+    from scoresde.cli.likelihood import count_note
     from scoresde.flow import latent as ss
+    from scoresde.parallel import BatchOutput, init_distributed, run_batches
 
     cfg = ctx.cfg
+    solver = _solver(ctx)
     loaded = load_model(ctx)
     check_ode_batch(cfg["num"], loaded.shape, "--num")
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
     # Under torchrun each rank encodes its block of the points and rank 0 writes the result
     # (exactly a one-process run's with --norm independent, where every point takes its own steps).
-    info = dist_info(ctx.device)
-    share = my_share(data.x.shape[0], info)
-    mine = data.x[share.start : share.stop].float().to(ctx.device)
-    res = ss.encode(loaded.model, loaded.sde, mine, **_solver(ctx))
-    z_mine = res.x.detach().cpu()
-    back_mine = ss.decode(loaded.model, loaded.sde, z_mine.to(ctx.device), **_solver(ctx)).x.cpu()
-    z = gather_to_rank0(z_mine, info)
-    back = gather_to_rank0(back_mine, info)
-    nfe = gather_to_rank0(torch.tensor([float(res.nfe)]), info)
-    if z is None or back is None or nfe is None:  # not rank 0
+    info = init_distributed(str(ctx.device))
+    notes = []
+    note = count_note(cfg["num"], data.x.shape[0], f"the held-out split of {data.name}")
+    if note is not None:
+        notes.append(note)
+        if info.is_main:
+            print(f"warning: {note}", file=sys.stderr)
+
+    def job(items: range, generator: torch.Generator) -> BatchOutput:
+        x = data.x[items.start : items.stop].float().to(ctx.device)
+        res = ss.encode(loaded.model, loaded.sde, x, **solver)
+        back = ss.decode(loaded.model, loaded.sde, res.x, **solver).x
+        return BatchOutput({"z": res.x.detach().cpu(), "back": back.detach().cpu()}, {"nfe": float(res.nfe)})
+
+    n = data.x.shape[0]
+    run = run_batches(job, n, max(1, math.ceil(n / info.world_size)), seed=cfg["seed"], info=info)
+    if not run.is_main:
         return 0
+    z, back = run.items["z"], run.items["back"]
     out = ctx.out_dir()
     np.savez(out / "latents.npz", z=z.numpy(), x=data.x.numpy())
     err = float(
@@ -57,12 +72,14 @@ def _encode(ctx: Context) -> int:
     prior = float(loaded.sde.prior_std())
     summary = {
         "num": int(z.shape[0]),
-        "nfe": int(nfe.max()),
+        "num_asked": cfg["num"],
+        "notes": notes,
+        "nfe": int(run.stats["nfe"].max()),
         "latent_std": float(z.std()),
         "prior_std": prior,
         "max_relative_reconstruction_error": err,
     }
-    (out / "encode.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "encode.json", summary)
     print(f"encoded {z.shape[0]} points of {data.name} ({summary['nfe']} function evaluations)")
     print(
         f"latent std {summary['latent_std']:.4f} (prior std {prior:.4f}); "

@@ -12,13 +12,14 @@ Example:
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 
 import numpy as np
 import torch
 
 from scoresde.cli._io import load_data, load_model, mean_se
+from scoresde.cli._json import write_json
 from scoresde.cli.command import (
     Command,
     Context,
@@ -30,13 +31,27 @@ from scoresde.cli.command import (
 from scoresde.settings import Option
 
 
+def count_note(asked: int, used: int, what: str) -> str | None:
+    """The note when fewer items than ``--num`` exist (``None`` when all were there)."""
+    if used >= asked:
+        return None
+    return f"--num {asked} asked, but {what} holds only {used}: {used} used"
+
+
 def run(ctx: Context) -> int:
-    from scoresde._core.progress import make_progress
-    from scoresde.cli._dist import dist_info, gather_to_rank0, my_share
+    from dataclasses import asdict
+
+    from scoresde.flow.batched import log_likelihood_batches
     from scoresde.flow.dequantization import Quantization
-    from scoresde.flow.likelihood import log_likelihood
+    from scoresde.flow.divergence import Hutchinson
+    from scoresde.flow.integrators import make_integrator
+    from scoresde.flow.likelihood import LikelihoodOptions
+    from scoresde.parallel import init_distributed
 
     cfg, device = ctx.cfg, ctx.device
+    if cfg["accept_miss"] and cfg["target_se"] is None:
+        raise ValueError("--accept-miss accepts a missed --target-se; it does nothing without --target-se")
+    integrator = make_integrator("dopri5", rtol=cfg["rtol"], atol=cfg["atol"], norm=cfg["norm"])
     loaded = load_model(ctx)
     data = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"])
     lo, hi = loaded.info.data_range  # the model's data space ([-1, 1] unless it says otherwise)
@@ -54,110 +69,93 @@ def run(ctx: Context) -> int:
             )
         else:
             labels = data.y
-    points = points.to(device)
-    labels = None if labels is None else labels.to(device)
-    # Work in batches of --batch-size, each with its own generator keyed by (seed, batch start):
-    # under torchrun every rank solves whole batches of the one-process run (the same points
-    # share the same adaptive steps and the same random draws), so the gathered values match.
-    info = dist_info(device)
-    bs = cfg["batch_size"]
-    starts = list(range(0, points.shape[0], bs))
-    mine = [starts[k] for k in my_share(len(starts), info)]
-    bar = make_progress(
-        cfg["progress"] if info.is_main else False,
-        sum(min(bs, points.shape[0] - i) for i in mine),
-        "likelihood",
-        unit="points",
-    )
-    logps, bpds, nfes = [], [], 0
-    target_se, plan, mc_sq, solver_sum = cfg["target_se"], None, 0.0, 0.0
+    info = init_distributed(str(device))
+    notes = []
+    note = count_note(cfg["num"], points.shape[0], f"the held-out split of {data.name}")
+    if note is not None:
+        notes.append(note)
+        if info.is_main:
+            print(f"warning: {note}", file=sys.stderr)
     t0 = time.perf_counter()
-    for i in mine:
-        key = int(np.random.SeedSequence([cfg["seed"], i]).generate_state(1)[0])
-        generator = torch.Generator(device=device).manual_seed(key)
-        res = log_likelihood(
-            loaded.model,
-            loaded.sde,
-            points[i : i + bs],
-            y=None if labels is None else labels[i : i + bs],
-            divergence=cfg["divergence"],
-            num_probes=cfg["probes"],
-            generator=generator,
-            rtol=cfg["rtol"],
-            atol=cfg["atol"],
-            norm=cfg["norm"],
-            quantization=quant,
-            draws=cfg["draws"],
-            target_se=target_se,
-            target_points=None if target_se is None else points.shape[0],
-            plan=plan,
-        )
-        if target_se is not None:  # the first batch plans, the others reuse it
-            plan, n_here = plan or res.plan, res.logp.shape[0]
-            mc_sq += (n_here * res.mc_se) ** 2
-            solver_sum += n_here * res.solver_error
-        logps.append(res.logp.double().cpu())
-        if res.bpd is not None:
-            bpds.append(res.bpd.double().cpu())
-        nfes += res.nfe
-        bar.update(res.logp.shape[0], nfe=nfes)
-    bar.close()
-    empty = torch.empty(0, dtype=torch.float64)
-    logp = gather_to_rank0(torch.cat(logps) if logps else empty, info)
-    has_bpd = quant is not None
-    bpd_all = gather_to_rank0(torch.cat(bpds) if bpds else empty, info) if has_bpd else None
-    nfe_t = torch.tensor([float(nfes)], dtype=torch.float64)
-    nfe_all = gather_to_rank0(nfe_t, info)
-    precision = gather_to_rank0(torch.tensor([[mc_sq, solver_sum]], dtype=torch.float64), info)
-    if logp is None:  # not rank 0: rank 0 writes the result
+    res = log_likelihood_batches(
+        loaded.model,
+        loaded.sde,
+        points.to(device),
+        y=None if labels is None else labels.to(device),
+        batch_size=cfg["batch_size"],
+        seed=cfg["seed"],
+        integrator=integrator,
+        divergence=cfg["divergence"] if cfg["divergence"] != "hutchinson" else Hutchinson(cfg["probes"]),
+        quantization=quant,
+        options=LikelihoodOptions(draws=cfg["draws"]),
+        target_se=cfg["target_se"],
+        info=info,
+        progress=cfg["progress"],
+    )
+    if res is None:  # not rank 0: rank 0 writes the result
         return 0
-    nfes = int(nfe_all.sum())
-    bpds = [bpd_all] if bpd_all is not None and bpd_all.numel() else []
+    logp, seconds = res.logp, time.perf_counter() - t0
     out = ctx.out_dir()
-    seconds = time.perf_counter() - t0
-    dims = int(np.prod(loaded.shape))
     m, se = mean_se(logp)
     summary = {
         "checkpoint": str(loaded.path),
         "data": data.name,
         "num": int(logp.numel()),
-        "dims": dims,
+        "num_asked": cfg["num"],
+        "notes": notes,
+        "dims": int(np.prod(loaded.shape)),
         "logp_mean_nats": m,
         "logp_se_nats": se,
         "conditional_on": None
         if labels is None
         else ("null label" if cfg["unconditional"] else "true labels"),
-        "nfe": nfes,
+        "nfe": res.nfe,
         "seconds": round(seconds, 2),
         "settings": {k: v for k, v in cfg.items() if k not in ("out", "name")},
     }
-    if target_se is not None:
-        # Batches are independent: Monte-Carlo variances add; solver errors are bounds that average.
-        n_all = int(logp.numel())
-        units = "bits/dim" if quant is not None else "nats"
-        mc, solver = float(precision[:, 0].sum().sqrt()) / n_all, float(precision[:, 1].sum()) / n_all
-        summary.update(target_se=target_se, mc_se=mc, solver_error=solver, se_units=units, plan=plan)
-        print(f"target s.e. {target_se:g} {units}: Monte-Carlo s.e. {mc:.4g}, solver error <= {solver:.3g}")
+    status = 0
+    if res.plan is not None:
+        miss = res.target_miss()  # the promise, checked after the run
+        summary.update(
+            target_se=cfg["target_se"],
+            mc_se=res.mc_se,
+            solver_error=res.solver_error,
+            se_units=res.plan.units,
+            target_met=miss is None,
+            plan=asdict(res.plan),
+        )
+        print(
+            f"target s.e. {cfg['target_se']:g} {res.plan.units}: Monte-Carlo s.e. {res.mc_se:.4g}, "
+            f"solver error <= {res.solver_error:.3g}"
+        )
+        if miss is not None:
+            miss = f"--target-se {miss}"
+            summary["target_miss"] = miss
+            if cfg["accept_miss"]:
+                summary["target_miss_accepted"] = True
+                print(f"warning: {miss} (accepted by --accept-miss)", file=sys.stderr)
+            else:
+                print(f"error: {miss}; results written, pass --accept-miss to accept them", file=sys.stderr)
+                status = 3
     arrays = {"logp": logp.numpy()}
     if labels is not None:
         print(f"class-conditional model, scored with the {summary['conditional_on']}")
     print(f"log p(x) over {logp.numel()} points of {data.name}: {m:.4f} +- {se:.4f} nats (mean +- s.e.)")
-    if bpds:
-        bpd = torch.cat(bpds)
-        bm, bse = mean_se(bpd)
+    if res.bpd is not None and res.bpd.numel():
+        bm, bse = mean_se(res.bpd)
         summary.update(
             levels=data.levels,
             bpd_mean=bm,
             bpd_se=bse,
             bpd_note="uniform dequantization of the integer levels (a bound on the discrete data's bits/dim)",
         )
-        arrays["bpd"] = bpd.numpy()
+        arrays["bpd"] = res.bpd.numpy()
         print(f"bits/dim ({data.levels} levels, uniform dequantization): {bm:.4f} +- {bse:.4f}")
-    print(f"{nfes} function evaluations in {seconds:.1f}s")
-    (out / "likelihood.json").write_text(json.dumps(summary, indent=2))
+    print(f"{res.nfe} function evaluations in {seconds:.1f}s")
+    write_json(out / "likelihood.json", summary)
     np.savez(out / "likelihood.npz", **arrays)
     print(f"outputs in {out.resolve()}: likelihood.json, likelihood.npz, config.toml")
-    return 0
+    return status
 
 
 COMMAND = Command(
@@ -183,6 +181,11 @@ COMMAND = Command(
             type=float,
             minimum=0.0,
             nullable=True,
+        ),
+        Option(
+            "accept_miss",
+            False,
+            "with --target-se: exit 0 even when the run misses the target (the JSON still says so)",
         ),
         Option("probes", 1, "Hutchinson probes per evaluation", minimum=1),
         Option("draws", 1, "dequantization draws averaged per point (discrete data)", minimum=1),

@@ -34,14 +34,14 @@ from scoresde.settings import Option
 
 def run(ctx: Context) -> int:
 
-    from scoresde.cli._dist import dist_info
     from scoresde.cli._io import check_class, default_out
     from scoresde.data.heldout import cycle_labels
     from scoresde.guidance.select import guided_model
     from scoresde.io.samples import write_samples
+    from scoresde.parallel import init_distributed
+    from scoresde.parallel.sharding import sample_sharded
     from scoresde.sampling.clip import clip_denoised
     from scoresde.sampling.grid_opt import GridOptimizer, grid_choice
-    from scoresde.sharding import sample_sharded
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
@@ -66,7 +66,7 @@ def run(ctx: Context) -> int:
         shape,
         cfg["num"],
         cfg["seed"],
-        dist_info(device),
+        init_distributed(str(device)),
         batch_size=cfg["batch_size"],
         labels=labels,
         progress=cfg["progress"],

@@ -49,7 +49,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 
 
 def run(ctx: Context) -> int:
-    from scoresde.distributed import cleanup_distributed
+    from scoresde.parallel.process_group import cleanup_distributed
     from scoresde.train.trainer import Trainer
 
     config, resume_path = _train_config(ctx.cfg), _resume_path(ctx.given)

@@ -272,6 +272,7 @@ def run_funnel_demo(
     config's fields).  Draws come from generators seeded by ``config.seed``; the networks'
     initial weights from torch's global generator, seeded with it too.
     """
+    from scoresde.flow.integrators import AdaptiveIntegrator
     from scoresde.flow.likelihood import log_likelihood
     from scoresde.models.funnel import Funnel
     from scoresde.viz import animate_trajectories, data_limits, density_compare, loss_curve, scatter_compare
@@ -338,7 +339,10 @@ def run_funnel_demo(
     log_densities: dict[str, Callable[[Tensor], Tensor]] = {
         "true log density": lambda z: funnel.log_prob(z.double()),
         "VP model, PF-ODE likelihood": lambda z: log_likelihood(
-            vp_fit.ema_model, vp_sde, z.float(), rtol=1e-4, atol=1e-5
+            vp_fit.ema_model,
+            vp_sde,
+            z.float(),
+            integrator=AdaptiveIntegrator(rtol=1e-4, atol=1e-5),
         ).logp.double(),
     }
     density_png, grids = density_compare(

@@ -5,8 +5,11 @@ Modules:
     controller: the per-sample PI step-size controller (Hairer's DOPRI5 constants).
     norm: error norms (per-sample RMS; the worst sample, for torchdiffeq).
     pf_ode: clocks (time re-parameterisations) and the per-sample integration loop.
-    integrators: the integrator objects ``Torchdiffeq`` (the one route to torchdiffeq) and
-        ``PerSample`` (tableau + controller + norm), and ``make_integrator`` for the old flags.
+    integrators: the integrator objects ``AdaptiveIntegrator`` (shared steps), ``FixedStepIntegrator``
+        and ``PerSample`` (per-sample steps), and ``make_integrator`` for the command line's flags.
+    shared_step: the library's own shared-step embedded Runge-Kutta loop (``AdaptiveIntegrator``).
+    planner: the precision planner of ``target_se`` (``PrecisionTarget`` -> ``LikelihoodPlan``).
+    batched: the likelihood of a data set in sharded batches (``log_likelihood_batches``).
     dequantization: discrete data as integer levels, uniform dequantization and bits/dim
         (the library's one convention, ``Quantization``).
     likelihood: ``log_likelihood`` by the instantaneous change of variables (App. D.2).
@@ -16,11 +19,21 @@ Modules:
 
 from scoresde.flow import dequantization, latent, likelihood, pf_ode
 from scoresde.flow.controller import PIController
-from scoresde.flow.integrators import Integrator, PerSample, Torchdiffeq, make_integrator
-from scoresde.flow.tableau import DOPRI5, ButcherTableau
+from scoresde.flow.integrators import (
+    AdaptiveIntegrator,
+    FixedStepIntegrator,
+    Integrator,
+    PerSample,
+    Torchdiffeq,
+    make_integrator,
+)
+from scoresde.flow.tableau import BOSH3, DOPRI5, ButcherTableau
 
 __all__ = [
+    "BOSH3",
     "DOPRI5",
+    "AdaptiveIntegrator",
+    "FixedStepIntegrator",
     "ButcherTableau",
     "Integrator",
     "PIController",

@@ -34,7 +34,7 @@ off-diagonal entries of ``C_t^{-1}``.)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -42,7 +42,11 @@ from torch import Tensor
 from scoresde.sde.base import SDE
 
 __all__ = [
+    "DIVERGENCES",
     "FORWARD_MAX_DIM",
+    "PROBES",
+    "Exact",
+    "Hutchinson",
     "JACOBIAN_MODES",
     "ForwardModeUnsupported",
     "GaussianControlVariate",
@@ -53,9 +57,67 @@ __all__ = [
 ]
 
 JACOBIAN_MODES = ("auto", "forward", "backward")
+DIVERGENCES = ("exact", "hutchinson")
+PROBES = ("rademacher", "gaussian")
 # ``jacobian="auto"`` takes forward mode for D <= FORWARD_MAX_DIM.  Chosen by measurement
 # (benchmarks/likelihood_target_se.py, docs/bench_likelihood_target_se.md).
 FORWARD_MAX_DIM = 0
+
+
+@dataclass(frozen=True)
+class Exact:
+    """The exact divergence: ``D`` Jacobian products per evaluation.
+
+    Args:
+        jacobian: ``backward`` (vector-Jacobian products), ``forward`` (``torch.func.jvp`` under
+            ``vmap``; an error if the model does not support it) or ``auto`` (forward mode for
+            ``D <=`` :data:`FORWARD_MAX_DIM`, falling back to backward mode).
+    """
+
+    jacobian: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.jacobian not in JACOBIAN_MODES:
+            raise ValueError(f"unknown jacobian {self.jacobian!r}; choose one of {list(JACOBIAN_MODES)}")
+
+
+@dataclass(frozen=True)
+class Hutchinson:
+    """The Hutchinson-Skilling estimate ``n^T (dv/dx) n`` (Song et al. 2021, App. D.2).
+
+    Args:
+        num_probes: probes ``K`` per point, fixed along one solve; each has its own
+            log-density accumulator, so the ``K`` estimates are kept and their spread gives
+            the Monte-Carlo error.
+        probe: ``rademacher`` (the lowest variance among probes with independent entries) or
+            ``gaussian``.
+        probes: explicit probes ``(K, S * B, *D)`` (e.g. to reuse them across calls); then
+            ``num_probes`` and ``probe`` are not used.
+        control_variate: a :class:`GaussianControlVariate` (the exact divergence of a
+            Gaussian data model's flow subtracted inside the estimate and added back exactly),
+            or ``"gaussian"`` to fit one to the points (in the model's space, after
+            dequantization).
+        jacobian: ``backward`` (one vectorised vector-Jacobian product) or ``forward``.
+    """
+
+    num_probes: int = 1
+    probe: str = "rademacher"
+    probes: Tensor | None = field(default=None, compare=False)
+    control_variate: GaussianControlVariate | str | None = field(default=None, compare=False)
+    jacobian: str = "backward"
+
+    def __post_init__(self) -> None:
+        if self.probe not in PROBES:
+            raise ValueError(f"unknown probe {self.probe!r}; choose one of {list(PROBES)}")
+        if not isinstance(self.num_probes, int) or self.num_probes < 1:
+            raise ValueError(f"num_probes must be at least 1, got {self.num_probes!r}")
+        if self.jacobian not in JACOBIAN_MODES:
+            raise ValueError(f"unknown jacobian {self.jacobian!r}; choose one of {list(JACOBIAN_MODES)}")
+        if isinstance(self.control_variate, str) and self.control_variate != "gaussian":
+            raise ValueError(
+                f"unknown control_variate {self.control_variate!r}; "
+                "use 'gaussian' or a GaussianControlVariate"
+            )
 
 
 class ForwardModeUnsupported(RuntimeError):
@@ -159,10 +221,18 @@ def hutchinson_terms(
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         v = f(xg)
-        try:
-            (g,) = torch.autograd.grad(v, xg, probes, retain_graph=True, is_grads_batched=True)
-        except RuntimeError:
-            g = torch.stack([torch.autograd.grad((v * n).sum(), xg, retain_graph=True)[0] for n in probes])
+        if k == 1:
+            # One probe: a plain vector-Jacobian product, no graph kept (vmap's batching costs more).
+            (g,) = torch.autograd.grad(v, xg, probes[0])
+            g = g[None]
+        else:
+            try:
+                (g,) = torch.autograd.grad(v, xg, probes, retain_graph=True, is_grads_batched=True)
+            except RuntimeError:
+                last = k - 1
+                g = torch.stack(
+                    [torch.autograd.grad(v, xg, n, retain_graph=i < last)[0] for i, n in enumerate(probes)]
+                )
     return v.detach(), (g * probes).reshape(k, b, -1).sum(-1)
 
 

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoresde._core.checks import check_batch, check_data, check_real_tensor, check_tolerances, guard_output
+from scoresde._core.checks import check_batch, check_data, check_real_tensor, guard_output
 from scoresde._core.tensors import append_dims
-from scoresde.flow.integrators import Integrator, make_integrator
-from scoresde.flow.pf_ode import ADAPTIVE_METHODS, Clock
+from scoresde.flow.integrators import AdaptiveIntegrator, Integrator
+from scoresde.flow.pf_ode import Clock, default_time_variable
 from scoresde.models.base import ScoreFunction
+from scoresde.sampling.setup import check_model_sde
 from scoresde.sde.base import SDE
 
 __all__ = ["FlowResult", "decode", "encode", "slerp", "temperature"]
@@ -40,31 +41,24 @@ class FlowResult:
 
 def _flow(
     model: ScoreFunction,
-    sde: SDE,
+    sde: SDE | None,
     x: Tensor,
-    t_from: float,
-    t_to: float,
+    to_latent: bool,
     y: Tensor | None,
-    rtol: float,
-    atol: float,
-    method: str,
-    steps: int | None,
-    time_variable: str,
-    norm: str,
     integrator: Integrator | None,
+    time_variable: str | None,
 ) -> FlowResult:
+    sde = check_model_sde(model, sde)
     check_real_tensor(x, "x")
     check_data(x)
     check_batch(x, "x")
-    if method in ADAPTIVE_METHODS:
-        check_tolerances(rtol, atol)
-    if integrator is None:
-        integrator = make_integrator(method, rtol=rtol, atol=atol, steps=steps, norm=norm, compact=True)
-    clock = Clock(sde, time_variable)
+    integrator = integrator or AdaptiveIntegrator()
+    clock = Clock(sde, time_variable or default_time_variable(sde))
+    t_from, t_to = (sde.eps, sde.T) if to_latent else (sde.T, sde.eps)
     nfe = 0
 
     def field(u: Tensor, state: tuple[Tensor], index: Tensor | None = None) -> tuple[Tensor]:
-        # index: the samples in state when only the running ones are evaluated (norm="independent").
+        # index: the samples in state when only the running ones are evaluated (PerSample).
         nonlocal nfe
         nfe += 1
         b_now = state[0].shape[0]
@@ -83,50 +77,43 @@ def _flow(
 
 def encode(
     model: ScoreFunction,
-    sde: SDE,
+    sde: SDE | None,
     x: Tensor,
     *,
     y: Tensor | None = None,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    method: str = "dopri5",
-    steps: int | None = None,
-    time_variable: str = "t",
-    norm: str = "per_sample",
     integrator: Integrator | None = None,
+    time_variable: str | None = None,
 ) -> FlowResult:
     """Map data ``x: (B, *D)`` at ``t = eps`` to latents at ``t = T`` by the probability-flow ODE.
 
     Args:
         model: score model (its ``velocity`` is the ODE drift, Song et al. 2021, Eq. 13).
-        sde: the forward SDE.
+        sde: the forward SDE (``None``: ``model.sde``; must agree with it).
         x: ``(B, *D)`` data; the ODE runs in ``x``'s dtype.
         y: optional labels ``(B,)``.
-        rtol, atol, method, steps, time_variable, norm, integrator: as in
-            :func:`scoresde.flow.likelihood.log_likelihood`.
+        integrator: how the ODE is solved (default
+            :class:`~scoresde.flow.integrators.AdaptiveIntegrator`: ``dopri5`` at 1e-5).
+        time_variable: ``t`` or ``log_sigma``; ``None`` (default, as in
+            :func:`~scoresde.flow.likelihood.log_likelihood`) the SDE's ``pf_ode_clock``.
 
     Returns:
         :class:`FlowResult` with the latents ``z: (B, *D)``.
     """
-    return _flow(model, sde, x, sde.eps, sde.T, y, rtol, atol, method, steps, time_variable, norm, integrator)
+    return _flow(model, sde, x, True, y, integrator, time_variable)
 
 
 def decode(
     model: ScoreFunction,
-    sde: SDE,
+    sde: SDE | None,
     z: Tensor,
     *,
     y: Tensor | None = None,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    method: str = "dopri5",
-    steps: int | None = None,
-    time_variable: str = "t",
-    norm: str = "per_sample",
     integrator: Integrator | None = None,
+    time_variable: str | None = None,
 ) -> FlowResult:
-    """Map latents ``z: (B, *D)`` at ``t = T`` back to data at ``t = eps`` (inverse of :func:`encode`)."""
-    return _flow(model, sde, z, sde.T, sde.eps, y, rtol, atol, method, steps, time_variable, norm, integrator)
+    """Map latents ``z: (B, *D)`` at ``t = T`` back to data at ``t = eps`` (inverse of
+    :func:`encode`; arguments as there)."""
+    return _flow(model, sde, z, False, y, integrator, time_variable)
 
 
 def slerp(z0: Tensor, z1: Tensor, alpha: float | Tensor) -> Tensor:

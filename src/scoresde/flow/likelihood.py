@@ -20,40 +20,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
-from scoresde._core.checks import check_batch, check_data, check_real_tensor, check_tolerances, guard_output
+from scoresde._core.checks import check_batch, check_data, check_real_tensor, guard_output
 from scoresde._core.progress import Progress, make_progress
 from scoresde._core.tensors import append_dims
 from scoresde.flow.dequantization import Quantization, likelihood_points
 from scoresde.flow.divergence import (
-    JACOBIAN_MODES,
+    DIVERGENCES,
+    PROBES,
+    Exact,
     GaussianControlVariate,
+    Hutchinson,
     divergence_exact,
     hutchinson_terms,
     velocity_and_divergence,
 )
-from scoresde.flow.integrators import Integrator, make_integrator, with_tolerances
-from scoresde.flow.pf_ode import ADAPTIVE_METHODS, Clock
+from scoresde.flow.integrators import AdaptiveIntegrator, FixedStepIntegrator, Integrator, with_tolerances
+from scoresde.flow.pf_ode import Clock, default_time_variable
+from scoresde.flow.planner import LikelihoodPlan, PrecisionTarget, make_plan
 from scoresde.models.base import ScoreFunction
+from scoresde.sampling.setup import check_model_sde
 from scoresde.sde.base import SDE
 
 __all__ = [
     "DIVERGENCES",
     "PROBES",
+    "Exact",
     "GaussianControlVariate",
+    "Hutchinson",
+    "LikelihoodOptions",
+    "LikelihoodPlan",
     "LikelihoodResult",
+    "PrecisionTarget",
     "divergence_exact",
     "divergence_hutchinson",
     "draw_probes",
     "log_likelihood",
 ]
-
-DIVERGENCES = ("exact", "hutchinson")
-PROBES = ("rademacher", "gaussian")
 
 
 def divergence_hutchinson(v: Tensor, x: Tensor, probes: Tensor) -> Tensor:
@@ -99,6 +106,33 @@ def draw_probes(
     return n.to(like.device)
 
 
+@dataclass(frozen=True)
+class LikelihoodOptions:
+    """How the likelihood treats the data and the ends of the ODE (the rarely changed settings).
+
+    Attributes:
+        time_variable: the integration variable: ``t`` (the paper's) or ``log_sigma``; both
+            integrate the same ODE to the same answer (see :mod:`scoresde.flow.pf_ode`).
+            ``None`` (default, as in :func:`~scoresde.flow.latent.encode`) takes the SDE's
+            ``pf_ode_clock`` (:func:`~scoresde.flow.pf_ode.default_time_variable`).
+        eps_correction: ``none`` (the paper's convention), ``gaussian`` or ``discretized``
+            (see :mod:`scoresde.flow.dequantization`).
+        draws: Monte-Carlo draws of the dequantization / decoder noise, averaged (solved as one
+            batch); with ``target_se`` a minimum.
+        prior_logp: ``z -> log p_T(z)`` replacing ``sde.prior_logp`` (e.g. the exact ``p_T`` of
+            an oracle, whose ``p_T`` is not exactly the SDE's Gaussian prior).
+    """
+
+    time_variable: str | None = None
+    eps_correction: str = "none"
+    draws: int = 1
+    prior_logp: Callable[[Tensor], Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.draws, int) or isinstance(self.draws, bool) or self.draws < 1:
+            raise ValueError(f"draws must be an integer >= 1, got {self.draws!r}")
+
+
 @dataclass
 class LikelihoodResult:
     """Output of :func:`log_likelihood`; per-sample tensors are ``(B,)``.
@@ -123,12 +157,11 @@ class LikelihoodResult:
             replicates of this solve where there are at least two per point, else from the
             pilot (``target_se``); ``0.0`` when nothing is random, ``nan`` when unknown.
         solver_error: estimated bound on the solver's error of the batch mean, same units
-            (``target_se`` only: mean absolute difference between the pilot solves at the
-            chosen tolerance and at a tolerance ten times tighter).
-        plan: what ``target_se`` chose (``rtol``, ``atol``, ``divergence``, ``num_probes``,
-            ``draws``, ``pilot_points``, ``pilot_nfe``) and the pilot's estimates behind it
-            (``var_point``, ``var_probe``: per-point variances of one replicate in nats^2;
-            ``solver_error``), else ``None``; pass it back as ``plan`` for another batch.
+            (``target_se`` only: the planner's bound ``|mean difference| + 2 s.e.`` between
+            pilot solves at two accuracy levels, see :mod:`scoresde.flow.planner`).
+        plan: what ``target_se`` chose and the pilot's estimates behind it
+            (:class:`~scoresde.flow.planner.LikelihoodPlan`), else ``None``; pass it back as
+            ``plan`` for another batch.
     """
 
     logp: Tensor
@@ -144,7 +177,7 @@ class LikelihoodResult:
     bpd_se: float | None = None
     mc_se: float | None = None
     solver_error: float | None = None
-    plan: dict | None = None
+    plan: LikelihoodPlan | None = None
 
 
 def _check_inputs(model: ScoreFunction, sde: SDE, x: Tensor, quantization: Quantization | None) -> None:
@@ -163,233 +196,215 @@ def _check_inputs(model: ScoreFunction, sde: SDE, x: Tensor, quantization: Quant
 
 def log_likelihood(
     model: ScoreFunction,
-    sde: SDE,
+    sde: SDE | None,
     x: Tensor,
     *,
     y: Tensor | None = None,
-    divergence: str = "exact",
-    probe: str = "rademacher",
-    num_probes: int = 1,
-    probes: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    method: str = "dopri5",
-    steps: int | None = None,
-    time_variable: str | None = None,
-    norm: str = "per_sample",
-    quantization: Quantization | None = None,
-    eps_correction: str = "none",
-    draws: int = 1,
-    prior_logp: Callable[[Tensor], Tensor] | None = None,
     integrator: Integrator | None = None,
+    divergence: str | Exact | Hutchinson = "exact",
+    quantization: Quantization | None = None,
+    options: LikelihoodOptions | None = None,
+    generator: torch.Generator | None = None,
+    target_se: float | PrecisionTarget | None = None,
+    plan: LikelihoodPlan | None = None,
     progress: bool | str | Progress = False,
-    jacobian: str = "auto",
-    control_variate: GaussianControlVariate | str | None = None,
-    target_se: float | None = None,
-    target_points: int | None = None,
-    pilot_points: int = 32,
-    solver_fraction: float = 0.25,
-    plan: dict | None = None,
 ) -> LikelihoodResult:
     """Per-sample log-likelihood by the probability-flow ODE (Song et al. 2021, App. D.2).
 
+    Two parts: a solve of the augmented ODE configured by ``integrator`` and ``divergence``,
+    and, with ``target_se``, the precision planner (:mod:`scoresde.flow.planner`) that chooses
+    them first.
+
     Args:
         model: score model; its ``velocity`` is the ODE's drift.
-        sde: the forward SDE; the ODE runs from ``sde.eps`` to ``sde.T``.
+        sde: the forward SDE (``None``: ``model.sde``; must agree with it, as in
+            :func:`scoresde.sample`); the ODE runs from ``sde.eps`` to ``sde.T``.
         x: ``(B, *D)`` data in the model's space, or integer bins when ``quantization`` is set
             (integer dtypes are computed in the default float dtype; pass float64-valued bins
             for float64).  The ODE is integrated in ``x``'s dtype.
         y: optional class labels ``(B,)`` for conditional models.
-        divergence: ``exact`` or ``hutchinson``; with ``target_se`` also ``auto`` (see below).
-        probe: ``rademacher`` or ``gaussian`` (Hutchinson probes).
-        num_probes: probes ``K`` per point (fixed along one solve); each has its own
-            log-density accumulator, so the ``K`` estimates are kept (``logp_probes``) and their
-            spread gives the Monte-Carlo error.
-        probes: explicit probes ``(K, S * B, *D)`` (e.g. to reuse them across calls).
-        generator: source of the probes, dequantization and decoder noise.
-        rtol, atol: adaptive-solver tolerances: each sample's local error on ``x`` is measured
-            against ``atol + rtol |x|`` (RMS over its entries) and on the log-density against
-            ``atol`` nats (no rtol: the accumulator's scale is arbitrary); ``independent`` takes
-            the RMS of the two, ``per_sample``/``batch`` their maximum.
-        method: torchdiffeq method (``dopri5`` default; ``rk4``, ``euler``, ... with ``steps``).
-        steps: number of steps of a fixed-step method.
-        time_variable: ``t`` (the paper's) or ``log_sigma``; both integrate the same ODE to the
-            same answer (see :mod:`scoresde.pf_ode`).  ``None`` (default) takes the SDE's
-            ``pf_ode_clock`` (``t`` for the continuous SDEs, ``log_sigma`` for tabulated ones).
-        norm: ``per_sample`` (default: shared steps, every sample within tolerance),
-            ``independent`` (per-sample step sizes, results batch-independent up to the model's own
-            rounding, see :mod:`scoresde.pf_ode`; fewer
-            evaluations; ``dopri5`` only) or ``batch`` (torchdiffeq's whole-batch RMS); see
-            :mod:`scoresde.pf_ode`.
-        quantization: declare discrete data (see :class:`~scoresde.dequantization.Quantization`);
+        integrator: how the ODE is solved (default
+            :class:`~scoresde.flow.integrators.AdaptiveIntegrator`: ``dopri5`` at
+            ``rtol = atol = 1e-5``, every sample within tolerance); also
+            :class:`~scoresde.flow.integrators.PerSample` (per-sample step sizes: results
+            batch-independent up to the model's own rounding) or
+            :class:`~scoresde.flow.integrators.FixedStepIntegrator`.  Each sample's local error
+            on ``x`` is measured against ``atol + rtol |x|`` and on the log-density against
+            ``atol`` nats (no rtol: the accumulator's scale is arbitrary).  With ``target_se``
+            the planner replaces the tolerances of an adaptive integrator.
+        divergence: :class:`~scoresde.flow.divergence.Exact` (``"exact"``, default) or
+            :class:`~scoresde.flow.divergence.Hutchinson` (``"hutchinson"``: one Rademacher
+            probe); with ``target_se`` also ``"auto"`` (the cheaper, see the planner).
+        quantization: declare discrete data (see :class:`~scoresde.flow.dequantization.Quantization`);
             enables uniform dequantization and bits/dim.
-        eps_correction: ``none`` (the paper's convention), ``gaussian`` or ``discretized``
-            (see :mod:`scoresde.dequantization`).
-        draws: Monte-Carlo draws of the dequantization / decoder noise, averaged (they are
-            solved as one batch).
-        prior_logp: ``z -> log p_T(z)`` replacing ``sde.prior_logp`` (e.g. the exact ``p_T`` of
-            an oracle, whose ``p_T`` is not exactly the SDE's Gaussian prior).
-        integrator: the ODE integrator (:class:`~scoresde.flow.integrators.Torchdiffeq`,
-            :class:`~scoresde.flow.integrators.PerSample`); when given, ``rtol``, ``atol``,
-            ``method``, ``steps`` and ``norm`` are not used (they name the same objects through
-            :func:`~scoresde.flow.integrators.make_integrator`).  A scalar ``rtol`` of the
-            integrator applies to ``x`` only (the log-density gets ``atol`` alone, see above).
-        progress: report how far the ODE solve has come (the fraction of ``[eps, T]`` that the
-            slowest sample has covered) and the NFE: a bar on a terminal, else a line every
-            10% or 30 s (see :mod:`scoresde._core.progress`).
-        jacobian: how Jacobian products are formed (see :mod:`scoresde.flow.divergence`):
-            ``backward`` (vector-Jacobian products), ``forward`` (``torch.func.jvp`` under
-            ``vmap``, value and products in one pass; an error if the model does not support
-            it) or ``auto`` (forward mode for exact divergences with ``D <=``
-            :data:`~scoresde.flow.divergence.FORWARD_MAX_DIM`, falling back to backward mode).
-        control_variate: Hutchinson only: a
-            :class:`~scoresde.flow.divergence.GaussianControlVariate` (the exact divergence of a
-            Gaussian data model's flow subtracted inside the estimate and added back exactly:
-            unbiased, lower variance when the data are close to that Gaussian), or ``"gaussian"``
-            to fit one to ``x`` (in the model's space, after dequantization).
-        target_se: choose the tolerances, the divergence estimator and the number of probes /
-            draws for this precision of the batch mean, in bits/dim for discrete data, else
-            nats per point.  The rule: (1) a pilot on ``pilot_points`` points spread over the
-            batch is solved at tolerances ``10^-1, 10^-2, ...`` and each also at ten times tighter,
-            with the same random draws, so that each difference is the solver's alone; at the first
-            decade whose mean absolute difference is at most ``solver_fraction * target_se``, the
-            tolerance is placed between it and the decade before on the power law through their
-            two differences (the solver error's estimate is that law's value there) -- the
-            error of an adaptive Runge-Kutta solve falls about in proportion to its tolerance, so
-            the difference measures the looser solve's error; when two decades both fail and the
-            law falls at least half a decade per decade, the tolerance is extrapolated on it (at
-            most two decades further) rather than piloted at tighter tolerances.  (2) From the
-            pilot's replicates (one more pilot solve at the loose tolerance 1e-1 with four probes
-            and, for noisy points, two draws per point; the tolerance pilot solves one replicate
-            per point, the same noise at every tolerance) the
-            per-point variances of the probe and of the dequantization noise are estimated, and
-            the fewest probes (and draws) are taken whose Monte-Carlo standard error of the mean
-            is at most ``target_se`` (with a 25% margin for the pilot's own noise).  (3) With
-            ``divergence="auto"`` the exact divergence (``D`` products per evaluation) is taken
-            when it costs fewer products than the probes needed, else Hutchinson.  The result
-            reports ``mc_se``, ``solver_error`` and the ``plan``; ``rtol``, ``atol``,
-            ``num_probes`` are then not used, ``draws`` is a minimum.  The spread of the points
-            themselves (``bpd_se``) is not part of the target: it is a property of the data, not
-            of the computation.
-        target_points: the number of points of the mean that ``target_se`` refers to, when this
-            batch is one of several of about equal size (default: this batch).  The batch then
-            gets ``target_se * sqrt(target_points / B)`` for its Monte-Carlo part (independent
-            batches add in variance) and ``solver_fraction * target_se`` for its solver error
-            (a bias that does not average out).
-        pilot_points: points of the pilot (``target_se``).
-        solver_fraction: the solver's error budget as a fraction of ``target_se`` (default
-            0.25: a bias that small adds at most 3% to the total error in quadrature).
-        plan: the ``plan`` of an earlier call with the same ``target_se`` and ``target_points``
-            (another batch of the same data): its choices are reused without a pilot, and its
-            variance and solver-error estimates stand for this batch where its own replicates
-            do not suffice.  The number of probes does not depend on the batch size (the
-            Monte-Carlo target of a batch scales with ``sqrt(target_points / B)``).
+        options: time variable, eps correction, dequantization draws, prior (see
+            :class:`LikelihoodOptions`).
+        generator: source of the probes, dequantization and decoder noise.
+        target_se: a standard error of the batch mean (a float, in bits/dim for discrete data,
+            else nats per point, or a :class:`~scoresde.flow.planner.PrecisionTarget`): the
+            planner chooses the tolerance, the estimator and the numbers of probes and draws
+            (the rule: :mod:`scoresde.flow.planner`).  The result reports ``mc_se``,
+            ``solver_error`` and the ``plan``.  The spread of the points themselves
+            (``bpd_se``) is not part of the target: it is a property of the data.
+        plan: the ``plan`` of an earlier call with the same target (another batch of the same
+            data): its choices are reused without a pilot, and its variance and solver-error
+            estimates stand for this batch where its own replicates do not suffice.
+        progress: report how far the ODE solve has come (the fraction of ``[eps, T]`` covered)
+            and the NFE: a bar on a terminal, else a line every 10% or 30 s (see
+            :mod:`scoresde._core.progress`).
 
     Returns:
         A :class:`LikelihoodResult`.
     """
+    sde = check_model_sde(model, sde) if isinstance(model, torch.nn.Module) and hasattr(model, "sde") else sde
+    if sde is None:
+        raise TypeError("sde is None and the model has no sde")
     _check_inputs(model, sde, x, quantization)
-    if jacobian not in JACOBIAN_MODES:
-        raise ValueError(f"unknown jacobian {jacobian!r}; choose one of {list(JACOBIAN_MODES)}")
-    allowed = (*DIVERGENCES, "auto") if target_se is not None else DIVERGENCES
-    if divergence not in allowed:
-        hint = " ('auto' needs target_se)" if divergence == "auto" else ""
-        raise ValueError(f"unknown divergence {divergence!r}; choose one of {list(allowed)}{hint}")
-    if time_variable is None:
-        time_variable = getattr(sde, "pf_ode_clock", "t")
+    opts = options or LikelihoodOptions()
+    integrator = integrator or AdaptiveIntegrator()
+    if isinstance(divergence, str):
+        allowed = (*DIVERGENCES, "auto") if target_se is not None else DIVERGENCES
+        if divergence not in allowed:
+            hint = " ('auto' needs target_se)" if divergence == "auto" else ""
+            raise ValueError(f"unknown divergence {divergence!r}; choose one of {list(allowed)}{hint}")
+    elif not isinstance(divergence, Exact | Hutchinson):
+        raise TypeError(f"divergence must be 'exact', 'hutchinson', Exact or Hutchinson, got {divergence!r}")
+    time_variable = opts.time_variable or default_time_variable(sde)
     if quantization is not None and not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
+    hutch = divergence if isinstance(divergence, Hutchinson) else Hutchinson()
+    exact = divergence if isinstance(divergence, Exact) else Exact()
+    control_variate = hutch.control_variate
     if isinstance(control_variate, str):
-        if control_variate != "gaussian":
-            raise ValueError(
-                f"unknown control_variate {control_variate!r}; use 'gaussian' or a GaussianControlVariate"
-            )
-        pts, _ = likelihood_points(x, sde, quantization, eps_correction, 1, torch.Generator().manual_seed(0))
+        pts, _ = likelihood_points(
+            x, sde, quantization, opts.eps_correction, 1, torch.Generator().manual_seed(0)
+        )
         control_variate = GaussianControlVariate.fit(pts[0])
-    opts = dict(
-        y=y,
-        probe=probe,
-        rtol=rtol,
-        atol=atol,
-        method=method,
-        steps=steps,
-        time_variable=time_variable,
-        norm=norm,
-        quantization=quantization,
-        eps_correction=eps_correction,
-        prior_logp=prior_logp,
-        integrator=integrator,
-        progress=progress,
-        jacobian=jacobian,
-        control_variate=control_variate,
-    )
+
+    def solve(
+        xs: Tensor,
+        ys: Tensor | None,
+        how: Exact | Hutchinson,
+        draws: int,
+        solver: Integrator,
+        g: torch.Generator | None,
+        bar: bool | str | Progress,
+    ) -> LikelihoodResult:
+        return _solve(
+            model, sde, xs, ys, how, control_variate, solver, quantization, opts, time_variable, draws, g, bar
+        )
+
     if target_se is None:
-        if method in ADAPTIVE_METHODS:
-            check_tolerances(rtol, atol)
-        opts.update(divergence=divergence, num_probes=num_probes, probes=probes, draws=draws)
-        return _solve(model, sde, x, generator=generator, **opts)
-    return _at_target(
-        model,
-        sde,
-        x,
-        generator,
-        opts,
-        divergence,
-        draws,
-        target_se,
-        target_points,
-        pilot_points,
-        solver_fraction,
-        plan,
+        if plan is not None:
+            raise ValueError("plan is the output of target_se; pass it together with the same target_se")
+        how = exact if not isinstance(divergence, Hutchinson) and divergence != "hutchinson" else hutch
+        return solve(x, y, how, opts.draws, integrator, generator, progress)
+
+    # The planner: pilot solves on a few points, then the solve it chose.
+    target = target_se if isinstance(target_se, PrecisionTarget) else PrecisionTarget(float(target_se))
+    if not isinstance(integrator, FixedStepIntegrator) and not hasattr(integrator, "rtol"):
+        raise ValueError(
+            "target_se chooses the tolerances of an adaptive integrator or the steps of a "
+            f"FixedStepIntegrator; got {type(integrator).__name__}"
+        )
+    b, d = x.shape[0], x[0].numel()
+    unit = 1.0 / (d * math.log(2)) if quantization is not None else 1.0
+    noisy_points = quantization is not None or opts.eps_correction != "none"
+    kind = (
+        divergence
+        if isinstance(divergence, str)
+        else ("exact" if isinstance(divergence, Exact) else "hutchinson")
     )
+
+    def estimator(name: str, k: int) -> Exact | Hutchinson:
+        if name == "exact":
+            return exact
+        return Hutchinson(k, hutch.probe, None, None, hutch.jacobian)
+
+    pilot_nfe = 0
+    if plan is None:
+        seed = int(
+            torch.randint(
+                0, 2**62, (1,), generator=generator, device=generator.device if generator else "cpu"
+            )
+        )
+
+        def pilot(
+            index: Tensor, how: Integrator, name: str, k: int, draws: int, pilot_seed: int
+        ) -> LikelihoodResult:
+            g = torch.Generator(device=generator.device if generator else "cpu").manual_seed(pilot_seed)
+            index = index.to(x.device)
+            return solve(
+                x[index],
+                None if y is None else y[index],
+                estimator(name, k),
+                draws,
+                how,
+                g,
+                False,
+            )
+
+        plan = make_plan(pilot, integrator, b, d, target, kind, opts.draws, noisy_points, unit, seed)
+        pilot_nfe = plan.pilot_nfe
+    else:
+        total = b if target.points is None else int(target.points)
+        if plan.target_se != float(target.se) or plan.target_points != total:
+            raise ValueError("plan was made for another target_se or target_points")
+        plan = replace(plan, pilot_nfe=0)
+    final = solve(
+        x,
+        y,
+        estimator(plan.divergence, max(1, plan.num_probes)),
+        plan.draws,
+        plan.integrator(integrator),
+        generator,
+        progress,
+    )
+    final.nfe += pilot_nfe
+    if not math.isfinite(final.mc_se):
+        final.mc_se = plan.mc_se(b, unit)
+    final.solver_error = plan.solver_error
+    final.plan = plan
+    return final
 
 
 def _solve(
     model: ScoreFunction,
     sde: SDE,
     x: Tensor,
-    *,
     y: Tensor | None,
-    divergence: str,
-    probe: str,
-    num_probes: int,
-    probes: Tensor | None,
-    generator: torch.Generator | None,
-    rtol: float,
-    atol: float,
-    method: str,
-    steps: int | None,
-    time_variable: str,
-    norm: str,
-    quantization: Quantization | None,
-    eps_correction: str,
-    draws: int,
-    prior_logp: Callable[[Tensor], Tensor] | None,
-    integrator: Integrator | None,
-    progress: bool | str | Progress,
-    jacobian: str,
+    how: Exact | Hutchinson,
     control_variate: GaussianControlVariate | None,
+    integrator: Integrator,
+    quantization: Quantization | None,
+    opts: LikelihoodOptions,
+    time_variable: str,
+    draws: int,
+    generator: torch.Generator | None,
+    progress: bool | str | Progress,
 ) -> LikelihoodResult:
-    """One solve of the augmented ODE (the body of :func:`log_likelihood`)."""
+    """One solve of the augmented ODE ``(x, delta)`` (the first part of :func:`log_likelihood`)."""
     if time_variable == "log_sigma" and sde.eps <= 0:
         raise ValueError("time_variable='log_sigma' needs sde.eps > 0 (log sigma is -inf at t = 0)")
-    points, offset = likelihood_points(x, sde, quantization, eps_correction, draws, generator)
+    points, offset = likelihood_points(x, sde, quantization, opts.eps_correction, draws, generator)
     s_count, b = offset.shape
     xs = points.reshape(s_count * b, *x.shape[1:])
     ys = None if y is None else y.repeat(s_count)
-    hutchinson = divergence == "hutchinson"
+    hutchinson = isinstance(how, Hutchinson)
+    probes = None
     if hutchinson:
+        probes = how.probes
         if probes is None:
-            probes = draw_probes(xs, num_probes, probe, generator)
+            probes = draw_probes(xs, how.num_probes, how.probe, generator)
         elif probes.ndim != xs.ndim + 1 or probes.shape[1:] != xs.shape:
             raise ValueError(
                 f"probes must have shape (K, {', '.join(map(str, xs.shape))}), got {tuple(probes.shape)}"
             )
         probes = probes.to(dtype=xs.dtype, device=xs.device)
-    probe_mode = "forward" if jacobian == "forward" else "backward"
+    probe_mode = "forward" if how.jacobian == "forward" else "backward"
 
     clock = Clock(sde, time_variable)
+    unit_clock = time_variable == "t"
     nfe = 0
     u0, u1 = clock.u_of_t(sde.eps), clock.u_of_t(sde.T)
     own_bar = not isinstance(progress, Progress)
@@ -399,12 +414,12 @@ def _solve(
         # u: scalar, or (B',) per sample; index: the samples in state (per-sample stepping).
         nonlocal nfe
         nfe += 1
-        done = (float(torch.as_tensor(u).min()) - float(u0)) / (float(u1) - float(u0))
-        bar.update_to(max(bar.n, min(1.0, done)), nfe=nfe)
+        if bar.mode != "off":
+            done = (float(torch.as_tensor(u).min()) - float(u0)) / (float(u1) - float(u0))
+            bar.update_to(max(bar.n, min(1.0, done)), nfe=nfe)
         b_now = state[0].shape[0]
         t, dt_du = clock(u)
-        t_b = t.to(xs.dtype).expand(b_now).to(xs.device)
-        dt_du = dt_du.to(xs.dtype).expand(b_now).to(xs.device)
+        t_b = t.to(device=xs.device, dtype=xs.dtype).expand(b_now)
         y_now = ys if ys is None or index is None else ys[index]
 
         def velocity(z: Tensor) -> Tensor:
@@ -417,24 +432,27 @@ def _solve(
                 terms = control_variate.correct(sde, t_b, n, terms)
             div = terms.T  # (B', K): one accumulator per probe
         else:
-            v, div = velocity_and_divergence(velocity, state[0], jacobian)
+            v, div = velocity_and_divergence(velocity, state[0], how.jacobian)
         guard_output(v, state[0], t_b, "log_likelihood", f"ODE evaluation {nfe}")
-        return v * append_dims(dt_du, v.ndim), div * append_dims(dt_du, div.ndim)
+        if unit_clock:  # u = t: dt/du = 1, nothing to scale
+            return v, div
+        dt_b = dt_du.to(device=xs.device, dtype=xs.dtype).expand(b_now)
+        return v * append_dims(dt_b, v.ndim), div * append_dims(dt_b, div.ndim)
 
-    k = probes.shape[0] if hutchinson else 1
+    k = probes.shape[0] if probes is not None else 1
     acc_shape = (s_count * b, k) if hutchinson else (s_count * b,)
     state0 = (xs, torch.zeros(acc_shape, dtype=xs.dtype, device=xs.device))
-    if integrator is None:
-        integrator = make_integrator(method, rtol=rtol, atol=atol, steps=steps, norm=norm, compact=True)
     # The log-density accumulator's scale is arbitrary (it is offset by the prior), so its
     # error is controlled in absolute nats: atol only, no rtol.
-    if not isinstance(integrator.rtol, tuple):
-        integrator = with_tolerances(integrator, (integrator.rtol, 0.0), integrator.atol)
-    z, delta = integrator.solve(field, state0, u0, u1)
+    rtol = getattr(integrator, "rtol", None)
+    if rtol is not None and not isinstance(rtol, tuple):
+        integrator = with_tolerances(integrator, (rtol, 0.0), integrator.atol)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        z, delta = integrator.solve(field, state0, u0, u1)
     bar.update_to(1.0, nfe=nfe)
     if own_bar:
         bar.close()
-    prior = (sde.prior_logp if prior_logp is None else prior_logp)(z).reshape(s_count, b)
+    prior = (sde.prior_logp if opts.prior_logp is None else opts.prior_logp)(z).reshape(s_count, b)
     logp_probes = None
     if hutchinson:
         delta_k = delta.reshape(s_count, b, k).permute(0, 2, 1)  # (S, K, B)
@@ -444,7 +462,7 @@ def _solve(
         delta = delta.reshape(s_count, b)
     logp_draws = prior + delta + offset
     logp = logp_draws.mean(0)
-    random = hutchinson or quantization is not None or eps_correction != "none"
+    noisy_points = quantization is not None or opts.eps_correction != "none"
     unit = 1.0 / (x[0].numel() * math.log(2)) if quantization is not None else 1.0
     result = LikelihoodResult(
         logp=logp,
@@ -455,10 +473,8 @@ def _solve(
         offset=offset.mean(0),
         logp_draws=logp_draws,
         logp_probes=logp_probes,
-        mc_se=_replicate_se(
-            logp_draws, logp_probes, quantization is not None or eps_correction != "none", unit
-        )
-        if random
+        mc_se=_replicate_se(logp_draws, logp_probes, noisy_points, unit)
+        if hutchinson or noisy_points
         else 0.0,
     )
     if quantization is not None:
@@ -483,198 +499,3 @@ def _replicate_se(logp_draws: Tensor, logp_probes: Tensor | None, noisy_points: 
     else:
         return float("nan")
     return float(var.sum().sqrt()) / b * unit
-
-
-TOLERANCE_EXPONENTS = (1.0, 2.0, 3.0, 4.0, 5.0)  # pilot tolerances 10^-e of target_se
-PILOT_PROBES = 4
-VARIANCE_TOLERANCE = 1e-1  # tolerance of the pilot's replicate solve (variances)
-SE_MARGIN = 1.25  # variance margin for the pilot's own estimation noise
-
-
-def _at_target(
-    model: ScoreFunction,
-    sde: SDE,
-    x: Tensor,
-    generator: torch.Generator | None,
-    opts: dict,
-    divergence: str,
-    draws: int,
-    target_se: float,
-    target_points: int | None,
-    pilot_points: int,
-    solver_fraction: float,
-    plan: dict | None = None,
-) -> LikelihoodResult:
-    """``log_likelihood(..., target_se=...)``: pilot, plan, then the solve (rule: see its docstring)."""
-    if not (isinstance(target_se, int | float) and math.isfinite(target_se) and target_se > 0):
-        raise ValueError(f"target_se must be a positive number, got {target_se!r}")
-    if not 0 < solver_fraction < 1:
-        raise ValueError(f"solver_fraction must be in (0, 1), got {solver_fraction!r}")
-    if opts["integrator"] is not None or opts["method"] not in ADAPTIVE_METHODS:
-        raise ValueError(
-            "target_se chooses the tolerances of an adaptive method; pass no integrator or steps"
-        )
-    if int(pilot_points) < 2:
-        raise ValueError(f"pilot_points must be at least 2, got {pilot_points}")
-    b, d = x.shape[0], x[0].numel()
-    total = b if target_points is None else int(target_points)
-    if total < b:
-        raise ValueError(f"target_points ({total}) must be at least the batch size ({b})")
-    unit = 1.0 / (d * math.log(2)) if opts["quantization"] is not None else 1.0
-    mc_target = target_se * math.sqrt(total / b)
-    solver_budget = solver_fraction * target_se
-    noisy_points = opts["quantization"] is not None or opts["eps_correction"] != "none"
-    pilot_div = "exact" if divergence == "exact" else "hutchinson"
-    if plan is not None:
-        if plan.get("target_se") != float(target_se) or plan.get("target_points") != total:
-            raise ValueError("plan was made for another target_se or target_points")
-        final = _solve(
-            model,
-            sde,
-            x,
-            generator=generator,
-            **dict(
-                opts,
-                divergence=plan["divergence"],
-                num_probes=max(1, plan["num_probes"]),
-                probes=None,
-                draws=plan["draws"],
-                rtol=plan["rtol"],
-                atol=plan["atol"],
-            ),
-        )
-        return _finish(final, dict(plan, pilot_nfe=0), unit)
-    seed = int(
-        torch.randint(0, 2**62, (1,), generator=generator, device=generator.device if generator else "cpu")
-    )
-
-    # (1) Pilot: the loosest tolerance whose error (against ten times tighter) is in budget.
-    idx = torch.linspace(0, b - 1, min(b, int(pilot_points))).round().long().unique().to(x.device)
-    pilot_opts = dict(opts, progress=False, probes=None)
-    # The tolerance pilot solves one replicate per point (the same noise at every tolerance);
-    # the variances come from one loose solve with several replicates (see below).
-    pilot_opts.update(
-        y=None if opts["y"] is None else opts["y"][idx], divergence=pilot_div, num_probes=1, draws=draws
-    )
-    pilot_nfe, solves = 0, {}
-
-    def pilot(e: float) -> LikelihoodResult:
-        nonlocal pilot_nfe
-        if e not in solves:
-            tol = 10.0**-e
-            g = torch.Generator(device=generator.device if generator else "cpu").manual_seed(seed)
-            solves[e] = _solve(model, sde, x[idx], generator=g, **dict(pilot_opts, rtol=tol, atol=tol))
-            pilot_nfe += solves[e].nfe
-        return solves[e]
-
-    def error(e: float) -> float:
-        return float((pilot(e).logp - pilot(e + 1.0).logp).abs().double().mean()) * unit
-
-    chosen, solver_error, previous = TOLERANCE_EXPONENTS[-1], float("nan"), None
-    for e in TOLERANCE_EXPONENTS:
-        solver_error = error(e)
-        if solver_error <= solver_budget:
-            chosen = e
-            if previous is not None and previous > solver_budget and solver_error > 0:
-                # Between the failing decade and this one: the power law through both errors.
-                per_decade = math.log10(previous / solver_error)
-                if per_decade > 0:
-                    chosen = min(e, max(e - 1.0, e - math.log10(solver_budget / solver_error) / per_decade))
-                    solver_error = previous * 10.0 ** (-per_decade * (chosen - e + 1.0))
-            break
-        if previous is not None and solver_error < previous:
-            # Two decades measured and the error falls at least half a decade per decade: extrapolate
-            # on their power law (at most two decades) instead of solving at tighter tolerances.
-            per_decade = math.log10(previous / solver_error)
-            if per_decade >= 0.5:
-                chosen = e + math.log10(solver_error / solver_budget) / per_decade
-                if chosen <= e + 2.0:
-                    solver_error = solver_budget
-                    break
-        previous = solver_error
-    chosen = min(chosen, TOLERANCE_EXPONENTS[-1])
-    # Variances from replicates (PILOT_PROBES probes, two draws for noisy points) at a loose
-    # tolerance: each replicate's own solver error only adds to the spread it measures, so the
-    # probes and draws are, if anything, over-counted.
-    random = pilot_div == "hutchinson" or noisy_points
-    if random:
-        g = torch.Generator(device=generator.device if generator else "cpu").manual_seed(seed + 1)
-        ref = _solve(
-            model,
-            sde,
-            x[idx],
-            generator=g,
-            **dict(
-                pilot_opts,
-                num_probes=PILOT_PROBES,
-                draws=max(draws, 2) if noisy_points else 1,
-                rtol=VARIANCE_TOLERANCE,
-                atol=VARIANCE_TOLERANCE,
-            ),
-        )
-        pilot_nfe += ref.nfe
-
-    # (2) Variances per point of one replicate: dequantization (between draws) and probe (within).
-    var_probe = 0.0
-    if random and ref.logp_probes is not None:
-        var_probe = float(ref.logp_probes.double().var(1).mean())
-    var_point = 0.0
-    if noisy_points:
-        means = ref.logp_draws.double()  # (S, B): each the mean of PILOT_PROBES probes (or exact)
-        k0 = PILOT_PROBES if ref.logp_probes is not None else 1
-        var_point = max(0.0, float(means.var(0).mean()) - var_probe / k0)
-    budget = b * (mc_target / unit) ** 2 / SE_MARGIN  # mean per-point variance allowed
-
-    def plan_for(estimator: str) -> tuple[int, int]:
-        if estimator == "exact" or var_probe == 0.0:
-            return max(draws, math.ceil(var_point / budget)), 1
-        # Half the budget to the points' own noise at most, the rest to the probes.
-        s_count = max(draws, math.ceil(2 * var_point / budget)) if var_point > budget / 2 else draws
-        left = budget - var_point / s_count
-        return s_count, max(1, math.ceil(var_probe / (s_count * left)))
-
-    if divergence == "auto":
-        s_e, _ = plan_for("exact")
-        s_h, k_h = plan_for("hutchinson")
-        divergence = "exact" if s_e * (1 + d) <= s_h * (1 + k_h) else "hutchinson"
-    s_count, k = plan_for(divergence)
-    tol = 10.0**-chosen
-    plan = {
-        "target_se": float(target_se),
-        "target_points": total,
-        "rtol": tol,
-        "atol": tol,
-        "divergence": divergence,
-        "num_probes": k if divergence == "hutchinson" else 0,
-        "draws": s_count,
-        "pilot_points": int(idx.numel()),
-        "pilot_nfe": pilot_nfe,
-        "units": "bits/dim" if unit != 1.0 else "nats",
-        "var_point": var_point,
-        "var_probe": var_probe,
-        "solver_error": solver_error,
-    }
-    final = _solve(
-        model,
-        sde,
-        x,
-        generator=generator,
-        **dict(opts, divergence=divergence, num_probes=k, probes=None, draws=s_count, rtol=tol, atol=tol),
-    )
-    final.nfe += pilot_nfe
-    return _finish(final, plan, unit)
-
-
-def _finish(final: LikelihoodResult, plan: dict, unit: float) -> LikelihoodResult:
-    """Attach the plan, the solver-error estimate and (where the solve's own replicates do not
-    suffice) the Monte-Carlo SE from the plan's per-point variances (nats^2)."""
-    b = final.logp.shape[0]
-    if not math.isfinite(final.mc_se):
-        s_count, k = plan["draws"], max(1, plan["num_probes"])
-        var = plan["var_point"] / s_count
-        if plan["divergence"] == "hutchinson":
-            var += plan["var_probe"] / (s_count * k)
-        final.mc_se = math.sqrt(var / b) * unit
-    final.solver_error = plan["solver_error"]
-    final.plan = plan
-    return final

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from scoresde.flow.controller import PIController
+from scoresde.flow.integrators import ADAPTIVE_METHODS, FIXED_METHODS
 from scoresde.flow.norm import error_scale, per_sample_norm, per_sample_rms
 from scoresde.flow.tableau import DOPRI5, ButcherTableau
 from scoresde.sde.base import SDE
@@ -58,15 +59,20 @@ __all__ = [
     "TIME_VARIABLES",
     "Clock",
     "check_solver",
+    "default_time_variable",
     "odeint_per_sample",
     "odeint_state",
     "per_sample_norm",
 ]
 
 TIME_VARIABLES = ("t", "log_sigma")
-ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-FIXED_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4")
-NORMS = ("independent", "per_sample", "batch")
+
+
+def default_time_variable(sde: SDE) -> str:
+    """The one default integration variable of the probability-flow ODE, for likelihoods and
+    latents alike: the SDE's ``pf_ode_clock`` (``t`` for the continuous SDEs, ``log_sigma`` for
+    tabulated ones)."""
+    return getattr(sde, "pf_ode_clock", "t")
 
 
 class Clock:

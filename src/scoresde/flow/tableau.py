@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DOPRI5", "ButcherTableau"]
+__all__ = ["BOSH3", "DOPRI5", "ButcherTableau"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,16 @@ DOPRI5 = ButcherTableau(
     error_order=4,
 )
 """Dormand-Prince 5(4), the paper's RK45 (Song et al. 2021, App. D.2)."""
+
+
+BOSH3 = ButcherTableau(
+    # Bogacki & Shampine (1989) 3(2), torchdiffeq's ``bosh3`` and MATLAB's ode23.
+    name="bosh3",
+    c=(0.0, 1 / 2, 3 / 4, 1.0),
+    a=((), (1 / 2,), (0.0, 3 / 4), (2 / 9, 1 / 3, 4 / 9)),
+    # 3rd-order weights (2/9, 1/3, 4/9, 0) minus the embedded 2nd-order (7/24, 1/4, 1/3, 1/8).
+    b_error=(-5 / 72, 1 / 12, 1 / 9, -1 / 8),
+    order=3,
+    error_order=2,
+)
+"""Bogacki-Shampine 3(2): four stages (three new evaluations per step, FSAL)."""

@@ -1,6 +1,6 @@
 """Where and how a run computes: the torch device and the number of CPU threads.
 
-Both sides use these: the trainer (:mod:`scoresde.distributed`) and every CLI command.
+Both sides use these: the trainer (:mod:`scoresde.parallel.process_group`) and every CLI command.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from scoresde.distributed import DistInfo, all_reduce_mean
+from scoresde.parallel.process_group import DistInfo, all_reduce_mean
 
 __all__ = ["LRSchedule", "TimeBudget"]
 

@@ -28,11 +28,11 @@ from torch import Tensor
 
 from scoresde._core.progress import make_progress
 from scoresde.data.images import DataSplit, load_dataset
-from scoresde.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.io.run_folder import RunFolder
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net
 from scoresde.nets.build import net_config_for
+from scoresde.parallel.process_group import DistInfo, all_reduce_mean, barrier, init_distributed
 from scoresde.sampling.seeds import derive_seed
 from scoresde.sde import make_sde
 from scoresde.train.batches import BatchSource

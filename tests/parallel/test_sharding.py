@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 import scoresde as ss
-from scoresde.distributed import DistInfo
-from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
+from scoresde.parallel.process_group import DistInfo
+from scoresde.parallel.sharding import gather_to_rank0, sample_batches, shard_range
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -21,8 +21,8 @@ _SCRIPT = textwrap.dedent(
     import sys
     import torch
     import scoresde as ss
-    from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
-    from scoresde.distributed import cleanup_distributed, init_distributed
+    from scoresde.parallel.sharding import gather_to_rank0, sample_batches, shard_range
+    from scoresde.parallel.process_group import cleanup_distributed, init_distributed
 
     torch.set_num_threads(1)
     info = init_distributed("cpu")
@@ -83,7 +83,7 @@ def test_gather_is_identity_single_process() -> None:
 
 
 def test_sample_sharded_single_process_is_sample_batches_with_nfe() -> None:
-    from scoresde.sharding import sample_sharded
+    from scoresde.parallel.sharding import sample_sharded
 
     gmm = ss.GaussianMixture([0.5, 0.5], [[-1.0, 0.5], [1.0, -0.5]], [[[0.1, 0.0], [0.0, 0.2]]] * 2)
     oracle = ss.AnalyticScore(gmm, ss.VPSDE())

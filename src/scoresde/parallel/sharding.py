@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from scoresde._core.progress import Progress, make_progress
-from scoresde.distributed import DistInfo
+from scoresde.parallel.process_group import DistInfo
 
 __all__ = ["ShardedSamples", "gather_to_rank0", "sample_batches", "sample_sharded", "shard_range"]
 
@@ -153,7 +153,7 @@ def sample_sharded(
     Args:
         model, item_shape, seed, batch_size, labels: as for :func:`sample_batches`.
         num: the number of samples of the whole run.
-        info: this process's place in the run (:func:`scoresde.distributed.init_distributed`).
+        info: this process's place in the run (:func:`scoresde.parallel.process_group.init_distributed`).
         progress: shown on rank 0 only.
         sample_fn: the sampler (default :func:`scoresde.sample`).
         **options: passed to ``sample_fn`` (``method``, ``steps``, ``grid``, ``device``, ...).

@@ -22,7 +22,6 @@ __all__ = [
     "barrier",
     "cleanup_distributed",
     "init_distributed",
-    "resolve_device",
 ]
 
 
