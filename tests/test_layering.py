@@ -16,6 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "scoresde"
 
 # Known package cycles, each with the area that owns its removal (issue 21, item 4).  The lead
@@ -28,8 +30,10 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 ALLOWED_LOCAL_CYCLES: dict[frozenset[str], str] = {}
 
 # Loose top-level modules still waiting for a package, with the branch that moves them.
-ALLOWED_LOOSE: dict[str, str] = {
-}
+ALLOWED_LOOSE: dict[str, str] = {}
+
+# Packages whose modules must not import each other in a cycle, even inside functions.
+NO_MODULE_CYCLES = ("sampling", "guidance", "distill", "parallel")
 
 LEAF = "_core"  # the bottom layer: imports nothing else of scoresde
 
@@ -167,6 +171,17 @@ def local_cycles(imports: list[Import]) -> list[frozenset[str]]:
     return [c for c in cycles(both) if not any(c <= f for f in found)]
 
 
+def module_cycles(imports: list[Import], local: bool) -> list[frozenset[str]]:
+    """Cycles between the modules of one package (function-local imports counted when ``local``)."""
+    modules = {_module_name(p) for p in SRC.rglob("*.py")}
+    mod_edges: dict[tuple[str, str], int] = {}
+    for imp in imports:
+        same = package_of(imp.source) == package_of(imp.target) != ""
+        if same and (local or not imp.local) and imp.target in modules and imp.source != imp.target:
+            mod_edges[(imp.source, imp.target)] = imp.line
+    return cycles(mod_edges)
+
+
 def report() -> str:
     imports = all_imports()
     module_level = package_edges(imports, local=False)
@@ -193,15 +208,9 @@ def report() -> str:
             if a in comp and b in comp and (a, b) not in module_level:
                 first = imps[0]
                 lines.append(f"    {a} -> {b} (local): {first.source}:{first.line} imports {first.target}")
-    # Cycles between the modules of one package (informational).
-    modules = {_module_name(p) for p in SRC.rglob("*.py")}
+    # Cycles between the modules of one package (informational, except in NO_MODULE_CYCLES).
     for kind, is_local in (("module-level", False), ("with function-local", True)):
-        mod_edges: dict[tuple[str, str], int] = {}
-        for imp in imports:
-            same = package_of(imp.source) == package_of(imp.target) != ""
-            if same and (is_local or not imp.local) and imp.target in modules and imp.source != imp.target:
-                mod_edges[(imp.source, imp.target)] = imp.line
-        comps = cycles(mod_edges)
+        comps = module_cycles(imports, is_local)
         lines.append(f"module cycles inside a package ({kind} imports): {len(comps)}")
         lines += [f"  {{{', '.join(sorted(c))}}}" for c in comps]
     return "\n".join(lines)
@@ -221,6 +230,13 @@ def test_no_package_cycle_hidden_by_a_local_import() -> None:
     assert not unexpected, "package cycles closed by function-local imports:\n" + report()
     stale = set(ALLOWED_LOCAL_CYCLES) - found
     assert not stale, f"ALLOWED_LOCAL_CYCLES lists cycles that no longer occur (remove them): {stale}"
+
+
+@pytest.mark.parametrize("package", NO_MODULE_CYCLES)
+def test_no_module_cycle_inside(package: str) -> None:
+    """The sampling layer and guidance have no module cycle, not even through local imports."""
+    inside = [c for c in module_cycles(all_imports(), local=True) if package_of(next(iter(c))) == package]
+    assert not inside, f"module cycles inside {package}: {inside}"
 
 
 def test_core_is_the_leaf_layer() -> None:

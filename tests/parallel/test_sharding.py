@@ -88,7 +88,7 @@ def test_sample_sharded_single_process_is_sample_batches_with_nfe() -> None:
     gmm = ss.GaussianMixture([0.5, 0.5], [[-1.0, 0.5], [1.0, -0.5]], [[[0.1, 0.0], [0.0, 0.2]]] * 2)
     oracle = ss.AnalyticScore(gmm, ss.VPSDE())
     kw = {"method": "euler", "steps": 5, "dtype": torch.float64}
-    drawn = sample_sharded(oracle, (2,), 7, seed=3, info=DistInfo(), batch_size=3, **kw)
+    drawn = sample_sharded(ss.sample, oracle, (2,), 7, seed=3, info=DistInfo(), batch_size=3, **kw)
     want = sample_batches(ss.sample, oracle, (2,), range(7), seed=3, batch_size=3, **kw)
     # Bit equality: one process runs the same batches as sample_batches, on this machine.
     torch.testing.assert_close(drawn.x, want.float(), rtol=0, atol=0)

@@ -36,9 +36,9 @@ from typing import Any
 
 import torch
 
+from scoresde._core.device import local_rank, num_threads, resolve_device
 from scoresde.cli.config import add_options, check_out, claim_run_dir, resolve
 from scoresde.flow.integrators import NORMS
-from scoresde.io.device import local_rank, num_threads, resolve_device
 from scoresde.io.outputs import OutputFolder, finish_output_dir
 from scoresde.models.clipping import CLIP_MODES
 from scoresde.settings import Option

@@ -59,6 +59,7 @@ def run(ctx: Context) -> int:
     )
     from scoresde.parallel import init_distributed
     from scoresde.parallel.sharding import sample_sharded
+    from scoresde.sampling.api import sample
     from scoresde.sampling.clip import clip_denoised
     from scoresde.sampling.grid_opt import grid_choice
     from scoresde.viz.pictures import save_picture
@@ -85,6 +86,7 @@ def run(ctx: Context) -> int:
     t0 = time.perf_counter()
     # Sample i depends on (seed, i) only: under torchrun each rank draws its block, rank 0 scores.
     drawn = sample_sharded(
+        sample,
         model,
         loaded.shape,
         n,

@@ -40,6 +40,7 @@ def run(ctx: Context) -> int:
     from scoresde.io.samples import write_samples
     from scoresde.parallel import init_distributed
     from scoresde.parallel.sharding import sample_sharded
+    from scoresde.sampling.api import sample
     from scoresde.sampling.clip import clip_denoised
     from scoresde.sampling.grid_opt import GridOptimizer, grid_choice
 
@@ -62,6 +63,7 @@ def run(ctx: Context) -> int:
     # Sample i depends on (seed, i) only: any --batch-size and any number of torchrun processes
     # give the same samples (each rank draws its block of the indices, rank 0 gathers them).
     drawn = sample_sharded(
+        sample,
         model,
         shape,
         cfg["num"],

@@ -19,8 +19,7 @@ from scoresde._core.checks import check_batch, check_data, check_real_tensor, gu
 from scoresde._core.tensors import append_dims
 from scoresde.flow.integrators import AdaptiveIntegrator, Integrator
 from scoresde.flow.pf_ode import Clock, default_time_variable
-from scoresde.models.base import ScoreFunction
-from scoresde.sampling.setup import check_model_sde
+from scoresde.models.base import ScoreFunction, check_model_sde
 from scoresde.sde.base import SDE
 
 __all__ = ["FlowResult", "decode", "encode", "slerp", "temperature"]

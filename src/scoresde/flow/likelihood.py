@@ -42,8 +42,7 @@ from scoresde.flow.divergence import (
 from scoresde.flow.integrators import AdaptiveIntegrator, FixedStepIntegrator, Integrator, with_tolerances
 from scoresde.flow.pf_ode import Clock, default_time_variable
 from scoresde.flow.planner import LikelihoodPlan, PrecisionTarget, make_plan
-from scoresde.models.base import ScoreFunction
-from scoresde.sampling.setup import check_model_sde
+from scoresde.models.base import ScoreFunction, check_model_sde
 from scoresde.sde.base import SDE
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Reading and writing what the library makes: checkpoints (safetensors + JSON) and devices.
+"""Reading and writing what the library makes: checkpoints (safetensors + JSON), the run folder,
+model sources and sample files.
 
 Shared by training (``scoresde.train``) and inference (``scoresde.cli``, user code), so it
 lives outside both.

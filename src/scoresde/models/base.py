@@ -18,7 +18,7 @@ from scoresde._core.tensors import append_dims, batch_time
 from scoresde.models.parameterization import check_prediction, convert
 from scoresde.sde.base import SDE
 
-__all__ = ["ScoreFunction"]
+__all__ = ["ScoreFunction", "check_model_sde"]
 
 
 class ScoreFunction(nn.Module):
@@ -178,3 +178,17 @@ class CountingModel(ScoreFunction):
         out = self.inner.predict(kind, x, t, y)
         guard_output(out, x, t, self.label, self.position())
         return out
+
+
+def check_model_sde(model: ScoreFunction, sde: SDE | None) -> SDE:
+    """Return the SDE to use, raising if ``sde`` disagrees with the one the model was built for."""
+    if not isinstance(model, ScoreFunction):
+        raise TypeError(
+            "model must be a scoresde ScoreFunction (ScoreModel, AnalyticScore, ...), "
+            f"got {type(model).__name__}"
+        )
+    if sde is None:
+        return model.sde
+    if model.sde != sde:
+        raise ValueError(f"the model was built for {model.sde!r} but was asked to run under {sde!r}")
+    return sde

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from scoresde.io.device import resolve_device
+from scoresde._core.device import resolve_device
 
 __all__ = [
     "DistInfo",

@@ -6,7 +6,8 @@ rank solves whole batches of the one-process run (an adaptive solve shares its s
 batch, so the same points in the same batch give the same values), and the per-item results
 are gathered on rank 0 in item order.  Each batch gets its own ``torch.Generator`` keyed by
 ``(seed, first item of the batch)`` through the library's one per-sample seed scheme
-(:func:`scoresde.sampling.noise.sample_keys`), so the random draws of a batch do not depend on
+(:func:`scoresde._core.seeds.derive_keys`, the keys of
+:func:`scoresde.sampling.noise.sample_keys`), so the random draws of a batch do not depend on
 the process count.
 """
 
@@ -19,9 +20,9 @@ import torch
 from torch import Tensor
 
 from scoresde._core.progress import Progress, make_progress
+from scoresde._core.seeds import derive_keys
 from scoresde.parallel.process_group import DistInfo
 from scoresde.parallel.sharding import gather_to_rank0, shard_range
-from scoresde.sampling.noise import sample_keys
 
 __all__ = ["BatchOutput", "BatchRun", "batch_generator", "run_batches"]
 
@@ -30,8 +31,8 @@ _MASK63 = (1 << 63) - 1
 
 def batch_generator(seed: int, start: int, device: torch.device | str = "cpu") -> torch.Generator:
     """The generator of the batch whose first item is ``start``: seeded with the per-sample key
-    of item ``start`` under ``seed`` (:func:`~scoresde.sampling.noise.sample_keys`)."""
-    key = int(sample_keys(int(seed), torch.tensor([int(start)]))[0]) & _MASK63
+    of item ``start`` under ``seed`` (:func:`~scoresde._core.seeds.derive_keys`)."""
+    key = int(derive_keys(int(seed), torch.tensor([int(start)]))[0]) & _MASK63
     return torch.Generator(device=device).manual_seed(key)
 
 

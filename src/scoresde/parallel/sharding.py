@@ -136,6 +136,7 @@ class ShardedSamples:
 
 
 def sample_sharded(
+    sample_fn: Callable[..., Any],
     model: Any,
     item_shape: Sequence[int],
     num: int,
@@ -144,22 +145,18 @@ def sample_sharded(
     batch_size: int = 256,
     labels: Tensor | None = None,
     progress: bool | str | Progress = False,
-    sample_fn: Callable[..., Any] | None = None,
     **options: Any,
 ) -> ShardedSamples:
     """``num`` samples with per-sample seeds, this process's :func:`shard_range` block of them
     drawn by :func:`sample_batches`, gathered on rank 0 (single-process: all of them, here).
 
     Args:
-        model, item_shape, seed, batch_size, labels: as for :func:`sample_batches`.
+        sample_fn, model, item_shape, seed, batch_size, labels: as for :func:`sample_batches`.
         num: the number of samples of the whole run.
         info: this process's place in the run (:func:`scoresde.parallel.process_group.init_distributed`).
         progress: shown on rank 0 only.
-        sample_fn: the sampler (default :func:`scoresde.sample`).
         **options: passed to ``sample_fn`` (``method``, ``steps``, ``grid``, ``device``, ...).
     """
-    if sample_fn is None:
-        from scoresde.sampling.api import sample as sample_fn
     nfe = 0
 
     def counted(*args: Any, **kwargs: Any) -> Any:

@@ -32,7 +32,7 @@ from scoresde._core.checks import (
 )
 from scoresde._core.progress import Progress, make_progress
 from scoresde._core.tensors import as_shape
-from scoresde.models.base import CountingModel, ScoreFunction
+from scoresde.models.base import CountingModel, ScoreFunction, check_model_sde
 from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.noise import NoiseSource, make_noise
 from scoresde.sampling.spec import GridTuner, SampleSpec
@@ -40,20 +40,6 @@ from scoresde.sampling.types import SampleResult
 from scoresde.sde.base import SDE
 
 __all__ = ["SamplingRun", "SamplingStart", "check_model_sde", "start_sampling"]
-
-
-def check_model_sde(model: ScoreFunction, sde: SDE | None) -> SDE:
-    """Return the SDE to use, raising if ``sde`` disagrees with the one the model was built for."""
-    if not isinstance(model, ScoreFunction):
-        raise TypeError(
-            "model must be a scoresde ScoreFunction (ScoreModel, AnalyticScore, ...), "
-            f"got {type(model).__name__}"
-        )
-    if sde is None:
-        return model.sde
-    if model.sde != sde:
-        raise ValueError(f"the model was built for {model.sde!r} but sampling was asked under {sde!r}")
-    return sde
 
 
 @dataclass

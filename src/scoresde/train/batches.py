@@ -2,7 +2,7 @@
 
 Minibatch order comes from a :class:`~torch.utils.data.DistributedSampler` seeded per epoch; the
 diffusion times, noise, flips and label dropout of step ``k`` from the stream
-:func:`~scoresde.sampling.seeds.derive_seed` ``(seed, k, 0)``, drawn for the *global* batch on every
+:func:`~scoresde._core.seeds.derive_seed` ``(seed, k, 0)``, drawn for the *global* batch on every
 process, of which process ``r`` takes positions ``r, r + W, r + 2W, ...`` (the positions the
 sampler's indices take).  ``W`` processes therefore draw what one process with the global batch
 draws, and a run resumed at step ``k`` draws exactly what an uninterrupted run does.
@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from scoresde._core.seeds import derive_seed
 from scoresde.data.images import DataSplit
-from scoresde.sampling.seeds import derive_seed
 
 __all__ = ["Batch", "BatchSource"]
 

@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from scoresde._core.seeds import derive_seed
 from scoresde.data.images import save_image_grid
 from scoresde.flow.bound import dsm_nll_bound
 from scoresde.flow.dequantization import Quantization
 from scoresde.models.clipping import ClipDenoised
 from scoresde.models.wrapper import ScoreModel
-from scoresde.sampling.seeds import derive_seed
 
 __all__ = [
     "Evaluator",

@@ -1,7 +1,7 @@
 """The image (and vector) trainer: a short loop over its parts.
 
 The parts, one concept each: :class:`~scoresde.train.batches.BatchSource` (every random draw of a
-step, keyed by ``(seed, step)`` with :func:`~scoresde.sampling.seeds.derive_seed`), the objective
+step, keyed by ``(seed, step)`` with :func:`~scoresde._core.seeds.derive_seed`), the objective
 (:mod:`scoresde.train.losses`), fused AdamW (:func:`~scoresde.train.optim.adamw`) with an
 :class:`~scoresde.train.schedule.LRSchedule`, :class:`~scoresde.train.ema.EMA`, the
 :class:`~scoresde.train.evaluation.Evaluator`, the :class:`~scoresde.train.checkpointer.Checkpointer`
@@ -27,13 +27,13 @@ import torch
 from torch import Tensor
 
 from scoresde._core.progress import make_progress
+from scoresde._core.seeds import derive_seed
 from scoresde.data.images import DataSplit, load_dataset
 from scoresde.io.run_folder import RunFolder
 from scoresde.models.wrapper import ScoreModel
 from scoresde.nets import build_net
 from scoresde.nets.build import net_config_for
 from scoresde.parallel.process_group import DistInfo, all_reduce_mean, barrier, init_distributed
-from scoresde.sampling.seeds import derive_seed
 from scoresde.sde import make_sde
 from scoresde.train.batches import BatchSource
 from scoresde.train.checkpointer import Checkpointer
