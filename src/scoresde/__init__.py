@@ -4,62 +4,46 @@ Implements Song et al. 2021, "Score-Based Generative Modeling through Stochastic
 Differential Equations" (ICLR 2021): forward SDEs and their marginals, denoising score
 matching, reverse-time SDE and probability-flow ODE samplers, with exact Gaussian-mixture
 oracles to test every piece against.
+
+The public names are imported on first use (PEP 562 module ``__getattr__``): ``import scoresde``
+loads no torch, so ``scoresde --help`` starts fast; ``scoresde.VPSDE`` (or ``from scoresde
+import VPSDE``) imports its module then.
 """
 
-from scoresde import guidance
-from scoresde.data import TOY_DATASETS, toy_data
-from scoresde.data.images import DataSplit, load_dataset, load_digits
-from scoresde.flow.dequantization import Quantization
-from scoresde.flow.latent import FlowResult, decode, encode, slerp, temperature
-from scoresde.flow.likelihood import LikelihoodResult, log_likelihood
-from scoresde.guidance import (
-    ClassifierFreeGuidance,
-    ClassifierGuidance,
-    DPSGuidance,
-    conditional_sample,
-    dps_sample,
-)
-from scoresde.losses import (
-    LossOutput,
-    ddpm_loss,
-    dsm_loss,
-    flow_matching_loss,
-    sample_time_importance,
-    smld_loss,
-)
-from scoresde.metrics import energy_distance, mmd_rbf, sliced_wasserstein
-from scoresde.models import (
-    PREDICTIONS,
-    AnalyticScore,
-    ClipDenoised,
-    CountingModel,
-    Funnel,
-    GaussianMixture,
-    ScoreFunction,
-    ScoreModel,
-)
-from scoresde.nets import MLP
-from scoresde.nets.unet import UNet
-from scoresde.sampling import GRIDS, SAMPLERS, PerSampleNoise, SampleResult, sample, time_grid
-from scoresde.sampling.langevin import LangevinResult, langevin_dynamics
-from scoresde.sde import (
-    EDMSDE,
-    PAPER_LIKELIHOOD_EPS,
-    SDE,
-    SDES,
-    VESDE,
-    VPSDE,
-    CosineVPSDE,
-    DiscreteVPSDE,
-    ReverseSDE,
-    StraightSDE,
-    SubVPSDE,
-    make_betas,
-    make_sde,
-    paper_ddpm_betas,
-)
-from scoresde.sharding import gather_to_rank0, sample_batches, shard_range
-from scoresde.train import EMA, Checkpoint, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "scoresde.guidance": (
+        "guidance ClassifierFreeGuidance ClassifierGuidance DPSGuidance conditional_sample dps_sample"
+    ),
+    "scoresde.data": "TOY_DATASETS toy_data",
+    "scoresde.data.images": "DataSplit load_dataset load_digits",
+    "scoresde.flow.dequantization": "Quantization",
+    "scoresde.flow.latent": "FlowResult decode encode slerp temperature",
+    "scoresde.flow.likelihood": "LikelihoodResult log_likelihood",
+    "scoresde.losses": "LossOutput ddpm_loss dsm_loss flow_matching_loss sample_time_importance smld_loss",
+    "scoresde.metrics": "energy_distance mmd_rbf sliced_wasserstein",
+    "scoresde.models": (
+        "PREDICTIONS AnalyticScore ClipDenoised CountingModel Funnel GaussianMixture ScoreFunction ScoreModel"
+    ),
+    "scoresde.nets": "MLP",
+    "scoresde.nets.unet": "UNet",
+    "scoresde.sampling": "GRIDS SAMPLERS PerSampleNoise SampleResult sample time_grid",
+    "scoresde.sampling.langevin": "LangevinResult langevin_dynamics",
+    "scoresde.sde": (
+        "EDMSDE PAPER_LIKELIHOOD_EPS SDE SDES VESDE VPSDE CosineVPSDE DiscreteVPSDE ReverseSDE "
+        "StraightSDE SubVPSDE make_betas make_sde paper_ddpm_betas"
+    ),
+    "scoresde.sharding": "gather_to_rank0 sample_batches shard_range",
+    "scoresde.train": "EMA Checkpoint TrainConfig Trainer fit load_checkpoint save_checkpoint",
+    "scoresde.models.compile": "compile_model",
+}
+"""The public names, by the module that defines them (imported on first use, PEP 562)."""
+
+_WHERE: dict[str, str] = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 
 __version__ = "0.1.0"
 
@@ -141,5 +125,23 @@ __all__ = [
     "DPSGuidance",
     "conditional_sample",
     "dps_sample",
+    # compiled execution
+    "compile_model",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module of the public name ``name`` on first use (PEP 562) and cache it."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scoresde' has no attribute {name!r}")
+    obj = importlib.import_module(module)
+    if name != module.rsplit(".", 1)[-1]:  # else the name is the subpackage itself (guidance)
+        obj = getattr(obj, name)
+    globals()[name] = obj
+    return obj
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
