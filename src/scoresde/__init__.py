@@ -13,6 +13,7 @@ import VPSDE``) imports its module then.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
@@ -134,7 +135,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Import the module of the public name ``name`` on first use (PEP 562) and cache it."""
     module = _WHERE.get(name)
-    if module is None:
+    if module is None:  # a subpackage (scoresde.sharding, scoresde.viz, ...), as an eager import had it
+        if not name.startswith("_") and importlib.util.find_spec(f"scoresde.{name}") is not None:
+            return importlib.import_module(f"scoresde.{name}")
         raise AttributeError(f"module 'scoresde' has no attribute {name!r}")
     obj = importlib.import_module(module)
     if name != module.rsplit(".", 1)[-1]:  # else the name is the subpackage itself (guidance)

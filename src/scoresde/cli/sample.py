@@ -18,7 +18,6 @@ beside the checkpoint's run folder.
 
 from __future__ import annotations
 
-from scoresde.cli._io import load_model
 from scoresde.cli.command import (
     Command,
     Context,
@@ -29,14 +28,14 @@ from scoresde.cli.command import (
     sampler_grid,
     sampler_options,
 )
-from scoresde.io.samples import SAMPLE_FORMATS
+from scoresde.cli.names import SAMPLE_FORMATS
 from scoresde.settings import Option
 
 
 def run(ctx: Context) -> int:
-
+    # The heavy imports (torch) happen here, when the command runs, not for --help.
     from scoresde.cli._dist import dist_info
-    from scoresde.cli._io import check_class, default_out
+    from scoresde.cli._io import check_class, default_out, load_model
     from scoresde.data.heldout import cycle_labels
     from scoresde.guidance.select import guided_model
     from scoresde.io.samples import write_samples
