@@ -846,6 +846,8 @@ def main(argv: list[str] | None = None) -> int:
             fn = globals()[f"{section}_section"]
             body.append(fn(args.quick, repeats, args.device))
         print(f"[{section}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr)
+        if args.out:  # what is measured so far survives a time limit
+            Path(args.out).write_text("\n".join(head + body))
     text = "\n".join(head + body)
     if args.out:
         Path(args.out).write_text(text)

@@ -4,8 +4,8 @@ cores that are free.
 torch runs its CPU kernels on an OpenMP team of one thread per core.  By default GNU OpenMP's
 idle threads spin at the end of each parallel region; with another job on one of the cores,
 the team's thread there is time-sliced against it while its partner spins, and every region
-waits for a scheduler slice: measured on a 2-core machine with one busy job beside, training
-steps of a small UNet ran 3-20x slower with 2 threads than with 1 (docs/bench_speed.md,
+waits for a scheduler slice: measured on a shared 2-core machine, the spinning default ran
+training, sampling and likelihood 3-14x slower than a passive policy (docs/bench_speed.md,
 "threads under load").  Two cures, both applied by the CLI:
 
 - :func:`quiet_openmp`: ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep and are woken; a
