@@ -6,44 +6,133 @@ How to add a subcommand or an option group: see :mod:`scoresde.cli.command`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from scoresde.cli import (
-    colorize,
-    demo,
-    evaluate,
-    export,
-    inpaint,
-    latents,
-    likelihood,
-    sample,
-    train,
-    train_classifier,
+if TYPE_CHECKING:
+    from scoresde.cli.command import Command
+
+
+class Entry(NamedTuple):
+    """Where a subcommand lives: ``getattr(import_module(module), attr)`` is its :class:`Command`."""
+
+    name: str
+    module: str
+    attr: str
+    help: str
+
+
+TABLE: tuple[Entry, ...] = (
+    Entry(
+        "demo",
+        "scoresde.cli.demo",
+        "COMMAND",
+        "train score models on the 2-D funnel and compare samplers (a few minutes on a CPU)",
+    ),
+    Entry(
+        "train",
+        "scoresde.cli.train",
+        "COMMAND",
+        "train a score model on images (digits, .npy/.npz arrays, image folders); torchrun for DDP",
+    ),
+    Entry(
+        "sample",
+        "scoresde.cli.sample",
+        "COMMAND",
+        "sample a trained checkpoint (optionally guided): PNG grid and .npz array or PNG folder",
+    ),
+    Entry(
+        "train-classifier",
+        "scoresde.cli.train_classifier",
+        "COMMAND",
+        "train a time-dependent classifier for classifier guidance (mixtures or digits)",
+    ),
+    Entry(
+        "likelihood",
+        "scoresde.cli.likelihood",
+        "COMMAND",
+        "log-likelihood (nats, bits/dim) of data under a checkpoint, by the probability-flow ODE",
+    ),
+    Entry(
+        "encode",
+        "scoresde.cli.latents",
+        "encode",
+        "map data to latents with the probability-flow ODE (writes latents.npz)",
+    ),
+    Entry(
+        "decode",
+        "scoresde.cli.latents",
+        "decode",
+        "map latents (or prior draws) to samples with the probability-flow ODE",
+    ),
+    Entry(
+        "interpolate",
+        "scoresde.cli.latents",
+        "interpolate",
+        "decode a spherical interpolation between two data points or two latents",
+    ),
+    Entry(
+        "eval",
+        "scoresde.cli.evaluate",
+        "COMMAND",
+        "sample quality of a checkpoint vs held-out data (sliced W2, MMD, energy; labelled images: Frechet, "
+        "accuracy; --fid-weights: FID, KID, IS)",
+    ),
+    Entry(
+        "inpaint",
+        "scoresde.cli.inpaint",
+        "COMMAND",
+        "inpaint held-out images with a score model (projection, DPS or SMC): PNG figure and .npz",
+    ),
+    Entry(
+        "colorize",
+        "scoresde.cli.colorize",
+        "COMMAND",
+        "colorize held-out grayscale images with a 3-channel score model: PNG figure and .npz",
+    ),
+    Entry(
+        "export",
+        "scoresde.cli.export",
+        "COMMAND",
+        "export a checkpoint as a diffusers pipeline folder (UNet2DModel + DDIMScheduler)",
+    ),
 )
-from scoresde.cli.command import Command
-
-COMMANDS: list[Command] = [
-    demo.COMMAND,
-    train.COMMAND,
-    sample.COMMAND,
-    train_classifier.COMMAND,
-    likelihood.COMMAND,
-    latents.encode,
-    latents.decode,
-    latents.interpolate,
-    evaluate.COMMAND,
-    inpaint.COMMAND,
-    colorize.COMMAND,
-    export.COMMAND,
-]
-"""Every subcommand, in the order of ``scoresde --help``."""
-
-SUBCOMMANDS: dict[str, Command] = {c.name: c for c in COMMANDS}
+"""Every subcommand, in the order of ``scoresde --help``: its name, where its
+:class:`~scoresde.cli.command.Command` lives, and its help line (a copy of ``Command.help``,
+checked by ``tests/cli/test_startup.py``).  Only the command that runs is imported, so
+``scoresde --help`` and ``scoresde sample --help`` import no torch."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def load_command(name: str) -> Command:
+    """The :class:`~scoresde.cli.command.Command` named ``name`` (imports its module)."""
+    entry = next(e for e in TABLE if e.name == name)
+    return getattr(importlib.import_module(entry.module), entry.attr)
+
+
+def __getattr__(name: str) -> Any:
+    """``COMMANDS`` (every :class:`Command`, in order) and ``SUBCOMMANDS`` (by name), imported on
+    first use: they import every subcommand's module, torch included."""
+    if name == "COMMANDS":
+        return [load_command(e.name) for e in TABLE]
+    if name == "SUBCOMMANDS":
+        return {e.name: load_command(e.name) for e in TABLE}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _chosen(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first argument that is not an option)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``scoresde``; with ``only``, just that subcommand's options are built (the
+    others are listed with their help line), so only its module is imported."""
     parser = argparse.ArgumentParser(
         prog="scoresde",
         description="Score-based generative modelling through SDEs (Song et al. 2021).",
@@ -52,10 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, command in SUBCOMMANDS.items():
+    for entry in TABLE:
+        if only is not None and entry.name != only:
+            sub.add_parser(entry.name, help=entry.help, add_help=False)
+            continue
+        command = load_command(entry.name)
         p = sub.add_parser(
-            name,
-            help=command.help,
+            entry.name,
+            help=entry.help,
             description=command.doc,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -81,9 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     line ``scoresde <command>: error: ...``; ``--debug`` (before the command) or
     ``SCORESDE_DEBUG=1`` prints the traceback too.  See :mod:`scoresde.cli.checks`.
     """
-    from scoresde.cli.checks import exit_status
+    from scoresde.settings.runtime import quiet_openmp
 
-    parser = build_parser()
+    quiet_openmp()  # before torch is imported: idle OpenMP threads sleep instead of spinning
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = _chosen(argv)
+    parser = build_parser(chosen if chosen in {e.name for e in TABLE} else "")
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -94,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scoresde {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        from scoresde.cli.checks import exit_status
+
         status = exit_status(err)
         if _debug(args):
             traceback.print_exc()

@@ -21,9 +21,11 @@ __all__ = ["check_class", "default_out", "load_data", "load_model", "mean_se"]
 
 def load_model(ctx: Any) -> LoadedModel:
     """The checkpoint group's model (``--checkpoint`` / ``--raw``, or ``--model`` with
-    ``--model-config`` / ``--weights``) on ``ctx.device``, frozen and in eval mode."""
+    ``--model-config`` / ``--weights``) on ``ctx.device``, frozen and in eval mode; with
+    ``--compile``, its network compiled (:func:`scoresde.models.compile.compile_model`, which
+    first checks that a compiler works)."""
     cfg = ctx.cfg
-    return _load(
+    loaded = _load(
         cfg["checkpoint"],
         source=cfg.get("model", "") if "model" in cfg else None,
         model_config=cfg.get("model_config", ""),
@@ -31,6 +33,11 @@ def load_model(ctx: Any) -> LoadedModel:
         raw=cfg["raw"],
         device=ctx.device,
     )
+    if cfg.get("compile"):
+        from scoresde.models.compile import compile_model
+
+        compile_model(loaded.model, cfg.get("compile_mode", "default"))
+    return loaded
 
 
 def load_data(source: str, loaded: LoadedModel, num: int, seed: int, split: str = "test") -> ModelData:

@@ -4,7 +4,10 @@ A subcommand is a :class:`Command`: a name, a help line, a description, its opti
 from the shared groups below) and a body ``run(ctx: Context) -> int``.  The backbone does the
 rest the same way for every command: the flags, ``--config`` (TOML or JSON), ``--set``, typed
 and checked values (:mod:`scoresde.settings`, :mod:`scoresde.cli.config`), the CPU thread
-count (set for the run and restored after it) and the device (resolved once, ``ctx.device``).
+count (set for the run and restored after it; ``--threads 0``, the default, takes the cores
+that other processes leave free, :mod:`scoresde.settings.runtime`) and the device (resolved
+once, ``ctx.device``).  This module imports no torch: the option groups take their names from
+:mod:`scoresde.cli.names`, so ``--help`` stays fast.
 
 Option groups (functions returning a list of :class:`~scoresde.settings.Option`; keyword
 arguments replace a group's defaults, so each command keeps its own sensible defaults while
@@ -15,14 +18,15 @@ every flag means the same everywhere):
 - ``--out`` / ``--name`` (:data:`~scoresde.cli.config.COMMON_OPTIONS`, every command);
 - :func:`checkpoint_options`: ``--checkpoint``, ``--raw``, and the model sources ``--model
   diffusers:DIR`` / ``--model score_sde:CKPT --model-config CFG [--weights ema|raw]``
-  (:mod:`scoresde.cli.models`; all read with :func:`scoresde.cli._io.load_model`);
+  (:mod:`scoresde.cli.models`), ``--compile`` / ``--compile-mode`` (:func:`compile_options`;
+  all read with :func:`scoresde.cli._io.load_model`);
 - :func:`data_options`: ``--data``, ``--num``;
 - :func:`sampler_options`: ``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``,
   ``--grid`` (one of :data:`scoresde.GRIDS`), ``--denoise``;
 - :func:`ode_options`: ``--rtol``, ``--atol``, ``--norm`` of the adaptive PF-ODE solver.
 
 Adding a subcommand or an option group: see "For developers" in ``docs/cli.md`` (a ``Command``
-in ``cli/<name>.py``, listed in ``COMMANDS`` of :mod:`scoresde.cli.__main__`, with a section in
+in ``cli/<name>.py``, listed in ``TABLE`` of :mod:`scoresde.cli.__main__`, with a section in
 ``docs/cli.md``, which ``tests/cli/test_docs_names.py`` checks).
 """
 
@@ -32,22 +36,22 @@ import argparse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from scoresde._core.device import local_rank, num_threads, resolve_device
 from scoresde.cli.config import add_options, check_out, claim_run_dir, resolve
-from scoresde.flow.integrators import NORMS
+from scoresde.cli.names import ALIASES, CLIP_MODES, COMPILE_MODES, GRIDS, NORMS, SAMPLERS_REQUIRED
 from scoresde.io.outputs import OutputFolder, finish_output_dir
-from scoresde.models.clipping import CLIP_MODES
 from scoresde.settings import Option
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "Command",
     "Context",
     "checkpoint_options",
     "clip_options",
+    "compile_options",
     "data_options",
     "ode_options",
     "runtime_options",
@@ -66,7 +70,10 @@ def runtime_options(
     threads: int = 0,
     progress: bool = False,
     seed_help: str = "seed of every random draw",
-    threads_help: str = "CPU threads of torch for this run (0: torch's default)",
+    threads_help: str = (
+        "CPU threads of torch for this run (0: auto, the cores other processes leave free; "
+        "SCORESDE_THREADS=N sets the auto value)"
+    ),
 ) -> list[Option]:
     """``--seed``, ``--device``, ``--threads``, ``--progress`` (every command has them)."""
     return [
@@ -82,14 +89,35 @@ def checkpoint_options(
 ) -> list[Option]:
     """``--checkpoint`` and ``--raw``, with the model-source group
     (:func:`scoresde.cli.models.model_source_options`: ``--model``, ``--model-config``,
-    ``--weights``); the body's :func:`scoresde.cli._io.load_model` needs exactly one of
-    ``--checkpoint`` / ``--model``."""
+    ``--weights``) and compiled execution (``--compile``, ``--compile-mode``); the body's
+    :func:`scoresde.cli._io.load_model` needs exactly one of ``--checkpoint`` / ``--model`` and
+    compiles the model's network when ``--compile`` is given
+    (:func:`scoresde.models.compile.compile_model`)."""
     from scoresde.cli.models import model_source_options
 
     return [
         Option("checkpoint", "", help, type=str, metavar="PATH"),
         Option("raw", False, "use the raw weights instead of the EMA weights"),
         *model_source_options(),
+        *compile_options(),
+    ]
+
+
+def compile_options() -> list[Option]:
+    """``--compile`` and ``--compile-mode``: ``torch.compile`` of the model's network."""
+    return [
+        Option(
+            "compile",
+            False,
+            "torch.compile the network (compiles once per batch shape, seconds to minutes; pays on long "
+            "runs, see docs/bench_speed.md; a clear error where no compiler works)",
+        ),
+        Option(
+            "compile_mode",
+            "default",
+            "--compile: torch.compile mode (reduce-overhead: CUDA graphs, for fixed-step samplers on a GPU)",
+            choices=COMPILE_MODES,
+        ),
     ]
 
 
@@ -127,9 +155,6 @@ def sampler_options(
     :data:`scoresde.GRIDS`), ``--denoise``; with ``optimized`` also ``--grid optimized`` and its
     pilot's ``--grid-pilot`` / ``--grid-seed``, and ``--grid auto`` (apply with
     :func:`scoresde.sampling.grid_opt.grid_choice`)."""
-    from scoresde.sampling.grids import GRIDS
-    from scoresde.sampling.registry import ALIASES, SAMPLERS
-
     grids = (*GRIDS, AUTO_GRID, OPTIMIZED_GRID) if optimized else tuple(GRIDS)
     grid_help = "time grid"
     if optimized:
@@ -151,13 +176,13 @@ def sampler_options(
             method,
             "sampler, a key of scoresde.SAMPLERS (those that need no problem-specific options)",
             # The keys, and the old keys still accepted (scoresde.sampling.ALIASES).
-            choices=tuple(k for k, v in SAMPLERS.items() if not v.required)
-            + tuple(a for a, k in ALIASES.items() if not SAMPLERS[k].required),
+            choices=tuple(k for k, required in SAMPLERS_REQUIRED.items() if not required)
+            + tuple(a for a, k in ALIASES.items() if not SAMPLERS_REQUIRED[k]),
             what="sampler",
             elsewhere={
-                k: f"the sampler needs {', '.join(v.required)}; {_ELSEWHERE.get(k, _IN_PYTHON)}"
-                for k, v in SAMPLERS.items()
-                if v.required
+                k: f"the sampler needs {', '.join(required)}; {_ELSEWHERE.get(k, _IN_PYTHON)}"
+                for k, required in SAMPLERS_REQUIRED.items()
+                if required
             },
             metavar="METHOD",
         ),
@@ -309,13 +334,16 @@ class Command:
         return self.settings(args)[0]
 
     def run(self, args: argparse.Namespace) -> int:
-        """Resolve the settings, then run the body with ``--threads`` threads on ``--device``."""
+        """Resolve the settings, then run the body with ``--threads`` threads on ``--device``
+        (``--threads 0``: :func:`scoresde.settings.runtime.auto_threads`, the free cores)."""
+        from scoresde._core.device import local_rank, num_threads, resolve_device
         from scoresde.cli.checks import check_settings
+        from scoresde.settings.runtime import auto_threads
 
         cfg, given = self.settings(args)
         check_settings(cfg)
         check_out(cfg, self.name)
-        with num_threads(cfg["threads"]):
+        with num_threads(cfg["threads"] or auto_threads()):
             device = resolve_device(cfg["device"], local_rank())
             ctx = Context(self.name, cfg, device, given)
             ok = False

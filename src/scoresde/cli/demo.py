@@ -63,7 +63,7 @@ COMMAND = Command(
             threads=1,
             progress=True,
             seed_help="seed of every random draw (data, training, sampling)",
-            threads_help="CPU threads of torch (0: torch's default); small 2-D models run fastest on one",
+            threads_help="CPU threads of torch (0: auto, the free cores); small 2-D models run fastest on 1",
         ),
     ],
     body=run,

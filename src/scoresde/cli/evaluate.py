@@ -28,6 +28,7 @@ import time
 import torch
 from torch import Tensor
 
+from scoresde._core.defaults import DEFAULT_SAMPLING
 from scoresde.cli._io import load_data, load_model
 from scoresde.cli.command import (
     Command,
@@ -39,7 +40,6 @@ from scoresde.cli.command import (
     sampler_options,
 )
 from scoresde.io.loaded import LoadedModel
-from scoresde.sampling.defaults import DEFAULT_SAMPLING
 from scoresde.settings import Option
 
 

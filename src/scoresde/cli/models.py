@@ -8,7 +8,7 @@ ema|raw]``; the sources are read by :func:`scoresde.io.sources.load_source`.
 
 from __future__ import annotations
 
-from scoresde.io.sources import WEIGHTS
+from scoresde.cli.names import WEIGHTS
 from scoresde.settings import Option
 
 __all__ = ["model_source_options"]

@@ -18,7 +18,7 @@ beside the checkpoint's run folder.
 
 from __future__ import annotations
 
-from scoresde.cli._io import load_model
+from scoresde._core.defaults import DEFAULT_SAMPLING
 from scoresde.cli.command import (
     Command,
     Context,
@@ -27,14 +27,13 @@ from scoresde.cli.command import (
     runtime_options,
     sampler_options,
 )
-from scoresde.io.samples import SAMPLE_FORMATS
-from scoresde.sampling.defaults import DEFAULT_SAMPLING
+from scoresde.cli.names import SAMPLE_FORMATS
 from scoresde.settings import Option
 
 
 def run(ctx: Context) -> int:
-
-    from scoresde.cli._io import check_class, default_out
+    # The heavy imports (torch) happen here, when the command runs, not for --help.
+    from scoresde.cli._io import check_class, default_out, load_model
     from scoresde.data.heldout import cycle_labels
     from scoresde.guidance.select import guided_model
     from scoresde.io.samples import write_samples

@@ -5,8 +5,8 @@ specification :class:`SampleSpec` and its setup; :func:`sample`; the tuners that
 (:class:`GridOptimizer` / :func:`optimize_grid`, :func:`compute_ems`).
 """
 
+from scoresde._core.defaults import DEFAULT_SAMPLING, SamplingDefaults
 from scoresde.sampling.api import sample
-from scoresde.sampling.defaults import DEFAULT_SAMPLING, SamplingDefaults
 from scoresde.sampling.dpm_solver_v3 import EMS
 from scoresde.sampling.ems import compute_ems
 from scoresde.sampling.grid_opt import GridOptimizer, OptimizedGrid, optimize_grid

@@ -35,9 +35,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scoresde._core.defaults import AUTO_GRID
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.api import sample
-from scoresde.sampling.defaults import AUTO_GRID
 from scoresde.sampling.grids import GRIDS, default_grid, time_grid
 from scoresde.sampling.registry import canonical_method, get_sampler
 from scoresde.sde.base import SDE

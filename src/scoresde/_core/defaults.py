@@ -5,15 +5,17 @@ evaluation grids (``TrainConfig.sample_method`` / ``sample_steps``) use when not
 declared once here, so that an evaluation scores the sampler users sample with.  Euler-Maruyama
 on the reverse SDE (Song et al. 2021, Eq. 6), 100 steps, on the SDE's own default grid
 (:func:`~scoresde.sampling.grids.default_grid`: ``edm`` under EDM's ``sigma(t) = t``, the
-paper's ``uniform`` otherwise), with the final Tweedie denoising step.
+paper's ``uniform`` otherwise), with the final Tweedie denoising step.  It lives in the leaf
+layer, free of torch, so that ``scoresde sample --help`` shows it without importing torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from scoresde.sampling.grids import default_grid
-from scoresde.sde.base import SDE
+if TYPE_CHECKING:
+    from scoresde.sde.base import SDE
 
 __all__ = ["AUTO_GRID", "DEFAULT_SAMPLING", "SamplingDefaults"]
 
@@ -38,8 +40,9 @@ class SamplingDefaults:
     denoise: bool = True
 
     def grid_for(self, sde: SDE) -> str:
-        """The grid name under ``sde`` (``"auto"`` resolved by :func:`default_grid`)."""
-        return default_grid(sde) if self.grid == AUTO_GRID else self.grid
+        """The grid name under ``sde`` (``"auto"``: the SDE's ``default_grid``, as
+        :func:`scoresde.sampling.grids.default_grid` answers it)."""
+        return sde.default_grid if self.grid == AUTO_GRID else self.grid
 
 
 DEFAULT_SAMPLING = SamplingDefaults()
