@@ -158,13 +158,16 @@ def sample_sharded(
         sample_fn: the sampler (default :func:`scoresde.sample`).
         **options: passed to ``sample_fn`` (``method``, ``steps``, ``grid``, ``device``, ...).
     """
+    draw: Callable[..., Any]  # not sample_fn: mypy does not narrow it by the import, nor in a closure
     if sample_fn is None:
-        from scoresde.sampling.api import sample as sample_fn
+        from scoresde.sampling.api import sample as draw
+    else:
+        draw = sample_fn
     nfe = 0
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         nonlocal nfe
-        res = sample_fn(*args, **kwargs)
+        res = draw(*args, **kwargs)
         nfe = max(nfe, res.nfe)
         return res
 

@@ -27,6 +27,7 @@ from torch import Tensor
 from scoresde.data.images import save_image_grid
 from scoresde.flow.bound import dsm_nll_bound
 from scoresde.flow.dequantization import Quantization
+from scoresde.models.base import ScoreFunction
 from scoresde.models.clipping import ClipDenoised
 from scoresde.models.wrapper import ScoreModel
 from scoresde.sampling.seeds import derive_seed
@@ -72,7 +73,7 @@ def held_out_loss(
 
 @torch.no_grad()
 def sample_grid(
-    model: ScoreModel,
+    model: ScoreFunction,
     shape: tuple[int, ...],
     n: int,
     method: str,
