@@ -61,9 +61,10 @@ def _encode(ctx: Context) -> int:
 
     n = data.x.shape[0]
     run = run_batches(job, n, max(1, math.ceil(n / info.world_size)), seed=cfg["seed"], info=info)
-    if not run.is_main:
+    items, stats = run.items, run.stats
+    if items is None or stats is None:  # not rank 0
         return 0
-    z, back = run.items["z"], run.items["back"]
+    z, back = items["z"], items["back"]
     out = ctx.out_dir()
     np.savez(out / "latents.npz", z=z.numpy(), x=data.x.numpy())
     err = float(
@@ -74,7 +75,7 @@ def _encode(ctx: Context) -> int:
         "num": int(z.shape[0]),
         "num_asked": cfg["num"],
         "notes": notes,
-        "nfe": int(run.stats["nfe"].max()),
+        "nfe": int(stats["nfe"].max()),
         "latent_std": float(z.std()),
         "prior_std": prior,
         "max_relative_reconstruction_error": err,

@@ -153,7 +153,7 @@ def run(ctx: Context) -> int:
         print(f"bits/dim ({data.levels} levels, uniform dequantization): {bm:.4f} +- {bse:.4f}")
     print(f"{res.nfe} function evaluations in {seconds:.1f}s")
     write_json(out / "likelihood.json", summary)
-    np.savez(out / "likelihood.npz", **arrays)
+    np.savez(out / "likelihood.npz", allow_pickle=True, **arrays)  # numpy's default, named for mypy
     print(f"outputs in {out.resolve()}: likelihood.json, likelihood.npz, config.toml")
     return status
 

@@ -108,9 +108,10 @@ def _vector_array(path: Path) -> np.ndarray:
     from scoresde.data.images import _IMAGE_KEYS
 
     try:
-        with np.load(path, allow_pickle=False) as arr:
-            if not isinstance(arr, np.lib.npyio.NpzFile):
-                return np.asarray(arr)
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy: one array, no open file
+            return np.asarray(loaded)
+        with loaded as arr:
             found = [k for k in _IMAGE_KEYS if k in arr.files] or list(arr.files)
             if len(found) != 1:
                 raise ValueError(

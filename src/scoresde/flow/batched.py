@@ -123,7 +123,9 @@ def log_likelihood_batches(
         m = len(items)
         stats = {"nfe": float(res.nfe)}
         if target is not None:
-            stats.update(mc_sq=(m * float(res.mc_se)) ** 2, solver=m * float(res.solver_error))
+            mc_se, solver_error = res.mc_se, res.solver_error
+            assert mc_se is not None and solver_error is not None  # reported for a target_se
+            stats.update(mc_sq=(m * mc_se) ** 2, solver=m * solver_error)
         return BatchOutput(out, stats)
 
     device = x.device

@@ -360,7 +360,7 @@ def log_likelihood(
         progress,
     )
     final.nfe += pilot_nfe
-    if not math.isfinite(final.mc_se):
+    if final.mc_se is None or not math.isfinite(final.mc_se):
         final.mc_se = plan.mc_se(b, unit)
     final.solver_error = plan.solver_error
     final.plan = plan
@@ -390,16 +390,16 @@ def _solve(
     xs = points.reshape(s_count * b, *x.shape[1:])
     ys = None if y is None else y.repeat(s_count)
     hutchinson = isinstance(how, Hutchinson)
-    probes = None
-    if hutchinson:
-        probes = how.probes
-        if probes is None:
-            probes = draw_probes(xs, how.num_probes, how.probe, generator)
-        elif probes.ndim != xs.ndim + 1 or probes.shape[1:] != xs.shape:
+    probes: Tensor | None = None  # set exactly when hutchinson
+    if isinstance(how, Hutchinson):
+        given = how.probes
+        if given is None:
+            given = draw_probes(xs, how.num_probes, how.probe, generator)
+        elif given.ndim != xs.ndim + 1 or given.shape[1:] != xs.shape:
             raise ValueError(
-                f"probes must have shape (K, {', '.join(map(str, xs.shape))}), got {tuple(probes.shape)}"
+                f"probes must have shape (K, {', '.join(map(str, xs.shape))}), got {tuple(given.shape)}"
             )
-        probes = probes.to(dtype=xs.dtype, device=xs.device)
+        probes = given.to(dtype=xs.dtype, device=xs.device)
     probe_mode = "forward" if how.jacobian == "forward" else "backward"
 
     clock = Clock(sde, time_variable)
@@ -424,7 +424,7 @@ def _solve(
         def velocity(z: Tensor) -> Tensor:
             return model.velocity(z, t_b, y_now)
 
-        if hutchinson:
+        if probes is not None:  # Hutchinson
             n = probes if index is None else probes[:, index]
             v, terms = hutchinson_terms(velocity, state[0], n, probe_mode)
             if control_variate is not None:

@@ -173,7 +173,14 @@ class PilotSolve(Protocol):
     """The likelihood's solve on the pilot points ``index`` of the batch."""
 
     def __call__(
-        self, index: Tensor, integrator: Integrator, divergence: str, num_probes: int, draws: int, seed: int
+        self,
+        index: Tensor,
+        integrator: Integrator,
+        divergence: str,
+        num_probes: int,
+        draws: int,
+        seed: int,
+        /,
     ) -> LikelihoodResult: ...
 
 
@@ -235,6 +242,7 @@ def make_plan(
         spread = float(diff.std() / math.sqrt(diff.numel())) if diff.numel() > 1 else float(diff.abs().max())
         return (abs(float(diff.mean())) + 2.0 * spread) * unit
 
+    level: float  # fixed: a number of steps; adaptive: a tolerance exponent
     if fixed:
         level, solver_error = _plan_steps(bound, integrator.method, budget_solver)  # type: ignore[attr-defined]
     else:

@@ -41,7 +41,7 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_atomically(path: str | Path, write: Callable[[str], None]) -> Path:
+def write_atomically(path: str | Path, write: Callable[[str], object]) -> Path:
     """Write ``path`` through ``write(temporary_name)``, then rename the result over ``path``.
 
     The temporary file lies in the target's folder under a name unique to this process and call

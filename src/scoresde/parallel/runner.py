@@ -111,19 +111,19 @@ def run_batches(
         bar.close()
     # Every rank gathers the same names, shapes and dtypes, also a rank without batches.
     spec, stat_names = _spec(outputs, info)
-    items: dict[str, Tensor] = {}
+    results: dict[str, Tensor] = {}
     stats: dict[str, Tensor] = {}
     for name, (trailing, dtype) in spec.items():
         parts = [o.items[name].detach().cpu() for o in outputs]
         local = torch.cat(parts) if parts else torch.empty((0, *trailing), dtype=dtype)
         gathered = gather_to_rank0(local, info)
         if gathered is not None:
-            items[name] = gathered
+            results[name] = gathered
     for name in stat_names:
         gathered = gather_to_rank0(torch.tensor([o.stats[name] for o in outputs], dtype=torch.float64), info)
         if gathered is not None:
             stats[name] = gathered
-    return BatchRun(items, stats) if info.is_main else BatchRun(None, None)
+    return BatchRun(results, stats) if info.is_main else BatchRun(None, None)
 
 
 def _spec(

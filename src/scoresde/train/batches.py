@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from scoresde._core.seeds import derive_seed
 from scoresde.data.images import DataSplit
@@ -30,6 +30,19 @@ class Batch:
     y: Tensor | None
     u: Tensor
     noise: Tensor
+
+
+class _Indices(Dataset[int]):
+    """The item indices ``0, ..., n - 1`` as a data set (the sampler reads only its length)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return range(self.n)[index]
 
 
 class BatchSource:
@@ -66,8 +79,8 @@ class BatchSource:
         self.flatten, self.device = flatten, torch.device(device)
         self.steps_per_epoch = data.train.shape[0] // batch_size
         self.local_batch = batch_size // world_size
-        self.sampler = DistributedSampler(
-            range(data.train.shape[0]),
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            _Indices(data.train.shape[0]),
             num_replicas=world_size,
             rank=rank,
             shuffle=True,
@@ -96,7 +109,10 @@ class BatchSource:
         rank, world, n = self.rank, self.world_size, self.batch_size
         idx = torch.tensor(self.indices(step), dtype=torch.long)
         x0 = self.data.train[idx]
-        y = self.data.train_labels[idx] if self.conditional else None
+        labels, null_label = self.data.train_labels, self.data.num_classes
+        if self.conditional and (labels is None or null_label is None):
+            raise ValueError("conditional batches need labelled data (train_labels and num_classes)")
+        y = labels[idx] if self.conditional and labels is not None else None
         g = torch.Generator().manual_seed(derive_seed(self.seed, step, 0))
         u = torch.rand(n, generator=g)[rank::world]
         noise = torch.randn((n, *self.data.shape), generator=g)[rank::world]
@@ -104,8 +120,8 @@ class BatchSource:
         drop = torch.rand(n, generator=g)[rank::world] < self.label_dropout
         if self.hflip:
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        if y is not None and self.label_dropout > 0:
-            y = torch.where(drop, torch.full_like(y, self.data.num_classes), y)
+        if y is not None and null_label is not None and self.label_dropout > 0:
+            y = torch.where(drop, torch.full_like(y, null_label), y)
         dev = self.device
         return Batch(
             self.to_net(x0).to(dev),

@@ -88,4 +88,7 @@ def compile_network(
     """
     if backend == "inductor":
         check_compiler(device)
-    return torch.compile(net, dynamic=False, backend=backend)
+    compiled = torch.compile(net, dynamic=False, backend=backend)
+    # torch's stub types the result as a callable; compiling a module gives an OptimizedModule.
+    assert isinstance(compiled, nn.Module)
+    return compiled

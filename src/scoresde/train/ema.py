@@ -6,7 +6,7 @@ import copy
 from typing import Generic, TypeVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = ["EMA"]
 
@@ -43,7 +43,8 @@ class EMA(Generic[M]):
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
-        mine, theirs = list(self.module.parameters()), [p.detach() for p in model.parameters()]
+        mine: list[Tensor] = list(self.module.parameters())
+        theirs = [p.detach() for p in model.parameters()]
         if len(mine) != len(theirs):
             raise ValueError(f"EMA of {len(mine)} parameters updated from a model with {len(theirs)}")
         if mine:

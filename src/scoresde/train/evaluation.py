@@ -28,6 +28,7 @@ from scoresde._core.seeds import derive_seed
 from scoresde.data.images import save_image_grid
 from scoresde.flow.bound import dsm_nll_bound
 from scoresde.flow.dequantization import Quantization
+from scoresde.models.base import ScoreFunction
 from scoresde.models.clipping import ClipDenoised
 from scoresde.models.wrapper import ScoreModel
 
@@ -72,7 +73,7 @@ def held_out_loss(
 
 @torch.no_grad()
 def sample_grid(
-    model: ScoreModel,
+    model: ScoreFunction,
     shape: tuple[int, ...],
     n: int,
     method: str,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 from torch import Tensor
@@ -49,6 +50,15 @@ from scoresde.train.schedule import LRSchedule, TimeBudget
 from scoresde.train.validate import check_with_data
 
 __all__ = ["RESUMABLE_KEYS", "TrainConfig", "TrainResult", "Trainer"]
+
+
+class ModelOptions(TypedDict):
+    """The :class:`~scoresde.models.wrapper.ScoreModel` options a trainer builds its models with."""
+
+    prediction: str
+    scale_input: bool
+    sigma_data: float
+    time_input: str
 
 
 @dataclass
@@ -90,8 +100,12 @@ class Trainer:
         classes = self.data.num_classes if c.conditional else None
         self.net_config = net_config_for(c.net, self.data.shape, classes, c)
         sigma_data = c.sigma_data if c.sigma_data is not None else round(float(self.data.train.std()), 4)
-        self.model_config = {"prediction": c.prediction, "scale_input": True, "sigma_data": sigma_data}
-        self.model_config["time_input"] = c.time_input
+        self.model_config: ModelOptions = {
+            "prediction": c.prediction,
+            "scale_input": True,
+            "sigma_data": sigma_data,
+            "time_input": c.time_input,
+        }
         torch.manual_seed(derive_seed(c.seed, 0, 99))  # the initial weights depend on the seed only
         net = build_net(self.net_config).to(self.device)
         self.model = ScoreModel(net, self.sde, **self.model_config)
@@ -157,7 +171,8 @@ class Trainer:
         if c.grad_clip is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
         else:
-            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
+            grads = [p.grad for p in params if p.grad is not None]  # all of them: params has grads only
+            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         finite = (
             torch.isfinite(grad_norm) if self.dist.distributed else torch.isfinite(grad_norm + loss.detach())
         )
@@ -241,7 +256,9 @@ class Trainer:
         bar = make_progress(
             c.progress if main else False, c.steps, c.name, initial=self.step, time_limit=limit
         )
-        window, eval_metrics, eval_errors = LossWindow(), {}, []  # type: ignore[var-annotated]
+        window = LossWindow()
+        eval_metrics: dict[str, float] = {}
+        eval_errors: list[str] = []
         checkpoint: Path | None = None
         train_seconds, eval_seconds, start_step = 0.0, 0.0, self.step
         budget, out_of_time, spent = TimeBudget(c.minutes, self.dist), False, 0.0
