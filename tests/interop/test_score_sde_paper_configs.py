@@ -108,7 +108,12 @@ def test_discrete_ncsnpp_samples_and_scores_likelihoods_in_float32(tmp_path: Pat
             assert out.x.dtype == torch.float32 and bool(torch.isfinite(out.x).all()), method
     x = torch.rand(1, 3, 8, 8, generator=g)
     ll = ss.log_likelihood(
-        loaded.model, loaded.sde, x, divergence="hutchinson", method="euler", steps=2, generator=g
+        loaded.model,
+        loaded.sde,
+        x,
+        divergence="hutchinson",
+        integrator=ss.FixedStepIntegrator("euler", 2),
+        generator=g,
     )
     assert ll.logp.dtype == torch.float32 and bool(torch.isfinite(ll.logp).all())
 

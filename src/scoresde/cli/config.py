@@ -61,6 +61,7 @@ OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
     "colorize": ("colorize.png", "colorize.npz", "metrics.json"),
     "train-classifier": ("classifier.safetensors", "classifier.json", "metrics.json"),
     "demo": ("samples.png", "trajectories_*.gif", "density.png", "loss.png", "metrics.md", "metrics.json"),
+    "export": ("model_index.json", "scoresde_export.json", "unet", "scheduler"),
 }
 """The names (``fnmatch`` patterns) each command writes into its output folder: an entry with
 such a name is an earlier result, whoever wrote it (:func:`scoresde.io.outputs.previous_results`).

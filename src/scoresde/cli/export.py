@@ -27,7 +27,9 @@ def run(ctx: Context) -> int:
     cfg = ctx.cfg
     loaded = load_model(ctx)
     out = ctx.out_dir(default_out(loaded.path, "diffusers"), save=False)
-    result = export_diffusers(loaded.model, out, overwrite=cfg["overwrite"], source=str(loaded.path))
+    # The backbone has applied the outputs rule to the folder (an earlier export is refused, or
+    # removed with --overwrite) and claimed it, so its own record may already stand there.
+    result = export_diffusers(loaded.model, out, overwrite=True, source=str(loaded.path))
     print(
         f"exported {loaded.path} (step {loaded.step}) as a diffusers DDIMPipeline: "
         f"{result.num_train_timesteps} timesteps, prediction_type {result.prediction_type}, "
