@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from scoresde.models.parameterization import PREDICTIONS
 from scoresde.models.wrapper import TIME_INPUTS
@@ -20,9 +20,18 @@ from scoresde.train.compile import AUTO_MIN_STEPS, COMPILE_MODES
 from scoresde.train.losses import OBJECTIVES, WEIGHTINGS
 from scoresde.train.validate import check_field_types, check_ranges
 
-__all__ = ["RESUMABLE_KEYS", "SCHEDULES", "TrainConfig"]
+__all__ = ["RESUMABLE_KEYS", "SCHEDULES", "ModelOptions", "TrainConfig"]
 
 SCHEDULES = ("constant", "cosine", "linear")
+
+
+class ModelOptions(TypedDict):
+    """The :class:`~scoresde.models.wrapper.ScoreModel` options a trainer builds its models with."""
+
+    prediction: str
+    scale_input: bool
+    sigma_data: float
+    time_input: str
 
 
 @dataclass

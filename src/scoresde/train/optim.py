@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from scoresde._core.progress import Progress, make_progress
 
-__all__ = ["LoopResult", "adamw", "optimize"]
+__all__ = ["LoopResult", "adamw", "gradient_norm", "optimize"]
 
 
 @dataclass
@@ -97,3 +97,14 @@ def optimize(
         bar.update(1, loss=f"{losses[-1]:.4f}")
     bar.close()
     return LoopResult(losses, time.perf_counter() - start, steps)
+
+
+def gradient_norm(params: Iterable[nn.Parameter], clip: float | None = None) -> Tensor:
+    """The global gradient norm of ``params`` (those with a gradient), clipped to ``clip`` first when
+    given (:func:`torch.nn.utils.clip_grad_norm_`, which returns the norm before clipping); one
+    multi-tensor kernel, no host synchronisation."""
+    with_grad = [p for p in params if p.grad is not None]
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(with_grad, clip)
+    grads = [p.grad for p in with_grad if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
 
 import torch
 from torch import Tensor
@@ -39,26 +38,17 @@ from scoresde.sde import make_sde
 from scoresde.train.batches import BatchSource
 from scoresde.train.checkpointer import Checkpointer
 from scoresde.train.compile import compile_network, wants_compile
-from scoresde.train.config import RESUMABLE_KEYS, TrainConfig
+from scoresde.train.config import RESUMABLE_KEYS, ModelOptions, TrainConfig
 from scoresde.train.ema import EMA
 from scoresde.train.evaluation import Evaluator, report_evaluation
 from scoresde.train.guard import NonFiniteGuard
 from scoresde.train.logger import LossWindow, RunLogger
 from scoresde.train.losses import make_objective
-from scoresde.train.optim import adamw
+from scoresde.train.optim import adamw, gradient_norm
 from scoresde.train.schedule import LRSchedule, TimeBudget
 from scoresde.train.validate import check_with_data
 
 __all__ = ["RESUMABLE_KEYS", "TrainConfig", "TrainResult", "Trainer"]
-
-
-class ModelOptions(TypedDict):
-    """The :class:`~scoresde.models.wrapper.ScoreModel` options a trainer builds its models with."""
-
-    prediction: str
-    scale_input: bool
-    sigma_data: float
-    time_input: str
 
 
 @dataclass
@@ -167,12 +157,7 @@ class Trainer:
             loss = self.objective(self.train_model, b.x0, b.y, b.u, b.noise).loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for p in self.model.net.parameters() if p.grad is not None]
-        if c.grad_clip is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
-        else:
-            grads = [p.grad for p in params if p.grad is not None]  # all of them: params has grads only
-            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        grad_norm = gradient_norm(self.model.net.parameters(), c.grad_clip)
         finite = (
             torch.isfinite(grad_norm) if self.dist.distributed else torch.isfinite(grad_norm + loss.detach())
         )
