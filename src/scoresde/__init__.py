@@ -74,7 +74,6 @@ if TYPE_CHECKING:  # the one list of public names: read by type checkers, docs a
         PREDICTIONS,
         AnalyticScore,
         ClipDenoised,
-        CountingModel,
         Funnel,
         GaussianMixture,
         ScoreFunction,
@@ -88,11 +87,6 @@ if TYPE_CHECKING:  # the one list of public names: read by type checkers, docs a
     )
     from scoresde.nets.unet import (
         UNet,
-    )
-    from scoresde.parallel.sharding import (
-        gather_to_rank0,
-        sample_batches,
-        shard_range,
     )
     from scoresde.sampling import (
         DEFAULT_SAMPLING,
@@ -183,7 +177,6 @@ __all__ = [
     "PREDICTIONS",
     "ScoreFunction",
     "ScoreModel",
-    "CountingModel",
     "GaussianMixture",
     "AnalyticScore",
     "ClipDenoised",
@@ -226,9 +219,6 @@ __all__ = [
     "time_grid",
     "PerSampleNoise",
     "langevin_dynamics",
-    "sample_batches",
-    "shard_range",
-    "gather_to_rank0",
     "LangevinResult",
     # likelihood and latents
     "log_likelihood",
