@@ -306,15 +306,15 @@ def test_options_that_do_not_apply_are_refused(ckpts, tmp_path, capsys, monkeypa
     # A model whose data range is not [-1, 1] (a score_sde model with data.centered = false).
     import dataclasses
 
-    import scoresde.cli.sample as sample_cli
+    import scoresde.cli._io as cli_io  # the sample command imports load_model from here when it runs
 
-    real = sample_cli.load_model
+    real = cli_io.load_model
 
     def zero_one(ctx):
         loaded = real(ctx)
         return dataclasses.replace(loaded, info=dataclasses.replace(loaded.info, data_range=(0.0, 1.0)))
 
-    monkeypatch.setattr(sample_cli, "load_model", zero_one)
+    monkeypatch.setattr(cli_io, "load_model", zero_one)
     code, _, err = _run(capsys, *sample, "--clip-denoised", "clip")
     assert code == 2 and "clip_denoised='clip'" in err and "data range is (0.0, 1.0)" in err
     code, _, err = _run(capsys, *sample, "--clip-denoised", "auto")  # auto: no clipping, runs

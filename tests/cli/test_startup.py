@@ -101,7 +101,8 @@ def test_the_cli_runs_torch_with_the_passive_policy() -> None:
 
 
 def test_auto_threads_takes_the_free_cores(monkeypatch) -> None:
-    monkeypatch.delenv("SCORESDE_THREADS", raising=False)
+    for var in ("SCORESDE_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
     assert runtime.auto_threads(cores=2, busy=0.0) == 2
     assert runtime.auto_threads(cores=2, busy=1.0) == 1
     assert runtime.auto_threads(cores=2, busy=7.0) == 1
@@ -109,6 +110,13 @@ def test_auto_threads_takes_the_free_cores(monkeypatch) -> None:
     monkeypatch.setenv("SCORESDE_THREADS", "3")
     assert runtime.auto_threads(cores=2, busy=1.0) == 3
     monkeypatch.delenv("SCORESDE_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # an explicit OpenMP setting (torchrun's) is kept
+    assert runtime.auto_threads(cores=2, busy=0.0) == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes on this node share the free cores
+    assert runtime.auto_threads(cores=16, busy=0.0) == 8
+    assert runtime.auto_threads(cores=2, busy=1.0) == 1
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
     n = runtime.auto_threads()
     assert 1 <= n <= runtime.available_cores()
     assert runtime.busy_cores() >= 0.0

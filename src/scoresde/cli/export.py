@@ -24,7 +24,6 @@ def run(ctx: Context) -> int:
     from scoresde.cli._io import default_out
     from scoresde.interop.export_diffusers import export_diffusers
 
-    cfg = ctx.cfg
     loaded = load_model(ctx)
     out = ctx.out_dir(default_out(loaded.path, "diffusers"), save=False)
     # The backbone has applied the outputs rule to the folder (an earlier export is refused, or

@@ -93,12 +93,17 @@ def auto_threads(cores: int | None = None, busy: float | None = None) -> int:
     :func:`busy_cores`; the run queue counts the whole machine, so on a large machine with
     few cores allowed this is cautious).
 
-    ``SCORESDE_THREADS=N`` overrides it.
+    ``SCORESDE_THREADS=N`` overrides it, then an explicit ``OMP_NUM_THREADS=N`` (torchrun sets 1
+    for each of several processes); under torchrun the free cores are shared by the processes of
+    this node (``LOCAL_WORLD_SIZE``), so they do not oversubscribe them together.
     """
-    forced = os.environ.get("SCORESDE_THREADS", "")
-    if forced.strip().isdigit() and int(forced) > 0:
-        return int(forced)
+    for var in ("SCORESDE_THREADS", "OMP_NUM_THREADS"):
+        forced = os.environ.get(var, "")
+        if forced.strip().isdigit() and int(forced) > 0:
+            return int(forced)
     cores = available_cores() if cores is None else cores
     if busy is None:  # the machine's busy cores, spread evenly: the share that falls in our set
         busy = busy_cores() * cores / max(os.cpu_count() or cores, cores)
-    return max(1, min(cores, cores - round(busy)))
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    procs = int(local) if local.strip().isdigit() and int(local) > 0 else 1
+    return max(1, min(cores, cores - round(busy)) // procs)
