@@ -41,7 +41,8 @@ from scoresde.io.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from train_digits import accuracy, frechet_distance, train_classifier  # noqa: E402
+from scoresde.evaluation.digits import classifier_accuracy as accuracy  # noqa: E402
+from scoresde.evaluation.digits import frechet_distance, train_digits_classifier  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -85,7 +86,7 @@ def main() -> None:
         raise SystemExit("the checkpoint must be class-conditional and trained with label dropout")
     data = load_digits(seed=meta.get("train", {}).get("seed", 0))
     t0 = time.perf_counter()
-    judge = train_classifier(data, args.seed)
+    judge = train_digits_classifier(data.train, data.train_labels, seed=args.seed)
     judge_acc = accuracy(judge, data.test, data.test_labels)
     fd_floor = frechet_distance(judge, data.train, data.test)
     print(f"judge CNN: held-out accuracy {judge_acc:.3f}; FD train vs held-out {fd_floor:.1f}", flush=True)

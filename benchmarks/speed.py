@@ -486,7 +486,7 @@ def sample_section(quick: bool, repeats: int, device: str, compile_nets: bool = 
     ch, side, _ = SIZES["28x28x1"]
     torch.manual_seed(0)
     unet = diffusers_unet(ch, side).to(device).eval()
-    ddim = diffusers.DDIMScheduler(num_train_timesteps=1000)
+    ddim = diffusers.DDIMScheduler(num_train_timesteps=1000, clip_sample=False)  # unclipped on both sides
     dpm = diffusers.DPMSolverMultistepScheduler(
         num_train_timesteps=1000, algorithm_type="dpmsolver++", solver_order=2
     )
@@ -707,7 +707,11 @@ def likelihood_section(quick: bool, repeats: int, device: str) -> str:
 
     def ours():
         return ss.log_likelihood(
-            model, sde, x, divergence="hutchinson", probes=probe[None], rtol=tol, atol=tol, norm="batch"
+            model,
+            sde,
+            x,
+            divergence=ss.Hutchinson(probes=probe[None]),
+            integrator=ss.AdaptiveIntegrator(rtol=tol, atol=tol, norm="batch"),
         )
 
     def paper():
