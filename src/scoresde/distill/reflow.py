@@ -35,7 +35,7 @@ __all__ = ["ReflowResult", "reflow", "reflow_pairs", "straightness"]
 def reflow_pairs(
     teacher: ScoreFunction,
     shape: Sequence[int],
-    method: str = "dpm_solver++_2m",
+    method: str = "dpm_solver_pp_2m",
     steps: int = 20,
     grid: str = "logsnr",
     seed: int = 0,

@@ -117,7 +117,7 @@ SAMPLER_TABLE: list[SamplerSpec] = [
     SamplerSpec("DDPM ancestral", "vp", "ancestral"),
     SamplerSpec("VE reverse SDE", "ve", "euler_maruyama"),
     SamplerSpec("VE PF-ODE", "ve", "euler"),
-    SamplerSpec("DPM-Solver++ (10 steps)", "vp", "dpm_solver++_2m", steps=10, grid="logsnr"),
+    SamplerSpec("DPM-Solver++ (10 steps)", "vp", "dpm_solver_pp_2m", steps=10, grid="logsnr"),
 ]
 """What the demo runs, in this order."""
 

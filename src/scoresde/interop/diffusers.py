@@ -17,7 +17,7 @@ guidance method of scoresde applies:
 
 Class-conditional ``UNet2DModel``s (``num_class_embeds`` / ``class_embed_type``) take the labels
 ``y`` that scoresde passes as ``class_labels``.  :func:`scheduler_grid` gives the scoresde time
-grid on which scoresde's ``ddim`` / ``dpm_solver++_2m`` / ``ancestral`` / ``pc`` take the same
+grid on which scoresde's ``ddim`` / ``dpm_solver_pp_2m`` / ``ancestral`` / ``pc`` take the same
 steps as diffusers' scheduler loops.
 
 diffusers is an optional dependency (``pip install scoresde[diffusers]``), imported inside the
@@ -426,7 +426,7 @@ def scheduler_grid(scheduler: Any, sde: SDE, *, clipping: bool = True) -> Tensor
     """The scoresde time grid (float64, decreasing) on which scoresde takes a scheduler's steps.
 
     Call after ``scheduler.set_timesteps(n)``.  With it, scoresde's ``ddim`` reproduces
-    ``DDIMScheduler`` (eta 0), ``dpm_solver++_2m`` ``DPMSolverMultistepScheduler`` (2nd order,
+    ``DDIMScheduler`` (eta 0), ``dpm_solver_pp_2m`` ``DPMSolverMultistepScheduler`` (2nd order,
     ``dpmsolver++``), ``ancestral`` ``DDPMScheduler`` (``fixed_small`` variance) and ``pc`` with
     ``reverse_diffusion`` + ``langevin`` the predictor/corrector of ``ScoreSdeVeScheduler``:
 
@@ -507,7 +507,7 @@ class SchedulerClipping(ScoreFunction):
     ``dynamic_thresholding_ratio`` and ``sample_max_value``).  The native prediction is the
     clipped ``x0``; every other prediction is derived from it (``DDPMScheduler``'s posterior
     mean and DPM-Solver++'s data prediction use only the clipped ``x0``, so scoresde's
-    ``ancestral`` and ``dpm_solver++_*`` then take the scheduler's steps).
+    ``ancestral`` and ``dpm_solver_pp_*`` then take the scheduler's steps).
 
     ``DDIMScheduler`` (with ``use_clipped_model_output=False``, its pipeline's default) moves by
     ``x_next = s_next clip(x0) + sigma_next eps`` with the *unclipped* ``eps``.  No
@@ -565,7 +565,7 @@ def scheduler_sampling(model: ScoreFunction, scheduler: Any, sde: SDE) -> tuple[
     scheduler's semantics (:class:`SchedulerClipping`): ``DDIMScheduler`` -> ``method="ddim"``
     (eta 0), ``DDPMScheduler`` -> ``"ancestral"``, ``DPMSolverMultistepScheduler`` /
     ``DPMSolverSinglestepScheduler`` with ``algorithm_type="dpmsolver++"`` ->
-    ``"dpm_solver++_*"``; other schedulers with clipping are refused.
+    ``"dpm_solver_pp_*"``; other schedulers with clipping are refused.
     """
     name, config = _scheduler_name_and_config(scheduler)
     grid = scheduler_grid(scheduler, sde, clipping=False)
