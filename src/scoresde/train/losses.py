@@ -408,7 +408,7 @@ class DDPMLoss:
 
     def __post_init__(self) -> None:
         if self.num_steps < 2:
-            raise ValueError(f"num_scales must be >= 2, got {self.num_steps}")
+            raise ValueError(f"num_steps must be >= 2, got {self.num_steps}")
 
     def __call__(
         self, model: ScoreFunction, x0: Tensor, y: Tensor | None, u: Tensor, noise: Tensor
