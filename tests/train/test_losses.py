@@ -305,5 +305,7 @@ def test_loss_objects_carry_their_parameters() -> None:
     assert make_objective("flow_matching") == FlowMatchingLoss()
     with pytest.raises(ValueError, match="num_scales must be >= 2"):
         SMLDLoss(1)
+    with pytest.raises(ValueError, match="num_steps must be >= 2"):
+        DDPMLoss(1)
     with pytest.raises(ValueError, match="unknown weighting"):
         DSMLoss("sigma")
