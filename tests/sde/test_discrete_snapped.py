@@ -64,8 +64,9 @@ def test_marginal_is_the_table_at_float32_times(cosine: DiscreteVPSDE) -> None:
     s, sigma = cosine.marginal(cosine.time_of_timestep(n).float())
     assert s.dtype == sigma.dtype == torch.float32
     abar = cosine.alphas_cumprod
-    # Exact: the table entry itself, sqrt and the float64 -> float32 cast are correctly rounded on every CPU.
-    torch.testing.assert_close(s, abar.sqrt().float(), rtol=0, atol=0)
+    # Within 2 float32 ulps (2e-7 relative): the table's own values (exact here; an ulp allowed for
+    # CPUs whose vectorised sqrt / exp round differently).
+    torch.testing.assert_close(s, abar.sqrt().float(), rtol=2e-7, atol=0)
     torch.testing.assert_close(sigma, (1 - abar).sqrt().float(), rtol=2e-7, atol=0)
     # Between the knots: still the interpolation of log s (half-way = the mean of the two).
     mid = cosine.log_alpha(torch.tensor([(3998 + 1.5) / N], dtype=torch.float64))
