@@ -201,6 +201,18 @@ def main(argv: list[str] | None = None) -> int:
         hint = "" if _debug(args) else " (SCORESDE_DEBUG=1 or --debug shows the traceback)"
         print(f"scoresde {args.command}: error: {text}{hint if status == 1 else ''}", file=sys.stderr)
         return status
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, leave the process group before the interpreter exits: a gloo group still
+    alive at exit can abort the process ("terminate called without an active exception") after
+    its outputs are written.  Imports nothing that the command did not load already."""
+    if "torch.distributed" in sys.modules:
+        from scoresde.parallel.process_group import cleanup_distributed
+
+        cleanup_distributed()
 
 
 if __name__ == "__main__":
