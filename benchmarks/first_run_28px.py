@@ -67,6 +67,15 @@ VARIANTS = {
 }
 
 
+DATA_TEXT = {
+    "upsampled": "Data: scikit-learn's 8x8 digits **upsampled** to 28x28 (bicubic, 8-bit), saved as a "
+    "keras-layout `.npz`; smoother than MNIST",
+    "standin": "Data: the handwriting stand-in of `benchmarks/handwritten_standin.py` (scikit-learn's "
+    "writers re-drawn with sharp pen strokes of random width, elastic and affine warps, MNIST's 20x20 box "
+    "centred by mass; train and test from disjoint source digits), keras layout",
+}
+
+
 def make_keras_digits(path: Path, seed: int = 0) -> Path:
     """Write the upsampled 28x28 digits as a keras-layout ``.npz`` (uint8 images, int64 labels)."""
     d = load_digits(test_fraction=0.2, seed=seed)
@@ -245,6 +254,13 @@ def main() -> None:
     p.add_argument("--grids", default="", help="folder for a copy of each variant's sample grid (PNG)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--ode-bpd", action="store_true", help="also the PF-ODE bits/dim (slow)")
+    p.add_argument(
+        "--data",
+        default="upsampled",
+        help="upsampled (scikit-learn digits upsampled to 28x28), standin (the harder handwriting "
+        "stand-in of benchmarks/handwritten_standin.py) or a keras-layout .npz file",
+    )
+    p.add_argument("--cache", type=Path, default=None, help="folder caching the reference classifier")
     p.add_argument("--out", default=str(ROOT / "docs" / "bench_first_run_28px.md"))
     args = p.parse_args()
     args.guidance = [float(w) for w in args.guidance.split(",") if w.strip()]
@@ -258,10 +274,18 @@ def main() -> None:
             raise SystemExit(f"unknown variant {v!r}; choose from {sorted(VARIANTS)}")
 
     work = Path(tempfile.mkdtemp(prefix="first_run_28px_"))
-    data_path = make_keras_digits(work / "digits28.npz", args.seed)
+    if args.data == "upsampled":
+        data_path = make_keras_digits(work / "digits28.npz", args.seed)
+    elif args.data == "standin":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from handwritten_standin import make_standin
+
+        data_path = make_standin(work / "standin28.npz", seed=args.seed)
+    else:
+        data_path = Path(args.data)
     data = load_dataset(data_path)
     clf = reference_classifier(
-        data.train, data.train_labels, epochs=8, seed=args.seed, cache_dir=work / "cache"
+        data.train, data.train_labels, epochs=8, seed=args.seed, cache_dir=args.cache or work / "cache"
     )
     real = classifier_report(clf, data.test, data.test, data.test_labels, floor_images=data.train)
     limits = tile_limits(data.train)
@@ -311,8 +335,8 @@ def _write(args: argparse.Namespace, rows: list[dict], real: dict, work: Path, i
         + (f" except {args.overrides}" if args.overrides else "")
         + ".",
         "",
-        "Data: scikit-learn's 8x8 digits **upsampled** to 28x28 (bicubic, 8-bit), saved as a keras-layout "
-        f"`.npz` ({info['num_train']} train / {info['num_test']} test); smoother than MNIST.  "
+        DATA_TEXT.get(args.data, f"Data: `{args.data}`")
+        + f" ({info['num_train']} train / {info['num_test']} test).  "
         "The reference classifier is trained on "
         f"`x_train` only; its held-out accuracy is {real['accuracy']:.3f}.  `floor` is the Frechet distance "
         "of `x_train` against `x_test`.  Saturated tiles: flat white (more white pixels than any training "

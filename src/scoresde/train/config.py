@@ -17,7 +17,8 @@ from scoresde.models.wrapper import TIME_INPUTS
 from scoresde.nets.unet import TIME_EMBEDDINGS
 from scoresde.sde import SDES
 from scoresde.train.compile import AUTO_MIN_STEPS, COMPILE_MODES
-from scoresde.train.losses import OBJECTIVES, WEIGHTINGS
+from scoresde.train.losses import OBJECTIVES, WEIGHTINGS, make_objective
+from scoresde.train.times import TIME_SAMPLINGS
 from scoresde.train.validate import check_field_types, check_ranges
 
 __all__ = ["RESUMABLE_KEYS", "SCHEDULES", "ModelOptions", "TrainConfig"]
@@ -135,9 +136,19 @@ class TrainConfig:
     )
     # Loss.
     loss: str = field(default="dsm", metadata={"help": "dsm, smld (NCSN), ddpm or flow_matching"})
-    weighting: str = field(default="sigma2", metadata={"help": "DSM weighting: sigma2 or likelihood"})
+    weighting: str = field(
+        default="sigma2", metadata={"help": "DSM weighting: sigma2, likelihood or edm (Karras et al. 2022)"}
+    )
     importance: bool = field(
         default=False, metadata={"help": "importance-sample t for likelihood weighting (Song et al. 2021c)"}
+    )
+    time_sampling: str = field(
+        default="uniform",
+        metadata={"help": "how DSM draws t: uniform or lognormal (EDM's ln sigma ~ N(p_mean, p_std^2))"},
+    )
+    time_options: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"help": "time-sampling option KEY=VALUE: p_mean, p_std", "flag": "time-option"},
     )
     num_scales: int | None = field(default=None, metadata={"help": "noise levels (smld) / steps (ddpm)"})
     # Optimisation.
@@ -233,6 +244,7 @@ class TrainConfig:
             "time_input": TIME_INPUTS,
             "loss": OBJECTIVES,
             "weighting": WEIGHTINGS,
+            "time_sampling": TIME_SAMPLINGS,
             "time_embedding": TIME_EMBEDDINGS,
             "schedule": SCHEDULES,
             "compile": COMPILE_MODES,
@@ -257,6 +269,9 @@ class TrainConfig:
             raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
         if self.importance and self.loss != "dsm":
             raise ValueError("importance sampling of t applies to the dsm loss only")
+        # The objective checks the combinations (importance with lognormal or edm, option names).
+        make_objective(self.loss, self.weighting, self.importance, self.num_scales,
+                       self.time_sampling, self.time_options)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""

@@ -7,7 +7,12 @@ Weightings ``lambda(t)``:
 
 - ``"sigma2"``: ``lambda = sigma(t)^2`` (the paper's default; equals plain epsilon-MSE);
 - ``"likelihood"``: ``lambda = g(t)^2`` (Song et al. 2021c: the loss then bounds the negative
-  log-likelihood), optionally with importance-sampled ``t`` (:func:`sample_time_importance`).
+  log-likelihood), optionally with importance-sampled ``t`` (:func:`sample_time_importance`);
+- ``"edm"``: EDM's ``lambda(sigma_hat) = (sigma_hat^2 + sigma_data^2) / (sigma_hat sigma_data)^2``
+  on the denoiser's error (Karras et al. 2022, Eq. 8), i.e. the epsilon-MSE times
+  ``1 + sigma_hat^2 / sigma_data^2``, with ``sigma_data`` the model's: a unit-variance target at
+  every noise level (for ``sigma_data = 1`` the v-prediction MSE), where epsilon-MSE gives high
+  noise levels almost no weight.
 
 Also the discrete objectives the paper generalises, SMLD / NCSN (:func:`smld_loss`, Song &
 Ermon 2019) and DDPM (:func:`ddpm_loss`, Ho et al. 2020), and flow matching
@@ -40,8 +45,9 @@ from scoresde._core.tensors import append_dims, sum_except_batch
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 from scoresde.sde.importance import importance_time, importance_weight, sample_time_importance
+from scoresde.train.times import TIME_SAMPLINGS, lognormal_time, uniform_time
 
-WEIGHTINGS = ("sigma2", "likelihood")
+WEIGHTINGS = ("sigma2", "likelihood", "edm")
 
 __all__ = [
     "OBJECTIVES",
@@ -109,7 +115,7 @@ def dsm_loss(
     Args:
         model: the score model (its SDE defines the perturbation).
         x0: clean data ``(B, *D)``.
-        weighting: ``"sigma2"`` or ``"likelihood"``.
+        weighting: ``"sigma2"``, ``"likelihood"`` or ``"edm"``.
         y: optional labels for conditional models.
         generator: RNG for ``t`` and the noise.
         t, noise: fix them instead of drawing (tests).
@@ -122,6 +128,8 @@ def dsm_loss(
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; choose one of {list(WEIGHTINGS)}")
+    if importance and weighting == "edm":
+        raise ValueError("importance sampling of t is defined for the sigma2 and likelihood weightings")
     check_real_tensor(x0, "x0")
     check_data(x0, "x0")
     check_batch(x0, "x0")
@@ -154,6 +162,9 @@ def dsm_loss(
     elif weighting == "likelihood":
         _, sigma = sde.marginal(t)
         per_sample = per_sample * (sde.diffusion(t) / sigma) ** 2
+    elif weighting == "edm":
+        sigma_data = float(getattr(model, "sigma_data", 1.0))
+        per_sample = per_sample * (1.0 + (sde.sigma_hat(t) / sigma_data) ** 2)
     return LossOutput(per_sample.mean(), per_sample, t)
 
 
@@ -362,22 +373,44 @@ class DSMLoss:
     """Continuous denoising score matching (:func:`dsm_loss`; Song et al. 2021, Eq. 7).
 
     Args:
-        weighting: ``"sigma2"`` or ``"likelihood"`` (Song et al. 2021c).
+        weighting: ``"sigma2"``, ``"likelihood"`` (Song et al. 2021c) or ``"edm"`` (Karras et al.
+            2022, Eq. 8).
         importance: importance-sampled ``t`` (:func:`importance_time`).
+        time_sampling: ``"uniform"`` or ``"lognormal"`` (:mod:`scoresde.train.times`).
+        p_mean, p_std: the log-normal's parameters (``ln sigma_hat ~ N(p_mean, p_std^2)``).
     """
 
     weighting: str = "sigma2"
     importance: bool = False
+    time_sampling: str = "uniform"
+    p_mean: float = -1.2
+    p_std: float = 1.2
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; choose one of {list(WEIGHTINGS)}")
+        if self.time_sampling not in TIME_SAMPLINGS:
+            raise ValueError(
+                f"unknown time_sampling {self.time_sampling!r}; choose one of {list(TIME_SAMPLINGS)}"
+            )
+        if self.importance and (self.time_sampling != "uniform" or self.weighting == "edm"):
+            raise ValueError(
+                "importance sampling of t replaces the time sampling and needs the sigma2 or "
+                "likelihood weighting"
+            )
+        if not (math.isfinite(self.p_mean) and math.isfinite(self.p_std) and self.p_std > 0):
+            raise ValueError(f"need a finite p_mean and p_std > 0, got {self.p_mean}, {self.p_std}")
 
     def __call__(
         self, model: ScoreFunction, x0: Tensor, y: Tensor | None, u: Tensor, noise: Tensor
     ) -> LossOutput:
         sde = model.sde
-        t = importance_time(sde, u) if self.importance else sde.eps + (sde.T - sde.eps) * u
+        if self.importance:
+            t = importance_time(sde, u)
+        elif self.time_sampling == "lognormal":
+            t = lognormal_time(sde, u, self.p_mean, self.p_std)
+        else:
+            t = uniform_time(sde, u)
         return dsm_loss(
             model, x0, self.weighting, y, t=t.to(x0), noise=noise, importance=self.importance, check=False
         )
@@ -443,16 +476,21 @@ def make_objective(
     weighting: str = "sigma2",
     importance: bool = False,
     num_scales: int | None = None,
+    time_sampling: str = "uniform",
+    time_options: dict[str, float] | None = None,
 ) -> Objective:
     """The objective object of a name (the string form of :class:`~scoresde.train.TrainConfig`).
 
     Args:
         name: ``dsm`` (:class:`DSMLoss`), ``smld`` (:class:`SMLDLoss`), ``ddpm``
             (:class:`DDPMLoss`) or ``flow_matching`` (:class:`FlowMatchingLoss`).
-        weighting: DSM weighting (``sigma2`` or ``likelihood``).
+        weighting: DSM weighting (``sigma2``, ``likelihood`` or ``edm``; the other losses have
+            their own).
         importance: importance-sampled ``t`` for DSM.
         num_scales: the number of discrete levels / steps: ``L`` for ``smld`` (default 10, as in
             NCSN) and ``N`` for ``ddpm`` (default 1000).
+        time_sampling: how DSM draws ``t`` (``uniform`` or ``lognormal``), with ``time_options``
+            (``p_mean``, ``p_std``) for ``lognormal``.
     """
     if name not in OBJECTIVES:
         raise ValueError(f"unknown loss {name!r}; choose one of {list(OBJECTIVES)}")
@@ -460,8 +498,16 @@ def make_objective(
         raise ValueError(f"unknown weighting {weighting!r}; choose one of {list(WEIGHTINGS)}")
     if importance and name != "dsm":
         raise ValueError("importance sampling of t applies to the dsm loss only")
+    if time_sampling != "uniform" and name != "dsm":
+        raise ValueError("time_sampling applies to the dsm loss only (the others fix their own times)")
+    options = dict(time_options or {})
+    unknown = sorted(set(options) - {"p_mean", "p_std"})
+    if unknown:
+        raise ValueError(f"unknown time option(s) {unknown}; the lognormal sampling takes p_mean, p_std")
+    if options and time_sampling != "lognormal":
+        raise ValueError(f"time options {sorted(options)} apply to time_sampling='lognormal' only")
     if name == "dsm":
-        return DSMLoss(weighting, importance)
+        return DSMLoss(weighting, importance, time_sampling, **{k: float(v) for k, v in options.items()})
     if name == "smld":
         return SMLDLoss(10 if num_scales is None else num_scales)
     if name == "ddpm":

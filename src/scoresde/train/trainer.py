@@ -103,7 +103,9 @@ class Trainer:
         self.optimizer = adamw(net.parameters(), c.lr, c.weight_decay, self.device)
         self.schedule = LRSchedule.from_config(c)
         self.last_lr = c.lr  # the rate of the latest step (logged)
-        self.objective = make_objective(c.loss, c.weighting, c.importance, c.num_scales)
+        self.objective = make_objective(
+            c.loss, c.weighting, c.importance, c.num_scales, c.time_sampling, c.time_options
+        )
         self.train_model = ScoreModel(self._train_net(net), self.sde, **self.model_config)
         self.folder = RunFolder(Path(c.out) / c.name)
         self.run_dir = self.folder.root
