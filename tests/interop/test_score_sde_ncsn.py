@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 import scoresde as ss
-from scoresde.interop.score_sde import load_score_sde
+from scoresde.interop.score_sde import PaperScoreModel, build_score_sde, load_score_sde
 from scoresde.nets.score_sde import NCSN, NCSNv2
 from scoresde.nets.score_sde.paper_configs import paper_config
 
@@ -83,3 +83,39 @@ def test_ncsn_fixture_samples_with_annealed_langevin_dynamics() -> None:
             generator=g,
         )
     assert out.x.shape == (2, 3, 16, 16) and bool(torch.isfinite(out.x).all())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "model.normalization",
+            "GroupNorm",
+            r"model\.normalization for ncsnv2_64; supported: \['InstanceNorm\+\+'\]",
+        ),
+        ("model.scale_by_sigma", False, r"model\.scale_by_sigma for ncsnv2_64.*always divides"),
+        ("model.interpolation", "nearest", r"model\.interpolation; supported: \['bilinear'\]"),
+        ("model.ch_mult", [1, 2], r"unsupported config field model\.ch_mult"),
+        ("data.image_size", 30, r"data\.image_size = 30 must be divisible by 4 for ncsnv2_128"),
+        ("training.sde", "vpsde", r"training\.sde for NCSN / NCSNv2.*supported: \['vesde'\]"),
+    ],
+)
+def test_refinenet_values_the_paper_would_read_differently_are_refused(
+    field: str, value, message: str
+) -> None:
+    cfg = paper_config("ve/ncsnv2/cifar10")
+    if field == "data.image_size":
+        cfg["model"]["name"] = "ncsnv2_128"
+    section, key = field.split(".")
+    cfg[section][key] = value
+    with pytest.raises(ValueError, match=message):
+        build_score_sde(cfg, device="meta")
+
+
+def test_ncsn_takes_only_integer_noise_levels() -> None:
+    loaded = load_score_sde(DATA / "ncsn_v1_checkpoint.pth", _config("ncsn_v1"), weights="raw")
+    x = torch.zeros(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="integer noise-level indices"):
+        loaded.net(x, torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="VE, discrete-time"):
+        PaperScoreModel(loaded.net, loaded.sde, "vesde", continuous=True)
