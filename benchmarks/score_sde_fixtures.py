@@ -21,7 +21,6 @@ from safetensors.torch import load_file
 
 from scoresde.interop.score_sde import load_score_sde
 from scoresde.nets.score_sde import build_score_sde_net
-from scoresde.nets.score_sde.config import UNSUPPORTED_NETWORKS
 from scoresde.nets.score_sde.paper_configs import PAPER_CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +75,6 @@ def main(argv: list[str] | None = None) -> None:
         "| --- | --- | ---: | ---: |",
     ]
     for name, cfg in PAPER_CONFIGS.items():
-        if cfg["model"]["name"] in UNSUPPORTED_NETWORKS:  # NCSN / NCSNv2: refused by model.name
-            refused = f"refused (`model.name = {cfg['model']['name']}`)"
-            lines.append(f"| `{name}` | {refused} | {cfg['data']['image_size']} | |")
-            continue
         with torch.device("meta"):
             net = build_score_sde_net(cfg)
         count = sum(p.numel() for p in net.parameters())

@@ -167,12 +167,40 @@ def test_sigma_spacings_are_refused_by_name(unet, flag: str) -> None:
         scheduler_grid(sched, sde)
 
 
-def test_ddim_linspace_stays_refused(unet) -> None:
-    sched = diffusers.DDIMScheduler(clip_sample=False, timestep_spacing="linspace")
-    _, sde = from_diffusers(unet, sched)
-    sched.set_timesteps(7)
-    with pytest.raises(ValueError, match=r"timestep_spacing='linspace'.*use 'leading' or 'trailing'"):
+@pytest.mark.parametrize(
+    ("prediction", "steps", "alpha_one"),
+    [("epsilon", 7, True), ("v_prediction", 10, False), ("sample", 50, True)],
+)
+def test_ddim_linspace_matches_diffusers_loop(unet, prediction: str, steps: int, alpha_one: bool) -> None:
+    """``linspace`` DDIM steps from each timestep to ``t - N // n``, then treats the result as a sample at
+    the next timestep: ``scheduler_grid`` refuses it, ``scheduler_sampling`` reproduces it."""
+    sched = diffusers.DDIMScheduler(
+        prediction_type=prediction, clip_sample=False, timestep_spacing="linspace", set_alpha_to_one=alpha_one
+    )
+    loaded, sde = from_diffusers(unet, sched)
+    sched.set_timesteps(steps)
+    with pytest.raises(
+        ValueError, match=r"timestep_spacing='linspace'.*scheduler_sampling.*'leading' or 'trailing'"
+    ):
         scheduler_grid(sched, sde)
+    x = x_T(4)
+    ref = diffusers_loop(unet, sched, x, eta=0.0)
+    model, grid = scheduler_sampling(loaded, sched, sde)
+    assert torch.equal(sde.timestep(grid[:steps]).round().long(), sched.timesteps)
+    res = ss.sample(model, sde, x_T=x, method="ddim", grid=grid, denoise=False)
+    assert res.nfe == (steps if alpha_one else steps - 1)  # timestep 0 to alpha_bar_0 moves nothing
+    assert rel_err(res.x, ref) <= BOUND
+    # Not the same as scoresde's own ddim on those timesteps (the steps land elsewhere).
+    plain = ss.sample(loaded, sde, x_T=x, method="ddim", grid=grid, denoise=False).x
+    assert rel_err(plain, ref) > 1e-3
+
+
+def test_ddim_linspace_with_clipping_matches(unet) -> None:
+    """``linspace`` with DDIMScheduler's default ``clip_sample=True`` (compared as the clipped tests)."""
+    sched = diffusers.DDIMScheduler(timestep_spacing="linspace")
+    sched.set_timesteps(10)
+    err64, err32, theirs32 = _ddim_both_ways(unet, sched, x_T(5))
+    assert err64 <= BOUND and err32 <= theirs32 + BOUND
 
 
 @pytest.mark.parametrize("name", ["DDPMScheduler", "DPMSolverMultistepScheduler"])

@@ -440,9 +440,31 @@ def scheduler_grid(scheduler: Any, sde: SDE, *, clipping: bool = True) -> Tensor
     the model that applies it.  Karras / Lu / exponential / beta / flow sigma spacings are
     refused by name (:data:`SIGMA_SPACINGS`).
 
+    ``DDIMScheduler`` with ``timestep_spacing="linspace"`` steps from each timestep to
+    ``t - N // n``, not to the next timestep: no grid alone reproduces it, so it is refused here
+    and reproduced by :func:`scheduler_sampling`.
+
     Raises:
         ValueError: timesteps not set, steps that do not go from one timestep to the next, a
             sigma spacing of :data:`SIGMA_SPACINGS`, or clipping (see above).
+    """
+    grid, targets = _grid_and_ddim_targets(scheduler, sde, clipping)
+    if targets is not None and not bool(torch.equal(targets, grid[1:])):
+        config = _scheduler_name_and_config(scheduler)[1]
+        raise ValueError(
+            "this DDIMScheduler steps from each timestep to t - N // steps, which is not the next "
+            f"timestep (timestep_spacing={config.get('timestep_spacing')!r}): use "
+            "`model, grid = scheduler_sampling(model, scheduler, sde)` to sample as diffusers does, "
+            "or timestep_spacing 'leading' or 'trailing'"
+        )
+    return grid
+
+
+def _grid_and_ddim_targets(scheduler: Any, sde: SDE, clipping: bool) -> tuple[Tensor, Tensor | None]:
+    """:func:`scheduler_grid`'s grid and, for DDIM, the time each step lands on (``None`` otherwise).
+
+    DDIM's step from timestep ``tau_i`` lands on ``tau_i - N // n`` (or the final alpha); with
+    ``leading`` / ``trailing`` spacing that is the next grid time, with ``linspace`` it is not.
     """
     name, config = _scheduler_name_and_config(scheduler)
     _check_supported(name)
@@ -453,7 +475,7 @@ def scheduler_grid(scheduler: Any, sde: SDE, *, clipping: bool = True) -> Tensor
     if ts is None:
         raise ValueError("call scheduler.set_timesteps(n) before scheduler_grid")
     if name in VE_SCHEDULERS:
-        return torch.as_tensor(ts).to(torch.float64)
+        return torch.as_tensor(ts).to(torch.float64), None
     if getattr(scheduler, "num_inference_steps", None) is None:
         raise ValueError("call scheduler.set_timesteps(n) before scheduler_grid")
     if sde.num_timesteps is None:
@@ -465,13 +487,15 @@ def scheduler_grid(scheduler: Any, sde: SDE, *, clipping: bool = True) -> Tensor
     if bool((steps != steps.round()).any()):
         raise ValueError(f"{name} has fractional timesteps; scheduler_grid maps integer timesteps only")
     times = sde.time_of_timestep(steps)
+    targets = None
     if name == "DDIMScheduler":
         prev = steps - config["num_train_timesteps"] // scheduler.num_inference_steps
-        if bool((prev[:-1] != steps[1:]).any()):
+        if bool((prev[:-1] < 0).any()):
             raise ValueError(
-                "this DDIMScheduler steps from each timestep to t - N // steps, which is not the next "
-                f"timestep (timestep_spacing={config.get('timestep_spacing')!r}); use 'leading' or 'trailing'"
+                "this DDIMScheduler steps below timestep 0 before its last step (timesteps "
+                f"{steps.tolist()}); use timestep_spacing 'leading' or 'trailing'"
             )
+        targets = sde.time_of_timestep(prev[:-1])
         last = prev[-1:]
         if float(last) >= 0:
             final = sde.time_of_timestep(last)
@@ -485,9 +509,12 @@ def scheduler_grid(scheduler: Any, sde: SDE, *, clipping: bool = True) -> Tensor
         sigmas = getattr(scheduler, "sigmas", None)
         final_zero = sigmas is None or float(torch.as_tensor(sigmas)[-1]) == 0.0
         final = torch.zeros(1, dtype=torch.float64) if final_zero else sde.time_of_timestep(torch.zeros(1))
+    if targets is not None:
+        targets = torch.cat([targets, final])
     if float(final) >= float(times[-1]):
-        return times  # a last step from timestep 0 to alpha_bar_0 moves nothing
-    return torch.cat([times, final])
+        # A last step from timestep 0 to alpha_bar_0 moves nothing.
+        return times, None if targets is None else targets[:-1]
+    return torch.cat([times, final]), targets
 
 
 def _diffusers_threshold(x0: Tensor, ratio: float, max_value: float) -> Tensor:
@@ -510,15 +537,28 @@ class SchedulerClipping(ScoreFunction):
     ``ancestral`` and ``dpm_solver_pp_*`` then take the scheduler's steps).
 
     ``DDIMScheduler`` (with ``use_clipped_model_output=False``, its pipeline's default) moves by
-    ``x_next = s_next clip(x0) + sigma_next eps`` with the *unclipped* ``eps``.  No
-    ``(x, t) -> x0`` model gives that for every next time, so for DDIM the model is tied to the
-    grid ``ts``: at ``t_i`` it returns the ``x0_hat`` for which scoresde's ``ddim`` step to
-    ``t_{i+1}`` is the scheduler's, ``x0_hat = (s_{i+1} clip(x0) - r s_i x0) / (s_{i+1} - r s_i)``
-    with ``r = sigma_{i+1} / sigma_i``.  Such a model is only for ``ddim`` on that grid (a time
-    off the grid raises).
+    ``x_next = s_p clip(x0) + sigma_p eps`` with the *unclipped* ``eps``, to the level ``p`` of
+    timestep ``tau_i - N // n`` (``ddim_targets``), which with ``timestep_spacing="linspace"``
+    is not the next timestep ``t_{i+1}``: the next step then treats that ``x`` as a sample at
+    ``t_{i+1}``.  No ``(x, t) -> x0`` model gives that for every next time, so for DDIM the model
+    is tied to the grid ``ts``: at ``t_i`` it returns the ``x0_hat`` for which scoresde's ``ddim``
+    step to ``t_{i+1}`` is the scheduler's step,
+
+        x0_hat = (s_p clip(x0) - r_p s_i x0 + (r_p - r) x) / (s_{i+1} - r s_i),
+
+    with ``r = sigma_{i+1} / sigma_i`` and ``r_p = sigma_p / sigma_i`` (``p = t_{i+1}`` gives
+    ``clip(x0) + b (clip(x0) - x0)``, ``b = r s_i / (s_{i+1} - r s_i)``).  Such a model is only
+    for ``ddim`` on that grid (a time off the grid raises).  Without clipping in ``config``
+    (``linspace`` DDIM alone), ``clip`` is the identity.
     """
 
-    def __init__(self, model: ScoreFunction, config: dict, ddim_grid: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        model: ScoreFunction,
+        config: dict,
+        ddim_grid: Tensor | None = None,
+        ddim_targets: Tensor | None = None,
+    ) -> None:
         super().__init__(model.sde, "x0")
         self.model = model
         self.nfe_per_call = model.nfe_per_call
@@ -526,12 +566,20 @@ class SchedulerClipping(ScoreFunction):
         self.clip_range = float(config.get("clip_sample_range", 1.0))
         self.ratio = float(config.get("dynamic_thresholding_ratio", 0.995))
         self.max_value = float(config.get("sample_max_value", 1.0))
+        self.clipping = self.thresholding or bool(config.get("clip_sample", False))
         self.ddim_grid = None if ddim_grid is None else torch.as_tensor(ddim_grid, dtype=torch.float64)
+        if ddim_targets is not None:
+            ddim_targets = torch.as_tensor(ddim_targets, dtype=torch.float64)
+            if self.ddim_grid is None or ddim_targets.shape != (len(self.ddim_grid) - 1,):
+                raise ValueError("ddim_targets needs ddim_grid and one target time per step")
+        self.ddim_targets = ddim_targets
 
     def clip(self, x0: Tensor) -> Tensor:
-        """The scheduler's clipping (or thresholding) of ``x0``."""
+        """The scheduler's clipping (or thresholding) of ``x0`` (the identity without either)."""
         if self.thresholding:
             return _diffusers_threshold(x0, self.ratio, self.max_value)
+        if not self.clipping:
+            return x0
         return x0.clamp(-self.clip_range, self.clip_range)
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
@@ -554,21 +602,38 @@ class SchedulerClipping(ScoreFunction):
         # x0_hat = clip(x0) + b (clip(x0) - x0), b = r s_i / (s_{i+1} - r s_i): exactly x0 where
         # nothing is clipped.
         b = append_dims((r * s0 / (s1 - r * s0)).to(x.dtype), x.ndim)
-        return clipped + b * (clipped - x0)
+        x0_hat = clipped + b * (clipped - x0)
+        if self.ddim_targets is None:
+            return x0_hat
+        # Landing at p instead of t_{i+1} adds ((s_p - s_{i+1}) clip(x0) + (r_p - r)(x - s_i x0)) / D,
+        # D = s_{i+1} - r s_i: zero where p = t_{i+1}.
+        sp, sigp = self.sde.marginal(self.ddim_targets.to(t.device)[i])
+        rp = sigp / sig0
+        denom = s1 - r * s0
+        a = append_dims(((sp - s1) / denom).to(x.dtype), x.ndim)
+        e = append_dims(((rp - r) / denom).to(x.dtype), x.ndim)
+        s0x = append_dims(s0.to(x.dtype), x.ndim)
+        return x0_hat + a * clipped + e * (x - s0x * x0)
 
 
 def scheduler_sampling(model: ScoreFunction, scheduler: Any, sde: SDE) -> tuple[ScoreFunction, Tensor]:
     """``(model, grid)`` on which scoresde samples as a diffusers scheduler's loop does, clipping included.
 
-    Call after ``scheduler.set_timesteps(n)``.  Without ``clip_sample`` / ``thresholding`` this
-    is ``(model, scheduler_grid(scheduler, sde))``.  With either, the model applies it with the
-    scheduler's semantics (:class:`SchedulerClipping`): ``DDIMScheduler`` -> ``method="ddim"``
-    (eta 0), ``DDPMScheduler`` -> ``"ancestral"``, ``DPMSolverMultistepScheduler`` /
+    Call after ``scheduler.set_timesteps(n)``.  Without ``clip_sample`` / ``thresholding`` (and
+    for DDIM, with ``leading`` / ``trailing`` spacing) this is
+    ``(model, scheduler_grid(scheduler, sde))``.  ``DDIMScheduler`` with ``timestep_spacing =
+    "linspace"`` gets a model tied to the grid whose ``ddim`` steps land where diffusers' do
+    (:class:`SchedulerClipping` with ``ddim_targets``), clipping or not.  With clipping, the model
+    applies it with the scheduler's semantics (:class:`SchedulerClipping`): ``DDIMScheduler`` ->
+    ``method="ddim"`` (eta 0), ``DDPMScheduler`` -> ``"ancestral"``, ``DPMSolverMultistepScheduler`` /
     ``DPMSolverSinglestepScheduler`` with ``algorithm_type="dpmsolver++"`` ->
     ``"dpm_solver_pp_*"``; other schedulers with clipping are refused.
     """
     name, config = _scheduler_name_and_config(scheduler)
-    grid = scheduler_grid(scheduler, sde, clipping=False)
+    grid, targets = _grid_and_ddim_targets(scheduler, sde, clipping=False)
+    off_grid = targets is not None and not bool(torch.equal(targets, grid[1:]))
+    if name == "DDIMScheduler" and off_grid:
+        return SchedulerClipping(model, config, ddim_grid=grid, ddim_targets=targets), grid
     if not (config.get("clip_sample") or config.get("thresholding")):
         return model, grid
     if name == "DDIMScheduler":

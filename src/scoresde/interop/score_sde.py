@@ -47,12 +47,14 @@ from scoresde.flow.dequantization import Quantization
 from scoresde.models.base import ScoreFunction
 from scoresde.nets.score_sde import build_score_sde_net, load_config_file
 from scoresde.nets.score_sde.config import (
-    UNSUPPORTED_NETWORKS,
+    REFINENET_NETWORKS,
+    NCSNNetConfig,
     ScoreSdeNetConfig,
     nest_dotted,
     parse_net_config,
 )
 from scoresde.nets.score_sde.ddpm import DDPM
+from scoresde.nets.score_sde.ncsn import NCSN, NCSNv2
 from scoresde.nets.score_sde.ncsnpp import NCSNpp
 from scoresde.nets.score_sde.paper_configs import PAPER_CONFIGS, paper_config
 from scoresde.sde.base import SDE
@@ -75,7 +77,7 @@ WEIGHTS = ("ema", "raw")
 _SHOW = 5  # how many missing / unexpected keys an error lists
 
 
-def build_paper_sde(sde_name: str, cfg: ScoreSdeNetConfig) -> SDE:
+def build_paper_sde(sde_name: str, cfg: ScoreSdeNetConfig | NCSNNetConfig) -> SDE:
     """The SDE of a paper config: ``training.sde`` with the ``model.sigma_*`` / ``model.beta_*`` fields."""
     if sde_name == "vesde":
         # The paper code's VE marginal sigma_min r^t (its VESDE.marginal_prob), not the exact one.
@@ -99,19 +101,31 @@ class PaperScoreModel(ScoreFunction):
     ``linspace(beta_min / N, beta_max / N, N)``; sub-VP always uses the continuous convention
     (as the paper's ``get_score_fn`` does).
 
+    NCSN and NCSNv2 (``model.name`` ``ncsn``, ``ncsnv2_*``) are VE, discrete-time models: they
+    take the index ``round((1 - t) (N - 1))`` as above and their output is the score (NCSNv2
+    has divided by ``sigmas[index]`` itself, NCSN's output is the score as trained), exactly
+    the paper's ``get_score_fn(sde, model, continuous=False)`` for ``VESDE``.
+
     Args:
-        net: an :class:`~scoresde.nets.score_sde.NCSNpp` or :class:`~scoresde.nets.score_sde.DDPM`.
+        net: an :class:`~scoresde.nets.score_sde.NCSNpp`, :class:`~scoresde.nets.score_sde.DDPM`,
+            :class:`~scoresde.nets.score_sde.NCSN` or :class:`~scoresde.nets.score_sde.NCSNv2`.
         sde: the SDE (see :func:`build_paper_sde`).
         sde_name: ``vesde``, ``vpsde`` or ``subvpsde``: which score convention applies.
         continuous: whether the model was trained in continuous time.
     """
 
-    def __init__(self, net: NCSNpp | DDPM, sde: SDE, sde_name: str, continuous: bool = True) -> None:
+    def __init__(
+        self, net: NCSNpp | DDPM | NCSN | NCSNv2, sde: SDE, sde_name: str, continuous: bool = True
+    ) -> None:
         super().__init__(sde, "score")
         if sde_name not in SDE_NAMES:
             raise ValueError(f"unknown sde {sde_name!r}; choose one of {list(SDE_NAMES)}")
         self.net = net
         self.sde_name = sde_name
+        if isinstance(net, (NCSN, NCSNv2)) and (continuous or sde_name != "vesde"):
+            raise ValueError(
+                "NCSN / NCSNv2 networks are VE, discrete-time: sde_name='vesde', continuous=False"
+            )
         self.continuous = bool(continuous) or sde_name == "subvpsde"
         cfg = net.cfg
         self.sigma_min, self.sigma_max = cfg.sigma_min, cfg.sigma_max
@@ -177,7 +191,8 @@ class ScoreSdeModel:
     Attributes:
         model: the score model (``model.score(x, t)``, ``ss.sample(model, sde, ...)``).
         sde: its SDE.
-        net: the bare network ``net(x, labels)`` (NCSN++ / DDPM++ or DDPM) with the loaded weights.
+        net: the bare network ``net(x, labels)`` (NCSN++ / DDPM++, DDPM, NCSN or NCSNv2) with the
+            loaded weights.
         config: the network config.
         sde_name: ``vesde``, ``vpsde`` or ``subvpsde``.
         continuous: ``training.continuous`` of the config.
@@ -187,8 +202,8 @@ class ScoreSdeModel:
 
     model: PaperScoreModel
     sde: SDE
-    net: NCSNpp | DDPM
-    config: ScoreSdeNetConfig
+    net: NCSNpp | DDPM | NCSN | NCSNv2
+    config: ScoreSdeNetConfig | NCSNNetConfig
     sde_name: str
     continuous: bool
     weights: str
@@ -231,6 +246,25 @@ def _training_fields(config: Mapping[str, Any]) -> tuple[str, bool]:
     if not isinstance(continuous, bool):
         raise ValueError(f"config field training.continuous must be true or false, got {continuous!r}")
     return sde_name, continuous
+
+
+def _refinenet_training_fields(config: Mapping[str, Any]) -> tuple[str, bool]:
+    """NCSN / NCSNv2 are VE models over discrete noise levels, whatever the config's typos say.
+
+    ``configs/ve/ncsn/celeba.py`` sets ``training.loss = 'vesde'`` where the others set
+    ``training.sde``, so it has no ``training.sde``; ``configs/ve/ncsnv2/bedroom.py`` sets
+    ``training.continuouse = False``, so its ``training.continuous`` keeps the default ``True``
+    (with which the paper's ``get_score_fn`` would index ``sigmas`` by a float and fail).  Both
+    are read as VE, discrete.  An explicit ``training.sde`` other than ``vesde`` is refused.
+    """
+    training = config.get("training")
+    sde = training.get("sde", "vesde") if isinstance(training, Mapping) else "vesde"
+    if str(sde).lower() != "vesde":
+        raise ValueError(
+            f"unsupported value {sde!r} of config field training.sde for NCSN / NCSNv2 networks; "
+            "supported: ['vesde'] (they are conditioned on the index of a VE noise level)"
+        )
+    return "vesde", False
 
 
 def _check_torch_file(path: Path) -> None:
@@ -380,6 +414,8 @@ def load_score_sde(
     # Built without random initialisation (every tensor comes from the checkpoint, strictly);
     # the buffer ``sigmas`` is recomputed by the constructor and then loaded too.
     net = loaded.net.to_empty(device="cpu")
+    if isinstance(net, NCSN):
+        net.reset_sigmas()  # not in NCSN's state dict, so not loaded below
     checkpoint = _torch_load(checkpoint_path)
     step = load_score_sde_state(net, checkpoint, weights, str(checkpoint_path))
     net = net.to(device).eval()
@@ -403,11 +439,17 @@ def build_score_sde(
     """
     raw_config = _read_config(config)
     model_section = raw_config.get("model")
-    if isinstance(model_section, Mapping) and model_section.get("name") in UNSUPPORTED_NETWORKS:
-        parse_net_config(raw_config)  # raises, naming model.name (configs/ve/ncsn* lack training.sde)
-    sde_name, continuous = _training_fields(raw_config)
+    if isinstance(model_section, Mapping) and model_section.get("name") in REFINENET_NETWORKS:
+        sde_name, continuous = _refinenet_training_fields(raw_config)
+    else:
+        sde_name, continuous = _training_fields(raw_config)
     cfg = parse_net_config(raw_config)
-    if cfg.name == "ncsnpp" and not continuous and cfg.embedding_type == "fourier":
+    if (
+        isinstance(cfg, ScoreSdeNetConfig)
+        and cfg.name == "ncsnpp"
+        and not continuous
+        and cfg.embedding_type == "fourier"
+    ):
         raise ValueError(
             "config fields model.embedding_type = 'fourier' and training.continuous = false do not go "
             "together: the paper uses Fourier features only for continuous-time models"

@@ -17,13 +17,19 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-UNSUPPORTED_NETWORKS = {  # model.name of paper configs whose networks are not implemented here
-    "ncsn": "NCSN (Song & Ermon 2019, configs/ve/ncsn/*)",
-    "ncsnv2_64": "NCSNv2 (Song & Ermon 2020, configs/ve/ncsnv2/*)",
-    "ncsnv2_128": "NCSNv2 (Song & Ermon 2020, configs/ve/ncsnv2/*)",
-}
+# model.name of the RefineNet score networks (score_sde_pytorch ``models/ncsnv2.py``): NCSN
+# (Song & Ermon 2019, configs/ve/ncsn/*) and NCSNv2 (Song & Ermon 2020, configs/ve/ncsnv2/*).
+# The number is how many times the encoder halves the resolution (the others are dilated).
+REFINENET_NETWORKS = {"ncsn": 1, "ncsnv2_64": 1, "ncsnv2_128": 2, "ncsnv2_256": 3}
 
-__all__ = ["ScoreSdeNetConfig", "load_config_file", "nest_dotted", "parse_net_config"]
+__all__ = [
+    "REFINENET_NETWORKS",
+    "NCSNNetConfig",
+    "ScoreSdeNetConfig",
+    "load_config_file",
+    "nest_dotted",
+    "parse_net_config",
+]
 
 # Values of the paper's default configs (configs/default_*_configs.py) used when a field is absent.
 _MODEL_DEFAULTS: dict[str, Any] = {
@@ -118,6 +124,41 @@ class ScoreSdeNetConfig:
         data_keys = ("image_size", "num_channels", "centered")
         model = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in data_keys}
         model = {k: list(v) if isinstance(v, tuple) else v for k, v in model.items() if v is not None}
+        return {"model": model, "data": {k: getattr(self, k) for k in data_keys}}
+
+
+@dataclass(frozen=True)
+class NCSNNetConfig:
+    """The fields that build an NCSN (``name="ncsn"``) or NCSNv2 (``ncsnv2_64`` / ``_128`` / ``_256``).
+
+    These RefineNet networks (Song & Ermon 2019, 2020) take the integer index of a noise level
+    in ``sigmas`` (``num_scales`` geometric levels from ``sigma_max`` down to ``sigma_min``) and
+    are VE, discrete-time models.  ``beta_min`` / ``beta_max`` are carried for the score
+    wrapper and unused.
+    """
+
+    name: str
+    nf: int
+    nonlinearity: str
+    sigma_min: float
+    sigma_max: float
+    num_scales: int
+    image_size: int
+    num_channels: int
+    centered: bool
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+
+    @property
+    def conditional_norms(self) -> bool:
+        """NCSN conditions every normalisation on the noise level; NCSNv2 divides by ``sigma``."""
+        return self.name == "ncsn"
+
+    def to_dict(self) -> dict:
+        """The config as ``{"model": {...}, "data": {...}}`` (JSON-serialisable)."""
+        data_keys = ("image_size", "num_channels", "centered")
+        model = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in data_keys}
+        model.update(normalization="InstanceNorm++", scale_by_sigma=not self.conditional_norms)
         return {"model": model, "data": {k: getattr(self, k) for k in data_keys}}
 
 
@@ -226,26 +267,26 @@ def _as_choice(value: Any, field: str) -> str:
     return value.lower()
 
 
-def parse_net_config(config: Mapping[str, Any] | ScoreSdeNetConfig) -> ScoreSdeNetConfig:
+def parse_net_config(
+    config: Mapping[str, Any] | ScoreSdeNetConfig | NCSNNetConfig,
+) -> ScoreSdeNetConfig | NCSNNetConfig:
     """Check the ``model`` and ``data`` sections of a paper config and return its network config.
 
     Raises:
         ValueError: naming the field, for a missing required field, a field the network does not
             have, or an unsupported value.
     """
-    if isinstance(config, ScoreSdeNetConfig):
+    if isinstance(config, (ScoreSdeNetConfig, NCSNNetConfig)):
         return config
     config = nest_dotted(config)
     model, data = _section(config, "model"), _section(config, "data")
     name = model.get("name")
-    if name in UNSUPPORTED_NETWORKS:
-        raise ValueError(
-            f"unsupported value {name!r} of config field model.name: {UNSUPPORTED_NETWORKS[name]} is not "
-            f"implemented; supported: {sorted(MODEL_FIELDS)} (the NCSN++ / DDPM++ / DDPM configs)"
-        )
+    if name in REFINENET_NETWORKS:
+        return _parse_refinenet(name, model, data)
     if name not in MODEL_FIELDS:
         raise ValueError(
-            f"unsupported value {name!r} of config field model.name; supported: {sorted(MODEL_FIELDS)}"
+            f"unsupported value {name!r} of config field model.name; "
+            f"supported: {sorted(MODEL_FIELDS) + sorted(REFINENET_NETWORKS)}"
         )
     for key in model:
         if key not in MODEL_FIELDS[name]:
@@ -326,3 +367,81 @@ def _as_list(value: Any, field: str) -> list:
     if not value:
         raise ValueError(f"config field {field} must not be empty")
     return value
+
+
+# Fields of the RefineNet configs (configs/ve/ncsn*/ and the default configs they extend) that
+# those networks never read: accepted and ignored.
+_REFINENET_IGNORED = {
+    "dropout", "embedding_type", "ema_rate", "sigma_begin", "conditional", "resamp_with_conv",
+}  # fmt: skip
+_REFINENET_MODEL = {
+    "name", "nf", "nonlinearity", "normalization", "scale_by_sigma", "sigma_min", "sigma_max",
+    "num_scales", "beta_min", "beta_max", "interpolation",
+} | _REFINENET_IGNORED  # fmt: skip
+
+
+def _parse_refinenet(name: str, model: dict[str, Any], data: dict[str, Any]) -> NCSNNetConfig:
+    """The ``model`` / ``data`` sections of an NCSN / NCSNv2 config (see :class:`NCSNNetConfig`).
+
+    The paper's PyTorch code ignores ``model.scale_by_sigma`` and ``model.interpolation`` for
+    these networks (NCSN never divides by ``sigma``, NCSNv2 always does; the RefineNet blocks
+    always interpolate bilinearly); its JAX code reads ``scale_by_sigma``.  Values on which the
+    two would differ are refused, so no config means something else here than there.
+    """
+    for key in model:
+        if key not in _REFINENET_MODEL:
+            raise ValueError(
+                f"unsupported config field model.{key} (not a field of the paper's {name} network)"
+            )
+    for key in data:
+        if key not in DATA_FIELDS:
+            raise ValueError(f"unsupported config field data.{key}")
+    norm = model.get("normalization", _MODEL_DEFAULTS["normalization"])
+    if not isinstance(norm, str) or norm.lower() != "instancenorm++":
+        raise ValueError(
+            f"unsupported value {norm!r} of config field model.normalization for {name}; "
+            "supported: ['InstanceNorm++'] (what every NCSN / NCSNv2 config of the paper uses)"
+        )
+    divides = name != "ncsn"
+    if "scale_by_sigma" in model and _as_bool(model["scale_by_sigma"], "model.scale_by_sigma") != divides:
+        raise ValueError(
+            f"unsupported value {model['scale_by_sigma']!r} of config field model.scale_by_sigma for {name}: "
+            f"the paper's PyTorch {name} {'always' if divides else 'never'} divides its output by sigma; "
+            f"supported: [{str(divides).lower()}]"
+        )
+    interpolation = model.get("interpolation", "bilinear")
+    if interpolation != "bilinear":
+        raise ValueError(
+            f"unsupported value {interpolation!r} of config field model.interpolation; "
+            "supported: ['bilinear'] (the paper's RefineNet blocks always interpolate bilinearly)"
+        )
+
+    def m(key: str) -> Any:
+        return _get(model, "model", key, _MODEL_DEFAULTS)
+
+    out = NCSNNetConfig(
+        name=name,
+        nf=_as_int(m("nf"), "model.nf", 1),
+        nonlinearity=_as_choice(m("nonlinearity"), "model.nonlinearity"),
+        sigma_min=_as_float(m("sigma_min"), "model.sigma_min"),
+        sigma_max=_as_float(m("sigma_max"), "model.sigma_max"),
+        num_scales=_as_int(m("num_scales"), "model.num_scales", 1),
+        image_size=_as_int(_get(data, "data", "image_size", _DATA_DEFAULTS), "data.image_size", 1),
+        num_channels=_as_int(_get(data, "data", "num_channels", _DATA_DEFAULTS), "data.num_channels", 1),
+        centered=_as_bool(_get(data, "data", "centered", _DATA_DEFAULTS), "data.centered"),
+        beta_min=_as_float(m("beta_min"), "model.beta_min"),
+        beta_max=_as_float(m("beta_max"), "model.beta_max"),
+    )
+    if not (0 < out.sigma_min < out.sigma_max):
+        raise ValueError("config fields model.sigma_min and model.sigma_max need 0 < sigma_min < sigma_max")
+    if out.nf < 2:
+        raise ValueError(
+            f"config field model.nf must be >= 2 for {name} (InstanceNorm++ takes a variance over channels)"
+        )
+    factor = 2 ** REFINENET_NETWORKS[name]
+    if out.image_size % factor:
+        raise ValueError(
+            f"config field data.image_size = {out.image_size} must be divisible by {factor} for {name} "
+            f"(it halves the resolution {REFINENET_NETWORKS[name]} time(s))"
+        )
+    return out

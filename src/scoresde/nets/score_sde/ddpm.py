@@ -42,7 +42,7 @@ class DDPM(nn.Module):
     def __init__(self, config: Mapping[str, Any] | ScoreSdeNetConfig) -> None:
         super().__init__()
         cfg = parse_net_config(config)
-        if cfg.name != "ddpm":
+        if not isinstance(cfg, ScoreSdeNetConfig) or cfg.name != "ddpm":
             raise ValueError(f"DDPM needs model.name 'ddpm', got {cfg.name!r}")
         if cfg.nf % 32:
             raise ValueError(

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from scoresde.nets.score_sde import layers, resample
-from scoresde.nets.score_sde.config import ScoreSdeNetConfig, parse_net_config
+from scoresde.nets.score_sde.config import NCSNNetConfig, ScoreSdeNetConfig, parse_net_config
 
 __all__ = ["NCSNpp", "activation", "discrete_sigmas"]
 
@@ -35,7 +35,7 @@ def activation(name: str) -> nn.Module:
     return acts[name.lower()]()
 
 
-def discrete_sigmas(cfg: ScoreSdeNetConfig) -> Tensor:
+def discrete_sigmas(cfg: ScoreSdeNetConfig | NCSNNetConfig) -> Tensor:
     """The paper's ``get_sigmas``: ``num_scales`` geometric levels, ``sigma_max`` down to ``sigma_min``.
 
     In float64, as the paper's code stores them (the state dict's ``sigmas`` buffer).
@@ -63,7 +63,7 @@ class NCSNpp(nn.Module):
     def __init__(self, config: Mapping[str, Any] | ScoreSdeNetConfig) -> None:
         super().__init__()
         cfg = parse_net_config(config)
-        if cfg.name != "ncsnpp":
+        if not isinstance(cfg, ScoreSdeNetConfig) or cfg.name != "ncsnpp":
             raise ValueError(f"NCSNpp needs model.name 'ncsnpp', got {cfg.name!r}")
         # parse_net_config requires every NCSN++ field for model.name "ncsnpp" (None only for DDPM).
         assert cfg.fir is not None and cfg.fir_kernel is not None and cfg.skip_rescale is not None
