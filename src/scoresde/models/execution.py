@@ -123,7 +123,7 @@ def freeze_network(
     """
     net.eval()
     if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     args = tuple(example)
     if channels_last and isinstance(args[0], Tensor) and args[0].ndim == 4:
         args = (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
@@ -220,7 +220,7 @@ class FrozenForward:
             target = copy.deepcopy(net) if self.channels_last else net
             return freeze_network(target, args, channels_last=self.channels_last)
         finally:
-            net.forward = self  # type: ignore[method-assign]
+            net.forward = self
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FrozenForward:
         """A copy for the copied network, without traces (they hold the old weights)."""
@@ -269,7 +269,7 @@ def freeze_model(model: Any, *, channels_last: bool = False) -> Any:
     for net in _networks(model):
         if isinstance(net.__dict__.get("forward"), FrozenForward):
             continue
-        net.forward = FrozenForward(net, channels_last=channels_last)  # type: ignore[method-assign]
+        net.forward = FrozenForward(net, channels_last=channels_last)
     return model
 
 
@@ -315,7 +315,7 @@ def channels_last_model(model: Any) -> Any:
             continue
         if not any(isinstance(m, nn.Conv2d) for m in net.modules()):
             continue
-        net.to(memory_format=torch.channels_last)
+        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         net.register_forward_pre_hook(_to_channels_last)
         net.register_forward_hook(_to_contiguous)
         net._scoresde_channels_last = True  # type: ignore[assignment]
