@@ -4,9 +4,12 @@
 it at the first call of each input signature (shapes, dtypes, device, which inputs are given),
 frozen (parameters inlined as constants) and optimised for inference (on the CPU: oneDNN
 convolutions with their bias, activation and add fused, weights pre-packed; Conv-BatchNorm
-folding).  Unlike ``torch.compile`` it needs no C++ compiler and traces in about a second, so it
-pays for itself within the first sampling batch on a CPU (measured: benchmarks/network_modes.py,
-docs/bench_network_modes.md).
+folding).  Unlike ``torch.compile`` it needs no C++ compiler and sets up in seconds (trace plus
+three check forwards) instead of minutes.  What it gains is small and depends on the network and
+the moment: 0.81-1.11x of eager's time per forward for the 28x28 UNets on a 2-core AVX2 CPU
+(benchmarks/network_modes.py, docs/bench_network_modes.md), so it is an option, never a default.
+TorchScript is deprecated in recent torch (its warnings are silenced here); the traces are an
+implementation detail that can move to ``torch.export`` without changing this API.
 
 What it refuses, and what it leaves to the eager network:
 
