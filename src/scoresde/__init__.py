@@ -82,6 +82,11 @@ if TYPE_CHECKING:  # the one list of public names: read by type checkers, docs a
     from scoresde.models.compile import (
         compile_model,
     )
+    from scoresde.models.execution import (
+        channels_last_model,
+        freeze_model,
+        prepare_model,
+    )
     from scoresde.nets import (
         MLP,
     )
@@ -246,6 +251,9 @@ __all__ = [
     "dps_sample",
     # compiled execution
     "compile_model",
+    "freeze_model",
+    "channels_last_model",
+    "prepare_model",
     "__version__",
 ]
 

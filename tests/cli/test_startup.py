@@ -57,6 +57,7 @@ def test_name_copies_match_their_sources() -> None:
     from scoresde.io.sources import WEIGHTS
     from scoresde.models.clipping import CLIP_MODES
     from scoresde.models.compile import COMPILE_MODES
+    from scoresde.models.execution import EXECUTION_MODES
     from scoresde.sampling.grids import GRIDS
     from scoresde.sampling.registry import ALIASES, SAMPLERS
 
@@ -68,6 +69,7 @@ def test_name_copies_match_their_sources() -> None:
     assert tuple(names.NORMS) == tuple(NORMS)
     assert tuple(names.SAMPLE_FORMATS) == tuple(SAMPLE_FORMATS)
     assert tuple(names.WEIGHTS) == tuple(WEIGHTS)
+    assert tuple(names.EXECUTION_MODES) == tuple(EXECUTION_MODES)
     assert tuple(names.COMPILE_MODES) == tuple(COMPILE_MODES)
 
 
@@ -125,7 +127,20 @@ def test_auto_threads_takes_the_free_cores(monkeypatch) -> None:
 def test_inference_commands_take_compile() -> None:
     for name in ("sample", "likelihood", "encode", "decode", "interpolate", "eval", "inpaint", "colorize"):
         keys = {o.key for o in load_command(name).all_options}
-        assert {"compile", "compile_mode"} <= keys, name
+        assert {"compile", "compile_mode", "channels_last"} <= keys, name
+
+
+def test_sample_frozen_and_channels_last_match_eager(digits_ckpt: str, tmp_path) -> None:
+    """``--compile freeze --channels-last`` gives the eager samples within float tolerance (the
+    MLP has no convolutions: channels_last leaves it as it is)."""
+    import numpy as np
+
+    out = {}
+    for label, extra in (("eager", []), ("frozen", ["--compile", "freeze", "--channels-last"])):
+        argv = ["sample", "--checkpoint", digits_ckpt, "-n", "4", "--steps", "3", "--method", "ddim", *extra]
+        assert main([*argv, "--device", "cpu", "--out", str(tmp_path / label)]) == 0
+        out[label] = np.load(tmp_path / label / "samples_ddim_3_seed0.npz")["x"]
+    np.testing.assert_allclose(out["frozen"], out["eager"], rtol=1e-4, atol=1e-5)
 
 
 def test_compile_without_a_compiler_is_a_clear_error(digits_ckpt: str, tmp_path, monkeypatch, capsys) -> None:

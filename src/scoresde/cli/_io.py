@@ -22,8 +22,8 @@ __all__ = ["check_class", "default_out", "load_data", "load_model", "mean_se"]
 def load_model(ctx: Any) -> LoadedModel:
     """The checkpoint group's model (``--checkpoint`` / ``--raw``, or ``--model`` with
     ``--model-config`` / ``--weights``) on ``ctx.device``, frozen and in eval mode; with
-    ``--compile``, its network compiled (:func:`scoresde.models.compile.compile_model`, which
-    first checks that a compiler works)."""
+    ``--compile on|freeze`` / ``--channels-last``, its network prepared by
+    :func:`scoresde.models.execution.prepare_model` (``on`` first checks that a compiler works)."""
     cfg = ctx.cfg
     loaded = _load(
         cfg["checkpoint"],
@@ -33,10 +33,16 @@ def load_model(ctx: Any) -> LoadedModel:
         raw=cfg["raw"],
         device=ctx.device,
     )
-    if cfg.get("compile"):
-        from scoresde.models.compile import compile_model
+    mode = cfg.get("compile", "off")
+    if mode not in ("off", None, False) or cfg.get("channels_last"):
+        from scoresde.models.execution import prepare_model
 
-        compile_model(loaded.model, cfg.get("compile_mode", "default"))
+        prepare_model(
+            loaded.model,
+            "on" if mode is True else (mode or "off"),
+            compile_mode=cfg.get("compile_mode", "default"),
+            channels_last=bool(cfg.get("channels_last")),
+        )
     return loaded
 
 

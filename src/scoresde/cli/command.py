@@ -18,8 +18,8 @@ every flag means the same everywhere):
 - ``--out`` / ``--name`` (:data:`~scoresde.cli.config.COMMON_OPTIONS`, every command);
 - :func:`checkpoint_options`: ``--checkpoint``, ``--raw``, and the model sources ``--model
   diffusers:DIR`` / ``--model score_sde:CKPT --model-config CFG [--weights ema|raw]``
-  (:mod:`scoresde.cli.models`), ``--compile`` / ``--compile-mode`` (:func:`compile_options`;
-  all read with :func:`scoresde.cli._io.load_model`);
+  (:mod:`scoresde.cli.models`), ``--compile`` / ``--compile-mode`` / ``--channels-last``
+  (:func:`compile_options`; all read with :func:`scoresde.cli._io.load_model`);
 - :func:`data_options`: ``--data``, ``--num``;
 - :func:`sampler_options`: ``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``,
   ``--grid`` (one of :data:`scoresde.GRIDS`), ``--denoise``;
@@ -39,7 +39,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scoresde.cli.config import add_options, check_out, claim_run_dir, resolve
-from scoresde.cli.names import ALIASES, CLIP_MODES, COMPILE_MODES, GRIDS, NORMS, SAMPLERS_REQUIRED
+from scoresde.cli.names import (
+    ALIASES,
+    CLIP_MODES,
+    COMPILE_MODES,
+    EXECUTION_MODES,
+    GRIDS,
+    NORMS,
+    SAMPLERS_REQUIRED,
+)
 from scoresde.io.outputs import OutputFolder, finish_output_dir
 from scoresde.settings import Option
 
@@ -91,8 +99,8 @@ def checkpoint_options(
     (:func:`scoresde.cli.models.model_source_options`: ``--model``, ``--model-config``,
     ``--weights``) and compiled execution (``--compile``, ``--compile-mode``); the body's
     :func:`scoresde.cli._io.load_model` needs exactly one of ``--checkpoint`` / ``--model`` and
-    compiles the model's network when ``--compile`` is given
-    (:func:`scoresde.models.compile.compile_model`)."""
+    prepares the model's network as ``--compile`` / ``--channels-last`` say
+    (:func:`scoresde.models.execution.prepare_model`)."""
     from scoresde.cli.models import model_source_options
 
     return [
@@ -104,19 +112,30 @@ def checkpoint_options(
 
 
 def compile_options() -> list[Option]:
-    """``--compile`` and ``--compile-mode``: ``torch.compile`` of the model's network."""
+    """``--compile``, ``--compile-mode`` and ``--channels-last``: how the model's network runs."""
     return [
         Option(
             "compile",
-            False,
-            "torch.compile the network (compiles once per batch shape, seconds to minutes; pays on long "
-            "runs, see docs/bench_speed.md; a clear error where no compiler works)",
+            "off",
+            "how the network runs: off (eager), on (torch.compile: compiles once per batch shape, seconds "
+            "to minutes; pays on long runs), freeze (torch.jit trace + freeze + optimize_for_inference: "
+            "about a second per batch shape, no compiler needed; networks whose trace would change "
+            "results run eagerly, with a warning); bare --compile: on; see docs/bench_network_modes.md",
+            choices=EXECUTION_MODES,
+            const="on",
         ),
         Option(
             "compile_mode",
             "default",
-            "--compile: torch.compile mode (reduce-overhead: CUDA graphs, for fixed-step samplers on a GPU)",
+            "--compile on: torch.compile mode (reduce-overhead: CUDA graphs, for fixed-step samplers on a "
+            "GPU)",
             choices=COMPILE_MODES,
+        ),
+        Option(
+            "channels_last",
+            False,
+            "run the network's convolutions in channels_last (NHWC) memory format (faster convolutions "
+            "on x86 CPUs for some networks, slower GroupNorm: see docs/bench_network_modes.md)",
         ),
     ]
 

@@ -73,3 +73,6 @@ WEIGHTS: tuple[str, ...] = ("ema", "raw")
 
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """:data:`scoresde.models.compile.COMPILE_MODES`."""
+
+EXECUTION_MODES: tuple[str, ...] = ("off", "on", "freeze")
+""":data:`scoresde.models.execution.EXECUTION_MODES`."""
