@@ -52,6 +52,7 @@ def test_table_matches_the_commands() -> None:
 
 
 def test_name_copies_match_their_sources() -> None:
+    from scoresde.distill.consistency import DISTANCES, WEIGHTINGS
     from scoresde.flow.integrators import NORMS
     from scoresde.io.samples import SAMPLE_FORMATS
     from scoresde.io.sources import WEIGHTS
@@ -60,6 +61,7 @@ def test_name_copies_match_their_sources() -> None:
     from scoresde.models.execution import EXECUTION_MODES
     from scoresde.sampling.grids import GRIDS
     from scoresde.sampling.registry import ALIASES, SAMPLERS
+    from scoresde.train.config import SCHEDULES
 
     assert {k: tuple(v.required) for k, v in SAMPLERS.items()} == names.SAMPLERS_REQUIRED
     assert list(names.SAMPLERS_REQUIRED) == list(SAMPLERS)
@@ -71,6 +73,9 @@ def test_name_copies_match_their_sources() -> None:
     assert tuple(names.WEIGHTS) == tuple(WEIGHTS)
     assert tuple(names.EXECUTION_MODES) == tuple(EXECUTION_MODES)
     assert tuple(names.COMPILE_MODES) == tuple(COMPILE_MODES)
+    assert tuple(names.CONSISTENCY_DISTANCES) == tuple(DISTANCES)
+    assert tuple(names.CONSISTENCY_WEIGHTINGS) == tuple(WEIGHTINGS)
+    assert tuple(names.LR_SCHEDULES) == tuple(SCHEDULES)
 
 
 def test_quiet_openmp_sets_a_passive_policy_unless_the_user_chose() -> None:

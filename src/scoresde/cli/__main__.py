@@ -45,6 +45,12 @@ TABLE: tuple[Entry, ...] = (
         "sample a trained checkpoint (optionally guided): PNG grid and .npz array or PNG folder",
     ),
     Entry(
+        "distill",
+        "scoresde.cli.distill",
+        "COMMAND",
+        "distil a trained checkpoint into a consistency model (1-4 step sampling); resumable",
+    ),
+    Entry(
         "train-classifier",
         "scoresde.cli.train_classifier",
         "COMMAND",

@@ -65,7 +65,8 @@ OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
 }
 """The names (``fnmatch`` patterns) each command writes into its output folder: an entry with
 such a name is an earlier result, whoever wrote it (:func:`scoresde.io.outputs.previous_results`).
-``train`` keeps its own run-folder rule (:class:`scoresde.train.trainer.Trainer`)."""
+``train`` and ``distill`` keep their own run-folder rule (:class:`scoresde.train.trainer.Trainer`,
+:class:`scoresde.distill.run.Distiller`)."""
 
 
 def _all_options(options: Sequence[Option]) -> list[Option]:
@@ -189,10 +190,10 @@ def out_path(config: Mapping[str, Any], command: str, root: str | Path = "runs")
 def check_out(config: Mapping[str, Any], command: str, root: str | Path = "runs") -> None:
     """Refuse, before any work, a named output folder (``--out`` / ``--name``) that holds an
     earlier run's results without ``--overwrite`` (:func:`scoresde.io.outputs.check_output_dir`);
-    ``train`` checks its run folder itself."""
+    ``train`` and ``distill`` check their run folders themselves."""
     from scoresde.io.outputs import check_output_dir
 
-    if command == "train" or not (config.get("out") or config.get("name")):
+    if command in ("train", "distill") or not (config.get("out") or config.get("name")):
         return
     path, _ = out_path(config, command, root)
     flag = "--out" if config.get("out") else "--name"

@@ -12,7 +12,10 @@ __all__ = [
     "ALIASES",
     "CLIP_MODES",
     "COMPILE_MODES",
+    "CONSISTENCY_DISTANCES",
+    "CONSISTENCY_WEIGHTINGS",
     "GRIDS",
+    "LR_SCHEDULES",
     "NORMS",
     "SAMPLERS_REQUIRED",
     "SAMPLE_FORMATS",
@@ -76,3 +79,12 @@ COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", 
 
 EXECUTION_MODES: tuple[str, ...] = ("off", "on", "freeze")
 """:data:`scoresde.models.execution.EXECUTION_MODES`."""
+
+CONSISTENCY_DISTANCES: tuple[str, ...] = ("l2", "pseudo_huber")
+""":data:`scoresde.distill.consistency.DISTANCES`."""
+
+CONSISTENCY_WEIGHTINGS: tuple[str, ...] = ("uniform", "inverse_step")
+""":data:`scoresde.distill.consistency.WEIGHTINGS`."""
+
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
+""":data:`scoresde.train.config.SCHEDULES`."""

@@ -42,9 +42,12 @@ from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.registry import SAMPLERS
 from scoresde.sde.base import SDE
 
-__all__ = ["DISTANCES", "ConsistencyLoss", "ConsistencyModel", "flow_map"]
+__all__ = ["DISTANCES", "WEIGHTINGS", "ConsistencyLoss", "ConsistencyModel", "flow_map"]
 
 DISTANCES = ("l2", "pseudo_huber")
+"""The distances ``d`` of :class:`ConsistencyLoss`."""
+WEIGHTINGS = ("uniform", "inverse_step")
+"""The weightings ``lambda`` of :class:`ConsistencyLoss`."""
 
 
 class ConsistencyModel(ScoreFunction):
@@ -161,8 +164,8 @@ class ConsistencyLoss:
     def __post_init__(self) -> None:
         if self.distance not in DISTANCES:
             raise ValueError(f"unknown distance {self.distance!r}; choose one of {list(DISTANCES)}")
-        if self.weighting not in ("uniform", "inverse_step"):
-            raise ValueError(f"unknown weighting {self.weighting!r}; choose 'uniform' or 'inverse_step'")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {self.weighting!r}; choose one of {list(WEIGHTINGS)}")
         if not isinstance(self.groups, int) or self.groups < 1:
             raise ValueError(f"groups must be a positive integer, got {self.groups!r}")
         if self.teacher is not None:

@@ -62,7 +62,8 @@ class CheckpointInfo:
         num_classes: the number of classes of a class-conditional network, else ``None``.
         label_dropout: the fraction of labels dropped in training (0 when not recorded).
         test_fraction: the held-out fraction of the training data (default 0.1).
-        data_seed: the seed of the training run's data split (default 0).
+        data_seed: the seed of the training run's data split (``train.data_seed``, else
+            ``train.seed``; default 0).
         config: the full JSON header (for a model from elsewhere: what its loader reported).
         data_range: the model's data space ``(low, high)``: images lie in it (``(-1, 1)`` for
             scoresde models and diffusers DDPM / DDIM / PNDM pipelines; ``(0, 1)`` for diffusers
@@ -120,7 +121,7 @@ class CheckpointInfo:
             num_classes=int(classes) if classes else None,
             label_dropout=float(train.get("label_dropout") or 0.0),
             test_fraction=float(train.get("test_fraction", 0.1)),
-            data_seed=int(train.get("seed", 0)),
+            data_seed=int(train.get("data_seed", train.get("seed", 0))),
             config=meta,
         )
 

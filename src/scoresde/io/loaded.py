@@ -55,6 +55,9 @@ def load_model(
     """The model of a checkpoint (a ``.safetensors`` file or a run folder) or of a model source
     ``SOURCE:PATH`` (:func:`scoresde.io.sources.load_source`), on ``device``.
 
+    A checkpoint of ``scoresde distill`` (``extra["consistency"]``) gives its
+    :class:`~scoresde.distill.ConsistencyModel` (sample it with ``method="consistency"``).
+
     Args:
         checkpoint: the checkpoint file or run folder.
         source: ``SOURCE:PATH`` of a model from elsewhere; ``None`` when the caller has no
@@ -79,4 +82,11 @@ def load_model(
             model, info = load_source(source, model_config, "raw" if raw else weights, device)
             return LoadedModel(model, info)
     ckpt = load_checkpoint(checkpoint_file(checkpoint or ""), ema=not raw, device=device)
-    return LoadedModel(freeze(ckpt.model), ckpt.info)
+    model: Any = freeze(ckpt.model)
+    consistency = (ckpt.config.get("extra") or {}).get("consistency")
+    if consistency is not None:
+        # A student of `scoresde distill`: its network is the denoiser of a consistency model.
+        from scoresde.distill.consistency import ConsistencyModel
+
+        model = freeze(ConsistencyModel(model, consistency.get("sigma_data"), consistency.get("t_min")))
+    return LoadedModel(model, ckpt.info)

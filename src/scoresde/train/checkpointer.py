@@ -36,6 +36,10 @@ class Checkpointer:
         optimizer: the optimiser.
         train_config: the run's options as a dict (recorded in every checkpoint).
         data_info: a description of the training data.
+        extra: further JSON metadata recorded in every checkpoint (``extra`` of
+            :func:`~scoresde.io.checkpoint.save_checkpoint`), e.g. a distilled student's
+            consistency parameters.
+        resumable: the options that may differ between a checkpoint and the run resuming it.
     """
 
     def __init__(
@@ -46,9 +50,12 @@ class Checkpointer:
         optimizer: torch.optim.Optimizer,
         train_config: Callable[[], dict[str, Any]],
         data_info: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+        resumable: frozenset[str] = RESUMABLE_KEYS,
     ) -> None:
         self.folder, self.model, self.ema, self.optimizer = folder, model, ema, optimizer
         self.train_config, self.data_info = train_config, data_info
+        self.extra, self.resumable = extra, resumable
         self.last: Path | None = None  # the newest checkpoint written or read (known intact)
 
     def save(self, step: int, path: str | Path | None = None) -> Path:
@@ -70,6 +77,7 @@ class Checkpointer:
                 train_config=self.train_config(),
                 data_info=self.data_info,
                 rng={"torch_cpu": torch.get_rng_state()},
+                extra=self.extra,
             )
         except CheckpointWriteError as err:
             err.intact = self.last
@@ -110,7 +118,7 @@ class Checkpointer:
             self.train_config(),
             saved_net_config(ckpt.config),
             net_config(self.model.net),
-            RESUMABLE_KEYS,
+            self.resumable,
         )
         self.model.net.load_state_dict(ckpt.net_state())
         ema_state = ckpt.ema_state()
