@@ -20,10 +20,12 @@ SDE; :func:`time_input_value` turns it into what the network was trained on:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from scoresde._core.tensors import append_dims
+from scoresde._core.tensors import append_dims, scalar
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 
@@ -135,9 +137,21 @@ class ScoreModel(ScoreFunction):
                 return p.dtype
         return None
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+    def _native(self, x: Tensor, t: Tensor, y: Tensor | None, at: float | None) -> Tensor:
+        return self(x, t, y, at=at)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, *, at: float | None = None) -> Tensor:
+        """The network's prediction at ``x: (B, *D)``, ``t: (B,)``.
+
+        ``at``: the one time of a broadcast ``t`` when the caller knows it; the input scaling is
+        then computed from the SDE's memoised float coefficients (:meth:`SDE.coefficients_at
+        <scoresde.sde.SDE.coefficients_at>`), one tensor operation instead of six.
+        """
         x_in = x
-        if self.scale_input:
+        if self.scale_input and at is not None:
+            s, sigma = self.sde.coefficients_at(at, t.dtype)
+            x_in = x / scalar(math.sqrt((s * self.sigma_data) ** 2 + sigma**2), x.dtype)
+        elif self.scale_input:
             s, sigma = self.sde.marginal(t)
             x_in = x / append_dims(torch.sqrt((s * self.sigma_data) ** 2 + sigma**2), x.ndim)
         t_in = time_input_value(self.time_input, self.sde, t, self.time_scale)
