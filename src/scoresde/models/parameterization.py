@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
-from scoresde._core.tensors import lincomb, scalar
+from scoresde._core.tensors import scalar
 
 PREDICTIONS = ("score", "eps", "x0", "v", "velocity")
 
@@ -170,9 +171,9 @@ def convert_at(
 
     Every conversion is linear in ``(out, x)``: ``kind = a out + b x``, with ``a, b`` composed
     in float64 from the maps to and from epsilon (``v -> x0`` directly, as in :func:`convert`),
-    then applied in two tensor operations (:func:`~scoresde._core.tensors.lincomb`) instead of
-    four to eight.  Where a coefficient divides by zero (a conversion undefined at ``sigma = 0``,
-    or a zero determinant) it falls back to :func:`convert`, which gives the tensor's inf / NaN.
+    then applied as ``b (x + (a / b) out)`` in two tensor operations instead of four to eight.
+    Where a coefficient divides by zero (a conversion undefined at ``sigma = 0``, or a zero
+    determinant) it falls back to :func:`convert`, which gives the tensor's inf / NaN.
     """
     if prediction == kind:
         return out
@@ -191,4 +192,8 @@ def convert_at(
         return convert(prediction, kind, out, x, *c)
     if b == 0.0:
         return out * scalar(a, out.dtype)
-    return lincomb(b, x, (a, out))
+    # Sum first, then scale: b (x + (a / b) out) rounds the sum once at the scale of x, as the
+    # tensor form (x - sigma eps) / s does (b x + a out would round both products first, and at
+    # small sigma, where x0 -> eps and x0 -> score nearly cancel, lose those digits).
+    res = torch.add(x, out, alpha=a / b)
+    return res.mul_(scalar(b, res.dtype))

@@ -131,10 +131,22 @@ class ScoreModel(ScoreFunction):
         self.time_scale = float(time_scale)
 
     def _net_dtype(self) -> torch.dtype | None:
-        """The dtype of the network's first floating parameter (``None`` without one)."""
-        for p in self.net.parameters():
-            if p.is_floating_point():
+        """The dtype of the network's first floating parameter (``None`` without one).
+
+        The parameter found is remembered with the module and name it is registered under, and
+        read again while it is still registered there (``.to(dtype)`` changes it in place, so its
+        dtype is current); a replaced parameter makes it search again.
+        """
+        probe = self.__dict__.get("_dtype_probe")
+        if probe is not None:
+            owner, name, p = probe
+            if owner._parameters.get(name) is p:
                 return p.dtype
+        for owner in self.net.modules():
+            for name, p in owner._parameters.items():
+                if p is not None and p.is_floating_point():
+                    self.__dict__["_dtype_probe"] = (owner, name, p)
+                    return p.dtype
         return None
 
     def _native(self, x: Tensor, t: Tensor, y: Tensor | None, at: float | None) -> Tensor:
