@@ -228,11 +228,14 @@ def dpm_solver_pp_3m(
             x_next = lincomb(ratio, x, (c * (1 + 0.5 / r0), x0), (-c * 0.5 / r0, hist[0]))
         else:
             r0, r1 = sch.h(i - 1) / h, sch.h(i - 2) / h
-            d1_0 = (x0 - hist[0]) / r0
-            d1_1 = (hist[0] - hist[1]) / r1
-            f2 = (d1_0 - d1_1) / (r0 + r1)  # second divided difference: x0'' h^2 / 2
-            d1 = d1_0 + r0 * f2  # h x0' at u = 0
-            x_next = ratio * x + (s1 * phi(h, 0)) * x0 + (s1 * phi(h, 1)) * d1 + (2 * s1 * phi(h, 2)) * f2
+            # With D0 = x0_i - x0_{i-1}, D1 = x0_{i-1} - x0_{i-2}: d1_0 = D0 / r0, d1_1 = D1 / r1,
+            # f2 = (d1_0 - d1_1) / (r0 + r1) (second divided difference: x0'' h^2 / 2) and
+            # d1 = d1_0 + r0 f2 (h x0' at u = 0); the step's c1 d1 + c2 f2 gathered per difference.
+            c1, c2, rs = s1 * phi(h, 1), 2 * s1 * phi(h, 2), r0 + r1
+            d0, d1 = torch.sub(x0, hist[0]), torch.sub(hist[0], hist[1])
+            w0 = c1 * (1.0 / r0 + 1.0 / rs) + c2 / (r0 * rs)
+            w1 = -(c1 * r0 + c2) / (r1 * rs)
+            x_next = lincomb(ratio, x, (s1 * phi(h, 0), x0), (w0, d0), (w1, d1))
         if i + 1 < sch.steps:
             x0_next = model.denoise(x_next, tx[i + 1], y)
             if i == 0:
