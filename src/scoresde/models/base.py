@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -176,7 +177,7 @@ class CountingModel(ScoreFunction):
         self.steps = steps
         self.step: int | str = 1
 
-    def __setattr__(self, name: str, value: object) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
         # The counters change on every evaluation and step: skip nn.Module's registry checks.
         if name in ("nfe", "step"):
             self.__dict__[name] = value

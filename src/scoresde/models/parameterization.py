@@ -188,8 +188,13 @@ def convert_at(
             u, w = _from_eps_coefficients(kind, s, sigma, ds, dsigma)
             a, b = u * p, u * q + w
     except ZeroDivisionError:
-        c = [scalar(v, x.dtype) if v is not None else None for v in (s, sigma, ds, dsigma)]
-        return convert(prediction, kind, out, x, *c)
+
+        def tensor(v: float) -> Tensor:
+            return torch.tensor(v, dtype=x.dtype, device=x.device)
+
+        d1 = None if ds is None else tensor(ds)
+        d2 = None if dsigma is None else tensor(dsigma)
+        return convert(prediction, kind, out, x, tensor(s), tensor(sigma), d1, d2)
     if b == 0.0:
         return out * scalar(a, out.dtype)
     # Sum first, then scale: b (x + (a / b) out) rounds the sum once at the scale of x, as the

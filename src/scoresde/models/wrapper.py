@@ -161,8 +161,8 @@ class ScoreModel(ScoreFunction):
         """
         x_in = x
         if self.scale_input and at is not None:
-            s, sigma = self.sde.coefficients_at(at, t.dtype)
-            x_in = x / scalar(math.sqrt((s * self.sigma_data) ** 2 + sigma**2), x.dtype)
+            s_at, sigma_at = self.sde.coefficients_at(at, t.dtype)
+            x_in = x / scalar(math.sqrt((s_at * self.sigma_data) ** 2 + sigma_at**2), x.dtype)
         elif self.scale_input:
             s, sigma = self.sde.marginal(t)
             x_in = x / append_dims(torch.sqrt((s * self.sigma_data) ** 2 + sigma**2), x.ndim)
