@@ -29,17 +29,20 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import scoresde as ss
 from scoresde.flow.likelihood import draw_probes
 from scoresde.flow.norm import per_sample_norm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paper_likelihood import paper_solve
 
 
 @dataclass(frozen=True)
@@ -68,23 +71,7 @@ class TorchdiffeqDopri5:
 
 def paper_loop(model, sde, x: torch.Tensor, probe: torch.Tensor, tol: float) -> int:
     """scipy RK45 on the flattened state with a numpy round trip (score_sde_pytorch's route)."""
-    from scipy.integrate import solve_ivp
-
-    shape, b = x.shape, x.shape[0]
-
-    def ode_func(t: float, state: np.ndarray) -> np.ndarray:
-        xt = torch.from_numpy(state[:-b].reshape(shape)).to(x.dtype)
-        tt = torch.full((b,), t, dtype=x.dtype)
-        with torch.enable_grad():
-            xg = xt.requires_grad_(True)
-            v = model.velocity(xg, tt)
-            (g,) = torch.autograd.grad((v * probe).sum(), xg)
-        div = (g * probe).reshape(b, -1).sum(1)
-        return np.concatenate([v.detach().numpy().reshape(-1), div.numpy()]).astype(np.float64)
-
-    init = np.concatenate([x.numpy().reshape(-1), np.zeros(b)]).astype(np.float64)
-    sol = solve_ivp(ode_func, (sde.eps, sde.T), init, rtol=tol, atol=tol, method="RK45")
-    return int(sol.nfev)
+    return paper_solve(model, sde, x, probe, tol)[2]
 
 
 def bare_evaluation(model, x: torch.Tensor, probe: torch.Tensor) -> int:

@@ -10,6 +10,12 @@ Sections (``--sections``, default all):
   loop (when installed), and the sampler's per-step overhead against one forward.
 - ``likelihood``: ``ss.log_likelihood`` (public API; the likelihood solver is tuned elsewhere)
   vs the paper's scipy RK45 loop on one MLP at the same tolerance: time per evaluation.
+- ``overhead``: the per-step cost of every fixed-step sampler on a network that costs nothing,
+  against one forward of an MLP 3x256 at the shapes of a small-model run (64-D points, batch 256;
+  2-D points, batch 64): CPU time of the sampling thread (``time.thread_time``, which a shared
+  core does not inflate), median of rounds; with ``--baseline-src DIR`` the same measurement of
+  another source tree (e.g. ``git archive main src | tar -x -C /tmp/base``) runs in alternating
+  subprocesses beside it.
 - ``startup``: ``scoresde --help`` / ``scoresde sample --help`` vs ``python -c "import torch"``.
 - ``threads``: ``train``, ``sample`` and ``likelihood`` workloads with one other single-threaded
   job beside (``taskset -c 1`` busy loop) vs the idle machine, for thread count / OpenMP wait
@@ -38,7 +44,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+# SPEED_SRC: another source tree (the overhead section's baseline runs there, in a subprocess).
+sys.path.insert(0, os.environ.get("SPEED_SRC", str(ROOT / "src")))
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -715,11 +722,12 @@ def _sample_compiled_lines(quick, repeats, device, model, sde, x_T, steps, grid,
 # (c) Likelihood through the public API (the solver is tuned in flow/; rerun this section).
 # --------------------------------------------------------------------------------------------- #
 def likelihood_section(quick: bool, repeats: int, device: str) -> str:
-    import numpy as np
     import torch
-    from scipy import integrate
 
     import scoresde as ss
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from paper_likelihood import paper_solve
 
     torch.manual_seed(0)
     n, d = (64, 64) if quick else (256, 64)
@@ -730,7 +738,6 @@ def likelihood_section(quick: bool, repeats: int, device: str) -> str:
     probe = (
         (torch.randint(0, 2, (n, d), generator=torch.Generator().manual_seed(1)) * 2 - 1).float().to(device)
     )
-    eps = 1e-5
 
     def ours():
         return ss.log_likelihood(
@@ -743,28 +750,14 @@ def likelihood_section(quick: bool, repeats: int, device: str) -> str:
 
     def paper():
         """The paper's likelihood loop (score_sde_pytorch likelihood.py): scipy RK45 on the
-        flattened state, Hutchinson divergence by one VJP per evaluation."""
-        nfe = [0]
-
-        def f(t, state):
-            nfe[0] += 1
-            xs = torch.from_numpy(state[: n * d]).float().reshape(n, d).to(device)
-            tt = torch.full((n,), t, device=device)
-            with torch.enable_grad():
-                xs.requires_grad_(True)
-                drift = model.velocity(xs, tt)
-                (g,) = torch.autograd.grad((drift * probe).sum(), xs)
-            div = (g * probe).sum(1)
-            return np.concatenate([drift.detach().cpu().numpy().ravel(), div.cpu().numpy()])
-
-        init = np.concatenate([x.cpu().numpy().ravel(), np.zeros(n)])
-        sol = integrate.solve_ivp(f, (eps, sde.T), init, rtol=tol, atol=tol, method="RK45")
-        return nfe[0], sol
+        flattened state, Hutchinson divergence by one VJP per evaluation, over ``[sde.eps, T]``
+        as ours (``benchmarks/paper_likelihood.py``)."""
+        return paper_solve(model, sde, x, probe, tol)[2]
 
     t = side_by_side({"ours": ours, "paper": paper}, max(1, repeats // 2), device)
     nfe_ours = ours().nfe
     nfe_ours = int(nfe_ours if isinstance(nfe_ours, int) else torch.as_tensor(nfe_ours).float().mean())
-    nfe_paper = paper()[0]
+    nfe_paper = paper()
     per_ours, per_paper = t["ours"] / nfe_ours, t["paper"] / nfe_paper
     return "\n".join(
         [
@@ -815,9 +808,128 @@ def startup_section(quick: bool, repeats: int, device: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- #
+# Sampler per-step overhead on small networks.
+# --------------------------------------------------------------------------------------------- #
+OVERHEAD_METHODS = (
+    "euler_maruyama",
+    "euler",
+    "heun",
+    "ddim",
+    "dpm_solver_2s",
+    "dpm_solver_pp_2m",
+    "dpm_solver_pp_3m",
+    "unipc",
+    "deis",
+    "ipndm",
+    "reverse_diffusion",
+    "ancestral",
+    "dpm_solver_pp_2m_sde",
+    "heun_sde",
+)
+OVERHEAD_SHAPES = ((64, 256), (2, 64))  # (D, batch)
+
+
+def overhead_worker(steps: int, rounds: int) -> dict[str, float]:
+    """CPU seconds of the sampling thread per model evaluation of each sampler on a zero network
+    (``"<method> <D>x<B>"``), and of one MLP 3x256 forward (``"forward <D>x<B>"``); min of rounds."""
+    import torch
+
+    import scoresde as ss
+
+    class Zero(torch.nn.Module):
+        """Returns zeros; one (unused) parameter, as every real network has one."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, t):
+            return torch.zeros_like(x)
+
+    def cpu(fn: Callable[[], object], reps: int = 1) -> float:
+        t0 = time.thread_time()
+        for _ in range(reps):
+            fn()
+        return (time.thread_time() - t0) / reps
+
+    sde = ss.VPSDE()
+    model = ss.ScoreModel(Zero(), sde, prediction="eps")
+    out: dict[str, float] = {}
+    for d, b in OVERHEAD_SHAPES:
+        net = ss.MLP(d, hidden=256, depth=3).eval()
+        x_T = torch.randn(b, d, generator=torch.Generator().manual_seed(0))
+        tt = torch.full((b,), 0.5)
+        with torch.inference_mode():
+            out[f"forward {d}x{b}"] = min(
+                cpu(lambda net=net, x=x_T, tt=tt: net(x, tt), 50) for _ in range(rounds)
+            )
+        for method in OVERHEAD_METHODS:
+
+            def run(method=method, x_T=x_T):
+                g = torch.Generator().manual_seed(0)
+                return ss.sample(model, sde, method=method, steps=steps, x_T=x_T, denoise=False, generator=g)
+
+            nfe = run().nfe
+            out[f"{method} {d}x{b}"] = min(cpu(run) for _ in range(rounds)) / nfe
+    return out
+
+
+def overhead_section(quick: bool, repeats: int, device: str, baseline: str = "") -> str:
+    """Per-step overhead of the samplers, in subprocesses (this tree, and ``baseline``'s)."""
+    steps, rounds = (50, 3) if quick else (100, 5)
+    trees = {"this tree": str(ROOT / "src")}
+    if baseline:
+        trees = {"baseline": baseline, **trees}
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+    for _ in range(max(1, repeats // 2)):  # alternating processes: load changes hit both alike
+        for name, src in trees.items():
+            env = {**os.environ, "SPEED_SRC": src, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+            res = subprocess.run(
+                [sys.executable, __file__, "--worker", f"overhead:{steps}:{rounds}"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            runs[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    best = {name: {k: min(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    now = best["this tree"]
+    head = ["method"]
+    for d, b in OVERHEAD_SHAPES:
+        fwd = now[f"forward {d}x{b}"] * 1e6
+        if baseline:
+            head += [f"{d}-D, batch {b}: baseline us (% of fwd)"]
+        head += [f"{d}-D, batch {b}: us per NFE (% of a {fwd:.0f} us MLP forward)"]
+    rows = [
+        "## Sampler per-step overhead on small networks",
+        "",
+        f"Each sampler on a network that returns zeros (`ScoreModel(Zero(), VPSDE(), 'eps')`, {steps} steps, "
+        "`denoise=False`): everything a step costs but the network, per model evaluation, against one "
+        "forward of an MLP 3x256 at the same shape (the target: < 2%). CPU time of the sampling thread "
+        f"(`time.thread_time`), min of {rounds} runs in each of {max(1, repeats // 2)} alternating processes"
+        + (f"; baseline: the source tree `{baseline}`" if baseline else "")
+        + ".",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for method in OVERHEAD_METHODS:
+        cells = [method]
+        for d, b in OVERHEAD_SHAPES:
+            key, fwd = f"{method} {d}x{b}", now[f"forward {d}x{b}"]
+            if baseline:
+                old = best["baseline"]
+                base_fwd = old[f"forward {d}x{b}"]
+                cells.append(f"{old[key] * 1e6:.0f} ({100 * old[key] / base_fwd:.0f}%)")
+            cells.append(f"**{now[key] * 1e6:.0f}** ({100 * now[key] / fwd:.1f}%)")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*rows, ""])
+
+
+# --------------------------------------------------------------------------------------------- #
 # Main.
 # --------------------------------------------------------------------------------------------- #
-SECTIONS = ("startup", "train", "sample", "likelihood", "threads")
+SECTIONS = ("startup", "train", "sample", "overhead", "likelihood", "threads")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -835,11 +947,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--nice", type=int, default=0, help="threads section: niceness of its processes")
     p.add_argument("--out", default="", help="markdown file to write (default: print)")
+    p.add_argument(
+        "--baseline-src", default="", help="overhead section: another tree's src/ to measure beside this one"
+    )
     p.add_argument("--worker", default="", help=argparse.SUPPRESS)
     p.add_argument("--worker-threads", default="1", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=5.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    if args.worker.startswith("overhead:"):
+        import torch
+
+        torch.set_num_threads(1)
+        _, steps, rounds = args.worker.split(":")
+        print(json.dumps(overhead_worker(int(steps), int(rounds))))
+        return 0
     if args.worker:
         import torch
 
@@ -877,6 +999,8 @@ def main(argv: list[str] | None = None) -> int:
         compile_on = (not args.quick) if args.compile is None else args.compile
         if section == "threads":
             body.append(threads_section(args.quick, args.nice))
+        elif section == "overhead":
+            body.append(overhead_section(args.quick, repeats, args.device, args.baseline_src))
         elif section in ("train", "sample"):
             fn = globals()[f"{section}_section"]
             body.append(fn(args.quick, repeats, args.device, compile_on))

@@ -502,8 +502,9 @@ def test_finite_runs_are_unchanged_by_the_guards() -> None:
     ts = ss.time_grid(oracle.sde, 5).to(F64)
     x = x_T.clone()
     for i in range(5):
-        x = x + (ts[i + 1] - ts[i]) * oracle.velocity(x, ts[i].expand(8))
-    # Bit equality: the hand loop is the sampler's own Euler update, run again on this machine.
+        x = torch.add(x, oracle.velocity(x, ts[i].expand(8)), alpha=float(ts[i + 1] - ts[i]))
+    # Bit equality: the hand loop is the sampler's own Euler update (x + dt v as one fused
+    # torch.add), run again on this machine.
     torch.testing.assert_close(res.x, x, rtol=0, atol=0)
 
 

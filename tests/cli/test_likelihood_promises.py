@@ -56,6 +56,12 @@ def test_accept_miss_needs_target_se(points_ckpt, tmp_path, capsys) -> None:
     assert "--accept-miss" in capsys.readouterr().err
 
 
+def test_target_se_method_needs_target_se(points_ckpt, tmp_path, capsys) -> None:
+    argv = ["likelihood", "--checkpoint", points_ckpt, "--data", "two_moons", "--num", "4"]
+    assert main([*argv, "--target-se-method", "dopri5", "--out", str(tmp_path)]) != 0
+    assert "--target-se-method" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["likelihood", "encode"])
 def test_unmeetable_tolerance_names_it(points_ckpt, tmp_path, capsys, command) -> None:
     argv = [command, "--checkpoint", points_ckpt, "--data", "two_moons", "--num", "4"]

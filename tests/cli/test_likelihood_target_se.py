@@ -43,6 +43,7 @@ def test_target_se_in_the_json(ring_ckpt, tmp_path, capsys) -> None:
     assert 0 < res["mc_se"] <= 1.1 * 0.05 and 0 <= res["solver_error"] <= 0.25 * 0.05 + 1e-12
     plan = res["plan"]
     assert plan["divergence"] == "hutchinson" and plan["num_probes"] >= 1 and plan["target_points"] == 40
+    assert plan["steps"] is not None and plan["rtol"] is None  # the default plan: rk4 steps
     # The second batch reused the first one's plan: one pilot in all.
     assert res["nfe"] > plan["pilot_nfe"] > 0
     # The same first batch through the API gives the same plan.
@@ -65,6 +66,14 @@ def test_target_se_in_the_json(ring_ckpt, tmp_path, capsys) -> None:
     np.testing.assert_allclose(
         np.load(out / "likelihood.npz")["logp"][:20], api.logp.double().numpy(), atol=1e-6
     )
+
+
+def test_target_se_method_dopri5_plans_a_tolerance(ring_ckpt, tmp_path) -> None:
+    out = tmp_path / "lik"
+    argv = ["likelihood", "--checkpoint", ring_ckpt, "--data", "two_moons", "--num", "20", "--out", str(out)]
+    assert main([*argv, "--target-se", "0.05", "--target-se-method", "dopri5"]) == 0
+    plan = json.loads((out / "likelihood.json").read_text())["plan"]
+    assert plan["rtol"] is not None and plan["steps"] is None
 
 
 def test_auto_divergence_needs_target_se(ring_ckpt, tmp_path) -> None:

@@ -60,7 +60,7 @@ def test_hutchinson_target_se_meets_its_promise():
 def test_exact_target_se_solver_error_bounds_the_error(gmm2d):
     sde, oracle, x, exact = _setup(gmm2d)
     for target in (0.05, 0.005):
-        r = _run(oracle, sde, x, 0, divergence="exact", target_se=target)
+        r = _run(oracle, sde, x, 0, divergence="exact", target_se=target, integrator=ss.AdaptiveIntegrator())
         assert r.mc_se == 0.0 and r.plan.divergence == "exact"
         assert r.solver_error <= 0.25 * target + 1e-12
         err = abs(float(r.logp.mean() - exact.mean()))
@@ -97,10 +97,25 @@ def test_fixed_step_target_se_chooses_the_steps(gmm2d):
     assert err <= max(2 * r.solver_error, 1e-6), (err, r.solver_error)
 
 
+def test_default_target_se_plan_is_rk4_on_the_log_snr_clock(gmm2d):
+    """Without an integrator, target_se plans the steps of rk4 on the log-SNR clock, and the
+    error of the mean against the exact mean stays within the reported bound, for both the
+    exact divergence and Hutchinson probes, at two targets."""
+    sde, oracle, x, exact = _setup(gmm2d)
+    for target, divergence in ((0.05, "exact"), (0.005, "exact"), (0.05, "hutchinson")):
+        r = _run(oracle, sde, x, 0, divergence=divergence, target_se=target)
+        assert r.plan.steps is not None and r.plan.rtol is None
+        assert r.nfe - r.plan.pilot_nfe == 4 * r.plan.steps
+        assert r.solver_error <= 0.25 * target + 1e-12 and r.mc_se <= 1.1 * target
+        err = abs(float(r.logp.mean() - exact.mean()))
+        assert err <= max(2 * r.solver_error, 1e-6) + 4 * r.mc_se, (target, divergence, err, r.solver_error)
+
+
 def test_tighter_target_takes_more_probes(gmm2d):
     sde, oracle, x, _ = _setup(gmm2d)
-    loose = _run(oracle, sde, x, 1, divergence="hutchinson", target_se=0.08)
-    tight = _run(oracle, sde, x, 1, divergence="hutchinson", target_se=0.03)
+    adaptive = ss.AdaptiveIntegrator()
+    loose = _run(oracle, sde, x, 1, divergence="hutchinson", target_se=0.08, integrator=adaptive)
+    tight = _run(oracle, sde, x, 1, divergence="hutchinson", target_se=0.03, integrator=adaptive)
     assert tight.plan.num_probes > loose.plan.num_probes
     assert tight.plan.rtol <= loose.plan.rtol
     # Auto: with D = 2 the exact divergence costs fewer products than the probes needed.

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import scoresde as ss
-from scoresde.models.parameterization import from_eps, to_eps
+from scoresde.models.parameterization import PREDICTIONS, convert, convert_at, from_eps, to_eps
 
 
 @pytest.mark.parametrize("kind", list(ss.PREDICTIONS))
@@ -68,3 +68,27 @@ def test_scale_input_and_time_input() -> None:
         ss.ScoreModel(Probe(), sde, prediction="noise")
     with pytest.raises(ValueError, match="unknown time_input"):
         ss.ScoreModel(Probe(), sde, time_input="noise_level")
+
+
+@pytest.mark.parametrize("coefs", [(0.8, 0.6, -0.3, 0.5), (1.0, 2.5, 0.0, 1.7), (0.05, 0.999, -2.0, 0.02)])
+def test_convert_at_equals_convert(coefs):
+    """Float coefficients (one time for the batch) give the tensor conversion within float64
+    rounding, for every pair of predictions (VP-like, VE-like s = 1, and s near 0)."""
+    g = torch.Generator().manual_seed(0)
+    x, out = (
+        torch.randn(5, 3, generator=g, dtype=torch.float64),
+        torch.randn(5, 3, generator=g, dtype=torch.float64),
+    )
+    as_t = [torch.tensor(c, dtype=torch.float64) for c in coefs]
+    for p in PREDICTIONS:
+        for k in PREDICTIONS:
+            want = convert(p, k, out, x, *as_t)
+            got = convert_at(p, k, out, x, *coefs)
+            scale = float(want.abs().max())
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-13 * scale, msg=f"{p} -> {k}")
+
+
+def test_convert_at_undefined_conversion_is_not_finite():
+    """A conversion that divides by sigma = 0 gives the tensor path's inf (the guard reports it)."""
+    x, out = torch.ones(2, 2), torch.ones(2, 2)
+    assert not torch.isfinite(convert_at("eps", "score", out, x, 1.0, 0.0)).any()

@@ -1,8 +1,9 @@
 """The one contract-check module: argument checks of the public entry points and the non-finite guard.
 
 Each check is cheap: dtype and shape checks read metadata only; a time check costs one
-reduction of ``t`` (one device synchronisation); the non-finite guard costs one
-``isfinite`` reduction of a model output.  Messages name the argument and the bad value.
+reduction of ``t`` (one device synchronisation; one read for a broadcast time); the
+non-finite guard costs one sum of a model output (:func:`all_finite`: an ``isfinite`` pass
+only when the sum is not finite).  Messages name the argument and the bad value.
 
 :class:`NonFiniteError` is raised wherever a model output or a sampler's state first stops
 being finite, naming the step (or ODE evaluation) and the time: by :func:`scoresde.sample`,
@@ -19,6 +20,7 @@ from torch import Tensor
 __all__ = [
     "MAX_SEED",
     "NonFiniteError",
+    "all_finite",
     "check_batch",
     "check_data",
     "check_finite",
@@ -44,11 +46,25 @@ class NonFiniteError(ValueError, ArithmeticError):
     """
 
 
+def all_finite(x: Tensor) -> bool:
+    """Whether every entry of the floating tensor ``x`` is finite, in one pass when it is.
+
+    The sum of ``x`` is finite whenever every entry is and the sum does not overflow; a NaN or
+    infinite entry makes it NaN or infinite.  So a finite sum answers ``True`` at the cost of
+    one reduction (``torch.isfinite(x).all()`` costs three passes and an allocation: 20x the
+    time of a sum at 16k entries on a CPU); only a non-finite sum (a non-finite entry, or an
+    overflow of finite ones) pays for the exact ``isfinite`` check.
+    """
+    if math.isfinite(float(x.sum())):
+        return True
+    return bool(torch.isfinite(x).all())
+
+
 def check_finite(x: Tensor, name: str = "x") -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or infinite values."""
     if not torch.is_tensor(x):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    if x.is_floating_point() and not all_finite(x):
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
 
@@ -109,10 +125,10 @@ def check_times(t: Tensor, t_max: float, name: str = "t", t_min: float = 0.0) ->
     """
     if t.numel() == 0:
         return None
-    flat = t.reshape(-1)
-    if t.ndim == 1 and t.stride(0) == 0:
-        flat = flat[:1]
-    lo, hi = torch.stack([flat.min(), flat.max()]).tolist()
+    if t.numel() == 1 or (t.ndim == 1 and t.stride(0) == 0):
+        lo = hi = float(t.reshape(-1)[0]) if t.ndim else float(t)  # one read, no reduction
+    else:
+        lo, hi = torch.stack([t.min(), t.max()]).tolist()
     tol = 1e-6 * max(1.0, abs(t_max))
     if math.isnan(lo) or math.isnan(hi):
         raise ValueError(f"{name} contains NaN (a non-finite value)")
@@ -150,7 +166,7 @@ def guard_output(out: Tensor, x: Tensor, t: Tensor | float | None, what: str, po
     finite input (bad weights, a NaN ``sigma_data``, a huge guidance scale) from a model fed an
     input that had already diverged.
     """
-    if not out.is_floating_point() or bool(torch.isfinite(out).all()):
+    if not out.is_floating_point() or all_finite(out):
         return
     bad = int((~torch.isfinite(out)).sum())
     if bool(torch.isfinite(x).all()):
@@ -170,7 +186,7 @@ def check_state_finite(
     x: Tensor, what: str, position: str, t: Tensor | float | None = None, hint: str = ""
 ) -> None:
     """Raise :class:`NonFiniteError` if a sampler's state ``x`` is not finite."""
-    if bool(torch.isfinite(x).all()):
+    if not x.is_floating_point() or all_finite(x):
         return
     tail = f"; {hint}" if hint else ""
     raise NonFiniteError(f"{what} stopped being finite at {position}{_time_text(t)}{tail}")

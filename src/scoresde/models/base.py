@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from scoresde._core.checks import (
+    all_finite,
     check_batch,
     check_output_shape,
     check_real_tensor,
@@ -15,7 +17,7 @@ from scoresde._core.checks import (
     guard_output,
 )
 from scoresde._core.tensors import append_dims, batch_time
-from scoresde.models.parameterization import check_prediction, convert
+from scoresde.models.parameterization import check_prediction, convert, convert_at
 from scoresde.sde.base import SDE
 
 __all__ = ["ScoreFunction", "check_model_sde"]
@@ -61,6 +63,10 @@ class ScoreFunction(nn.Module):
         """:meth:`checked_inputs` and the smallest time (from the same one reduction)."""
         check_real_tensor(x, "x")
         check_batch(x, "x")
+        if isinstance(t, Tensor) and t.ndim == 0 and t.dtype == x.dtype and t.device == x.device:
+            # One time for the whole batch (every sampler step): one read, checked in Python.
+            span = check_times(t, self.sde.T, "t")
+            return t.expand(x.shape[0]), (span[0] if span is not None else self.sde.T)
         if torch.is_tensor(t) and (t.is_complex() or t.dtype == torch.bool):
             raise TypeError(f"t must be a real tensor, got dtype {t.dtype}")
         t = batch_time(t, x)
@@ -104,15 +110,25 @@ class ScoreFunction(nn.Module):
         t, t_min = self._checked_times(x, t)
         if kind != self.prediction:
             self._check_conversion(kind, t_min, t)
-        out = self(x, t, y)
+        # One time for the whole batch (every fixed-step sampler): its coefficients are floats.
+        at = t_min if t.numel() == 1 or t.stride(0) == 0 else None
+        out = self._native(x, t, y, at)
         check_output_shape(out, x, f"{type(self).__name__}.forward")
         if kind == self.prediction:
             return out
+        velocity = "velocity" in (kind, self.prediction)
+        if at is not None:
+            return convert_at(self.prediction, kind, out, x, *self.sde.coefficients_at(at, t.dtype, velocity))
         s, sigma = (append_dims(c, x.ndim) for c in self.sde.marginal(t))
         ds = dsigma = None
-        if "velocity" in (kind, self.prediction):
+        if velocity:
             ds, dsigma = (append_dims(c, x.ndim) for c in self.sde.marginal_derivatives(t))
         return convert(self.prediction, kind, out, x, s, sigma, ds, dsigma)
+
+    def _native(self, x: Tensor, t: Tensor, y: Tensor | None, at: float | None) -> Tensor:
+        """The native prediction, ``self(x, t, y)``; ``at`` is the one time of a broadcast ``t``
+        (``None`` otherwise), which a subclass may use to compute its input scaling in floats."""
+        return self(x, t, y)
 
     def eps(self, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         """Predicted noise ``E[n | x_t]``."""
@@ -161,6 +177,13 @@ class CountingModel(ScoreFunction):
         self.steps = steps
         self.step: int | str = 1
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The counters change on every evaluation and step: skip nn.Module's registry checks.
+        if name in ("nfe", "step"):
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
     def position(self) -> str:
         """Where the caller is: ``step i of n`` (or the text it set in ``step``)."""
         if isinstance(self.step, str):
@@ -170,13 +193,15 @@ class CountingModel(ScoreFunction):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         self.nfe += self.inner.nfe_per_call
         out = self.inner(x, t, y)
-        guard_output(out, x, t, self.label, self.position())
+        if not (out.is_floating_point() and all_finite(out)):  # the message only when it raises
+            guard_output(out, x, t, self.label, self.position())
         return out
 
     def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         self.nfe += self.inner.nfe_per_call
         out = self.inner.predict(kind, x, t, y)
-        guard_output(out, x, t, self.label, self.position())
+        if not (out.is_floating_point() and all_finite(out)):
+            guard_output(out, x, t, self.label, self.position())
         return out
 
 

@@ -14,11 +14,16 @@ to ``x``'s shape.
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor
+
+from scoresde._core.tensors import scalar
 
 PREDICTIONS = ("score", "eps", "x0", "v", "velocity")
 
-__all__ = ["PREDICTIONS", "check_prediction", "convert", "from_eps", "to_eps"]
+__all__ = ["PREDICTIONS", "check_prediction", "convert", "convert_at", "from_eps", "to_eps"]
 
 
 def check_prediction(prediction: str) -> str:
@@ -115,3 +120,85 @@ def from_eps(
             raise ValueError("velocity conversion needs ds/dt and dsigma/dt")
         return ds * x0 + dsigma * eps
     raise ValueError(f"unknown prediction {prediction!r}; choose one of {list(PREDICTIONS)}")
+
+
+def _to_eps_coefficients(
+    prediction: str, s: float, sigma: float, ds: float | None, dsigma: float | None
+) -> tuple[float, float]:
+    """``(p, q)`` with ``eps = p out + q x`` (:func:`to_eps` for float coefficients)."""
+    if prediction == "eps":
+        return 1.0, 0.0
+    if prediction == "score":
+        return -sigma, 0.0
+    if prediction == "x0":
+        return -s / sigma, 1.0 / sigma
+    if prediction == "v":
+        r2 = s * s + sigma * sigma
+        return s * math.sqrt(r2) / r2, sigma / r2
+    assert ds is not None and dsigma is not None
+    det = s * dsigma - sigma * ds
+    return s / det, -ds / det
+
+
+def _from_eps_coefficients(
+    kind: str, s: float, sigma: float, ds: float | None, dsigma: float | None
+) -> tuple[float, float]:
+    """``(u, w)`` with ``kind = u eps + w x`` (:func:`from_eps` for float coefficients)."""
+    if kind == "eps":
+        return 1.0, 0.0
+    if kind == "score":
+        return -1.0 / sigma, 0.0
+    if kind == "x0":
+        return -sigma / s, 1.0 / s
+    if kind == "v":
+        r = math.sqrt(s * s + sigma * sigma)
+        return r / s, -sigma / (s * r)
+    assert ds is not None and dsigma is not None
+    return dsigma - ds * sigma / s, ds / s
+
+
+def convert_at(
+    prediction: str,
+    kind: str,
+    out: Tensor,
+    x: Tensor,
+    s: float,
+    sigma: float,
+    ds: float | None = None,
+    dsigma: float | None = None,
+) -> Tensor:
+    """:func:`convert` at one time for the whole batch, its coefficients Python floats.
+
+    Every conversion is linear in ``(out, x)``: ``kind = a out + b x``, with ``a, b`` composed
+    in float64 from the maps to and from epsilon (``v -> x0`` directly, as in :func:`convert`),
+    then applied as ``b (x + (a / b) out)`` in two tensor operations instead of four to eight.
+    Where a coefficient divides by zero (a conversion undefined at ``sigma = 0``, or a zero
+    determinant) it falls back to :func:`convert`, which gives the tensor's inf / NaN.
+    """
+    if prediction == kind:
+        return out
+    if (ds is None or dsigma is None) and "velocity" in (prediction, kind):
+        raise ValueError("velocity conversion needs ds/dt and dsigma/dt")
+    try:
+        if (prediction, kind) == ("v", "x0"):
+            r2 = s * s + sigma * sigma
+            a, b = -sigma * math.sqrt(r2) / r2, s / r2
+        else:
+            p, q = _to_eps_coefficients(prediction, s, sigma, ds, dsigma)
+            u, w = _from_eps_coefficients(kind, s, sigma, ds, dsigma)
+            a, b = u * p, u * q + w
+    except ZeroDivisionError:
+
+        def tensor(v: float) -> Tensor:
+            return torch.tensor(v, dtype=x.dtype, device=x.device)
+
+        d1 = None if ds is None else tensor(ds)
+        d2 = None if dsigma is None else tensor(dsigma)
+        return convert(prediction, kind, out, x, tensor(s), tensor(sigma), d1, d2)
+    if b == 0.0:
+        return out * scalar(a, out.dtype)
+    # Sum first, then scale: b (x + (a / b) out) rounds the sum once at the scale of x, as the
+    # tensor form (x - sigma eps) / s does (b x + a out would round both products first, and at
+    # small sigma, where x0 -> eps and x0 -> score nearly cancel, lose those digits).
+    res = torch.add(x, out, alpha=a / b)
+    return res.mul_(scalar(b, res.dtype))

@@ -20,10 +20,12 @@ SDE; :func:`time_input_value` turns it into what the network was trained on:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from scoresde._core.tensors import append_dims
+from scoresde._core.tensors import append_dims, scalar
 from scoresde.models.base import ScoreFunction
 from scoresde.sde.base import SDE
 
@@ -129,15 +131,39 @@ class ScoreModel(ScoreFunction):
         self.time_scale = float(time_scale)
 
     def _net_dtype(self) -> torch.dtype | None:
-        """The dtype of the network's first floating parameter (``None`` without one)."""
-        for p in self.net.parameters():
-            if p.is_floating_point():
+        """The dtype of the network's first floating parameter (``None`` without one).
+
+        The parameter found is remembered with the module and name it is registered under, and
+        read again while it is still registered there (``.to(dtype)`` changes it in place, so its
+        dtype is current); a replaced parameter makes it search again.
+        """
+        probe = self.__dict__.get("_dtype_probe")
+        if probe is not None:
+            owner, name, p = probe
+            if owner._parameters.get(name) is p:
                 return p.dtype
+        for owner in self.net.modules():
+            for name, p in owner._parameters.items():
+                if p is not None and p.is_floating_point():
+                    self.__dict__["_dtype_probe"] = (owner, name, p)
+                    return p.dtype
         return None
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+    def _native(self, x: Tensor, t: Tensor, y: Tensor | None, at: float | None) -> Tensor:
+        return self(x, t, y, at=at)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, *, at: float | None = None) -> Tensor:
+        """The network's prediction at ``x: (B, *D)``, ``t: (B,)``.
+
+        ``at``: the one time of a broadcast ``t`` when the caller knows it; the input scaling is
+        then computed from the SDE's memoised float coefficients (:meth:`SDE.coefficients_at
+        <scoresde.sde.SDE.coefficients_at>`), one tensor operation instead of six.
+        """
         x_in = x
-        if self.scale_input:
+        if self.scale_input and at is not None:
+            s_at, sigma_at = self.sde.coefficients_at(at, t.dtype)
+            x_in = x / scalar(math.sqrt((s_at * self.sigma_data) ** 2 + sigma_at**2), x.dtype)
+        elif self.scale_input:
             s, sigma = self.sde.marginal(t)
             x_in = x / append_dims(torch.sqrt((s * self.sigma_data) ** 2 + sigma**2), x.ndim)
         t_in = time_input_value(self.time_input, self.sde, t, self.time_scale)

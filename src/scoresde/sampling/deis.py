@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scoresde._core.tensors import lincomb, scalars
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.dpm_solver import multistep_order
 from scoresde.sampling.noise import NoiseSource
@@ -90,6 +91,31 @@ def lagrange_step_weights(sde: SDE, lam0: float, lam1: float, nodes: list[float]
     return out
 
 
+def _step_quadrature(sde: SDE, lam: list[float], basis: str) -> tuple[np.ndarray, np.ndarray]:
+    """The quadrature of :func:`lagrange_step_weights` for every step of a grid at once: ``tau`` at
+    the Gauss-Legendre nodes of each step in ``lambda`` and the weights of ``dsigma_hat`` there,
+    both ``(N, Q)``, with one call of ``t_of_lambda`` (rows of steps that end at ``sigma = 0``
+    are unused)."""
+    z, w = _gauss_legendre(_QUAD_NODES)
+    lam0, lam1 = np.asarray(lam[:-1]), np.asarray(lam[1:])
+    half = 0.5 * (np.where(np.isfinite(lam1), lam1, lam0) - lam0)
+    nodes = lam0[:, None] + half[:, None] * (z[None, :] + 1.0)
+    tau = sde.t_of_lambda(torch.from_numpy(nodes)).numpy() if basis == "t" else np.exp(-nodes)
+    return tau, -np.exp(-nodes) * (w[None, :] * half[:, None])
+
+
+def _lagrange_weights(tau: np.ndarray, dsig: np.ndarray, nodes: list[float]) -> list[float]:
+    """:func:`lagrange_step_weights` from one step's row of :func:`_step_quadrature`."""
+    out = []
+    for j, tj in enumerate(nodes):
+        lj = np.ones_like(tau)
+        for m, tm in enumerate(nodes):
+            if m != j:
+                lj = lj * (tau - tm) / (tj - tm)
+        out.append(float((lj * dsig).sum()))
+    return out
+
+
 def _check_order(name: str, order: object, highest: int) -> None:
     if isinstance(order, bool) or order not in range(1, highest + 1):
         raise ValueError(f"{name} order must be an integer in 1..{highest}, got {order!r}")
@@ -117,16 +143,17 @@ def ipndm(
     """
     _check_order("ipndm", order, 4)
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype)
+    tx = ts.to(x.dtype).unbind()
+    s = scalars(sch.s, x.dtype)
     eps_hist: list[Tensor] = []
-    y_i = x / sch.s[0]
+    y_i = x / s[0]
     for i in range(sch.steps):
         eps = model.eps(x, tx[i], y)
         eps_hist = [eps, *eps_hist[: order - 1]]
         k = min(order, i + 1)
         ds = sch.sigma_hat[i + 1] - sch.sigma_hat[i]
-        y_i = y_i + sum((ds * b) * e for b, e in zip(IPNDM_WEIGHTS[k], eps_hist))
-        x = y_i * sch.s[i + 1]
+        y_i = lincomb(1.0, y_i, *((ds * b, e) for b, e in zip(IPNDM_WEIGHTS[k], eps_hist)))
+        x = y_i * s[i + 1]
         if callback is not None:
             callback(i, ts[i + 1], x)
     return x
@@ -165,32 +192,35 @@ def deis(
     if not isinstance(lower_order_final, bool):
         raise TypeError(f"lower_order_final must be a bool, got {lower_order_final!r}")
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype)
+    tx = ts.to(x.dtype).unbind()
+    s = scalars(sch.s, x.dtype)
     taus = sch.t if basis == "t" else sch.sigma_hat
+    tau_q, dsig_q = _step_quadrature(sde, sch.lam, basis)  # every step's nodes, once per run
     eps_hist: list[Tensor] = []  # eps at t_i, t_{i-1}, ...
-    y_i = x / sch.s[0]
+    y_i = x / s[0]
     eps = model.eps(x, tx[0], y)
     for i in range(sch.steps):
         h = sch.h(i)
         eps_hist = [eps, *eps_hist[: order - 1]]
         if not math.isfinite(h):
             # The step to sigma = 0: x = s x0 (DDIM), x0 from the evaluation at t_i.
-            x = sch.s[i + 1] * (x - sch.sigma[i] * eps) / sch.s[i]
+            ratio = sch.s[i + 1] / sch.s[i]
+            x = lincomb(ratio, x, (-ratio * sch.sigma[i], eps))
         else:
             k = multistep_order(i, sch.steps, order, h, lower_order_final)
-            c = lagrange_step_weights(sde, sch.lam[i], sch.lam[i + 1], [taus[i - j] for j in range(k)], basis)
-            y_next = y_i + sum(cj * e for cj, e in zip(c, eps_hist))
+            c = _lagrange_weights(tau_q[i], dsig_q[i], [taus[i - j] for j in range(k)])
+            y_next = lincomb(1.0, y_i, *zip(c, eps_hist))
             if i + 1 < sch.steps:
-                eps = model.eps(y_next * sch.s[i + 1], tx[i + 1], y)
+                eps = model.eps(y_next * s[i + 1], tx[i + 1], y)
                 if k < order and i + 1 < order:
                     # Corrected warm-up: re-solve the step with the evaluation at its end included
                     # (Adams-Moulton of order k + 1, as UniPC's corrector), at no extra NFE; a plain
                     # low-order warm-up step would cap the global order at k + 1.
                     nodes = [taus[i + 1], *(taus[i - j] for j in range(k))]
-                    c = lagrange_step_weights(sde, sch.lam[i], sch.lam[i + 1], nodes, basis)
-                    y_next = y_i + sum(cj * e for cj, e in zip(c, [eps, *eps_hist[:k]]))
+                    c = _lagrange_weights(tau_q[i], dsig_q[i], nodes)
+                    y_next = lincomb(1.0, y_i, *zip(c, [eps, *eps_hist[:k]]))
             y_i = y_next
-            x = y_i * sch.s[i + 1]
+            x = y_i * s[i + 1]
         if callback is not None:
             callback(i, ts[i + 1], x)
     return x

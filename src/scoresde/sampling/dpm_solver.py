@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from scoresde._core.tensors import lincomb
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import GridSchedule, grid_schedule, intermediate_times, phi
@@ -39,7 +40,7 @@ LOWER_ORDER_FINAL_BELOW = 15
 def _first_order(x: Tensor, x0: Tensor, sch: GridSchedule, i: int) -> Tensor:
     """DDIM / DPM-Solver-1 step from ``t_i`` to ``t_{i+1}`` given the denoiser ``x0`` at ``x_i``."""
     ratio = sch.sigma[i + 1] / sch.sigma[i]
-    return ratio * x + (sch.s[i + 1] - sch.s[i] * ratio) * x0
+    return lincomb(ratio, x, (sch.s[i + 1] - sch.s[i] * ratio, x0))
 
 
 def dpm_solver_2s(
@@ -62,8 +63,8 @@ def dpm_solver_2s(
     r1 = 0.5
     sch = grid_schedule(sde, ts)
     mid = intermediate_times(sde, sch, r1)
-    tx = ts.to(x.dtype)
-    t_mid = torch.tensor(mid.t, dtype=x.dtype, device=x.device)
+    tx = ts.to(x.dtype).unbind()
+    t_mid = torch.tensor(mid.t, dtype=x.dtype, device=x.device).unbind()
     for i in range(sch.steps):
         h = sch.h(i)
         if not math.isfinite(h):
@@ -71,9 +72,9 @@ def dpm_solver_2s(
         else:
             eps_i = model.eps(x, tx[i], y)
             a = sch.sigma[i + 1] * math.expm1(h)
-            u = (mid.s[i] / sch.s[i]) * x - (mid.sigma[i] * math.expm1(r1 * h)) * eps_i
+            u = lincomb(mid.s[i] / sch.s[i], x, (-mid.sigma[i] * math.expm1(r1 * h), eps_i))
             eps_m = model.eps(u, t_mid[i], y)
-            x = (sch.s[i + 1] / sch.s[i]) * x - a * eps_i - (a / (2 * r1)) * (eps_m - eps_i)
+            x = lincomb(sch.s[i + 1] / sch.s[i], x, (a / (2 * r1) - a, eps_i), (-a / (2 * r1), eps_m))
         if callback is not None:
             callback(i, ts[i + 1], x)
     return x
@@ -162,7 +163,7 @@ def dpm_solver_pp_2m(
     """
     _check_flag("lower_order_final", lower_order_final)
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype)
+    tx = ts.to(x.dtype).unbind()
     x0_prev = None
     for i in range(sch.steps):
         h = sch.h(i)
@@ -171,11 +172,11 @@ def dpm_solver_pp_2m(
         ratio = sch.sigma[i + 1] / sch.sigma[i]
         c = sch.s[i + 1] * -math.expm1(-h)
         if k == 1:
-            x = ratio * x + c * x0
+            x = lincomb(ratio, x, (c, x0))
         else:
             assert x0_prev is not None  # set by the first (order-1) step
             r = sch.h(i - 1) / h
-            x = ratio * x + (c * (1 + 0.5 / r)) * x0 - (c * 0.5 / r) * x0_prev
+            x = lincomb(ratio, x, (c * (1 + 0.5 / r), x0), (-c * 0.5 / r, x0_prev))
         x0_prev = x0
         if callback is not None:
             callback(i, ts[i + 1], x)
@@ -219,26 +220,29 @@ def dpm_solver_pp_3m(
         ratio = sch.sigma[i + 1] / sch.sigma[i]
         s1 = sch.s[i + 1]
         if k == 1:
-            x_next = ratio * x + (s1 * phi(h, 0)) * x0
+            x_next = lincomb(ratio, x, (s1 * phi(h, 0), x0))
         elif k == 2:
             # Linear interpolation: D_1 = (x0_i - x0_{i-1}) / r_0, with the DPM-Solver++(2M) weight.
             r0 = sch.h(i - 1) / h
             c = s1 * phi(h, 0)
-            x_next = ratio * x + (c * (1 + 0.5 / r0)) * x0 - (c * 0.5 / r0) * hist[0]
+            x_next = lincomb(ratio, x, (c * (1 + 0.5 / r0), x0), (-c * 0.5 / r0, hist[0]))
         else:
             r0, r1 = sch.h(i - 1) / h, sch.h(i - 2) / h
-            d1_0 = (x0 - hist[0]) / r0
-            d1_1 = (hist[0] - hist[1]) / r1
-            f2 = (d1_0 - d1_1) / (r0 + r1)  # second divided difference: x0'' h^2 / 2
-            d1 = d1_0 + r0 * f2  # h x0' at u = 0
-            x_next = ratio * x + (s1 * phi(h, 0)) * x0 + (s1 * phi(h, 1)) * d1 + (2 * s1 * phi(h, 2)) * f2
+            # With D0 = x0_i - x0_{i-1}, D1 = x0_{i-1} - x0_{i-2}: d1_0 = D0 / r0, d1_1 = D1 / r1,
+            # f2 = (d1_0 - d1_1) / (r0 + r1) (second divided difference: x0'' h^2 / 2) and
+            # d1 = d1_0 + r0 f2 (h x0' at u = 0); the step's c1 d1 + c2 f2 gathered per difference.
+            c1, c2, rs = s1 * phi(h, 1), 2 * s1 * phi(h, 2), r0 + r1
+            d0, d1 = torch.sub(x0, hist[0]), torch.sub(hist[0], hist[1])
+            w0 = c1 * (1.0 / r0 + 1.0 / rs) + c2 / (r0 * rs)
+            w1 = -(c1 * r0 + c2) / (r1 * rs)
+            x_next = lincomb(ratio, x, (s1 * phi(h, 0), x0), (w0, d0), (w1, d1))
         if i + 1 < sch.steps:
             x0_next = model.denoise(x_next, tx[i + 1], y)
             if i == 0:
                 # Corrected warm-up: the first-order first step alone would leave an O(h^2) global
                 # error; the trapezoidal correction with the evaluation the next step needs anyway
                 # (UniC-1, Zhao et al. 2023) makes it second order locally, at no extra NFE.
-                x_next = x_next + (0.5 * s1 * phi(h, 0)) * (x0_next - x0)
+                x_next = lincomb(1.0, x_next, (0.5 * s1 * phi(h, 0), x0_next), (-0.5 * s1 * phi(h, 0), x0))
             hist = [x0, *hist[:1]]
             x0 = x0_next
         x = x_next

@@ -8,8 +8,10 @@ serves VE, VP, sub-VP, EDM and straight-path SDEs.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
+from scoresde._core.tensors import lincomb, scalars
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import grid_schedule
@@ -33,11 +35,11 @@ def euler(
 
     ``u = f x - g^2 score / 2`` is the ODE's drift (``model.velocity``).  Order 1.
     """
+    tx = ts.to(x.dtype).unbind()
+    dts = (ts[1:] - ts[:-1]).to(x.dtype).tolist()  # the steps as the time dtype rounds them
     for i in range(len(ts) - 1):
-        t = ts[i].to(x.dtype).expand(x.shape[0])
-        dt = (ts[i + 1] - ts[i]).to(x.dtype)
         # Euler step.
-        x = x + model.velocity(x, t, y) * dt
+        x = torch.add(x, model.velocity(x, tx[i], y), alpha=dts[i])
         if callback is not None:
             callback(i, ts[i + 1], x)
     return x
@@ -65,19 +67,20 @@ def heun(
         ts: decreasing times ``(N + 1,)``.
     """
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype)
-    y_i = x / sch.s[0]
+    tx = ts.to(x.dtype).unbind()
+    s = scalars(sch.s, x.dtype)
+    y_i = x / s[0]
     for i in range(sch.steps):
         ds = sch.sigma_hat[i + 1] - sch.sigma_hat[i]
         d_i = model.eps(x, tx[i], y)
         # Euler step.
-        y_next = y_i + ds * d_i
+        y_next = torch.add(y_i, d_i, alpha=ds)
         if sch.sigma_hat[i + 1] > 0:
             # 2nd order correction.
-            d_next = model.eps(y_next * sch.s[i + 1], tx[i + 1], y)
-            y_next = y_i + (0.5 * ds) * (d_i + d_next)
+            d_next = model.eps(y_next * s[i + 1], tx[i + 1], y)
+            y_next = lincomb(1.0, y_i, (0.5 * ds, d_i), (0.5 * ds, d_next))
         y_i = y_next
-        x = y_i * sch.s[i + 1]
+        x = y_i * s[i + 1]
         if callback is not None:
             callback(i, ts[i + 1], x)
     return x
@@ -101,12 +104,12 @@ def ddim(
     Eq. 3.7).  Exact when the data is a single point.  1 NFE per step; order 1.
     """
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype)
+    tx = ts.to(x.dtype).unbind()
     for i in range(sch.steps):
         ratio = sch.sigma[i + 1] / sch.sigma[i]
         x0 = model.denoise(x, tx[i], y)
         # x_{i+1} = (sigma_{i+1}/sigma_i) x_i + (s_{i+1} - s_i sigma_{i+1}/sigma_i) x0_hat.
-        x = ratio * x + (sch.s[i + 1] - sch.s[i] * ratio) * x0
+        x = lincomb(ratio, x, (sch.s[i + 1] - sch.s[i] * ratio, x0))
         if callback is not None:
             callback(i, ts[i + 1], x)
     return x

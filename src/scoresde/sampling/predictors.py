@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor
 
-from scoresde._core.tensors import append_dims
+from scoresde._core.tensors import append_dims, lincomb
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback
@@ -212,7 +212,18 @@ def euler_maruyama(
     ``x_{i+1} = x_i + [f x_i - g^2 score(x_i, t_i)] (t_{i+1} - t_i) + g(t_i) sqrt(t_i - t_{i+1}) z``.
     Weak order 1; 1 NFE per step.
     """
-    return run_predictor(euler_maruyama_step, model, sde, x, ts, noise=noise, y=y, callback=callback)
+    # The step of euler_maruyama_step, x (1 + f dt) - g^2 dt score + g sqrt|dt| z, with its
+    # coefficients tabulated once on the grid (in x's dtype, as the step evaluates them).
+    tx = ts.to(x.dtype)
+    f, g = sde.drift_coef(tx[:-1]).double(), sde.diffusion(tx[:-1]).double()
+    dt = (ts[1:] - ts[:-1]).to(x.dtype).double()
+    a, b, c = (1.0 + f * dt).tolist(), (-(g**2) * dt).tolist(), (g * dt.abs().sqrt()).tolist()
+    times = tx.unbind()
+    for i in range(len(ts) - 1):
+        x = lincomb(a[i], x, (b[i], model.score(x, times[i], y)), (c[i], noise(x)))
+        if callback is not None:
+            callback(i, ts[i + 1], x)
+    return x
 
 
 def reverse_diffusion(
@@ -229,7 +240,14 @@ def reverse_diffusion(
 
     Weak order 1; 1 NFE per step.
     """
-    return run_predictor(reverse_diffusion_step, model, sde, x, ts, noise=noise, y=y, callback=callback)
+    # reverse_diffusion_step with the transition of every step tabulated once.
+    a, b = (v.double().tolist() for v in sde.transition(ts[1:], ts[:-1]))
+    times = ts.to(x.dtype).unbind()
+    for i in range(len(ts) - 1):
+        x = lincomb(2.0 - a[i], x, (b[i] ** 2, model.score(x, times[i], y)), (b[i], noise(x)))
+        if callback is not None:
+            callback(i, ts[i + 1], x)
+    return x
 
 
 def ancestral(
@@ -247,8 +265,18 @@ def ancestral(
 
     Weak order 1; 1 NFE per step.  ``variance`` as in :func:`ancestral_step`.
     """
-    if variance not in VARIANCES:
-        raise ValueError(f"unknown ancestral variance {variance!r}; choose one of {list(VARIANCES)}")
-    return run_predictor(
-        ancestral_step, model, sde, x, ts, noise=noise, y=y, callback=callback, variance=variance
-    )
+    check_variance(variance)
+    # ancestral_step's posterior (ancestral_posterior) tabulated once on the grid.
+    a, b = (v.double() for v in sde.transition(ts[1:], ts[:-1]))
+    s_next, sigma_next = (v.double() for v in sde.marginal(ts[1:]))
+    sigma = sde.marginal(ts[:-1])[1].double()
+    c_x0 = (b**2 * s_next / sigma**2).tolist()
+    c_x = (a * sigma_next**2 / sigma**2).tolist()
+    std = (sigma_next * b / sigma if variance == "posterior" else b).tolist()
+    times = ts.to(x.dtype).unbind()
+    for i in range(len(ts) - 1):
+        x0 = model.denoise(x, times[i], y)
+        x = lincomb(c_x[i], x, (c_x0[i], x0), (std[i], noise(x)))
+        if callback is not None:
+            callback(i, ts[i + 1], x)
+    return x

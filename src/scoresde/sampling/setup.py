@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from scoresde._core.checks import (
+    all_finite,
     check_batch,
     check_finite,
     check_float_dtype,
@@ -182,7 +183,8 @@ class SamplingRun:
     def after_step(self, i: int, t: Tensor, x: Tensor) -> None:
         """After step ``i`` (now at time ``t``): guard the state, record, report, call back."""
         # The non-finite guard: the model outputs are checked by `model`, the state here.
-        check_state_finite(x, f"{self.label}: the samples", f"step {i + 1} of {self.steps}", t)
+        if not all_finite(x):  # (the message is built only when it raises)
+            check_state_finite(x, f"{self.label}: the samples", f"step {i + 1} of {self.steps}", t)
         self.model.step = i + 2
         if self.record and ((i + 1) % self.record_stride == 0 or i + 1 == self.steps):
             self._traj.append(x.clone())

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor
 
+from scoresde._core.tensors import lincomb, scalar
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback
@@ -19,10 +20,6 @@ from scoresde.sde.base import SDE
 __all__ = ["dpm_solver_pp_2m_sde", "heun_sde"]
 
 SOLVER_TYPES = ("midpoint", "heun")
-
-
-def _batch(t: Tensor, x: Tensor) -> Tensor:
-    return t.to(x.dtype).expand(x.shape[0])
 
 
 def _check_nonneg(value: float, name: str) -> float:
@@ -74,35 +71,45 @@ def heun_sde(
     n = len(ts) - 1
     gamma_max = min(S_churn / n, math.sqrt(2.0) - 1.0)
     sigma_cap = float(sde.sigma_hat(torch.tensor(sde.T, dtype=torch.float64)))
+    # Everything that depends only on the grid, tabulated once: s, sigma_hat at every time, the
+    # raised noise level of every step and its time (one t_of_lambda call for all of them).
+    s_all, sigma_all = sde.marginal(ts)
+    s_t, sh_t = s_all.double().tolist(), (sigma_all / s_all).double().tolist()
+    gammas = [gamma_max if S_tmin <= sh <= S_tmax else 0.0 for sh in sh_t[:-1]]
+    sh_up = [min(sh * (1.0 + g), max(sigma_cap, sh)) for sh, g in zip(sh_t[:-1], gammas)]
+    up = [i for i in range(n) if sh_up[i] > sh_t[i]]
+    up_set = set(up)
+    sh_up = [v if i in up_set else sh_t[i] for i, v in enumerate(sh_up)]
+    t_up = ts[:-1].clone()
+    if up:
+        lam_up = torch.tensor([-math.log(sh_up[i]) for i in up], dtype=torch.float64)
+        t_up[up] = sde.t_of_lambda(lam_up).clamp(max=sde.T).to(ts.device, ts.dtype)
+    s_up = sde.marginal(t_up)[0].double().tolist()
+    t_up_x, t_x = t_up.to(x.dtype).unbind(), ts.to(x.dtype).unbind()
 
     def denoise(y_: Tensor, t_: Tensor, s_: float) -> Tensor:
-        return model.denoise(s_ * y_, _batch(t_, y_), y)
+        return model.denoise(y_ * scalar(s_, y_.dtype), t_, y)
 
     for i in range(n):
-        t, t_next = ts[i], ts[i + 1]
-        s, s_next = float(sde.marginal(t)[0]), float(sde.marginal(t_next)[0])
-        sh, sh_next = float(sde.sigma_hat(t)), float(sde.sigma_hat(t_next))
-        y_i = x / s
+        y_i = x / scalar(s_t[i], x.dtype)
+        sh, sh_next, s_next = sh_up[i], sh_t[i + 1], s_t[i + 1]
         # Increase noise temporarily.
-        gamma = gamma_max if S_tmin <= sh <= S_tmax else 0.0
-        sh_up = min(sh * (1.0 + gamma), max(sigma_cap, sh))
-        if sh_up > sh:
-            t_up = sde.t_of_lambda(torch.tensor(-math.log(sh_up), dtype=torch.float64)).clamp(max=sde.T)
-            t_up = t_up.to(ts.device)
-            y_up = y_i + math.sqrt(sh_up**2 - sh**2) * S_noise * noise(y_i)
+        if i in up_set:
+            y_up = torch.add(y_i, noise(y_i), alpha=math.sqrt(sh**2 - sh_t[i] ** 2) * S_noise)
         else:
-            sh_up, t_up, y_up = sh, t, y_i
-        s_up = float(sde.marginal(t_up)[0])
-        # Euler step.
-        d = (y_up - denoise(y_up, t_up, s_up)) / sh_up
-        y_next = y_up + (sh_next - sh_up) * d
-        # Apply 2nd order correction.
+            y_up = y_i
+        # Euler step: y + (sh_next - sh) (y - D) / sh.
+        k = (sh_next - sh) / sh
+        d_up = denoise(y_up, t_up_x[i], s_up[i])
+        y_next = lincomb(1.0 + k, y_up, (-k, d_up))
+        # Apply 2nd order correction: y + (sh_next - sh) ((y - D) / sh + (y' - D') / sh_next) / 2.
         if sh_next > 0:
-            d_next = (y_next - denoise(y_next, t_next, s_next)) / sh_next
-            y_next = y_up + (sh_next - sh_up) * (0.5 * d + 0.5 * d_next)
-        x = s_next * y_next
+            half, half_next = 0.5 * k, 0.5 * (sh_next - sh) / sh_next
+            d_next = denoise(y_next, t_x[i + 1], s_next)
+            y_next = lincomb(1.0 + half, y_up, (-half, d_up), (half_next, y_next), (-half_next, d_next))
+        x = y_next * scalar(s_next, y_next.dtype)
         if callback is not None:
-            callback(i, t_next, x)
+            callback(i, ts[i + 1], x)
     return x
 
 
@@ -145,29 +152,33 @@ def dpm_solver_pp_2m_sde(
     """
     if solver_type not in SOLVER_TYPES:
         raise ValueError(f"unknown solver_type {solver_type!r}; choose one of {list(SOLVER_TYPES)}")
+    # The grid's coefficients, tabulated once.
+    s_all, sigma_all = (c.double() for c in sde.marginal(ts))
+    lam = sde.lambda_t(ts).double()
+    s_next_t, sigma_t = s_all.tolist(), sigma_all.tolist()
+    times = ts.to(x.dtype).unbind()
     x0_prev: Tensor | None = None
     h_prev = 0.0
     for i in range(len(ts) - 1):
-        t, t_next = ts[i], ts[i + 1]
-        sigma = float(sde.marginal(t)[1])
-        s_next, sigma_next = (float(c) for c in sde.marginal(t_next))
-        x0 = model.denoise(x, _batch(t, x), y)
+        sigma, s_next, sigma_next = sigma_t[i], s_next_t[i + 1], sigma_t[i + 1]
+        x0 = model.denoise(x, times[i], y)
         if sigma_next == 0:
             # Last step to sigma = 0: the denoised data.
-            x, x0_prev = s_next * x0, None
+            x, x0_prev = x0 * scalar(s_next, x0.dtype), None
         else:
-            h = float(sde.lambda_t(t_next) - sde.lambda_t(t))
+            h = float(lam[i + 1] - lam[i])
             phi = -math.expm1(-2.0 * h)  # 1 - e^{-2h}
-            # First-order (data-prediction) step.
-            x = (sigma_next / sigma) * math.exp(-h) * x + s_next * phi * x0
-            # Second-order multistep correction.
+            # First-order (data-prediction) step, the second-order multistep correction
+            # (s_next coef (x0 - x0_prev) h / h_prev) and the exact noise of the linear part.
+            terms: list[tuple[float, Tensor]] = []
+            c0 = s_next * phi
             if x0_prev is not None:
-                d1h = (x0 - x0_prev) * (h / h_prev)
                 coef = 0.5 * phi if solver_type == "midpoint" else 1.0 - phi / (2.0 * h)
-                x = x + s_next * coef * d1h
-            # Exact noise of the linear part.
-            x = x + sigma_next * math.sqrt(phi) * noise(x)
+                c1 = s_next * coef * (h / h_prev)
+                c0, terms = c0 + c1, [(-c1, x0_prev)]
+            x = lincomb((sigma_next / sigma) * math.exp(-h), x, (c0, x0), *terms)
+            x.add_(noise(x), alpha=sigma_next * math.sqrt(phi))
             x0_prev, h_prev = x0, h
         if callback is not None:
-            callback(i, t_next, x)
+            callback(i, ts[i + 1], x)
     return x

@@ -14,6 +14,7 @@ import math
 
 from torch import Tensor
 
+from scoresde._core.tensors import lincomb
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.dpm_solver import multistep_order
 from scoresde.sampling.noise import NoiseSource
@@ -53,10 +54,7 @@ def _update(
 ) -> Tensor:
     """``base + B sum_m a_m (m_m - m_0) / r_m``, with the ``m_0`` terms gathered into one."""
     coefs = [bh * a / r for a, r in zip(weights, rs)]
-    out = base - sum(coefs) * m0
-    for c, m_m in zip(coefs, ms):
-        out = out + c * m_m
-    return out
+    return lincomb(1.0, base, (-sum(coefs), m0), *zip(coefs, ms))
 
 
 def unipc_weights(rs: list[float], h: float, variant: str = "bh2") -> list[float]:
@@ -121,7 +119,7 @@ def unipc(
     if variant not in UNIPC_VARIANTS:
         raise ValueError(f"unipc variant must be one of {UNIPC_VARIANTS}, got {variant!r}")
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype)
+    tx = ts.to(x.dtype).unbind()
     ms = [model.denoise(x, tx[0], y)]  # data predictions at t_i, t_{i-1}, ...
     lams = [sch.lam[0]]
     for i in range(sch.steps):
@@ -129,7 +127,7 @@ def unipc(
         k = multistep_order(i, sch.steps, order, h, lower_order_final)
         ratio = sch.sigma[i + 1] / sch.sigma[i]
         s1 = sch.s[i + 1]
-        base = ratio * x + (s1 * phi(h, 0)) * ms[0]
+        base = lincomb(ratio, x, (s1 * phi(h, 0), ms[0]))
         bh = s1 * b_of_h(h, variant) if math.isfinite(h) else s1
         rs = [(lams[m] - lams[0]) / h for m in range(1, k)]
 

@@ -169,6 +169,33 @@ class SDE(ABC):
         f, g = self.drift_coef(t), self.diffusion(t)
         return f * s, (g**2 + 2 * f * sigma**2) / (2 * sigma)
 
+    def coefficients_at(self, t: float, dtype: torch.dtype, derivatives: bool = False) -> tuple[float, ...]:
+        """``(s, sigma)`` at the one time ``t`` as Python floats, and with ``derivatives`` also
+        ``(ds/dt, dsigma/dt)`` after them; memoised per SDE.
+
+        Evaluated by :meth:`marginal` (and :meth:`marginal_derivatives`) on a one-entry CPU tensor
+        of ``dtype``, so the floats are the values a ``(B,)`` tensor of that dtype holding ``t``
+        gives; a model evaluated at one time for the whole batch (every fixed-step sampler)
+        multiplies by them instead of computing the marginal per call.  The memo holds at most
+        4096 entries (a sampler's grid, or the steps of an adaptive solve); an SDE's parameters
+        are fixed at construction, so an entry never goes stale.
+        """
+        cache: dict[tuple[float, torch.dtype, bool], tuple[float, ...]] = self.__dict__.setdefault(
+            "_coefficients", {}
+        )
+        key = (t, dtype, derivatives)
+        hit = cache.get(key)
+        if hit is None:
+            tt = torch.tensor([t], dtype=dtype)
+            values = list(self.marginal(tt))
+            if derivatives:
+                values += list(self.marginal_derivatives(tt))
+            hit = tuple(float(v.reshape(-1)[0]) for v in values)
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[key] = hit
+        return hit
+
     def perturb(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """Draw from the perturbation kernel: ``x_t = s(t) x_0 + sigma(t) noise``."""
         s, sigma = self.marginal(torch.as_tensor(t, dtype=x0.dtype, device=x0.device))
