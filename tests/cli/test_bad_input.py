@@ -178,8 +178,8 @@ def _reliability_iii_cases() -> list[Case]:
     cases: list[Case] = []
     taken = ("already holds", "--overwrite")
     for cmd in SUBCOMMANDS:
-        if cmd == "train":
-            continue  # its own run-folder rule (tests/cli/test_train.py)
+        if cmd in ("train", "distill"):
+            continue  # their own run-folder rule (tests/cli/test_train.py, tests/cli/test_distill.py)
         # An earlier run's results in --out: refused before any work, the folder untouched.
         cases.append(Case("outputs", tuple(_base(cmd)), 2, ("--out", *taken), prepare=_earlier_run))
         # --out is a file.

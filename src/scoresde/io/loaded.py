@@ -86,7 +86,7 @@ def load_model(
     consistency = (ckpt.config.get("extra") or {}).get("consistency")
     if consistency is not None:
         # A student of `scoresde distill`: its network is the denoiser of a consistency model.
-        from scoresde.distill.consistency import ConsistencyModel
+        from scoresde.models.consistency import ConsistencyModel
 
         model = freeze(ConsistencyModel(model, consistency.get("sigma_data"), consistency.get("t_min")))
     return LoadedModel(model, ckpt.info)
