@@ -27,7 +27,7 @@ from each of ``--seeds`` seeds; outputs clamped to [-1, 1] are scored as
 the training split only): class accuracy and the Frechet distance of its features to the
 held-out split, mean and standard deviation over the seeds.
 
-Usage (the default run, about 15 minutes on one shared core; a smoke test with
+Usage (the default run: 11 minutes of wall time on one shared core, 4 of them training; a smoke test with
 ``--train-minutes 0.2 --n-path 16 --samples 50 --seeds 2 --work /tmp/sl_smoke``)::
 
     PYTHONPATH=src python benchmarks/samplers_learned.py
@@ -333,8 +333,8 @@ def main() -> None:
         f"prediction, 16-channel UNet, class-conditional, label dropout 0.1; EMA weights), {train_note}. "
         "See the module docstring for how peers are driven.",
         "",
-        f"Machine: a shared 2-core x86_64 box; this ran pinned to one core while other jobs used the "
-        f"other (load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end); total wall time "
+        f"Machine: a shared 2-core x86_64 box; this ran pinned to one core; other jobs ran on both cores "
+        f"(load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end); total wall time "
         f"{time.time() - t_start:.0f} s. Peers: diffusers and k-diffusion as in "
         "[bench_samplers.md](bench_samplers.md).",
         "",
