@@ -200,13 +200,16 @@ def progressive_distill(
                 pupil, teacher_k, _draw(data, batch_size, g), grid, generator=g, weighting=weighting
             )
 
+        def update_ema(e: EMA = ema, m: ScoreFunction = pupil) -> None:
+            e.update(m)
+
         pupil.train()
         run = optimize(
             pupil.parameters(),
             step_loss,
             steps,
             lr,
-            after_step=lambda e=ema, m=pupil: e.update(m),
+            after_step=update_ema,
             progress=progress,
             desc=f"round {k + 1}/{rounds}",
         )

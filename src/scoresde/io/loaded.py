@@ -79,8 +79,8 @@ def load_model(
     if source is not None:
         check_one_source(str(checkpoint or ""), str(source or ""))
         if source:
-            model, info = load_source(source, model_config, "raw" if raw else weights, device)
-            return LoadedModel(model, info)
+            source_model, info = load_source(source, model_config, "raw" if raw else weights, device)
+            return LoadedModel(source_model, info)
     ckpt = load_checkpoint(checkpoint_file(checkpoint or ""), ema=not raw, device=device)
     model: Any = freeze(ckpt.model)
     consistency = (ckpt.config.get("extra") or {}).get("consistency")
