@@ -395,8 +395,9 @@ class DSMLoss:
             )
         if self.importance and (self.time_sampling != "uniform" or self.weighting == "edm"):
             raise ValueError(
-                "importance sampling of t replaces the time sampling and needs the sigma2 or "
-                "likelihood weighting"
+                "importance sampling of t needs weighting='likelihood' (or 'sigma2'; the default is "
+                f"'edm', got {self.weighting!r}) and time_sampling='uniform' (got "
+                f"{self.time_sampling!r}): it replaces the time sampling"
             )
         if not (math.isfinite(self.p_mean) and math.isfinite(self.p_std) and self.p_std > 0):
             raise ValueError(f"need a finite p_mean and p_std > 0, got {self.p_mean}, {self.p_std}")
