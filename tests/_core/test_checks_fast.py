@@ -41,3 +41,14 @@ def test_coefficients_at_matches_the_marginal():
             ds, dsigma = sde.marginal_derivatives(t)
             got = sde.coefficients_at(float(t), dtype, True)
             assert got == (float(s), float(sigma), float(ds), float(dsigma))
+
+
+def test_a_scalar_first_made_in_inference_mode_works_under_autograd():
+    # The memo outlives the context: a coefficient first asked for under inference_mode (a
+    # sampling run) must still enter a later autograd graph (guidance, training).
+    value = 0.123456789
+    with torch.inference_mode():
+        scalar(value, torch.float32)
+    w = torch.ones(3, requires_grad=True)
+    (w * scalar(value, torch.float32)).sum().backward()
+    assert w.grad is not None and torch.allclose(w.grad, torch.full((3,), value))

@@ -120,8 +120,8 @@ def test_data_dependent_control_flow_falls_back_to_eager() -> None:
         out = model.eps(x, t)
     with torch.no_grad():
         low = model.eps(x, t * 0.1)  # the other branch, computed eagerly
-    torch.testing.assert_close(out, ref, rtol=0, atol=0)
-    torch.testing.assert_close(low, -ref, rtol=0, atol=0)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)  # the same eager code run twice
+    torch.testing.assert_close(low, -ref, rtol=0, atol=0)  # the same eager code; negation is exact
     assert net.forward.unsafe is not None
 
 

@@ -68,7 +68,10 @@ def scalar(value: float, dtype: torch.dtype) -> Tensor | float:
     if out is None:
         if len(_SCALARS) >= 8192:
             _SCALARS.clear()
-        out = _SCALARS[key] = torch.tensor(value, dtype=dtype)
+        # A normal tensor even when first asked for under torch.inference_mode: the memo outlives
+        # that context, and an inference tensor cannot enter a later autograd graph (guidance).
+        with torch.inference_mode(False):
+            out = _SCALARS[key] = torch.tensor(value, dtype=dtype)
     return out
 
 

@@ -14,8 +14,6 @@ to ``x``'s shape.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -60,7 +58,7 @@ def to_eps(
     if prediction == "v":
         # x = s x0 + sigma eps and v r = s eps - sigma x0 with r = sqrt(s^2 + sigma^2).
         r2 = s**2 + sigma**2
-        return (sigma * x + s * r2.sqrt() * out) / r2
+        return (sigma * x + s * r2**0.5 * out) / r2
     if prediction == "velocity":
         if ds is None or dsigma is None:
             raise ValueError("velocity conversion needs ds/dt and dsigma/dt")
@@ -91,7 +89,7 @@ def convert(
         return out
     if (prediction, kind) == ("v", "x0"):
         r2 = s**2 + sigma**2
-        return (s * x - sigma * r2.sqrt() * out) / r2
+        return (s * x - sigma * r2**0.5 * out) / r2
     eps = to_eps(prediction, out, x, s, sigma, ds, dsigma)
     return from_eps(kind, eps, x, s, sigma, ds, dsigma)
 
@@ -114,47 +112,12 @@ def from_eps(
     if prediction == "x0":
         return x0
     if prediction == "v":
-        return (s * eps - sigma * x0) / (s**2 + sigma**2).sqrt()
+        return (s * eps - sigma * x0) / (s**2 + sigma**2) ** 0.5
     if prediction == "velocity":
         if ds is None or dsigma is None:
             raise ValueError("velocity conversion needs ds/dt and dsigma/dt")
         return ds * x0 + dsigma * eps
     raise ValueError(f"unknown prediction {prediction!r}; choose one of {list(PREDICTIONS)}")
-
-
-def _to_eps_coefficients(
-    prediction: str, s: float, sigma: float, ds: float | None, dsigma: float | None
-) -> tuple[float, float]:
-    """``(p, q)`` with ``eps = p out + q x`` (:func:`to_eps` for float coefficients)."""
-    if prediction == "eps":
-        return 1.0, 0.0
-    if prediction == "score":
-        return -sigma, 0.0
-    if prediction == "x0":
-        return -s / sigma, 1.0 / sigma
-    if prediction == "v":
-        r2 = s * s + sigma * sigma
-        return s * math.sqrt(r2) / r2, sigma / r2
-    assert ds is not None and dsigma is not None
-    det = s * dsigma - sigma * ds
-    return s / det, -ds / det
-
-
-def _from_eps_coefficients(
-    kind: str, s: float, sigma: float, ds: float | None, dsigma: float | None
-) -> tuple[float, float]:
-    """``(u, w)`` with ``kind = u eps + w x`` (:func:`from_eps` for float coefficients)."""
-    if kind == "eps":
-        return 1.0, 0.0
-    if kind == "score":
-        return -1.0 / sigma, 0.0
-    if kind == "x0":
-        return -sigma / s, 1.0 / s
-    if kind == "v":
-        r = math.sqrt(s * s + sigma * sigma)
-        return r / s, -sigma / (s * r)
-    assert ds is not None and dsigma is not None
-    return dsigma - ds * sigma / s, ds / s
 
 
 def convert_at(
@@ -169,9 +132,9 @@ def convert_at(
 ) -> Tensor:
     """:func:`convert` at one time for the whole batch, its coefficients Python floats.
 
-    Every conversion is linear in ``(out, x)``: ``kind = a out + b x``, with ``a, b`` composed
-    in float64 from the maps to and from epsilon (``v -> x0`` directly, as in :func:`convert`),
-    then applied as ``b (x + (a / b) out)`` in two tensor operations instead of four to eight.
+    Every conversion is linear in ``(out, x)``: ``kind = a out + b x``, with ``a, b`` given by
+    :func:`convert` itself on Python floats (float64; ``v -> x0`` directly, as there), then
+    applied as ``b (x + (a / b) out)`` in two tensor operations instead of four to eight.
     Where a coefficient divides by zero (a conversion undefined at ``sigma = 0``, or a zero
     determinant) it falls back to :func:`convert`, which gives the tensor's inf / NaN.
     """
@@ -180,13 +143,11 @@ def convert_at(
     if (ds is None or dsigma is None) and "velocity" in (prediction, kind):
         raise ValueError("velocity conversion needs ds/dt and dsigma/dt")
     try:
-        if (prediction, kind) == ("v", "x0"):
-            r2 = s * s + sigma * sigma
-            a, b = -sigma * math.sqrt(r2) / r2, s / r2
-        else:
-            p, q = _to_eps_coefficients(prediction, s, sigma, ds, dsigma)
-            u, w = _from_eps_coefficients(kind, s, sigma, ds, dsigma)
-            a, b = u * p, u * q + w
+        # The conversion is linear in (out, x): its coefficients are convert() itself at the
+        # basis (1, 0) and (0, 1), in float64 Python arithmetic (one set of formulas).
+        coefs = (s, sigma, ds, dsigma)
+        a = float(convert(prediction, kind, 1.0, 0.0, *coefs))  # type: ignore[arg-type]
+        b = float(convert(prediction, kind, 0.0, 1.0, *coefs))  # type: ignore[arg-type]
     except ZeroDivisionError:
 
         def tensor(v: float) -> Tensor:
