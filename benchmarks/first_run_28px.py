@@ -56,6 +56,7 @@ from scoresde.data.images import (
     to_uint8,
 )
 from scoresde.evaluation import classifier_report, reference_classifier
+from scoresde.sampling.registry import canonical_method
 from scoresde.train.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,6 +266,11 @@ def main() -> None:
     args = p.parse_args()
     args.guidance = [float(w) for w in args.guidance.split(",") if w.strip()]
     args.methods = [m for m in args.methods.split(",") if m.strip()]
+    for method in args.methods:  # before any training, not after it
+        try:
+            canonical_method(method)
+        except ValueError as err:
+            raise SystemExit(f"--methods: {err}") from None
     args.overrides = parse_overrides(args.set)
     if args.threads:
         torch.set_num_threads(args.threads)

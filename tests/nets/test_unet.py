@@ -106,6 +106,42 @@ def test_old_unet_checkpoints_keep_one_channel_per_group() -> None:
     assert all(m.num_groups == m.num_channels for m in rebuilt.modules() if isinstance(m, torch.nn.GroupNorm))
 
 
+def test_scale_shift_block_is_adaptive_group_norm_by_hand() -> None:
+    """``scale_shift``: the block's second norm output is ``GN(h) * (1 + scale) + shift`` with
+    ``(scale, shift)`` the two halves of the embedding projection (Dhariwal & Nichol 2021)."""
+    from scoresde.nets.unet import ResBlock
+
+    torch.manual_seed(0)
+    block = ResBlock(8, 8, 16, 0.0, 4, scale_shift=True).eval()
+    assert block.temb.out_features == 16
+    torch.nn.init.normal_(block.conv2.weight, std=0.2)
+    x, temb = torch.randn(3, 8, 5, 5), torch.randn(3, 16)
+    h = block.conv1(torch.nn.functional.silu(block.norm1(x)))
+    scale, shift = block.temb(torch.nn.functional.silu(temb)).chunk(2, dim=1)
+    h = block.norm2(h) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+    expected = (x + block.conv2(torch.nn.functional.silu(h))) / 2**0.5
+    torch.testing.assert_close(block(x, temb), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_scale_shift_conditions_and_round_trips() -> None:
+    torch.manual_seed(0)
+    kw = dict(base_channels=8, num_res_blocks=1, num_classes=10, dropout=0.0)
+    net = UNet(1, 8, **kw, scale_shift=True).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x, t = torch.randn(4, 1, 8, 8), torch.full((4,), 0.5)
+    with torch.no_grad():
+        assert _relative_change(net, x, t, torch.tensor([0, 1, 2, 3]), torch.tensor([5, 6, 7, 8])) > 1e-3
+        rebuilt = build_net(net_config(net))
+        rebuilt.load_state_dict(net.state_dict())
+        torch.testing.assert_close(rebuilt.eval()(x, t), net(x, t))
+    assert net.config()["scale_shift"] is True
+    # Checkpoints without the key (saved before it existed) build the additive blocks.
+    config = net_config(UNet(1, 8, **kw))
+    config.pop("scale_shift")
+    assert build_net(config).config()["scale_shift"] is False
+
+
 @pytest.mark.parametrize("embedding", ["fourier", "sinusoidal"])
 def test_config_round_trip(embedding: str) -> None:
     net = UNet(3, 16, base_channels=8, num_res_blocks=1, attn_resolutions=(8,), time_embedding=embedding)

@@ -76,6 +76,11 @@ def net_config_for(
     if kind == "diffusers-unet":
         from scoresde.nets.diffusers_unet import diffusers_unet_config
 
+        if getattr(options, "scale_shift", False):
+            raise ValueError(
+                "scale_shift is an option of scoresde's UNet (--net unet), not of --net diffusers-unet"
+            )
+
         return diffusers_unet_config(
             ch, h, options.base_channels, mults, options.num_res_blocks, attn, options.dropout, num_classes
         )
@@ -90,4 +95,5 @@ def net_config_for(
         "dropout": options.dropout,
         "num_classes": num_classes,
         "time_embedding": options.time_embedding,
+        "scale_shift": bool(getattr(options, "scale_shift", False)),
     }

@@ -54,14 +54,26 @@ def _zero(module: nn.Module) -> nn.Module:
 class ResBlock(nn.Module):
     """``GN -> SiLU -> conv -> (+ temb) -> GN -> SiLU -> dropout -> conv``, plus a skip.
 
-    The output is ``(skip(x) + h) / sqrt(2)`` (DDPM++'s ``skip_rescale``).
+    The output is ``(skip(x) + h) / sqrt(2)`` (DDPM++'s ``skip_rescale``).  With
+    ``scale_shift`` the embedding modulates the second norm's output instead of being added
+    before it, ``GN(h) * (1 + scale) + shift`` (adaptive group normalisation, Dhariwal & Nichol
+    2021, Sec. 3 / "AdaGN"): the time and class embedding act multiplicatively on every channel.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float, group_ch: int = 4) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        temb_dim: int,
+        dropout: float,
+        group_ch: int = 4,
+        scale_shift: bool = False,
+    ) -> None:
         super().__init__()
+        self.scale_shift = scale_shift
         self.norm1 = _norm(in_ch, group_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.temb = nn.Linear(temb_dim, out_ch)
+        self.temb = nn.Linear(temb_dim, 2 * out_ch if scale_shift else out_ch)
         self.norm2 = _norm(out_ch, group_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
@@ -69,8 +81,13 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.temb(F.silu(temb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        emb = self.temb(F.silu(temb))[:, :, None, None]
+        if self.scale_shift:
+            scale, shift = emb.chunk(2, dim=1)
+            h = torch.addcmul(shift, self.norm2(h), 1 + scale)
+        else:
+            h = self.norm2(h + emb)
+        h = self.conv2(self.dropout(F.silu(h)))
         return (self.skip(x) + h) * _SKIP_SCALE
 
 
@@ -139,6 +156,10 @@ class UNet(nn.Module):
             saved before it (one channel per group at widths up to 32, where the norm removed
             the time and class embedding; see ``_groups``), and is what checkpoints without
             this key load with.
+        scale_shift: condition every residual block by adaptive group normalisation
+            (``GN(h) * (1 + scale) + shift`` from the time and class embedding; Dhariwal &
+            Nichol 2021) instead of adding the embedding before the norm.  Off by default, which
+            is what checkpoints without this key load with.
     """
 
     def __init__(
@@ -154,6 +175,7 @@ class UNet(nn.Module):
         time_embedding: str = "fourier",
         fourier_scale: float = 16.0,
         min_group_channels: int = 4,
+        scale_shift: bool = False,
     ) -> None:
         super().__init__()
         channel_mults = tuple(int(m) for m in channel_mults)
@@ -195,7 +217,9 @@ class UNet(nn.Module):
             "time_embedding": time_embedding,
             "fourier_scale": fourier_scale,
             "min_group_channels": g,
+            "scale_shift": bool(scale_shift),
         }
+        ss = bool(scale_shift)
 
         # Time (and class) embedding, 4x the base width (DDPM).
         temb_dim = 4 * base_channels
@@ -217,7 +241,7 @@ class UNet(nn.Module):
         for level, mult in enumerate(channel_mults):
             for _ in range(num_res_blocks):
                 out_ch = base_channels * mult
-                self.down.append(ResBlock(ch, out_ch, temb_dim, dropout, g))
+                self.down.append(ResBlock(ch, out_ch, temb_dim, dropout, g, ss))
                 ch = out_ch
                 if res in attn_resolutions:
                     self.down.append(AttnBlock(ch, g))
@@ -229,7 +253,11 @@ class UNet(nn.Module):
 
         # Middle.
         self.mid = nn.ModuleList(
-            [ResBlock(ch, ch, temb_dim, dropout, g), AttnBlock(ch, g), ResBlock(ch, ch, temb_dim, dropout, g)]
+            [
+                ResBlock(ch, ch, temb_dim, dropout, g, ss),
+                AttnBlock(ch, g),
+                ResBlock(ch, ch, temb_dim, dropout, g, ss),
+            ]
         )
 
         # Upsampling path, consuming the skips in reverse order.
@@ -237,7 +265,7 @@ class UNet(nn.Module):
         for level, mult in reversed(list(enumerate(channel_mults))):
             for _ in range(num_res_blocks + 1):
                 out_ch = base_channels * mult
-                self.up.append(ResBlock(ch + skips.pop(), out_ch, temb_dim, dropout, g))
+                self.up.append(ResBlock(ch + skips.pop(), out_ch, temb_dim, dropout, g, ss))
                 ch = out_ch
                 if res in attn_resolutions:
                     self.up.append(AttnBlock(ch, g))

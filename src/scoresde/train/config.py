@@ -111,6 +111,12 @@ class TrainConfig:
         metadata={"help": "resolutions with self-attention (default: the UNet's lowest resolution)"},
     )
     dropout: float = field(default=0.0, metadata={"help": "dropout rate of the network"})
+    scale_shift: bool = field(
+        default=False,
+        metadata={
+            "help": "UNet: adaptive group norm conditioning (GN(h) * (1 + scale) + shift; Dhariwal & Nichol 2021)"
+        },
+    )
     time_embedding: str = field(default="fourier", metadata={"help": "fourier or sinusoidal"})
     hidden: int = field(default=256, metadata={"help": "MLP width"})
     depth: int = field(default=3, metadata={"help": "MLP depth"})
