@@ -555,7 +555,12 @@ def ratio_bootstrap(ours: dict, peers: dict, budget: int) -> tuple[float, float,
         ]
         return torch.stack(rows)  # (options, draws)
 
-    a, b = stack(ours), stack(peers)
+    return bootstrap_ratio(stack(ours), stack(peers))
+
+
+def bootstrap_ratio(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float, float, float]:
+    """:func:`ratio_bootstrap` on per-draw squared errors ``a: (options, draws)`` (ours) and
+    ``b: (options, draws)`` (peers) of the same draws."""
     n = a.shape[1]
     ratio = math.sqrt(float(a.mean(1).min() / b.mean(1).min()))
     g = torch.Generator().manual_seed(BOOT["seed"])
@@ -694,6 +699,9 @@ def main() -> None:
             atol=1e-10,
         )
         ref = ref_res.x
+        if args.dump:  # the reference first, so that other scripts can use it while this one runs
+            dumped[pname] = {"x_T seed": args.seed, "x_T": x_T, "ref": ref}
+            torch.save(dumped, args.dump)
         check = ss.sample(
             oracle,
             x_T=x_T[:CHECK_DRAWS].double(),
@@ -767,8 +775,7 @@ def main() -> None:
         full_table(peers, lines)
         lines += ["", "</details>", ""]
         if args.dump:
-            dumped[pname] = {
-                "x_T seed": args.seed,
+            dumped[pname] |= {
                 "ours": {k: {b: (c[0], c[3]) for b, c in r.items() if len(c) == 4} for k, r in ours.items()},
                 "peers": {
                     k: {b: (c[0], c[3]) for b, c in r.items() if len(c) == 4} for k, r in peers.items()
