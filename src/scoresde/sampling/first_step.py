@@ -1,7 +1,7 @@
 """The analytic first step: a first solver step that costs no network evaluation.
 
 Zhou et al. 2024 ("Fast ODE-based Sampling for Diffusion Models in Around 5 Steps", CVPR 2024,
-Sec. 4.3, "analytical first step") observe that at ``t = T`` the prior has swamped the data, so
+"analytical first step") observe that at ``t = T`` the prior has swamped the data, so
 the model's prediction there hardly depends on ``x_T``; they take ``eps(x_T, T) = x_T / sigma(T)``
 (EDM, ``s(T) = 1``, ``sigma(T) = 80``) and spend the saved evaluation on one more step.  Under the
 VP SDE ``s(T)`` is small but not negligible (``6.6e-3`` for beta 0.1 -> 20), and a solver's first
