@@ -26,6 +26,11 @@ batch 4096.
 Run: ``PYTHONPATH=src python benchmarks/samplers.py`` (writes ``docs/bench_samplers.md``);
 ``--ours a,b`` / ``--problems ring8,mix10`` run a subset (e.g. ``--ours dpm_solver_v3``), ``--out``
 writes elsewhere.  DPM-Solver-v3's EMS are computed once per problem (``V3_PILOT``) and reported.
+``grid="optimized"`` also runs with the analytic first step (``AFS_OPTIMIZED``: a grid of one
+step more at the same NFE).  For many more draws: ``--seed`` (fresh draws), ``--shortlist PAGE``
+(only our options near our best on an earlier page; peers always in full), ``--optimized-nfes``,
+``--nfes``, ``--dump`` (per-draw errors), ``--reference-from``; the summary gives each ratio a
+paired-bootstrap standard error.
 """
 
 from __future__ import annotations
@@ -80,6 +85,13 @@ OPTIMIZED = [
     ("unipc", ", order 3", {"order": 3}),
     ("deis", ", no lower-order final", {"lower_order_final": False}),
     ("dpm_solver++_2m", "", {}),
+]
+
+# The same on a grid of one step more, with the analytic first step (the model's mean data
+# prediction at T from the grid pilot's draws: scoresde.sampling.analytic_first_step).
+AFS_OPTIMIZED = [
+    ("unipc", ", analytic first step", {}),
+    ("unipc", ", analytic first step, order 3", {"order": 3}),
 ]
 
 
@@ -153,8 +165,11 @@ def read_shortlist(path: str, within: float) -> dict[str, dict[int, set[tuple[st
 
 
 def listed(budget: int, name: str, option: str) -> bool:
-    """Whether ``(name, option)`` runs at ``budget`` (always, without a shortlist)."""
-    return not SHORT or (name, option) in SHORT["now"].get(budget, set())
+    """Whether ``(name, option)`` runs at ``budget``: always without a shortlist or when the
+    shortlist's page does not have that option (a new one), else when it is on the shortlist."""
+    if not SHORT or not any((name, option) in v for v in SHORT["page"].values()):
+        return True
+    return (name, option) in SHORT["now"].get(budget, set())
 
 
 PILOT_NFE: dict = {}
@@ -273,26 +288,26 @@ def run_ours(oracle: ss.AnalyticScore, x_T: torch.Tensor, ref: torch.Tensor) -> 
             if row:
                 out[(name, grid + suffix)] = row
     sde = oracle.sde
-    for name, suffix, opts in OPTIMIZED:
+    cfg = pilot_config(x_T.shape[1])
+    afs = ss.sampling.analytic_first_step(
+        oracle, tuple(x_T.shape[1:]), generator=torch.Generator().manual_seed(cfg["seed"]), pilot=cfg["pilot"]
+    )
+    for (name, suffix, opts), free_first in [(o, False) for o in OPTIMIZED] + [
+        (o, True) for o in AFS_OPTIMIZED
+    ]:
         if QUICK and name not in QUICK:
             continue
         row = {}
+        model, extra = (afs, 1) if free_first else (oracle, 0)
         for budget in NFES:
             if budget not in OPT_NFES or not listed(budget, name, "optimized" + suffix):
                 continue
             t0 = time.time()
             og = ss.sampling.optimize_grid(
-                oracle,
-                sde,
-                budget,
-                name,
-                x_T.shape[1:],
-                t_end=T_END,
-                options=opts,
-                **pilot_config(x_T.shape[1]),
+                model, sde, budget + extra, name, x_T.shape[1:], t_end=T_END, options=opts, **cfg
             )
             PILOT_NFE[(x_T.shape[1], name + suffix, budget)] = (og.pilot_nfe, og.start, time.time() - t0)
-            res = ss.sample(oracle, x_T=x_T, method=name, grid=og.times, denoise=False, **opts)
+            res = ss.sample(model, x_T=x_T, method=name, grid=og.times, denoise=False, **opts)
             row[budget] = cell(res.x, ref, res.nfe)
         if row:
             out[(name, "optimized" + suffix)] = row
@@ -682,6 +697,7 @@ def main() -> None:
         oracle = ss.AnalyticScore(gmm, sde)
         if args.shortlist:
             SHORT["now"] = read_shortlist(args.shortlist, args.within)[pname]
+            SHORT["page"] = read_shortlist(args.shortlist, math.inf)[pname]
         x_T = torch.randn(n, gmm.dim, generator=torch.Generator().manual_seed(args.seed))
         disjoint_from_pilots(x_T)
         s_end, sig_end = (float(v) for v in sde.marginal(torch.tensor(T_END, dtype=torch.float64)))
