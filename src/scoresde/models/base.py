@@ -52,6 +52,12 @@ class ScoreFunction(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """The native prediction at ``x: (B, *D)``, ``t: (B,)``, optional labels ``y: (B,)``."""
 
+    def evaluations(self, t: Tensor | float) -> int:
+        """Network evaluations that a call at ``t`` costs (``nfe_per_call``; a wrapper that answers
+        some times without its network, e.g. :class:`~scoresde.sampling.first_step.AnalyticFirstStep`,
+        says 0 there)."""
+        return self.nfe_per_call
+
     def checked_inputs(self, x: Tensor, t: Tensor | float) -> Tensor:
         """Check ``x`` (a non-empty real floating batch) and ``t`` (finite, in ``[0, T]``).
 
@@ -191,14 +197,14 @@ class CountingModel(ScoreFunction):
         return f"step {self.step}" + (f" of {self.steps}" if self.steps is not None else "")
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        self.nfe += self.inner.nfe_per_call
+        self.nfe += self.inner.evaluations(t)
         out = self.inner(x, t, y)
         if not (out.is_floating_point() and all_finite(out)):  # the message only when it raises
             guard_output(out, x, t, self.label, self.position())
         return out
 
     def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
-        self.nfe += self.inner.nfe_per_call
+        self.nfe += self.inner.evaluations(t)
         out = self.inner.predict(kind, x, t, y)
         if not (out.is_floating_point() and all_finite(out)):
             guard_output(out, x, t, self.label, self.position())

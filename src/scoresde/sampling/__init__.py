@@ -2,13 +2,15 @@
 
 Layers, bottom up: the samplers (one function each) and :data:`SAMPLERS`; the run
 specification :class:`SampleSpec` and its setup; :func:`sample`; the tuners that call it
-(:class:`GridOptimizer` / :func:`optimize_grid`, :func:`compute_ems`).
+(:class:`GridOptimizer` / :func:`optimize_grid`, :func:`compute_ems`,
+:func:`analytic_first_step`).
 """
 
 from scoresde._core.defaults import DEFAULT_SAMPLING, SamplingDefaults
 from scoresde.sampling.api import sample
 from scoresde.sampling.dpm_solver_v3 import EMS
 from scoresde.sampling.ems import compute_ems
+from scoresde.sampling.first_step import AnalyticFirstStep, analytic_first_step
 from scoresde.sampling.grid_opt import GridOptimizer, OptimizedGrid, optimize_grid
 from scoresde.sampling.grids import GRIDS, time_grid
 from scoresde.sampling.noise import GeneratorNoise, NoiseSource, PerSampleNoise
@@ -19,6 +21,7 @@ from scoresde.sampling.types import Sampler, SampleResult
 
 __all__ = [
     "ALIASES",
+    "AnalyticFirstStep",
     "DEFAULT_SAMPLING",
     "EMS",
     "GRIDS",
@@ -35,6 +38,7 @@ __all__ = [
     "SamplingDefaults",
     "SamplingRun",
     "SamplingStart",
+    "analytic_first_step",
     "compute_ems",
     "get_sampler",
     "optimize_grid",
