@@ -34,6 +34,7 @@ from torch import Tensor
 
 from scoresde._core.tensors import lincomb, scalars
 from scoresde.models.base import ScoreFunction
+from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.dpm_solver import multistep_order
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import grid_schedule
@@ -143,19 +144,20 @@ def ipndm(
     """
     _check_order("ipndm", order, 4)
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     s = scalars(sch.s, x.dtype)
     eps_hist: list[Tensor] = []
     y_i = x / s[0]
     for i in range(sch.steps):
-        eps = model.eps(x, tx[i], y)
+        eps = at.eps(x, i)
         eps_hist = [eps, *eps_hist[: order - 1]]
         k = min(order, i + 1)
         ds = sch.sigma_hat[i + 1] - sch.sigma_hat[i]
         y_i = lincomb(1.0, y_i, *((ds * b, e) for b, e in zip(IPNDM_WEIGHTS[k], eps_hist)))
         x = y_i * s[i + 1]
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
@@ -192,13 +194,14 @@ def deis(
     if not isinstance(lower_order_final, bool):
         raise TypeError(f"lower_order_final must be a bool, got {lower_order_final!r}")
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     s = scalars(sch.s, x.dtype)
     taus = sch.t if basis == "t" else sch.sigma_hat
     tau_q, dsig_q = _step_quadrature(sde, sch.lam, basis)  # every step's nodes, once per run
     eps_hist: list[Tensor] = []  # eps at t_i, t_{i-1}, ...
     y_i = x / s[0]
-    eps = model.eps(x, tx[0], y)
+    eps = at.eps(x, 0)
     for i in range(sch.steps):
         h = sch.h(i)
         eps_hist = [eps, *eps_hist[: order - 1]]
@@ -211,7 +214,7 @@ def deis(
             c = _lagrange_weights(tau_q[i], dsig_q[i], [taus[i - j] for j in range(k)])
             y_next = lincomb(1.0, y_i, *zip(c, eps_hist))
             if i + 1 < sch.steps:
-                eps = model.eps(y_next * s[i + 1], tx[i + 1], y)
+                eps = at.eps(y_next * s[i + 1], i + 1)
                 if k < order and i + 1 < order:
                     # Corrected warm-up: re-solve the step with the evaluation at its end included
                     # (Adams-Moulton of order k + 1, as UniPC's corrector), at no extra NFE; a plain
@@ -222,5 +225,5 @@ def deis(
             y_i = y_next
             x = y_i * s[i + 1]
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x

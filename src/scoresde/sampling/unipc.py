@@ -16,6 +16,7 @@ from torch import Tensor
 
 from scoresde._core.tensors import lincomb
 from scoresde.models.base import ScoreFunction
+from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.dpm_solver import multistep_order
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import grid_schedule, phi
@@ -119,8 +120,9 @@ def unipc(
     if variant not in UNIPC_VARIANTS:
         raise ValueError(f"unipc variant must be one of {UNIPC_VARIANTS}, got {variant!r}")
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype).unbind()
-    ms = [model.denoise(x, tx[0], y)]  # data predictions at t_i, t_{i-1}, ...
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
+    ms = [at.denoise(x, 0)]  # data predictions at t_i, t_{i-1}, ...
     lams = [sch.lam[0]]
     for i in range(sch.steps):
         h = sch.h(i)
@@ -136,14 +138,14 @@ def unipc(
         if i + 1 == sch.steps and not (final_corrector and math.isfinite(h)):
             x = x_pred
         else:
-            m_new = model.denoise(x_pred, tx[i + 1], y)
+            m_new = at.denoise(x_pred, i + 1)
             # Corrector (UniC): the new evaluation enters with r = 1.
             rs_c = [*rs, 1.0]
             x = _update(base, bh, unipc_weights(rs_c, h, variant), rs_c, ms[0], [*ms[1:k], m_new])
             ms = [m_new, *ms[: order - 1]]
             lams = [sch.lam[i + 1], *lams[: order - 1]]
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
