@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from scoresde._core.checks import all_finite, check_output_shape, check_times, guard_output
-from scoresde._core.tensors import scalar
+from scoresde._core.tensors import scalars
 from scoresde.models.base import CountingModel, ScoreFunction
 from scoresde.models.parameterization import (
     apply_conversion,
@@ -35,6 +35,20 @@ from scoresde.models.parameterization import (
 from scoresde.models.wrapper import ScoreModel, _tensor_output, time_input_value
 
 __all__ = ["FixedTimes", "fixed_times"]
+
+
+def _call_of(net: nn.Module):
+    """What ``net(...)`` runs: ``net.forward`` itself where ``nn.Module.__call__`` would only
+    dispatch to it (no hooks, not compiled in place, not traced, ``__call__`` not overridden), else
+    ``net`` (its ``__call__``).  Checked once per run."""
+    direct = (
+        type(net).__call__ is nn.Module.__call__
+        and getattr(net, "_compiled_call_impl", None) is None
+        and not isinstance(net, torch.jit.ScriptModule)
+        and not _hooked(net)
+        and not torch._C._get_tracing_state()
+    )
+    return net.forward if direct else net
 
 
 def _hooked(module: nn.Module) -> bool:
@@ -60,7 +74,7 @@ class FixedTimes:
 
     Attributes:
         model: the model given.
-        times: the times as 0-d tensors (``like``'s dtype and device).
+        times: the times ``(N,)`` in ``like``'s dtype, on its device.
         fast: whether calls skip the wrapper stack (see the module doc).
     """
 
@@ -70,22 +84,22 @@ class FixedTimes:
         times = times.detach().to(device=like.device, dtype=like.dtype).reshape(-1)
         self.model = model
         self.y = y
-        self.times = times.unbind()
+        self.times = times
         counter = model if type(model) is CountingModel else None
         inner = counter.inner if counter is not None else model
         self.fast = bool(fast) and type(inner) is ScoreModel and not _hooked(inner)
         if not self.fast:
+            self._times = times.unbind()  # the 0-d times the general path passes
             return
         assert isinstance(inner, ScoreModel)
         # The checks of ScoreFunction._checked_times, once for the whole table.
-        if len(self.times):
-            inner.checked_inputs(like, self.times[0])
+        if len(times):
+            inner.checked_inputs(like, times[0])
         check_times(times, inner.sde.T, "t")
         self._counter = counter
         self._per_call = inner.nfe_per_call
         self._inner = inner
-        self._net = inner.net
-        self._batch = like.shape[0]
+        self._net = _call_of(inner.net)
         self._dtype = like.dtype
         self._at = times.tolist()  # the one time of each call, as ScoreFunction.predict reads it
         net_dtype = inner._net_dtype()
@@ -96,42 +110,60 @@ class FixedTimes:
             and not torch.is_autocast_enabled(like.device.type)
             else None
         )
-        self._inputs: list[tuple[Tensor | float | None, Tensor, Tensor] | None] = [None] * len(self.times)
-        self._conversions: dict[tuple[str, int], tuple[float, float] | None] = {}
-
-    def _input(self, i: int) -> tuple[Tensor | float | None, Tensor, Tensor]:
-        """The input scale, network time input and broadcast time of time ``i`` (as
-        :meth:`ScoreModel.forward <scoresde.models.ScoreModel.forward>` computes them)."""
-        inner, at = self._inner, self._at[i]
-        t = self.times[i].expand(self._batch)
-        scale: Tensor | float | None = None
+        n, b = len(times), like.shape[0]
+        self._batch = b
+        # The network's time input at each time: for time input t, t_i.expand(B) (in the
+        # network's dtype) for the whole table in one operation; any other time input is computed
+        # the first time a time is used.
+        self._t_in: list[Tensor | None] = [None] * n
+        if inner.time_input == "t":
+            table = times if self._cast is None else times.to(self._cast)
+            self._t_in = list(table[:, None].expand(n, b).unbind(0))
+        # The input scale of each time, as ScoreModel.forward computes it from the SDE's floats.
+        self._scales: list[Tensor | float] | None = None
         if inner.scale_input:
-            s_at, sigma_at = inner.sde.coefficients_at(at, self._dtype)
-            scale = scalar(math.sqrt((s_at * inner.sigma_data) ** 2 + sigma_at**2), self._dtype)
+            sd = inner.sigma_data
+            values = []
+            for t in self._at:
+                s_at, sigma_at = inner.sde.coefficients_at(t, like.dtype)
+                values.append(math.sqrt((s_at * sd) ** 2 + sigma_at**2))
+            self._scales = list(scalars(values, like.dtype))
+        self._conversions: dict[str, list[tuple[float, float] | ValueError | None]] = {}
+
+    def _time_input(self, i: int) -> Tensor:
+        """The network's time input at time ``i`` (a time input other than ``t``)."""
+        inner = self._inner
+        t = self.times[i].expand(self._batch)  # the broadcast time of ScoreFunction.predict
         t_in = time_input_value(inner.time_input, inner.sde, t, inner.time_scale)
         if self._cast is not None:
             t_in = t_in.to(self._cast)
-        entry = self._inputs[i] = (scale, t_in, t)
-        return entry
+        self._t_in[i] = t_in
+        return t_in
 
-    def _conversion(self, kind: str, i: int, t: Tensor) -> tuple[float, float] | None:
-        """The coefficients of ``kind`` from the native prediction at time ``i`` (``None``: the
-        conversion divides by zero there, :func:`~scoresde.models.parameterization.convert_at`
-        gives its inf / NaN); refuses a conversion undefined at that time, as ``predict`` does."""
-        inner, at = self._inner, self._at[i]
+    def _conversion_table(self, kind: str) -> list[tuple[float, float] | ValueError | None]:
+        """The coefficients of ``kind`` from the native prediction at every time: ``(a, b)``;
+        ``None`` where the conversion divides by zero (:func:`~scoresde.models.parameterization.
+        convert_at` gives its inf / NaN there); the error ``predict`` raises at a time where the
+        conversion is undefined (raised when that time is used)."""
+        inner = self._inner
         check_prediction(kind)
-        inner._check_conversion(kind, at, t)
         velocity = "velocity" in (kind, inner.prediction)
-        ab = conversion_coefficients(
-            inner.prediction, kind, *inner.sde.coefficients_at(at, self._dtype, velocity)
-        )
-        self._conversions[(kind, i)] = ab
-        return ab
+        table: list[tuple[float, float] | ValueError | None] = []
+        for t in self._at:
+            try:
+                inner._check_conversion(kind, t, self.times)
+            except ValueError as err:
+                table.append(err)
+                continue
+            coefs = inner.sde.coefficients_at(t, self._dtype, velocity)
+            table.append(conversion_coefficients(inner.prediction, kind, *coefs))
+        self._conversions[kind] = table
+        return table
 
     def predict(self, kind: str, x: Tensor, i: int) -> Tensor:
         """The prediction of kind ``kind`` at ``x`` and the ``i``-th time."""
         if not self.fast:
-            return self.model.predict(kind, x, self.times[i], self.y)
+            return self.model.predict(kind, x, self._times[i], self.y)
         return self._call(kind, x, i, True)[0]
 
     def linear(self, kind: str, x: Tensor, i: int) -> tuple[Tensor, float, float]:
@@ -146,26 +178,30 @@ class FixedTimes:
         non-finite guard checks ``out``.
         """
         if not self.fast:
-            return self.model.predict(kind, x, self.times[i], self.y), 1.0, 0.0
+            return self.model.predict(kind, x, self._times[i], self.y), 1.0, 0.0
         return self._call(kind, x, i, False)
 
     def _call(self, kind: str, x: Tensor, i: int, convert: bool) -> tuple[Tensor, float, float]:
         counter = self._counter
         if counter is not None:
             counter.nfe += self._per_call
-        entry = self._inputs[i]
-        scale, t_in, t = entry if entry is not None else self._input(i)
+        ab: tuple[float, float] | ValueError | None = None
         native = self._inner.prediction
-        ab: tuple[float, float] | None = None
         if kind != native:
-            key = (kind, i)
-            ab = self._conversions[key] if key in self._conversions else self._conversion(kind, i, t)
-        x_in = x if scale is None else x / scale
-        if self._cast is not None:
-            x_in = x_in.to(self._cast)
+            table = self._conversions.get(kind)
+            ab = (table if table is not None else self._conversion_table(kind))[i]
+            if isinstance(ab, ValueError):
+                raise ab
+        t_in = self._t_in[i]
+        if t_in is None:
+            t_in = self._time_input(i)
+        x_in = x if self._scales is None else x / self._scales[i]
+        cast = self._cast
+        if cast is not None:
+            x_in = x_in.to(cast)
         y = self.y
         out = _tensor_output(self._net(x_in, t_in) if y is None else self._net(x_in, t_in, y))
-        if self._cast is not None:
+        if cast is not None:
             out = out.to(x.dtype)
         check_output_shape(out, x, "ScoreModel.forward")
         a, b = 1.0, 0.0

@@ -14,6 +14,8 @@ to ``x``'s shape.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -129,6 +131,7 @@ def from_eps(
     raise ValueError(f"unknown prediction {prediction!r}; choose one of {list(PREDICTIONS)}")
 
 
+@lru_cache(maxsize=8192)
 def conversion_coefficients(
     prediction: str,
     kind: str,
@@ -142,7 +145,8 @@ def conversion_coefficients(
 
     Every conversion is linear in ``(out, x)``: ``a, b`` are :func:`convert` itself at the basis
     ``(1, 0)`` and ``(0, 1)``, in float64 Python arithmetic (one set of formulas, ``v -> x0``
-    directly as there).  :func:`apply_conversion` applies them.
+    directly as there).  :func:`apply_conversion` applies them.  Memoised (8192 entries): a
+    sampler asks for the same coefficients at the times of its grid on every run.
     """
     if (ds is None or dsigma is None) and "velocity" in (prediction, kind):
         raise ValueError("velocity conversion needs ds/dt and dsigma/dt")
