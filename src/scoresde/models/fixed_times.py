@@ -119,15 +119,22 @@ class FixedTimes:
         if inner.time_input == "t":
             table = times if self._cast is None else times.to(self._cast)
             self._t_in = list(table[:, None].expand(n, b).unbind(0))
-        # The input scale of each time, as ScoreModel.forward computes it from the SDE's floats.
-        self._scales: list[Tensor | float] | None = None
+        # The input scale of each time, as ScoreModel.forward computes it from the SDE's floats;
+        # None where it is exactly 1 in the state's dtype (x / 1 is x: a VP SDE with unit data
+        # scale in float32, mostly), where the network then takes the state itself, as it does
+        # without input scaling.
+        self._scales: list[Tensor | float | None] | None = None
         if inner.scale_input:
             sd = inner.sigma_data
             values = []
             for t in self._at:
                 s_at, sigma_at = inner.sde.coefficients_at(t, like.dtype)
                 values.append(math.sqrt((s_at * sd) ** 2 + sigma_at**2))
-            self._scales = list(scalars(values, like.dtype))
+            scales: list[Tensor | float | None] = list(scalars(values, like.dtype))
+            if like.dtype in (torch.float32, torch.float64):
+                ones = torch.tensor(values, dtype=like.dtype).eq(1.0).tolist()
+                scales = [None if one else v for v, one in zip(scales, ones)]
+            self._scales = scales
         self._conversions: dict[str, list[tuple[float, float] | ValueError | None]] = {}
 
     def _time_input(self, i: int) -> Tensor:
@@ -195,7 +202,8 @@ class FixedTimes:
         t_in = self._t_in[i]
         if t_in is None:
             t_in = self._time_input(i)
-        x_in = x if self._scales is None else x / self._scales[i]
+        scale = None if self._scales is None else self._scales[i]
+        x_in = x if scale is None else x / scale
         cast = self._cast
         if cast is not None:
             x_in = x_in.to(cast)
