@@ -151,3 +151,19 @@ def test_the_network_is_called_through_its_hooks_and_compiled_form() -> None:
     handle.remove()
     net.compile()  # in place: the call goes to the compiled form (compiled lazily, never run here)
     assert _call_of(net) is net
+
+
+def test_a_score_model_compiled_in_place_and_overridden_methods_keep_their_path() -> None:
+    sde, x, times = ss.VPSDE(), _state(), torch.linspace(1.0, 0.1, 3, dtype=torch.float64)
+    compiled = ss.ScoreModel(_net(), sde)
+    compiled.compile()  # its __call__ goes to the compiled form: never skipped
+    assert not fixed_times(compiled, times, x).fast
+
+    class Shifted(ss.AnalyticScore):
+        def eps(self, x, t, y=None):  # a model that overrides a method, not predict
+            return super().eps(x, t, y) + 1.0
+
+    gmm = ss.GaussianMixture(torch.ones(1), torch.zeros(1, 3), torch.eye(3)[None])
+    model = Shifted(gmm, sde)
+    at = fixed_times(model, times, x)
+    torch.testing.assert_close(at.eps(x, 1), model.predict("eps", x, times[1]) + 1.0)

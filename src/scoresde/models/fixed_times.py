@@ -12,8 +12,9 @@ so the results are equal bit for bit (``tests/models/test_fixed_times.py``).
 The fast path is taken only where it is exactly the general one: a plain
 :class:`~scoresde.models.ScoreModel` (not a subclass, no module hooks), bare or inside a
 :class:`~scoresde.models.CountingModel` (whose count and non-finite guard it keeps).  Any other
-model (guidance, conditioning wrappers, exact oracles, custom score functions) is evaluated
-through its own :meth:`predict` at the table's times.
+model (guidance, conditioning wrappers, exact oracles, custom score functions, a score model
+compiled in place) is evaluated through its own methods (``model.eps(x, t, y)``, ...) at the
+table's times.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from scoresde.models.parameterization import (
 from scoresde.models.wrapper import ScoreModel, _tensor_output, time_input_value
 
 __all__ = ["FixedTimes", "fixed_times"]
+
+_METHODS = {"eps": "eps", "x0": "denoise", "score": "score", "v": "v", "velocity": "velocity"}
+"""The :class:`~scoresde.models.ScoreFunction` method of each prediction."""
 
 
 def _call_of(net: nn.Module):
@@ -87,7 +91,12 @@ class FixedTimes:
         self.times = times
         counter = model if type(model) is CountingModel else None
         inner = counter.inner if counter is not None else model
-        self.fast = bool(fast) and type(inner) is ScoreModel and not _hooked(inner)
+        self.fast = (
+            bool(fast)
+            and type(inner) is ScoreModel
+            and not _hooked(inner)
+            and getattr(inner, "_compiled_call_impl", None) is None  # ScoreModel.compile() in place
+        )
         if not self.fast:
             self._times = times.unbind()  # the 0-d times the general path passes
             return
@@ -170,7 +179,7 @@ class FixedTimes:
     def predict(self, kind: str, x: Tensor, i: int) -> Tensor:
         """The prediction of kind ``kind`` at ``x`` and the ``i``-th time."""
         if not self.fast:
-            return self.model.predict(kind, x, self._times[i], self.y)
+            return self._general(kind, x, i)
         return self._call(kind, x, i, True)[0]
 
     def linear(self, kind: str, x: Tensor, i: int) -> tuple[Tensor, float, float]:
@@ -185,8 +194,16 @@ class FixedTimes:
         non-finite guard checks ``out``.
         """
         if not self.fast:
-            return self.model.predict(kind, x, self._times[i], self.y), 1.0, 0.0
+            return self._general(kind, x, i), 1.0, 0.0
         return self._call(kind, x, i, False)
+
+    def _general(self, kind: str, x: Tensor, i: int) -> Tensor:
+        """The general path: the model's own method of that prediction (``model.eps(x, t, y)``,
+        ``model.denoise``, ...), as the samplers called it."""
+        name = _METHODS.get(kind)
+        if name is None:  # not a prediction: predict names the choices
+            return self.model.predict(kind, x, self._times[i], self.y)
+        return getattr(self.model, name)(x, self._times[i], self.y)
 
     def _call(self, kind: str, x: Tensor, i: int, convert: bool) -> tuple[Tensor, float, float]:
         counter = self._counter
