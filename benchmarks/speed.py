@@ -863,6 +863,11 @@ def overhead_worker(steps: int, rounds: int) -> dict[str, float]:
             out[f"forward {d}x{b}"] = min(
                 cpu(lambda net=net, x=x_T, tt=tt: net(x, tt), 50) for _ in range(rounds)
             )
+        gen = torch.Generator().manual_seed(0)
+        out[f"randn {d}x{b}"] = min(  # the one noise draw of a stochastic step, for reference
+            cpu(lambda x=x_T, g=gen: torch.randn(x.shape, generator=g, dtype=x.dtype), 200)
+            for _ in range(rounds)
+        )
         for method in OVERHEAD_METHODS:
 
             def run(method=method, x_T=x_T):
@@ -913,10 +918,15 @@ def overhead_section(quick: bool, repeats: int, device: str, baseline: str = "")
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
-    for method in OVERHEAD_METHODS:
-        cells = [method]
+    for method in (*OVERHEAD_METHODS, "randn"):
+        cells = [
+            method if method != "randn" else "(one `torch.randn` of the batch: a stochastic step's draw)"
+        ]
         for d, b in OVERHEAD_SHAPES:
             key, fwd = f"{method} {d}x{b}", now[f"forward {d}x{b}"]
+            if key not in now or (baseline and key not in best["baseline"]):
+                cells += ["-"] * (2 if baseline else 1)
+                continue
             if baseline:
                 old = best["baseline"]
                 base_fwd = old[f"forward {d}x{b}"]

@@ -105,6 +105,11 @@ class Progress:
 
     def update(self, n: float = 1, **postfix: Any) -> None:
         """Advance by ``n`` units."""
+        if self.mode == "off":  # nothing to show: count (every sampler step comes through here)
+            if postfix:
+                self.postfix.update(postfix)
+            self.n += n
+            return
         self.update_to(self.n + n, **postfix)
 
     def update_to(self, value: float, **postfix: Any) -> None:

@@ -14,6 +14,8 @@ to ``x``'s shape.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -21,7 +23,16 @@ from scoresde._core.tensors import scalar
 
 PREDICTIONS = ("score", "eps", "x0", "v", "velocity")
 
-__all__ = ["PREDICTIONS", "check_prediction", "convert", "convert_at", "from_eps", "to_eps"]
+__all__ = [
+    "PREDICTIONS",
+    "apply_conversion",
+    "check_prediction",
+    "conversion_coefficients",
+    "convert",
+    "convert_at",
+    "from_eps",
+    "to_eps",
+]
 
 
 def check_prediction(prediction: str) -> str:
@@ -120,6 +131,47 @@ def from_eps(
     raise ValueError(f"unknown prediction {prediction!r}; choose one of {list(PREDICTIONS)}")
 
 
+@lru_cache(maxsize=8192)
+def conversion_coefficients(
+    prediction: str,
+    kind: str,
+    s: float,
+    sigma: float,
+    ds: float | None = None,
+    dsigma: float | None = None,
+) -> tuple[float, float] | None:
+    """The coefficients ``(a, b)`` of ``kind = a out + b x`` at one time, or ``None`` where a
+    coefficient divides by zero (a conversion undefined at ``sigma = 0``, a zero determinant).
+
+    Every conversion is linear in ``(out, x)``: ``a, b`` are :func:`convert` itself at the basis
+    ``(1, 0)`` and ``(0, 1)``, in float64 Python arithmetic (one set of formulas, ``v -> x0``
+    directly as there).  :func:`apply_conversion` applies them.  Memoised (8192 entries): a
+    sampler asks for the same coefficients at the times of its grid on every run.
+    """
+    if (ds is None or dsigma is None) and "velocity" in (prediction, kind):
+        raise ValueError("velocity conversion needs ds/dt and dsigma/dt")
+    coefs = (s, sigma, ds, dsigma)
+    try:
+        a = float(convert(prediction, kind, 1.0, 0.0, *coefs))  # type: ignore[arg-type]
+        b = float(convert(prediction, kind, 0.0, 1.0, *coefs))  # type: ignore[arg-type]
+    except ZeroDivisionError:
+        return None
+    return a, b
+
+
+def apply_conversion(out: Tensor, x: Tensor, a: float, b: float) -> Tensor:
+    """``a out + b x`` (coefficients of :func:`conversion_coefficients`) in two tensor operations.
+
+    Computed as ``b (x + (a / b) out)``: the sum is rounded once at the scale of ``x``, as the
+    tensor form ``(x - sigma eps) / s`` does (``b x + a out`` would round both products first,
+    and at small sigma, where x0 -> eps and x0 -> score nearly cancel, lose those digits).
+    """
+    if b == 0.0:
+        return out * scalar(a, out.dtype)
+    res = torch.add(x, out, alpha=a / b)
+    return res.mul_(scalar(b, res.dtype))
+
+
 def convert_at(
     prediction: str,
     kind: str,
@@ -132,23 +184,16 @@ def convert_at(
 ) -> Tensor:
     """:func:`convert` at one time for the whole batch, its coefficients Python floats.
 
-    Every conversion is linear in ``(out, x)``: ``kind = a out + b x``, with ``a, b`` given by
-    :func:`convert` itself on Python floats (float64; ``v -> x0`` directly, as there), then
-    applied as ``b (x + (a / b) out)`` in two tensor operations instead of four to eight.
-    Where a coefficient divides by zero (a conversion undefined at ``sigma = 0``, or a zero
-    determinant) it falls back to :func:`convert`, which gives the tensor's inf / NaN.
+    Every conversion is linear in ``(out, x)``: ``kind = a out + b x``, with ``a, b`` from
+    :func:`conversion_coefficients`, applied by :func:`apply_conversion` in two tensor operations
+    instead of four to eight.  Where a coefficient divides by zero (a conversion undefined at
+    ``sigma = 0``, or a zero determinant) it falls back to :func:`convert`, which gives the
+    tensor's inf / NaN.
     """
     if prediction == kind:
         return out
-    if (ds is None or dsigma is None) and "velocity" in (prediction, kind):
-        raise ValueError("velocity conversion needs ds/dt and dsigma/dt")
-    try:
-        # The conversion is linear in (out, x): its coefficients are convert() itself at the
-        # basis (1, 0) and (0, 1), in float64 Python arithmetic (one set of formulas).
-        coefs = (s, sigma, ds, dsigma)
-        a = float(convert(prediction, kind, 1.0, 0.0, *coefs))  # type: ignore[arg-type]
-        b = float(convert(prediction, kind, 0.0, 1.0, *coefs))  # type: ignore[arg-type]
-    except ZeroDivisionError:
+    ab = conversion_coefficients(prediction, kind, s, sigma, ds, dsigma)
+    if ab is None:
 
         def tensor(v: float) -> Tensor:
             return torch.tensor(v, dtype=x.dtype, device=x.device)
@@ -156,10 +201,4 @@ def convert_at(
         d1 = None if ds is None else tensor(ds)
         d2 = None if dsigma is None else tensor(dsigma)
         return convert(prediction, kind, out, x, tensor(s), tensor(sigma), d1, d2)
-    if b == 0.0:
-        return out * scalar(a, out.dtype)
-    # Sum first, then scale: b (x + (a / b) out) rounds the sum once at the scale of x, as the
-    # tensor form (x - sigma eps) / s does (b x + a out would round both products first, and at
-    # small sigma, where x0 -> eps and x0 -> score nearly cancel, lose those digits).
-    res = torch.add(x, out, alpha=a / b)
-    return res.mul_(scalar(b, res.dtype))
+    return apply_conversion(out, x, *ab)

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from scoresde._core.tensors import lincomb, scalars
 from scoresde.models.base import ScoreFunction
+from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.dpm_solver import multistep_order
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import grid_schedule
@@ -116,6 +117,34 @@ def _lagrange_weights(tau: np.ndarray, dsig: np.ndarray, nodes: list[float]) -> 
     return out
 
 
+@lru_cache(maxsize=16)
+def _deis_weights(
+    sde: SDE, lam: tuple[float, ...], taus: tuple[float, ...], basis: str, order: int, lower_order_final: bool
+) -> tuple[tuple[tuple[float, ...] | None, tuple[float, ...] | None], ...]:
+    """The weights of every DEIS step on a grid (half log-SNR ``lam``, nodes ``taus``), once per
+    grid: ``(c, c_corrected)`` per step, ``c`` of the last ``k`` evaluations (``None`` for a step
+    to ``sigma = 0``, the DDIM step) and ``c_corrected`` of a warm-up step re-solved with the
+    evaluation at its end included (Adams-Moulton of order ``k + 1``, as UniPC's corrector, at no
+    extra NFE: a plain low-order warm-up step would cap the global order at ``k + 1``), else
+    ``None``.  Memoised: a run of the same grid reuses them."""
+    steps = len(lam) - 1
+    tau_q, dsig_q = _step_quadrature(sde, list(lam), basis)  # every step's nodes at once
+    table: list[tuple[tuple[float, ...] | None, tuple[float, ...] | None]] = []
+    for i in range(steps):
+        h = lam[i + 1] - lam[i]
+        if not math.isfinite(h):
+            table.append((None, None))
+            continue
+        k = multistep_order(i, steps, order, h, lower_order_final)
+        c = _lagrange_weights(tau_q[i], dsig_q[i], [taus[i - j] for j in range(k)])
+        corrected = None
+        if i + 1 < steps and k < order and i + 1 < order:
+            nodes = [taus[i + 1], *(taus[i - j] for j in range(k))]
+            corrected = tuple(_lagrange_weights(tau_q[i], dsig_q[i], nodes))
+        table.append((tuple(c), corrected))
+    return tuple(table)
+
+
 def _check_order(name: str, order: object, highest: int) -> None:
     if isinstance(order, bool) or order not in range(1, highest + 1):
         raise ValueError(f"{name} order must be an integer in 1..{highest}, got {order!r}")
@@ -143,19 +172,20 @@ def ipndm(
     """
     _check_order("ipndm", order, 4)
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     s = scalars(sch.s, x.dtype)
     eps_hist: list[Tensor] = []
     y_i = x / s[0]
     for i in range(sch.steps):
-        eps = model.eps(x, tx[i], y)
+        eps = at.eps(x, i)
         eps_hist = [eps, *eps_hist[: order - 1]]
         k = min(order, i + 1)
         ds = sch.sigma_hat[i + 1] - sch.sigma_hat[i]
         y_i = lincomb(1.0, y_i, *((ds * b, e) for b, e in zip(IPNDM_WEIGHTS[k], eps_hist)))
         x = y_i * s[i + 1]
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
@@ -192,35 +222,31 @@ def deis(
     if not isinstance(lower_order_final, bool):
         raise TypeError(f"lower_order_final must be a bool, got {lower_order_final!r}")
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     s = scalars(sch.s, x.dtype)
     taus = sch.t if basis == "t" else sch.sigma_hat
-    tau_q, dsig_q = _step_quadrature(sde, sch.lam, basis)  # every step's nodes, once per run
+    weights = _deis_weights(sde, tuple(sch.lam), tuple(taus), basis, order, lower_order_final)
     eps_hist: list[Tensor] = []  # eps at t_i, t_{i-1}, ...
     y_i = x / s[0]
-    eps = model.eps(x, tx[0], y)
-    for i in range(sch.steps):
-        h = sch.h(i)
+    eps = at.eps(x, 0)
+    steps = sch.steps
+    for i in range(steps):
         eps_hist = [eps, *eps_hist[: order - 1]]
-        if not math.isfinite(h):
+        c, c_corrected = weights[i]
+        if c is None:
             # The step to sigma = 0: x = s x0 (DDIM), x0 from the evaluation at t_i.
             ratio = sch.s[i + 1] / sch.s[i]
             x = lincomb(ratio, x, (-ratio * sch.sigma[i], eps))
         else:
-            k = multistep_order(i, sch.steps, order, h, lower_order_final)
-            c = _lagrange_weights(tau_q[i], dsig_q[i], [taus[i - j] for j in range(k)])
             y_next = lincomb(1.0, y_i, *zip(c, eps_hist))
-            if i + 1 < sch.steps:
-                eps = model.eps(y_next * s[i + 1], tx[i + 1], y)
-                if k < order and i + 1 < order:
-                    # Corrected warm-up: re-solve the step with the evaluation at its end included
-                    # (Adams-Moulton of order k + 1, as UniPC's corrector), at no extra NFE; a plain
-                    # low-order warm-up step would cap the global order at k + 1.
-                    nodes = [taus[i + 1], *(taus[i - j] for j in range(k))]
-                    c = _lagrange_weights(tau_q[i], dsig_q[i], nodes)
-                    y_next = lincomb(1.0, y_i, *zip(c, [eps, *eps_hist[:k]]))
+            if i + 1 < steps:
+                eps = at.eps(y_next * s[i + 1], i + 1)
+                if c_corrected is not None:
+                    # Corrected warm-up: re-solve the step with the evaluation at its end included.
+                    y_next = lincomb(1.0, y_i, *zip(c_corrected, [eps, *eps_hist[: len(c)]]))
             y_i = y_next
             x = y_i * s[i + 1]
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from scoresde._core.tensors import lincomb
 from scoresde.models.base import ScoreFunction
+from scoresde.models.fixed_times import FixedTimes, fixed_times
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import GridSchedule, grid_schedule, intermediate_times, phi
 from scoresde.sampling.types import Callback
@@ -63,20 +64,20 @@ def dpm_solver_2s(
     r1 = 0.5
     sch = grid_schedule(sde, ts)
     mid = intermediate_times(sde, sch, r1)
-    tx = ts.to(x.dtype).unbind()
-    t_mid = torch.tensor(mid.t, dtype=x.dtype, device=x.device).unbind()
+    at, at_mid = fixed_times(model, ts, x, y), _midpoints(model, mid, x, y)
+    t_out = ts.unbind()
     for i in range(sch.steps):
         h = sch.h(i)
         if not math.isfinite(h):
-            x = _first_order(x, model.denoise(x, tx[i], y), sch, i)
+            x = _first_order(x, at.denoise(x, i), sch, i)
         else:
-            eps_i = model.eps(x, tx[i], y)
+            eps_i = at.eps(x, i)
             a = sch.sigma[i + 1] * math.expm1(h)
             u = lincomb(mid.s[i] / sch.s[i], x, (-mid.sigma[i] * math.expm1(r1 * h), eps_i))
-            eps_m = model.eps(u, t_mid[i], y)
+            eps_m = at_mid.eps(u, i)
             x = lincomb(sch.s[i + 1] / sch.s[i], x, (a / (2 * r1) - a, eps_i), (-a / (2 * r1), eps_m))
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
@@ -97,31 +98,37 @@ def dpm_solver_3s(
     r1, r2 = 1.0 / 3.0, 2.0 / 3.0
     sch = grid_schedule(sde, ts)
     m1, m2 = intermediate_times(sde, sch, r1), intermediate_times(sde, sch, r2)
-    tx = ts.to(x.dtype)
-    t1 = torch.tensor(m1.t, dtype=x.dtype, device=x.device)
-    t2 = torch.tensor(m2.t, dtype=x.dtype, device=x.device)
+    at, at1, at2 = fixed_times(model, ts, x, y), _midpoints(model, m1, x, y), _midpoints(model, m2, x, y)
+    t_out = ts.unbind()
     for i in range(sch.steps):
         h = sch.h(i)
         if not math.isfinite(h):
-            x = _first_order(x, model.denoise(x, tx[i], y), sch, i)
+            x = _first_order(x, at.denoise(x, i), sch, i)
         else:
-            eps_i = model.eps(x, tx[i], y)
+            eps_i = at.eps(x, i)
             s_i = sch.s[i]
             u1 = (m1.s[i] / s_i) * x - (m1.sigma[i] * math.expm1(r1 * h)) * eps_i
-            d1 = model.eps(u1, t1[i], y) - eps_i
+            d1 = at1.eps(u1, i) - eps_i
             e2 = math.expm1(r2 * h)
             u2 = (
                 (m2.s[i] / s_i) * x
                 - (m2.sigma[i] * e2) * eps_i
                 - (m2.sigma[i] * r2 / r1 * (e2 / (r2 * h) - 1.0)) * d1
             )
-            d2 = model.eps(u2, t2[i], y) - eps_i
+            d2 = at2.eps(u2, i) - eps_i
             e = math.expm1(h)
             sig = sch.sigma[i + 1]
             x = (sch.s[i + 1] / s_i) * x - (sig * e) * eps_i - (sig / r2 * (e / h - 1.0)) * d2
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
+
+
+def _midpoints(model: ScoreFunction, mid: GridSchedule, x: Tensor, y: Tensor | None) -> FixedTimes:
+    """The model at the intermediate times ``mid`` of every step (a ``nan`` time, of a step that
+    ends at ``sigma = 0`` and is never evaluated, taken as the time ``0``)."""
+    t = torch.tensor(mid.t, dtype=x.dtype, device=x.device)
+    return fixed_times(model, torch.nan_to_num(t, nan=0.0), x, y)
 
 
 def multistep_order(i: int, steps: int, order: int, h: float, lower_order_final: bool) -> int:
@@ -163,11 +170,12 @@ def dpm_solver_pp_2m(
     """
     _check_flag("lower_order_final", lower_order_final)
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     x0_prev = None
     for i in range(sch.steps):
         h = sch.h(i)
-        x0 = model.denoise(x, tx[i], y)
+        x0 = at.denoise(x, i)
         k = multistep_order(i, sch.steps, 2, h, lower_order_final)
         ratio = sch.sigma[i + 1] / sch.sigma[i]
         c = sch.s[i + 1] * -math.expm1(-h)
@@ -179,7 +187,7 @@ def dpm_solver_pp_2m(
             x = lincomb(ratio, x, (c * (1 + 0.5 / r), x0), (-c * 0.5 / r, x0_prev))
         x0_prev = x0
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
@@ -211,9 +219,10 @@ def dpm_solver_pp_3m(
     """
     _check_flag("lower_order_final", lower_order_final)
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype)
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     hist: list[Tensor] = []  # x0 at t_{i-1}, t_{i-2}
-    x0 = model.denoise(x, tx[0], y)
+    x0 = at.denoise(x, 0)
     for i in range(sch.steps):
         h = sch.h(i)
         k = multistep_order(i, sch.steps, 3, h, lower_order_final)
@@ -237,7 +246,7 @@ def dpm_solver_pp_3m(
             w1 = -(c1 * r0 + c2) / (r1 * rs)
             x_next = lincomb(ratio, x, (s1 * phi(h, 0), x0), (w0, d0), (w1, d1))
         if i + 1 < sch.steps:
-            x0_next = model.denoise(x_next, tx[i + 1], y)
+            x0_next = at.denoise(x_next, i + 1)
             if i == 0:
                 # Corrected warm-up: the first-order first step alone would leave an O(h^2) global
                 # error; the trapezoidal correction with the evaluation the next step needs anyway
@@ -247,5 +256,5 @@ def dpm_solver_pp_3m(
             x0 = x0_next
         x = x_next
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from scoresde._core.tensors import lincomb, scalars
 from scoresde.models.base import ScoreFunction
+from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import grid_schedule
 from scoresde.sampling.types import Callback
@@ -35,13 +36,15 @@ def euler(
 
     ``u = f x - g^2 score / 2`` is the ODE's drift (``model.velocity``).  Order 1.
     """
-    tx = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     dts = (ts[1:] - ts[:-1]).to(x.dtype).tolist()  # the steps as the time dtype rounds them
     for i in range(len(ts) - 1):
-        # Euler step.
-        x = torch.add(x, model.velocity(x, tx[i], y), alpha=dts[i])
+        # Euler step, x + dt u with u = a out + b x (the conversion folded into the step).
+        out, a, b = at.linear("velocity", x, i)
+        x = lincomb(1.0 + dts[i] * b, x, (dts[i] * a, out))
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
@@ -67,22 +70,23 @@ def heun(
         ts: decreasing times ``(N + 1,)``.
     """
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     s = scalars(sch.s, x.dtype)
     y_i = x / s[0]
     for i in range(sch.steps):
         ds = sch.sigma_hat[i + 1] - sch.sigma_hat[i]
-        d_i = model.eps(x, tx[i], y)
+        d_i = at.eps(x, i)
         # Euler step.
         y_next = torch.add(y_i, d_i, alpha=ds)
         if sch.sigma_hat[i + 1] > 0:
             # 2nd order correction.
-            d_next = model.eps(y_next * s[i + 1], tx[i + 1], y)
+            d_next = at.eps(y_next * s[i + 1], i + 1)
             y_next = lincomb(1.0, y_i, (0.5 * ds, d_i), (0.5 * ds, d_next))
         y_i = y_next
         x = y_i * s[i + 1]
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
@@ -104,12 +108,15 @@ def ddim(
     Eq. 3.7).  Exact when the data is a single point.  1 NFE per step; order 1.
     """
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     for i in range(sch.steps):
         ratio = sch.sigma[i + 1] / sch.sigma[i]
-        x0 = model.denoise(x, tx[i], y)
-        # x_{i+1} = (sigma_{i+1}/sigma_i) x_i + (s_{i+1} - s_i sigma_{i+1}/sigma_i) x0_hat.
-        x = lincomb(ratio, x, (sch.s[i + 1] - sch.s[i] * ratio, x0))
+        # x_{i+1} = (sigma_{i+1}/sigma_i) x_i + (s_{i+1} - s_i sigma_{i+1}/sigma_i) x0_hat, with
+        # x0_hat = a out + b x_i (the conversion folded into the step).
+        out, a, b = at.linear("x0", x, i)
+        c = sch.s[i + 1] - sch.s[i] * ratio
+        x = lincomb(ratio + c * b, x, (c * a, out))
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x

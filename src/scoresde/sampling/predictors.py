@@ -20,6 +20,7 @@ from torch import Tensor
 
 from scoresde._core.tensors import append_dims, lincomb
 from scoresde.models.base import ScoreFunction
+from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
@@ -218,11 +219,12 @@ def euler_maruyama(
     f, g = sde.drift_coef(tx[:-1]).double(), sde.diffusion(tx[:-1]).double()
     dt = (ts[1:] - ts[:-1]).to(x.dtype).double()
     a, b, c = (1.0 + f * dt).tolist(), (-(g**2) * dt).tolist(), (g * dt.abs().sqrt()).tolist()
-    times = tx.unbind()
+    at = fixed_times(model, tx, x, y)
+    t_out = ts.unbind()
     for i in range(len(ts) - 1):
-        x = lincomb(a[i], x, (b[i], model.score(x, times[i], y)), (c[i], noise(x)))
+        x = lincomb(a[i], x, (b[i], at.score(x, i)), (c[i], noise(x)))
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
@@ -242,11 +244,12 @@ def reverse_diffusion(
     """
     # reverse_diffusion_step with the transition of every step tabulated once.
     a, b = (v.double().tolist() for v in sde.transition(ts[1:], ts[:-1]))
-    times = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     for i in range(len(ts) - 1):
-        x = lincomb(2.0 - a[i], x, (b[i] ** 2, model.score(x, times[i], y)), (b[i], noise(x)))
+        x = lincomb(2.0 - a[i], x, (b[i] ** 2, at.score(x, i)), (b[i], noise(x)))
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
@@ -273,10 +276,11 @@ def ancestral(
     c_x0 = (b**2 * s_next / sigma**2).tolist()
     c_x = (a * sigma_next**2 / sigma**2).tolist()
     std = (sigma_next * b / sigma if variance == "posterior" else b).tolist()
-    times = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     for i in range(len(ts) - 1):
-        x0 = model.denoise(x, times[i], y)
+        x0 = at.denoise(x, i)
         x = lincomb(c_x[i], x, (c_x0[i], x0), (std[i], noise(x)))
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -87,13 +88,15 @@ def intermediate_times(sde: SDE, sched: GridSchedule, r: float) -> GridSchedule:
     )
 
 
+@lru_cache(maxsize=8192)
 def phi(h: float, j: int) -> float:
     """``psi_j(h) / h^j`` with ``psi_j(h) = int_0^h exp(-(h - v)) v^j / j! dv``.
 
     The weight of the ``j``-th Taylor term of the data prediction in the exact solution of the
     probability-flow ODE in ``lambda`` (Lu et al. 2022b, Eq. 9-10).  ``phi(h, 0) = 1 - e^{-h}``;
     for small ``h`` the series ``h sum_m (-h)^m / (m + j + 1)!`` avoids cancellation, else the
-    recurrence ``psi_j = h^j / j! - psi_{j-1}``.  ``phi(inf, 0) = 1``.
+    recurrence ``psi_j = h^j / j! - psi_{j-1}``.  ``phi(inf, 0) = 1``.  Memoised: the multistep
+    solvers ask for the same few values several times per step, and on every run of a grid.
     """
     if h < 0.1:
         return h * sum((-h) ** m / math.factorial(m + j + 1) for m in range(20))

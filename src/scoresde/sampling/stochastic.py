@@ -13,6 +13,7 @@ from torch import Tensor
 
 from scoresde._core.tensors import lincomb, scalar
 from scoresde.models.base import ScoreFunction
+from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
@@ -85,10 +86,8 @@ def heun_sde(
         lam_up = torch.tensor([-math.log(sh_up[i]) for i in up], dtype=torch.float64)
         t_up[up] = sde.t_of_lambda(lam_up).clamp(max=sde.T).to(ts.device, ts.dtype)
     s_up = sde.marginal(t_up)[0].double().tolist()
-    t_up_x, t_x = t_up.to(x.dtype).unbind(), ts.to(x.dtype).unbind()
-
-    def denoise(y_: Tensor, t_: Tensor, s_: float) -> Tensor:
-        return model.denoise(y_ * scalar(s_, y_.dtype), t_, y)
+    at, at_up = fixed_times(model, ts, x, y), fixed_times(model, t_up, x, y)
+    t_out = ts.unbind()
 
     for i in range(n):
         y_i = x / scalar(s_t[i], x.dtype)
@@ -100,16 +99,16 @@ def heun_sde(
             y_up = y_i
         # Euler step: y + (sh_next - sh) (y - D) / sh.
         k = (sh_next - sh) / sh
-        d_up = denoise(y_up, t_up_x[i], s_up[i])
+        d_up = at_up.denoise(y_up * scalar(s_up[i], y_up.dtype), i)
         y_next = lincomb(1.0 + k, y_up, (-k, d_up))
         # Apply 2nd order correction: y + (sh_next - sh) ((y - D) / sh + (y' - D') / sh_next) / 2.
         if sh_next > 0:
             half, half_next = 0.5 * k, 0.5 * (sh_next - sh) / sh_next
-            d_next = denoise(y_next, t_x[i + 1], s_next)
+            d_next = at.denoise(y_next * scalar(s_next, y_next.dtype), i + 1)
             y_next = lincomb(1.0 + half, y_up, (-half, d_up), (half_next, y_next), (-half_next, d_next))
         x = y_next * scalar(s_next, y_next.dtype)
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
@@ -156,12 +155,13 @@ def dpm_solver_pp_2m_sde(
     s_all, sigma_all = (c.double() for c in sde.marginal(ts))
     lam = sde.lambda_t(ts).double()
     s_next_t, sigma_t = s_all.tolist(), sigma_all.tolist()
-    times = ts.to(x.dtype).unbind()
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
     x0_prev: Tensor | None = None
     h_prev = 0.0
     for i in range(len(ts) - 1):
         sigma, s_next, sigma_next = sigma_t[i], s_next_t[i + 1], sigma_t[i + 1]
-        x0 = model.denoise(x, times[i], y)
+        x0 = at.denoise(x, i)
         if sigma_next == 0:
             # Last step to sigma = 0: the denoised data.
             x, x0_prev = x0 * scalar(s_next, x0.dtype), None
@@ -180,5 +180,5 @@ def dpm_solver_pp_2m_sde(
             x.add_(noise(x), alpha=sigma_next * math.sqrt(phi))
             x0_prev, h_prev = x0, h
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x

@@ -11,11 +11,14 @@ anyway, so the corrector costs no extra NFE (Zhao et al. 2023, Sec. 3.1-3.2, Alg
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from functools import lru_cache
 
 from torch import Tensor
 
 from scoresde._core.tensors import lincomb
 from scoresde.models.base import ScoreFunction
+from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.dpm_solver import multistep_order
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import grid_schedule, phi
@@ -50,7 +53,7 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
 
 
 def _update(
-    base: Tensor, bh: float, weights: list[float], rs: list[float], m0: Tensor, ms: list[Tensor]
+    base: Tensor, bh: float, weights: Sequence[float], rs: list[float], m0: Tensor, ms: list[Tensor]
 ) -> Tensor:
     """``base + B sum_m a_m (m_m - m_0) / r_m``, with the ``m_0`` terms gathered into one."""
     coefs = [bh * a / r for a, r in zip(weights, rs)]
@@ -70,13 +73,19 @@ def unipc_weights(rs: list[float], h: float, variant: str = "bh2") -> list[float
         h: the step in ``lambda``.
         variant: ``"bh1"`` or ``"bh2"``.
     """
+    return list(_weights(tuple(rs), h, variant))
+
+
+@lru_cache(maxsize=4096)
+def _weights(rs: tuple[float, ...], h: float, variant: str) -> tuple[float, ...]:
+    """:func:`unipc_weights`, memoised (each step asks for two sets, the same on every run)."""
     if len(rs) == 1:
-        return [0.5]
+        return (0.5,)
     bh = b_of_h(h, variant)
     k = len(rs)
     rows = [[r ** (j - 1) for r in rs] for j in range(1, k + 1)]
     rhs = [math.factorial(j) * phi(h, j) / bh for j in range(1, k + 1)]
-    return _solve(rows, rhs)
+    return tuple(_solve(rows, rhs))
 
 
 def unipc(
@@ -119,8 +128,9 @@ def unipc(
     if variant not in UNIPC_VARIANTS:
         raise ValueError(f"unipc variant must be one of {UNIPC_VARIANTS}, got {variant!r}")
     sch = grid_schedule(sde, ts)
-    tx = ts.to(x.dtype).unbind()
-    ms = [model.denoise(x, tx[0], y)]  # data predictions at t_i, t_{i-1}, ...
+    at = fixed_times(model, ts, x, y)
+    t_out = ts.unbind()
+    ms = [at.denoise(x, 0)]  # data predictions at t_i, t_{i-1}, ...
     lams = [sch.lam[0]]
     for i in range(sch.steps):
         h = sch.h(i)
@@ -132,18 +142,18 @@ def unipc(
         rs = [(lams[m] - lams[0]) / h for m in range(1, k)]
 
         # Predictor (UniP-k).
-        x_pred = _update(base, bh, unipc_weights(rs, h, variant), rs, ms[0], ms[1:k]) if k > 1 else base
+        x_pred = _update(base, bh, _weights(tuple(rs), h, variant), rs, ms[0], ms[1:k]) if k > 1 else base
         if i + 1 == sch.steps and not (final_corrector and math.isfinite(h)):
             x = x_pred
         else:
-            m_new = model.denoise(x_pred, tx[i + 1], y)
+            m_new = at.denoise(x_pred, i + 1)
             # Corrector (UniC): the new evaluation enters with r = 1.
             rs_c = [*rs, 1.0]
-            x = _update(base, bh, unipc_weights(rs_c, h, variant), rs_c, ms[0], [*ms[1:k], m_new])
+            x = _update(base, bh, _weights(tuple(rs_c), h, variant), rs_c, ms[0], [*ms[1:k], m_new])
             ms = [m_new, *ms[: order - 1]]
             lams = [sch.lam[i + 1], *lams[: order - 1]]
         if callback is not None:
-            callback(i, ts[i + 1], x)
+            callback(i, t_out[i + 1], x)
     return x
 
 
