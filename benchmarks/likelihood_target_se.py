@@ -19,10 +19,17 @@ Side by side in one run, on the same model and the same held-out images:
    (``is_grads_batched``, the library's reverse-mode default).
 3. **Hutchinson variance reduction on the digits**: per-probe spread of ``log p`` with and without
    the Gaussian control variate (fitted to the training images).
+4. **``--model unet28``**: section 1 on a 28x28 UNet trained by the README's 28x28 recipe
+   (``--conditional --label-dropout 0.1``, ``TrainConfig`` defaults, ``--base-channels`` wide,
+   ``--unet-steps`` steps) on scikit-learn's digits upsampled to 28x28, trained once into
+   ``--cache``; ``--wp-points`` checks the solvers' true error on a few images against a float64
+   dopri5 solve (``--skip timing``: that check alone).
 
-Run (1 thread):
+The paper's passes and ours run in alternating order (paper, ours, paper[, ours]).  Run (1 thread):
 
     PYTHONPATH=src python benchmarks/likelihood_target_se.py [--out docs/bench_likelihood_target_se.md]
+    PYTHONPATH=src python benchmarks/likelihood_target_se.py --model unet28 --n 128 --norms rk4 \
+        --skip wp divergence cv --out /tmp/unet28.md
 """
 
 from __future__ import annotations
@@ -181,6 +188,10 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
     model, sde, bins, quant = case.model, case.sde, case.bins, case.quant
     n, target = bins.shape[0], args.target_se
     print(f"{case.title}: {n} held-out images", flush=True)
+    if "timing" in args.skip:  # the solver check alone, at the --wp-steps step counts
+        lines += [f"## {number}. {case.title}: the solvers' true error", "", case.description, ""]
+        solver_check(model, sde, bins, quant, lines, [], args)
+        return
     cv = GaussianControlVariate.fit(case.cv_points) if case.cv_points is not None else None
     variants = [
         (
@@ -227,8 +238,9 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
         print(
             f"  paper pass {r + 1}: {passes_out[-1][2]:.2f}s wall, {passes_out[-1][3]:.2f}s CPU, {nfe_r} NFE"
         )
-        for i, (div, c, norm) in enumerate(variants):
-            ours_out[i].append(run_ours(div, c, norm, seed=r + 3))
+        if r < args.ours_rounds:
+            for i, (div, c, norm) in enumerate(variants):
+                ours_out[i].append(run_ours(div, c, norm, seed=r + 3))
     (bpd1, nfe1, w1, c1), (bpd2, nfe2, w2, c2) = passes_out
     one_pass, one_pass_cpu = (w1 + w2) / 2, (c1 + c2) / 2
     var_rep = float(np.var(bpd1 - bpd2, ddof=1)) / 2  # per-image variance of one pass (bits/dim^2)
@@ -264,9 +276,10 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
         "paper's pipeline: scipy RK45 at rtol = atol = 1e-5, one Rademacher probe and one dequantization "
         "draw per image, numpy round trip.  Its per-image Monte-Carlo variance is measured from two "
         f"independent passes: s.e. of the mean after one pass {mc_one:.4f} bits/dim, so it needs "
-        f"{passes} pass(es) for {target:g}.  Timed in two alternating rounds (paper pass, ours, paper "
-        "pass, ours, with fresh noise each): the paper's time is the mean of its two passes times the "
-        "passes needed, ours the mean of its two runs, pilot included.  CPU time "
+        f"{passes} pass(es) for {target:g}.  Timed in alternating rounds (paper pass, ours, paper "
+        f"pass{', ours' if args.ours_rounds == 2 else ''}, with fresh noise each): the paper's time is the "
+        "mean of its two passes times the passes needed, ours the mean of its "
+        f"{'two runs' if args.ours_rounds == 2 else 'run'}, pilot included.  CPU time "
         "(`time.process_time`, one thread) is the comparison that survives a shared machine; wall "
         "time is given too.",
         "",
@@ -294,9 +307,10 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
             f"| **{cpu / paper_cpu:.2f}** | {sec:.2f} | {sec / paper_time:.2f} |"
         )
     best = min(rows, key=lambda r: r[3])
-    ours_mean = sum(r[0].bpd_mean for r in ours_out[rows.index(best)]) / 2
+    best_runs = ours_out[rows.index(best)]
+    ours_mean = sum(r[0].bpd_mean for r in best_runs) / len(best_runs)
     diff = abs(ours_mean - paper_mean)
-    comb = math.sqrt(best[1].mc_se ** 2 / 2 + (mc_one / math.sqrt(2)) ** 2)
+    comb = math.sqrt(best[1].mc_se ** 2 / len(best_runs) + (mc_one / math.sqrt(2)) ** 2)
     lines += [
         "",
         f"Agreement: |ours - paper| = {diff:.4f} bits/dim against a combined Monte-Carlo s.e. of {comb:.4f} "
@@ -467,16 +481,19 @@ def solver_check(model, sde, bins, quant, lines: list[str], checks: list, args) 
             for name, b, nfe, cpu in rows
         ),
         "",
-        "The plans' own estimates (bound on the solver's error of the mean, from their pilots): "
-        + "; ".join(
-            f"{lab}: {est:.1e} at {p.steps} steps"
-            if p.steps is not None
-            else f"{lab}: {est:.1e} at {p.rtol:.2g}"
-            for lab, p, _, est in checks
-        )
-        + f" (budget {checks[0][1].solver_budget:.1e}).",
-        "",
     ]
+    if checks:
+        lines += [
+            "The plans' own estimates (bound on the solver's error of the mean, from their pilots): "
+            + "; ".join(
+                f"{lab}: {est:.1e} at {p.steps} steps"
+                if p.steps is not None
+                else f"{lab}: {est:.1e} at {p.rtol:.2g}"
+                for lab, p, _, est in checks
+            )
+            + f" (budget {checks[0][1].solver_budget:.1e}).",
+            "",
+        ]
     for name, b, nfe, _ in rows:
         print(f"  {name}: NFE {nfe}, error of the mean {err(b)[0]:+.2e} +- {err(b)[1]:.1e}")
 
@@ -618,11 +635,14 @@ def main() -> None:
     )
     ap.add_argument("--wp-tol", type=float, default=1e-7, help="tolerance of the float64 reference")
     ap.add_argument("--wp-steps", type=int, nargs="*", default=[16, 32], help="rk4 step counts also checked")
+    ap.add_argument(
+        "--ours-rounds", type=int, default=2, choices=[1, 2], help="rounds in which ours runs (1: the first)"
+    )
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 8, 16, 32, 64])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["digits", "divergence", "cv", "wp"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["digits", "timing", "divergence", "cv", "wp"])
     ap.add_argument("--out", default="docs/bench_likelihood_target_se.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
