@@ -70,9 +70,9 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.temb(F.silu(temb))[:, :, None, None]
+        h += self.temb(F.silu(temb))[:, :, None, None]  # in place: a convolution's backward needs no output
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        return (self.skip(x) + h) * _SKIP_SCALE
+        return (self.skip(x) + h).mul_(_SKIP_SCALE)  # an addition's backward needs no output either
 
 
 class AttnBlock(nn.Module):
@@ -89,7 +89,7 @@ class AttnBlock(nn.Module):
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
         out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
         out = self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
-        return (x + out) * _SKIP_SCALE
+        return (x + out).mul_(_SKIP_SCALE)
 
 
 class Downsample(nn.Module):
