@@ -43,18 +43,51 @@ def upsample_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     interleaved (the sub-pixel convolution of Shi et al. 2016, derived from the 3x3 kernel).
     Gradients reach ``weight`` through the kernel sums, so the parameters are the 3x3 kernel's.
     """
-    b, _, h, w = x.shape
     o = weight.shape[0]
     y = F.conv2d(x, _phase_kernels(weight), None if bias is None else bias.repeat_interleave(4), padding=1)
-    # Phase (a, b) of output pixel (i, j) sits at y[:, 4 o + 2 a + b, i + a, j + b] (y is (H+1, W+1)):
-    # four slice copies into the interleaved output (plain views and copies: no graph break when compiled).
-    phases = y.unflatten(1, (o, 2, 2))
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():  # keep channels_last
-        out = y.new_empty(b, h, 2, w, 2, o)
-        for a, c in ((0, 0), (0, 1), (1, 0), (1, 1)):
-            out[:, :, a, :, c] = phases[:, :, a, c, a : a + h, c : c + w].permute(0, 2, 3, 1)
-        return out.view(b, 2 * h, 2 * w, o).permute(0, 3, 1, 2)
-    out = y.new_empty(b, o, h, 2, w, 2)
-    for a, c in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        out[:, :, :, a, :, c] = phases[:, :, a, c, a : a + h, c : c + w]
-    return out.view(b, o, 2 * h, 2 * w)
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return _Interleave.apply(y, o, channels_last)
+
+
+_PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+class _Interleave(torch.autograd.Function):
+    """``(B, 4 O, H + 1, W + 1) -> (B, O, 2 H, 2 W)``: phase ``(a, b)`` of output pixel ``(i, j)`` is
+    ``y[:, 4 o + 2 a + b, i + a, j + b]``.
+
+    Four slice copies each way; written as a function of its own so that the backward writes the
+    four gradient slices into one buffer (zeroing only the unused border) instead of autograd's
+    four zero-filled, summed copies of the whole input.  Plain views and copies, which
+    ``torch.compile`` traces without a graph break.
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, o: int, channels_last: bool) -> Tensor:  # type: ignore[override]
+        b, _, h1, w1 = y.shape
+        h, w = h1 - 1, w1 - 1
+        ctx.geometry = (y.shape, o, channels_last)
+        phases = y.unflatten(1, (o, 2, 2))
+        if channels_last:
+            out = y.new_empty(b, h, 2, w, 2, o)
+            for a, c in _PHASES:
+                out[:, :, a, :, c] = phases[:, :, a, c, a : a + h, c : c + w].permute(0, 2, 3, 1)
+            return out.view(b, 2 * h, 2 * w, o).permute(0, 3, 1, 2)
+        out = y.new_empty(b, o, h, 2, w, 2)
+        for a, c in _PHASES:
+            out[:, :, :, a, :, c] = phases[:, :, a, c, a : a + h, c : c + w]
+        return out.view(b, o, 2 * h, 2 * w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        shape, o, channels_last = ctx.geometry
+        h, w = shape[2] - 1, shape[3] - 1
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        grad_y = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=fmt)
+        phases = grad_y.unflatten(1, (o, 2, 2))
+        g = grad.unflatten(2, (h, 2)).unflatten(4, (w, 2))  # (B, O, H, a, W, b)
+        for a, c in _PHASES:
+            phases[:, :, a, c, a : a + h, c : c + w] = g[:, :, :, a, :, c]
+            phases[:, :, a, c, h if a == 0 else 0] = 0.0  # the row and column this phase does not use
+            phases[:, :, a, c, :, w if c == 0 else 0] = 0.0
+        return grad_y, None, None
