@@ -49,3 +49,18 @@ def test_layers_use_it_with_their_own_parameters() -> None:
         assert set(layer.state_dict()) == {f"{conv}.weight", f"{conv}.bias"}
         ref = getattr(layer, conv)(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         torch.testing.assert_close(layer(x), ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace, as the freeze mode uses it
+def test_no_grad_and_traced_paths_match() -> None:
+    """Without autograd (sampling) and under ``torch.jit.trace`` (the freeze execution mode) the
+    plain-copy path runs; it gives the training path's values and traces without error."""
+    from scoresde.nets.unet import Upsample
+
+    layer = Upsample(3)
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    grad_path = layer(x)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), grad_path, rtol=0, atol=0)
+        traced = torch.jit.trace(layer.eval(), x)
+        torch.testing.assert_close(traced(x), grad_path, rtol=0, atol=0)

@@ -46,10 +46,28 @@ def upsample_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     o = weight.shape[0]
     y = F.conv2d(x, _phase_kernels(weight), None if bias is None else bias.repeat_interleave(4), padding=1)
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return _Interleave.apply(y, o, channels_last)
+    if y.requires_grad and not torch.jit.is_tracing():  # the Function's backward; jit.trace cannot record it
+        return _Interleave.apply(y, o, channels_last)
+    return _interleave(y, o, channels_last)
 
 
 _PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _interleave(y: Tensor, o: int, channels_last: bool) -> Tensor:
+    """``(B, 4 O, H + 1, W + 1) -> (B, O, 2 H, 2 W)`` by four slice copies (see :class:`_Interleave`)."""
+    b, _, h1, w1 = y.shape
+    h, w = h1 - 1, w1 - 1
+    phases = y.unflatten(1, (o, 2, 2))
+    if channels_last:
+        out = y.new_empty(b, h, 2, w, 2, o)
+        for a, c in _PHASES:
+            out[:, :, a, :, c] = phases[:, :, a, c, a : a + h, c : c + w].permute(0, 2, 3, 1)
+        return out.view(b, 2 * h, 2 * w, o).permute(0, 3, 1, 2)
+    out = y.new_empty(b, o, h, 2, w, 2)
+    for a, c in _PHASES:
+        out[:, :, :, a, :, c] = phases[:, :, a, c, a : a + h, c : c + w]
+    return out.view(b, o, 2 * h, 2 * w)
 
 
 class _Interleave(torch.autograd.Function):
@@ -64,19 +82,8 @@ class _Interleave(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y: Tensor, o: int, channels_last: bool) -> Tensor:  # type: ignore[override]
-        b, _, h1, w1 = y.shape
-        h, w = h1 - 1, w1 - 1
         ctx.geometry = (y.shape, o, channels_last)
-        phases = y.unflatten(1, (o, 2, 2))
-        if channels_last:
-            out = y.new_empty(b, h, 2, w, 2, o)
-            for a, c in _PHASES:
-                out[:, :, a, :, c] = phases[:, :, a, c, a : a + h, c : c + w].permute(0, 2, 3, 1)
-            return out.view(b, 2 * h, 2 * w, o).permute(0, 3, 1, 2)
-        out = y.new_empty(b, o, h, 2, w, 2)
-        for a, c in _PHASES:
-            out[:, :, :, a, :, c] = phases[:, :, a, c, a : a + h, c : c + w]
-        return out.view(b, o, 2 * h, 2 * w)
+        return _interleave(y, o, channels_last)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
