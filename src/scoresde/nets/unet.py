@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scoresde.nets.embeddings import GaussianFourierProjection, SinusoidalEmbedding
+from scoresde.nets.upsample import upsample_conv
 
 __all__ = ["TIME_EMBEDDINGS", "UNet"]
 
@@ -86,9 +87,10 @@ class ResBlock(nn.Module):
             scale, shift = emb.chunk(2, dim=1)
             h = torch.addcmul(shift, self.norm2(h), 1 + scale)
         else:
-            h = self.norm2(h + emb)
+            h += emb  # in place: a convolution's backward needs no output
+            h = self.norm2(h)
         h = self.conv2(self.dropout(F.silu(h)))
-        return (self.skip(x) + h) * _SKIP_SCALE
+        return (self.skip(x) + h).mul_(_SKIP_SCALE)  # an addition's backward needs no output either
 
 
 class AttnBlock(nn.Module):
@@ -105,7 +107,7 @@ class AttnBlock(nn.Module):
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
         out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
         out = self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
-        return (x + out) * _SKIP_SCALE
+        return (x + out).mul_(_SKIP_SCALE)
 
 
 class Downsample(nn.Module):
@@ -120,14 +122,14 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Nearest-neighbour upsampling followed by a 3x3 convolution."""
+    """Nearest-neighbour upsampling followed by a 3x3 convolution (computed by :func:`upsample_conv`)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return upsample_conv(x, self.conv.weight, self.conv.bias)
 
 
 class UNet(nn.Module):

@@ -4,8 +4,10 @@
 C++/OpenMP on the CPU, Triton on CUDA), which needs a working C++ compiler on the CPU (or Triton on
 a GPU).  The first step pays the compilation.  Measured on this project's 2-core CPU
 (``benchmarks/trainer_overhead.py --compile``, docs/bench_trainer_overhead.md): the default UNet
-(28x28, batch 32, one thread) steps 0.4% faster compiled, after a compilation of minutes, so
-compiling never pays for a CPU run of any practical length; ``compile="auto"`` therefore compiles
+(28x28, batch 32, one thread) steps 0.4% faster compiled, after a compilation of minutes, and
+the benchmark UNet of ``benchmarks/train_compile_check.py`` (28x28, batch 64, one thread) 10%
+slower compiled, after about 2 CPU-minutes of compilation (docs/bench_speed.md), so compiling
+never pays for a CPU run of any practical length; ``compile="auto"`` therefore compiles
 only on CUDA, and only runs of at least :data:`AUTO_MIN_STEPS` steps (not yet measured on a GPU).
 """
 

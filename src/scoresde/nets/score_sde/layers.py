@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scoresde.nets.score_sde import resample
+from scoresde.nets.upsample import upsample_conv
 
 __all__ = [
     "NIN",
@@ -254,8 +255,9 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.fir:
-            h = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            return self.Conv_0(h) if self.with_conv else h
+            if self.with_conv:  # conv3x3(nearest2x(x)), computed at x's resolution
+                return upsample_conv(x, self.Conv_0.weight, self.Conv_0.bias)
+            return F.interpolate(x, scale_factor=2.0, mode="nearest")
         if self.with_conv:
             return self.Conv2d_0(x)
         return resample.upsample_2d(x, self.fir_kernel)
