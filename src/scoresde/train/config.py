@@ -113,9 +113,7 @@ class TrainConfig:
     dropout: float = field(default=0.0, metadata={"help": "dropout rate of the network"})
     scale_shift: bool = field(
         default=False,
-        metadata={
-            "help": "UNet: adaptive group norm conditioning (GN(h) * (1 + scale) + shift; Dhariwal & Nichol 2021)"
-        },
+        metadata={"help": "UNet: adaptive group norm, GN(h) * (1 + scale) + shift (Dhariwal & Nichol 2021)"},
     )
     time_embedding: str = field(default="fourier", metadata={"help": "fourier or sinusoidal"})
     hidden: int = field(default=256, metadata={"help": "MLP width"})
