@@ -45,8 +45,9 @@ never the best on the first run; DDIM on ``quadratic`` only, Heun dropped: it wa
 competitive below 50 NFE), DPM-Solver-v3 with statistics computed from the model
 (:func:`scoresde.sampling.compute_ems`, ``--v3-pilot`` trajectories, ``--v3-knots`` knots), and
 ``grid="optimized"`` (:func:`scoresde.sampling.optimize_grid`, a pilot of ``--opt-pilot`` prior
-draws of its own seed, one sweep) for ``--opt-solvers`` at ``--opt-nfes``; their one-off cost
-(seconds on the shared core, pilot network evaluations) is reported and not counted in the NFE.
+draws of its own seed, one sweep, a dopri5 reference at ``--opt-ref-tol``) for ``--opt-solvers``
+at ``--opt-nfes``; their one-off cost (seconds on the shared core, pilot network evaluations) is
+reported and not counted in the NFE.
 
 (b) Sample quality.  The best configuration (by the RMS of (a)) of ours and of the peers (any
 family) at NFE 10 and 20 sample ``--samples`` class-conditional images from each of ``--seeds``
@@ -536,6 +537,7 @@ def optimized_runs(
             og = ss.sampling.optimize_grid(
                 pilot_model, lm.model.sde, budget, method, shape, t_end=T_END, options=opts,
                 pilot=args.opt_pilot, seed=12345, sweeps=1, evals=args.opt_evals,
+                reference_tol=args.opt_ref_tol,
             )  # fmt: skip
             grids[budget] = og.times
             cost.setdefault("optimized", {})[f"{key} {budget}"] = {
@@ -921,6 +923,7 @@ def main() -> None:
     p.add_argument("--opt-nfes", type=ints, default=(5, 10, 20), help="NFE budgets of the optimized grids")
     p.add_argument("--opt-pilot", type=int, default=32, help="pilot draws of the optimized grids")
     p.add_argument("--opt-evals", type=int, default=2, help="golden-section evaluations per time")
+    p.add_argument("--opt-ref-tol", type=float, default=1e-4, help="pilot reference tolerance")
     p.add_argument("--no-kdiffusion", action="store_true")
     p.add_argument("--page-only", action="store_true", help="only assemble the page from cached results")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_samplers_learned.md")
