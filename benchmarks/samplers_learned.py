@@ -778,6 +778,19 @@ def summary_lines(all_results: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _named(k: tuple[str, str]) -> bool:
+    return k[0] != "dpm_solver_v3" and not k[1].startswith("optimized")
+
+
+OPTION_SETS: list[tuple[str, Callable[[tuple[str, str]], bool]]] = [
+    ("named grids, every solver but v3", _named),
+    ("named grids, order 3 only", lambda k: _named(k) and (k[0] == "dpm_solver++_3m" or "order 3" in k[1])),
+    ("named + optimized grids", lambda k: k[0] != "dpm_solver_v3"),
+    ("named grids + DPM-Solver-v3", lambda k: not k[1].startswith("optimized")),
+    ("all", lambda k: True),
+]
+
+
 def model_lines(r: dict) -> list[str]:
     res = load_results(r)
     nfes = r["nfes"]
@@ -806,6 +819,21 @@ def model_lines(r: dict) -> list[str]:
             f"| {n} | {fmt(bo)} | {fmt(bp)} | {bo[0] / bp[0]:.2f} | {fmt(mo)} | {fmt(mp)} "
             f"| {mo[0] / mp[0]:.2f} |"
         )
+    lines += [
+        "",
+        "Which of our options carry the ratio (ours / best peer, RMS, with our options restricted to "
+        "each set; *order 3*: DPM-Solver++(3M) and UniPC of order 3 on the named grids):",
+        "",
+        "| our options | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+        "|---" * (len(nfes) + 1) + "|",
+    ]
+    for label, keep in OPTION_SETS:
+        sub = {k: v for k, v in res.items() if not family_of(k).startswith("scoresde") or keep(k)}
+        cells = []
+        for n in nfes:
+            bo, bp = best(sub, n, True), best(sub, n, False)
+            cells.append(f"{bo[0] / bp[0]:.2f}" if bo and bp else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Best option of each family (RMS; `(n)`: the NFE used when lower):", ""]
     fam = oracle_bench.best_per_family({(family_of(k), k[1]): v for k, v in res.items()})
     oracle_bench.NFES = tuple(nfes)
