@@ -1,69 +1,110 @@
-"""Few-step PF-ODE samplers on a LEARNED model: pathwise error and sample quality at equal NFE.
+"""Few-step PF-ODE samplers on LEARNED models: pathwise error and sample quality at equal NFE.
 
 The oracle benchmark (``benchmarks/samplers.py``) measures the solvers against exact scores; here
-the model is a network: the class-conditional 8x8-digits model of the README recipe (VP SDE,
-v prediction, ``TrainConfig`` defaults, ``--conditional --label-dropout 0.1``), trained by
-``benchmarks/distill_digits.py``'s :func:`train_teacher` for ``--train-minutes`` of process CPU
-time and cached in ``--work`` (a rerun with the same folder skips the training).
+the model is a network, one of (``--models``, each trained here for a few CPU-minutes of process
+time and cached in ``--work/<key>``; a rerun with the same folder skips the training):
 
-(a) Pathwise error.  Every sampler starts from the same ``x_T ~ N(0, I)`` (labels cycling over
-the ten classes) at ``t = T`` and stops at ``t_end = 1e-3`` without a final denoising step; its
-output is compared with a tight solve of the *same network's* probability-flow ODE from the same
-``x_T`` (dopri5, ``--ref-tol``), as the RMS error per pixel over all draws and as the median over
-draws of each path's RMS error (robust to the few paths that a small error sends to another digit).
-No exact score is needed: the metric isolates the solver's error from the network's.  Peers are
-driven by the network through their own interfaces, as ``benchmarks/samplers.py`` drives them by
-the oracle: diffusers' multistep schedulers and DDIM through ``samplers.diffusers_configs`` (every
-spacing, order and sigma option there) with the VP table ``trained_betas`` whose timestep ``tau``
-is time ``(tau + 1) / 1000``;
-``EulerDiscreteScheduler`` / ``HeunDiscreteScheduler`` (default and Karras sigmas) in their own
-``x / s`` variables through ``scale_model_input``; k-diffusion through ``samplers.run_kdiffusion``.
-``HeunDiscreteScheduler`` has no ``final_sigmas_type`` and ends at sigma 0, so its output is
-compared with the reference's denoised prediction ``D(x_ref, t_end)`` (its last step from
-``t_end`` to 0 is that prediction).  Each family's best option per NFE budget is reported.
+- ``vp8``: the README recipe on the bundled 8x8 digits (VP SDE, v prediction, ``TrainConfig``
+  defaults, ``--conditional --label-dropout 0.1``), trained by ``benchmarks/distill_digits.py``'s
+  :func:`train_teacher`;
+- ``ve8``: the paper's convention, the same recipe with the VE SDE (``sigma_min = 0.01``,
+  ``sigma_max = 50``, the paper's CIFAR-10 values; geometric noise levels), the network predicting
+  eps (the paper's NCSN++ score ``-eps / sigma``) from the time input ``log sigma``;
+- ``diffusers8``: a diffusers ``UNet2DModel`` (16/32 channels, class-conditional through
+  ``num_class_embeds``) with a ``DDPMScheduler`` (epsilon prediction, linear beta table, 1000
+  steps), wrapped by :func:`scoresde.interop.diffusers.from_diffusers` and trained through that
+  adapter with DDPM's simple loss (:func:`scoresde.train.losses.ddpm_loss`); saved and reloaded as
+  a diffusers folder (``unet/``, ``scheduler/``).  diffusers' schedulers sample it natively
+  (``unet(x, timestep, class_labels)`` on its own linear table), ours through the adapter.
 
-(b) Sample quality.  The best configuration of ours and the best diffusers configuration at each
-of NFE 10 and 20 (by the pathwise error of (a)) sample ``--samples`` class-conditional images
-from each of ``--seeds`` seeds; outputs clamped to [-1, 1] are scored as
-``benchmarks/distill_digits.py`` scores them, by the library's reference classifier (trained on
-the training split only): class accuracy and the Frechet distance of its features to the
-held-out split, mean and standard deviation over the seeds.
+(a) Pathwise error.  Every sampler starts from the same ``x_T`` drawn from the prior (labels
+cycling over the ten classes) at ``t = T`` and stops at ``t_end = 1e-3`` without a final denoising
+step; its output is compared with a tight solve of the *same network's* probability-flow ODE from
+the same ``x_T`` (dopri5, ``--ref-tol``), as the RMS error per pixel over all draws and as the
+median over draws of each path's RMS error.  No exact score is needed: the metric isolates the
+solver's error from the network's.  Peers are driven by the network through their own interfaces:
 
-Usage (the default run: 11 minutes of wall time on one shared core, 4 of them training; a smoke test with
-``--train-minutes 0.2 --n-path 16 --samples 50 --seeds 2 --work /tmp/sl_smoke``)::
+- diffusers' schedulers run on a 1000-entry VP table whose timestep ``tau`` is time
+  ``(tau + 1) / 1000``: ``alphas_cumprod = s^2 / (s^2 + sigma^2)`` of the model's SDE there (for the
+  VP model its own table; for the VE model the VP form of the same ODE, whose state is
+  ``x / sqrt(1 + sigma^2)``: the network sees ``x``), given as ``trained_betas`` -- except the
+  diffusers model, whose schedulers use their own linear table and call the UNet directly.
+  The options kept from ``samplers.diffusers_configs`` (:data:`DIFFUSERS_KEPT`: DPM-Solver++,
+  UniPC and DEIS of orders 2 and 3 on default / Karras / exponential sigmas and ``lu_lambdas``, less
+  those never their family's best on the first run, ``linspace`` only: ``trailing`` gave the same
+  grids to 3 digits), DDIM, Euler and Heun (``trailing``; Euler and Heun in their own ``x / s``
+  variables through ``scale_model_input``).  ``HeunDiscreteScheduler`` ends at sigma 0, so its
+  output is compared with the reference's denoised prediction ``D(x_ref, t_end)``.
+- k-diffusion's LMS, DPM-Solver++(2M) and (3M) (at ``eta = 0``: its ODE form) in EDM variables
+  (``D(y, sigma_hat) = model.denoise(s y, t)``), on Karras and exponential sigmas between
+  ``sigma_hat(T)`` and ``sigma_hat(t_end)`` (its Euler is our DDIM; Heun, DPM-2 and DPM++(2S) were
+  never competitive on the first run).
 
-    PYTHONPATH=src python benchmarks/samplers_learned.py
+Ours: each multistep solver on the ``logsnr``, ``edm`` and ``quadratic`` grids (``uniform`` was
+never the best on the first run; DDIM on ``quadratic`` only, Heun dropped: it was never
+competitive below 50 NFE), DPM-Solver-v3 with statistics computed from the model
+(:func:`scoresde.sampling.compute_ems`, ``--v3-pilot`` trajectories, ``--v3-knots`` knots), and
+``grid="optimized"`` (:func:`scoresde.sampling.optimize_grid`, a pilot of ``--opt-pilot`` prior
+draws of its own seed, one sweep, a dopri5 reference at ``--opt-ref-tol``) for ``--opt-solvers``
+at ``--opt-nfes``; their one-off cost (seconds on the shared core, pilot network evaluations) is
+reported and not counted in the NFE.
+
+(b) Sample quality.  The best configuration (by the RMS of (a)) of ours and of the peers (any
+family) at NFE 10 and 20 sample ``--samples`` class-conditional images from each of ``--seeds``
+seeds; outputs clamped to [-1, 1] are scored by the library's reference classifier (trained on the
+training split only): class accuracy and the Frechet distance of its features to the held-out
+split, mean and standard deviation over the seeds.
+
+Each model's run writes ``<work>/<key>/result.json``; the page is assembled from every result
+found there (so models can run in separate processes), keeping the hand-written section between
+the ``HAND-WRITTEN`` markers of an existing page.
+
+The defaults are sized for a shared 2-core CPU (about 10 CPU-minutes per model, training
+included): 32 pathwise draws, 200 samples x 3 seeds for quality, 2 CPU-minutes of training.
+
+Usage (the run of the page: three models, see the page for the wall time; a smoke test with
+``--train-minutes 0.2 --n-path 8 --samples 20 --seeds 2 --nfes 5,10,20 --opt-nfes 5 --v3-knots 20
+--work /tmp/sl_smoke``)::
+
+    PYTHONPATH=src python benchmarks/samplers_learned.py --models vp8,ve8,diffusers8
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import math
 import os
 import sys
 import time
-import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import scoresde as ss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import samplers as oracle_bench
 from distill_digits import train_teacher
-from scoresde.data.images import load_dataset
+from scoresde._core.tensors import append_dims
+from scoresde.data.images import DataSplit, load_dataset
 from scoresde.evaluation import classifier_report, reference_classifier
 from scoresde.io.checkpoint import load_checkpoint
-from scoresde.train.trainer import TrainConfig
+from scoresde.train.losses import ddpm_loss
+from scoresde.train.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-NFES = (5, 10, 20)
+NFES = (5, 8, 10, 15, 20, 50)
 QUALITY_NFES = (10, 20)
 T_END = 1e-3
 N_TRAIN = 1000
-# Our PF-ODE solvers: (method, evaluations per step, options); each runs on every grid.
+MODELS = ("vp8", "ve8", "diffusers8")
+# Our PF-ODE solvers: (method, evaluations per step, option suffix, options); each on every grid.
 OURS: list[tuple[str, int, str, dict]] = [
     ("dpm_solver++_2m", 1, "", {}),
     ("dpm_solver++_3m", 1, "", {}),
@@ -72,156 +113,485 @@ OURS: list[tuple[str, int, str, dict]] = [
     ("deis", 1, "", {}),
     ("ipndm", 1, "", {}),
     ("ddim", 1, "", {}),
-    ("heun", 2, "", {}),
 ]
-GRIDS = ss.GRIDS
+GRIDS = ("logsnr", "edm", "quadratic")
+V3_GRIDS = ("logsnr", "quadratic")
+OPT_OPTIONS = {"unipc": {}, "unipc_o3": {"order": 3}, "dpm_solver++_3m": {}, "dpm_solver++_2m": {}}
+
+Run = Callable[[Tensor, Tensor, int], tuple[Tensor, int]]
+"""``run(x_T, y, nfe_budget) -> (x at t_end, nfe used)``: one sampler configuration."""
 
 
-def rms(x: torch.Tensor, ref: torch.Tensor) -> float:
+def rms(x: Tensor, ref: Tensor) -> float:
     return oracle_bench.rms(x, ref)
 
 
-def median_path(x: torch.Tensor, ref: torch.Tensor) -> float:
+def median_path(x: Tensor, ref: Tensor) -> float:
     """The median over draws of each path's RMS error: robust to the few paths that switch digit."""
     return float((x.double() - ref.double()).pow(2).flatten(1).mean(1).median().sqrt())
 
 
-def errors(x: torch.Tensor, ref: torch.Tensor, nfe: int) -> tuple[float, int, float]:
-    """``(RMS error, nfe, median path error)``: the oracle benchmark's entry layout."""
-    return rms(x, ref), nfe, median_path(x, ref)
+def cycling(n: int, device: torch.device | None = None) -> Tensor:
+    """Labels ``0, 1, ..., 9, 0, 1, ...`` for a batch of ``n``."""
+    return torch.arange(n, device=device) % 10
+
+
+class CyclingLabels(ss.ScoreFunction):
+    """A class-conditional model that takes cycling labels when called without ``y`` (the pilots of
+    ``optimize_grid`` pass none)."""
+
+    def __init__(self, inner: ss.ScoreFunction) -> None:
+        super().__init__(inner.sde, inner.prediction)
+        self.inner = inner
+
+    def _y(self, x: Tensor, y: Tensor | None) -> Tensor:
+        return cycling(x.shape[0], x.device) if y is None else y
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.inner(x, t, self._y(x, y))
+
+    def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
+        return self.inner.predict(kind, x, t, self._y(x, y))
 
 
 # ---------------------------------------------------------------------------------------------- #
-# The model.
+# The models.
 # ---------------------------------------------------------------------------------------------- #
-def teacher_config(work: Path, seed: int) -> TrainConfig:
-    """The configuration :func:`distill_digits.train_teacher` trains (to find its data split)."""
-    return TrainConfig(
-        data="digits", conditional=True, label_dropout=0.1, out=str(work), name="teacher", seed=seed
-    )
+@dataclass
+class Learned:
+    """A learned model under test.
+
+    Attributes:
+        key, title: its name in ``--models`` and on the page.
+        model: the score model (eval mode).
+        data: the data split it was trained on (``test`` is held out).
+        note: how it was trained (or that it was cached).
+        native: for a diffusers model, ``(unet, scheduler config)``: its schedulers call the UNet
+            on their own table; ``None``: schedulers get the model's table as ``trained_betas``.
+    """
+
+    key: str
+    title: str
+    model: ss.ScoreFunction
+    data: DataSplit
+    note: str
+    native: tuple[torch.nn.Module, dict] | None = None
 
 
-def learned_model(work: Path, minutes: float, seed: int) -> tuple[ss.ScoreFunction, object, str]:
-    """The cached model of ``work/teacher`` (trained now when absent), its data split and a note."""
-    ckpt = work / "teacher" / "checkpoints" / "last.safetensors"
+def train_config(key: str, work: Path, seed: int) -> TrainConfig:
+    """The ``TrainConfig`` of our own models (``vp8`` is :func:`distill_digits.train_teacher`'s)."""
+    base = {"data": "digits", "conditional": True, "label_dropout": 0.1, "steps": 10**9, "seed": seed}
+    if key == "vp8":
+        return TrainConfig(**base, out=str(work), name="teacher", progress=False)
+    if key == "ve8":
+        return TrainConfig(
+            **base, sde="ve", sde_options={"sigma_min": 0.01, "sigma_max": 50.0}, prediction="eps",
+            time_input="log_sigma", out=str(work), name="model", progress=False,
+        )  # fmt: skip
+    raise ValueError(key)
+
+
+def train_minutes(cfg: TrainConfig, minutes: float) -> tuple[Trainer, float]:
+    """Train ``cfg`` for ``minutes`` of process CPU time (the learning rate decays over it)."""
+    trainer = Trainer(cfg)
+    t0, budget = time.process_time(), 60.0 * minutes
+    with trainer.folder.lock():
+        trainer.folder.prepare(resuming=False, overwrite=True)
+        while (spent := (time.process_time() - t0) / budget) < 1.0:
+            trainer.train_step(spent)
+        trainer.save()
+    return trainer, time.process_time() - t0
+
+
+def own_model(key: str, work: Path, minutes: float, seed: int) -> Learned:
+    """``vp8`` / ``ve8``: the cached checkpoint of ``work`` (trained now when absent)."""
+    cfg = train_config(key, work, seed)
+    run = work / cfg.name
+    ckpt = run / "checkpoints" / "last.safetensors"
     if ckpt.is_file():
         steps = load_checkpoint(ckpt).config.get("step")
         note = f"cached checkpoint of {steps} steps in `{work}` (trained by an earlier run)"
     else:
-        trainer, spent = train_teacher(work, minutes, seed)
+        trainer, spent = train_teacher(work, minutes, seed) if key == "vp8" else train_minutes(cfg, minutes)
         note = f"trained now: {trainer.step} steps in {spent / 60:.1f} CPU-minutes"
-    model = load_checkpoint(work / "teacher").model.eval()
-    cfg = teacher_config(work, seed)
+    model = load_checkpoint(run).model.eval()
     data = load_dataset(cfg.data, cfg.test_fraction, cfg.seed, cfg.image_size)
-    return model, data, note
+    if key == "vp8":
+        title = "8x8 digits, VP, v prediction (the README recipe)"
+    else:
+        title = "8x8 digits, VE (sigma 0.01 -> 50), eps prediction, log-sigma time input"
+    return Learned(key, title, model, data, note)
+
+
+def diffusers_unet(seed: int) -> tuple[torch.nn.Module, object]:
+    """A fresh class-conditional ``UNet2DModel`` for 8x8 images and its ``DDPMScheduler``."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # UNet2DModel draws its initial weights from the global RNG
+        unet = UNet2DModel(
+            sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
+            down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=8, num_class_embeds=10,
+        )  # fmt: skip
+    sched = DDPMScheduler(num_train_timesteps=N_TRAIN, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    return unet, sched
+
+
+def train_diffusers(folder: Path, data: DataSplit, minutes: float, seed: int) -> tuple[int, float]:
+    """Train the ``UNet2DModel`` through the adapter with DDPM's loss for ``minutes`` of CPU time.
+
+    AdamW (lr 2e-3, 200 warm-up steps, cosine decay over the budget), batch 32, gradient clip 1,
+    EMA 0.999 (with warm-up); saves the EMA UNet and the scheduler as a diffusers folder.
+    """
+    from scoresde.interop.diffusers import from_diffusers
+
+    unet, sched = diffusers_unet(seed)
+    model = from_diffusers(unet, sched).model.train()
+    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(seed)
+    x_all, y_all = data.train, data.train_labels
+    t0, budget, step = time.process_time(), 60.0 * minutes, 0
+    while (spent := (time.process_time() - t0) / budget) < 1.0:
+        lr = 2e-3 * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(spent, 1.0)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, x_all.shape[0], (32,), generator=gen)
+        loss = ddpm_loss(model, x_all[idx], num_steps=N_TRAIN, y=y_all[idx], generator=gen).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        step += 1
+        decay = min(0.999, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                pe.lerp_(p, 1 - decay)
+    ema.save_pretrained(folder / "unet", safe_serialization=True)
+    sched.save_pretrained(folder / "scheduler")
+    (folder / "train.json").write_text(json.dumps({"steps": step, "cpu_seconds": time.process_time() - t0}))
+    return step, time.process_time() - t0
+
+
+def diffusers_model(work: Path, minutes: float, seed: int) -> Learned:
+    """``diffusers8``: the cached diffusers folder of ``work/model`` (trained now when absent)."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from scoresde.interop.diffusers import from_diffusers
+
+    data = load_dataset("digits", 0.1, seed, None)
+    folder = work / "model"
+    if (folder / "train.json").is_file():
+        steps = json.loads((folder / "train.json").read_text())["steps"]
+        note = f"cached diffusers folder of {steps} steps in `{work}` (trained by an earlier run)"
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        steps, spent = train_diffusers(folder, data, minutes, seed)
+        note = f"trained now: {steps} steps in {spent / 60:.1f} CPU-minutes"
+    unet = UNet2DModel.from_pretrained(folder / "unet").eval()
+    sched = DDPMScheduler.from_pretrained(folder / "scheduler")
+    model = from_diffusers(unet, sched).model.eval()
+    title = "8x8 digits, diffusers UNet2DModel, eps prediction, linear beta table (1000 steps)"
+    return Learned("diffusers8", title, model, data, note, native=(unet, dict(sched.config)))
+
+
+def load_model(key: str, work: Path, minutes: float, seed: int) -> Learned:
+    if key == "diffusers8":
+        return diffusers_model(work, minutes, seed)
+    return own_model(key, work, minutes, seed)
 
 
 # ---------------------------------------------------------------------------------------------- #
 # diffusers, driven by the network.
 # ---------------------------------------------------------------------------------------------- #
-def vp_betas(sde: ss.VPSDE) -> object:
-    """``alphas_cumprod[i] = exp(-B((i + 1) / 1000))``: the VP marginal at ``t = (i + 1) / 1000``."""
-    k = torch.arange(N_TRAIN + 1, dtype=torch.float64) / N_TRAIN
-    big_b = sde.int_beta(k)
-    return (-torch.expm1(-(big_b[1:] - big_b[:-1]))).numpy()
+def vp_table(sde: ss.SDE) -> Tensor:
+    """``alphas_cumprod[i] = s^2 / (s^2 + sigma^2)`` at ``t = (i + 1) / 1000``: the VP form of the
+    model's marginal (its own table for a VP SDE), float64 ``(1000,)``."""
+    t = torch.arange(1, N_TRAIN + 1, dtype=torch.float64) / N_TRAIN * sde.T
+    s, sigma = sde.marginal(t)
+    return s.double() ** 2 / (s.double() ** 2 + sigma.double() ** 2)
+
+
+def trained_betas(sde: ss.SDE) -> object:
+    """``betas`` whose cumulative product of ``1 - beta`` is :func:`vp_table` (for ``trained_betas``)."""
+    abar = vp_table(sde)
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    return (1.0 - abar / prev).numpy()
+
+
+def vp_scale(sde: ss.SDE, t: float) -> float:
+    """``c(t) = 1 / sqrt(s^2 + sigma^2)``: the scheduler's VP state is ``c(t) x`` (1 for VP)."""
+    s, sigma = (float(v) for v in sde.marginal(torch.tensor([t], dtype=torch.float64)))
+    return 1.0 / math.sqrt(s * s + sigma * sigma)
+
+
+# The options of ``samplers.diffusers_configs`` kept (``trailing`` gave the multistep schedulers the
+# grids of ``linspace`` to 3 digits, and the others were never their family's best on the first run).
+DIFFUSERS_KEPT = {
+    ("diffusers DDIM", "trailing"),
+    *(
+        ("diffusers DPMSolverMultistep (dpmsolver++)", o)
+        for o in (
+            "o2 linspace default",
+            "o2 linspace karras",
+            "o2 linspace exponential",
+            "o2 lu_lambdas",
+            "o3 linspace exponential",
+        )
+    ),
+    *(
+        ("diffusers UniPCMultistep (bh2)", o)
+        for o in (
+            "o2 linspace default",
+            "o2 linspace karras",
+            "o2 linspace exponential",
+            "o3 linspace karras",
+            "o3 linspace exponential",
+        )
+    ),
+    *(
+        ("diffusers DEISMultistep", o)
+        for o in (
+            "o2 linspace karras",
+            "o2 linspace exponential",
+            "o3 linspace karras",
+            "o3 linspace exponential",
+        )
+    ),
+}
 
 
 def diffusers_configs() -> list[tuple[str, str, Callable, dict, int]]:
-    """``(family, option, scheduler class, kwargs, evaluations per step)``: the oracle benchmark's
-    multistep / DDIM options plus Euler and Heun (default and Karras sigmas)."""
+    """``(family, option, scheduler class, kwargs, evaluations per step)``."""
     from diffusers import EulerDiscreteScheduler, HeunDiscreteScheduler
 
-    out = [(fam, opt, cls, kw, 1) for fam, opt, cls, kw in oracle_bench.diffusers_configs()]
-    for spacing in ("linspace", "trailing"):
-        for sig, kw in (("default", {}), ("karras", {"use_karras_sigmas": True})):
-            base = {"timestep_spacing": spacing, **kw}
-            out.append(
-                (
-                    "diffusers EulerDiscrete",
-                    f"{spacing} {sig}",
-                    EulerDiscreteScheduler,
-                    {**base, "final_sigmas_type": "sigma_min"},
-                    1,
-                )
-            )
-            out.append(
-                ("diffusers HeunDiscrete (to sigma 0)", f"{spacing} {sig}", HeunDiscreteScheduler, base, 2)
-            )
+    out = [
+        (fam, opt, cls, kw, 1)
+        for fam, opt, cls, kw in oracle_bench.diffusers_configs()
+        if (fam, opt) in DIFFUSERS_KEPT
+    ]
+    kw = {"timestep_spacing": "trailing"}
+    out.append(
+        (
+            "diffusers EulerDiscrete",
+            "trailing",
+            EulerDiscreteScheduler,
+            {**kw, "final_sigmas_type": "sigma_min"},
+            1,
+        )
+    )
+    out.append(("diffusers HeunDiscrete (to sigma 0)", "trailing", HeunDiscreteScheduler, kw, 2))
     return out
 
 
-def run_scheduler(
-    cls: Callable, kw: dict, budget: int, per_step: int, eps: Callable, x_T: torch.Tensor, betas: object
-) -> tuple[torch.Tensor, int]:
-    """One diffusers sampling loop at an NFE budget; returns ``(x, nfe)`` in the VP variable.
+def scheduler_run(lm: Learned, cls: Callable, kw: dict, per_step: int) -> Run:
+    """One diffusers configuration as a :data:`Run` (see the module docstring for the variables).
 
-    Sigma-space schedulers (``init_noise_sigma > 1``) hold ``y = x / s``: the network sees
-    ``scale_model_input(y) = x``; the output is mapped back by the last sigma.
+    Sigma-space schedulers (``init_noise_sigma > 1``) hold ``y = x_vp / sqrt(abar)``: the network
+    sees ``scale_model_input(y) = x_vp``; the output is mapped back by the last sigma (at sigma 0
+    it is the clean-data estimate itself).
     """
-    steps = budget if per_step == 1 else (budget + 1) // 2  # Heun: 2 steps - 1 evaluations
-    sched = cls(num_train_timesteps=N_TRAIN, trained_betas=betas, **kw)
-    sched.set_timesteps(steps)
-    sigma_space = float(sched.init_noise_sigma) > 1.0
-    x = x_T * sched.init_noise_sigma if sigma_space else x_T.clone()
-    nfe = 0
-    for tau in sched.timesteps:
-        inp = sched.scale_model_input(x, tau) if sigma_space else x
-        e = eps(inp, (float(tau) + 1.0) / N_TRAIN)
-        nfe += 1
-        x = sched.step(e, tau, x).prev_sample
-    if sigma_space:
-        x = x / math.sqrt(float(sched.sigmas[-1]) ** 2 + 1.0)
-    return x, nfe
+    sde = lm.model.sde
+    if lm.native is None:
+        table = {"trained_betas": trained_betas(sde)}
+    else:
+        table = {k: lm.native[1][k] for k in ("beta_schedule", "beta_start", "beta_end")}
+    c_T, c_end = vp_scale(sde, sde.T), vp_scale(sde, T_END)
+
+    def eps_at(x_vp: Tensor, tau: Tensor, y: Tensor) -> Tensor:
+        if lm.native is not None:
+            return lm.native[0](x_vp, tau, class_labels=y, return_dict=False)[0]
+        t = (float(tau) + 1.0) / N_TRAIN * sde.T
+        return lm.model.eps(x_vp / vp_scale(sde, t), torch.full((x_vp.shape[0],), t), y)
+
+    def run(x_T: Tensor, y: Tensor, budget: int) -> tuple[Tensor, int]:
+        steps = budget if per_step == 1 else (budget + 1) // 2  # Heun: 2 steps - 1 evaluations
+        sched = cls(num_train_timesteps=N_TRAIN, **table, **kw)
+        sched.set_timesteps(steps)
+        sigma_space = float(sched.init_noise_sigma) > 1.0
+        x = x_T * c_T * (sched.init_noise_sigma if sigma_space else 1.0)
+        nfe = 0
+        for tau in sched.timesteps:
+            inp = sched.scale_model_input(x, tau) if sigma_space else x
+            e = eps_at(inp, tau, y)
+            nfe += 1
+            x = sched.step(e, tau, x).prev_sample
+        if not sigma_space:
+            return x / c_end, nfe
+        last = float(sched.sigmas[-1])
+        return (x if last == 0.0 else x / math.sqrt(last**2 + 1.0) / c_end), nfe
+
+    return run
 
 
-def run_diffusers(
-    sde: ss.VPSDE, eps: Callable, x_T: torch.Tensor, ref: torch.Tensor, ref_x0: torch.Tensor
-) -> dict:
-    """``{(family, option): {budget: (error, nfe)}}`` for every diffusers configuration."""
-    betas = vp_betas(sde)
-    out: dict = {}
-    for family, label, cls, kw, per_step in diffusers_configs():
-        target = ref_x0 if "sigma 0" in family else ref
-        row = {}
-        for budget in NFES:
-            try:
-                x, nfe = run_scheduler(cls, kw, budget, per_step, eps, x_T, betas)
-                row[budget] = errors(x, target, nfe)
-            except Exception as e:  # a configuration the scheduler refuses
-                row[budget] = (math.nan, f"error: {type(e).__name__}")
-        out[(family, label)] = row
-    return out
+def diffusers_runs(lm: Learned) -> dict[tuple[str, str], tuple[Run, bool]]:
+    """``{(family, option): (run, ends at sigma 0)}`` for every diffusers configuration."""
+    return {
+        (fam, opt): (scheduler_run(lm, cls, kw, per), "sigma 0" in fam)
+        for fam, opt, cls, kw, per in diffusers_configs()
+    }
+
+
+# ---------------------------------------------------------------------------------------------- #
+# k-diffusion, driven by the network.
+# ---------------------------------------------------------------------------------------------- #
+KD_SAMPLERS = {
+    "lms": ("sample_lms", 1, {}),
+    "dpmpp_2m": ("sample_dpmpp_2m", 1, {}),
+    "dpmpp_3m_sde (eta=0)": ("sample_dpmpp_3m_sde", 1, {"eta": 0.0}),
+}
+
+
+def kdiffusion_runs(lm: Learned) -> dict[tuple[str, str], tuple[Run, bool]]:
+    """k-diffusion's samplers on Karras and exponential sigmas (EDM variables ``y = x / s``)."""
+    K = oracle_bench.load_k_sampling()
+    sde, model = lm.model.sde, lm.model
+    ends = torch.tensor([sde.T, T_END], dtype=torch.float64)
+    s_T, s_end = (float(v) for v in sde.marginal(ends)[0])
+    sig_max, sig_min = (float(v) for v in sde.sigma_hat(ends))
+
+    def make(fn_name: str, per_step: int, kw: dict, sched: str) -> Run:
+        def run(x_T: Tensor, y: Tensor, budget: int) -> tuple[Tensor, int]:
+            count = [0]
+
+            def denoiser(z: Tensor, sigma: Tensor) -> Tensor:
+                count[0] += 1
+                t = sde.t_of_lambda(-torch.log(sigma.double()))
+                s = sde.marginal(t)[0]
+                return model.denoise(z * append_dims(s.to(z.dtype), z.ndim), t.to(z.dtype), y)
+
+            n = budget // per_step + 1  # sigmas from sigma_max to sigma_min, no appended zero
+            if sched == "karras":
+                sigmas = K.get_sigmas_karras(n, sig_min, sig_max, rho=7.0)[:-1]
+            else:
+                sigmas = K.get_sigmas_exponential(n, sig_min, sig_max)[:-1]
+            extra = {"noise_sampler": lambda *a: 0.0} if "eta" in kw else {}
+            z = getattr(K, fn_name)(denoiser, x_T / s_T, sigmas.to(x_T.dtype), disable=True, **kw, **extra)
+            return z * s_end, count[0]
+
+        return run
+
+    return {
+        (f"k-diffusion {name}", sched): (make(fn, per, kw, sched), False)
+        for name, (fn, per, kw) in KD_SAMPLERS.items()
+        for sched in ("karras", "exponential")
+    }
 
 
 # ---------------------------------------------------------------------------------------------- #
 # Ours.
 # ---------------------------------------------------------------------------------------------- #
-def run_ours(model: ss.ScoreFunction, x_T: torch.Tensor, y: torch.Tensor, ref: torch.Tensor) -> dict:
+def ours_run(model: ss.ScoreFunction, method: str, per_step: int, grid: object, opts: dict) -> Run:
+    def run(x_T: Tensor, y: Tensor, budget: int) -> tuple[Tensor, int]:
+        g = grid(budget) if callable(grid) else grid
+        how = {} if isinstance(g, Tensor) else {"steps": budget // per_step, "t_end": T_END}
+        res = ss.sample(model, x_T=x_T, y=y, method=method, grid=g, denoise=False, **how, **opts)
+        return res.x, res.nfe
+
+    return run
+
+
+def ours_runs(model: ss.ScoreFunction) -> dict[tuple[str, str], tuple[Run, bool]]:
+    return {
+        (name, grid + suffix): (ours_run(model, name, per, grid, opts), False)
+        for name, per, suffix, opts in OURS
+        for grid in (("quadratic",) if name == "ddim" else GRIDS)
+    }
+
+
+def v3_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict[tuple[str, str], tuple[Run, bool]]:
+    """DPM-Solver-v3 with statistics computed from the model (their cost into ``cost``)."""
+    shape = tuple(lm.data.train.shape[1:])
+    t0 = time.time()
+    ems = ss.sampling.compute_ems(
+        lm.model, shape, generator=torch.Generator().manual_seed(7), pilot=args.v3_pilot, knots=args.v3_knots,
+        t_end=T_END, y=cycling(args.v3_pilot),
+    )  # fmt: skip
+    cost["v3"] = {
+        "seconds": time.time() - t0,
+        "pilot": args.v3_pilot,
+        "knots": args.v3_knots,
+        "evaluations": args.v3_knots,
+        "jvps": args.v3_knots + 1,
+    }
+    return {
+        ("dpm_solver_v3", grid): (ours_run(lm.model, "dpm_solver_v3", 1, grid, {"ems": ems}), False)
+        for grid in V3_GRIDS
+    }
+
+
+def optimized_runs(
+    lm: Learned, args: argparse.Namespace, cost: dict
+) -> dict[tuple[str, str], tuple[Run, bool]]:
+    """``grid="optimized"`` for ``--opt-solvers`` at ``--opt-nfes`` (pilot costs into ``cost``)."""
+    shape = tuple(lm.data.train.shape[1:])
+    pilot_model = CyclingLabels(lm.model)
+    out = {}
+    for key in args.opt_solvers:
+        method = "unipc" if key == "unipc_o3" else key
+        opts = OPT_OPTIONS[key]
+        grids: dict[int, Tensor] = {}
+        for budget in args.opt_nfes:
+            t0 = time.time()
+            og = ss.sampling.optimize_grid(
+                pilot_model, lm.model.sde, budget, method, shape, t_end=T_END, options=opts,
+                pilot=args.opt_pilot, seed=12345, sweeps=1, evals=args.opt_evals,
+                reference_tol=args.opt_ref_tol,
+            )  # fmt: skip
+            grids[budget] = og.times
+            cost.setdefault("optimized", {})[f"{key} {budget}"] = {
+                "seconds": time.time() - t0,
+                "pilot_nfe": og.pilot_nfe,
+                "pilot": og.pilot,
+                "start": og.start,
+                "pilot_error_start": og.pilot_error_start,
+                "pilot_error": og.pilot_error,
+            }
+            print(f"  optimized {key} NFE {budget}: {cost['optimized'][f'{key} {budget}']}", flush=True)
+        suffix = ", order 3" if key == "unipc_o3" else ""
+
+        def grid_of(budget: int, grids: dict = grids) -> Tensor:
+            return grids[budget]
+
+        out[(method, "optimized" + suffix)] = (
+            ours_run(lm.model, method, 1, grid_of, opts),
+            False,
+            tuple(args.opt_nfes),
+        )
+    return out  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------- #
+# Measurement of one model.
+# ---------------------------------------------------------------------------------------------- #
+def sweep(runs: dict, x_T: Tensor, y: Tensor, ref: Tensor, ref_x0: Tensor, nfes: tuple[int, ...]) -> dict:
+    """``{(family, option): {budget: (rms, nfe, median path)}}`` (an error text where one fails)."""
     out: dict = {}
-    for name, per_step, suffix, opts in OURS:
-        for grid in GRIDS:
-            row = {}
-            for budget in NFES:
-                res = ss.sample(
-                    model, x_T=x_T, y=y, method=name, steps=budget // per_step, grid=grid,
-                    t_end=T_END, denoise=False, **opts,
-                )  # fmt: skip
-                row[budget] = errors(res.x, ref, res.nfe)
-            out[(name, grid + suffix)] = row
+    for key, entry in runs.items():
+        run, to_x0 = entry[0], entry[1]
+        budgets = entry[2] if len(entry) > 2 else nfes
+        target = ref_x0 if to_x0 else ref
+        row: dict = {}
+        for budget in budgets:
+            try:
+                x, nfe = run(x_T, y, budget)
+                row[budget] = (rms(x, target), nfe, median_path(x, target))
+            except Exception as e:  # a configuration the scheduler refuses
+                row[budget] = (math.nan, f"error: {type(e).__name__}", math.nan)
+        out[key] = row
     return out
 
 
-# ---------------------------------------------------------------------------------------------- #
-# Sample quality.
-# ---------------------------------------------------------------------------------------------- #
-def quality(draw: Callable[[torch.Tensor], torch.Tensor], args, clf, data) -> dict[str, float]:
+def quality(draw: Callable[[Tensor, Tensor], Tensor], lm: Learned, args, clf) -> dict[str, float]:
     """Accuracy and Frechet distance over ``args.seeds`` sample sets: means and standard deviations."""
-    y = torch.arange(args.samples) % 10
+    y = cycling(args.samples)
     acc, fd = [], []
+    shape = tuple(lm.data.train.shape[1:])
     for k in range(args.seeds):
-        x_T = torch.randn(args.samples, 1, 8, 8, generator=torch.Generator().manual_seed(1000 + k))
-        x = draw(x_T, y).clamp(-1, 1).float()
-        rep = classifier_report(clf, x, data.test, y)
+        z = torch.randn(args.samples, *shape, generator=torch.Generator().manual_seed(1000 + k))
+        x = draw(z * lm.model.sde.prior_std(), y).clamp(-1, 1).float()
+        rep = classifier_report(clf, x, lm.data.test, y)
         acc.append(rep["accuracy"])
         fd.append(rep["frechet"])
     a, f = torch.tensor(acc), torch.tensor(fd)
@@ -229,40 +599,37 @@ def quality(draw: Callable[[torch.Tensor], torch.Tensor], args, clf, data) -> di
     return {"acc": float(a.mean()), "acc_sd": sd(a), "fd": float(f.mean()), "fd_sd": sd(f)}
 
 
-def best_at(fam: dict, budget: int) -> tuple[float, int, str, str]:
-    """``(error, nfe, option, family)`` of the least error at ``budget``."""
-    return min((v[budget] + (k,) for k, v in fam.items() if budget in v), key=lambda e: e[0])
+def family_of(key: tuple[str, str]) -> str:
+    return key[0] if key[0].startswith(("diffusers", "k-diffusion")) else f"scoresde {key[0]}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--train-minutes", type=float, default=4.0, help="CPU-minutes of training (when not cached)"
+def best(results: dict, budget: int, ours: bool, by: int = 0) -> tuple[float, int, tuple[str, str]] | None:
+    """``(error, nfe, (family, option))`` of the least error at ``budget`` on one side."""
+    cands = [
+        (row[budget][by], row[budget][1], key)
+        for key, row in results.items()
+        if (family_of(key).startswith("scoresde") == ours)
+        and budget in row
+        and isinstance(row[budget][1], int)
+        and math.isfinite(row[budget][by])
+    ]
+    return min(cands, key=lambda c: c[0]) if cands else None
+
+
+def measure(lm: Learned, args: argparse.Namespace) -> dict:
+    """Everything the page reports about one model, as a JSON-able dict."""
+    load0, t_start = os.getloadavg(), time.time()
+    model, nfes = lm.model, tuple(args.nfes)
+    shape = tuple(lm.data.train.shape[1:])
+    clf = reference_classifier(
+        lm.data.train, lm.data.train_labels, seed=args.seed, cache_dir=args.work / "cache"
     )
-    p.add_argument("--work", default=str(ROOT / "runs" / "samplers_learned"), help="cache of the model")
-    p.add_argument("--n-path", type=int, default=100, help="x_T draws for the pathwise error")
-    p.add_argument("--ref-tol", type=float, default=1e-6, help="dopri5 rtol = atol of the reference")
-    p.add_argument("--samples", type=int, default=500, help="images per seed for sample quality")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-kdiffusion", action="store_true")
-    p.add_argument("--out", default=str(ROOT / "docs" / "bench_samplers_learned.md"))
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    load0 = os.getloadavg()
-    t_start = time.time()
-    work = Path(args.work)
-    model, data, train_note = learned_model(work, args.train_minutes, args.seed)
-    sde = model.sde
-    print(f"model: {train_note}", flush=True)
-
-    clf = reference_classifier(data.train, data.train_labels, seed=args.seed, cache_dir=work / "cache")
-    real = classifier_report(clf, data.test, data.test, data.test_labels, floor_images=data.train)
+    real = classifier_report(clf, lm.data.test, lm.data.test, lm.data.test_labels, floor_images=lm.data.train)
+    cost: dict = {}
     with torch.no_grad():
-        # (a) pathwise error.
         g = torch.Generator().manual_seed(1)
-        x_T = torch.randn(args.n_path, 1, 8, 8, generator=g)
-        y = torch.arange(args.n_path) % 10
+        x_T = torch.randn(args.n_path, *shape, generator=g) * model.sde.prior_std()
+        y = cycling(args.n_path)
         t0 = time.time()
         ref_res = ss.sample(
             model, x_T=x_T, y=y, method="dopri5", steps=1, t_end=T_END, denoise=False,
@@ -273,145 +640,334 @@ def main() -> None:
         check = ss.sample(model, x_T=x_T, y=y, method="dpm_solver_3", steps=100, grid="logsnr", t_end=T_END,
                           denoise=False).x  # fmt: skip
         floor = rms(check, ref)
-        t_ref = time.time() - t0
-        print(f"reference: dopri5 NFE {ref_res.nfe}; DPM-Solver-3 (300 NFE) vs it {floor:.1e} ({t_ref:.0f}s)")
-
-        def eps(x: torch.Tensor, t: float) -> torch.Tensor:
-            return model.eps(x, torch.full((x.shape[0],), t), y[: x.shape[0]])
-
-        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return model.denoise(x, t.expand(x.shape[0]) if t.ndim == 0 else t, y[: x.shape[0]])
-
-        t0 = time.time()
-        ours = run_ours(model, x_T, y, ref)
-        print(f"ours: {time.time() - t0:.0f}s", flush=True)
-        t0 = time.time()
-        peers = run_diffusers(sde, eps, x_T, ref, ref_x0)
-        print(f"diffusers: {time.time() - t0:.0f}s", flush=True)
-        if not args.no_kdiffusion:
-            oracle_bench.NFES = NFES
-            oracle_bench.sw2 = lambda x: median_path(x, ref)
-            oracle_bench.T_END = T_END
+        print(f"[{lm.key}] reference: dopri5 NFE {ref_res.nfe}; DPM-Solver-3 (300 NFE) vs it {floor:.1e} "
+              f"({time.time() - t0:.0f}s)", flush=True)  # fmt: skip
+        runs = ours_runs(model)
+        if args.v3_knots > 0:
+            # The math attention kernel: CPU flash attention (diffusers' UNet) has no forward AD.
             try:
-                kd = oracle_bench.run_kdiffusion(sde, types.SimpleNamespace(denoise=denoise), x_T, ref)
-                peers.update(kd)
-            except ImportError as e:
-                peers[(f"k-diffusion (not installed: {e})", "-")] = {}
-        fam_ours = {f"scoresde {k}": v for k, v in oracle_bench.best_per_family(ours).items()}
-        fam_peers = oracle_bench.best_per_family(peers)
-        fam_diff = {k: v for k, v in fam_peers.items() if k.startswith("diffusers")}
-        med_ours = {f"scoresde {k}": v for k, v in oracle_bench.best_per_family(ours, by=2).items()}
-        med_peers = oracle_bench.best_per_family(peers, by=2)
+                with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
+                    runs.update(v3_runs(lm, args, cost))
+            except RuntimeError as e:  # forward AD that the network's operators lack
+                cost["v3_error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+            print(f"[{lm.key}] v3 statistics: {cost.get('v3', cost.get('v3_error'))}", flush=True)
+        if args.opt_nfes and args.opt_solvers:
+            runs.update(optimized_runs(lm, args, cost))
+        runs.update(diffusers_runs(lm))
+        if not args.no_kdiffusion:
+            runs.update(kdiffusion_runs(lm))
+        t0 = time.time()
+        results = sweep(runs, x_T, y, ref, ref_x0, nfes)
+        t_sweep = time.time() - t0
+        print(f"[{lm.key}] sweep: {t_sweep:.0f}s", flush=True)
 
         # (b) sample quality of the best of each side at NFE 10 and 20.
-        configs = {(c[0], c[1]): c for c in diffusers_configs()}
-        ours_opts = {(f"scoresde {n}", g_ + s): (n, ps, g_, o) for n, ps, s, o in OURS for g_ in GRIDS}
         qrows = []
-        betas = vp_betas(sde)
         t0 = time.time()
         for budget in QUALITY_NFES:
-            _, nfe_o, opt_o, fam_o = best_at(fam_ours, budget)
-            name, per_step, grid, opts = ours_opts[(fam_o, opt_o)]
+            if budget not in nfes:
+                continue
+            for ours in (True, False):
+                b = best(results, budget, ours)
+                if b is None:
+                    continue
+                run = runs[b[2]][0]
 
-            def draw_ours(xt, yy, name=name, per_step=per_step, grid=grid, opts=opts, budget=budget):
-                return ss.sample(model, x_T=xt, y=yy, method=name, steps=budget // per_step, grid=grid,
-                                 t_end=T_END, denoise=False, **opts).x  # fmt: skip
+                def draw(xt: Tensor, yy: Tensor, run: Run = run, budget: int = budget) -> Tensor:
+                    return run(xt, yy, budget)[0]
 
-            qrows.append(("ours", f"{fam_o} [{opt_o}]", nfe_o, quality(draw_ours, args, clf, data)))
-            print(qrows[-1], flush=True)
-            _, nfe_p, opt_p, fam_p = best_at(fam_diff, budget)
-            _, _, cls, kw, per = configs[(fam_p, opt_p)]
-
-            def draw_peer(xt, yy, cls=cls, kw=kw, per=per, budget=budget):
-                def e(x, t):
-                    return model.eps(x, torch.full((x.shape[0],), t), yy)
-
-                return run_scheduler(cls, kw, budget, per, e, xt, betas)[0]
-
-            qrows.append(("best diffusers", f"{fam_p} [{opt_p}]", nfe_p, quality(draw_peer, args, clf, data)))
-            print(qrows[-1], flush=True)
+                qrows.append(
+                    {"side": "ours" if ours else "best peer", "config": list(b[2]), "nfe": b[1],
+                     **quality(draw, lm, args, clf)}
+                )  # fmt: skip
+                print(f"[{lm.key}] {qrows[-1]}", flush=True)
         t_quality = time.time() - t0
-    load1 = os.getloadavg()
+    return {
+        "key": lm.key,
+        "title": lm.title,
+        "note": lm.note,
+        "command": " ".join(["PYTHONPATH=src python benchmarks/samplers_learned.py", *sys.argv[1:]]),
+        "n_path": args.n_path,
+        "ref_tol": args.ref_tol,
+        "ref_nfe": ref_res.nfe,
+        "floor": floor,
+        "nfes": list(nfes),
+        "samples": args.samples,
+        "seeds": args.seeds,
+        "real": {"acc": real["accuracy"], "floor": real["frechet_floor"]},
+        "cost": cost,
+        "results": [[list(k), {str(b): list(v) for b, v in row.items()}] for k, row in results.items()],
+        "quality": qrows,
+        "seconds": {"sweep": t_sweep, "quality": t_quality, "total": time.time() - t_start},
+        "load": [load0[0], os.getloadavg()[0]],
+    }
 
-    cmd = " ".join(["PYTHONPATH=src python benchmarks/samplers_learned.py", *sys.argv[1:]])
-    summary = []
-    for budget in NFES:
-        bo, bp = best_at(fam_ours, budget), best_at(fam_peers, budget)
-        mo, mp = best_at(med_ours, budget), best_at(med_peers, budget)
-        summary.append(
-            f"| {budget} | {bo[0]:.2e} ({bo[3]} [{bo[2]}]) | {bp[0]:.2e} ({bp[3]} [{bp[2]}]) "
-            f"| {bo[0] / bp[0]:.2f} | {mo[0]:.2e} ({mo[3]} [{mo[2]}]) | {mp[0]:.2e} ({mp[3]} [{mp[2]}]) "
+
+# ---------------------------------------------------------------------------------------------- #
+# The page.
+# ---------------------------------------------------------------------------------------------- #
+HAND_BEGIN = "<!-- HAND-WRITTEN: kept by the script between these markers -->"
+HAND_END = "<!-- END HAND-WRITTEN -->"
+
+
+def load_results(r: dict) -> dict:
+    return {tuple(k): {int(b): tuple(v) for b, v in row.items()} for k, row in r["results"]}
+
+
+def fmt(e: tuple | None) -> str:
+    if e is None:
+        return "-"
+    return f"{e[0]:.2e} ({family_of(e[2])} [{e[2][1]}])"
+
+
+def target_fd(r: dict) -> tuple[str, str]:
+    """``(cell, verdict)``: ours at NFE 10 against the best peer at NFE 20 (met: within the combined
+    spread, or better)."""
+    ours = next((row for row in r["quality"] if row["side"] == "ours" and row["nfe"] <= 10), None)
+    peer = next((row for row in r["quality"] if row["side"] == "best peer" and row["nfe"] > 10), None)
+    if ours is None or peer is None:
+        return "-", "not run"
+    spread = math.hypot(ours["fd_sd"], peer["fd_sd"])
+    diff = ours["fd"] - peer["fd"]
+    verdict = "met" if diff <= spread else "not met"
+    if diff <= spread and diff > 0:
+        verdict += " (within the spread)"
+    cell = f"{ours['fd']:.2f} ± {ours['fd_sd']:.2f} vs {peer['fd']:.2f} ± {peer['fd_sd']:.2f}"
+    return cell, verdict
+
+
+def summary_lines(all_results: list[dict]) -> list[str]:
+    lines = [
+        "## Summary",
+        "",
+        "Ours / best peer, pathwise RMS error (target <= 0.5 at NFE 5, 10 and 20); Frechet distance "
+        "of our best at NFE 10 against the best peer's at NFE 20 (mean ± std over the seeds; target: "
+        "no worse, *met* when the difference is within the two spreads combined or negative).",
+        "",
+        "| model | NFE 5 | NFE 10 | NFE 20 | RMS target | Frechet: ours NFE 10 vs peer NFE 20 "
+        "| Frechet target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in all_results:
+        res = load_results(r)
+        ratios = []
+        for n in (5, 10, 20):
+            bo, bp = best(res, n, True), best(res, n, False)
+            ratios.append(bo[0] / bp[0] if bo and bp else math.nan)
+        met = [v <= 0.5 for v in ratios]
+        verdict = "met" if all(met) else "not met" + (
+            f" (met at NFE {', '.join(str(n) for n, m in zip((5, 10, 20), met, strict=True) if m)})"
+            if any(met) else ""
+        )  # fmt: skip
+        cell, fd_verdict = target_fd(r)
+        lines.append(
+            f"| {r['key']} | "
+            + " | ".join(f"{v:.2f}" for v in ratios)
+            + f" | {verdict} | {cell} | {fd_verdict} |"
+        )
+    lines += ["", "The other budgets (ours / best peer, RMS):", ""]
+    nfes = sorted({n for r in all_results for n in r["nfes"]})
+    lines += ["| model | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---" * (len(nfes) + 1) + "|"]
+    for r in all_results:
+        res = load_results(r)
+        cells = []
+        for n in nfes:
+            bo, bp = best(res, n, True), best(res, n, False)
+            cells.append(f"{bo[0] / bp[0]:.2f}" if bo and bp else "-")
+        lines.append(f"| {r['key']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _named(k: tuple[str, str]) -> bool:
+    return k[0] != "dpm_solver_v3" and not k[1].startswith("optimized")
+
+
+OPTION_SETS: list[tuple[str, Callable[[tuple[str, str]], bool]]] = [
+    ("named grids, every solver but v3", _named),
+    ("named grids, order 3 only", lambda k: _named(k) and (k[0] == "dpm_solver++_3m" or "order 3" in k[1])),
+    ("named + optimized grids", lambda k: k[0] != "dpm_solver_v3"),
+    ("named grids + DPM-Solver-v3", lambda k: not k[1].startswith("optimized")),
+    ("all", lambda k: True),
+]
+
+
+def model_lines(r: dict) -> list[str]:
+    res = load_results(r)
+    nfes = r["nfes"]
+    note = r["note"].replace(f"{ROOT}/", "")
+    lines = [
+        f"## {r['key']}: {r['title']}",
+        "",
+        f"Model: {note}. Generated by `{r['command']}` (one thread); this model's run took "
+        f"{r['seconds']['total']:.0f} s of wall time (load average {r['load'][0]:.1f} at its start, "
+        f"{r['load'][1]:.1f} at its end, on the shared 2-core machine).",
+        "",
+        f"{r['n_path']} draws of `x_T` from the prior (labels cycling over the classes), RMS error per "
+        f"pixel at `t_end = {T_END:g}` (no final denoising) against dopri5 at rtol = atol = "
+        f"{r['ref_tol']:g} ({r['ref_nfe']} NFE); DPM-Solver-3 with 100 log-SNR steps (300 NFE) is "
+        f"{r['floor']:.1e} from it (the floor of the RMS column).",
+        "",
+        "| NFE | our best (RMS) | best peer (RMS) | ours / peer | our best (median path) | best peer "
+        "(median path) | ours / peer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in nfes:
+        bo, bp = best(res, n, True), best(res, n, False)
+        mo, mp = best(res, n, True, by=2), best(res, n, False, by=2)
+        if not (bo and bp and mo and mp):
+            continue
+        lines.append(
+            f"| {n} | {fmt(bo)} | {fmt(bp)} | {bo[0] / bp[0]:.2f} | {fmt(mo)} | {fmt(mp)} "
             f"| {mo[0] / mp[0]:.2f} |"
         )
-    lines = [
-        "# Few-step samplers on a learned model (8x8 digits)",
-        "",
-        f"Generated by `{cmd}` (one thread). Model: the README recipe on the bundled digits (VP, v "
-        f"prediction, 16-channel UNet, class-conditional, label dropout 0.1; EMA weights), {train_note}. "
-        "See the module docstring for how peers are driven.",
-        "",
-        f"Machine: a shared 2-core x86_64 box; this ran pinned to one core; other jobs ran on both cores "
-        f"(load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end); total wall time "
-        f"{time.time() - t_start:.0f} s. Peers: diffusers and k-diffusion as in "
-        "[bench_samplers.md](bench_samplers.md).",
-        "",
-        "## (a) Pathwise error against a tight solve of the same network",
-        "",
-        f"{args.n_path} draws of `x_T` (labels cycling over the classes), RMS error per pixel at `t_end = "
-        f"{T_END:g}` (no final denoising) against dopri5 at rtol = atol = {args.ref_tol:g} ({ref_res.nfe} "
-        f"NFE); its distance to DPM-Solver-3 with 100 log-SNR steps (300 NFE) is {floor:.1e}, the floor "
-        "of the RMS column. *median path*: the median over draws of each path's RMS error (robust to the "
-        "few paths that switch digit); each column picks the best option for its own statistic. Each "
-        "cell: the best option of that family at that NFE budget [grid / option]; "
-        "`(n)`: the NFE actually used when lower.",
-        "",
-        "| NFE | our best (RMS) | best peer (RMS) | ours / peer (RMS) | our best (median path) | best "
-        "peer (median path) | ours / peer (median path) |",
-        "|---|---|---|---|---|---|---|",
-        *summary,
-        "",
-    ]
-    oracle_bench.NFES = NFES
-    oracle_bench.table({**fam_ours, **fam_peers}, lines)
     lines += [
         "",
-        "## (b) Sample quality of the best of each side",
+        "Which of our options carry the ratio (ours / best peer, RMS, with our options restricted to "
+        "each set; *order 3*: DPM-Solver++(3M) and UniPC of order 3 on the named grids):",
         "",
-        f"The best configuration (by (a)) of ours and of diffusers at each NFE; {args.samples} class-"
-        f"conditional samples x {args.seeds} seeds (outputs at `t_end` clamped to [-1, 1]; no clipping "
-        f"of the predicted x0 on either side), scored by the reference classifier (held-out accuracy "
-        f"{real['accuracy']:.3f}; Frechet floor, training split vs held-out, {real['frechet_floor']:.2f}). "
-        f"Cells: mean ± standard deviation over the seeds. Scoring took {t_quality:.0f} s.",
+        "| our options | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+        "|---" * (len(nfes) + 1) + "|",
+    ]
+    for label, keep in OPTION_SETS:
+        sub = {k: v for k, v in res.items() if not family_of(k).startswith("scoresde") or keep(k)}
+        cells = []
+        for n in nfes:
+            bo, bp = best(sub, n, True), best(sub, n, False)
+            cells.append(f"{bo[0] / bp[0]:.2f}" if bo and bp else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Best option of each family (RMS; `(n)`: the NFE used when lower):", ""]
+    fam = oracle_bench.best_per_family({(family_of(k), k[1]): v for k, v in res.items()})
+    oracle_bench.NFES = tuple(nfes)
+    oracle_bench.table(fam, lines)
+    cost = r["cost"]
+    if cost:
+        lines += ["", "One-off costs (not counted in the NFE; seconds of wall time on the shared core):", ""]
+        if "v3" in cost:
+            v = cost["v3"]
+            lines.append(
+                f"- DPM-Solver-v3 statistics (`compute_ems`): {v['pilot']} pilot trajectories, {v['knots']} "
+                f"knots: {v['evaluations']} batched evaluations + {v['jvps']} Jacobian-vector products, "
+                f"{v['seconds']:.0f} s."
+            )
+        if "v3_error" in cost:
+            lines.append(
+                "- DPM-Solver-v3: no rows; `compute_ems` needs a forward-mode Jacobian-vector product of "
+                f"the network, which failed: `{cost['v3_error']}`."
+            )
+        for k, v in cost.get("optimized", {}).items():
+            lines.append(
+                f'- `grid="optimized"` for {k.rsplit(" ", 1)[0]} at NFE {k.rsplit(" ", 1)[1]}: pilot of '
+                f"{v['pilot']} draws, {v['pilot_nfe']} batched evaluations, {v['seconds']:.0f} s; from "
+                f"{v['start']}, pilot RMS {v['pilot_error_start']:.2e} -> {v['pilot_error']:.2e}."
+            )
+    real = r["real"]
+    lines += [
+        "",
+        f"Sample quality: the best configuration (by RMS) of ours and of the peers at each NFE; "
+        f"{r['samples']} class-conditional samples x {r['seeds']} seeds (outputs at `t_end` clamped to "
+        f"[-1, 1]), scored by the reference classifier (held-out accuracy {real['acc']:.3f}; Frechet "
+        f"floor, training split vs held-out, {real['floor']:.2f}); mean ± std over the seeds; scoring "
+        f"took {r['seconds']['quality']:.0f} s.",
         "",
         "| side | sampler [option] | NFE | class accuracy | Frechet distance |",
         "|---|---|---|---|---|",
     ]
-    for who, how, nfe, r in qrows:
+    for q in r["quality"]:
+        key = tuple(q["config"])
         lines.append(
-            f"| {who} | {how} | {nfe} | {r['acc']:.3f} ± {r['acc_sd']:.3f} "
-            f"| {r['fd']:.2f} ± {r['fd_sd']:.2f} |"
+            f"| {q['side']} | {family_of(key)} [{key[1]}] | {q['nfe']} | {q['acc']:.3f} ± {q['acc_sd']:.3f} "
+            f"| {q['fd']:.2f} ± {q['fd_sd']:.2f} |"
         )
-    lines += ["", "<details><summary>every option (pathwise error: RMS / median path)</summary>", ""]
+    lines += ["", "<details><summary>every option (RMS / median path)</summary>", ""]
     lines += [
-        "| sampler | option | " + " | ".join(f"NFE {n}" for n in NFES) + " |",
-        "|---" * (len(NFES) + 2) + "|",
+        "| sampler | option | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+        "|---" * (len(nfes) + 2) + "|",
     ]
-    for res in (ours, peers):
-        for (family, option), row in res.items():
-            cells = [
-                "-"
-                if n not in row
-                else row[n][1]
-                if not isinstance(row[n][1], int)
-                else f"{row[n][0]:.2e} / {row[n][2]:.2e}" + ("" if row[n][1] == n else f" ({row[n][1]})")
-                for n in NFES
-            ]
-            lines.append(f"| {family} | {option} | " + " | ".join(cells) + " |")
-    lines += ["", "</details>", ""]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    for (family, option), row in res.items():
+        cells = []
+        for n in nfes:
+            if n not in row:
+                cells.append("-")
+            elif not isinstance(row[n][1], int):
+                cells.append(str(row[n][1]))
+            else:
+                cells.append(
+                    f"{row[n][0]:.2e} / {row[n][2]:.2e}" + ("" if row[n][1] == n else f" ({row[n][1]})")
+                )
+        lines.append(f"| {family} | {option} | " + " | ".join(cells) + " |")
+    return [*lines, "", "</details>", ""]
+
+
+def write_page(work: Path, out: Path) -> None:
+    found = [
+        json.loads((work / k / "result.json").read_text())
+        for k in MODELS
+        if (work / k / "result.json").is_file()
+    ]
+    hand = f"{HAND_BEGIN}\n\n{HAND_END}"
+    if out.is_file():
+        old = out.read_text()
+        if HAND_BEGIN in old and HAND_END in old:
+            hand = old[old.index(HAND_BEGIN) : old.index(HAND_END) + len(HAND_END)]
+    lines = [
+        "# Few-step samplers on learned models",
+        "",
+        "Generated by `benchmarks/samplers_learned.py` (the module docstring says how each model is "
+        "trained and how peers are driven) from the results of each model's run; peers: diffusers "
+        "0.42.1 and k-diffusion 0.1.1 as in [bench_samplers.md](bench_samplers.md). Every number is an "
+        "error ratio or a sample statistic, not a timing; the machine is a shared 2-core x86_64 box "
+        "(other jobs ran beside every run; the load averages are in each section).",
+        "",
+        *summary_lines(found),
+        hand,
+        "",
+    ]
+    for r in found:
+        lines += model_lines(r)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ints = lambda s: tuple(int(v) for v in s.split(",") if v)  # noqa: E731
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
+    p.add_argument(
+        "--train-minutes", type=float, default=2.0, help="CPU-minutes of training (when not cached)"
+    )
+    p.add_argument(
+        "--work", type=Path, default=ROOT / "runs" / "samplers_learned", help="cache of the models"
+    )
+    p.add_argument("--n-path", type=int, default=32, help="x_T draws for the pathwise error")
+    p.add_argument("--ref-tol", type=float, default=1e-6, help="dopri5 rtol = atol of the reference")
+    p.add_argument("--nfes", type=ints, default=NFES)
+    p.add_argument("--samples", type=int, default=200, help="images per seed for sample quality")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--v3-pilot", type=int, default=64, help="DPM-Solver-v3: pilot trajectories")
+    p.add_argument("--v3-knots", type=int, default=50, help="DPM-Solver-v3: knots (0: no v3 rows)")
+    p.add_argument("--opt-solvers", type=lambda s: [v for v in s.split(",") if v],
+                   default=["unipc", "dpm_solver++_3m"],
+                   help=f"grid='optimized' for these, of {', '.join(OPT_OPTIONS)}")  # fmt: skip
+    p.add_argument("--opt-nfes", type=ints, default=(5, 10, 20), help="NFE budgets of the optimized grids")
+    p.add_argument("--opt-pilot", type=int, default=32, help="pilot draws of the optimized grids")
+    p.add_argument("--opt-evals", type=int, default=2, help="golden-section evaluations per time")
+    p.add_argument("--opt-ref-tol", type=float, default=1e-4, help="pilot reference tolerance")
+    p.add_argument("--no-kdiffusion", action="store_true")
+    p.add_argument("--page-only", action="store_true", help="only assemble the page from cached results")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_samplers_learned.md")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    if not args.page_only:
+        for key in args.models.split(","):
+            if key not in MODELS:
+                raise SystemExit(f"unknown model {key!r}; choose from {', '.join(MODELS)}")
+            lm = load_model(key, args.work / key, args.train_minutes, args.seed)
+            print(f"[{key}] model: {lm.note}", flush=True)
+            result = measure(lm, args)
+            (args.work / key / "result.json").write_text(json.dumps(result, indent=1))
+    write_page(args.work, args.out)
+    print(args.out.read_text())
 
 
 if __name__ == "__main__":
