@@ -239,3 +239,24 @@ def test_two_process_ddp_matches_one_process(tmp_path, digits) -> None:
     assert rel_update_diff(mine, ddp.net_state()) < 1e-2
     assert rel_update_diff(mine, other.model.net.state_dict()) > 0.1
     shutil.rmtree(tmp_path)
+
+
+def test_auto_weighting_resolves_by_prediction_and_importance() -> None:
+    """``weighting="auto"`` (the default) is recorded as the weighting it stands for: edm for v /
+    x0 / velocity networks, sigma2 (the eps-MSE) for eps and score networks, likelihood with
+    importance-sampled times; an explicit weighting is kept, and a bad pair still fails by name."""
+    assert TrainConfig().weighting == "edm"
+    assert {p: TrainConfig(prediction=p).weighting for p in ("v", "x0", "velocity", "eps", "score")} == {
+        "v": "edm",
+        "x0": "edm",
+        "velocity": "edm",
+        "eps": "sigma2",
+        "score": "sigma2",
+    }
+    assert TrainConfig(importance=True).weighting == "likelihood"
+    assert TrainConfig(prediction="eps", weighting="edm").weighting == "edm"
+    assert TrainConfig.from_dict(TrainConfig(prediction="eps").to_dict()).weighting == "sigma2"
+    with pytest.raises(ValueError, match="importance sampling of t needs weighting='likelihood'"):
+        TrainConfig(weighting="edm", importance=True)
+    with pytest.raises(ValueError, match=r"unknown weighting 'bogus'.*'auto'"):
+        TrainConfig(weighting="bogus")

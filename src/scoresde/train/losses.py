@@ -395,8 +395,8 @@ class DSMLoss:
             )
         if self.importance and (self.time_sampling != "uniform" or self.weighting == "edm"):
             raise ValueError(
-                "importance sampling of t needs weighting='likelihood' (or 'sigma2'; the default is "
-                f"'edm', got {self.weighting!r}) and time_sampling='uniform' (got "
+                "importance sampling of t needs weighting='likelihood' (or 'sigma2'; got "
+                f"{self.weighting!r}) and time_sampling='uniform' (got "
                 f"{self.time_sampling!r}): it replaces the time sampling"
             )
         if not (math.isfinite(self.p_mean) and math.isfinite(self.p_std) and self.p_std > 0):
