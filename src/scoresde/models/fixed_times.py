@@ -209,13 +209,14 @@ class FixedTimes:
         counter = self._counter
         if counter is not None:
             counter.nfe += self._per_call
-        ab: tuple[float, float] | ValueError | None = None
+        ab: tuple[float, float] | None = None
         native = self._inner.prediction
         if kind != native:
             table = self._conversions.get(kind)
-            ab = (table if table is not None else self._conversion_table(kind))[i]
-            if isinstance(ab, ValueError):
-                raise ab
+            entry = (table if table is not None else self._conversion_table(kind))[i]
+            if isinstance(entry, ValueError):
+                raise entry
+            ab = entry
         t_in = self._t_in[i]
         if t_in is None:
             t_in = self._time_input(i)

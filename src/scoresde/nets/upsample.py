@@ -81,12 +81,12 @@ class _Interleave(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, y: Tensor, o: int, channels_last: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx, y: Tensor, o: int, channels_last: bool) -> Tensor:
         ctx.geometry = (y.shape, o, channels_last)
         return _interleave(y, o, channels_last)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         shape, o, channels_last = ctx.geometry
         h, w = shape[2] - 1, shape[3] - 1
         fmt = torch.channels_last if channels_last else torch.contiguous_format
