@@ -55,6 +55,11 @@ def train_teacher(work: Path, minutes: float, seed: int) -> tuple[Trainer, float
         progress=False,
         seed=seed,
     )
+    return train_minutes(cfg, minutes)
+
+
+def train_minutes(cfg: TrainConfig, minutes: float) -> tuple[Trainer, float]:
+    """Train ``cfg`` for ``minutes`` of process CPU time (the learning rate decays over it)."""
     trainer = Trainer(cfg)
     t0, budget = time.process_time(), 60.0 * minutes
     with trainer.folder.lock():

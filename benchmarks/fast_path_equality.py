@@ -18,26 +18,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = (
-    "euler_maruyama",
-    "euler",
-    "heun",
-    "ddim",
-    "dpm_solver_2s",
-    "dpm_solver_3s",
-    "dpm_solver_pp_2m",
-    "dpm_solver_pp_3m",
-    "unipc",
-    "unipc_bh1",
-    "deis",
-    "ipndm",
-    "reverse_diffusion",
-    "ancestral",
-    "dpm_solver_pp_2m_sde",
-    "heun_sde",
-    "pc",
-    "langevin",
-)
 
 
 def dump(path: str) -> None:
@@ -47,6 +27,8 @@ def dump(path: str) -> None:
     import scoresde as ss
 
     torch.set_num_threads(1)
+    # Every grid sampler that runs on a plain score model (as tests/sampling/test_fast_path.py).
+    methods = [n for n, e in ss.SAMPLERS.items() if e.uses_grid and not e.required and n != "consistency"]
     res = {}
     sdes = {"vp": ss.VPSDE(), "ve": ss.VESDE(), "subvp": ss.SubVPSDE()}
     for dtype in (torch.float32, torch.float64):
@@ -58,7 +40,7 @@ def dump(path: str) -> None:
                     torch.randn(16, 3, dtype=dtype, generator=torch.Generator().manual_seed(1))
                     * sde.prior_std()
                 )
-                for method in METHODS:
+                for method in methods:
                     for steps in (7, 30):
                         g = torch.Generator().manual_seed(2)
                         r = ss.sample(model, sde, method=method, steps=steps, x_T=x_T, generator=g)
@@ -78,7 +60,7 @@ def dump(path: str) -> None:
                 torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
                 * sde.prior_std()
             )
-            for method in METHODS:
+            for method in methods:
                 g = torch.Generator().manual_seed(2)
                 r = ss.sample(model, sde, method=method, steps=9, x_T=x_T, generator=g)
                 res[(method, sde_name, name, "general path, float64", 9)] = (r.x, r.nfe)

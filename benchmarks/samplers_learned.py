@@ -90,13 +90,13 @@ import scoresde as ss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import samplers as oracle_bench
-from distill_digits import train_teacher
+from distill_digits import train_minutes
 from scoresde._core.tensors import append_dims
 from scoresde.data.images import DataSplit, load_dataset
 from scoresde.evaluation import classifier_report, reference_classifier
 from scoresde.io.checkpoint import load_checkpoint
 from scoresde.train.losses import ddpm_loss
-from scoresde.train.trainer import TrainConfig, Trainer
+from scoresde.train.trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NFES = (5, 8, 10, 15, 20, 50)
@@ -191,18 +191,6 @@ def train_config(key: str, work: Path, seed: int) -> TrainConfig:
     raise ValueError(key)
 
 
-def train_minutes(cfg: TrainConfig, minutes: float) -> tuple[Trainer, float]:
-    """Train ``cfg`` for ``minutes`` of process CPU time (the learning rate decays over it)."""
-    trainer = Trainer(cfg)
-    t0, budget = time.process_time(), 60.0 * minutes
-    with trainer.folder.lock():
-        trainer.folder.prepare(resuming=False, overwrite=True)
-        while (spent := (time.process_time() - t0) / budget) < 1.0:
-            trainer.train_step(spent)
-        trainer.save()
-    return trainer, time.process_time() - t0
-
-
 def own_model(key: str, work: Path, minutes: float, seed: int) -> Learned:
     """``vp8`` / ``ve8``: the cached checkpoint of ``work`` (trained now when absent)."""
     cfg = train_config(key, work, seed)
@@ -212,7 +200,7 @@ def own_model(key: str, work: Path, minutes: float, seed: int) -> Learned:
         steps = load_checkpoint(ckpt).config.get("step")
         note = f"cached checkpoint of {steps} steps in `{work}` (trained by an earlier run)"
     else:
-        trainer, spent = train_teacher(work, minutes, seed) if key == "vp8" else train_minutes(cfg, minutes)
+        trainer, spent = train_minutes(cfg, minutes)
         note = f"trained now: {trainer.step} steps in {spent / 60:.1f} CPU-minutes"
     model = load_checkpoint(run).model.eval()
     data = load_dataset(cfg.data, cfg.test_fraction, cfg.seed, cfg.image_size)

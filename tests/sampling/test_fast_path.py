@@ -12,23 +12,12 @@ import scoresde as ss
 # The samplers whose step folds the parameterisation conversion (FixedTimes.linear): equal to the
 # general path within float rounding.  Every other sampler: bit for bit.
 FOLDED = {"ddim", "euler"}
+# Every grid sampler that runs on a plain score model (``consistency`` needs a consistency model;
+# ``dpm_solver_v3`` and ``dps`` need options): a sampler added later is checked without listing it.
 METHODS = [
-    "euler_maruyama",
-    "euler",
-    "heun",
-    "ddim",
-    "dpm_solver_2s",
-    "dpm_solver_3s",
-    "dpm_solver_pp_2m",
-    "dpm_solver_pp_3m",
-    "unipc",
-    "unipc_bh1",
-    "deis",
-    "ipndm",
-    "reverse_diffusion",
-    "ancestral",
-    "dpm_solver_pp_2m_sde",
-    "heun_sde",
+    name
+    for name, entry in ss.SAMPLERS.items()
+    if entry.uses_grid and not entry.required and name != "consistency"
 ]
 # Relative to the largest output entry: a few float32 ulps after 12 steps; float64 likewise.
 RTOL = {torch.float32: 3e-6, torch.float64: 1e-13}
