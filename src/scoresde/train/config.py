@@ -146,7 +146,7 @@ class TrainConfig:
     # reached 0.965 (docs/bench_first_run_28px_standin.md; benchmarks/first_run_28px.py); sigma2
     # for eps / score networks, whose own target already has unit variance: eps networks on the
     # digits after 1,200 steps scored 0.49 (VE) / 0.52 (VP) class accuracy with sigma2 against
-    # 0.13 / 0.13 with edm.
+    # 0.13 / 0.13 with edm (benchmarks/weighting_eps.py, docs/bench_weighting_eps.md).
     weighting: str = field(
         default="auto",
         metadata={
