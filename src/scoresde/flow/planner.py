@@ -70,7 +70,10 @@ A reused plan (``plan=``, another batch of the same data) keeps its correction: 
 ``mean_P(ll_F - ll_N)`` estimates the data distribution's mean solver error at ``N``, so a later
 batch adds it without any pilot; its standard error there is ``sqrt(var (1/P + 1/B))`` (the
 pilot's estimate, plus how far this batch's own mean error may sit from the distribution's).  On
-the first batch the pilot points are part of the batch and ``sqrt(var / P)`` is reported.
+the first batch the pilot points are part of the batch and ``sqrt(var / P)`` is reported.  The
+``var / P`` part is shared by every batch that reuses the plan: combining batches, add it once,
+not as an independent error per batch (:func:`~scoresde.flow.batched.log_likelihood_batches`
+does not offer the option for that reason).
 """
 
 from __future__ import annotations
