@@ -11,7 +11,10 @@ Side by side in one run, on the same model and the same held-out images:
      evaluation.  Its per-image Monte-Carlo variance is measured from two independent passes
      (the difference of two passes has twice that variance); it reaches the target SE with
      ``R = ceil(var / (N target^2))`` passes, whose time is ``R`` times one pass.
-   - *ours*: ``log_likelihood(..., target_se=target, divergence=...)`` (pilot included in the time).
+   - *ours*: ``log_likelihood(..., target_se=target, divergence=...)`` (pilot included in the time):
+     ``--norms rk4ml`` the default plan (rk4 on the log-SNR clock with the multilevel
+     correction), ``rk4`` the same without the correction (``multilevel=False``), a norm name
+     the adaptive plan with that error norm.
    The reported SE of ours comes from its own replicates (or its pilot); both means are compared.
 2. **Exact divergence for D <= 64**: one evaluation of ``(v, div v)`` for an MLP score network and
    for a Gaussian-mixture oracle: forward mode (``torch.func.jvp`` under ``vmap``, one pass)
@@ -194,7 +197,7 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
         return
     cv = GaussianControlVariate.fit(case.cv_points) if case.cv_points is not None else None
     labels = {
-        "rk4": "auto, default integrator (rk4 on the log-SNR clock)",
+        "rk4": "auto, rk4 on the log-SNR clock, no correction (multilevel=False)",
         "rk4ml": "auto, rk4 on the log-SNR clock, multilevel correction",
     }
     variants = [(labels.get(norm, f"auto, norm={norm}"), None, norm) for norm in args.norms]
@@ -204,7 +207,7 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
     def run_ours(div, c, norm, seed):
         # rk4: the library's default with target_se (rk4 on the log_sigma clock, the planner
         # chooses the number of steps); else dopri5 with the norm, the planner its tolerance.
-        # rk4ml: the same with the multilevel correction (PrecisionTarget(multilevel=True)).
+        # rk4: multilevel=False (the plain plan); rk4ml: the multilevel correction (the default).
         integrator = None if norm.startswith("rk4") else make_integrator(norm=norm)
         t0, c0 = time.perf_counter(), time.process_time()
         res = ss.log_likelihood(
@@ -651,7 +654,7 @@ def main() -> None:
     ap.add_argument(
         "--norms",
         nargs="+",
-        default=["per_sample", "batch", "rk4"],
+        default=["per_sample", "batch", "rk4ml", "rk4"],
         help="adaptive norms, or rk4 (fixed steps), or rk4ml (rk4 with the multilevel correction)",
     )
     ap.add_argument(

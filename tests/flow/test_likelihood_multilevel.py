@@ -1,7 +1,8 @@
-"""The multilevel correction of fixed-step likelihood plans (``PrecisionTarget(multilevel=True)``,
-Giles 2008) on a Gaussian whose log-density is exact (``AnalyticScore``): the corrected coarse
-estimate is closer to the exact mean than the uncorrected one and within its stated error; a
-reused plan carries its correction; bad inputs are refused by name."""
+"""The multilevel correction of fixed-step likelihood plans (Giles 2008; the default for
+fixed-step integrators, ``PrecisionTarget(multilevel=False)`` turns it off) on a Gaussian whose
+log-density is exact (``AnalyticScore``): the corrected coarse estimate is closer to the exact
+mean than the uncorrected one and within its stated error; a reused plan carries its correction;
+batches add its shared error linearly; bad inputs are refused by name."""
 
 from __future__ import annotations
 
@@ -91,9 +92,10 @@ def test_multilevel_with_hutchinson_adds_the_variances():
         assert p.divergence == "hutchinson" and (p.num_probes == 1) == one_probe, p
         assert p.var_probe > 0
         # The Monte-Carlo part: from the solve's own probes when it has several, else the plan's.
-        probes = r.logp_probes[0].double()
-        own = float((probes.var(0) / probes.shape[0]).sum().sqrt()) / x.shape[0]
-        mc = own if p.num_probes > 1 else p.mc_se(x.shape[0], 1.0)
+        mc = p.mc_se(x.shape[0], 1.0)
+        if p.num_probes > 1:
+            probes = r.logp_probes[0].double()
+            mc = float((probes.var(0) / probes.shape[0]).sum().sqrt()) / x.shape[0]
         assert r.mc_se == pytest.approx(math.hypot(mc, r.correction_se), rel=1e-9)
         assert r.mc_se <= se * (1 + 1e-9)
         assert abs(float(r.logp.mean() - exact.mean())) <= 4 * r.mc_se + r.solver_error
@@ -145,3 +147,45 @@ def test_bad_multilevel_inputs():
         )
     with pytest.raises(TypeError, match="multilevel must be a bool"):
         ss.PrecisionTarget(0.1, multilevel="yes")  # type: ignore[arg-type]
+
+
+def test_default_fixed_step_plan_is_multilevel():
+    """``multilevel=None`` (default): on for the default (fixed-step) integrator, off for an
+    adaptive one; ``False``: the plain plan, whose own steps meet the solver budget."""
+    sde, oracle, x, _ = _setup(n=64)
+    opts = ss.LikelihoodOptions(prior_logp=lambda z: oracle.log_prob(z, sde.T))
+    default = ss.log_likelihood(oracle, sde, x, divergence="exact", target_se=0.004, options=opts)
+    assert default.plan.fine_steps is not None and default.correction is not None
+    plain = _run(oracle, sde, x, "rk4", ss.PrecisionTarget(0.004, multilevel=False), divergence="exact")
+    assert plain.plan.fine_steps is None and plain.correction is None and plain.mc_se == 0.0
+    assert plain.plan.steps > default.plan.steps
+    adaptive = ss.log_likelihood(
+        oracle, sde, x, divergence="exact", target_se=0.05, integrator=ss.AdaptiveIntegrator(), options=opts
+    )
+    assert adaptive.plan.fine_steps is None and adaptive.correction is None
+
+
+def test_batches_add_the_shared_correction_error_linearly():
+    """``log_likelihood_batches``: the batches share the first batch's correction, so the pilot's
+    part of its s.e. adds linearly over them; each batch's own deviation in quadrature."""
+    from scoresde.flow.batched import log_likelihood_batches
+
+    sde, oracle, x, exact = _setup(n=128)
+    res = log_likelihood_batches(
+        oracle,
+        sde,
+        x,
+        batch_size=64,
+        integrator=ss.FixedStepIntegrator("rk4", 1),
+        divergence="exact",
+        options=ss.LikelihoodOptions(
+            prior_logp=lambda z: oracle.log_prob(z, sde.T), time_variable="log_sigma"
+        ),
+        target_se=0.004,
+    )
+    p = res.plan
+    assert p is not None and p.fine_steps is not None
+    shared = math.sqrt(p.correction_var / p.pilot_points)
+    want = math.hypot(64 * math.sqrt(p.correction_var / 64), 128 * shared) / 128
+    assert res.mc_se == pytest.approx(want, rel=1e-9) and res.mc_se <= 0.004 * (1 + 1e-9)
+    assert abs(float(res.logp.mean() - exact.mean())) <= 3 * res.mc_se + res.solver_error

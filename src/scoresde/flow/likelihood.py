@@ -162,7 +162,7 @@ class LikelihoodResult:
             (:class:`~scoresde.flow.planner.LikelihoodPlan`), else ``None``; pass it back as
             ``plan`` for another batch.
         correction: the multilevel correction added to every point's ``logp`` (nats; a
-            multilevel plan, ``PrecisionTarget(multilevel=True)``), else ``None``: the mean of
+            multilevel plan, the default of fixed-step ``target_se`` plans), else ``None``: the mean of
             ``logp`` is the fine level's, each point keeps its coarse solve's own error.
         correction_se: its standard error (same units as ``mc_se``, which includes it in
             quadrature), else ``None``.
@@ -202,7 +202,8 @@ def _check_inputs(model: ScoreFunction, sde: SDE, x: Tensor, quantization: Quant
 
 TARGET_SE_INTEGRATOR = FixedStepIntegrator("rk4", 1)
 """The integrator of ``log_likelihood(target_se=...)`` when none is given: ``rk4`` whose number of
-equal steps (of the ``log_sigma`` clock) the planner chooses by Richardson's estimate."""
+equal steps (of the ``log_sigma`` clock) the planner chooses, with the multilevel correction
+(:mod:`scoresde.flow.planner`)."""
 
 
 def log_likelihood(
@@ -259,9 +260,10 @@ def log_likelihood(
             else nats per point, or a :class:`~scoresde.flow.planner.PrecisionTarget`): the
             planner chooses the tolerance, the estimator and the numbers of probes and draws
             (the rule: :mod:`scoresde.flow.planner`).  The result reports ``mc_se``,
-            ``solver_error`` and the ``plan``.  ``PrecisionTarget(se, multilevel=True)`` with
-            a fixed-step integrator solves the batch at a coarse number of steps and corrects
-            its mean from the pilot (multilevel Monte Carlo, Giles 2008).  The spread of the points themselves
+            ``solver_error`` and the ``plan``.  With a fixed-step integrator (the default) the
+            batch is solved at a coarse number of steps and its mean corrected from the pilot
+            (multilevel Monte Carlo, Giles 2008; ``PrecisionTarget(se, multilevel=False)``:
+            the plain plan, whose own steps meet the solver budget).  The spread of the points themselves
             (``bpd_se``) is not part of the target: it is a property of the data.
         plan: the ``plan`` of an earlier call with the same target (another batch of the same
             data): its choices are reused without a pilot, and its variance and solver-error
@@ -345,7 +347,7 @@ def log_likelihood(
             return exact
         return Hutchinson(k, hutch.probe, None, None, hutch.jacobian)
 
-    if target.multilevel and not isinstance(integrator, FixedStepIntegrator):
+    if target.multilevel is True and not isinstance(integrator, FixedStepIntegrator):
         raise ValueError(
             "PrecisionTarget(multilevel=True) corrects a FixedStepIntegrator's coarse solve; got "
             f"{type(integrator).__name__}"

@@ -38,7 +38,8 @@ The rule (see :func:`make_plan`):
 3. **Estimator** (``divergence="auto"``): the exact divergence (``D`` products per evaluation)
    when it costs fewer products than the probes needed, else Hutchinson.
 
-**Multilevel correction** (``PrecisionTarget(multilevel=True)``, fixed-step integrators only; the
+**Multilevel correction** (fixed-step integrators, by default; ``PrecisionTarget(multilevel=False)``
+turns it off; the
 control variate of multilevel Monte Carlo, Giles 2008, "Multilevel Monte Carlo path simulation",
 Operations Research 56(3), Eq. (1): ``E[P_L] = E[P_0] + sum_l E[P_l - P_{l-1}]``).  The solver's
 error of the *mean* is a systematic bias, so it need not be made small by the batch's solve:
@@ -131,14 +132,16 @@ class PrecisionTarget:
         multilevel: fixed-step integrators: solve the batch at a coarse number of steps and
             correct its mean by the fine-minus-coarse difference on the pilot points (see the
             module docstring, Giles 2008); the fine level's error is what ``solver_fraction``
-            bounds.
+            bounds.  ``None`` (default): on for a
+            :class:`~scoresde.flow.integrators.FixedStepIntegrator` (the default integrator of
+            ``target_se``), off for an adaptive one; ``False``: the plain fixed-step plan.
     """
 
     se: float
     points: int | None = None
     pilot_points: int = 32
     solver_fraction: float = 0.25
-    multilevel: bool = False
+    multilevel: bool | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.se, int | float) and math.isfinite(self.se) and self.se > 0):
@@ -147,8 +150,8 @@ class PrecisionTarget:
             raise ValueError(f"solver_fraction must be in (0, 1), got {self.solver_fraction!r}")
         if int(self.pilot_points) < 2:
             raise ValueError(f"pilot_points must be at least 2, got {self.pilot_points}")
-        if not isinstance(self.multilevel, bool):
-            raise TypeError(f"multilevel must be a bool, got {self.multilevel!r}")
+        if self.multilevel is not None and not isinstance(self.multilevel, bool):
+            raise TypeError(f"multilevel must be a bool or None, got {self.multilevel!r}")
 
 
 @dataclass(frozen=True)
@@ -309,7 +312,7 @@ def make_plan(
         spread = float(diff.std() / math.sqrt(diff.numel())) if diff.numel() > 1 else float(diff.abs().max())
         return (abs(float(diff.mean())) + 2.0 * spread) * unit
 
-    if target.multilevel:
+    if target.multilevel or (target.multilevel is None and fixed):
         if not fixed:
             raise ValueError(
                 "multilevel=True corrects a FixedStepIntegrator's coarse solve; got "
