@@ -403,7 +403,7 @@ def log_likelihood(
 
 def _correct(result: LikelihoodResult, correction: float, correction_se: float, dims: int) -> None:
     """Add the multilevel correction (nats) to every point's log-likelihood and its s.e. to
-    ``mc_se`` in quadrature (Giles 2008, Eq. 1; :mod:`scoresde.flow.planner`)."""
+    ``mc_se`` in quadrature (Giles 2008; :mod:`scoresde.flow.planner`)."""
     result.logp = result.logp + correction
     result.delta_logp = result.delta_logp + correction
     result.logp_draws = result.logp_draws + correction

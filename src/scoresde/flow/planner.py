@@ -39,9 +39,9 @@ The rule (see :func:`make_plan`):
    when it costs fewer products than the probes needed, else Hutchinson.
 
 **Multilevel correction** (fixed-step integrators, by default; ``PrecisionTarget(multilevel=False)``
-turns it off; the
-control variate of multilevel Monte Carlo, Giles 2008, "Multilevel Monte Carlo path simulation",
-Operations Research 56(3), Eq. (1): ``E[P_L] = E[P_0] + sum_l E[P_l - P_{l-1}]``).  The solver's
+turns it off): the control variate of multilevel Monte Carlo (Giles 2008, "Multilevel Monte
+Carlo path simulation", Operations Research 56(3), its telescoping sum
+``E[P_L] = E[P_0] + sum_l E[P_l - P_{l-1}]``) with two levels.  The solver's
 error of the *mean* is a systematic bias, so it need not be made small by the batch's solve:
 
     mean_B(ll_N) + mean_P(ll_F - ll_N)
@@ -72,9 +72,9 @@ A reused plan (``plan=``, another batch of the same data) keeps its correction: 
 batch adds it without any pilot; its standard error there is ``sqrt(var (1/P + 1/B))`` (the
 pilot's estimate, plus how far this batch's own mean error may sit from the distribution's).  On
 the first batch the pilot points are part of the batch and ``sqrt(var / P)`` is reported.  The
-``var / P`` part is shared by every batch that reuses the plan: combining batches, add it once,
-not as an independent error per batch (:func:`~scoresde.flow.batched.log_likelihood_batches`
-does not offer the option for that reason).
+``var / P`` part is shared by every batch that reuses the plan: combining batches, it adds
+linearly, not as an independent error per batch (as
+:func:`~scoresde.flow.batched.log_likelihood_batches` does).
 """
 
 from __future__ import annotations
