@@ -75,7 +75,7 @@ Usage (the run of the page: three models, see the page for the wall time; a smok
 --work /tmp/sl_smoke``)::
 
     PYTHONPATH=src python benchmarks/samplers_learned.py --models vp8,ve8,diffusers8
-    PYTHONPATH=src python benchmarks/samplers_learned.py --models unet28 --n-path 24 --opt-solvers unipc
+    PYTHONPATH=src python benchmarks/samplers_learned.py --models unet28 --opt-solvers unipc
 
 (``unet28`` on the page: a cached 600-step model of the recipe; with no cache it is trained for
 ``--train-minutes``.)
