@@ -15,7 +15,14 @@ time and cached in ``--work/<key>``; a rerun with the same folder skips the trai
   steps), wrapped by :func:`scoresde.interop.diffusers.from_diffusers` and trained through that
   adapter with DDPM's simple loss (:func:`scoresde.train.losses.ddpm_loss`); saved and reloaded as
   a diffusers folder (``unet/``, ``scheduler/``).  diffusers' schedulers sample it natively
-  (``unet(x, timestep, class_labels)`` on its own linear table), ours through the adapter.
+  (``unet(x, timestep, class_labels)`` on its own linear table), ours through the adapter;
+- ``unet28``: the README's 28x28 recipe (``scoresde train --data FILE.npz --conditional
+  --label-dropout 0.1``: VP SDE, v prediction, the default 16-channel UNet) on
+  ``benchmarks/first_run_28px.py``'s upsampled 28x28 digits, scored by that benchmark's reference
+  classifier (8 epochs); about 12x the cost of an 8x8 network per evaluation.
+
+Every model is trained under the library's default DSM weighting (``weighting="auto"``: ``sigma2``
+for the eps network of ``ve8``, ``edm`` for the v networks; the page's note on each model names it).
 
 (a) Pathwise error.  Every sampler starts from the same ``x_T`` drawn from the prior (labels
 cycling over the ten classes) at ``t = T`` and stops at ``t_end = 1e-3`` without a final denoising
@@ -57,7 +64,8 @@ split, mean and standard deviation over the seeds.
 
 Each model's run writes ``<work>/<key>/result.json``; the page is assembled from every result
 found there (so models can run in separate processes), keeping the hand-written section between
-the ``HAND-WRITTEN`` markers of an existing page.
+the ``HAND-WRITTEN`` markers of an existing page, and, for a model with no result in ``--work``,
+its summary rows and section of the existing page.
 
 The defaults are sized for a shared 2-core CPU (about 10 CPU-minutes per model, training
 included): 32 pathwise draws, 200 samples x 3 seeds for quality, 2 CPU-minutes of training.
@@ -67,6 +75,10 @@ Usage (the run of the page: three models, see the page for the wall time; a smok
 --work /tmp/sl_smoke``)::
 
     PYTHONPATH=src python benchmarks/samplers_learned.py --models vp8,ve8,diffusers8
+    PYTHONPATH=src python benchmarks/samplers_learned.py --models unet28 --opt-solvers unipc
+
+(``unet28`` on the page: a cached 600-step model of the recipe; with no cache it is trained for
+``--train-minutes``.)
 """
 
 from __future__ import annotations
@@ -103,7 +115,7 @@ NFES = (5, 8, 10, 15, 20, 50)
 QUALITY_NFES = (10, 20)
 T_END = 1e-3
 N_TRAIN = 1000
-MODELS = ("vp8", "ve8", "diffusers8")
+MODELS = ("vp8", "ve8", "diffusers8", "unet28")
 # Our PF-ODE solvers: (method, evaluations per step, option suffix, options); each on every grid.
 OURS: list[tuple[str, int, str, dict]] = [
     ("dpm_solver++_2m", 1, "", {}),
@@ -168,6 +180,7 @@ class Learned:
         note: how it was trained (or that it was cached).
         native: for a diffusers model, ``(unet, scheduler config)``: its schedulers call the UNet
             on their own table; ``None``: schedulers get the model's table as ``trained_betas``.
+        clf_epochs: training epochs of the reference classifier that scores its samples.
     """
 
     key: str
@@ -176,11 +189,17 @@ class Learned:
     data: DataSplit
     note: str
     native: tuple[torch.nn.Module, dict] | None = None
+    clf_epochs: int = 10
 
 
 def train_config(key: str, work: Path, seed: int) -> TrainConfig:
     """The ``TrainConfig`` of our own models (``vp8`` is :func:`distill_digits.train_teacher`'s)."""
-    base = {"data": "digits", "conditional": True, "label_dropout": 0.1, "steps": 10**9, "seed": seed}
+    # weighting "auto" (the library's default, named here so that the cache records it): sigma2 for
+    # the eps network of ve8, edm for the v networks (docs/bench_weighting_eps.md).
+    base = {
+        "data": "digits", "conditional": True, "label_dropout": 0.1, "steps": 10**9, "seed": seed,
+        "weighting": "auto",
+    }  # fmt: skip
     if key == "vp8":
         return TrainConfig(**base, out=str(work), name="teacher", progress=False)
     if key == "ve8":
@@ -197,11 +216,14 @@ def own_model(key: str, work: Path, minutes: float, seed: int) -> Learned:
     run = work / cfg.name
     ckpt = run / "checkpoints" / "last.safetensors"
     if ckpt.is_file():
-        steps = load_checkpoint(ckpt).config.get("step")
+        config = load_checkpoint(ckpt).config
+        steps, weighting = config.get("step"), config.get("train", {}).get("weighting", "?")
         note = f"cached checkpoint of {steps} steps in `{work}` (trained by an earlier run)"
     else:
         trainer, spent = train_minutes(cfg, minutes)
+        weighting = cfg.weighting
         note = f"trained now: {trainer.step} steps in {spent / 60:.1f} CPU-minutes"
+    note += f", DSM weighting `{weighting}`"
     model = load_checkpoint(run).model.eval()
     data = load_dataset(cfg.data, cfg.test_fraction, cfg.seed, cfg.image_size)
     if key == "vp8":
@@ -284,9 +306,51 @@ def diffusers_model(work: Path, minutes: float, seed: int) -> Learned:
     return Learned("diffusers8", title, model, data, note, native=(unet, dict(sched.config)))
 
 
+def digits28_model(work: Path, minutes: float, seed: int) -> Learned:
+    """``unet28``: the README's 28x28 recipe on the upsampled digits (cached in ``work/model``).
+
+    The data is ``benchmarks/first_run_28px.py``'s keras-layout ``.npz`` (the 8x8 digits upsampled
+    to 28x28, its 80 / 20 split), written to ``work`` when absent; the recipe is ``scoresde train
+    --data FILE.npz --conditional --label-dropout 0.1`` with every other option at the
+    ``TrainConfig`` default (VP SDE, v prediction, UNet of 16 base channels, weighting ``auto``,
+    i.e. ``edm`` for v), trained for ``minutes`` of process CPU time when no checkpoint is cached.
+    """
+    from first_run_28px import make_keras_digits
+
+    work.mkdir(parents=True, exist_ok=True)
+    npz = work / "digits28.npz"
+    if not npz.is_file():
+        make_keras_digits(npz, seed)
+    cfg = TrainConfig(
+        data=str(npz), conditional=True, label_dropout=0.1, steps=10**9, seed=seed, weighting="auto",
+        out=str(work), name="model", progress=False,
+    )  # fmt: skip
+    ckpt = work / cfg.name / "checkpoints" / "last.safetensors"
+    if ckpt.is_file():
+        config = load_checkpoint(ckpt).config
+        train = config.get("train", {})
+        note = (
+            f"cached checkpoint of {config.get('step')} steps (batch {train.get('batch_size')}, "
+            f"{train.get('base_channels')} base channels) in `{work}` (trained by an earlier run)"
+        )
+        weighting = train.get("weighting", "?")
+    else:
+        trainer, spent = train_minutes(cfg, minutes)
+        note = f"trained now: {trainer.step} steps in {spent / 60:.1f} CPU-minutes"
+        weighting = cfg.weighting
+    note += f", DSM weighting `{weighting}`"
+    model = load_checkpoint(work / cfg.name).model.eval()
+    data = load_dataset(cfg.data, cfg.test_fraction, cfg.seed, cfg.image_size)
+    title = "28x28 digits (upsampled), VP, v prediction (the README's 28x28 recipe)"
+    # first_run_28px's reference classifier: 8 epochs on the training split.
+    return Learned("unet28", title, model, data, note, clf_epochs=8)
+
+
 def load_model(key: str, work: Path, minutes: float, seed: int) -> Learned:
     if key == "diffusers8":
         return diffusers_model(work, minutes, seed)
+    if key == "unet28":
+        return digits28_model(work, minutes, seed)
     return own_model(key, work, minutes, seed)
 
 
@@ -610,7 +674,11 @@ def measure(lm: Learned, args: argparse.Namespace) -> dict:
     model, nfes = lm.model, tuple(args.nfes)
     shape = tuple(lm.data.train.shape[1:])
     clf = reference_classifier(
-        lm.data.train, lm.data.train_labels, seed=args.seed, cache_dir=args.work / "cache"
+        lm.data.train,
+        lm.data.train_labels,
+        epochs=lm.clf_epochs,
+        seed=args.seed,
+        cache_dir=args.work / "cache",
     )
     real = classifier_report(clf, lm.data.test, lm.data.test, lm.data.test_labels, floor_images=lm.data.train)
     cost: dict = {}
@@ -724,7 +792,33 @@ def target_fd(r: dict) -> tuple[str, str]:
     return cell, verdict
 
 
-def summary_lines(all_results: list[dict]) -> list[str]:
+def summary_rows(r: dict, nfes: list[int]) -> tuple[str, str]:
+    """One model's rows of the two summary tables (the targets; the ratio at every budget)."""
+    res = load_results(r)
+    ratios = []
+    for n in (5, 10, 20):
+        bo, bp = best(res, n, True), best(res, n, False)
+        ratios.append(bo[0] / bp[0] if bo and bp else math.nan)
+    met = [v <= 0.5 for v in ratios]
+    verdict = "met" if all(met) else "not met" + (
+        f" (met at NFE {', '.join(str(n) for n, m in zip((5, 10, 20), met, strict=True) if m)})"
+        if any(met) else ""
+    )  # fmt: skip
+    cell, fd_verdict = target_fd(r)
+    target = (
+        f"| {r['key']} | "
+        + " | ".join(f"{v:.2f}" for v in ratios)
+        + f" | {verdict} | {cell} | {fd_verdict} |"
+    )
+    cells = []
+    for n in nfes:
+        bo, bp = best(res, n, True), best(res, n, False)
+        cells.append(f"{bo[0] / bp[0]:.2f}" if bo and bp else "-")
+    return target, f"| {r['key']} | " + " | ".join(cells) + " |"
+
+
+def summary_lines(rows: list[tuple[str, str]], nfes: list[int]) -> list[str]:
+    """The summary tables from each model's :func:`summary_rows` (or those kept from the page)."""
     lines = [
         "## Summary",
         "",
@@ -735,35 +829,34 @@ def summary_lines(all_results: list[dict]) -> list[str]:
         "| model | NFE 5 | NFE 10 | NFE 20 | RMS target | Frechet: ours NFE 10 vs peer NFE 20 "
         "| Frechet target |",
         "|---|---|---|---|---|---|---|",
+        *(target for target, _ in rows),
+        "",
+        "The other budgets (ours / best peer, RMS):",
+        "",
+        "| model | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+        "|---" * (len(nfes) + 1) + "|",
+        *(budgets for _, budgets in rows),
     ]
-    for r in all_results:
-        res = load_results(r)
-        ratios = []
-        for n in (5, 10, 20):
-            bo, bp = best(res, n, True), best(res, n, False)
-            ratios.append(bo[0] / bp[0] if bo and bp else math.nan)
-        met = [v <= 0.5 for v in ratios]
-        verdict = "met" if all(met) else "not met" + (
-            f" (met at NFE {', '.join(str(n) for n, m in zip((5, 10, 20), met, strict=True) if m)})"
-            if any(met) else ""
-        )  # fmt: skip
-        cell, fd_verdict = target_fd(r)
-        lines.append(
-            f"| {r['key']} | "
-            + " | ".join(f"{v:.2f}" for v in ratios)
-            + f" | {verdict} | {cell} | {fd_verdict} |"
-        )
-    lines += ["", "The other budgets (ours / best peer, RMS):", ""]
-    nfes = sorted({n for r in all_results for n in r["nfes"]})
-    lines += ["| model | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---" * (len(nfes) + 1) + "|"]
-    for r in all_results:
-        res = load_results(r)
-        cells = []
-        for n in nfes:
-            bo, bp = best(res, n, True), best(res, n, False)
-            cells.append(f"{bo[0] / bp[0]:.2f}" if bo and bp else "-")
-        lines.append(f"| {r['key']} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def kept_from_page(old: str, key: str) -> tuple[tuple[str, str], list[str]] | None:
+    """A model's two summary rows and its section on an existing page (``None`` if it has none).
+
+    The page is assembled from the ``result.json`` files found in ``--work``; a model measured by
+    an earlier run whose results are not there keeps what the page already says about it.
+    """
+    head = old.split(HAND_BEGIN)[0].splitlines()
+    rows = [line for line in head if line.startswith(f"| {key} |")]
+    lines = old.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"## {key}: ")), None)
+    if len(rows) != 2 or start is None:
+        return None
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    section = lines[start:end]
+    while section and not section[-1]:
+        section.pop()
+    return (rows[0], rows[1]), [*section, ""]
 
 
 def _named(k: tuple[str, str]) -> bool:
@@ -887,16 +980,26 @@ def model_lines(r: dict) -> list[str]:
 
 
 def write_page(work: Path, out: Path) -> None:
-    found = [
-        json.loads((work / k / "result.json").read_text())
+    """Assemble the page from ``work/<key>/result.json``; models without one keep their rows and
+    section of the existing page (:func:`kept_from_page`), as does the hand-written section."""
+    old = out.read_text() if out.is_file() else ""
+    found = {
+        k: json.loads((work / k / "result.json").read_text())
         for k in MODELS
         if (work / k / "result.json").is_file()
-    ]
+    }
     hand = f"{HAND_BEGIN}\n\n{HAND_END}"
-    if out.is_file():
-        old = out.read_text()
-        if HAND_BEGIN in old and HAND_END in old:
-            hand = old[old.index(HAND_BEGIN) : old.index(HAND_END) + len(HAND_END)]
+    if HAND_BEGIN in old and HAND_END in old:
+        hand = old[old.index(HAND_BEGIN) : old.index(HAND_END) + len(HAND_END)]
+    nfes = sorted({n for r in found.values() for n in r["nfes"]} or NFES)
+    rows, sections = [], []
+    for k in MODELS:
+        if k in found:
+            rows.append(summary_rows(found[k], nfes))
+            sections += model_lines(found[k])
+        elif (kept := kept_from_page(old, k)) is not None:
+            rows.append(kept[0])
+            sections += kept[1]
     lines = [
         "# Few-step samplers on learned models",
         "",
@@ -906,12 +1009,11 @@ def write_page(work: Path, out: Path) -> None:
         "error ratio or a sample statistic, not a timing; the machine is a shared 2-core x86_64 box "
         "(other jobs ran beside every run; the load averages are in each section).",
         "",
-        *summary_lines(found),
+        *summary_lines(rows, nfes),
         hand,
         "",
+        *sections,
     ]
-    for r in found:
-        lines += model_lines(r)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
 

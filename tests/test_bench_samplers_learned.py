@@ -50,3 +50,42 @@ def test_scheduler_run_converges_to_the_reference(sde: ss.SDE) -> None:
     # second-order error falls (measured: 0.03 at 50 steps on the VP mixture of std 0.22).
     assert errs[1] < 0.5 * errs[0]
     assert errs[1] < 0.06
+
+
+def test_page_keeps_models_without_results(tmp_path: Path) -> None:
+    """A model measured by an earlier run (no ``result.json`` in ``--work``) keeps its summary rows
+    and section of the existing page; the hand-written section is kept too."""
+    page = "\n".join(
+        [
+            "# title",
+            "",
+            "| model | NFE 5 |",
+            "|---|---|",
+            "| vp8 | 0.51 | target row |",
+            "",
+            "| vp8 | 0.51 | budgets row |",
+            "",
+            bench.HAND_BEGIN,
+            "reading | vp8 | written by hand",
+            bench.HAND_END,
+            "",
+            "## vp8: the VP model",
+            "",
+            "its tables",
+            "",
+            "## ve8: the VE model",
+            "",
+            "stale",
+        ]
+    )
+    rows, section = bench.kept_from_page(page, "vp8")  # type: ignore[misc]
+    assert rows == ("| vp8 | 0.51 | target row |", "| vp8 | 0.51 | budgets row |")
+    assert section == ["## vp8: the VP model", "", "its tables", ""]
+    assert bench.kept_from_page(page, "unet28") is None
+    out = tmp_path / "page.md"
+    out.write_text(page)
+    bench.write_page(tmp_path / "no-results", out)
+    new = out.read_text()
+    assert "| vp8 | 0.51 | target row |" in new and "| vp8 | 0.51 | budgets row |" in new
+    assert "reading | vp8 | written by hand" in new and "its tables" in new
+    assert "stale" not in new  # ve8 had no summary rows on the page: not kept
