@@ -11,7 +11,10 @@ Side by side in one run, on the same model and the same held-out images:
      evaluation.  Its per-image Monte-Carlo variance is measured from two independent passes
      (the difference of two passes has twice that variance); it reaches the target SE with
      ``R = ceil(var / (N target^2))`` passes, whose time is ``R`` times one pass.
-   - *ours*: ``log_likelihood(..., target_se=target, divergence=...)`` (pilot included in the time).
+   - *ours*: ``log_likelihood(..., target_se=target, divergence=...)`` (pilot included in the time):
+     ``--norms rk4ml`` the default plan (rk4 on the log-SNR clock with the multilevel
+     correction), ``rk4`` the same without the correction (``multilevel=False``), a norm name
+     the adaptive plan with that error norm.
    The reported SE of ours comes from its own replicates (or its pilot); both means are compared.
 2. **Exact divergence for D <= 64**: one evaluation of ``(v, div v)`` for an MLP score network and
    for a Gaussian-mixture oracle: forward mode (``torch.func.jvp`` under ``vmap``, one pass)
@@ -193,28 +196,26 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
         solver_check(model, sde, bins, quant, lines, [], args)
         return
     cv = GaussianControlVariate.fit(case.cv_points) if case.cv_points is not None else None
-    variants = [
-        (
-            f"auto, norm={norm}" if norm != "rk4" else "auto, default integrator (rk4 on the log-SNR clock)",
-            None,
-            norm,
-        )
-        for norm in args.norms
-    ]
+    labels = {
+        "rk4": "auto, rk4 on the log-SNR clock, no correction (multilevel=False)",
+        "rk4ml": "auto, rk4 on the log-SNR clock, multilevel correction",
+    }
+    variants = [(labels.get(norm, f"auto, norm={norm}"), None, norm) for norm in args.norms]
     if "cv" not in args.skip and cv is not None:
         variants.append(("hutchinson + Gaussian control variate", cv, args.norms[0]))
 
     def run_ours(div, c, norm, seed):
         # rk4: the library's default with target_se (rk4 on the log_sigma clock, the planner
         # chooses the number of steps); else dopri5 with the norm, the planner its tolerance.
-        integrator = None if norm == "rk4" else make_integrator(norm=norm)
+        # rk4: multilevel=False (the plain plan); rk4ml: the multilevel correction (the default).
+        integrator = None if norm.startswith("rk4") else make_integrator(norm=norm)
         t0, c0 = time.perf_counter(), time.process_time()
         res = ss.log_likelihood(
             model,
             sde,
             bins,
             quantization=quant,
-            target_se=target,
+            target_se=ss.PrecisionTarget(target, pilot_points=args.pilot_points, multilevel=norm == "rk4ml"),
             divergence="auto" if c is None else ss.Hutchinson(control_variate=c),
             integrator=integrator,
             generator=torch.Generator().manual_seed(seed),
@@ -250,22 +251,30 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
     paper_total_se = float(np.std(bpd1, ddof=1)) / math.sqrt(n)
     print(f"  paper: one pass {one_pass:.2f}s, {nfe1} NFE, MC s.e. {mc_one:.4f}, passes needed {passes}")
 
-    # Per-evaluation cost: ours' solve alone (the plan of round 1 reused, no pilot) at the same
-    # batch, against the paper's pass; both per batched evaluation of all n images.
+    # Each variant's solve alone (its round-1 plan reused, no pilot: what a later batch of the
+    # same data costs), so that its time splits into pilot and solve; the first variant's gives
+    # the per-evaluation cost against the paper's pass, both per batched evaluation of all n images.
+    solos = []
+    for (_, c, norm), runs in zip(variants, ours_out, strict=True):
+        c0 = time.process_time()
+        solo = ss.log_likelihood(
+            model,
+            sde,
+            bins,
+            quantization=quant,
+            target_se=ss.PrecisionTarget(target, pilot_points=args.pilot_points, multilevel=norm == "rk4ml"),
+            divergence="auto" if c is None else ss.Hutchinson(control_variate=c),
+            integrator=None if norm.startswith("rk4") else make_integrator(norm=norm),
+            plan=runs[0][0].plan,
+            generator=torch.Generator().manual_seed(5),
+        )
+        solos.append((solo, time.process_time() - c0))
+        print(
+            f"  solve alone ({norm}): {solos[-1][1]:.2f}s CPU, {solo.nfe} NFE, bpd {solo.bpd_mean:.4f}",
+            flush=True,
+        )
     first = ours_out[0][0][0]
-    c0 = time.process_time()
-    solo = ss.log_likelihood(
-        model,
-        sde,
-        bins,
-        quantization=quant,
-        target_se=target,
-        divergence="auto",
-        integrator=None if variants[0][2] == "rk4" else make_integrator(norm=variants[0][2]),
-        plan=first.plan,
-        generator=torch.Generator().manual_seed(5),
-    )
-    solo_cpu = time.process_time() - c0
+    solo, solo_cpu = solos[0]
     per_eval_ours, per_eval_paper = solo_cpu / solo.nfe, one_pass_cpu / ((nfe1 + nfe2) / 2)
 
     paper_time, paper_cpu = passes * one_pass, passes * one_pass_cpu
@@ -291,6 +300,7 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
         f"({nfe1}, {nfe2}) | {paper_cpu:.2f} ({c1:.1f}, {c2:.1f}) | 1 | {paper_time:.2f} | 1 |",
     ]
     rows = []
+    unit = 1.0 / (bins[0].numel() * math.log(2))
     for (div, _, _), runs in zip(variants, ours_out, strict=True):
         res = runs[0][0]
         cpu = sum(r[2] for r in runs) / len(runs)
@@ -299,6 +309,11 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
         p = res.plan
         how = f"{p.divergence}" + (f", {p.num_probes} probes" if p.divergence == "hutchinson" else "")
         level = f"tol {p.rtol:.2g}" if p.steps is None else f"{p.steps} steps"
+        if p.fine_steps is not None:
+            level += (
+                f" + correction from {p.fine_steps} steps ({-p.correction * unit:+.1e} bits/dim, "
+                f"s.e. {res.correction_se:.1e})"
+            )
         bpds = ", ".join(f"{r[0].bpd_mean:.4f}" for r in runs)
         lines.append(
             f"| ours target_se={target:g}, {div} -> {level}, {how}, {p.draws} draw(s) "
@@ -324,6 +339,19 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
         f"**{per_eval_ours / per_eval_paper:.2f}x**.  NFE per image: ours {solo.nfe} in the solve "
         f"(+ {first.plan.pilot_nfe} pilot evaluations on {first.plan.pilot_points} points), the paper "
         f"{nfe1} per pass.",
+        "",
+        "Where ours' time goes (CPU s): the solve alone is a second solve with the plan reused "
+        "(no pilot, fresh noise: what a later batch of the same data costs); the pilot is the run's "
+        "time minus it.",
+        "",
+        "| ours | run (pilot + solve) | solve alone (plan reused) | pilot (difference) | pilot share "
+        "| reused plan / paper (CPU) | bits/dim of the reused-plan solve |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {div} | {cpu:.1f} | {sc:.1f} | {cpu - sc:.1f} | {(cpu - sc) / cpu:.0%} | "
+            f"{sc / paper_cpu:.2f} | {so.bpd_mean:.4f} |"
+            for (div, _, _, cpu), (so, sc) in zip(rows, solos, strict=True)
+        ),
         "",
     ]
     checks = [
@@ -395,6 +423,9 @@ def work_precision(model, sde, bins, quant, lines: list[str], checks: list) -> N
         if plan.steps is not None:
             bpd, _, _ = ours(method="rk4", steps=plan.steps, time_variable="log_sigma")
             level = f"{plan.steps} steps"
+            if plan.fine_steps is not None:  # multilevel: the plan's correction added
+                bpd = bpd - plan.correction / (bins[0].numel() * math.log(2))
+                level += f" + correction from {plan.fine_steps}"
         else:
             bpd, _, _ = ours(rtol=plan.rtol, atol=plan.atol, norm=norm)
             level = f"{plan.rtol:.2g}"
@@ -454,6 +485,17 @@ def solver_check(model, sde, bins, quant, lines: list[str], checks: list, args) 
     for k in steps:
         bpd, nfe, cpu = ours(x, model, make_integrator("rk4", steps=k), "log_sigma")
         rows.append((f"ours rk4, {k} equal log-SNR steps", bpd, nfe, cpu))
+    for lab, p, _, _ in checks:
+        if p.fine_steps is not None:  # the multilevel plan: its coarse solve plus its correction
+            bpd, nfe, cpu = ours(x, model, make_integrator("rk4", steps=p.steps), "log_sigma")
+            rows.append(
+                (
+                    f"ours {lab}: rk4 {p.steps} steps + the plan's correction",
+                    bpd - p.correction * unit,
+                    nfe,
+                    cpu,
+                )
+            )
     for _, p, norm, _ in checks:
         if p.steps is None:
             bpd, nfe, cpu = ours(x, model, make_integrator(rtol=p.rtol, atol=p.atol, norm=norm), None)
@@ -612,8 +654,8 @@ def main() -> None:
     ap.add_argument(
         "--norms",
         nargs="+",
-        default=["per_sample", "batch", "rk4"],
-        help="adaptive norms, or rk4 (fixed steps)",
+        default=["per_sample", "batch", "rk4ml", "rk4"],
+        help="adaptive norms, or rk4 (fixed steps), or rk4ml (rk4 with the multilevel correction)",
     )
     ap.add_argument(
         "--model",
@@ -633,6 +675,7 @@ def main() -> None:
         help="check the solvers' true error on this many images against a float64 dopri5 solve "
         "(0: the work-precision table on all images)",
     )
+    ap.add_argument("--pilot-points", type=int, default=32, help="target_se: the pilot's points")
     ap.add_argument("--wp-tol", type=float, default=1e-7, help="tolerance of the float64 reference")
     ap.add_argument("--wp-steps", type=int, nargs="*", default=[16, 32], help="rk4 step counts also checked")
     ap.add_argument(

@@ -80,7 +80,8 @@ class _Euler:
 
 def test_fixed_step_target_se_chooses_the_steps(gmm2d):
     """A FixedStepIntegrator gets its number of steps from the pilot (Richardson's estimate), and
-    the error of the mean against the exact mean is within the reported bound."""
+    the error of the mean against the exact mean is within the reported bound.  (The plain plan,
+    ``multilevel=False``; the default multilevel plan: tests/flow/test_likelihood_multilevel.py.)"""
     sde, oracle, x, exact = _setup(gmm2d)
     r = _run(
         oracle,
@@ -88,7 +89,7 @@ def test_fixed_step_target_se_chooses_the_steps(gmm2d):
         x,
         0,
         divergence="exact",
-        target_se=0.02,
+        target_se=ss.PrecisionTarget(0.02, multilevel=False),
         integrator=ss.FixedStepIntegrator("rk4", 1),
     )
     assert r.plan.steps is not None and r.plan.rtol is None and r.solver_error <= 0.005 + 1e-12

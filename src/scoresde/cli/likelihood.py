@@ -197,7 +197,8 @@ COMMAND = Command(
         Option(
             "target_se_method",
             "rk4",
-            "with --target-se: rk4 (equal steps of the log-SNR clock, the planner picks how many) or "
+            "with --target-se: rk4 (equal steps of the log-SNR clock, the planner picks how many, "
+            "with the multilevel correction of their mean) or "
             "dopri5 (adaptive, the planner picks its tolerance; --norm applies)",
             choices=("rk4", "dopri5"),
         ),

@@ -7,7 +7,9 @@ standard errors of the whole mean (what ``scoresde likelihood`` runs).
 whole batches per ``torchrun`` rank, results gathered on rank 0).  With ``target_se`` the first
 batch of a process plans for the whole ``N`` (``PrecisionTarget.points = N``) and the others
 reuse its plan; the errors of the mean combine as independent batches do: Monte-Carlo variances
-add, solver errors (biases bounded per batch) average.
+add, solver errors (biases bounded per batch) average.  A multilevel plan's correction
+(:mod:`scoresde.flow.planner`) is shared by the batches that use the plan, so its pilot's part
+of the error adds linearly over them (conservatively, over all processes too).
 """
 
 from __future__ import annotations
@@ -125,7 +127,14 @@ def log_likelihood_batches(
         if target is not None:
             mc_se, solver_error = res.mc_se, res.solver_error
             assert mc_se is not None and solver_error is not None  # reported for a target_se
-            stats.update(mc_sq=(m * mc_se) ** 2, solver=m * solver_error)
+            # A multilevel correction's s.e.: the pilot's part is shared by the plan's batches
+            # (added linearly below), the batch's own deviation is independent like the noise.
+            shared, corr_se = 0.0, res.correction_se or 0.0
+            if res.plan is not None and res.plan.fine_steps is not None:
+                unit = 1.0 / (x[0].numel() * math.log(2)) if res.plan.units == "bits/dim" else 1.0
+                shared = min(res.plan.correction_se(None, unit), corr_se)
+            own_sq = max(0.0, mc_se**2 - shared**2)
+            stats.update(mc_sq=m**2 * own_sq, shared=m * shared, solver=m * solver_error)
         return BatchOutput(out, stats)
 
     device = x.device
@@ -149,7 +158,7 @@ def log_likelihood_batches(
     )
     if target is not None and n:
         # Independent batches: Monte-Carlo variances add; solver errors are bounds that average.
-        result.mc_se = math.sqrt(float(stats["mc_sq"].sum())) / n
+        result.mc_se = math.hypot(math.sqrt(float(stats["mc_sq"].sum())), float(stats["shared"].sum())) / n
         result.solver_error = float(stats["solver"].sum()) / n
         result.plan = first_plan
     return result

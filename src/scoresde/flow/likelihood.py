@@ -161,6 +161,11 @@ class LikelihoodResult:
         plan: what ``target_se`` chose and the pilot's estimates behind it
             (:class:`~scoresde.flow.planner.LikelihoodPlan`), else ``None``; pass it back as
             ``plan`` for another batch.
+        correction: the multilevel correction added to every point's ``logp`` (nats; a
+            multilevel plan, the default of fixed-step ``target_se`` plans), else ``None``: the mean of
+            ``logp`` is the fine level's, each point keeps its coarse solve's own error.
+        correction_se: its standard error (same units as ``mc_se``, which includes it in
+            quadrature), else ``None``.
     """
 
     logp: Tensor
@@ -177,6 +182,8 @@ class LikelihoodResult:
     mc_se: float | None = None
     solver_error: float | None = None
     plan: LikelihoodPlan | None = None
+    correction: float | None = None
+    correction_se: float | None = None
 
 
 def _check_inputs(model: ScoreFunction, sde: SDE, x: Tensor, quantization: Quantization | None) -> None:
@@ -195,7 +202,8 @@ def _check_inputs(model: ScoreFunction, sde: SDE, x: Tensor, quantization: Quant
 
 TARGET_SE_INTEGRATOR = FixedStepIntegrator("rk4", 1)
 """The integrator of ``log_likelihood(target_se=...)`` when none is given: ``rk4`` whose number of
-equal steps (of the ``log_sigma`` clock) the planner chooses by Richardson's estimate."""
+equal steps (of the ``log_sigma`` clock) the planner chooses, with the multilevel correction
+(:mod:`scoresde.flow.planner`)."""
 
 
 def log_likelihood(
@@ -252,11 +260,17 @@ def log_likelihood(
             else nats per point, or a :class:`~scoresde.flow.planner.PrecisionTarget`): the
             planner chooses the tolerance, the estimator and the numbers of probes and draws
             (the rule: :mod:`scoresde.flow.planner`).  The result reports ``mc_se``,
-            ``solver_error`` and the ``plan``.  The spread of the points themselves
+            ``solver_error`` and the ``plan``.  With a fixed-step integrator (the default) the
+            batch is solved at a coarse number of steps and its mean corrected from the pilot
+            (multilevel Monte Carlo, Giles 2008; ``PrecisionTarget(se, multilevel=False)``:
+            the plain plan, whose own steps meet the solver budget).  The spread of the points themselves
             (``bpd_se``) is not part of the target: it is a property of the data.
         plan: the ``plan`` of an earlier call with the same target (another batch of the same
             data): its choices are reused without a pilot, and its variance and solver-error
-            estimates stand for this batch where its own replicates do not suffice.
+            estimates stand for this batch where its own replicates do not suffice; a
+            multilevel plan's stored correction is added to this batch too (its s.e. then
+            counts this batch's own deviation from the data's mean, see
+            :meth:`~scoresde.flow.planner.LikelihoodPlan.correction_se`).
         progress: report how far the ODE solve has come (the fraction of ``[eps, T]`` covered)
             and the NFE: a bar on a terminal, else a line every 10% or 30 s (see
             :mod:`scoresde._core.progress`).
@@ -333,7 +347,12 @@ def log_likelihood(
             return exact
         return Hutchinson(k, hutch.probe, None, None, hutch.jacobian)
 
-    pilot_nfe = 0
+    if target.multilevel is True and not isinstance(integrator, FixedStepIntegrator):
+        raise ValueError(
+            "PrecisionTarget(multilevel=True) corrects a FixedStepIntegrator's coarse solve; got "
+            f"{type(integrator).__name__}"
+        )
+    pilot_nfe, reused = 0, plan is not None
     if plan is None:
         seed = int(
             torch.randint(
@@ -377,7 +396,24 @@ def log_likelihood(
         final.mc_se = plan.mc_se(b, unit)
     final.solver_error = plan.solver_error
     final.plan = plan
+    if plan.fine_steps is not None:  # the multilevel correction (planner's module docstring)
+        _correct(final, plan.correction, plan.correction_se(b if reused else None, unit), d)
     return final
+
+
+def _correct(result: LikelihoodResult, correction: float, correction_se: float, dims: int) -> None:
+    """Add the multilevel correction (nats) to every point's log-likelihood and its s.e. to
+    ``mc_se`` in quadrature (Giles 2008; :mod:`scoresde.flow.planner`)."""
+    result.logp = result.logp + correction
+    result.delta_logp = result.delta_logp + correction
+    result.logp_draws = result.logp_draws + correction
+    if result.logp_probes is not None:
+        result.logp_probes = result.logp_probes + correction
+    result.correction, result.correction_se = correction, correction_se
+    result.mc_se = math.hypot(result.mc_se or 0.0, correction_se)
+    if result.bpd is not None:
+        result.bpd = -result.logp / (dims * math.log(2))
+        result.bpd_mean = float(result.bpd.mean())
 
 
 def _solve(

@@ -37,6 +37,44 @@ The rule (see :func:`make_plan`):
    :meth:`LikelihoodPlan.kept`).
 3. **Estimator** (``divergence="auto"``): the exact divergence (``D`` products per evaluation)
    when it costs fewer products than the probes needed, else Hutchinson.
+
+**Multilevel correction** (fixed-step integrators, by default; ``PrecisionTarget(multilevel=False)``
+turns it off): the control variate of multilevel Monte Carlo (Giles 2008, "Multilevel Monte
+Carlo path simulation", Operations Research 56(3), its telescoping sum
+``E[P_L] = E[P_0] + sum_l E[P_l - P_{l-1}]``) with two levels.  The solver's
+error of the *mean* is a systematic bias, so it need not be made small by the batch's solve:
+
+    mean_B(ll_N) + mean_P(ll_F - ll_N)
+
+solves the whole batch at a coarse ``N`` and adds the mean difference between a fine level
+``F`` and ``N``, both solved on the ``P`` pilot points with the *same* noise (so the difference
+is the solver's alone and varies little from point to point).  It is unbiased up to the fine
+level's own error; its extra variance ``var(ll_F - ll_N) / P`` adds to the Monte-Carlo variance
+(the result's ``mc_se`` includes it in quadrature, ``correction_se`` alone).  The rule:
+
+1. **Fine level.** ``N0 = FIRST_STEPS``, ``2 N0``, ``4 N0``, ... on the pilot points (one
+   replicate, the same noise) until Richardson's estimate of the finer solve's error,
+   ``(|mean difference| + 2 s.e.) / (2^p - 1)`` of the pair ``(M, 2M)``, is within
+   ``solver_fraction * se``; ``F = 2M``.
+2. **Variances, cheaply.** One more replicate at ``N0`` with independent noise: half the mean
+   squared difference to the level-``N0`` solve is the variance of one replicate (probe and
+   dequantization together).  When one probe (and ``draws`` draws) meets the Monte-Carlo budget
+   left by the correction, that is the plan; otherwise the replicate solve of step 2 above
+   separates the two variances.  (On the 28x28 UNet the 4-probe, 2-draw replicate solve was a
+   quarter of the whole pipeline's time, while one probe met the target by far.)
+3. **Coarse level.** Every pilot level ``N <= F`` is a candidate (``N = F``: no correction); its
+   correction's variance ``var(ll_F - ll_N) / P`` is taken from the Monte-Carlo budget
+   ``se^2 / SE_MARGIN`` (the rest goes to probes and draws), and the candidate with the fewest
+   products ``N * draws * (1 + probes)`` per point wins.
+
+A reused plan (``plan=``, another batch of the same data) keeps its correction: the stored mean
+``mean_P(ll_F - ll_N)`` estimates the data distribution's mean solver error at ``N``, so a later
+batch adds it without any pilot; its standard error there is ``sqrt(var (1/P + 1/B))`` (the
+pilot's estimate, plus how far this batch's own mean error may sit from the distribution's).  On
+the first batch the pilot points are part of the batch and ``sqrt(var / P)`` is reported.  The
+``var / P`` part is shared by every batch that reuses the plan: combining batches, it adds
+linearly, not as an independent error per batch (as
+:func:`~scoresde.flow.batched.log_likelihood_batches` does).
 """
 
 from __future__ import annotations
@@ -91,12 +129,19 @@ class PrecisionTarget:
             number; on the digits benchmark 64 points made the pilot cost more than the solve).
         solver_fraction: the solver's error budget as a fraction of ``se`` (default 0.25: a
             bias that small adds at most 3% to the total error in quadrature).
+        multilevel: fixed-step integrators: solve the batch at a coarse number of steps and
+            correct its mean by the fine-minus-coarse difference on the pilot points (see the
+            module docstring, Giles 2008); the fine level's error is what ``solver_fraction``
+            bounds.  ``None`` (default): on for a
+            :class:`~scoresde.flow.integrators.FixedStepIntegrator` (the default integrator of
+            ``target_se``), off for an adaptive one; ``False``: the plain fixed-step plan.
     """
 
     se: float
     points: int | None = None
     pilot_points: int = 32
     solver_fraction: float = 0.25
+    multilevel: bool | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.se, int | float) and math.isfinite(self.se) and self.se > 0):
@@ -105,6 +150,8 @@ class PrecisionTarget:
             raise ValueError(f"solver_fraction must be in (0, 1), got {self.solver_fraction!r}")
         if int(self.pilot_points) < 2:
             raise ValueError(f"pilot_points must be at least 2, got {self.pilot_points}")
+        if self.multilevel is not None and not isinstance(self.multilevel, bool):
+            raise TypeError(f"multilevel must be a bool or None, got {self.multilevel!r}")
 
 
 @dataclass(frozen=True)
@@ -124,8 +171,15 @@ class LikelihoodPlan:
         var_point, var_probe: per-point variances of one replicate (nats^2): between
             dequantization draws, and between probes.
         solver_error: the estimated bound on the solver's error of the mean at the chosen
-            tolerance (units; see the module docstring).
+            tolerance (units; see the module docstring); with the multilevel correction, the
+            fine level's (the bias that remains after the correction).
         solver_budget: ``solver_fraction * target_se``, what ``solver_error`` was to meet.
+        fine_steps: the multilevel correction's fine level ``F`` (``steps`` is the coarse
+            ``N`` the batch is solved at, ``N = F`` when no correction pays; ``None``: not a
+            multilevel plan).
+        correction: ``mean_P(ll_F - ll_N)`` over the pilot points (nats per point), added to
+            every point's log-likelihood.
+        correction_var: the per-point variance of ``ll_F - ll_N`` (nats^2).
     """
 
     target_se: float
@@ -143,6 +197,9 @@ class LikelihoodPlan:
     var_probe: float
     solver_error: float
     solver_budget: float
+    fine_steps: int | None = None
+    correction: float = 0.0
+    correction_var: float = 0.0
 
     def kept(self, mc_se: float | None, solver_error: float | None) -> bool:
         """Whether a result with these errors keeps the promise: Monte-Carlo s.e. at most
@@ -163,6 +220,16 @@ class LikelihoodPlan:
         if self.steps is not None:
             return replace(base, steps=self.steps)  # type: ignore[type-var]
         return with_tolerances(base, self.rtol, self.atol)  # type: ignore[arg-type]
+
+    def correction_se(self, batch: int | None, unit: float) -> float:
+        """The standard error of the multilevel correction on a batch of ``batch`` points:
+        ``sqrt(correction_var / pilot_points)`` for the batch the pilot came from (``batch``
+        ``None``), ``sqrt(correction_var (1 / pilot_points + 1 / batch))`` for another batch
+        of the same data (a reused plan); ``0.0`` without a correction."""
+        if self.fine_steps is None:
+            return 0.0
+        inv = 1.0 / self.pilot_points + (0.0 if batch is None else 1.0 / batch)
+        return math.sqrt(self.correction_var * inv) * unit
 
     def mc_se(self, batch: int, unit: float) -> float:
         """The Monte-Carlo s.e. of a batch mean of ``batch`` points that this plan predicts."""
@@ -245,6 +312,16 @@ def make_plan(
         spread = float(diff.std() / math.sqrt(diff.numel())) if diff.numel() > 1 else float(diff.abs().max())
         return (abs(float(diff.mean())) + 2.0 * spread) * unit
 
+    if target.multilevel or (target.multilevel is None and fixed):
+        if not fixed:
+            raise ValueError(
+                "multilevel=True corrects a FixedStepIntegrator's coarse solve; got "
+                f"{type(integrator).__name__} (adaptive plans choose a tolerance instead)"
+            )
+        return _plan_multilevel(
+            solve, integrator, run, bound, idx, batch, total, dims, target, divergence, pilot_div,
+            draws, noisy_points, unit, seed, lambda: pilot_nfe,
+        )  # fmt: skip
     level: float  # fixed: a number of steps; adaptive: a tolerance exponent
     if fixed:
         level, solver_error = _plan_steps(bound, integrator.method, budget_solver)  # type: ignore[attr-defined]
@@ -364,3 +441,131 @@ def _plan_steps(bound: Callable[[float, float], float], method: str, budget: flo
             need = min(need, 2 * n)
             return need, err * (n / need) ** p
         n *= 2
+
+
+def _plan_multilevel(
+    solve: PilotSolve,
+    integrator: Integrator,
+    run: Callable[[float], LikelihoodResult],
+    bound: Callable[[float, float], float],
+    idx: Tensor,
+    batch: int,
+    total: int,
+    dims: int,
+    target: PrecisionTarget,
+    divergence: str,
+    pilot_div: str,
+    draws: int,
+    noisy_points: bool,
+    unit: float,
+    seed: int,
+    nfe_so_far: Callable[[], int],
+) -> LikelihoodPlan:
+    """The multilevel plan of :func:`make_plan` (the rule: the module docstring's "Multilevel
+    correction"); ``run(n)`` is the pilot's ``n``-step solve with the shared noise."""
+    p = FIXED_ORDERS[integrator.method]  # type: ignore[attr-defined]
+    budget_solver = target.solver_fraction * target.se
+    # (1) The fine level: Richardson's estimate of the 2M-step error from the pair (M, 2M).
+    m = FIRST_STEPS
+    while True:
+        fine_error = bound(m, 2 * m) / (2.0**p - 1.0)
+        if fine_error <= budget_solver or 4 * m > MAX_STEPS:
+            break
+        m *= 2
+    fine = 2 * m
+    levels = [n for n in (FIRST_STEPS * 2**j for j in range(32)) if n <= fine]
+    extra_nfe = 0
+    # (2) The variance of one replicate (of ``draws`` draws and one probe): the level-N0 solve
+    # against one more with independent noise.
+    v_rep = 0.0
+    if pilot_div == "hutchinson" or noisy_points:
+        rep = solve(idx, replace(integrator, steps=FIRST_STEPS), pilot_div, 1, draws, seed + 1)  # type: ignore[type-var]
+        extra_nfe += rep.nfe
+        v_rep = float((run(FIRST_STEPS).logp - rep.logp).double().pow(2).mean() / 2)
+    split: list[float] = []  # (var_point, var_probe) from the full replicate solve, when needed
+
+    def variances() -> tuple[float, float]:
+        nonlocal extra_nfe
+        if not split:
+            k0 = (
+                max(PILOT_PROBES, math.ceil(PILOT_REPLICATES / idx.numel()))
+                if pilot_div == "hutchinson"
+                else 1
+            )
+            loose = replace(integrator, steps=FIRST_STEPS)  # type: ignore[type-var]
+            ref = solve(idx, loose, pilot_div, k0, max(draws, 2) if noisy_points else draws, seed + 2)
+            extra_nfe += ref.nfe
+            vp, vq = 0.0, 0.0
+            if ref.logp_probes is not None and ref.logp_probes.shape[1] > 1:
+                vq = float(ref.logp_probes.double().var(1).mean())
+            if noisy_points and ref.logp_draws.shape[0] > 1:
+                vp = max(0.0, float(ref.logp_draws.double().var(0).mean()) - vq / k0)
+            split.extend((vp, vq))
+        return split[0], split[1]
+
+    def ceil(ratio: float, cap: int) -> int:
+        return cap if not ratio < cap else max(1, math.ceil(ratio))
+
+    def counts(budget: float) -> tuple[str, int, int, float, float]:
+        # (divergence, draws, probes, var_point, var_probe) meeting the per-point budget.
+        if not v_rep > budget:
+            # One replicate suffices; the combined variance stands for the probe's (or the point's).
+            name = "exact" if pilot_div == "exact" else "hutchinson"
+            return (
+                name,
+                draws,
+                1,
+                (v_rep * draws if name == "exact" else 0.0),
+                (v_rep * draws if name == "hutchinson" else 0.0),
+            )
+        var_point, var_probe = variances()
+        options = []
+        for name in ("exact", "hutchinson") if divergence == "auto" else (pilot_div,):
+            if name == "exact" or var_probe == 0.0:
+                s = max(draws, ceil(var_point / budget, MAX_DRAWS)) if var_point else draws
+                options.append((s * (1 + dims), name, s, 1))
+                continue
+            s = max(draws, ceil(2 * var_point / budget, MAX_DRAWS)) if var_point > budget / 2 else draws
+            left = budget - var_point / s
+            k = MAX_PROBES if not left > 0 else ceil(var_probe / (s * left), MAX_PROBES)
+            options.append((s * (1 + k), name, s, k))
+        _, name, s, k = min(options, key=lambda o: o[0])
+        return name, s, k, var_point, var_probe
+
+    # (3) The coarse level: the fewest products per point within the Monte-Carlo budget.
+    allowed = (target.se / unit) ** 2 / SE_MARGIN  # variance of the mean over ``total`` points (nats^2)
+    fine_logp = run(fine).logp.double()
+    best: tuple[float, int, tuple[str, int, int, float, float], float, float] | None = None
+    for n in levels:
+        d = fine_logp - run(n).logp.double()
+        corr_var = float(d.var()) if n < fine and d.numel() > 1 else 0.0
+        left = allowed - corr_var / idx.numel()
+        if not left > 0:
+            continue
+        name, s, k, vp, vq = counts(total * left)
+        cost = n * s * ((1 + dims) if name == "exact" else (1 + k))
+        if best is None or cost < best[0]:
+            best = (cost, n, (name, s, k, vp, vq), float(d.mean()) if n < fine else 0.0, corr_var)
+    if best is None:  # unreachable: the fine level itself has no correction variance
+        raise RuntimeError("no multilevel candidate")
+    _, coarse, (name, s_count, k, var_point, var_probe), correction, corr_var = best
+    return LikelihoodPlan(
+        target_se=float(target.se),
+        target_points=total,
+        rtol=None,
+        atol=None,
+        steps=coarse,
+        divergence=name,
+        num_probes=k if name == "hutchinson" else 0,
+        draws=s_count,
+        pilot_points=int(idx.numel()),
+        pilot_nfe=nfe_so_far() + extra_nfe,
+        units="bits/dim" if unit != 1.0 else "nats",
+        var_point=var_point,
+        var_probe=var_probe,
+        solver_error=fine_error,
+        solver_budget=budget_solver,
+        fine_steps=fine,
+        correction=correction,
+        correction_var=corr_var,
+    )
