@@ -70,6 +70,9 @@ DISTILL_RESUMABLE_KEYS = frozenset({"steps", "out", "name", "log_every", "save_e
 DISTILL_METHODS = ("consistency", "progressive")
 """What ``scoresde distill --method`` distils into."""
 
+_PROGRESSIVE_ONLY = frozenset({"rounds", "teacher_steps", "grid"})
+_CONSISTENCY_ONLY = frozenset({"num_scales", "solver", "distance", "groups"})
+
 # The defaults that differ between the methods (``None`` in a DistillConfig: the method's).
 _METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "consistency": {"schedule": "constant", "final_lr": 0.1, "weighting": "uniform"},
@@ -191,7 +194,10 @@ class DistillConfig:
             raise ValueError(f"unknown grid {self.grid!r}; choose one of {list(GRIDS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings, without the other method's (a consistency run records what it did
+        before progressive distillation existed, so that its older checkpoints resume)."""
+        other = _PROGRESSIVE_ONLY if self.method == "consistency" else _CONSISTENCY_ONLY
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in other}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DistillConfig:
@@ -308,7 +314,8 @@ class Distiller:
             self.record,
             dict(ckpt.config.get("data", {}) or {}),
             extra=self.extra,
-            resumable=DISTILL_RESUMABLE_KEYS,
+            # "method": checkpoints older than progressive distillation do not record it.
+            resumable=DISTILL_RESUMABLE_KEYS | {"method"},
         )
         self.step = 0
         self.resumed_from: Path | None = None
