@@ -79,6 +79,10 @@ def test_the_student_samples_with_ddim_on_its_distilled_grid(digits_ckpt, tmp_pa
         argv = ["sample", "--checkpoint", str(run), "-n", "2", "--threads", "1", "--out", str(tmp_path / "x")]
         assert main([*argv, *extra]) != 0
         assert "progressive-distillation student" in capsys.readouterr().err
+    # So does `scoresde eval` (same defaults, same check).
+    argv = ["eval", "--checkpoint", str(run), "-n", "2", "--threads", "1", "--out", str(tmp_path / "e")]
+    assert main([*argv, "--steps", "4"]) != 0
+    assert "progressive-distillation student" in capsys.readouterr().err
 
 
 def test_bad_inputs_give_named_errors(digits_ckpt, tmp_path, capsys) -> None:

@@ -18,14 +18,13 @@ beside the checkpoint's run folder.
 
 from __future__ import annotations
 
-from typing import Any
-
 from scoresde._core.defaults import DEFAULT_SAMPLING
 from scoresde.cli.command import (
     Command,
     Context,
     checkpoint_options,
     clip_options,
+    distilled_grid_default,
     runtime_options,
     sampler_options,
 )
@@ -33,28 +32,9 @@ from scoresde.cli.names import SAMPLE_FORMATS
 from scoresde.settings import Option
 
 
-def _distilled_defaults(given: dict[str, Any]) -> dict[str, Any] | None:
-    """For a progressive-distillation student (``extra["progressive"]`` of its checkpoint): DDIM,
-    its step count and grid, no final denoising step; ``None`` for any other model."""
-    if not given.get("checkpoint") or given.get("model"):
-        return None
-    from scoresde.io.checkpoint import read_checkpoint_metadata
-    from scoresde.io.info import checkpoint_file
-
-    try:
-        entry = (read_checkpoint_metadata(checkpoint_file(given["checkpoint"])).get("extra") or {}).get(
-            "progressive"
-        )
-    except (OSError, ValueError):
-        return None  # the command's own loading reports it
-    if entry is None:
-        return None
-    return {"method": "ddim", "steps": int(entry["steps"]), "grid": entry["grid_name"], "denoise": False}
-
-
 def run(ctx: Context) -> int:
     # The heavy imports (torch) happen here, when the command runs, not for --help.
-    from scoresde.cli._io import check_class, default_out, load_model
+    from scoresde.cli._io import check_class, default_out, load_model, sampling_grid
     from scoresde.data.heldout import cycle_labels
     from scoresde.guidance.select import guided_model
     from scoresde.io.samples import write_samples
@@ -62,7 +42,7 @@ def run(ctx: Context) -> int:
     from scoresde.parallel.sharding import sample_sharded
     from scoresde.sampling.api import sample
     from scoresde.sampling.clip import clip_denoised
-    from scoresde.sampling.grid_opt import GridOptimizer, grid_choice
+    from scoresde.sampling.grid_opt import GridOptimizer
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
@@ -75,20 +55,8 @@ def run(ctx: Context) -> int:
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
     shape = loaded.shape
-    distilled = loaded.distilled_grid
-    if distilled is not None:  # a progressive student: its own DDIM grid, exactly
-        distilled.check(cfg["method"], cfg["steps"], cfg["grid"])
-        grid: Any = distilled.grid
-    else:
-        # A name, or for --grid optimized a GridOptimizer (the sampler is checked before any pilot).
-        grid = grid_choice(
-            cfg["grid"],
-            model.sde,
-            cfg["method"],
-            pilot=cfg["grid_pilot"],
-            seed=cfg["grid_seed"],
-            device=device,
-        )
+    # A progressive student's own DDIM times, a name, or for --grid optimized a GridOptimizer.
+    grid = sampling_grid(cfg, loaded, model.sde, device)
 
     # Sample i depends on (seed, i) only: any --batch-size and any number of torchrun processes
     # give the same samples (each rank draws its block of the indices, rank 0 gathers them).
@@ -172,5 +140,5 @@ COMMAND = Command(
         *runtime_options(seed_help="seed (each sample depends on it and its index only)"),
     ],
     body=run,
-    base=_distilled_defaults,
+    base=distilled_grid_default,
 )

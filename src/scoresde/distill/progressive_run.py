@@ -3,7 +3,8 @@
 :func:`scoresde.distill.progressive_distill` is the API (tensors in, a model out); this is the
 same objective (Salimans & Ho 2022, Alg. 2; :func:`~scoresde.distill.progressive_loss`) in the
 run folder, checkpoints, ``metrics.jsonl`` and exact resume of
-:class:`~scoresde.distill.run.Distiller`, whose loop it shares.
+:class:`~scoresde.distill.run.Distiller`, whose loop (:class:`~scoresde.distill.run.DistillRun`)
+it shares.
 
 The first teacher (the checkpoint) takes ``teacher_steps`` DDIM steps on its ``grid`` (log-SNR by
 default); round ``k = 0 .. rounds - 1`` trains, for ``steps`` optimiser steps, a student that
@@ -39,14 +40,13 @@ from torch import Tensor
 
 from scoresde._core.seeds import derive_seed
 from scoresde.distill.progressive import progressive_loss
-from scoresde.distill.run import DistillConfig, Distiller, load_teacher, teacher_data
+from scoresde.distill.run import DistillConfig, DistillRun, load_teacher, teacher_data
 from scoresde.io.run_folder import RunFolder
 from scoresde.models.wrapper import ScoreModel
 from scoresde.sampling.grids import time_grid
 from scoresde.train.checkpointer import Checkpointer
 from scoresde.train.ema import EMA
 from scoresde.train.optim import adamw, gradient_norm
-from scoresde.train.schedule import LRSchedule
 
 __all__ = ["PROGRESSIVE_RESUMABLE_KEYS", "ProgressiveDistiller", "progressive_extra"]
 
@@ -72,7 +72,7 @@ def progressive_extra(grid: Tensor, config: DistillConfig, round_index: int) -> 
     }
 
 
-class ProgressiveDistiller(Distiller):
+class ProgressiveDistiller(DistillRun):
     """Distil a teacher checkpoint by progressive distillation, in a run folder.
 
     Args:
@@ -83,22 +83,25 @@ class ProgressiveDistiller(Distiller):
         ValueError: not a progressive config, or a distilled student as the teacher.
     """
 
+    student: ScoreModel
+
     def __init__(self, config: DistillConfig, device: torch.device | str = "cpu") -> None:
         if config.method != "progressive":
             raise ValueError(f"ProgressiveDistiller runs progressive distillation, not {config.method!r}")
-        assert config.teacher_steps is not None  # DistillConfig resolves it
+        n = config.teacher_steps
+        assert n is not None  # DistillConfig resolves it
         self.config = c = config
         self.device = torch.device(device)
         ckpt, self.first_teacher = load_teacher(c, self.device)
         self.teacher_info = info = ckpt.info
         self.x_data, self.y_data = teacher_data(c, info, self.device)
-        self.ts = time_grid(self.first_teacher.sde, c.teacher_steps, c.grid)
+        self.ts = time_grid(self.first_teacher.sde, n, c.grid)
         self.folder = RunFolder(Path(c.out) / c.name)
         self.extra: dict[str, Any] = {"teacher": {"path": str(ckpt.path), "step": ckpt.step}}
-        self.schedule = LRSchedule(c.lr, c.warmup, str(c.schedule), float(c.final_lr or 0.0), c.steps)
+        self.schedule = c.lr_schedule()  # within each round
         self._data_info = dict(ckpt.config.get("data", {}) or {})
         self.step = 0
-        self.resumed_from: Path | None = None
+        self.resumed_from = None
         self.last_lr = c.lr
         self.round = -1
         self._start_round(0, self.first_teacher)
@@ -146,7 +149,7 @@ class ProgressiveDistiller(Distiller):
         return self.config.rounds * self.config.steps
 
     @property
-    def model(self) -> ScoreModel:  # type: ignore[override]
+    def model(self) -> ScoreModel:
         """The EMA student of the current round (sample it with DDIM on ``grid[::2]``)."""
         return self.ema.module
 
@@ -207,6 +210,4 @@ class ProgressiveDistiller(Distiller):
             teacher = copy.deepcopy(self.first_teacher)
             teacher.net.load_state_dict(state)
             self._start_round(k, teacher)
-        self.step = self.checkpointer.restore(path, self.device, self.total_steps)
-        self.resumed_from = self.checkpointer.last
-        return self.step
+        return super().resume(path)

@@ -56,6 +56,7 @@ __all__ = [
     "DISTILL_METHODS",
     "DISTILL_RESUMABLE_KEYS",
     "DistillConfig",
+    "DistillRun",
     "DistillRunResult",
     "Distiller",
     "consistency_extra",
@@ -193,6 +194,12 @@ class DistillConfig:
         if self.grid not in GRIDS:
             raise ValueError(f"unknown grid {self.grid!r}; choose one of {list(GRIDS)}")
 
+    def lr_schedule(self) -> LRSchedule:
+        """The learning rate of step ``s`` of the run (consistency) or of a round (progressive:
+        the schedule restarts each round)."""
+        assert self.schedule is not None and self.final_lr is not None  # resolved by __post_init__
+        return LRSchedule(self.lr, self.warmup, self.schedule, self.final_lr, self.steps)
+
     def to_dict(self) -> dict[str, Any]:
         """The settings, without the other method's (a consistency run records what it did
         before progressive distillation existed, so that its older checkpoints resume)."""
@@ -263,7 +270,7 @@ def teacher_data(config: DistillConfig, info: Any, device: torch.device) -> tupl
     return data.x.to(device), y
 
 
-def make_distiller(config: DistillConfig, device: torch.device | str = "cpu") -> Any:
+def make_distiller(config: DistillConfig, device: torch.device | str = "cpu") -> DistillRun:
     """The run of ``config.method``: a :class:`Distiller` or a
     :class:`~scoresde.distill.progressive_run.ProgressiveDistiller`."""
     if config.method == "progressive":
@@ -273,53 +280,38 @@ def make_distiller(config: DistillConfig, device: torch.device | str = "cpu") ->
     return Distiller(config, device)
 
 
-class Distiller:
-    """Distil a teacher checkpoint into a consistency model, in a run folder.
+class DistillRun:
+    """What every distillation run shares: its settings' record, the loop (logging and saving on
+    schedule) and the checkpoints; a method's class adds ``train_step`` (and ``resume``).
 
-    Args:
+    Attributes:
         config: the run's :class:`DistillConfig`.
-        device: where the teacher and student run.
+        teacher_info: the teacher checkpoint's info.
+        x_data, y_data: the training data the student sees (and its labels, for a conditional
+            teacher).
+        student: the model being trained.
+        folder: the run folder.
+        checkpointer: writes the run's checkpoints.
+        extra: the JSON entry of every checkpoint (``extra``).
+        step: optimiser steps taken (the run's global count).
     """
 
-    def __init__(self, config: DistillConfig, device: torch.device | str = "cpu") -> None:
-        if config.method != "consistency":
-            raise ValueError(
-                f"Distiller runs consistency distillation, not {config.method!r}: use make_distiller"
-            )
-        self.config = c = config
-        self.device = torch.device(device)
-        ckpt, self.teacher = load_teacher(c, self.device)
-        self.teacher_info = info = ckpt.info
-        # The student starts as the teacher's denoiser: f = c_skip x_hat + (1 - c_skip) D.
-        denoiser = copy.deepcopy(self.teacher)
-        for p in denoiser.parameters():
-            p.requires_grad_(True)
-        self.student = ConsistencyModel(denoiser)
-        self.x_data, self.y_data = teacher_data(c, info, self.device)
-        ts = time_grid(self.teacher.sde, c.num_scales, "edm", t_end=self.student.t_min)
-        self.loss = ConsistencyLoss(ts, self.teacher, c.solver, c.distance, c.weighting, c.groups)
-        self.ema = EMA(denoiser, c.ema_decay)
-        self.optimizer = adamw(denoiser.parameters(), c.lr, c.weight_decay, self.device)
-        self.schedule = LRSchedule(c.lr, c.warmup, c.schedule, c.final_lr, c.steps)
-        self.folder = RunFolder(Path(c.out) / c.name)
-        self.extra = {
-            "consistency": consistency_extra(self.student),
-            "teacher": {"path": str(ckpt.path), "step": ckpt.step},
-        }
-        self.checkpointer = Checkpointer(
-            self.folder,
-            denoiser,
-            self.ema,
-            self.optimizer,
-            self.record,
-            dict(ckpt.config.get("data", {}) or {}),
-            extra=self.extra,
-            # "method": checkpoints older than progressive distillation do not record it.
-            resumable=DISTILL_RESUMABLE_KEYS | {"method"},
-        )
-        self.step = 0
-        self.resumed_from: Path | None = None
-        self.last_lr = c.lr
+    config: DistillConfig
+    device: torch.device
+    teacher_info: Any
+    x_data: Tensor
+    y_data: Tensor | None
+    student: torch.nn.Module
+    folder: RunFolder
+    checkpointer: Checkpointer
+    extra: dict[str, Any]
+    step: int
+    resumed_from: Path | None
+    last_lr: float
+
+    def train_step(self) -> tuple[Tensor, Tensor]:
+        """One optimiser step; returns ``(loss, gradient norm)`` as 0-d tensors."""
+        raise NotImplementedError
 
     def record(self) -> dict[str, Any]:
         """The run's settings, with the teacher's data split (what :class:`CheckpointInfo` reads
@@ -333,34 +325,6 @@ class Distiller:
         }
 
     @property
-    def model(self) -> ConsistencyModel:
-        """The EMA student (the one to sample with ``method="consistency"``)."""
-        return ConsistencyModel(self.ema.module, self.student.sigma_data, self.student.t_min)
-
-    # ---- one step ------------------------------------------------------------------------- #
-    def train_step(self) -> tuple[Tensor, Tensor]:
-        """One optimiser step; returns ``(loss, gradient norm)`` as 0-d tensors."""
-        c, step = self.config, self.step
-        g = torch.Generator(device="cpu").manual_seed(derive_seed(c.seed, step, 0))
-        torch.manual_seed(derive_seed(c.seed, step, 1))  # dropout masks
-        idx = torch.randint(0, self.x_data.shape[0], (c.batch_size,), generator=g).to(self.device)
-        x0 = self.x_data[idx]
-        y = None if self.y_data is None else self.y_data[idx]
-        self.last_lr = self.schedule(step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.last_lr
-        self.student.train()
-        # mu = 0: the target network is the student under a stop gradient (Song & Dhariwal 2023).
-        loss = self.loss(self.student, self.student, x0, y, generator=g)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = gradient_norm(self.student.parameters(), c.grad_clip)
-        self.optimizer.step()
-        self.ema.update(self.student.denoiser)
-        self.step += 1
-        return loss.detach(), grad_norm.detach()
-
-    @property
     def total_steps(self) -> int:
         """The optimiser steps of the whole run."""
         return self.config.steps
@@ -369,11 +333,11 @@ class Distiller:
         return self.checkpointer.save(self.step)
 
     def resume(self, path: str | Path) -> int:
-        """Load the student, its EMA and the optimiser state from a checkpoint; returns its step.
+        """Load the run's state from a checkpoint; returns its step.
 
         Raises:
-            ValueError: ``steps`` not beyond the checkpoint's step, or settings that differ from
-                the checkpoint's in anything but :data:`DISTILL_RESUMABLE_KEYS`.
+            ValueError: the run's total steps not beyond the checkpoint's step, or settings that
+                differ from the checkpoint's in anything its checkpointer lets differ.
         """
         self.step = self.checkpointer.restore(path, self.device, self.total_steps)
         self.resumed_from = self.checkpointer.last
@@ -423,3 +387,91 @@ class Distiller:
         return DistillRunResult(
             self.step, window.history(), seconds, self.folder.root, checkpoint, self.extra
         )
+
+
+class Distiller(DistillRun):
+    """Distil a teacher checkpoint into a consistency model, in a run folder.
+
+    Args:
+        config: the run's :class:`DistillConfig`.
+        device: where the teacher and student run.
+    """
+
+    student: ConsistencyModel
+
+    def __init__(self, config: DistillConfig, device: torch.device | str = "cpu") -> None:
+        if config.method != "consistency":
+            raise ValueError(
+                f"Distiller runs consistency distillation, not {config.method!r}: use make_distiller"
+            )
+        self.config = c = config
+        self.device = torch.device(device)
+        ckpt, self.teacher = load_teacher(c, self.device)
+        self.teacher_info = info = ckpt.info
+        # The student starts as the teacher's denoiser: f = c_skip x_hat + (1 - c_skip) D.
+        denoiser = copy.deepcopy(self.teacher)
+        for p in denoiser.parameters():
+            p.requires_grad_(True)
+        self.student = ConsistencyModel(denoiser)
+        self.x_data, self.y_data = teacher_data(c, info, self.device)
+        ts = time_grid(self.teacher.sde, c.num_scales, "edm", t_end=self.student.t_min)
+        self.loss = ConsistencyLoss(ts, self.teacher, c.solver, c.distance, str(c.weighting), c.groups)
+        self.ema = EMA(denoiser, c.ema_decay)
+        self.optimizer = adamw(denoiser.parameters(), c.lr, c.weight_decay, self.device)
+        self.schedule = c.lr_schedule()
+        self.folder = RunFolder(Path(c.out) / c.name)
+        self.extra = {
+            "consistency": consistency_extra(self.student),
+            "teacher": {"path": str(ckpt.path), "step": ckpt.step},
+        }
+        self.checkpointer = Checkpointer(
+            self.folder,
+            denoiser,
+            self.ema,
+            self.optimizer,
+            self.record,
+            dict(ckpt.config.get("data", {}) or {}),
+            extra=self.extra,
+            # "method": checkpoints older than progressive distillation do not record it.
+            resumable=DISTILL_RESUMABLE_KEYS | {"method"},
+        )
+        self.step = 0
+        self.resumed_from = None
+        self.last_lr = c.lr
+
+    @property
+    def model(self) -> ConsistencyModel:
+        """The EMA student (the one to sample with ``method="consistency"``)."""
+        return ConsistencyModel(self.ema.module, self.student.sigma_data, self.student.t_min)
+
+    # ---- one step ------------------------------------------------------------------------- #
+    def train_step(self) -> tuple[Tensor, Tensor]:
+        """One optimiser step; returns ``(loss, gradient norm)`` as 0-d tensors."""
+        c, step = self.config, self.step
+        g = torch.Generator(device="cpu").manual_seed(derive_seed(c.seed, step, 0))
+        torch.manual_seed(derive_seed(c.seed, step, 1))  # dropout masks
+        idx = torch.randint(0, self.x_data.shape[0], (c.batch_size,), generator=g).to(self.device)
+        x0 = self.x_data[idx]
+        y = None if self.y_data is None else self.y_data[idx]
+        self.last_lr = self.schedule(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.last_lr
+        self.student.train()
+        # mu = 0: the target network is the student under a stop gradient (Song & Dhariwal 2023).
+        loss = self.loss(self.student, self.student, x0, y, generator=g)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = gradient_norm(self.student.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.student.denoiser)
+        self.step += 1
+        return loss.detach(), grad_norm.detach()
+
+    def resume(self, path: str | Path) -> int:
+        """Load the student, its EMA and the optimiser state from a checkpoint; returns its step.
+
+        Raises:
+            ValueError: ``steps`` not beyond the checkpoint's step, or settings that differ from
+                the checkpoint's in anything but :data:`DISTILL_RESUMABLE_KEYS`.
+        """
+        return super().resume(path)
