@@ -71,3 +71,21 @@ def test_bad_inputs_give_named_errors(digits_ckpt, tmp_path, capsys) -> None:
     assert "num_scales" in capsys.readouterr().err
     assert main(["distill", "--resume", "--steps", "2", "--threads", "1"]) != 0
     assert "--name or --out" in capsys.readouterr().err
+
+
+def test_a_checkpoint_from_before_the_method_option_resumes(digits_ckpt, tmp_path) -> None:
+    # Consistency checkpoints written before `--method` existed record no "method": they resume.
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run = tmp_path / "old"
+    assert _distill(digits_ckpt, run, "--steps", "1") == 0
+    last = run / "checkpoints" / "last.safetensors"
+    with safe_open(str(last), "pt") as f:
+        meta = json.loads(f.metadata()["scoresde"])
+    meta["train"].pop("method")
+    assert not {"rounds", "teacher_steps", "grid"} & set(meta["train"])  # never recorded here
+    save_file(load_file(last), str(last), metadata={"scoresde": json.dumps(meta)})
+    assert main(["distill", "--resume", str(run), "--steps", "2", "--threads", "1"]) == 0

@@ -53,6 +53,8 @@ def test_table_matches_the_commands() -> None:
 
 def test_name_copies_match_their_sources() -> None:
     from scoresde.distill.consistency import DISTANCES, WEIGHTINGS
+    from scoresde.distill.progressive import PROGRESSIVE_WEIGHTINGS
+    from scoresde.distill.run import DISTILL_METHODS
     from scoresde.flow.integrators import NORMS
     from scoresde.io.samples import SAMPLE_FORMATS
     from scoresde.io.sources import WEIGHTS
@@ -76,6 +78,8 @@ def test_name_copies_match_their_sources() -> None:
     assert tuple(names.CONSISTENCY_DISTANCES) == tuple(DISTANCES)
     assert tuple(names.CONSISTENCY_WEIGHTINGS) == tuple(WEIGHTINGS)
     assert tuple(names.LR_SCHEDULES) == tuple(SCHEDULES)
+    assert tuple(names.PROGRESSIVE_WEIGHTINGS) == tuple(PROGRESSIVE_WEIGHTINGS)
+    assert tuple(names.DISTILL_METHODS) == tuple(DISTILL_METHODS)
 
 
 def test_quiet_openmp_sets_a_passive_policy_unless_the_user_chose() -> None:

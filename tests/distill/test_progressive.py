@@ -76,6 +76,54 @@ def test_the_student_at_half_the_steps_imitates_the_teacher_at_all_of_them() -> 
     assert err_student < 0.5 * err_teacher, (err_student, err_teacher)
 
 
+class _ClassGaussians(nn.Module):
+    """Exact denoiser of class ``y``'s Gaussian ``N(mu_y, v I)`` (a conditional teacher), plus a
+    zero-initialised correction in the class-centred frame (a student that starts as the teacher)."""
+
+    def __init__(self, sde: ss.SDE, means: torch.Tensor, var: float, correct: bool) -> None:
+        super().__init__()
+        self.sde, self.means, self.var = sde, means, var
+        self.mlp = ss.MLP(2, hidden=64, depth=2) if correct else None
+        if self.mlp is not None:
+            last = [m for m in self.mlp.modules() if isinstance(m, nn.Linear)][-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:
+            raise ValueError("a conditional model needs labels")
+        s, sigma = (c.to(x.dtype)[:, None] for c in self.sde.marginal(t.to(torch.float64)))
+        centred = x - s * self.means[y].to(x.dtype)
+        out = self.means[y].to(x.dtype) + self.var * s / (s**2 * self.var + sigma**2) * centred
+        return out if self.mlp is None else out + self.mlp(centred, t)
+
+
+def test_labels_reach_teacher_and_student_of_a_conditional_model() -> None:
+    sde = ss.VPSDE()
+    means = torch.tensor([[-1.0, 0.0], [1.0, 0.5], [0.0, -1.0]])
+    teacher = ss.ScoreModel(_ClassGaussians(sde, means, 0.04, False), sde, prediction="x0", scale_input=False)
+    torch.manual_seed(0)
+    student = ss.ScoreModel(_ClassGaussians(sde, means, 0.04, True), sde, prediction="x0", scale_input=False)
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(600) % 3
+    data = means[labels] + 0.2 * torch.randn(600, 2, generator=g)
+    ts = time_grid(sde, 4, "logsnr")
+    res = progressive_distill(
+        teacher, data, ts, labels=labels, student=student, steps=200, batch_size=128, lr=2e-3,
+        ema_decay=0.9, weighting="uniform", generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    y = torch.arange(512) % 3
+    x_T = sde.prior_sample((512, 2), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = ss.sample(teacher, sde, x_T=x_T, method="ddim", grid=ts, denoise=False, y=y).x
+        half = ss.sample(teacher, sde, x_T=x_T, method="ddim", grid=ts[::2], denoise=False, y=y).x
+        pupil = ss.sample(res.model, sde, x_T=x_T, method="ddim", grid=res.grid, denoise=False, y=y).x
+    err_teacher = float((half - ref).pow(2).sum(1).mean().sqrt())
+    err_student = float((pupil - ref).pow(2).sum(1).mean().sqrt())
+    # Measured 0.0037 against 0.103 (RMS over 512 paths).
+    assert err_student < 0.25 * err_teacher, (err_student, err_teacher)
+
+
 def test_bad_inputs_give_named_errors() -> None:
     sde, gmm, oracle = _two_blobs()
     data = gmm.sample(64, generator=torch.Generator().manual_seed(0)).float()
@@ -85,3 +133,5 @@ def test_bad_inputs_give_named_errors() -> None:
         progressive_distill(oracle, data, time_grid(sde, 4, "logsnr"))
     with pytest.raises(ValueError, match="weighting"):
         progressive_distill(oracle, data, time_grid(sde, 4, "logsnr"), student=oracle, weighting="snr")
+    with pytest.raises(ValueError, match="labels"):
+        progressive_distill(oracle, data, time_grid(sde, 4, "logsnr"), student=oracle, labels=torch.zeros(3))

@@ -48,7 +48,7 @@ TABLE: tuple[Entry, ...] = (
         "distill",
         "scoresde.cli.distill",
         "COMMAND",
-        "distil a trained checkpoint into a consistency model (1-4 step sampling); resumable",
+        "distil a checkpoint into a consistency model or a progressive DDIM student (1-4 steps); resumable",
     ),
     Entry(
         "train-classifier",

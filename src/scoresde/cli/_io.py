@@ -16,7 +16,7 @@ from scoresde.io.loaded import LoadedModel
 from scoresde.io.loaded import load_model as _load
 from scoresde.io.run_folder import RunFolder
 
-__all__ = ["check_class", "default_out", "load_data", "load_model", "mean_se"]
+__all__ = ["check_class", "default_out", "load_data", "load_model", "mean_se", "sampling_grid"]
 
 
 def load_model(ctx: Any) -> LoadedModel:
@@ -44,6 +44,27 @@ def load_model(ctx: Any) -> LoadedModel:
             channels_last=bool(cfg.get("channels_last")),
         )
     return loaded
+
+
+def sampling_grid(cfg: dict[str, Any], loaded: LoadedModel, sde: Any, device: Any) -> Any:
+    """The ``grid`` argument of :func:`scoresde.sample` for the settings ``cfg``: a progressive
+    student's own distilled times (after checking ``--method`` / ``--steps`` / ``--grid`` are its:
+    :meth:`~scoresde.io.loaded.DistilledGrid.check`), else a grid name or, for ``--grid
+    optimized``, a :class:`~scoresde.sampling.grid_opt.GridOptimizer` (the sampler is checked
+    before any pilot).
+
+    Raises:
+        ValueError: a progressive student with another sampler, step count or grid.
+    """
+    from scoresde.sampling.grid_opt import grid_choice
+
+    distilled = loaded.distilled_grid
+    if distilled is not None:
+        distilled.check(cfg["method"], cfg["steps"], cfg["grid"])
+        return distilled.grid
+    return grid_choice(
+        cfg["grid"], sde, cfg["method"], pilot=cfg["grid_pilot"], seed=cfg["grid_seed"], device=device
+    )
 
 
 def load_data(source: str, loaded: LoadedModel, num: int, seed: int, split: str = "test") -> ModelData:

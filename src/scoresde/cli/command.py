@@ -240,6 +240,27 @@ def smc_grid_default(given: dict[str, Any]) -> dict[str, Any] | None:
     return {"grid": "logsnr"} if given.get("smc") else None
 
 
+def distilled_grid_default(given: dict[str, Any]) -> dict[str, Any] | None:
+    """The base layer of the sampling commands (``sample``, ``eval``): for a student of
+    ``scoresde distill --method progressive`` (``extra["progressive"]`` in its checkpoint), DDIM
+    with its step count and grid and no final denoising step (its network evaluations are its
+    steps); ``None`` for any other model.  Settings given in any way still win (and are checked
+    by :meth:`scoresde.io.loaded.DistilledGrid.check`)."""
+    if not given.get("checkpoint") or given.get("model"):
+        return None
+    from scoresde.io.checkpoint import read_checkpoint_metadata
+    from scoresde.io.info import checkpoint_file
+
+    try:
+        extra = read_checkpoint_metadata(checkpoint_file(given["checkpoint"])).get("extra") or {}
+    except (OSError, ValueError):
+        return None  # the command's own loading reports it
+    entry = extra.get("progressive")
+    if entry is None:
+        return None
+    return {"method": "ddim", "steps": int(entry["steps"]), "grid": entry["grid_name"], "denoise": False}
+
+
 CLIP_CHOICES = ("none", *CLIP_MODES, "auto")
 
 

@@ -1,7 +1,9 @@
-"""Distil a trained checkpoint into a consistency model (Song et al. 2023, consistency distillation).
+"""Distil a trained checkpoint into a 1-4 step generator: a consistency model (``--method
+consistency``, the default; Song et al. 2023) or a few-step DDIM student (``--method progressive``;
+Salimans & Ho 2022).
 
-The teacher is a checkpoint of ``scoresde train`` (``--checkpoint RUN``); the student starts as a
-copy of the teacher's denoiser inside the consistency parameterisation
+Consistency distillation: the teacher is a checkpoint of ``scoresde train`` (``--checkpoint
+RUN``); the student starts as a copy of the teacher's denoiser inside the consistency parameterisation
 (:class:`scoresde.distill.ConsistencyModel`) and learns to jump along the teacher's
 probability-flow ODE, whose steps a fixed-step ODE solver of the library takes (``--solver``, Heun
 by default).  The run goes to ``--out``, else ``runs/<--name>``, else ``runs/distill-<timestamp>``:
@@ -10,6 +12,15 @@ by default).  The run goes to ``--out``, else ``runs/<--name>``, else ``runs/dis
 folder of ``--name`` / ``--out``) continues a run exactly to ``--steps``; ``--overwrite`` replaces
 an earlier run in the folder.  Sample the student with ``scoresde sample --checkpoint RUN
 --method consistency --steps 1..4 --no-denoise``.
+
+Progressive distillation: the teacher's ``--teacher-steps`` DDIM steps on the ``--grid`` grid
+(log-SNR) are halved ``--rounds`` times (default 3 rounds of 16 -> 8 -> 4 -> 2 steps), ``--steps``
+optimiser steps per round; each round's student starts as its teacher, the round's EMA student
+becomes the next teacher; the learning rate decays linearly to 0 in each round and the loss is
+weighted by ``max(SNR, 1)`` (the paper's defaults); a class-conditional teacher gets each image's
+label.  A resumed run continues bit for bit, also mid-round, and more ``--rounds`` continue the
+halving.  ``scoresde sample --checkpoint RUN`` samples the student with DDIM on exactly its
+distilled grid (``--method ddim --steps N``, N its step count; anything else is refused).
 """
 
 from __future__ import annotations
@@ -19,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from scoresde.cli.command import Command, Context, runtime_options
-from scoresde.cli.names import CONSISTENCY_DISTANCES, CONSISTENCY_WEIGHTINGS, LR_SCHEDULES
+from scoresde.cli.names import (
+    CONSISTENCY_DISTANCES,
+    CONSISTENCY_WEIGHTINGS,
+    DISTILL_METHODS,
+    GRIDS,
+    LR_SCHEDULES,
+    PROGRESSIVE_WEIGHTINGS,
+)
 from scoresde.settings import Option
 
 # The CLI's keys of the DistillConfig fields that are named differently there.
@@ -91,20 +109,32 @@ def distill_config(cfg: dict[str, Any]):  # -> DistillConfig (imports torch)
 
 
 def run(ctx: Context) -> int:
-    from scoresde.distill.run import Distiller
+    from scoresde.distill.run import make_distiller
 
     config = distill_config(ctx.cfg)
     resume = _resume_path(ctx.cfg)
-    distiller = Distiller(config, ctx.device)
+    distiller = make_distiller(config, ctx.device)
     if resume is not None:
         step = distiller.resume(resume)
         print(f"resumed {resume} at step {step}")
     n_params = sum(p.numel() for p in distiller.student.parameters())
+    data = f"{tuple(distiller.x_data.shape)} {config.data} data"
+    if config.method == "progressive":
+        last = config.teacher_steps // 2**config.rounds
+        what = (
+            f"a {last}-step DDIM student on {data}: {config.teacher_steps} teacher DDIM steps on the "
+            f"{config.grid} grid halved {config.rounds} time(s), {config.steps} steps per round"
+        )
+        how = "(DDIM on the distilled grid)"
+    else:
+        what = (
+            f"a consistency model on {data}: {config.steps} steps, {config.num_scales} scales, "
+            f"{config.solver} teacher steps"
+        )
+        how = "--method consistency --steps 2 --no-denoise"
     print(
-        f"distilling {distiller.teacher_info.path} ({n_params:,} parameters) into a consistency model on "
-        f"{tuple(distiller.x_data.shape)} {config.data} data: {config.steps} steps, "
-        f"batch {config.batch_size}, {config.num_scales} scales, {config.solver} teacher steps, "
-        f"device {ctx.device}",
+        f"distilling {distiller.teacher_info.path} ({n_params:,} parameters) into {what}, "
+        f"batch {config.batch_size}, device {ctx.device}",
         flush=True,
     )
     result = distiller.fit()
@@ -112,8 +142,8 @@ def run(ctx: Context) -> int:
     print(f"step {result.step}: {result.seconds:.1f}s of distillation{loss}")
     print(f"checkpoint {result.checkpoint}")
     print(
-        f"outputs in {result.run_dir.resolve()}; sample with: scoresde sample --checkpoint {result.run_dir} "
-        "--method consistency --steps 2 --no-denoise"
+        f"outputs in {result.run_dir.resolve()}; sample with: "
+        f"scoresde sample --checkpoint {result.run_dir} {how}"
     )
     sys.stdout.flush()
     return 0
@@ -121,7 +151,7 @@ def run(ctx: Context) -> int:
 
 COMMAND = Command(
     name="distill",
-    help="distil a trained checkpoint into a consistency model (1-4 step sampling); resumable",
+    help="distil a checkpoint into a consistency model or a progressive DDIM student (1-4 steps); resumable",
     doc=__doc__,
     options=[
         Option(
@@ -131,6 +161,12 @@ COMMAND = Command(
             type=str,
             metavar="PATH",
         ),
+        Option(
+            "method",
+            "consistency",
+            "consistency (Song et al. 2023) or progressive (Salimans & Ho 2022: halve DDIM steps)",
+            choices=DISTILL_METHODS,
+        ),
         Option("raw", False, "use the teacher's raw weights instead of its EMA weights"),
         Option(
             "data",
@@ -138,13 +174,32 @@ COMMAND = Command(
             "the data the student sees, in the teacher's space (its training split): digits, a .npy/.npz "
             "file, an image folder, a toy set name",
         ),
-        Option("steps", 2000, "optimiser steps (the total; a resumed run continues to it)", minimum=1),
+        Option(
+            "steps",
+            2000,
+            "optimiser steps (consistency: the total, a resumed run continues to it; progressive: per round)",
+            minimum=1,
+        ),
         Option("batch_size", 64, "images per step", minimum=1),
         Option("lr", 1e-4, "AdamW learning rate", minimum=0.0),
         Option("warmup", 0, "learning-rate warm-up steps", minimum=0),
-        Option("schedule", "constant", "learning-rate schedule after the warm-up", choices=LR_SCHEDULES),
         Option(
-            "final_lr", 0.1, "last rate of the cosine / linear decays, as a fraction of --lr", minimum=0.0
+            "schedule",
+            None,
+            "learning-rate schedule after the warm-up (default: consistency constant, progressive "
+            "linear within each round)",
+            type=str,
+            nullable=True,
+            choices=LR_SCHEDULES,
+        ),
+        Option(
+            "final_lr",
+            None,
+            "last rate of the cosine / linear decays, as a fraction of --lr (default: consistency 0.1, "
+            "progressive 0)",
+            type=float,
+            nullable=True,
+            minimum=0.0,
         ),
         Option("weight_decay", 0.0, "AdamW weight decay", minimum=0.0),
         Option("grad_clip", 1.0, "gradient-norm clip", minimum=0.0, nullable=True),
@@ -157,11 +212,25 @@ COMMAND = Command(
         Option("distance", "l2", "consistency distance", choices=CONSISTENCY_DISTANCES),
         Option(
             "weighting",
-            "uniform",
-            "loss weighting (inverse_step: 1 / (sigma_n - sigma_n+1))",
-            choices=CONSISTENCY_WEIGHTINGS,
+            None,
+            "loss weighting: consistency uniform (default) or inverse_step (1 / (sigma_n - sigma_n+1)); "
+            "progressive truncated_snr (default: max(SNR, 1)) or uniform",
+            type=str,
+            nullable=True,
+            choices=tuple(dict.fromkeys((*CONSISTENCY_WEIGHTINGS, *PROGRESSIVE_WEIGHTINGS))),
         ),
         Option("groups", 4, "groups of the batch, each with its own grid index n", minimum=1),
+        Option("rounds", 3, "progressive: halvings of the teacher's DDIM steps", minimum=1),
+        Option(
+            "teacher_steps",
+            None,
+            "progressive: the first teacher's DDIM steps, divisible by 2**rounds (default 2 * 2**rounds: "
+            "the last student takes 2)",
+            type=int,
+            nullable=True,
+            minimum=2,
+        ),
+        Option("grid", "logsnr", "progressive: the first teacher's DDIM grid", choices=GRIDS),
         Option(
             "ema_decay", 0.999, "decay of the student's weight average (the weights sampled)", minimum=0.0
         ),

@@ -1,7 +1,8 @@
 """Sample quality of a checkpoint against held-out data.
 
 Draws --num samples with a sampler of scoresde.SAMPLERS (by default the one `scoresde sample` uses,
-scoresde.sampling.DEFAULT_SAMPLING, so the score is that of the samples users draw) and compares
+scoresde.sampling.DEFAULT_SAMPLING, so the score is that of the samples users draw; for a student
+of `scoresde distill --method progressive`, DDIM on its distilled grid, as `scoresde sample`) and compares
 them with --num held-out
 points: sliced Wasserstein-2, MMD^2 (RBF kernel, median bandwidth) and energy distance, in the
 data space (pixels for images).  For the bundled digits it also trains the reference classifier
@@ -29,13 +30,14 @@ import torch
 from torch import Tensor
 
 from scoresde._core.defaults import DEFAULT_SAMPLING
-from scoresde.cli._io import load_data, load_model
+from scoresde.cli._io import load_data, load_model, sampling_grid
 from scoresde.cli.command import (
     Command,
     Context,
     checkpoint_options,
     clip_options,
     data_options,
+    distilled_grid_default,
     runtime_options,
     sampler_options,
 )
@@ -61,21 +63,13 @@ def run(ctx: Context) -> int:
     from scoresde.parallel.sharding import sample_sharded
     from scoresde.sampling.api import sample
     from scoresde.sampling.clip import clip_denoised
-    from scoresde.sampling.grid_opt import grid_choice
     from scoresde.viz.pictures import save_picture
 
     cfg = ctx.cfg
     loaded = load_model(ctx)
     info = loaded.info
     model = clip_denoised(loaded.model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
-    grid = grid_choice(
-        cfg["grid"],
-        model.sde,
-        cfg["method"],
-        pilot=cfg["grid_pilot"],
-        seed=cfg["grid_seed"],
-        device=ctx.device,
-    )
+    grid = sampling_grid(cfg, loaded, model.sde, ctx.device)
     held = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"] + 1, split="test")
     other = load_data(cfg["data"], loaded, held.x.shape[0], cfg["seed"] + 2, split="train")
     n = min(held.x.shape[0], other.x.shape[0])
@@ -201,4 +195,5 @@ COMMAND = Command(
         *runtime_options(),
     ],
     body=run,
+    base=distilled_grid_default,
 )

@@ -14,9 +14,11 @@ __all__ = [
     "COMPILE_MODES",
     "CONSISTENCY_DISTANCES",
     "CONSISTENCY_WEIGHTINGS",
+    "DISTILL_METHODS",
     "GRIDS",
     "LR_SCHEDULES",
     "NORMS",
+    "PROGRESSIVE_WEIGHTINGS",
     "SAMPLERS_REQUIRED",
     "SAMPLE_FORMATS",
     "WEIGHTS",
@@ -85,6 +87,12 @@ CONSISTENCY_DISTANCES: tuple[str, ...] = ("l2", "pseudo_huber")
 
 CONSISTENCY_WEIGHTINGS: tuple[str, ...] = ("uniform", "inverse_step")
 """:data:`scoresde.distill.consistency.WEIGHTINGS`."""
+
+PROGRESSIVE_WEIGHTINGS: tuple[str, ...] = ("truncated_snr", "uniform")
+""":data:`scoresde.distill.progressive.PROGRESSIVE_WEIGHTINGS`."""
+
+DISTILL_METHODS: tuple[str, ...] = ("consistency", "progressive")
+""":data:`scoresde.distill.run.DISTILL_METHODS`."""
 
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
 """:data:`scoresde.train.config.SCHEDULES`."""

@@ -24,6 +24,7 @@ from scoresde.cli.command import (
     Context,
     checkpoint_options,
     clip_options,
+    distilled_grid_default,
     runtime_options,
     sampler_options,
 )
@@ -33,7 +34,7 @@ from scoresde.settings import Option
 
 def run(ctx: Context) -> int:
     # The heavy imports (torch) happen here, when the command runs, not for --help.
-    from scoresde.cli._io import check_class, default_out, load_model
+    from scoresde.cli._io import check_class, default_out, load_model, sampling_grid
     from scoresde.data.heldout import cycle_labels
     from scoresde.guidance.select import guided_model
     from scoresde.io.samples import write_samples
@@ -41,7 +42,7 @@ def run(ctx: Context) -> int:
     from scoresde.parallel.sharding import sample_sharded
     from scoresde.sampling.api import sample
     from scoresde.sampling.clip import clip_denoised
-    from scoresde.sampling.grid_opt import GridOptimizer, grid_choice
+    from scoresde.sampling.grid_opt import GridOptimizer
 
     cfg, device = ctx.cfg, ctx.device
     loaded = load_model(ctx)
@@ -54,10 +55,8 @@ def run(ctx: Context) -> int:
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
     shape = loaded.shape
-    # A name, or for --grid optimized a GridOptimizer (the sampler is checked before any pilot).
-    grid = grid_choice(
-        cfg["grid"], model.sde, cfg["method"], pilot=cfg["grid_pilot"], seed=cfg["grid_seed"], device=device
-    )
+    # A progressive student's own DDIM times, a name, or for --grid optimized a GridOptimizer.
+    grid = sampling_grid(cfg, loaded, model.sde, device)
 
     # Sample i depends on (seed, i) only: any --batch-size and any number of torchrun processes
     # give the same samples (each rank draws its block of the indices, rank 0 gathers them).
@@ -141,4 +140,5 @@ COMMAND = Command(
         *runtime_options(seed_help="seed (each sample depends on it and its index only)"),
     ],
     body=run,
+    base=distilled_grid_default,
 )

@@ -8,7 +8,8 @@
 - :mod:`~scoresde.distill.run`: a distillation run in a run folder with checkpoints and an exact
   resume (:class:`Distiller`, what ``scoresde distill`` runs);
 - :mod:`~scoresde.distill.progressive`: progressive distillation (Salimans & Ho 2022): halve the
-  DDIM steps of a teacher, round by round;
+  DDIM steps of a teacher, round by round; :mod:`~scoresde.distill.progressive_run` its run
+  (:class:`ProgressiveDistiller`, what ``scoresde distill --method progressive`` runs);
 - :mod:`~scoresde.distill.reflow`: rectified-flow reflow (Liu et al. 2023): couplings from
   the probability-flow ODE, flow matching on them, and the straightness of a flow.
 """
@@ -22,8 +23,9 @@ from scoresde.distill.progressive import (
     progressive_loss,
     two_step_target,
 )
+from scoresde.distill.progressive_run import ProgressiveDistiller
 from scoresde.distill.reflow import ReflowResult, reflow, reflow_pairs, straightness
-from scoresde.distill.run import DistillConfig, Distiller
+from scoresde.distill.run import DistillConfig, Distiller, make_distiller
 
 __all__ = [
     "ConsistencyLoss",
@@ -31,11 +33,13 @@ __all__ = [
     "DistillConfig",
     "DistillResult",
     "Distiller",
+    "ProgressiveDistiller",
     "ProgressiveResult",
     "ProgressiveRound",
     "ReflowResult",
     "distill",
     "flow_map",
+    "make_distiller",
     "progressive_distill",
     "progressive_loss",
     "reflow",

@@ -133,17 +133,27 @@ class ProgressiveResult:
     rounds: list[ProgressiveRound]
 
 
-def _draw(data: Tensor | Callable[[int, torch.Generator], Tensor], batch: int, g: torch.Generator) -> Tensor:
+DataSource = Tensor | Callable[[int, torch.Generator], Tensor | tuple[Tensor, Tensor]]
+"""Clean data ``(N, *D)``, or ``fn(batch, generator)`` returning ``x0`` or ``(x0, labels)``."""
+
+
+def _draw(
+    data: DataSource, labels: Tensor | None, batch: int, g: torch.Generator
+) -> tuple[Tensor, Tensor | None]:
+    """A batch ``(x0, y)``: ``y`` is ``None`` for unlabelled data."""
     if callable(data):
-        return data(batch, g)
-    return data[torch.randint(0, data.shape[0], (batch,), generator=g)]
+        out = data(batch, g)
+        return out if isinstance(out, tuple) else (out, None)
+    idx = torch.randint(0, data.shape[0], (batch,), generator=g)
+    return data[idx], None if labels is None else labels[idx].to(data.device)
 
 
 def progressive_distill(
     teacher: ScoreFunction,
-    data: Tensor | Callable[[int, torch.Generator], Tensor],
+    data: DataSource,
     ts: Tensor,
     rounds: int = 1,
+    labels: Tensor | None = None,
     student: ScoreFunction | None = None,
     steps: int = 1000,
     batch_size: int = 256,
@@ -157,10 +167,15 @@ def progressive_distill(
 
     Args:
         teacher: any score model (an exact oracle too, when ``student`` is given).
-        data: clean data ``(N, *D)`` or ``fn(batch, generator)``.
+        data: clean data ``(N, *D)``, or ``fn(batch, generator)`` returning ``x0`` or
+            ``(x0, labels)``.
         ts: the teacher's DDIM grid (``N + 1`` decreasing times, ``N`` divisible by
             ``2**rounds``), e.g. ``time_grid(sde, 8, "logsnr")``.
         rounds: halvings; each round's student starts from (a copy of) its teacher.
+        labels: class labels ``(N,)`` of a tensor ``data``, for a class-conditional teacher: each
+            pair's label is passed to teacher and student alike, so the student learns the
+            teacher's *conditional* two-step map (Salimans & Ho 2022, Sec. 4, distil the
+            conditional model).
         student: the first student (default: a copy of the teacher, as in the paper).
         steps, batch_size, lr: AdamW settings of each round (cosine decay).
         ema_decay: decay of the weight average that becomes the next teacher.
@@ -180,6 +195,8 @@ def progressive_distill(
     n = ts.numel() - 1
     if n % (2**rounds) != 0:
         raise ValueError(f"{rounds} halving(s) need a grid of a multiple of {2**rounds} steps, got {n}")
+    if labels is not None and (callable(data) or labels.shape[0] != data.shape[0]):
+        raise ValueError("labels need a tensor data of the same length (a callable data returns (x0, y))")
     if student is None and not any(True for _ in teacher.parameters()):
         raise ValueError(
             "the teacher has no parameters to copy into a student (an exact oracle?): pass student=..."
@@ -196,9 +213,8 @@ def progressive_distill(
         ema = EMA(pupil, ema_decay)
 
         def step_loss(step: int, pupil=pupil, grid=grid, teacher_k=current_teacher) -> Tensor:
-            return progressive_loss(
-                pupil, teacher_k, _draw(data, batch_size, g), grid, generator=g, weighting=weighting
-            )
+            x0, y = _draw(data, labels, batch_size, g)
+            return progressive_loss(pupil, teacher_k, x0, grid, y=y, generator=g, weighting=weighting)
 
         def update_ema(e: EMA = ema, m: ScoreFunction = pupil) -> None:
             e.update(m)

@@ -117,6 +117,10 @@ def _unprefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
+_RESERVED = ("net", "ema", "optim", "rng")
+"""The tensor-name prefixes of a checkpoint's own tensors."""
+
+
 def save_checkpoint(
     path: str | Path,
     model: ScoreModel,
@@ -129,6 +133,7 @@ def save_checkpoint(
     data_info: dict | None = None,
     rng: dict[str, Tensor] | None = None,
     extra: dict | None = None,
+    tensors: dict[str, Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (see the module docstring for the layout).
 
@@ -143,6 +148,8 @@ def save_checkpoint(
         data_info: a description of the training data.
         rng: RNG states as uint8 tensors (e.g. ``torch.get_rng_state()``), saved as ``rng.<name>``.
         extra: any further JSON-serialisable metadata.
+        tensors: any further tensors by name (outside the ``net.`` / ``ema.`` / ``optim.`` /
+            ``rng.`` prefixes), read back from :attr:`Checkpoint.tensors`.
 
     Returns:
         The path written.
@@ -151,10 +158,10 @@ def save_checkpoint(
 
     path = Path(path)
     net = model.net
-    tensors = _prefixed("net", net.state_dict())
+    saved = _prefixed("net", net.state_dict())
     if ema is not None:
         ema_net = ema.net if isinstance(ema, ScoreModel) else ema
-        tensors.update(_prefixed("ema", ema_net.state_dict()))
+        saved.update(_prefixed("ema", ema_net.state_dict()))
     meta: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -171,9 +178,13 @@ def save_checkpoint(
     }
     if optimizer is not None:
         opt_tensors, meta["optimizer"] = _optimizer_split(optimizer)
-        tensors.update(opt_tensors)
+        saved.update(opt_tensors)
     for name, state in (rng or {}).items():
-        tensors[f"rng.{name}"] = state.detach().cpu().contiguous()
+        saved[f"rng.{name}"] = state.detach().cpu().contiguous()
+    for name, value in (tensors or {}).items():
+        if name.split(".", 1)[0] in _RESERVED or name in saved:
+            raise ValueError(f"extra checkpoint tensor {name!r} clashes with the checkpoint's own")
+        saved[name] = value.detach().cpu().contiguous()
     try:
         header = json.dumps(meta)
     except TypeError as err:
@@ -182,7 +193,7 @@ def save_checkpoint(
     from safetensors import SafetensorError
 
     try:
-        write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata={"scoresde": header}))
+        write_atomically(path, lambda tmp: save_file(saved, tmp, metadata={"scoresde": header}))
     except (OSError, SafetensorError) as err:
         raise CheckpointWriteError(path, err) from err
     return path

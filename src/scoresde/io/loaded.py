@@ -10,16 +10,48 @@ import torch
 
 from scoresde.io.info import CheckpointInfo
 
-__all__ = ["LoadedModel", "load_model"]
+__all__ = ["DistilledGrid", "LoadedModel", "load_model"]
+
+
+@dataclass(frozen=True)
+class DistilledGrid:
+    """The sampler a progressive-distillation student was distilled for (Salimans & Ho 2022):
+    ``steps`` DDIM steps on exactly the times ``grid`` (``(steps + 1,)``, float64, decreasing),
+    every ``2**rounds``-th time of its first teacher's ``grid_name`` grid."""
+
+    steps: int
+    grid: torch.Tensor
+    grid_name: str
+    method: str = "ddim"
+
+    @classmethod
+    def from_extra(cls, entry: dict[str, Any]) -> DistilledGrid:
+        """Of a checkpoint's ``extra["progressive"]``
+        (:func:`scoresde.distill.progressive_run.progressive_extra`)."""
+        grid = torch.tensor([float(t) for t in entry["grid"]], dtype=torch.float64)
+        return cls(int(entry["steps"]), grid, str(entry.get("grid_name", "")))
+
+    def check(self, method: str, steps: int, grid: str) -> None:
+        """Raise a ``ValueError`` unless ``method`` / ``steps`` / ``grid`` (a name) are what
+        the student was distilled for."""
+        if method != self.method or steps != self.steps or grid != self.grid_name:
+            raise ValueError(
+                f"this checkpoint is a progressive-distillation student: it samples only with "
+                f"{self.method} in {self.steps} steps on its distilled {self.grid_name} grid (--method "
+                f"{self.method} --steps {self.steps} --grid {self.grid_name}, the defaults for it), not "
+                f"{method} in {steps} steps on a {grid} grid"
+            )
 
 
 @dataclass
 class LoadedModel:
     """A model (EMA weights unless raw ones were asked for), frozen and in eval mode, and its
-    typed ``info`` (:class:`~scoresde.io.info.CheckpointInfo`)."""
+    typed ``info`` (:class:`~scoresde.io.info.CheckpointInfo`); ``distilled_grid``: the sampler
+    of a progressive-distillation student, else ``None``."""
 
     model: Any
     info: CheckpointInfo
+    distilled_grid: DistilledGrid | None = None
 
     @property
     def sde(self) -> Any:
@@ -56,7 +88,10 @@ def load_model(
     ``SOURCE:PATH`` (:func:`scoresde.io.sources.load_source`), on ``device``.
 
     A checkpoint of ``scoresde distill`` (``extra["consistency"]``) gives its
-    :class:`~scoresde.distill.ConsistencyModel` (sample it with ``method="consistency"``).
+    :class:`~scoresde.distill.ConsistencyModel` (sample it with ``method="consistency"``); one of
+    ``scoresde distill --method progressive`` (``extra["progressive"]``) its student, a plain
+    score model, with the grid it was distilled for in ``distilled_grid`` (sample it with
+    ``method="ddim", grid=loaded.distilled_grid.grid``).
 
     Args:
         checkpoint: the checkpoint file or run folder.
@@ -89,4 +124,6 @@ def load_model(
         from scoresde.models.consistency import ConsistencyModel
 
         model = freeze(ConsistencyModel(model, consistency.get("sigma_data"), consistency.get("t_min")))
-    return LoadedModel(model, ckpt.info)
+    progressive = (ckpt.config.get("extra") or {}).get("progressive")
+    distilled = None if progressive is None else DistilledGrid.from_extra(progressive)
+    return LoadedModel(model, ckpt.info, distilled)

@@ -40,6 +40,9 @@ class Checkpointer:
             :func:`~scoresde.io.checkpoint.save_checkpoint`), e.g. a distilled student's
             consistency parameters.
         resumable: the options that may differ between a checkpoint and the run resuming it.
+        tensors: further named tensors saved in every checkpoint (``tensors`` of
+            :func:`~scoresde.io.checkpoint.save_checkpoint`), e.g. a progressive distillation
+            round's teacher; the caller reads them back.
     """
 
     def __init__(
@@ -52,10 +55,11 @@ class Checkpointer:
         data_info: dict[str, Any],
         extra: dict[str, Any] | None = None,
         resumable: frozenset[str] = RESUMABLE_KEYS,
+        tensors: Callable[[], dict[str, torch.Tensor]] | None = None,
     ) -> None:
         self.folder, self.model, self.ema, self.optimizer = folder, model, ema, optimizer
         self.train_config, self.data_info = train_config, data_info
-        self.extra, self.resumable = extra, resumable
+        self.extra, self.resumable, self.tensors = extra, resumable, tensors
         self.last: Path | None = None  # the newest checkpoint written or read (known intact)
 
     def save(self, step: int, path: str | Path | None = None) -> Path:
@@ -78,6 +82,7 @@ class Checkpointer:
                 data_info=self.data_info,
                 rng={"torch_cpu": torch.get_rng_state()},
                 extra=self.extra,
+                tensors=None if self.tensors is None else self.tensors(),
             )
         except CheckpointWriteError as err:
             err.intact = self.last
