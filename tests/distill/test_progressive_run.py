@@ -8,7 +8,8 @@ import torch
 
 import scoresde as ss
 from scoresde.distill import progressive_run
-from scoresde.distill.run import DistillConfig, make_distiller
+from scoresde.distill.make import make_distiller
+from scoresde.distill.run import DistillConfig
 from scoresde.io.checkpoint import save_checkpoint
 from scoresde.sampling.grids import time_grid
 

@@ -109,7 +109,7 @@ def distill_config(cfg: dict[str, Any]):  # -> DistillConfig (imports torch)
 
 
 def run(ctx: Context) -> int:
-    from scoresde.distill.run import make_distiller
+    from scoresde.distill.make import make_distiller
 
     config = distill_config(ctx.cfg)
     resume = _resume_path(ctx.cfg)

@@ -16,6 +16,7 @@
 
 from scoresde.distill.consistency import ConsistencyLoss, ConsistencyModel, flow_map
 from scoresde.distill.loop import DistillResult, distill
+from scoresde.distill.make import make_distiller
 from scoresde.distill.progressive import (
     ProgressiveResult,
     ProgressiveRound,
@@ -25,7 +26,7 @@ from scoresde.distill.progressive import (
 )
 from scoresde.distill.progressive_run import ProgressiveDistiller
 from scoresde.distill.reflow import ReflowResult, reflow, reflow_pairs, straightness
-from scoresde.distill.run import DistillConfig, Distiller, make_distiller
+from scoresde.distill.run import DistillConfig, Distiller
 
 __all__ = [
     "ConsistencyLoss",

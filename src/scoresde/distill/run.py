@@ -10,7 +10,7 @@
 distillation objective (Song et al. 2023, Alg. 2; :class:`~scoresde.distill.ConsistencyLoss`)
 into those parts; :class:`~scoresde.distill.progressive_run.ProgressiveDistiller` puts progressive
 distillation (Salimans & Ho 2022) into the same parts (``DistillConfig(method="progressive")``;
-:func:`make_distiller` picks the class).
+:func:`~scoresde.distill.make.make_distiller` picks the class).
 
 Every random draw of step ``k`` (data indices, the grid index ``n`` of each group, the noise,
 dropout masks) comes from seeds derived from ``(seed, k)``
@@ -61,7 +61,6 @@ __all__ = [
     "Distiller",
     "consistency_extra",
     "load_teacher",
-    "make_distiller",
     "teacher_data",
 ]
 
@@ -268,16 +267,6 @@ def teacher_data(config: DistillConfig, info: Any, device: torch.device) -> tupl
     data = load_model_data(config.data, info, 10**9, config.seed, split="train")
     y = None if (info.num_classes is None or data.y is None) else data.y.to(device)
     return data.x.to(device), y
-
-
-def make_distiller(config: DistillConfig, device: torch.device | str = "cpu") -> DistillRun:
-    """The run of ``config.method``: a :class:`Distiller` or a
-    :class:`~scoresde.distill.progressive_run.ProgressiveDistiller`."""
-    if config.method == "progressive":
-        from scoresde.distill.progressive_run import ProgressiveDistiller
-
-        return ProgressiveDistiller(config, device)
-    return Distiller(config, device)
 
 
 class DistillRun:
