@@ -153,7 +153,6 @@ def progressive_distill(
     data: DataSource,
     ts: Tensor,
     rounds: int = 1,
-    labels: Tensor | None = None,
     student: ScoreFunction | None = None,
     steps: int = 1000,
     batch_size: int = 256,
@@ -162,6 +161,7 @@ def progressive_distill(
     weighting: str = "truncated_snr",
     generator: torch.Generator | None = None,
     progress: bool | str = False,
+    labels: Tensor | None = None,
 ) -> ProgressiveResult:
     """Halve the DDIM steps of ``teacher`` ``rounds`` times (Salimans & Ho 2022, Alg. 2).
 
@@ -172,16 +172,16 @@ def progressive_distill(
         ts: the teacher's DDIM grid (``N + 1`` decreasing times, ``N`` divisible by
             ``2**rounds``), e.g. ``time_grid(sde, 8, "logsnr")``.
         rounds: halvings; each round's student starts from (a copy of) its teacher.
-        labels: class labels ``(N,)`` of a tensor ``data``, for a class-conditional teacher: each
-            pair's label is passed to teacher and student alike, so the student learns the
-            teacher's *conditional* two-step map (Salimans & Ho 2022, Sec. 4, distil the
-            conditional model).
         student: the first student (default: a copy of the teacher, as in the paper).
         steps, batch_size, lr: AdamW settings of each round (cosine decay).
         ema_decay: decay of the weight average that becomes the next teacher.
         weighting: ``truncated_snr`` (``max(SNR, 1)``, the paper's) or ``uniform``.
         generator: RNG of data, times and noise.
         progress: report progress.
+        labels: class labels ``(N,)`` of a tensor ``data``, for a class-conditional teacher: each
+            pair's label is passed to teacher and student alike, so the student learns the
+            teacher's *conditional* two-step map (Salimans & Ho 2022, Sec. 4, distil the
+            conditional model).
 
     Raises:
         ValueError: a grid whose step count is not divisible by ``2**rounds``, a bad weighting,
