@@ -204,22 +204,25 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
     if "cv" not in args.skip and cv is not None:
         variants.append(("hutchinson + Gaussian control variate", cv, args.norms[0]))
 
-    def run_ours(div, c, norm, seed):
+    def ours(c, norm, seed, plan=None):
         # rk4: the library's default with target_se (rk4 on the log_sigma clock, the planner
         # chooses the number of steps); else dopri5 with the norm, the planner its tolerance.
         # rk4: multilevel=False (the plain plan); rk4ml: the multilevel correction (the default).
-        integrator = None if norm.startswith("rk4") else make_integrator(norm=norm)
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = ss.log_likelihood(
+        return ss.log_likelihood(
             model,
             sde,
             bins,
             quantization=quant,
             target_se=ss.PrecisionTarget(target, pilot_points=args.pilot_points, multilevel=norm == "rk4ml"),
             divergence="auto" if c is None else ss.Hutchinson(control_variate=c),
-            integrator=integrator,
+            integrator=None if norm.startswith("rk4") else make_integrator(norm=norm),
+            plan=plan,
             generator=torch.Generator().manual_seed(seed),
         )
+
+    def run_ours(div, c, norm, seed):
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = ours(c, norm, seed)
         sec, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(
             f"  ours ({div}, seed {seed}): {sec:.2f}s wall, {cpu:.2f}s CPU, plan {res.plan}, "
@@ -257,17 +260,7 @@ def target_se_section(case: Case, args, lines: list[str], number: int) -> None:
     solos = []
     for (_, c, norm), runs in zip(variants, ours_out, strict=True):
         c0 = time.process_time()
-        solo = ss.log_likelihood(
-            model,
-            sde,
-            bins,
-            quantization=quant,
-            target_se=ss.PrecisionTarget(target, pilot_points=args.pilot_points, multilevel=norm == "rk4ml"),
-            divergence="auto" if c is None else ss.Hutchinson(control_variate=c),
-            integrator=None if norm.startswith("rk4") else make_integrator(norm=norm),
-            plan=runs[0][0].plan,
-            generator=torch.Generator().manual_seed(5),
-        )
+        solo = ours(c, norm, 5, plan=runs[0][0].plan)
         solos.append((solo, time.process_time() - c0))
         print(
             f"  solve alone ({norm}): {solos[-1][1]:.2f}s CPU, {solo.nfe} NFE, bpd {solo.bpd_mean:.4f}",

@@ -54,13 +54,15 @@ def test_layers_use_it_with_their_own_parameters() -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace, as the freeze mode uses it
 def test_no_grad_and_traced_paths_match() -> None:
     """Without autograd (sampling) and under ``torch.jit.trace`` (the freeze execution mode) the
-    plain-copy path runs; it gives the training path's values and traces without error."""
+    plain-copy path runs; it gives the training path's values (within a few float32 ulps of
+    these O(1) outputs: the convolution may take another oneDNN kernel without autograd) and
+    traces without error."""
     from scoresde.nets.unet import Upsample
 
     layer = Upsample(3)
     x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
     grad_path = layer(x)
     with torch.no_grad():
-        torch.testing.assert_close(layer(x), grad_path, rtol=0, atol=0)
+        torch.testing.assert_close(layer(x), grad_path, rtol=1e-6, atol=1e-6)
         traced = torch.jit.trace(layer.eval(), x)
-        torch.testing.assert_close(traced(x), grad_path, rtol=0, atol=0)
+        torch.testing.assert_close(traced(x), grad_path, rtol=1e-6, atol=1e-6)

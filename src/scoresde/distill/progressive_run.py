@@ -38,7 +38,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scoresde._core.seeds import derive_seed
 from scoresde.distill.progressive import progressive_loss
 from scoresde.distill.run import DistillConfig, DistillRun, load_teacher, teacher_data
 from scoresde.io.run_folder import RunFolder
@@ -46,7 +45,7 @@ from scoresde.models.wrapper import ScoreModel
 from scoresde.sampling.grids import time_grid
 from scoresde.train.checkpointer import Checkpointer
 from scoresde.train.ema import EMA
-from scoresde.train.optim import adamw, gradient_norm
+from scoresde.train.optim import adamw
 
 __all__ = ["PROGRESSIVE_RESUMABLE_KEYS", "ProgressiveDistiller", "progressive_extra"]
 
@@ -162,25 +161,11 @@ class ProgressiveDistiller(DistillRun):
         k, s = divmod(self.step, c.steps)
         if k != self.round:
             self._start_round(k, self._next_teacher())
-        g = torch.Generator(device="cpu").manual_seed(derive_seed(c.seed, k, s, 0))
-        torch.manual_seed(derive_seed(c.seed, k, s, 1))  # dropout masks
-        idx = torch.randint(0, self.x_data.shape[0], (c.batch_size,), generator=g).to(self.device)
-        x0 = self.x_data[idx]
-        y = None if self.y_data is None else self.y_data[idx]
-        self.last_lr = self.schedule(s)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.last_lr
-        self.student.train()
+        g, x0, y = self._begin_step(s, k, s)  # the schedule restarts in each round
         loss = progressive_loss(
             self.student, self.teacher, x0, self.grid, y=y, generator=g, weighting=str(c.weighting)
         )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = gradient_norm(self.student.parameters(), c.grad_clip)
-        self.optimizer.step()
-        self.ema.update(self.student)
-        self.step += 1
-        return loss.detach(), grad_norm.detach()
+        return self._finish_step(loss, self.ema, self.student)
 
     def resume(self, path: str | Path) -> int:
         """Load the round's teacher, the student, its EMA and the optimiser state from a

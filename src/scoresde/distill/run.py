@@ -297,10 +297,39 @@ class DistillRun:
     step: int
     resumed_from: Path | None
     last_lr: float
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
 
     def train_step(self) -> tuple[Tensor, Tensor]:
         """One optimiser step; returns ``(loss, gradient norm)`` as 0-d tensors."""
         raise NotImplementedError
+
+    # ---- the parts of a step ---------------------------------------------------------------- #
+    def _begin_step(self, lr_step: int, *key: int) -> tuple[torch.Generator, Tensor, Tensor | None]:
+        """Seed the step ``key`` (its generator from ``(seed, *key, 0)``, torch's global RNG, for
+        dropout masks, from ``(seed, *key, 1)``: a resumed run draws the same), set the learning
+        rate of schedule step ``lr_step``, put the student in training mode; returns the generator
+        and the step's batch ``(x0, y)`` (``y`` ``None`` for an unconditional teacher)."""
+        c = self.config
+        g = torch.Generator(device="cpu").manual_seed(derive_seed(c.seed, *key, 0))
+        torch.manual_seed(derive_seed(c.seed, *key, 1))
+        idx = torch.randint(0, self.x_data.shape[0], (c.batch_size,), generator=g).to(self.device)
+        self.last_lr = self.schedule(lr_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.last_lr
+        self.student.train()
+        return g, self.x_data[idx], None if self.y_data is None else self.y_data[idx]
+
+    def _finish_step(self, loss: Tensor, ema: EMA, averaged: torch.nn.Module) -> tuple[Tensor, Tensor]:
+        """Backward, clip, optimiser step, ``ema.update(averaged)``; counts the step and returns
+        ``(loss, gradient norm)`` detached."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = gradient_norm(self.student.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        ema.update(averaged)
+        self.step += 1
+        return loss.detach(), grad_norm.detach()
 
     def record(self) -> dict[str, Any]:
         """The run's settings, with the teacher's data split (what :class:`CheckpointInfo` reads
@@ -436,25 +465,10 @@ class Distiller(DistillRun):
     # ---- one step ------------------------------------------------------------------------- #
     def train_step(self) -> tuple[Tensor, Tensor]:
         """One optimiser step; returns ``(loss, gradient norm)`` as 0-d tensors."""
-        c, step = self.config, self.step
-        g = torch.Generator(device="cpu").manual_seed(derive_seed(c.seed, step, 0))
-        torch.manual_seed(derive_seed(c.seed, step, 1))  # dropout masks
-        idx = torch.randint(0, self.x_data.shape[0], (c.batch_size,), generator=g).to(self.device)
-        x0 = self.x_data[idx]
-        y = None if self.y_data is None else self.y_data[idx]
-        self.last_lr = self.schedule(step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.last_lr
-        self.student.train()
+        g, x0, y = self._begin_step(self.step, self.step)
         # mu = 0: the target network is the student under a stop gradient (Song & Dhariwal 2023).
         loss = self.loss(self.student, self.student, x0, y, generator=g)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = gradient_norm(self.student.parameters(), c.grad_clip)
-        self.optimizer.step()
-        self.ema.update(self.student.denoiser)
-        self.step += 1
-        return loss.detach(), grad_norm.detach()
+        return self._finish_step(loss, self.ema, self.student.denoiser)
 
     def resume(self, path: str | Path) -> int:
         """Load the student, its EMA and the optimiser state from a checkpoint; returns its step.

@@ -332,37 +332,18 @@ def make_plan(
     # only adds to the spread it measures, so the counts err on the safe side).
     var_probe, var_point = 0.0, 0.0
     if pilot_div == "hutchinson" or noisy_points:
-        k0 = max(PILOT_PROBES, math.ceil(PILOT_REPLICATES / idx.numel())) if pilot_div == "hutchinson" else 1
         loose = (
             replace(integrator, steps=FIRST_STEPS)  # type: ignore[type-var]
             if fixed
             else with_tolerances(integrator, MAX_TOLERANCE, MAX_TOLERANCE)
         )
-        ref = solve(idx, loose, pilot_div, k0, max(draws, 2) if noisy_points else draws, seed + 1)
-        pilot_nfe += ref.nfe
-        if ref.logp_probes is not None and ref.logp_probes.shape[1] > 1:
-            var_probe = float(ref.logp_probes.double().var(1).mean())
-        if noisy_points and ref.logp_draws.shape[0] > 1:
-            var_point = max(0.0, float(ref.logp_draws.double().var(0).mean()) - var_probe / k0)
+        var_point, var_probe, nfe = _replicate_variances(
+            solve, idx, loose, pilot_div, draws, noisy_points, seed + 1
+        )
+        pilot_nfe += nfe
     budget = max(batch * (mc_target / unit) ** 2 / SE_MARGIN, 1e-300)  # mean per-point variance allowed
-
-    def ceil(ratio: float, cap: int) -> int:
-        return cap if not ratio < cap else max(1, math.ceil(ratio))
-
-    def counts(estimator: str) -> tuple[int, int]:
-        if estimator == "exact" or var_probe == 0.0:
-            return max(draws, ceil(var_point / budget, MAX_DRAWS)) if var_point else draws, 1
-        # Half the budget to the points' own noise at most, the rest to the probes.
-        s_count = max(draws, ceil(2 * var_point / budget, MAX_DRAWS)) if var_point > budget / 2 else draws
-        left = budget - var_point / s_count
-        return s_count, MAX_PROBES if not left > 0 else ceil(var_probe / (s_count * left), MAX_PROBES)
-
     # (3) The estimator.
-    if divergence == "auto":
-        s_e, _ = counts("exact")
-        s_h, k_h = counts("hutchinson")
-        divergence = "exact" if s_e * (1 + dims) <= s_h * (1 + k_h) else "hutchinson"
-    s_count, k = counts(divergence)
+    divergence, s_count, k = _estimator(divergence, var_point, var_probe, budget, draws, dims)
     tol = None if fixed else 10.0**-level
     return LikelihoodPlan(
         target_se=float(target.se),
@@ -381,6 +362,57 @@ def make_plan(
         solver_error=solver_error,
         solver_budget=budget_solver,
     )
+
+
+def _ceil(ratio: float, cap: int) -> int:
+    """``ceil(ratio)``, at least 1 and at most ``cap`` (``cap`` for a non-finite ratio)."""
+    return cap if not ratio < cap else max(1, math.ceil(ratio))
+
+
+def _replicate_variances(
+    solve: PilotSolve,
+    idx: Tensor,
+    loose: Integrator,
+    pilot_div: str,
+    draws: int,
+    noisy_points: bool,
+    seed: int,
+) -> tuple[float, float, int]:
+    """``(var_point, var_probe, nfe)``: the per-point variances of one replicate between
+    dequantization draws and between probes, from one solve with replicates at the loose level
+    ``loose`` (a replicate's own solver error only adds to the spread it measures, so the counts
+    err on the safe side), and that solve's NFE."""
+    k0 = max(PILOT_PROBES, math.ceil(PILOT_REPLICATES / idx.numel())) if pilot_div == "hutchinson" else 1
+    ref = solve(idx, loose, pilot_div, k0, max(draws, 2) if noisy_points else draws, seed)
+    var_probe, var_point = 0.0, 0.0
+    if ref.logp_probes is not None and ref.logp_probes.shape[1] > 1:
+        var_probe = float(ref.logp_probes.double().var(1).mean())
+    if noisy_points and ref.logp_draws.shape[0] > 1:
+        var_point = max(0.0, float(ref.logp_draws.double().var(0).mean()) - var_probe / k0)
+    return var_point, var_probe, ref.nfe
+
+
+def _estimator(
+    divergence: str, var_point: float, var_probe: float, budget: float, draws: int, dims: int
+) -> tuple[str, int, int]:
+    """``(estimator, draws, probes)`` whose mean per-point variance is within ``budget``;
+    ``auto`` takes the exact divergence when its products (``draws (1 + D)``) are at most
+    Hutchinson's (``draws (1 + probes)``)."""
+
+    def counts(estimator: str) -> tuple[int, int]:
+        if estimator == "exact" or var_probe == 0.0:
+            return max(draws, _ceil(var_point / budget, MAX_DRAWS)) if var_point else draws, 1
+        # Half the budget to the points' own noise at most, the rest to the probes.
+        s_count = max(draws, _ceil(2 * var_point / budget, MAX_DRAWS)) if var_point > budget / 2 else draws
+        left = budget - var_point / s_count
+        return s_count, MAX_PROBES if not left > 0 else _ceil(var_probe / (s_count * left), MAX_PROBES)
+
+    if divergence == "auto":
+        s_e, _ = counts("exact")
+        s_h, k_h = counts("hutchinson")
+        divergence = "exact" if s_e * (1 + dims) <= s_h * (1 + k_h) else "hutchinson"
+    s_count, k = counts(divergence)
+    return divergence, s_count, k
 
 
 def _plan_tolerance(
@@ -487,24 +519,11 @@ def _plan_multilevel(
     def variances() -> tuple[float, float]:
         nonlocal extra_nfe
         if not split:
-            k0 = (
-                max(PILOT_PROBES, math.ceil(PILOT_REPLICATES / idx.numel()))
-                if pilot_div == "hutchinson"
-                else 1
-            )
             loose = replace(integrator, steps=FIRST_STEPS)  # type: ignore[type-var]
-            ref = solve(idx, loose, pilot_div, k0, max(draws, 2) if noisy_points else draws, seed + 2)
-            extra_nfe += ref.nfe
-            vp, vq = 0.0, 0.0
-            if ref.logp_probes is not None and ref.logp_probes.shape[1] > 1:
-                vq = float(ref.logp_probes.double().var(1).mean())
-            if noisy_points and ref.logp_draws.shape[0] > 1:
-                vp = max(0.0, float(ref.logp_draws.double().var(0).mean()) - vq / k0)
+            vp, vq, nfe = _replicate_variances(solve, idx, loose, pilot_div, draws, noisy_points, seed + 2)
+            extra_nfe += nfe
             split.extend((vp, vq))
         return split[0], split[1]
-
-    def ceil(ratio: float, cap: int) -> int:
-        return cap if not ratio < cap else max(1, math.ceil(ratio))
 
     def counts(budget: float) -> tuple[str, int, int, float, float]:
         # (divergence, draws, probes, var_point, var_probe) meeting the per-point budget.
@@ -519,17 +538,7 @@ def _plan_multilevel(
                 (v_rep * draws if name == "hutchinson" else 0.0),
             )
         var_point, var_probe = variances()
-        options = []
-        for name in ("exact", "hutchinson") if divergence == "auto" else (pilot_div,):
-            if name == "exact" or var_probe == 0.0:
-                s = max(draws, ceil(var_point / budget, MAX_DRAWS)) if var_point else draws
-                options.append((s * (1 + dims), name, s, 1))
-                continue
-            s = max(draws, ceil(2 * var_point / budget, MAX_DRAWS)) if var_point > budget / 2 else draws
-            left = budget - var_point / s
-            k = MAX_PROBES if not left > 0 else ceil(var_probe / (s * left), MAX_PROBES)
-            options.append((s * (1 + k), name, s, k))
-        _, name, s, k = min(options, key=lambda o: o[0])
+        name, s, k = _estimator(divergence, var_point, var_probe, budget, draws, dims)
         return name, s, k, var_point, var_probe
 
     # (3) The coarse level: the fewest products per point within the Monte-Carlo budget.
