@@ -7,7 +7,7 @@
 #     (b) sampling at equal NFE (eager, compiled, mode=reduce-overhead = CUDA graphs),
 #     (c) likelihood through ss.log_likelihood vs the paper's scipy loop;
 #  2. the likelihood benchmark's network-bound case on CUDA (our solver vs the scipy loop);
-#  3. torchrun + DistributedDataParallel with the nccl backend and bf16 autocast, through the CLI
+#  3. torchrun ($PY -m torch.distributed.run, so no torchrun on PATH is needed) + DistributedDataParallel with the nccl backend and bf16 autocast, through the CLI
 #     (one process per GPU; one GPU hosts one nccl rank);
 #  4. sampling the resulting checkpoint on CUDA, eager and with --compile.
 # Without CUDA (or with DRY_RUN=1) it runs the CPU fallback: the same steps, tiny, on the CPU with
@@ -48,14 +48,14 @@ if [[ $DEVICE == cuda ]]; then
   step "likelihood benchmark, MLP on CUDA" 60 $PY benchmarks/likelihood.py --device cuda --skip-oracle \
     --n 256 --repeats 3 --out "$OUT/bench_likelihood_cuda.md"
   NPROC=$($PY -c "import torch; print(torch.cuda.device_count())")
-  step "torchrun nccl DDP + bf16 ($NPROC process(es))" 60 torchrun --standalone --nproc_per_node="$NPROC" \
+  step "torchrun nccl DDP + bf16 ($NPROC process(es))" 60 $PY -m torch.distributed.run --standalone --nproc_per_node="$NPROC" \
     -m scoresde train --data digits --steps 60 --batch-size 64 --bf16 --device cuda --out "$OUT/runs" \
     --name ddp_nccl --log-every 20 --eval-every 60 --save-every 60 --no-progress
   SAMPLE_DEVICE=cuda
 else
   step "speed (a)-(d) CPU dry run" 600 $PY benchmarks/speed.py --device cpu --quick --no-compile --repeats 1 \
     --sections startup,train,sample,likelihood --out "$OUT/bench_speed_cpu_dryrun.md"
-  step "torchrun gloo DDP (CPU dry run)" 300 torchrun --standalone --nproc_per_node=1 -m scoresde train \
+  step "torchrun gloo DDP (CPU dry run)" 300 $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m scoresde train \
     --data digits --steps 4 --batch-size 16 --base-channels 8 --device cpu --out "$OUT/runs" --name ddp_nccl \
     --log-every 2 --eval-every 4 --save-every 4 --no-progress
   SAMPLE_DEVICE=cpu
