@@ -89,3 +89,12 @@ def test_a_checkpoint_from_before_the_method_option_resumes(digits_ckpt, tmp_pat
     assert not {"rounds", "teacher_steps", "grid"} & set(meta["train"])  # never recorded here
     save_file(load_file(last), str(last), metadata={"scoresde": json.dumps(meta)})
     assert main(["distill", "--resume", str(run), "--steps", "2", "--threads", "1"]) == 0
+
+
+def test_a_minutes_budget_stops_the_run_early_and_saves_its_last_step(digits_ckpt, tmp_path, capsys) -> None:
+    run = tmp_path / "budget"
+    assert _distill(digits_ckpt, run, "--steps", "1000000", "--minutes", "1e-4") == 0
+    assert "1000000 steps, 4 scales, heun teacher steps or 0.0001 minutes" in capsys.readouterr().out
+    loaded = load_model(run)
+    assert 1 <= loaded.step < 1000000 and isinstance(loaded.model, ConsistencyModel)
+    assert (run / "checkpoints" / f"step_{loaded.step:07d}.safetensors").is_file()

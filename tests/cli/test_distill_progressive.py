@@ -107,3 +107,43 @@ def test_bad_inputs_give_named_errors(digits_ckpt, tmp_path, capsys) -> None:
         != 0
     )
     assert "steps" in capsys.readouterr().err
+
+
+def test_a_tiny_budget_runs_every_round_and_ends_with_the_last_rounds_student(
+    digits_ckpt, tmp_path, capsys
+) -> None:
+    # 6 ms for 2 rounds of at most 10**5 steps: time ends each round, after at least one step.
+    run = tmp_path / "budget"
+    assert _distill(digits_ckpt, run, "--rounds", "2", "--steps", "100000", "--minutes", "1e-4") == 0
+    assert "or 0.0001 minutes in all, split over the rounds" in capsys.readouterr().out
+    ckpts = sorted((run / "checkpoints").glob("step_*"))
+    entries = [read_checkpoint_metadata(p) for p in ckpts]
+    ends = [
+        (m["step"], m["extra"]["progressive"]) for m in entries if m["extra"]["progressive"]["round_done"]
+    ]
+    assert [e["round"] for _, e in ends] == [1, 2] and [e["steps"] for _, e in ends] == [4, 2]
+    (end1, first), (end2, second) = ends
+    assert 1 <= end1 == second["round_start"] < end2 < 200000 and first["round_start"] == 0
+    loaded = load_model(run)
+    assert loaded.step == end2 and loaded.distilled_grid is not None and loaded.distilled_grid.steps == 2
+    assert torch.equal(loaded.distilled_grid.grid, time_grid(loaded.sde, 8, "logsnr")[::4])
+    out = tmp_path / "samples"
+    assert main(["sample", "--checkpoint", str(run), "-n", "4", "--threads", "1", "--out", str(out)]) == 0
+    assert "with ddim, 2 steps (2 network evaluations per sample)" in capsys.readouterr().out
+    assert len(list(out.glob("samples_ddim_2_*.npz"))) == 1
+    # The run is over: a resume needs more rounds (then round 3 gets what is left of a new budget).
+    assert main(["distill", "--resume", str(run), "--threads", "1"]) != 0
+    assert "resume with more --rounds" in capsys.readouterr().err
+    argv = ["distill", "--resume", str(run), "--rounds", "3", "--minutes", "1e-4", "--threads", "1"]
+    assert main(argv) == 0
+    last = read_checkpoint_metadata(run / "checkpoints" / "last.safetensors")
+    assert last["extra"]["progressive"]["round"] == 3 and last["step"] == end2 + 1  # a used-up share
+    assert last["extra"]["progressive"]["steps"] == 1
+
+
+def test_bad_minutes_give_named_errors(digits_ckpt, tmp_path, capsys) -> None:
+    # The command line refuses nan / inf as it parses them, the settings zero and negative budgets.
+    for minutes, message in (("0", "positive"), ("-1", "positive"), ("nan", "finite"), ("inf", "finite")):
+        assert _distill(digits_ckpt, tmp_path / "m", "--minutes", minutes) != 0
+        err = capsys.readouterr().err
+        assert "minutes" in err and message in err and "Traceback" not in err

@@ -21,6 +21,18 @@ weighted by ``max(SNR, 1)`` (the paper's defaults); a class-conditional teacher 
 label.  A resumed run continues bit for bit, also mid-round, and more ``--rounds`` continue the
 halving.  ``scoresde sample --checkpoint RUN`` samples the student with DDIM on exactly its
 distilled grid (``--method ddim --steps N``, N its step count; anything else is refused).
+
+``--minutes M`` is a wall-clock budget, as ``scoresde train``'s: the run stops at whichever of
+``--steps`` or M minutes comes first (saved), and a decaying ``--schedule`` decays over the
+budget's spent fraction when that ends first.  Consistency: M minutes of this call (a resume gets M
+more).  Progressive: M minutes for the whole run, a resume included, split equally over the rounds
+still to run (time a round leaves by ending at ``--steps`` goes to the later ones); each round ends
+at whichever of ``--steps`` or its share comes first, its learning rate decaying over the share,
+takes at least one step (its student is valid for its grid) and is saved at its end; the next
+round starts from its EMA student.  The checkpoints record the round's first step and the seconds
+spent, so ``--resume`` continues the right round with the rest of its share (raise ``--minutes`` to
+give a resumed run, e.g. one with more ``--rounds``, more time); since time places the stops, a
+budgeted run does not resume bit for bit.
 """
 
 from __future__ import annotations
@@ -125,12 +137,16 @@ def run(ctx: Context) -> int:
             f"a {last}-step DDIM student on {data}: {config.teacher_steps} teacher DDIM steps on the "
             f"{config.grid} grid halved {config.rounds} time(s), {config.steps} steps per round"
         )
+        if config.minutes is not None:
+            what += f" or {config.minutes:g} minutes in all, split over the rounds"
         how = "(DDIM on the distilled grid)"
     else:
         what = (
             f"a consistency model on {data}: {config.steps} steps, {config.num_scales} scales, "
             f"{config.solver} teacher steps"
         )
+        if config.minutes is not None:
+            what += f" or {config.minutes:g} minutes"
         how = "--method consistency --steps 2 --no-denoise"
     print(
         f"distilling {distiller.teacher_info.path} ({n_params:,} parameters) into {what}, "
@@ -179,6 +195,16 @@ COMMAND = Command(
             2000,
             "optimiser steps (consistency: the total, a resumed run continues to it; progressive: per round)",
             minimum=1,
+        ),
+        Option(
+            "minutes",
+            None,
+            "wall-clock budget in minutes: stop at whichever of --steps or --minutes comes first, a "
+            "decaying --schedule decaying over the budget then (consistency: this call's, as train's; "
+            "progressive: the whole run's, split equally over the rounds still to run, each ending at "
+            "--steps or its share). A budgeted run does not resume bit for bit",
+            type=float,
+            nullable=True,
         ),
         Option("batch_size", 64, "images per step", minimum=1),
         Option("lr", 1e-4, "AdamW learning rate", minimum=0.0),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +45,14 @@ from scoresde.distill.consistency import DISTANCES, WEIGHTINGS, ConsistencyLoss,
 from scoresde.distill.progressive import PROGRESSIVE_WEIGHTINGS
 from scoresde.io.run_folder import RunFolder
 from scoresde.models.wrapper import ScoreModel
+from scoresde.parallel.process_group import DistInfo
 from scoresde.sampling.grids import time_grid
 from scoresde.train.checkpointer import Checkpointer
 from scoresde.train.config import SCHEDULES
 from scoresde.train.ema import EMA
 from scoresde.train.logger import LossWindow, RunLogger
 from scoresde.train.optim import adamw, gradient_norm
-from scoresde.train.schedule import LRSchedule
+from scoresde.train.schedule import LRSchedule, TimeBudget
 
 __all__ = [
     "DISTILL_METHODS",
@@ -64,11 +66,14 @@ __all__ = [
     "teacher_data",
 ]
 
-DISTILL_RESUMABLE_KEYS = frozenset({"steps", "out", "name", "log_every", "save_every", "progress"})
+DISTILL_RESUMABLE_KEYS = frozenset({"steps", "minutes", "out", "name", "log_every", "save_every", "progress"})
 """Options that may differ between a consistency distillation checkpoint and the run that resumes it."""
 
 DISTILL_METHODS = ("consistency", "progressive")
 """What ``scoresde distill --method`` distils into."""
+
+_ONE_PROCESS = DistInfo()
+"""A distillation run is one process (the time budget's process group)."""
 
 _PROGRESSIVE_ONLY = frozenset({"rounds", "teacher_steps", "grid"})
 _CONSISTENCY_ONLY = frozenset({"num_scales", "solver", "distance", "groups"})
@@ -93,6 +98,15 @@ class DistillConfig:
             :func:`scoresde.data.heldout.load_model_data`).
         steps: optimiser steps (consistency: the total, a resumed run continues to it;
             progressive: per round).
+        minutes: a wall-clock budget (``None``: none); the run stops at whichever of ``steps`` or
+            ``minutes`` comes first, and a decaying learning-rate schedule decays over the
+            budget's spent fraction when that ends first (as ``scoresde train --minutes``;
+            :class:`~scoresde.train.schedule.TimeBudget`).  Consistency: the budget of this call
+            (a resume gets ``minutes`` more), like training's.  Progressive: the whole run's,
+            a resume included, split equally over the rounds still to run: each round ends at
+            whichever of ``steps`` or its share comes first, its schedule decaying over that
+            share (see :class:`~scoresde.distill.progressive_run.ProgressiveDistiller`).  Time
+            then places the stops, so a budgeted run does not resume bit for bit.
         batch_size: images per step.
         lr, warmup, schedule, final_lr: AdamW's learning rate and its schedule
             (:class:`~scoresde.train.schedule.LRSchedule`; ``None``: the method's, constant as in
@@ -123,6 +137,7 @@ class DistillConfig:
     raw_teacher: bool = False
     data: str = "digits"
     steps: int = 2000
+    minutes: float | None = None
     batch_size: int = 64
     lr: float = 1e-4
     warmup: int = 0
@@ -163,6 +178,13 @@ class DistillConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if self.minutes is not None and not (
+            isinstance(self.minutes, (int, float))
+            and not isinstance(self.minutes, bool)
+            and self.minutes > 0
+            and math.isfinite(self.minutes)
+        ):
+            raise ValueError(f"minutes must be a positive, finite number of minutes, got {self.minutes!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {list(SCHEDULES)}")
         if self.distance not in DISTANCES:
@@ -299,22 +321,29 @@ class DistillRun:
     last_lr: float
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
+    budget: TimeBudget
+    spent: float
 
-    def train_step(self) -> tuple[Tensor, Tensor]:
-        """One optimiser step; returns ``(loss, gradient norm)`` as 0-d tensors."""
+    def train_step(self, budget_spent: float = 0.0) -> tuple[Tensor, Tensor]:
+        """One optimiser step; returns ``(loss, gradient norm)`` as 0-d tensors.  ``budget_spent``:
+        the fraction of the time budget used so far (the learning rate decays over it too)."""
         raise NotImplementedError
 
     # ---- the parts of a step ---------------------------------------------------------------- #
-    def _begin_step(self, lr_step: int, *key: int) -> tuple[torch.Generator, Tensor, Tensor | None]:
+    def _begin_step(
+        self, lr_step: int, *key: int, budget_spent: float = 0.0
+    ) -> tuple[torch.Generator, Tensor, Tensor | None]:
         """Seed the step ``key`` (its generator from ``(seed, *key, 0)``, torch's global RNG, for
         dropout masks, from ``(seed, *key, 1)``: a resumed run draws the same), set the learning
-        rate of schedule step ``lr_step``, put the student in training mode; returns the generator
-        and the step's batch ``(x0, y)`` (``y`` ``None`` for an unconditional teacher)."""
+        rate of schedule step ``lr_step`` with ``budget_spent`` of the time budget used
+        (:meth:`LRSchedule.__call__ <scoresde.train.schedule.LRSchedule.__call__>`), put the
+        student in training mode; returns the generator and the step's batch ``(x0, y)`` (``y``
+        ``None`` for an unconditional teacher)."""
         c = self.config
         g = torch.Generator(device="cpu").manual_seed(derive_seed(c.seed, *key, 0))
         torch.manual_seed(derive_seed(c.seed, *key, 1))
         idx = torch.randint(0, self.x_data.shape[0], (c.batch_size,), generator=g).to(self.device)
-        self.last_lr = self.schedule(lr_step)
+        self.last_lr = self.schedule(lr_step, budget_spent)
         for group in self.optimizer.param_groups:
             group["lr"] = self.last_lr
         self.student.train()
@@ -361,9 +390,30 @@ class DistillRun:
         self.resumed_from = self.checkpointer.last
         return self.step
 
+    # ---- the time budget ------------------------------------------------------------------ #
+    def _open_budget(self) -> None:
+        """Start the clock of the time budget as :meth:`fit` starts: ``minutes`` of this call,
+        as ``scoresde train``'s."""
+        self.budget, self.spent = TimeBudget(self.config.minutes, _ONE_PROCESS), 0.0
+
+    def _time_left(self) -> float | None:
+        """The seconds of the budget left (``None``: no budget), for the progress bar."""
+        c = self.config
+        return None if c.minutes is None else 60.0 * c.minutes - self.budget.seconds()
+
+    def _after_step(self) -> tuple[bool, bool]:
+        """``(save, last)`` after a step: whether to save it besides the ``save_every`` interval,
+        and whether it ends the run (``total_steps`` reached or the budget used up)."""
+        self.spent = self.budget.spent()
+        last = self.step >= self.total_steps or self.spent >= 1.0
+        return last, last
+
     # ---- the loop ------------------------------------------------------------------------- #
     def fit(self) -> DistillRunResult:
         """Distil from ``self.step`` to ``config.steps``, logging and saving on schedule.
+
+        With ``config.minutes`` set, the loop also stops at the first step that ends after the
+        budget (see :class:`DistillConfig`); that step is saved like a final one.
 
         Raises:
             RunFolderBusyError: another live process writes into the same folder.
@@ -380,16 +430,19 @@ class DistillRun:
                 logger.close()
 
     def _fit(self, logger: RunLogger) -> DistillRunResult:
-        c, total = self.config, self.total_steps
-        bar = make_progress(c.progress, total, c.name, initial=self.step)
+        c = self.config
+        self._open_budget()
+        bar = make_progress(
+            c.progress, self.total_steps, c.name, initial=self.step, time_limit=self._time_left()
+        )
         window = LossWindow()
-        seconds, start, checkpoint = 0.0, self.step, None
-        while self.step < total:
+        seconds, start, checkpoint, last = 0.0, self.step, None, False
+        while self.step < self.total_steps and not last:
             t0 = time.perf_counter()
-            loss, grad_norm = self.train_step()
+            loss, grad_norm = self.train_step(self.spent)
             seconds += time.perf_counter() - t0
             window.add(loss)
-            last = self.step == total
+            boundary, last = self._after_step()
             postfix: dict[str, str] = {}
             if self.step % c.log_every == 0 or last:
                 mean = float(window.mean())
@@ -399,7 +452,7 @@ class DistillRun:
                     self.step, mean, float(grad_norm), self.last_lr, done, seconds, c.batch_size, 0
                 )
             bar.update(1, **postfix)
-            if self.step % c.save_every == 0 or last:
+            if self.step % c.save_every == 0 or boundary:
                 checkpoint = self.save()
         bar.close()
         return DistillRunResult(
@@ -463,9 +516,10 @@ class Distiller(DistillRun):
         return ConsistencyModel(self.ema.module, self.student.sigma_data, self.student.t_min)
 
     # ---- one step ------------------------------------------------------------------------- #
-    def train_step(self) -> tuple[Tensor, Tensor]:
-        """One optimiser step; returns ``(loss, gradient norm)`` as 0-d tensors."""
-        g, x0, y = self._begin_step(self.step, self.step)
+    def train_step(self, budget_spent: float = 0.0) -> tuple[Tensor, Tensor]:
+        """One optimiser step; returns ``(loss, gradient norm)`` as 0-d tensors (``budget_spent``:
+        the fraction of the time budget used, for the learning rate)."""
+        g, x0, y = self._begin_step(self.step, self.step, budget_spent=budget_spent)
         # mu = 0: the target network is the student under a stop gradient (Song & Dhariwal 2023).
         loss = self.loss(self.student, self.student, x0, y, generator=g)
         return self._finish_step(loss, self.ema, self.student.denoiser)

@@ -52,22 +52,27 @@ class LRSchedule:
 
 
 class TimeBudget:
-    """The fraction of a wall-clock budget of ``minutes`` used since :meth:`start`, the same on
+    """The fraction of a wall-clock budget of ``minutes`` used since its start, the same on
     every process (the mean of the processes' fractions; 1.0 once any process has used it up).
 
     Args:
         minutes: the budget (``None``: none; the fraction stays 0).
         dist: the process group.
+        elapsed: seconds of the budget already used before now (e.g. before a resume).
     """
 
-    def __init__(self, minutes: float | None, dist: DistInfo) -> None:
+    def __init__(self, minutes: float | None, dist: DistInfo, elapsed: float = 0.0) -> None:
         self.minutes, self.dist = minutes, dist
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() - elapsed
+
+    def seconds(self) -> float:
+        """The seconds used since the start (``elapsed`` included), on this process's clock."""
+        return time.perf_counter() - self.start
 
     def spent(self) -> float:
         if self.minutes is None:
             return 0.0
-        own = (time.perf_counter() - self.start) / (60.0 * self.minutes)
+        own = self.seconds() / (60.0 * self.minutes)
         if not self.dist.distributed:
             return min(own, 1.0)
         both = torch.tensor([min(own, 1.0), float(own >= 1.0)], device=self.dist.device)
