@@ -104,6 +104,9 @@ def _cases() -> list[Case]:
         Case("floats", (*_base("train"), "--sigma-data", "nan"), 2, ("sigma_data", "nan")),
         Case("floats", (*_base("train"), "--grad-clip", "-1"), 2, ("grad_clip", "-1")),
         Case("train", (*_base("train"), "--name", "../../x"), 2, ("name", "../../x")),
+        # train's --out is the parent of --name; elsewhere --out is the folder itself: both is refused.
+        Case("out", (*_base("distill"), "--name", "p"), 2, ("--out", "--name", "give one")),
+        Case("out", (*_base("sample"), "--name", "s"), 2, ("--out", "--name", "give one")),
         Case("train", (*_base("train"), "--bpd-samples", "-5"), 2, ("bpd_samples", "-5")),
         Case("train", (*_base("train"), "--image-size", "0"), 2, ("image_size", "0")),
         Case("train", (*_base("train"), "--attn-resolutions", "3"), 2, ("attn_resolutions", "3")),

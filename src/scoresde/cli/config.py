@@ -176,7 +176,18 @@ def resolve(
 
 def out_path(config: Mapping[str, Any], command: str, root: str | Path = "runs") -> tuple[Path, bool]:
     """``(folder, named)``: ``config["out"]`` if set, else ``<root>/<config["name"]>`` (both
-    ``named``), else ``<root>/<command>-<YYYYmmdd-HHMMSS>`` (not named)."""
+    ``named``), else ``<root>/<command>-<YYYYmmdd-HHMMSS>`` (not named).
+
+    Raises:
+        ConfigError: both ``out`` and ``name`` (here ``--out`` is the folder itself, where
+            ``scoresde train --out`` is the parent of ``--name``: taking one silently would write
+            somewhere the user did not mean), or a ``name`` that is not a plain folder name.
+    """
+    if config.get("out") and config.get("name"):
+        raise ConfigError(
+            f"--out {str(config['out'])!r} and --name {config['name']!r} both name the output folder of "
+            f"`scoresde {command}` (--out is the folder itself, --name the folder {root}/<name>); give one"
+        )
     if config.get("out"):
         return Path(config["out"]), True
     name = config.get("name")
