@@ -7,6 +7,9 @@ and returns the :class:`~scoresde.sampling.dpm_solver_v3.EMS` that the sampler
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,12 +20,60 @@ from scoresde.sampling.api import sample
 from scoresde.sampling.dpm_solver_v3 import EMS
 from scoresde.sde.base import SDE
 
-__all__ = ["compute_ems"]
+__all__ = ["compute_ems", "jvp", "jvp_by_double_vjp"]
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def jvp(fn: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """``(fn(x), J v)``, ``J`` the Jacobian of ``fn`` at ``x``: by forward mode
+    (``torch.func.jvp``) where every operator of ``fn`` has a forward-mode derivative, else by
+    reverse over reverse (:func:`jvp_by_double_vjp`), which needs only double backward.  Both run
+    attention on the composite ("math") kernel of ``scaled_dot_product_attention``: the fused CPU
+    kernels have neither derivative (torch 2.13), and a diffusers ``UNet2DModel`` calls them.
+
+    Raises:
+        whatever ``fn`` raises, or its backward: the fallback runs ``fn`` once more, so an error
+        of ``fn`` itself surfaces as it is.
+    """
+    with _math_attention(), torch.enable_grad():
+        try:
+            # torch annotates jvp as a pair or a triple (no overload on has_aux); without has_aux
+            # it returns the pair (output, JVP).
+            out, jv = torch.func.jvp(fn, (x,), (v,))  # type: ignore[misc]
+        except (RuntimeError, NotImplementedError):
+            # torch 2.13's forward-mode GroupNorm fails on tangents that are not contiguous (a
+            # diffusers attention block's output), and some operators have no forward mode.
+            return jvp_by_double_vjp(fn, x, v)
+    return out.detach(), jv.detach()
+
+
+def jvp_by_double_vjp(fn: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """``(fn(x), J v)`` by two reverse passes: ``g(u) = J^T u`` is linear in ``u``, so the
+    vector-Jacobian product of ``g`` with ``v`` is ``(J^T)^T v = J v`` (the "double vjp" trick)."""
+    with _math_attention(), torch.enable_grad():
+        x_ = x.detach().requires_grad_(True)
+        out = fn(x_)
+        u = torch.zeros_like(out, requires_grad=True)
+        (g,) = torch.autograd.grad(out, x_, u, create_graph=True)
+        (jv,) = torch.autograd.grad(g, u, v)
+    return out.detach(), jv.detach()
+
+
+def _eps_at(model: ScoreFunction, z: Tensor, *, t: Tensor, y: Tensor | None) -> Tensor:
+    return model.eps(z, t, y)
+
+
+def _math_attention() -> contextlib.AbstractContextManager[Any]:
+    """``scaled_dot_product_attention`` on its composite kernel (differentiable in every mode)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: the fused kernels are chosen the same way there
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def compute_ems(
@@ -112,11 +163,8 @@ def compute_ems(
     for j in range(knots + 1):
         x = traj[j]
         t = torch.full((pilot,), float(ts[j]), dtype=x.dtype, device=x.device)
-        with torch.enable_grad():
-            # torch annotates jvp as a pair or a triple (no overload on has_aux); without has_aux
-            # it returns the pair (output, JVP).
-            eps, jv = torch.func.jvp(lambda z, t=t: model.eps(z, t, y), (x,), (v,))  # type: ignore[misc]
-        eps, jv, xd = eps.detach().double(), jv.detach().double(), x.double()
+        eps, jv = jvp(functools.partial(_eps_at, model, t=t, y=y), x, v)
+        eps, jv, xd = eps.double(), jv.double(), x.double()
         l_j = (v.double() * sigma[j] * jv).mean(0)
         l_list.append(l_j)
         f_list.append((sigma[j] * eps - l_j * xd) / alpha[j])
