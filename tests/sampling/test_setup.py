@@ -34,3 +34,45 @@ def test_run_errors_name_the_run(gmm2d: ss.GaussianMixture) -> None:
     run = SamplingRun(oracle, start, "my run")
     with pytest.raises(NonFiniteError, match=r"my run: the samples stopped being finite at step 2 of 3"):
         run.after_step(1, run.ts[2], torch.full((2, 2), float("nan")))
+
+
+class _BadBelow(torch.nn.Module):
+    """Returns ``value`` (NaN or inf) below the time ``t_bad``, else zeros."""
+
+    def __init__(self, t_bad: float, value: float) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.t_bad, self.value = t_bad, value
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, self.value) if float(t[0]) < self.t_bad else torch.zeros_like(x)
+
+
+@pytest.mark.parametrize(
+    "method", ["euler", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc", "deis", "ancestral", "heun"]
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_the_deferred_guard_names_the_output_the_immediate_one_names(method: str, value: float) -> None:
+    """ss.sample checks the model outputs of the fixed-time path only when the state stops being
+    finite (CountingModel.defer_guard): the error is the one the immediate check of the general
+    path (forced by a hook) raises, naming the same step and time."""
+    messages = []
+    for general in (False, True):
+        model = ss.ScoreModel(_BadBelow(0.45, value), ss.VPSDE(), prediction="eps")
+        if general:
+            model.register_forward_pre_hook(lambda m, args: None)
+        with pytest.raises(NonFiniteError, match="the model output stopped being finite at step") as err:
+            ss.sample(model, shape=(4, 2), steps=10, method=method, seed=0)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+
+
+def test_a_deferred_guard_checks_what_is_left_at_the_end(gmm2d: ss.GaussianMixture) -> None:
+    """Outputs no state followed are checked when the run ends (and pile up no further than 16)."""
+    model = ss.ScoreModel(_BadBelow(2.0, float("nan")), ss.VPSDE(), prediction="eps")
+    start = start_sampling(model, None, SampleSpec(shape=(2, 2), steps=3, seed=0))
+    run = SamplingRun(model, start, "my run", defer_guard=True)
+    x = ss.SAMPLERS["euler"](run.model, start.sde, start.x, run.ts)  # no callback: nothing settles
+    assert run.model.nfe == 3 and len(run.model.pending) == 3
+    with pytest.raises(NonFiniteError, match=r"my run: the model output stopped being finite at step 1 of 3"):
+        run.result(x)

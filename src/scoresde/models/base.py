@@ -182,19 +182,76 @@ class CountingModel(ScoreFunction):
         self.label = label
         self.steps = steps
         self.step: int | str = 1
+        self.pending: list[tuple[Tensor, Tensor, Tensor, int, int | str]] | None = None
+        self._settled = 0  # how many of the pending outputs a finite state has already followed
 
     def __setattr__(self, name: str, value: Any) -> None:
         # The counters change on every evaluation and step: skip nn.Module's registry checks.
-        if name in ("nfe", "step"):
+        if name in ("nfe", "step", "pending", "_settled"):
             self.__dict__[name] = value
         else:
             super().__setattr__(name, value)
 
-    def position(self) -> str:
-        """Where the caller is: ``step i of n`` (or the text it set in ``step``)."""
-        if isinstance(self.step, str):
-            return self.step
-        return f"step {self.step}" + (f" of {self.steps}" if self.steps is not None else "")
+    def position(self, step: int | str | None = None) -> str:
+        """Where the caller is (or was at ``step``): ``step i of n`` (or the text set in ``step``)."""
+        step = self.step if step is None else step
+        if isinstance(step, str):
+            return step
+        return f"step {step}" + (f" of {self.steps}" if self.steps is not None else "")
+
+    # The deferred guard of the fixed-step samplers (scoresde.models.fixed_times).  A sampler's
+    # state is a linear combination of the model outputs it has received (each with a nonzero
+    # coefficient, in the step that receives it or the next), and a NaN or infinite entry
+    # survives every such combination (``0 * inf`` is NaN).  So where the run checks its state
+    # after every step (scoresde.sampling.setup.SamplingRun), each output need not be checked
+    # on its own: it is kept (a reference) until a finite state has followed it twice, and
+    # checked only when the state stops being finite, so that the error still names the output
+    # that went first, with the step and time of its evaluation.
+
+    def defer_guard(self) -> None:
+        """Check the outputs that :class:`~scoresde.models.fixed_times.FixedTimes` passes to
+        :meth:`hold` only when :meth:`settle` finds a state not finite (or at :meth:`flush`)."""
+        self.pending = []
+        self._settled = 0
+
+    def hold(self, out: Tensor, x: Tensor, times: Tensor, i: int) -> None:
+        """Keep the output ``out`` of the evaluation at ``x`` and ``times[i]`` for :meth:`settle`
+        (checked at once where the guard is not deferred, or when the pending outputs pile up)."""
+        pending = self.pending
+        if pending is None:
+            if not (out.is_floating_point() and all_finite(out)):
+                guard_output(out, x, times[i], self.label, self.position())
+            return
+        pending.append((out, x, times, i, self.step))
+        if len(pending) > 16:  # a sampler that does not report its steps: check the oldest
+            self._check(pending[:1])
+            del pending[:1]
+            self._settled = max(0, self._settled - 1)
+
+    def settle(self, state_finite: bool) -> None:
+        """After a step: a finite state has followed the pending outputs; drop those it followed
+        for the second time (their values are in it).  A state not finite: raise the error of the
+        first non-finite pending output, if any."""
+        pending = self.pending
+        if pending is None:
+            return
+        if not state_finite:
+            self.flush()
+            return
+        del pending[: self._settled]
+        self._settled = len(pending)
+
+    def flush(self) -> None:
+        """Check and drop every pending output (the end of a run, or a state not finite)."""
+        pending = self.pending
+        if pending:
+            self.pending, self._settled = [], 0
+            self._check(pending)
+
+    def _check(self, entries: list[tuple[Tensor, Tensor, Tensor, int, int | str]]) -> None:
+        for out, x, times, i, step in entries:
+            if not (out.is_floating_point() and all_finite(out)):
+                guard_output(out, x, times[i], self.label, self.position(step))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         self.nfe += self.inner.evaluations(t)

@@ -14,6 +14,7 @@ coefficients come from ``sde.marginal``, ``sde.lambda_t`` and ``sde.t_of_lambda`
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ from torch import Tensor
 from scoresde._core.tensors import lincomb
 from scoresde.models.base import ScoreFunction
 from scoresde.models.fixed_times import FixedTimes, fixed_times
+from scoresde.models.parameterization import apply_conversion
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import GridSchedule, grid_schedule, intermediate_times, phi
 from scoresde.sampling.types import Callback
@@ -150,6 +152,36 @@ def _check_flag(name: str, value: bool) -> None:
         raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
+def _x0_of(out: Tensor, x: Tensor, a: float, b: float) -> Tensor:
+    """The data prediction ``a out + b x`` of :meth:`FixedTimes.linear
+    <scoresde.models.fixed_times.FixedTimes.linear>` (``out`` itself where it is one)."""
+    if a == 1.0 and b == 0.0:
+        return out
+    return apply_conversion(out, x, a, b)
+
+
+@lru_cache(maxsize=64)
+def _pp_2m_plan(
+    s: tuple[float, ...], sigma: tuple[float, ...], lam: tuple[float, ...], lower_order_final: bool
+) -> tuple[tuple[float, float, float], ...]:
+    """The coefficients ``(ratio, c_0, c_1)`` of every DPM-Solver++(2M) step on a grid:
+    ``x_{i+1} = ratio x_i + c_0 x0_i + c_1 x0_{i-1}`` (``c_1 = 0`` on a first-order step).
+    Memoised: a run of the same grid reuses them."""
+    steps = len(s) - 1
+    plan = []
+    for i in range(steps):
+        h = lam[i + 1] - lam[i]
+        k = multistep_order(i, steps, 2, h, lower_order_final)
+        ratio = sigma[i + 1] / sigma[i]
+        c = s[i + 1] * -math.expm1(-h)
+        if k == 1:
+            plan.append((ratio, c, 0.0))
+        else:
+            r = (lam[i] - lam[i - 1]) / h
+            plan.append((ratio, c * (1 + 0.5 / r), -c * 0.5 / r))
+    return tuple(plan)
+
+
 def dpm_solver_pp_2m(
     model: ScoreFunction,
     sde: SDE,
@@ -172,23 +204,60 @@ def dpm_solver_pp_2m(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    x0_prev = None
-    for i in range(sch.steps):
-        h = sch.h(i)
-        x0 = at.denoise(x, i)
-        k = multistep_order(i, sch.steps, 2, h, lower_order_final)
-        ratio = sch.sigma[i + 1] / sch.sigma[i]
-        c = sch.s[i + 1] * -math.expm1(-h)
-        if k == 1:
-            x = lincomb(ratio, x, (c, x0))
+    plan = _pp_2m_plan(tuple(sch.s), tuple(sch.sigma), tuple(sch.lam), lower_order_final)
+    steps = sch.steps
+    # The step in the network's own output: with x0_i = a out + b x_i (FixedTimes.linear),
+    # x_{i+1} = (ratio + c_0 b) x_i + c_0 a out + c_1 x0_{i-1}, and the last term is kept
+    # pre-scaled from the step before (the step's result differs from the written form by
+    # float rounding; two tensor operations for the step, two for the history term).
+    past: Tensor | None = None  # c_1 x0_{i-1}, the history term of step i
+    for i in range(steps):
+        ratio, c0, _ = plan[i]
+        out, a, b = at.linear("x0", x, i)
+        if past is None:
+            x_next = lincomb(ratio + c0 * b, x, (c0 * a, out))
         else:
-            assert x0_prev is not None  # set by the first (order-1) step
-            r = sch.h(i - 1) / h
-            x = lincomb(ratio, x, (c * (1 + 0.5 / r), x0), (-c * 0.5 / r, x0_prev))
-        x0_prev = x0
+            x_next = torch.add(past, x, alpha=ratio + c0 * b).add_(out, alpha=c0 * a)
+        c1 = plan[i + 1][2] if i + 1 < steps else 0.0
+        past = apply_conversion(out, x, c1 * a, c1 * b) if c1 != 0.0 else None
+        x = x_next
         if callback is not None:
             callback(i, t_out[i + 1], x)
     return x
+
+
+@lru_cache(maxsize=64)
+def _pp_3m_plan(
+    s: tuple[float, ...], sigma: tuple[float, ...], lam: tuple[float, ...], lower_order_final: bool
+) -> tuple[tuple[int, float, float, float, float], ...]:
+    """The coefficients ``(k, ratio, c_0, c_1, c_2)`` of every DPM-Solver++(3M) step on a grid:
+    ``x_{i+1} = ratio x_i + c_0 x0_i + c_1 x0_{i-1} + c_2 x0_{i-2}`` at order ``k`` (the terms
+    past the order are zero).  Memoised: a run of the same grid reuses them."""
+    steps = len(s) - 1
+    plan = []
+    for i in range(steps):
+        h = lam[i + 1] - lam[i]
+        k = multistep_order(i, steps, 3, h, lower_order_final)
+        ratio = sigma[i + 1] / sigma[i]
+        s1 = s[i + 1]
+        c = s1 * phi(h, 0)
+        if k == 1:
+            plan.append((1, ratio, c, 0.0, 0.0))
+        elif k == 2:
+            # Linear interpolation: D_1 = (x0_i - x0_{i-1}) / r_0, with the DPM-Solver++(2M) weight.
+            r0 = (lam[i] - lam[i - 1]) / h
+            plan.append((2, ratio, c * (1 + 0.5 / r0), -c * 0.5 / r0, 0.0))
+        else:
+            r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
+            # With D0 = x0_i - x0_{i-1}, D1 = x0_{i-1} - x0_{i-2}: d1_0 = D0 / r0, d1_1 = D1 / r1,
+            # f2 = (d1_0 - d1_1) / (r0 + r1) (second divided difference: x0'' h^2 / 2) and
+            # d1 = d1_0 + r0 f2 (h x0' at u = 0); the step's c1 d1 + c2 f2 gathered per difference
+            # (w0 D0 + w1 D1), then per evaluation.
+            c1, c2, rs = s1 * phi(h, 1), 2 * s1 * phi(h, 2), r0 + r1
+            w0 = c1 * (1.0 / r0 + 1.0 / rs) + c2 / (r0 * rs)
+            w1 = -(c1 * r0 + c2) / (r1 * rs)
+            plan.append((3, ratio, c + w0, w1 - w0, -w1))
+    return tuple(plan)
 
 
 def dpm_solver_pp_3m(
@@ -221,39 +290,31 @@ def dpm_solver_pp_3m(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
+    plan = _pp_3m_plan(tuple(sch.s), tuple(sch.sigma), tuple(sch.lam), lower_order_final)
+    steps = sch.steps
     hist: list[Tensor] = []  # x0 at t_{i-1}, t_{i-2}
-    x0 = at.denoise(x, 0)
-    for i in range(sch.steps):
-        h = sch.h(i)
-        k = multistep_order(i, sch.steps, 3, h, lower_order_final)
-        ratio = sch.sigma[i + 1] / sch.sigma[i]
-        s1 = sch.s[i + 1]
-        if k == 1:
-            x_next = lincomb(ratio, x, (s1 * phi(h, 0), x0))
-        elif k == 2:
-            # Linear interpolation: D_1 = (x0_i - x0_{i-1}) / r_0, with the DPM-Solver++(2M) weight.
-            r0 = sch.h(i - 1) / h
-            c = s1 * phi(h, 0)
-            x_next = lincomb(ratio, x, (c * (1 + 0.5 / r0), x0), (-c * 0.5 / r0, hist[0]))
-        else:
-            r0, r1 = sch.h(i - 1) / h, sch.h(i - 2) / h
-            # With D0 = x0_i - x0_{i-1}, D1 = x0_{i-1} - x0_{i-2}: d1_0 = D0 / r0, d1_1 = D1 / r1,
-            # f2 = (d1_0 - d1_1) / (r0 + r1) (second divided difference: x0'' h^2 / 2) and
-            # d1 = d1_0 + r0 f2 (h x0' at u = 0); the step's c1 d1 + c2 f2 gathered per difference.
-            c1, c2, rs = s1 * phi(h, 1), 2 * s1 * phi(h, 2), r0 + r1
-            d0, d1 = torch.sub(x0, hist[0]), torch.sub(hist[0], hist[1])
-            w0 = c1 * (1.0 / r0 + 1.0 / rs) + c2 / (r0 * rs)
-            w1 = -(c1 * r0 + c2) / (r1 * rs)
-            x_next = lincomb(ratio, x, (s1 * phi(h, 0), x0), (w0, d0), (w1, d1))
-        if i + 1 < sch.steps:
-            x0_next = at.denoise(x_next, i + 1)
+    # The evaluation of step i: x0_i = a out + b x_e, at the point x_e (x_i, but for the
+    # corrected first step); its term of the step is folded into the step's coefficients.
+    out, a, b = at.linear("x0", x, 0)
+    x_e = x
+    for i in range(steps):
+        k, ratio, c0, c1, c2 = plan[i]
+        terms = [(c0 * a, out)]
+        if x_e is not x:
+            terms.append((c0 * b, x_e))
+        terms += zip((c1, c2)[: k - 1], hist)
+        x_next = lincomb(ratio + (c0 * b if x_e is x else 0.0), x, *terms)
+        if i + 1 < steps:
+            x0 = _x0_of(out, x_e, a, b)  # x0_i, for the steps after this one
+            out, a, b = at.linear("x0", x_next, i + 1)
+            x_e = x_next
             if i == 0:
                 # Corrected warm-up: the first-order first step alone would leave an O(h^2) global
                 # error; the trapezoidal correction with the evaluation the next step needs anyway
                 # (UniC-1, Zhao et al. 2023) makes it second order locally, at no extra NFE.
-                x_next = lincomb(1.0, x_next, (0.5 * s1 * phi(h, 0), x0_next), (-0.5 * s1 * phi(h, 0), x0))
+                half = 0.5 * c0
+                x_next = lincomb(1.0, x_next, (half, _x0_of(out, x_e, a, b)), (-half, x0))
             hist = [x0, *hist[:1]]
-            x0 = x0_next
         x = x_next
         if callback is not None:
             callback(i, t_out[i + 1], x)

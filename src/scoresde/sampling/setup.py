@@ -144,6 +144,10 @@ class SamplingRun:
         start: from :func:`start_sampling`.
         label: names the run in error messages (``"sample (euler)"``, ``"dps_sample"``, ...).
         desc: the progress label (default ``label``).
+        defer_guard: the sampler calls :meth:`after_step` after every step: check the model's
+            outputs on the fixed-time path only when the state stops being finite
+            (:meth:`CountingModel.defer_guard <scoresde.models.CountingModel.defer_guard>`; the
+            error still names the first non-finite output, its step and time).
 
     Attributes:
         model: the :class:`~scoresde.models.CountingModel` (its ``nfe``, its ``step``).
@@ -151,7 +155,12 @@ class SamplingRun:
     """
 
     def __init__(
-        self, model: ScoreFunction, start: SamplingStart, label: str, desc: str | None = None
+        self,
+        model: ScoreFunction,
+        start: SamplingStart,
+        label: str,
+        desc: str | None = None,
+        defer_guard: bool = False,
     ) -> None:
         spec = start.spec
         record_stride = spec.record_stride
@@ -166,6 +175,8 @@ class SamplingRun:
         self.record = spec.record
         self.record_stride = record_stride
         self.model = CountingModel(model, label=label, steps=self.steps)
+        if defer_guard:
+            self.model.defer_guard()
         self._traj: list[Tensor] = [start.x.clone()] if self.record else []
         self._traj_t: list[Tensor] = [self.ts[0]] if self.record else []
         self._own_bar = not isinstance(spec.progress, Progress)
@@ -182,24 +193,31 @@ class SamplingRun:
 
     def after_step(self, i: int, t: Tensor, x: Tensor) -> None:
         """After step ``i`` (now at time ``t``): guard the state, record, report, call back."""
-        # The non-finite guard: the model outputs are checked by `model`, the state here.
+        # The non-finite guard: the model outputs are checked by `model` (or, where deferred,
+        # when the state is not finite: the first non-finite output is named first), the state here.
+        model = self.model
         if not all_finite(x):  # (the message is built only when it raises)
+            model.settle(False)
             check_state_finite(x, f"{self.label}: the samples", f"step {i + 1} of {self.steps}", t)
-        self.model.step = i + 2
+        elif model.pending is not None:
+            model.settle(True)
+        model.step = i + 2
         if self.record and ((i + 1) % self.record_stride == 0 or i + 1 == self.steps):
             self._traj.append(x.clone())
             self._traj_t.append(t)
-        self.bar.update(1, nfe=self.model.nfe)
+        self.bar.update(1, nfe=model.nfe)
         if self.callback is not None:
             self.callback(i, t, x)
 
     def denoise(self, x: Tensor) -> Tensor:
         """The final denoising step: Tweedie's ``E[x_0 | x_{t_end}]`` (one more NFE)."""
+        self.model.flush()
         self.model.step = "the final denoising step"
         return self.model.denoise(x, self.ts[-1].to(x.dtype).expand(x.shape[0]), self.y)
 
     def result(self, x: Tensor) -> SampleResult:
         """The :class:`SampleResult` of the final samples ``x``."""
+        self.model.flush()
         return SampleResult(
             x=x,
             nfe=self.model.nfe,
