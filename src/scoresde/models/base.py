@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -183,11 +184,12 @@ class CountingModel(ScoreFunction):
         self.steps = steps
         self.step: int | str = 1
         self.pending: list[tuple[Tensor, Tensor, Tensor, int, int | str]] | None = None
-        self._settled = 0  # how many of the pending outputs a finite state has already followed
+        self._first = 0  # the number of held outputs dropped so far (the index of pending[0])
+        self.before_error: Callable[[], None] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         # The counters change on every evaluation and step: skip nn.Module's registry checks.
-        if name in ("nfe", "step", "pending", "_settled"):
+        if name in ("nfe", "step", "pending", "_first", "before_error"):
             self.__dict__[name] = value
         else:
             super().__setattr__(name, value)
@@ -200,53 +202,70 @@ class CountingModel(ScoreFunction):
         return f"step {step}" + (f" of {self.steps}" if self.steps is not None else "")
 
     # The deferred guard of the fixed-step samplers (scoresde.models.fixed_times).  A sampler's
-    # state is a linear combination of the model outputs it has received (each with a nonzero
-    # coefficient, in the step that receives it or the next), and a NaN or infinite entry
-    # survives every such combination (``0 * inf`` is NaN).  So where the run checks its state
-    # after every step (scoresde.sampling.setup.SamplingRun), each output need not be checked
-    # on its own: it is kept (a reference) until a finite state has followed it twice, and
-    # checked only when the state stops being finite, so that the error still names the output
-    # that went first, with the step and time of its evaluation.
+    # state is a linear combination of the model outputs it has received, each with a
+    # coefficient, in the step that receives it or the next, and of the state before (even a
+    # zero coefficient keeps a NaN or infinite entry: 0 * inf is NaN).  So where the run checks
+    # its state (scoresde.sampling.setup.SamplingRun), each output need not be checked on its
+    # own: it is held (a reference) until a finite state has followed the step after it, and
+    # checked only when a state is not finite, so that the error still names the output that
+    # went first, with the step and time of its evaluation.
 
-    def defer_guard(self) -> None:
-        """Check the outputs that :class:`~scoresde.models.fixed_times.FixedTimes` passes to
-        :meth:`hold` only when :meth:`settle` finds a state not finite (or at :meth:`flush`)."""
+    def defer_guard(self, before_error: Callable[[], None] | None = None) -> None:
+        """Hold the outputs that :class:`~scoresde.models.fixed_times.FixedTimes` passes to
+        :meth:`hold` for the caller's state checks (:meth:`release`, :meth:`check_held`,
+        :meth:`flush`) instead of checking each at once.  ``before_error`` is called before an
+        output checked at once (any other path) raises: the caller's checks of what came
+        before it (held states and outputs), so that the first error is the one raised."""
         self.pending = []
-        self._settled = 0
+        self._first = 0
+        self.before_error = before_error
 
     def hold(self, out: Tensor, x: Tensor, times: Tensor, i: int) -> None:
-        """Keep the output ``out`` of the evaluation at ``x`` and ``times[i]`` for :meth:`settle`
-        (checked at once where the guard is not deferred, or when the pending outputs pile up)."""
+        """The output ``out`` of the evaluation at ``x`` and ``times[i]``: checked at once where
+        the guard is not deferred, else held (the oldest is checked once 64 pile up: a caller
+        that does not check its states)."""
         pending = self.pending
         if pending is None:
             if not (out.is_floating_point() and all_finite(out)):
-                guard_output(out, x, times[i], self.label, self.position())
+                self._output_error(out, x, times[i])
             return
         pending.append((out, x, times, i, self.step))
-        if len(pending) > 16:  # a sampler that does not report its steps: check the oldest
+        if len(pending) > 64:
             self._check(pending[:1])
             del pending[:1]
-            self._settled = max(0, self._settled - 1)
+            self._first += 1
 
-    def settle(self, state_finite: bool) -> None:
-        """After a step: a finite state has followed the pending outputs; drop those it followed
-        for the second time (their values are in it).  A state not finite: raise the error of the
-        first non-finite pending output, if any."""
+    def mark(self) -> int:
+        """The index the next held output will get (indices count every output held so far)."""
+        return self._first + len(self.pending or ())
+
+    def release(self, upto: int) -> None:
+        """Drop the held outputs of index below ``upto``: a finite state has followed them."""
         pending = self.pending
-        if pending is None:
-            return
-        if not state_finite:
-            self.flush()
-            return
-        del pending[: self._settled]
-        self._settled = len(pending)
+        n = min(upto - self._first, len(pending or ()))
+        if pending is not None and n > 0:
+            del pending[:n]
+            self._first += n
+
+    def check_held(self, start: int, end: int) -> None:
+        """Raise the error of the first non-finite held output of index in ``[start, end)``."""
+        pending = self.pending or []
+        first = self._first
+        self._check(pending[max(0, start - first) : max(0, end - first)])
 
     def flush(self) -> None:
-        """Check and drop every pending output (the end of a run, or a state not finite)."""
+        """Check and drop every held output (the end of a run)."""
         pending = self.pending
         if pending:
-            self.pending, self._settled = [], 0
+            self.pending = []
+            self._first += len(pending)
             self._check(pending)
+
+    def _output_error(self, out: Tensor, x: Tensor, t: Tensor | float) -> None:
+        """The error of the non-finite output ``out`` (after the caller's earlier checks)."""
+        if self.before_error is not None:
+            self.before_error()
+        guard_output(out, x, t, self.label, self.position())
 
     def _check(self, entries: list[tuple[Tensor, Tensor, Tensor, int, int | str]]) -> None:
         for out, x, times, i, step in entries:
@@ -257,14 +276,14 @@ class CountingModel(ScoreFunction):
         self.nfe += self.inner.evaluations(t)
         out = self.inner(x, t, y)
         if not (out.is_floating_point() and all_finite(out)):  # the message only when it raises
-            guard_output(out, x, t, self.label, self.position())
+            self._output_error(out, x, t)
         return out
 
     def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         self.nfe += self.inner.evaluations(t)
         out = self.inner.predict(kind, x, t, y)
         if not (out.is_floating_point() and all_finite(out)):
-            guard_output(out, x, t, self.label, self.position())
+            self._output_error(out, x, t)
         return out
 
 
