@@ -152,12 +152,22 @@ def _check_flag(name: str, value: bool) -> None:
         raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
-def _x0_of(out: Tensor, x: Tensor, a: float, b: float) -> Tensor:
-    """The data prediction ``a out + b x`` of :meth:`FixedTimes.linear
-    <scoresde.models.fixed_times.FixedTimes.linear>` (``out`` itself where it is one)."""
-    if a == 1.0 and b == 0.0:
-        return out
-    return apply_conversion(out, x, a, b)
+def scaled_prediction(out: Tensor, x: Tensor, a: float, b: float) -> tuple[Tensor, float]:
+    """``(u, k)`` with the prediction ``a out + b x`` of :meth:`FixedTimes.linear
+    <scoresde.models.fixed_times.FixedTimes.linear>` equal to ``k u``, in at most one tensor
+    operation: ``u = x + (a / b) out`` and ``k = b`` (the sum rounded once at the scale of ``x``,
+    as :func:`~scoresde.models.parameterization.apply_conversion` rounds it), or ``(out, a)``
+    where ``b = 0``.  A multistep solver keeps its history as such pairs and folds ``k`` into
+    the coefficient of ``u`` (one tensor operation per evaluation instead of two)."""
+    if b == 0.0:
+        return out, a
+    return torch.add(x, out, alpha=a / b), b
+
+
+def x0_at(at: FixedTimes, x: Tensor, i: int) -> tuple[Tensor, float]:
+    """The data prediction at ``x`` and the ``i``-th time as :func:`scaled_prediction`'s ``(u, k)``."""
+    out, a, b = at.linear("x0", x, i)
+    return scaled_prediction(out, x, a, b)
 
 
 @lru_cache(maxsize=64)
@@ -230,9 +240,11 @@ def dpm_solver_pp_2m(
 def _pp_3m_plan(
     s: tuple[float, ...], sigma: tuple[float, ...], lam: tuple[float, ...], lower_order_final: bool
 ) -> tuple[tuple[int, float, float, float, float], ...]:
-    """The coefficients ``(k, ratio, c_0, c_1, c_2)`` of every DPM-Solver++(3M) step on a grid:
-    ``x_{i+1} = ratio x_i + c_0 x0_i + c_1 x0_{i-1} + c_2 x0_{i-2}`` at order ``k`` (the terms
-    past the order are zero).  Memoised: a run of the same grid reuses them."""
+    """The coefficients ``(k, ratio, c, w_0, w_1)`` of every DPM-Solver++(3M) step on a grid, of
+    order ``k``: ``x_{i+1} = ratio x_i + c x0_i`` (``k = 1``), ``+ w_0 x0_{i-1}`` (``k = 2``),
+    or ``+ w_0 D_0 + w_1 D_1`` with the differences ``D_0 = x0_i - x0_{i-1}``, ``D_1 = x0_{i-1}
+    - x0_{i-2}`` (``k = 3``); for step 0, ``w_1`` holds the weight of its correction.  Memoised:
+    a run of the same grid reuses them."""
     steps = len(s) - 1
     plan = []
     for i in range(steps):
@@ -240,23 +252,23 @@ def _pp_3m_plan(
         k = multistep_order(i, steps, 3, h, lower_order_final)
         ratio = sigma[i + 1] / sigma[i]
         s1 = s[i + 1]
-        c = s1 * phi(h, 0)
         if k == 1:
-            plan.append((1, ratio, c, 0.0, 0.0))
+            plan.append((1, ratio, s1 * phi(h, 0), 0.0, 0.5 * s1 * phi(h, 0)))
         elif k == 2:
             # Linear interpolation: D_1 = (x0_i - x0_{i-1}) / r_0, with the DPM-Solver++(2M) weight.
             r0 = (lam[i] - lam[i - 1]) / h
+            c = s1 * phi(h, 0)
             plan.append((2, ratio, c * (1 + 0.5 / r0), -c * 0.5 / r0, 0.0))
         else:
             r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
             # With D0 = x0_i - x0_{i-1}, D1 = x0_{i-1} - x0_{i-2}: d1_0 = D0 / r0, d1_1 = D1 / r1,
             # f2 = (d1_0 - d1_1) / (r0 + r1) (second divided difference: x0'' h^2 / 2) and
             # d1 = d1_0 + r0 f2 (h x0' at u = 0); the step's c1 d1 + c2 f2 gathered per difference
-            # (w0 D0 + w1 D1), then per evaluation.
+            # (gathered per evaluation, the small differences would round at the scale of x0).
             c1, c2, rs = s1 * phi(h, 1), 2 * s1 * phi(h, 2), r0 + r1
             w0 = c1 * (1.0 / r0 + 1.0 / rs) + c2 / (r0 * rs)
             w1 = -(c1 * r0 + c2) / (r1 * rs)
-            plan.append((3, ratio, c + w0, w1 - w0, -w1))
+            plan.append((3, ratio, s1 * phi(h, 0), w0, w1))
     return tuple(plan)
 
 
@@ -293,28 +305,29 @@ def dpm_solver_pp_3m(
     plan = _pp_3m_plan(tuple(sch.s), tuple(sch.sigma), tuple(sch.lam), lower_order_final)
     steps = sch.steps
     hist: list[Tensor] = []  # x0 at t_{i-1}, t_{i-2}
-    # The evaluation of step i: x0_i = a out + b x_e, at the point x_e (x_i, but for the
-    # corrected first step); its term of the step is folded into the step's coefficients.
-    out, a, b = at.linear("x0", x, 0)
-    x_e = x
+    d_prev: Tensor | None = None  # x0_{i-1} - x0_{i-2} where the step before took it (its D_0)
+    x0 = at.denoise(x, 0)
     for i in range(steps):
-        k, ratio, c0, c1, c2 = plan[i]
-        terms = [(c0 * a, out)]
-        if x_e is not x:
-            terms.append((c0 * b, x_e))
-        terms += zip((c1, c2)[: k - 1], hist)
-        x_next = lincomb(ratio + (c0 * b if x_e is x else 0.0), x, *terms)
+        k, ratio, c, w0, w1 = plan[i]
+        d0 = None
+        if k == 1:
+            x_next = lincomb(ratio, x, (c, x0))
+        elif k == 2:
+            x_next = lincomb(ratio, x, (c, x0), (w0, hist[0]))
+        else:
+            d0 = torch.sub(x0, hist[0])
+            d1 = d_prev if d_prev is not None else torch.sub(hist[0], hist[1])
+            x_next = lincomb(ratio, x, (c, x0), (w0, d0), (w1, d1))
         if i + 1 < steps:
-            x0 = _x0_of(out, x_e, a, b)  # x0_i, for the steps after this one
-            out, a, b = at.linear("x0", x_next, i + 1)
-            x_e = x_next
+            x0_next = at.denoise(x_next, i + 1)
             if i == 0:
                 # Corrected warm-up: the first-order first step alone would leave an O(h^2) global
                 # error; the trapezoidal correction with the evaluation the next step needs anyway
                 # (UniC-1, Zhao et al. 2023) makes it second order locally, at no extra NFE.
-                half = 0.5 * c0
-                x_next = lincomb(1.0, x_next, (half, _x0_of(out, x_e, a, b)), (-half, x0))
+                x_next = lincomb(1.0, x_next, (w1, x0_next), (-w1, x0))
             hist = [x0, *hist[:1]]
+            x0 = x0_next
+        d_prev = d0
         x = x_next
         if callback is not None:
             callback(i, t_out[i + 1], x)

@@ -14,7 +14,7 @@ from torch import Tensor
 from scoresde._core.tensors import lincomb, scalar
 from scoresde.models.base import ScoreFunction
 from scoresde.models.fixed_times import fixed_times
-from scoresde.models.parameterization import apply_conversion
+from scoresde.sampling.dpm_solver import scaled_prediction
 from scoresde.sampling.noise import NoiseSource, scaled_draw
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
@@ -181,19 +181,18 @@ def dpm_solver_pp_2m_sde(
         plan.append(((sigma_next / sigma) * math.exp(-h), c0, -c1, sigma_next * math.sqrt(phi)))
         h_prev = h
     # With x0_i = a out + b x_i (FixedTimes.linear) folded into the step's coefficients, the
-    # history term kept pre-scaled (as in dpm_solver_pp_2m) and the noise drawn scaled.
-    past: Tensor | None = None  # -c1 x0_{i-1}, the history term of step i
+    # history kept as scaled_prediction's (u, k) and the noise drawn scaled.
+    past: tuple[Tensor, float] | None = None  # x0_{i-1} as (u, k) (scaled_prediction)
     for i in range(steps):
-        cx, c0, _, c_noise = plan[i]
+        cx, c0, c1, c_noise = plan[i]
         out, a, b = at.linear("x0", x, i)
         if sigma_t[i + 1] == 0:
             x_next = lincomb(c0 * b, x, (c0 * a, out))  # s x0_hat
         else:
             x_next = scaled_draw(noise, x, c_noise).add_(x, alpha=cx + c0 * b).add_(out, alpha=c0 * a)
             if past is not None:
-                x_next.add_(past)
-        w = plan[i + 1][2] if i + 1 < steps else 0.0
-        past = apply_conversion(out, x, w * a, w * b) if w != 0.0 else None
+                x_next.add_(past[0], alpha=c1 * past[1])
+        past = scaled_prediction(out, x, a, b) if i + 1 < steps and plan[i + 1][2] != 0.0 else None
         x = x_next
         if callback is not None:
             callback(i, t_out[i + 1], x)

@@ -19,7 +19,7 @@ from torch import Tensor
 from scoresde._core.tensors import lincomb
 from scoresde.models.base import ScoreFunction
 from scoresde.models.fixed_times import fixed_times
-from scoresde.sampling.dpm_solver import multistep_order
+from scoresde.sampling.dpm_solver import multistep_order, x0_at
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import grid_schedule, phi
 from scoresde.sampling.types import Callback
@@ -132,15 +132,17 @@ def unipc(
     t_out = ts.unbind()
     grid = (tuple(sch.s), tuple(sch.sigma), tuple(sch.lam))
     plan = _plan(*grid, order, lower_order_final, final_corrector, variant)
-    ms = [at.denoise(x, 0)]  # data predictions at t_i, t_{i-1}, ...
+    # The data predictions at t_i, t_{i-1}, ..., each as (u, k) with m = k u (the conversion's
+    # scale folded into the coefficients: one tensor operation per evaluation).
+    ms = [x0_at(at, x, 0)]
     for i, (ratio, pred, corr) in enumerate(plan):
         # Predictor (UniP-k), the first-order base gathered in: ratio x + sum_m pred_m m_m.
-        x = lincomb(ratio, x, *zip(pred, ms))
+        x = lincomb(ratio, x, *((c * k, u) for c, (u, k) in zip(pred, ms)))
         if corr is not None:
-            m_new = at.denoise(x, i + 1)
+            m_new = x0_at(at, x, i + 1)
             # Corrector (UniC), as its difference from the predictor: the new evaluation enters
             # with r = 1.
-            x = lincomb(1.0, x, *zip(corr, [*ms[: len(corr) - 1], m_new]))
+            x = lincomb(1.0, x, *((c * k, u) for c, (u, k) in zip(corr, [*ms[: len(corr) - 1], m_new])))
             ms = [m_new, *ms[: order - 1]]
         if callback is not None:
             callback(i, t_out[i + 1], x)
