@@ -280,8 +280,12 @@ class FixedTimes:
                 out = apply_conversion(out, x, *ab)
             else:
                 a, b = ab
-        if counter is not None:
-            counter.hold(out, x, self.times, i)  # the non-finite guard (deferred in a SamplingRun)
+        if counter is not None:  # the non-finite guard: CountingModel.hold, its deferred case inline
+            pending = counter.pending
+            if pending is None or len(pending) >= 64:
+                counter.hold(out, x, self.times, i)
+            else:
+                pending.append((out, x, self.times, i, counter.step))
         return out, a, b
 
     def _diverging(self, kind: str, out: Tensor, x: Tensor, i: int) -> Tensor:

@@ -209,7 +209,8 @@ class SamplingRun:
     def after_step(self, i: int, t: Tensor, x: Tensor) -> None:
         """After step ``i`` (now at time ``t``): guard the state, record, report, call back."""
         model = self.model
-        if model.pending is None:
+        pending = model.pending
+        if pending is None:
             # The non-finite guard: the model outputs are checked by `model`, the state here.
             if not all_finite(x):  # (the message is built only when it raises)
                 self._state_error(i, t, x)
@@ -219,7 +220,7 @@ class SamplingRun:
             # step before it (each step combines the state before, and 0 * NaN is NaN), and it
             # has followed the outputs held up to the step before.  Else the steps since the
             # last check are checked in order, outputs first, and the first non-finite one named.
-            end = model.mark()
+            end = model._first + len(pending)  # model.mark()
             unchecked = self._unchecked
             unchecked.append((i, t, x, end))
             if len(unchecked) >= self.check_every or i + 1 == self.steps:
