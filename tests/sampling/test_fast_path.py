@@ -15,6 +15,7 @@ FOLDED = {
     "ddim",
     "euler",
     "dpm_solver_pp_2m",
+    "dpm_solver_pp_3m",
     "unipc",
     "unipc_bh1",
     "euler_maruyama",

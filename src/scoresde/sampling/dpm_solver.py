@@ -304,29 +304,34 @@ def dpm_solver_pp_3m(
     t_out = ts.unbind()
     plan = _pp_3m_plan(tuple(sch.s), tuple(sch.sigma), tuple(sch.lam), lower_order_final)
     steps = sch.steps
-    hist: list[Tensor] = []  # x0 at t_{i-1}, t_{i-2}
-    d_prev: Tensor | None = None  # x0_{i-1} - x0_{i-2} where the step before took it (its D_0)
-    x0 = at.denoise(x, 0)
+    # The data predictions as scaled_prediction's (u, k) with x0 = k u, and the differences
+    # D = x0_i - x0_{i-1} as (d, k_i) with D = k_i d, d = u_i - (k_{i-1} / k_i) u_{i-1} (formed
+    # before scaling, in one tensor operation, as the difference form needs).
+    cur = x0_at(at, x, 0)  # x0_i
+    hist: list[tuple[Tensor, float]] = []  # x0 at t_{i-1}, t_{i-2}
+    d_prev: tuple[Tensor, float] | None = None  # x0_{i-1} - x0_{i-2}, where the step before took it
     for i in range(steps):
-        k, ratio, c, w0, w1 = plan[i]
-        d0 = None
-        if k == 1:
-            x_next = lincomb(ratio, x, (c, x0))
-        elif k == 2:
-            x_next = lincomb(ratio, x, (c, x0), (w0, hist[0]))
+        order, ratio, c, w0, w1 = plan[i]
+        u, k = cur
+        d0: tuple[Tensor, float] | None = None
+        if order == 1:
+            x_next = lincomb(ratio, x, (c * k, u))
+        elif order == 2:
+            x_next = lincomb(ratio, x, (c * k, u), (w0 * hist[0][1], hist[0][0]))
         else:
-            d0 = torch.sub(x0, hist[0])
-            d1 = d_prev if d_prev is not None else torch.sub(hist[0], hist[1])
-            x_next = lincomb(ratio, x, (c, x0), (w0, d0), (w1, d1))
+            (u1, k1), (u2, k2) = hist
+            d0 = torch.sub(u, u1, alpha=k1 / k), k
+            d1 = d_prev if d_prev is not None else (torch.sub(u1, u2, alpha=k2 / k1), k1)
+            x_next = lincomb(ratio, x, (c * k, u), (w0 * k, d0[0]), (w1 * d1[1], d1[0]))
         if i + 1 < steps:
-            x0_next = at.denoise(x_next, i + 1)
+            nxt = x0_at(at, x_next, i + 1)
             if i == 0:
                 # Corrected warm-up: the first-order first step alone would leave an O(h^2) global
                 # error; the trapezoidal correction with the evaluation the next step needs anyway
                 # (UniC-1, Zhao et al. 2023) makes it second order locally, at no extra NFE.
-                x_next = lincomb(1.0, x_next, (w1, x0_next), (-w1, x0))
-            hist = [x0, *hist[:1]]
-            x0 = x0_next
+                x_next = lincomb(1.0, x_next, (w1 * nxt[1], nxt[0]), (-w1 * k, u))
+            hist = [cur, *hist[:1]]
+            cur = nxt
         d_prev = d0
         x = x_next
         if callback is not None:
