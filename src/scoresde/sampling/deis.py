@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scoresde._core.tensors import lincomb, scalars
+from scoresde._core.tensors import lincomb, scalar
 from scoresde.models.base import ScoreFunction
 from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.dpm_solver import multistep_order
@@ -174,7 +174,7 @@ def ipndm(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    s = scalars(sch.s, x.dtype)
+    s = [scalar(v, x.dtype) for v in sch.s]  # memoised 0-d tensors
     weights = _ipndm_weights(tuple(sch.sigma_hat), order)
     eps_hist: list[Tensor] = []
     y_i = x / s[0]
@@ -233,7 +233,7 @@ def deis(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    s = scalars(sch.s, x.dtype)
+    s = [scalar(v, x.dtype) for v in sch.s]  # memoised 0-d tensors
     taus = sch.t if basis == "t" else sch.sigma_hat
     weights = _deis_weights(sde, tuple(sch.lam), tuple(taus), basis, order, lower_order_final)
     eps_hist: list[Tensor] = []  # eps at t_i, t_{i-1}, ...

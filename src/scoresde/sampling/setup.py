@@ -233,7 +233,12 @@ class SamplingRun:
         if self.record and ((i + 1) % self.record_stride == 0 or i + 1 == self.steps):
             self._traj.append(x.clone())
             self._traj_t.append(t)
-        self.bar.update(1, nfe=model.nfe)
+        bar = self.bar
+        if bar.mode == "off":  # Progress.update's count, without its call (every step comes here)
+            bar.postfix["nfe"] = model.nfe
+            bar.n += 1
+        else:
+            bar.update(1, nfe=model.nfe)
         if self.callback is not None:
             self.callback(i, t, x)
 
