@@ -161,6 +161,7 @@ class SamplingRun:
 
     Attributes:
         model: the :class:`~scoresde.models.CountingModel` (its ``nfe``, its ``step``).
+        check_every: the state is checked after every this many steps (and after the last).
         ts: the grid on the device of the samples.
     """
 
