@@ -11,7 +11,18 @@ import scoresde as ss
 
 # The samplers whose step folds the parameterisation conversion (FixedTimes.linear): equal to the
 # general path within float rounding.  Every other sampler: bit for bit.
-FOLDED = {"ddim", "euler"}
+FOLDED = {
+    "ddim",
+    "euler",
+    "dpm_solver_pp_2m",
+    "dpm_solver_pp_3m",
+    "unipc",
+    "unipc_bh1",
+    "euler_maruyama",
+    "reverse_diffusion",
+    "ancestral",
+    "dpm_solver_pp_2m_sde",
+}
 # Every grid sampler that runs on a plain score model (``consistency`` needs a consistency model;
 # ``dpm_solver_v3`` and ``dps`` need options): a sampler added later is checked without listing it.
 METHODS = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -182,32 +183,107 @@ class CountingModel(ScoreFunction):
         self.label = label
         self.steps = steps
         self.step: int | str = 1
+        self.pending: list[tuple[Tensor, Tensor, Tensor, int, int | str]] | None = None
+        self._first = 0  # the number of held outputs dropped so far (the index of pending[0])
+        self.before_error: Callable[[], None] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         # The counters change on every evaluation and step: skip nn.Module's registry checks.
-        if name in ("nfe", "step"):
+        if name in ("nfe", "step", "pending", "_first", "before_error"):
             self.__dict__[name] = value
         else:
             super().__setattr__(name, value)
 
-    def position(self) -> str:
-        """Where the caller is: ``step i of n`` (or the text it set in ``step``)."""
-        if isinstance(self.step, str):
-            return self.step
-        return f"step {self.step}" + (f" of {self.steps}" if self.steps is not None else "")
+    def position(self, step: int | str | None = None) -> str:
+        """Where the caller is (or was at ``step``): ``step i of n`` (or the text set in ``step``)."""
+        step = self.step if step is None else step
+        if isinstance(step, str):
+            return step
+        return f"step {step}" + (f" of {self.steps}" if self.steps is not None else "")
+
+    # The deferred guard of the fixed-step samplers (scoresde.models.fixed_times).  A sampler's
+    # state is a linear combination of the model outputs it has received, each with a
+    # coefficient, in the step that receives it or the next, and of the state before (even a
+    # zero coefficient keeps a NaN or infinite entry: 0 * inf is NaN).  So where the run checks
+    # its state (scoresde.sampling.setup.SamplingRun), each output need not be checked on its
+    # own: it is held (a reference) until a finite state has followed the step after it, and
+    # checked only when a state is not finite, so that the error still names the output that
+    # went first, with the step and time of its evaluation.
+
+    def defer_guard(self, before_error: Callable[[], None] | None = None) -> None:
+        """Hold the outputs that :class:`~scoresde.models.fixed_times.FixedTimes` passes to
+        :meth:`hold` for the caller's state checks (:meth:`release`, :meth:`check_held`,
+        :meth:`flush`) instead of checking each at once.  ``before_error`` is called before an
+        output checked at once (any other path) raises: the caller's checks of what came
+        before it (held states and outputs), so that the first error is the one raised."""
+        self.pending = []
+        self._first = 0
+        self.before_error = before_error
+
+    def hold(self, out: Tensor, x: Tensor, times: Tensor, i: int) -> None:
+        """The output ``out`` of the evaluation at ``x`` and ``times[i]``: checked at once where
+        the guard is not deferred, else held (the oldest is checked once 64 pile up: a caller
+        that does not check its states)."""
+        pending = self.pending
+        if pending is None:
+            if not (out.is_floating_point() and all_finite(out)):
+                self._output_error(out, x, times[i])
+            return
+        pending.append((out, x, times, i, self.step))
+        if len(pending) > 64:
+            self._check(pending[:1])
+            del pending[:1]
+            self._first += 1
+
+    def mark(self) -> int:
+        """The index the next held output will get (indices count every output held so far)."""
+        return self._first + len(self.pending or ())
+
+    def release(self, upto: int) -> None:
+        """Drop the held outputs of index below ``upto``: a finite state has followed them."""
+        pending = self.pending
+        n = min(upto - self._first, len(pending or ()))
+        if pending is not None and n > 0:
+            del pending[:n]
+            self._first += n
+
+    def check_held(self, start: int, end: int) -> None:
+        """Raise the error of the first non-finite held output of index in ``[start, end)``."""
+        pending = self.pending or []
+        first = self._first
+        self._check(pending[max(0, start - first) : max(0, end - first)])
+
+    def flush(self) -> None:
+        """Check and drop every held output (the end of a run)."""
+        pending = self.pending
+        if pending:
+            self.pending = []
+            self._first += len(pending)
+            self._check(pending)
+
+    def _output_error(self, out: Tensor, x: Tensor, t: Tensor | float) -> None:
+        """The error of the non-finite output ``out`` (after the caller's earlier checks)."""
+        if self.before_error is not None:
+            self.before_error()
+        guard_output(out, x, t, self.label, self.position())
+
+    def _check(self, entries: list[tuple[Tensor, Tensor, Tensor, int, int | str]]) -> None:
+        for out, x, times, i, step in entries:
+            if not (out.is_floating_point() and all_finite(out)):
+                guard_output(out, x, times[i], self.label, self.position(step))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         self.nfe += self.inner.evaluations(t)
         out = self.inner(x, t, y)
         if not (out.is_floating_point() and all_finite(out)):  # the message only when it raises
-            guard_output(out, x, t, self.label, self.position())
+            self._output_error(out, x, t)
         return out
 
     def predict(self, kind: str, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         self.nfe += self.inner.evaluations(t)
         out = self.inner.predict(kind, x, t, y)
         if not (out.is_floating_point() and all_finite(out)):
-            guard_output(out, x, t, self.label, self.position())
+            self._output_error(out, x, t)
         return out
 
 

@@ -20,11 +20,13 @@ table's times.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from scoresde._core.checks import all_finite, check_output_shape, check_times, guard_output
+from scoresde._core.checks import check_output_shape, check_times
 from scoresde._core.tensors import scalars
 from scoresde.models.base import CountingModel, ScoreFunction
 from scoresde.models.parameterization import (
@@ -34,8 +36,11 @@ from scoresde.models.parameterization import (
     convert_at,
 )
 from scoresde.models.wrapper import ScoreModel, _tensor_output, time_input_value
+from scoresde.sde.base import SDE
 
 __all__ = ["FixedTimes", "fixed_times"]
+
+T = TypeVar("T")
 
 _METHODS = {"eps": "eps", "x0": "denoise", "score": "score", "v": "v", "velocity": "velocity"}
 """The :class:`~scoresde.models.ScoreFunction` method of each prediction."""
@@ -68,6 +73,21 @@ def _hooked(module: nn.Module) -> bool:
         or hooks._global_backward_hooks
         or hooks._global_backward_pre_hooks
     )
+
+
+def _grid_table(sde: SDE, key: tuple, make: Callable[[], T]) -> T:
+    """``make()``, memoised per SDE under ``key`` (a grid's times and what else the table
+    depends on), as :meth:`SDE.coefficients_at <scoresde.sde.SDE.coefficients_at>` memoises its
+    floats: a sampler run on the same grid (every batch of a run, every run of a benchmark)
+    reuses the tables of Python floats instead of rebuilding them time by time.  At most 64
+    tables per SDE; an SDE's parameters are fixed at construction, so a table never goes stale."""
+    cache: dict[tuple, object] = sde.__dict__.setdefault("_fixed_time_tables", {})
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) >= 64:
+            cache.clear()
+        hit = cache[key] = make()
+    return hit  # type: ignore[return-value]
 
 
 class FixedTimes:
@@ -108,6 +128,7 @@ class FixedTimes:
         self._counter = counter
         self._per_call = inner.nfe_per_call
         self._inner = inner
+        self._native = inner.prediction
         self._net = _call_of(inner.net)
         self._dtype = like.dtype
         self._at = times.tolist()  # the one time of each call, as ScoreFunction.predict reads it
@@ -134,17 +155,29 @@ class FixedTimes:
         # without input scaling.
         self._scales: list[Tensor | float | None] | None = None
         if inner.scale_input:
-            sd = inner.sigma_data
-            values = []
-            for t in self._at:
-                s_at, sigma_at = inner.sde.coefficients_at(t, like.dtype)
-                values.append(math.sqrt((s_at * sd) ** 2 + sigma_at**2))
-            scales: list[Tensor | float | None] = list(scalars(values, like.dtype))
-            if like.dtype in (torch.float32, torch.float64):
-                ones = torch.tensor(values, dtype=like.dtype).eq(1.0).tolist()
-                scales = [None if one else v for v, one in zip(scales, ones)]
+            values, ones = _grid_table(
+                inner.sde, ("scale", tuple(self._at), like.dtype, inner.sigma_data), self._scale_table
+            )
+            scales: list[Tensor | float | None] = [None] * n
+            keep = [j for j in range(n) if not ones[j]]
+            for j, v in zip(keep, scalars([values[j] for j in keep], like.dtype)):
+                scales[j] = v
             self._scales = scales
         self._conversions: dict[str, list[tuple[float, float] | ValueError | None]] = {}
+
+    def _scale_table(self) -> tuple[list[float], list[bool]]:
+        """The input scale at every time, and where it is exactly 1 in the state's dtype (only
+        float32 / float64: half precisions keep every scale)."""
+        inner, dtype = self._inner, self._dtype
+        sd = inner.sigma_data
+        values = []
+        for t in self._at:
+            s_at, sigma_at = inner.sde.coefficients_at(t, dtype)
+            values.append(math.sqrt((s_at * sd) ** 2 + sigma_at**2))
+        ones = [False] * len(values)
+        if dtype in (torch.float32, torch.float64):
+            ones = torch.tensor(values, dtype=dtype).eq(1.0).tolist()
+        return values, ones
 
     def _time_input(self, i: int) -> Tensor:
         """The network's time input at time ``i`` (a time input other than ``t``)."""
@@ -162,6 +195,13 @@ class FixedTimes:
         convert_at` gives its inf / NaN there); the error ``predict`` raises at a time where the
         conversion is undefined (raised when that time is used)."""
         inner = self._inner
+        key = ("conversion", tuple(self._at), self._dtype, str(self.times.device), inner.prediction, kind)
+        table = _grid_table(inner.sde, key, lambda: self._conversion_entries(kind))
+        self._conversions[kind] = table
+        return table
+
+    def _conversion_entries(self, kind: str) -> list[tuple[float, float] | ValueError | None]:
+        inner = self._inner
         check_prediction(kind)
         velocity = "velocity" in (kind, inner.prediction)
         table: list[tuple[float, float] | ValueError | None] = []
@@ -173,7 +213,6 @@ class FixedTimes:
                 continue
             coefs = inner.sde.coefficients_at(t, self._dtype, velocity)
             table.append(conversion_coefficients(inner.prediction, kind, *coefs))
-        self._conversions[kind] = table
         return table
 
     def predict(self, kind: str, x: Tensor, i: int) -> Tensor:
@@ -210,8 +249,7 @@ class FixedTimes:
         if counter is not None:
             counter.nfe += self._per_call
         ab: tuple[float, float] | None = None
-        native = self._inner.prediction
-        if kind != native:
+        if kind != self._native:
             table = self._conversions.get(kind)
             entry = (table if table is not None else self._conversion_table(kind))[i]
             if isinstance(entry, ValueError):
@@ -220,26 +258,34 @@ class FixedTimes:
         t_in = self._t_in[i]
         if t_in is None:
             t_in = self._time_input(i)
-        scale = None if self._scales is None else self._scales[i]
+        scales = self._scales
+        scale = None if scales is None else scales[i]
         x_in = x if scale is None else x / scale
         cast = self._cast
         if cast is not None:
             x_in = x_in.to(cast)
         y = self.y
-        out = _tensor_output(self._net(x_in, t_in) if y is None else self._net(x_in, t_in, y))
+        out = self._net(x_in, t_in) if y is None else self._net(x_in, t_in, y)
+        if type(out) is not Tensor:
+            out = _tensor_output(out)
         if cast is not None:
             out = out.to(x.dtype)
-        check_output_shape(out, x, "ScoreModel.forward")
+        if out.shape != x.shape:
+            check_output_shape(out, x, "ScoreModel.forward")
         a, b = 1.0, 0.0
-        if kind != native:
+        if kind != self._native:
             if ab is None:
                 out = self._diverging(kind, out, x, i)
             elif convert:
                 out = apply_conversion(out, x, *ab)
             else:
                 a, b = ab
-        if counter is not None and not (out.is_floating_point() and all_finite(out)):
-            guard_output(out, x, self.times[i], counter.label, counter.position())
+        if counter is not None:  # the non-finite guard: CountingModel.hold, its deferred case inline
+            pending = counter.pending
+            if pending is None or len(pending) >= 64:
+                counter.hold(out, x, self.times, i)
+            else:
+                pending.append((out, x, self.times, i, counter.step))
         return out, a, b
 
     def _diverging(self, kind: str, out: Tensor, x: Tensor, i: int) -> Tensor:

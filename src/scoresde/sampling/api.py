@@ -60,7 +60,7 @@ def sample(
     sampler.check_options(method, options)
     start = start_sampling(model, sde, spec, method=method, options=options)
     label = f"sample ({method})" if spec.label is None else spec.label
-    with SamplingRun(model, start, label, desc=method) as run:
+    with SamplingRun(model, start, label, desc=method, defer_guard=True) as run:
         x = sampler(
             run.model,
             start.sde,

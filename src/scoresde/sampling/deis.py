@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scoresde._core.tensors import lincomb, scalars
+from scoresde._core.tensors import lincomb, scalar
 from scoresde.models.base import ScoreFunction
 from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.dpm_solver import multistep_order
@@ -174,19 +174,28 @@ def ipndm(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    s = scalars(sch.s, x.dtype)
+    s = [scalar(v, x.dtype) for v in sch.s]  # memoised 0-d tensors
+    weights = _ipndm_weights(tuple(sch.sigma_hat), order)
     eps_hist: list[Tensor] = []
     y_i = x / s[0]
     for i in range(sch.steps):
         eps = at.eps(x, i)
         eps_hist = [eps, *eps_hist[: order - 1]]
-        k = min(order, i + 1)
-        ds = sch.sigma_hat[i + 1] - sch.sigma_hat[i]
-        y_i = lincomb(1.0, y_i, *((ds * b, e) for b, e in zip(IPNDM_WEIGHTS[k], eps_hist)))
+        y_i = lincomb(1.0, y_i, *zip(weights[i], eps_hist))
         x = y_i * s[i + 1]
         if callback is not None:
             callback(i, t_out[i + 1], x)
     return x
+
+
+@lru_cache(maxsize=64)
+def _ipndm_weights(sigma_hat: tuple[float, ...], order: int) -> tuple[tuple[float, ...], ...]:
+    """The weights ``(sigma_hat_{i+1} - sigma_hat_i) b_j`` of every iPNDM step on a grid
+    (order ``min(order, i + 1)``), once per grid."""
+    return tuple(
+        tuple((sigma_hat[i + 1] - sigma_hat[i]) * b for b in IPNDM_WEIGHTS[min(order, i + 1)])
+        for i in range(len(sigma_hat) - 1)
+    )
 
 
 def deis(
@@ -224,7 +233,7 @@ def deis(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    s = scalars(sch.s, x.dtype)
+    s = [scalar(v, x.dtype) for v in sch.s]  # memoised 0-d tensors
     taus = sch.t if basis == "t" else sch.sigma_hat
     weights = _deis_weights(sde, tuple(sch.lam), tuple(taus), basis, order, lower_order_final)
     eps_hist: list[Tensor] = []  # eps at t_i, t_{i-1}, ...
@@ -240,13 +249,14 @@ def deis(
             x = lincomb(ratio, x, (-ratio * sch.sigma[i], eps))
         else:
             y_next = lincomb(1.0, y_i, *zip(c, eps_hist))
+            x = y_next * s[i + 1]
             if i + 1 < steps:
-                eps = at.eps(y_next * s[i + 1], i + 1)
+                eps = at.eps(x, i + 1)
                 if c_corrected is not None:
                     # Corrected warm-up: re-solve the step with the evaluation at its end included.
                     y_next = lincomb(1.0, y_i, *zip(c_corrected, [eps, *eps_hist[: len(c)]]))
+                    x = y_next * s[i + 1]
             y_i = y_next
-            x = y_i * s[i + 1]
         if callback is not None:
             callback(i, t_out[i + 1], x)
     return x

@@ -14,6 +14,7 @@ coefficients come from ``sde.marginal``, ``sde.lambda_t`` and ``sde.t_of_lambda`
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ from torch import Tensor
 from scoresde._core.tensors import lincomb
 from scoresde.models.base import ScoreFunction
 from scoresde.models.fixed_times import FixedTimes, fixed_times
+from scoresde.models.parameterization import apply_conversion
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import GridSchedule, grid_schedule, intermediate_times, phi
 from scoresde.sampling.types import Callback
@@ -150,6 +152,46 @@ def _check_flag(name: str, value: bool) -> None:
         raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
+def scaled_prediction(out: Tensor, x: Tensor, a: float, b: float) -> tuple[Tensor, float]:
+    """``(u, k)`` with the prediction ``a out + b x`` of :meth:`FixedTimes.linear
+    <scoresde.models.fixed_times.FixedTimes.linear>` equal to ``k u``, in at most one tensor
+    operation: ``u = x + (a / b) out`` and ``k = b`` (the sum rounded once at the scale of ``x``,
+    as :func:`~scoresde.models.parameterization.apply_conversion` rounds it), or ``(out, a)``
+    where ``b = 0``.  A multistep solver keeps its history as such pairs and folds ``k`` into
+    the coefficient of ``u`` (one tensor operation per evaluation instead of two)."""
+    if b == 0.0:
+        return out, a
+    return torch.add(x, out, alpha=a / b), b
+
+
+def x0_at(at: FixedTimes, x: Tensor, i: int) -> tuple[Tensor, float]:
+    """The data prediction at ``x`` and the ``i``-th time as :func:`scaled_prediction`'s ``(u, k)``."""
+    out, a, b = at.linear("x0", x, i)
+    return scaled_prediction(out, x, a, b)
+
+
+@lru_cache(maxsize=64)
+def _pp_2m_plan(
+    s: tuple[float, ...], sigma: tuple[float, ...], lam: tuple[float, ...], lower_order_final: bool
+) -> tuple[tuple[float, float, float], ...]:
+    """The coefficients ``(ratio, c_0, c_1)`` of every DPM-Solver++(2M) step on a grid:
+    ``x_{i+1} = ratio x_i + c_0 x0_i + c_1 x0_{i-1}`` (``c_1 = 0`` on a first-order step).
+    Memoised: a run of the same grid reuses them."""
+    steps = len(s) - 1
+    plan = []
+    for i in range(steps):
+        h = lam[i + 1] - lam[i]
+        k = multistep_order(i, steps, 2, h, lower_order_final)
+        ratio = sigma[i + 1] / sigma[i]
+        c = s[i + 1] * -math.expm1(-h)
+        if k == 1:
+            plan.append((ratio, c, 0.0))
+        else:
+            r = (lam[i] - lam[i - 1]) / h
+            plan.append((ratio, c * (1 + 0.5 / r), -c * 0.5 / r))
+    return tuple(plan)
+
+
 def dpm_solver_pp_2m(
     model: ScoreFunction,
     sde: SDE,
@@ -172,23 +214,62 @@ def dpm_solver_pp_2m(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    x0_prev = None
-    for i in range(sch.steps):
-        h = sch.h(i)
-        x0 = at.denoise(x, i)
-        k = multistep_order(i, sch.steps, 2, h, lower_order_final)
-        ratio = sch.sigma[i + 1] / sch.sigma[i]
-        c = sch.s[i + 1] * -math.expm1(-h)
-        if k == 1:
-            x = lincomb(ratio, x, (c, x0))
+    plan = _pp_2m_plan(tuple(sch.s), tuple(sch.sigma), tuple(sch.lam), lower_order_final)
+    steps = sch.steps
+    # The step in the network's own output: with x0_i = a out + b x_i (FixedTimes.linear),
+    # x_{i+1} = (ratio + c_0 b) x_i + c_0 a out + c_1 x0_{i-1}, and the last term is kept
+    # pre-scaled from the step before (the step's result differs from the written form by
+    # float rounding; two tensor operations for the step, two for the history term).
+    past: Tensor | None = None  # c_1 x0_{i-1}, the history term of step i
+    for i in range(steps):
+        ratio, c0, _ = plan[i]
+        out, a, b = at.linear("x0", x, i)
+        if past is None:
+            x_next = lincomb(ratio + c0 * b, x, (c0 * a, out))
         else:
-            assert x0_prev is not None  # set by the first (order-1) step
-            r = sch.h(i - 1) / h
-            x = lincomb(ratio, x, (c * (1 + 0.5 / r), x0), (-c * 0.5 / r, x0_prev))
-        x0_prev = x0
+            x_next = torch.add(past, x, alpha=ratio + c0 * b).add_(out, alpha=c0 * a)
+        c1 = plan[i + 1][2] if i + 1 < steps else 0.0
+        past = apply_conversion(out, x, c1 * a, c1 * b) if c1 != 0.0 else None
+        x = x_next
         if callback is not None:
             callback(i, t_out[i + 1], x)
     return x
+
+
+@lru_cache(maxsize=64)
+def _pp_3m_plan(
+    s: tuple[float, ...], sigma: tuple[float, ...], lam: tuple[float, ...], lower_order_final: bool
+) -> tuple[tuple[int, float, float, float, float], ...]:
+    """The coefficients ``(k, ratio, c, w_0, w_1)`` of every DPM-Solver++(3M) step on a grid, of
+    order ``k``: ``x_{i+1} = ratio x_i + c x0_i`` (``k = 1``), ``+ w_0 x0_{i-1}`` (``k = 2``),
+    or ``+ w_0 D_0 + w_1 D_1`` with the differences ``D_0 = x0_i - x0_{i-1}``, ``D_1 = x0_{i-1}
+    - x0_{i-2}`` (``k = 3``); for step 0, ``w_1`` holds the weight of its correction.  Memoised:
+    a run of the same grid reuses them."""
+    steps = len(s) - 1
+    plan = []
+    for i in range(steps):
+        h = lam[i + 1] - lam[i]
+        k = multistep_order(i, steps, 3, h, lower_order_final)
+        ratio = sigma[i + 1] / sigma[i]
+        s1 = s[i + 1]
+        if k == 1:
+            plan.append((1, ratio, s1 * phi(h, 0), 0.0, 0.5 * s1 * phi(h, 0)))
+        elif k == 2:
+            # Linear interpolation: D_1 = (x0_i - x0_{i-1}) / r_0, with the DPM-Solver++(2M) weight.
+            r0 = (lam[i] - lam[i - 1]) / h
+            c = s1 * phi(h, 0)
+            plan.append((2, ratio, c * (1 + 0.5 / r0), -c * 0.5 / r0, 0.0))
+        else:
+            r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
+            # With D0 = x0_i - x0_{i-1}, D1 = x0_{i-1} - x0_{i-2}: d1_0 = D0 / r0, d1_1 = D1 / r1,
+            # f2 = (d1_0 - d1_1) / (r0 + r1) (second divided difference: x0'' h^2 / 2) and
+            # d1 = d1_0 + r0 f2 (h x0' at u = 0); the step's c1 d1 + c2 f2 gathered per difference
+            # (gathered per evaluation, the small differences would round at the scale of x0).
+            c1, c2, rs = s1 * phi(h, 1), 2 * s1 * phi(h, 2), r0 + r1
+            w0 = c1 * (1.0 / r0 + 1.0 / rs) + c2 / (r0 * rs)
+            w1 = -(c1 * r0 + c2) / (r1 * rs)
+            plan.append((3, ratio, s1 * phi(h, 0), w0, w1))
+    return tuple(plan)
 
 
 def dpm_solver_pp_3m(
@@ -221,39 +302,37 @@ def dpm_solver_pp_3m(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    hist: list[Tensor] = []  # x0 at t_{i-1}, t_{i-2}
-    x0 = at.denoise(x, 0)
-    for i in range(sch.steps):
-        h = sch.h(i)
-        k = multistep_order(i, sch.steps, 3, h, lower_order_final)
-        ratio = sch.sigma[i + 1] / sch.sigma[i]
-        s1 = sch.s[i + 1]
-        if k == 1:
-            x_next = lincomb(ratio, x, (s1 * phi(h, 0), x0))
-        elif k == 2:
-            # Linear interpolation: D_1 = (x0_i - x0_{i-1}) / r_0, with the DPM-Solver++(2M) weight.
-            r0 = sch.h(i - 1) / h
-            c = s1 * phi(h, 0)
-            x_next = lincomb(ratio, x, (c * (1 + 0.5 / r0), x0), (-c * 0.5 / r0, hist[0]))
+    plan = _pp_3m_plan(tuple(sch.s), tuple(sch.sigma), tuple(sch.lam), lower_order_final)
+    steps = sch.steps
+    # The data predictions as scaled_prediction's (u, k) with x0 = k u, and the differences
+    # D = x0_i - x0_{i-1} as (d, k_i) with D = k_i d, d = u_i - (k_{i-1} / k_i) u_{i-1} (formed
+    # before scaling, in one tensor operation, as the difference form needs).
+    cur = x0_at(at, x, 0)  # x0_i
+    hist: list[tuple[Tensor, float]] = []  # x0 at t_{i-1}, t_{i-2}
+    d_prev: tuple[Tensor, float] | None = None  # x0_{i-1} - x0_{i-2}, where the step before took it
+    for i in range(steps):
+        order, ratio, c, w0, w1 = plan[i]
+        u, k = cur
+        d0: tuple[Tensor, float] | None = None
+        if order == 1:
+            x_next = lincomb(ratio, x, (c * k, u))
+        elif order == 2:
+            x_next = lincomb(ratio, x, (c * k, u), (w0 * hist[0][1], hist[0][0]))
         else:
-            r0, r1 = sch.h(i - 1) / h, sch.h(i - 2) / h
-            # With D0 = x0_i - x0_{i-1}, D1 = x0_{i-1} - x0_{i-2}: d1_0 = D0 / r0, d1_1 = D1 / r1,
-            # f2 = (d1_0 - d1_1) / (r0 + r1) (second divided difference: x0'' h^2 / 2) and
-            # d1 = d1_0 + r0 f2 (h x0' at u = 0); the step's c1 d1 + c2 f2 gathered per difference.
-            c1, c2, rs = s1 * phi(h, 1), 2 * s1 * phi(h, 2), r0 + r1
-            d0, d1 = torch.sub(x0, hist[0]), torch.sub(hist[0], hist[1])
-            w0 = c1 * (1.0 / r0 + 1.0 / rs) + c2 / (r0 * rs)
-            w1 = -(c1 * r0 + c2) / (r1 * rs)
-            x_next = lincomb(ratio, x, (s1 * phi(h, 0), x0), (w0, d0), (w1, d1))
-        if i + 1 < sch.steps:
-            x0_next = at.denoise(x_next, i + 1)
+            (u1, k1), (u2, k2) = hist
+            d0 = torch.sub(u, u1, alpha=k1 / k), k
+            d1 = d_prev if d_prev is not None else (torch.sub(u1, u2, alpha=k2 / k1), k1)
+            x_next = lincomb(ratio, x, (c * k, u), (w0 * k, d0[0]), (w1 * d1[1], d1[0]))
+        if i + 1 < steps:
+            nxt = x0_at(at, x_next, i + 1)
             if i == 0:
                 # Corrected warm-up: the first-order first step alone would leave an O(h^2) global
                 # error; the trapezoidal correction with the evaluation the next step needs anyway
                 # (UniC-1, Zhao et al. 2023) makes it second order locally, at no extra NFE.
-                x_next = lincomb(1.0, x_next, (0.5 * s1 * phi(h, 0), x0_next), (-0.5 * s1 * phi(h, 0), x0))
-            hist = [x0, *hist[:1]]
-            x0 = x0_next
+                x_next = lincomb(1.0, x_next, (w1 * nxt[1], nxt[0]), (-w1 * k, u))
+            hist = [cur, *hist[:1]]
+            cur = nxt
+        d_prev = d0
         x = x_next
         if callback is not None:
             callback(i, t_out[i + 1], x)

@@ -20,6 +20,7 @@ __all__ = [
     "make_noise",
     "per_sample_normal",
     "sample_keys",
+    "scaled_draw",
 ]
 
 
@@ -28,6 +29,17 @@ class NoiseSource:
 
     def __call__(self, like: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def scaled(self, like: Tensor, std: float) -> Tensor:
+        """``std`` times the next draw (a new tensor; the stream advances as by one call)."""
+        return self(like) * std
+
+
+def scaled_draw(noise: NoiseSource, like: Tensor, std: float) -> Tensor:
+    """``std`` times the next draw of ``noise``, a new tensor: :meth:`NoiseSource.scaled`, or for
+    any other callable noise source ``noise(like) * std``."""
+    scaled = getattr(noise, "scaled", None)
+    return scaled(like, std) if scaled is not None else noise(like) * std
 
 
 class GeneratorNoise(NoiseSource):
@@ -41,6 +53,15 @@ class GeneratorNoise(NoiseSource):
             z = torch.randn(like.shape, generator=self.generator, dtype=like.dtype)
             return z.to(like.device)
         return torch.randn(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
+
+    def scaled(self, like: Tensor, std: float) -> Tensor:
+        """``std`` times the draw of :meth:`__call__` in the same pass (``normal_`` with that
+        standard deviation draws the same standard normals as ``randn`` and scales them as it
+        writes them: the same stream, one tensor operation fewer)."""
+        if std < 0 or (self.generator is not None and self.generator.device != like.device):
+            return self(like).mul_(std)
+        z = torch.empty(like.shape, device=like.device, dtype=like.dtype)
+        return z.normal_(0.0, std, generator=self.generator)
 
 
 _MASK64 = (1 << 64) - 1

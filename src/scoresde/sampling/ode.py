@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoresde._core.tensors import lincomb, scalars
+from scoresde._core.tensors import lincomb, scalar
 from scoresde.models.base import ScoreFunction
 from scoresde.models.fixed_times import fixed_times
 from scoresde.sampling.noise import NoiseSource
@@ -72,7 +72,7 @@ def heun(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    s = scalars(sch.s, x.dtype)
+    s = [scalar(v, x.dtype) for v in sch.s]  # memoised 0-d tensors
     y_i = x / s[0]
     for i in range(sch.steps):
         ds = sch.sigma_hat[i + 1] - sch.sigma_hat[i]

@@ -18,10 +18,10 @@ from typing import Any
 
 from torch import Tensor
 
-from scoresde._core.tensors import append_dims, lincomb
+from scoresde._core.tensors import append_dims
 from scoresde.models.base import ScoreFunction
-from scoresde.models.fixed_times import fixed_times
-from scoresde.sampling.noise import NoiseSource
+from scoresde.models.fixed_times import FixedTimes, fixed_times
+from scoresde.sampling.noise import NoiseSource, scaled_draw
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
@@ -222,10 +222,22 @@ def euler_maruyama(
     at = fixed_times(model, tx, x, y)
     t_out = ts.unbind()
     for i in range(len(ts) - 1):
-        x = lincomb(a[i], x, (b[i], at.score(x, i)), (c[i], noise(x)))
+        x = _noisy_step(at, "score", x, i, a[i], b[i], noise, c[i])
         if callback is not None:
             callback(i, t_out[i + 1], x)
     return x
+
+
+def _noisy_step(
+    at: FixedTimes, kind: str, x: Tensor, i: int, a: float, b: float, noise: NoiseSource, c: float
+) -> Tensor:
+    """``a x + b pred + c z`` with ``pred`` the prediction ``kind`` at ``x`` and ``times[i]``, and
+    ``z`` the next draw of ``noise``: the conversion folded into the coefficients
+    (``pred = a' out + b' x``, :meth:`FixedTimes.linear`) and ``c z`` drawn scaled
+    (:func:`~scoresde.sampling.noise.scaled_draw`), then two in-place additions (equal to the
+    written form within float rounding; the same draws)."""
+    out, pa, pb = at.linear(kind, x, i)
+    return scaled_draw(noise, x, c).add_(x, alpha=a + b * pb).add_(out, alpha=b * pa)
 
 
 def reverse_diffusion(
@@ -247,7 +259,7 @@ def reverse_diffusion(
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
     for i in range(len(ts) - 1):
-        x = lincomb(2.0 - a[i], x, (b[i] ** 2, at.score(x, i)), (b[i], noise(x)))
+        x = _noisy_step(at, "score", x, i, 2.0 - a[i], b[i] ** 2, noise, b[i])
         if callback is not None:
             callback(i, t_out[i + 1], x)
     return x
@@ -279,8 +291,7 @@ def ancestral(
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
     for i in range(len(ts) - 1):
-        x0 = at.denoise(x, i)
-        x = lincomb(c_x[i], x, (c_x0[i], x0), (std[i], noise(x)))
+        x = _noisy_step(at, "x0", x, i, c_x[i], c_x0[i], noise, std[i])
         if callback is not None:
             callback(i, t_out[i + 1], x)
     return x

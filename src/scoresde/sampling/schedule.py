@@ -50,10 +50,26 @@ class GridSchedule:
 def grid_schedule(sde: SDE, ts: Tensor) -> GridSchedule:
     """Evaluate ``s, sigma, lambda`` on the grid ``ts`` in float64.
 
+    Memoised per SDE (the last 16 grids, as :meth:`SDE.coefficients_at
+    <scoresde.sde.SDE.coefficients_at>` memoises its floats): every run on the same grid shares
+    one (read-only) schedule.
+
     Raises:
         ValueError: if ``sigma`` vanishes anywhere but at the last time.
     """
     t = ts.detach().to("cpu", torch.float64)
+    key = tuple(t.tolist())
+    cache: dict[tuple[float, ...], GridSchedule] = sde.__dict__.setdefault("_grid_schedules", {})
+    hit = cache.get(key)
+    if hit is None:
+        hit = _grid_schedule(sde, t)
+        if len(cache) >= 16:
+            cache.clear()
+        cache[key] = hit
+    return hit
+
+
+def _grid_schedule(sde: SDE, t: Tensor) -> GridSchedule:
     s, sigma = sde.marginal(t)
     with torch.no_grad():
         lam = sde.lambda_t(t)

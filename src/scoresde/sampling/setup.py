@@ -129,6 +129,12 @@ def start_sampling(
     return SamplingStart(sde, ts, noise, x, spec)
 
 
+_CHECK_EVERY = 8
+"""The deferred guard's state check: every this many steps (see :class:`SamplingRun`)."""
+_HELD_ENTRIES = 2**17
+"""The largest state (entries) whose check the deferred guard spaces out (it holds the states)."""
+
+
 class SamplingRun:
     """The bookkeeping around a sampler's steps over ``start.ts``, for every entry point.
 
@@ -144,14 +150,28 @@ class SamplingRun:
         start: from :func:`start_sampling`.
         label: names the run in error messages (``"sample (euler)"``, ``"dps_sample"``, ...).
         desc: the progress label (default ``label``).
+        defer_guard: the sampler calls :meth:`after_step` after every step: the model's
+            outputs on the fixed-time path are held and checked only where a state is not
+            finite (:meth:`CountingModel.defer_guard
+            <scoresde.models.CountingModel.defer_guard>`), and without a user callback or
+            trajectory, on states of at most 2^17 entries, the state is checked every
+            :attr:`check_every` = 8 steps and at the last (the states in between are held).  The
+            error is the one the check of every output and state would raise first: it names
+            the same output or state, step and time, only some steps later.
 
     Attributes:
         model: the :class:`~scoresde.models.CountingModel` (its ``nfe``, its ``step``).
+        check_every: the state is checked after every this many steps (and after the last).
         ts: the grid on the device of the samples.
     """
 
     def __init__(
-        self, model: ScoreFunction, start: SamplingStart, label: str, desc: str | None = None
+        self,
+        model: ScoreFunction,
+        start: SamplingStart,
+        label: str,
+        desc: str | None = None,
+        defer_guard: bool = False,
     ) -> None:
         spec = start.spec
         record_stride = spec.record_stride
@@ -166,6 +186,13 @@ class SamplingRun:
         self.record = spec.record
         self.record_stride = record_stride
         self.model = CountingModel(model, label=label, steps=self.steps)
+        self.check_every = 1
+        self._unchecked: list[tuple[int, Tensor, Tensor, int]] = []
+        self._last_end = 0
+        if defer_guard:
+            self.model.defer_guard(before_error=self._first_error)
+            if self.callback is None and not self.record and start.x.numel() <= _HELD_ENTRIES:
+                self.check_every = _CHECK_EVERY
         self._traj: list[Tensor] = [start.x.clone()] if self.record else []
         self._traj_t: list[Tensor] = [self.ts[0]] if self.record else []
         self._own_bar = not isinstance(spec.progress, Progress)
@@ -182,24 +209,71 @@ class SamplingRun:
 
     def after_step(self, i: int, t: Tensor, x: Tensor) -> None:
         """After step ``i`` (now at time ``t``): guard the state, record, report, call back."""
-        # The non-finite guard: the model outputs are checked by `model`, the state here.
-        if not all_finite(x):  # (the message is built only when it raises)
-            check_state_finite(x, f"{self.label}: the samples", f"step {i + 1} of {self.steps}", t)
-        self.model.step = i + 2
+        model = self.model
+        pending = model.pending
+        if pending is None:
+            # The non-finite guard: the model outputs are checked by `model`, the state here.
+            if not all_finite(x):  # (the message is built only when it raises)
+                self._state_error(i, t, x)
+        else:
+            # The deferred guard: the held outputs and the states are checked every
+            # `check_every` steps (and at the last); a finite state there is finite at every
+            # step before it (each step combines the state before, and 0 * NaN is NaN), and it
+            # has followed the outputs held up to the step before.  Else the steps since the
+            # last check are checked in order, outputs first, and the first non-finite one named.
+            end = model._first + len(pending)  # model.mark()
+            unchecked = self._unchecked
+            unchecked.append((i, t, x, end))
+            if len(unchecked) >= self.check_every or i + 1 == self.steps:
+                if not all_finite(x):
+                    self._first_error()
+                model.release(self._last_end)
+                unchecked.clear()
+            self._last_end = end
+        model.step = i + 2
         if self.record and ((i + 1) % self.record_stride == 0 or i + 1 == self.steps):
             self._traj.append(x.clone())
             self._traj_t.append(t)
-        self.bar.update(1, nfe=self.model.nfe)
+        bar = self.bar
+        if bar.mode == "off":  # Progress.update's count, without its call (every step comes here)
+            bar.postfix["nfe"] = model.nfe
+            bar.n += 1
+        else:
+            bar.update(1, nfe=model.nfe)
         if self.callback is not None:
             self.callback(i, t, x)
 
+    def _state_error(self, i: int, t: Tensor, x: Tensor) -> None:
+        check_state_finite(x, f"{self.label}: the samples", f"step {i + 1} of {self.steps}", t)
+
+    def _first_error(self) -> None:
+        """Raise the error of the first non-finite output or state the deferred guard holds (the
+        steps since the last check, in order, outputs before states), if any."""
+        model = self.model
+        start = 0  # every output still held (those of the last checked step included)
+        for i, t, x, end in self._unchecked:
+            model.check_held(start, end)
+            if not all_finite(x):
+                self._state_error(i, t, x)
+            start = end
+        model.check_held(start, model.mark())
+
+    def _check_rest(self) -> None:
+        """The end of the run: check what the deferred guard has not checked yet."""
+        if self.model.pending is not None:
+            self._first_error()
+            self._unchecked.clear()
+            self.model.flush()
+
     def denoise(self, x: Tensor) -> Tensor:
         """The final denoising step: Tweedie's ``E[x_0 | x_{t_end}]`` (one more NFE)."""
+        self._check_rest()
         self.model.step = "the final denoising step"
         return self.model.denoise(x, self.ts[-1].to(x.dtype).expand(x.shape[0]), self.y)
 
     def result(self, x: Tensor) -> SampleResult:
         """The :class:`SampleResult` of the final samples ``x``."""
+        self._check_rest()
         return SampleResult(
             x=x,
             nfe=self.model.nfe,

@@ -14,7 +14,8 @@ from torch import Tensor
 from scoresde._core.tensors import lincomb, scalar
 from scoresde.models.base import ScoreFunction
 from scoresde.models.fixed_times import fixed_times
-from scoresde.sampling.noise import NoiseSource
+from scoresde.sampling.dpm_solver import scaled_prediction
+from scoresde.sampling.noise import NoiseSource, scaled_draw
 from scoresde.sampling.types import Callback
 from scoresde.sde.base import SDE
 
@@ -157,28 +158,42 @@ def dpm_solver_pp_2m_sde(
     s_next_t, sigma_t = s_all.tolist(), sigma_all.tolist()
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    x0_prev: Tensor | None = None
+    steps = len(ts) - 1
+    # Per step: the coefficients of x, x0 and x0_prev, and of the noise (c_noise = 0: the last
+    # step to sigma = 0, which returns s x0_hat).
+    plan: list[tuple[float, float, float, float]] = []
     h_prev = 0.0
-    for i in range(len(ts) - 1):
+    for i in range(steps):
         sigma, s_next, sigma_next = sigma_t[i], s_next_t[i + 1], sigma_t[i + 1]
-        x0 = at.denoise(x, i)
         if sigma_next == 0:
-            # Last step to sigma = 0: the denoised data.
-            x, x0_prev = x0 * scalar(s_next, x0.dtype), None
+            plan.append((0.0, s_next, 0.0, 0.0))
+            h_prev = 0.0
+            continue
+        h = float(lam[i + 1] - lam[i])
+        phi = -math.expm1(-2.0 * h)  # 1 - e^{-2h}
+        # First-order (data-prediction) step, the second-order multistep correction
+        # (s_next coef (x0 - x0_prev) h / h_prev) and the exact noise of the linear part.
+        c0, c1 = s_next * phi, 0.0
+        if h_prev:
+            coef = 0.5 * phi if solver_type == "midpoint" else 1.0 - phi / (2.0 * h)
+            c1 = s_next * coef * (h / h_prev)
+            c0 += c1
+        plan.append(((sigma_next / sigma) * math.exp(-h), c0, -c1, sigma_next * math.sqrt(phi)))
+        h_prev = h
+    # With x0_i = a out + b x_i (FixedTimes.linear) folded into the step's coefficients, the
+    # history kept as scaled_prediction's (u, k) and the noise drawn scaled.
+    past: tuple[Tensor, float] | None = None  # x0_{i-1} as (u, k) (scaled_prediction)
+    for i in range(steps):
+        cx, c0, c1, c_noise = plan[i]
+        out, a, b = at.linear("x0", x, i)
+        if sigma_t[i + 1] == 0:
+            x_next = lincomb(c0 * b, x, (c0 * a, out))  # s x0_hat
         else:
-            h = float(lam[i + 1] - lam[i])
-            phi = -math.expm1(-2.0 * h)  # 1 - e^{-2h}
-            # First-order (data-prediction) step, the second-order multistep correction
-            # (s_next coef (x0 - x0_prev) h / h_prev) and the exact noise of the linear part.
-            terms: list[tuple[float, Tensor]] = []
-            c0 = s_next * phi
-            if x0_prev is not None:
-                coef = 0.5 * phi if solver_type == "midpoint" else 1.0 - phi / (2.0 * h)
-                c1 = s_next * coef * (h / h_prev)
-                c0, terms = c0 + c1, [(-c1, x0_prev)]
-            x = lincomb((sigma_next / sigma) * math.exp(-h), x, (c0, x0), *terms)
-            x.add_(noise(x), alpha=sigma_next * math.sqrt(phi))
-            x0_prev, h_prev = x0, h
+            x_next = scaled_draw(noise, x, c_noise).add_(x, alpha=cx + c0 * b).add_(out, alpha=c0 * a)
+            if past is not None:
+                x_next.add_(past[0], alpha=c1 * past[1])
+        past = scaled_prediction(out, x, a, b) if i + 1 < steps and plan[i + 1][2] != 0.0 else None
+        x = x_next
         if callback is not None:
             callback(i, t_out[i + 1], x)
     return x

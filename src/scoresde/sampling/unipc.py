@@ -19,7 +19,7 @@ from torch import Tensor
 from scoresde._core.tensors import lincomb
 from scoresde.models.base import ScoreFunction
 from scoresde.models.fixed_times import fixed_times
-from scoresde.sampling.dpm_solver import multistep_order
+from scoresde.sampling.dpm_solver import multistep_order, x0_at
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sampling.schedule import grid_schedule, phi
 from scoresde.sampling.types import Callback
@@ -130,31 +130,61 @@ def unipc(
     sch = grid_schedule(sde, ts)
     at = fixed_times(model, ts, x, y)
     t_out = ts.unbind()
-    ms = [at.denoise(x, 0)]  # data predictions at t_i, t_{i-1}, ...
-    lams = [sch.lam[0]]
-    for i in range(sch.steps):
-        h = sch.h(i)
-        k = multistep_order(i, sch.steps, order, h, lower_order_final)
-        ratio = sch.sigma[i + 1] / sch.sigma[i]
-        s1 = sch.s[i + 1]
-        base = lincomb(ratio, x, (s1 * phi(h, 0), ms[0]))
-        bh = s1 * b_of_h(h, variant) if math.isfinite(h) else s1
-        rs = [(lams[m] - lams[0]) / h for m in range(1, k)]
-
-        # Predictor (UniP-k).
-        x_pred = _update(base, bh, _weights(tuple(rs), h, variant), rs, ms[0], ms[1:k]) if k > 1 else base
-        if i + 1 == sch.steps and not (final_corrector and math.isfinite(h)):
-            x = x_pred
-        else:
-            m_new = at.denoise(x_pred, i + 1)
-            # Corrector (UniC): the new evaluation enters with r = 1.
-            rs_c = [*rs, 1.0]
-            x = _update(base, bh, _weights(tuple(rs_c), h, variant), rs_c, ms[0], [*ms[1:k], m_new])
+    grid = (tuple(sch.s), tuple(sch.sigma), tuple(sch.lam))
+    plan = _plan(*grid, order, lower_order_final, final_corrector, variant)
+    # The data predictions at t_i, t_{i-1}, ..., each as (u, k) with m = k u (the conversion's
+    # scale folded into the coefficients: one tensor operation per evaluation).
+    ms = [x0_at(at, x, 0)]
+    for i, (ratio, pred, corr) in enumerate(plan):
+        # Predictor (UniP-k), the first-order base gathered in: ratio x + sum_m pred_m m_m.
+        x = lincomb(ratio, x, *((c * k, u) for c, (u, k) in zip(pred, ms)))
+        if corr is not None:
+            m_new = x0_at(at, x, i + 1)
+            # Corrector (UniC), as its difference from the predictor: the new evaluation enters
+            # with r = 1.
+            x = lincomb(1.0, x, *((c * k, u) for c, (u, k) in zip(corr, [*ms[: len(corr) - 1], m_new])))
             ms = [m_new, *ms[: order - 1]]
-            lams = [sch.lam[i + 1], *lams[: order - 1]]
         if callback is not None:
             callback(i, t_out[i + 1], x)
     return x
+
+
+@lru_cache(maxsize=64)
+def _plan(
+    s: tuple[float, ...],
+    sigma: tuple[float, ...],
+    lam: tuple[float, ...],
+    order: int,
+    lower_order_final: bool,
+    final_corrector: bool,
+    variant: str,
+) -> tuple[tuple[float, tuple[float, ...], tuple[float, ...] | None], ...]:
+    """The coefficients of every UniPC step on a grid, once per grid: ``(ratio, pred, corr)``
+    with the predictor ``x~_{i+1} = ratio x_i + sum_m pred_m m_{i-m}`` (the first-order base
+    ``(sigma_{i+1}/sigma_i) x_i + s_{i+1} (1 - e^{-h}) m_i`` and ``B sum_m a_m (m_{i-m} - m_i) / r_m``
+    gathered per evaluation) and the corrected step ``x_{i+1} = x~_{i+1} + sum_m corr_m m_{i-m}
+    + corr_new m_{i+1}`` (``corr = None`` where the step is not corrected).  Memoised: a run of
+    the same grid reuses them."""
+    steps = len(s) - 1
+    plan = []
+    lams = [lam[0]]
+    for i in range(steps):
+        h = lam[i + 1] - lam[i]
+        k = multistep_order(i, steps, order, h, lower_order_final)
+        ratio = sigma[i + 1] / sigma[i]
+        s1 = s[i + 1]
+        bh = s1 * b_of_h(h, variant) if math.isfinite(h) else s1
+        rs = [(lams[m] - lams[0]) / h for m in range(1, k)]
+        pc = [bh * a / r for a, r in zip(_weights(tuple(rs), h, variant), rs)] if k > 1 else []
+        pred = (s1 * phi(h, 0) - sum(pc), *pc)
+        corr = None
+        if i + 1 < steps or (final_corrector and math.isfinite(h)):
+            rs_c = [*rs, 1.0]
+            cc = [bh * a / r for a, r in zip(_weights(tuple(rs_c), h, variant), rs_c)]
+            corr = (sum(pc) - sum(cc), *(c - p for c, p in zip(cc, pc)), cc[-1])
+            lams = [lam[i + 1], *lams[: order - 1]]
+        plan.append((ratio, pred, corr))
+    return tuple(plan)
 
 
 def unipc_bh1(
