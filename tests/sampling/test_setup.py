@@ -8,6 +8,7 @@ import torch
 import scoresde as ss
 from scoresde._core.checks import NonFiniteError
 from scoresde.sampling import SampleSpec, SamplingRun, start_sampling
+from tests.sampling.test_fast_path import METHODS
 
 
 def test_a_run_built_from_the_parts_is_ss_sample(gmm2d: ss.GaussianMixture) -> None:
@@ -90,12 +91,13 @@ class _Huge(torch.nn.Module):
         return x * 1e12 if float(t[0]) < self.t_bad else torch.zeros_like(x)
 
 
-@pytest.mark.parametrize("method", ["euler", "dpm_solver_pp_2m", "unipc", "euler_maruyama", "heun"])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("net", ["nan", "overflow"])
 def test_the_spaced_state_check_names_the_step_the_check_of_every_step_names(method: str, net: str) -> None:
     """Without a callback ss.sample checks the state every SamplingRun.check_every steps and
     holds the states in between: the error names the same step (and output) as the check of
-    every step (which a callback turns on), on every path."""
+    every step (which a callback turns on), on every path and for every grid sampler (one that
+    updated its state in place would alias the held states and name another step)."""
     messages = []
     for callback in (None, lambda i, t, x: None):
         for general in (False, True):
