@@ -66,7 +66,8 @@ def test_training_lowers_the_held_out_error(gmm, sde: ss.SDE, dim: int, steps: i
         oracle, sde, steps, (dim,), base="unipc", grid="logsnr", t_end=T_END, pilot=256, iterations=60,
         lr=0.03, generator=torch.Generator().manual_seed(0), dtype=torch.float64,
     )  # fmt: skip
-    assert fit.pilot_error <= fit.pilot_error_start == fit.history[0]
+    assert fit.pilot_error <= fit.pilot_error_start == fit.start_errors[0]
+    assert fit.history[0] == pytest.approx(fit.pilot_error_start, rel=1e-9)
     assert fit.pilot_nfe > (60 + 1) * steps and fit.seconds > 0
     assert fit.solver.pilot == 256 and fit.solver.shape == (dim,) and fit.solver.iterations == 60
     times = fit.solver.times
@@ -85,6 +86,22 @@ def test_fit_is_deterministic_for_a_seed() -> None:
     c = fit_bespoke(oracle, sde, 4, (2,), generator=torch.Generator().manual_seed(8), **kw).solver
     assert torch.equal(a.times, b.times) and torch.equal(a.a, b.a) and torch.equal(a.b, b.b)
     assert not torch.equal(a.b, c.b)  # other training draws, another solver
+
+
+def test_the_start_is_the_candidate_of_least_pilot_error() -> None:
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(_gmm2(), sde)
+    ts = ss.time_grid(sde, 4, "logsnr", t_end=T_END)
+    ddim, unipc = bespoke_from_base(sde, "ddim", ts), bespoke_from_base(sde, "unipc", ts)
+    fit = fit_bespoke(
+        oracle, sde, 4, (2,), starts=[ddim, unipc], pilot=64, iterations=0, dtype=torch.float64,
+        generator=torch.Generator().manual_seed(2),
+    )  # fmt: skip
+    assert fit.start is unipc and fit.start_errors[1] < fit.start_errors[0]
+    assert fit.pilot_error == fit.pilot_error_start == fit.start_errors[1]
+    assert torch.equal(fit.solver.b, unipc.b) and fit.solver.base == "unipc"
+    with pytest.raises(ValueError, match="a start of 4 steps was given for a bespoke solver of 5 steps"):
+        fit_bespoke(oracle, sde, 5, (2,), starts=[unipc], pilot=4)
 
 
 def test_json_round_trip_and_sampling_with_the_stored_solver() -> None:

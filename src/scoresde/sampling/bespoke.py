@@ -113,7 +113,7 @@ class BespokeSolver:
             "b": [[float(v) for v in row[: i + 1]] for i, row in enumerate(self.b.tolist())],
             "base": self.base,
             "grid": self.grid,
-            "options": dict(self.options),
+            "options": {k: _json_value(v) for k, v in self.options.items()},
             "shape": list(self.shape),
             "pilot_error_start": self.pilot_error_start,
             "pilot_error": self.pilot_error,
@@ -148,6 +148,12 @@ class BespokeSolver:
             seconds=float(d.get("seconds", 0.0)),
             iterations=int(d.get("iterations", 0)),
         )
+
+
+def _json_value(v: Any) -> Any:
+    """``v`` if JSON takes it, else its type's name (the options are a record of the base; the
+    coefficients alone define the solver)."""
+    return v if isinstance(v, (bool, int, float, str, type(None))) else f"<{type(v).__name__}>"
 
 
 def bespoke_solve(

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.api import sample
-from scoresde.sampling.bespoke import BespokeSolver, bespoke_solve
+from scoresde.sampling.bespoke import BespokeSolver, bespoke_solve, check_ends
 from scoresde.sampling.grid_opt import check_tunable
 from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.registry import canonical_method, get_sampler
@@ -121,7 +121,9 @@ class BespokeFit:
 
     Attributes:
         solver: the trained :class:`BespokeSolver` (the iterate of least pilot error).
-        start: the base solver's :class:`BespokeSolver` (the initialisation).
+        start: the base solver's :class:`BespokeSolver` (the initialisation: the candidate of
+            least pilot error).
+        start_errors: the pilot RMS error of every candidate start.
         pilot_error_start: the base's RMS endpoint error on the pilot.
         pilot_error: the trained solver's RMS endpoint error on the pilot (``<= pilot_error_start``).
         pilot_nfe: batched forward model evaluations at the pilot size (reference included); each
@@ -132,6 +134,7 @@ class BespokeFit:
 
     solver: BespokeSolver
     start: BespokeSolver
+    start_errors: list[float]
     pilot_error_start: float
     pilot_error: float
     pilot_nfe: int
@@ -153,6 +156,7 @@ def fit_bespoke(
     base: str = "unipc",
     grid: str | Tensor = "logsnr",
     options: dict[str, Any] | None = None,
+    starts: Sequence[BespokeSolver] | None = None,
     t_start: float | None = None,
     t_end: float | None = None,
     pilot: int = 256,
@@ -174,6 +178,9 @@ def fit_bespoke(
         base: the solver it starts at (see :func:`bespoke_from_base`); options: its options.
         grid: the base's grid: a name of :data:`scoresde.GRIDS` or a decreasing tensor of
             ``steps + 1`` times (e.g. an :class:`~scoresde.sampling.OptimizedGrid`'s).
+        starts: instead of ``base``/``grid``/``options``: candidate starts (base solvers written
+            by :func:`bespoke_from_base`, all of ``steps`` steps over one interval); the one of
+            least pilot error is trained (``steps`` more pilot evaluations per candidate).
         t_start, t_end: the interval for a named grid (defaults ``T`` and ``sde.eps``).
         pilot: training draws of the prior; iterations: Adam steps (0: the base itself);
             lr: Adam's learning rate (on the scaled parameters: a relative change).
@@ -198,15 +205,29 @@ def fit_bespoke(
     if y is not None and y.shape[0] != pilot:
         raise ValueError(f"y has {y.shape[0]} labels for a pilot of {pilot}")
     t_begin = time.time()
-    if isinstance(grid, str):
-        ts = time_grid(sde, steps, grid, t_start=t_start, t_end=t_end).to(torch.float64)
-        grid_name = grid
+    if starts is None:
+        if isinstance(grid, str):
+            ts = time_grid(sde, steps, grid, t_start=t_start, t_end=t_end).to(torch.float64)
+            grid_name = grid
+        else:
+            ts = check_grid(grid, sde).to(torch.float64)
+            grid_name = "tensor"
+            if len(ts) != steps + 1:
+                raise ValueError(
+                    f"a grid of {len(ts) - 1} steps was given for a bespoke solver of {steps} steps"
+                )
+        candidates = [bespoke_from_base(sde, base, ts, options, grid=grid_name)]
     else:
-        ts = check_grid(grid, sde).to(torch.float64)
-        grid_name = "tensor"
-        if len(ts) != steps + 1:
-            raise ValueError(f"a grid of {len(ts) - 1} steps was given for a bespoke solver of {steps} steps")
-    start = bespoke_from_base(sde, base, ts, options, grid=grid_name)
+        candidates = list(starts)
+        if not candidates or not all(isinstance(c, BespokeSolver) for c in candidates):
+            raise ValueError("starts must be a non-empty sequence of BespokeSolver (see bespoke_from_base)")
+        for c in candidates:
+            if c.steps != steps:
+                raise ValueError(
+                    f"a start of {c.steps} steps was given for a bespoke solver of {steps} steps"
+                )
+            check_ends(c, candidates[0].times)
+        ts = candidates[0].times
     shape = tuple(int(s) for s in shape)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     x_T = (torch.randn((pilot, *shape), generator=gen, dtype=torch.float64) * sde.prior_std()).to(
@@ -229,6 +250,23 @@ def fit_bespoke(
     ref = ref_res.x.detach()
     nfe = ref_res.nfe
 
+    def loss_of(times: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        with warnings.catch_warnings():
+            # The model's time check reads each (differentiable) time once as a number.
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+            x = bespoke_solve(model, x_T, times.to(dtype).unbind(), a.to(dtype), b.to(dtype), y=y)
+        return (x - ref).pow(2).mean()
+
+    # The start: the candidate of least pilot error (the first of equals).
+    start_errors = []
+    with torch.no_grad():
+        for c in candidates:
+            e = float(loss_of(c.times, c.a, c.b).double().sqrt())
+            start_errors.append(e if math.isfinite(e) else math.inf)
+            nfe += steps
+    start = candidates[min(range(len(candidates)), key=start_errors.__getitem__)]
+    ts = start.times
+
     # Scaled parameters (see the module docstring), all starting at 0 / the base's increments.
     s, sigma = sde.marginal(ts[1:])
     scale_a = (sigma / float(sde.prior_std())).to(torch.float64)
@@ -246,13 +284,6 @@ def fit_bespoke(
         a = start.a + scale_a * p
         b = (start.b + scale_b * q) * mask
         return times, a, b
-
-    def loss_of(times: Tensor, a: Tensor, b: Tensor) -> Tensor:
-        with warnings.catch_warnings():
-            # The model's time check reads each (differentiable) time once as a number.
-            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
-            x = bespoke_solve(model, x_T, times.to(dtype).unbind(), a.to(dtype), b.to(dtype), y=y)
-        return (x - ref).pow(2).mean()
 
     params = [p, q] + ([w] if learn_times else [])
     opt = torch.optim.Adam(params, lr=lr)
@@ -278,21 +309,22 @@ def fit_bespoke(
             loss.backward()
             opt.step()
             sched.step()
-    assert best is not None or not math.isfinite(history[0])
-    err_start = history[0]
-    if best is None:  # the base itself is not finite on the pilot
-        best = (start.times, start.a, start.b)
+    err_start = min(start_errors)
+    # An iterate replaces the start only where it is better by more than rounding (the start's
+    # times rebuilt from their increments differ from the base's in the last bits).
+    if best is None or not best_err < err_start * (1 - 1e-9):
+        best, best_err = (start.times, start.a, start.b), err_start
     seconds = time.time() - t_begin
     solver = BespokeSolver(
         times=best[0],
         a=best[1],
         b=best[2],
         base=start.base,
-        grid=grid_name,
-        options=dict(options or {}),
+        grid=start.grid,
+        options=dict(start.options),
         shape=shape,
         pilot_error_start=err_start,
-        pilot_error=min(best_err, err_start),
+        pilot_error=best_err,
         pilot_nfe=nfe,
         pilot=pilot,
         seconds=seconds,
@@ -301,6 +333,7 @@ def fit_bespoke(
     return BespokeFit(
         solver=solver,
         start=start,
+        start_errors=start_errors,
         pilot_error_start=err_start,
         pilot_error=solver.pilot_error,
         pilot_nfe=nfe,
