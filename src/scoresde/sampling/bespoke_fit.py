@@ -15,9 +15,10 @@ model's probability-flow ODE gives the reference endpoints; the solver's mean sq
 error against them is minimised by Adam, through the ``steps``-step solve (autograd through the
 network, the times included).  Parameterisation (so that one learning rate fits every
 coefficient): the times through the softmax of their increments (they stay decreasing and keep
-their ends), ``a_i = a_i^0 + (sigma_{i+1} / prior_std) p_i`` and ``b_ij = b_ij^0 + s_{i+1} q_ij``
+their ends), ``a_i = a_i^0 + (sigma_{i+1} / prior_std) p_i`` and ``b_ij = b_ij^0 + s_{i+1} q_ij / (i + 1)``
 with the base's ``a^0, b^0`` and ``s, sigma`` of the base's times, ``p, q`` starting at 0.  The
-iterate of least pilot error is kept, so on the pilot the result is never worse than its base.
+learning rate warms up linearly over the first tenth of the iterations, then decays
+as a cosine.  The iterate of least pilot error is kept, so on the pilot the result is never worse than its base.
 The fit costs ``(iterations + 1) * steps`` batched forward evaluations at the pilot size, each
 but the last with its backward pass (about twice a forward), plus the reference solve.
 """
@@ -270,7 +271,7 @@ def fit_bespoke(
     # Scaled parameters (see the module docstring), all starting at 0 / the base's increments.
     s, sigma = sde.marginal(ts[1:])
     scale_a = (sigma / float(sde.prior_std())).to(torch.float64)
-    scale_b = s.to(torch.float64)[:, None]
+    scale_b = s.to(torch.float64)[:, None] / torch.arange(1, steps + 1, dtype=torch.float64)[:, None]
     span = float(ts[0] - ts[-1])
     w = torch.log((ts[:-1] - ts[1:]) / span).clone().requires_grad_(learn_times)
     p = torch.zeros(steps, dtype=torch.float64, requires_grad=True)
@@ -287,7 +288,14 @@ def fit_bespoke(
 
     params = [p, q] + ([w] if learn_times else [])
     opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(iterations, 1))
+    warm = max(1, iterations // 10)
+
+    def factor(k: int) -> float:  # linear warm-up over a tenth of the run, then cosine decay
+        if k < warm:
+            return (k + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (k - warm) / max(1, iterations - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     history: list[float] = []
     best_err, best = math.inf, None
     for k in range(iterations + 1):
