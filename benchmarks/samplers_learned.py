@@ -1094,10 +1094,10 @@ def model_lines(r: dict) -> list[str]:
             lines.append(
                 f"- bespoke solver (`fit_bespoke`) at NFE {k}: {v['pilot']} training draws of seed "
                 f"{BESPOKE_SEED} (held out from the {r['n_path']} pathwise draws), {v['iterations']} Adam "
-                f"iterations (lr {v['lr']:g}), {v['pilot_nfe']} batched forward evaluations (each with its "
-                f"backward pass), {v['seconds']:.0f} s; started from {v['start']} (the best of {v['starts']} "
-                f"base solvers on the training draws), training RMS {v['pilot_error_start']:.2e} -> "
-                f"{v['pilot_error']:.2e}."
+                f"iterations (lr {v['lr']:g}), {v['pilot_nfe']} batched forward evaluations (all but the "
+                f"last few with a backward pass), {v['seconds']:.0f} s; started from {v['start']} (the "
+                f"best of {v['starts']} base solver and grid pairs on the training draws), training RMS "
+                f"{v['pilot_error_start']:.2e} -> {v['pilot_error']:.2e}."
             )
     real = r["real"]
     lines += [
