@@ -86,6 +86,9 @@ def test_fit_is_deterministic_for_a_seed() -> None:
     c = fit_bespoke(oracle, sde, 4, (2,), generator=torch.Generator().manual_seed(8), **kw).solver
     assert torch.equal(a.times, b.times) and torch.equal(a.a, b.a) and torch.equal(a.b, b.b)
     assert not torch.equal(a.b, c.b)  # other training draws, another solver
+    with torch.no_grad():  # the fit takes its gradients whatever the caller's mode
+        d = fit_bespoke(oracle, sde, 4, (2,), generator=torch.Generator().manual_seed(7), **kw).solver
+    assert torch.equal(a.b, d.b)
 
 
 def test_the_start_is_the_candidate_of_least_pilot_error() -> None:

@@ -15,12 +15,15 @@ model's probability-flow ODE gives the reference endpoints; the solver's mean sq
 error against them is minimised by Adam, through the ``steps``-step solve (autograd through the
 network, the times included).  Parameterisation (so that one learning rate fits every
 coefficient): the times through the softmax of their increments (they stay decreasing and keep
-their ends), ``a_i = a_i^0 + (sigma_{i+1} / prior_std) p_i`` and ``b_ij = b_ij^0 + s_{i+1} q_ij / (i + 1)``
-with the base's ``a^0, b^0`` and ``s, sigma`` of the base's times, ``p, q`` starting at 0.  The
-learning rate warms up linearly over the first tenth of the iterations, then decays
-as a cosine.  The iterate of least pilot error is kept, so on the pilot the result is never worse than its base.
-The fit costs ``(iterations + 1) * steps`` batched forward evaluations at the pilot size, each
-but the last with its backward pass (about twice a forward), plus the reference solve.
+their ends), ``a_i = a_i^0 + (sigma_{i+1} / prior_std) p_i`` and
+``b_ij = b_ij^0 + s_{i+1} q_ij / (i + 1)`` with the base's ``a^0, b^0`` and ``s, sigma`` of the
+base's times, ``p, q`` starting at 0 (the ``1 / (i + 1)`` keeps the first Adam steps from moving
+the sum of a long row by ``i + 1`` times the learning rate).  The learning rate warms up linearly
+over the first tenth of the iterations, then decays as a cosine.  The iterate of least pilot error
+is kept, so on the pilot the result is never worse than its start.  The fit costs the candidate
+starts' evaluations (``steps`` each) and ``(iterations + 1) * steps`` batched forward evaluations
+at the pilot size, each but the last with its backward pass (about twice a forward), plus the
+reference solve.
 """
 
 from __future__ import annotations
@@ -298,25 +301,26 @@ def fit_bespoke(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     history: list[float] = []
     best_err, best = math.inf, None
-    for k in range(iterations + 1):
-        times, a, b = coefficients()
-        if k < iterations:
-            loss = loss_of(times, a, b)
-        else:
-            with torch.no_grad():
+    with torch.enable_grad():  # training needs gradients, whatever the caller's mode
+        for k in range(iterations + 1):
+            times, a, b = coefficients()
+            if k < iterations:
                 loss = loss_of(times, a, b)
-        nfe += steps
-        err = math.sqrt(float(loss.detach().double())) if bool(torch.isfinite(loss)) else math.inf
-        history.append(err)
-        if err < best_err:
-            best_err, best = err, (times.detach().clone(), a.detach().clone(), b.detach().clone())
-        if k < iterations:
-            if not math.isfinite(err):
-                break
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+            else:
+                with torch.no_grad():
+                    loss = loss_of(times, a, b)
+            nfe += steps
+            err = math.sqrt(float(loss.detach().double())) if bool(torch.isfinite(loss)) else math.inf
+            history.append(err)
+            if err < best_err:
+                best_err, best = err, (times.detach().clone(), a.detach().clone(), b.detach().clone())
+            if k < iterations:
+                if not math.isfinite(err):
+                    break
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
     err_start = min(start_errors)
     # An iterate replaces the start only where it is better by more than rounding (the start's
     # times rebuilt from their increments differ from the base's in the last bits).
