@@ -148,6 +148,8 @@ def test_bad_input_gives_named_errors() -> None:
         bespoke_from_base(sde, "euler_maruyama", ts)
     with pytest.raises(ValueError, match="adaptive"):
         bespoke_from_base(sde, "dopri5", ts)
+    with pytest.raises(ValueError, match="dpm_solver_v3 has no bespoke form"):
+        bespoke_from_base(sde, "dpm_solver_v3", ts)
     with pytest.raises(ValueError, match="one model evaluation per step"):
         bespoke_from_base(sde, "heun", ts)
     with pytest.raises(ValueError, match="unknown sampling method"):

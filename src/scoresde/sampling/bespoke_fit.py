@@ -89,11 +89,17 @@ def bespoke_from_base(
         grid: the grid's name, recorded in the result.
 
     Raises:
-        ValueError: an unknown method, a stochastic or adaptive one, or one that does not make
-            exactly one evaluation per step at the grid's times.
+        ValueError: an unknown method, a stochastic or adaptive one, one that does not make
+            exactly one evaluation per step at the grid's times, or ``dpm_solver_v3`` (its
+            per-dimension statistics are no scalar coefficients).
     """
     method = canonical_method(method)
     check_tunable(method)
+    if method == "dpm_solver_v3":
+        raise ValueError(
+            "dpm_solver_v3 has no bespoke form: its empirical model statistics weight each dimension "
+            "differently, and a bespoke solver's coefficients are one number per step and prediction"
+        )
     ts = check_grid(ts, sde).to(torch.float64)
     steps = len(ts) - 1
     probe = _Probe(sde, steps)
