@@ -841,7 +841,8 @@ def add_bespoke(lm: Learned, args: argparse.Namespace) -> dict:
 
     The pathwise draws and their reference are made again exactly as :func:`measure` makes them
     (seed 1, ``n_path`` and ``ref_tol`` of the stored run), so the new rows compare with the stored
-    ones.  The optimized grids of ``--opt-solvers`` are made again (the same seed: the stored run's
+    ones; the budgets of ``--bespoke-nfes`` replace their bespoke cells, the others stay.  The
+    optimized grids of ``--opt-solvers`` are made again (the same seed: the stored run's
     grids) as bespoke starts only; their rows and costs stay the stored ones.  Where a bespoke
     solver becomes our best at a quality budget, our quality row there is
     measured again with it (same seeds and samples).
@@ -868,15 +869,16 @@ def add_bespoke(lm: Learned, args: argparse.Namespace) -> dict:
     cost.pop("_grids", None)
     with torch.no_grad():
         new = sweep(runs, x_T, y, ref, ref_x0, tuple(args.bespoke_nfes))
-        results = {k: v for k, v in load_results(r).items() if k[0] != "bespoke"}
-        results.update(new)
+        results = load_results(r)
+        for k, row in new.items():  # the budgets run now replace their cells; the others stay
+            results[k] = {**results.get(k, {}), **row}
         r["results"] = [[list(k), {str(b): list(v) for b, v in row.items()}] for k, row in results.items()]
         clf = None
         for q in r["quality"]:
             if q["side"] != "ours":
                 continue
             b = best(results, q["nfe"], True)
-            if b is None or b[2] not in runs:
+            if b is None or b[2] not in runs or q["nfe"] not in args.bespoke_nfes:
                 continue
             if clf is None:
                 clf = reference_classifier(
@@ -890,9 +892,10 @@ def add_bespoke(lm: Learned, args: argparse.Namespace) -> dict:
 
             q.update({"config": list(b[2]), **quality(draw, lm, args, clf)})
             print(f"[{lm.key}] {q}", flush=True)
-    r["bespoke_command"] = " ".join(["PYTHONPATH=src python benchmarks/samplers_learned.py", *sys.argv[1:]])
-    r["bespoke_seconds"] = time.time() - t_start
-    r["bespoke_load"] = [load0[0], os.getloadavg()[0]]
+    command = " ".join(["PYTHONPATH=src python benchmarks/samplers_learned.py", *sys.argv[1:]])
+    r["bespoke_command"] = (f"{r['bespoke_command']}`, then `" if "bespoke_command" in r else "") + command
+    r["bespoke_seconds"] = r.get("bespoke_seconds", 0.0) + time.time() - t_start
+    r["bespoke_load"] = [r.get("bespoke_load", load0)[0], os.getloadavg()[0]]
     return r
 
 
