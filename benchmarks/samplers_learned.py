@@ -53,8 +53,13 @@ competitive below 50 NFE), DPM-Solver-v3 with statistics computed from the model
 (:func:`scoresde.sampling.compute_ems`, ``--v3-pilot`` trajectories, ``--v3-knots`` knots), and
 ``grid="optimized"`` (:func:`scoresde.sampling.optimize_grid`, a pilot of ``--opt-pilot`` prior
 draws of its own seed, one sweep, a dopri5 reference at ``--opt-ref-tol``) for ``--opt-solvers``
-at ``--opt-nfes``; their one-off cost (seconds on the shared core, pilot network evaluations) is
-reported and not counted in the NFE.
+at ``--opt-nfes``, and a bespoke non-stationary solver (Shaul et al. 2024:
+:func:`scoresde.sampling.fit_bespoke`, ``method="bespoke"``) per ``--bespoke-nfes`` budget, trained
+from the best of our base solvers and grids on ``--bespoke-pilot`` prior draws of another seed than
+the pathwise draws (which are therefore held out); their one-off cost (seconds on the shared core,
+pilot network evaluations) is reported and not counted in the NFE.  ``--bespoke-only`` adds the
+bespoke rows to a model's stored ``result.json`` (the same pathwise draws and reference made again)
+without running the peers again.
 
 (b) Sample quality.  The best configuration (by the RMS of (a)) of ours and of the peers (any
 family) at NFE 10 and 20 sample ``--samples`` class-conditional images from each of ``--seeds``
@@ -592,6 +597,7 @@ def optimized_runs(
                 reference_tol=args.opt_ref_tol,
             )  # fmt: skip
             grids[budget] = og.times
+            cost.setdefault("_grids", {})[(method, budget, tuple(sorted(opts.items())))] = og.times
             cost.setdefault("optimized", {})[f"{key} {budget}"] = {
                 "seconds": time.time() - t0,
                 "pilot_nfe": og.pilot_nfe,
@@ -612,6 +618,74 @@ def optimized_runs(
             tuple(args.opt_nfes),
         )
     return out  # type: ignore[return-value]
+
+
+BESPOKE_BASES: list[tuple[str, dict]] = [
+    ("unipc", {}),
+    ("unipc", {"order": 3}),
+    ("dpm_solver++_3m", {}),
+    ("dpm_solver++_2m", {}),
+    ("deis", {}),
+]
+"""The base solvers a bespoke solver may start from (each on every named grid, and on the
+optimized grids of this run where there are some)."""
+
+BESPOKE_SEED = 2024
+"""Seed of the bespoke solvers' training draws: not the pathwise draws' (1), nor the quality
+seeds' (1000 + k), nor the optimized grids' pilot (12345)."""
+
+
+def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
+    """A bespoke solver (:func:`scoresde.sampling.fit_bespoke`) per ``--bespoke-nfes`` budget.
+
+    Trained on ``--bespoke-pilot`` prior draws of seed :data:`BESPOKE_SEED` (labels cycling), so
+    the pathwise draws of the sweep (seed 1) are held out; it starts at the base solver and grid
+    (:data:`BESPOKE_BASES` on every named grid, ``uniform`` included, and on this run's optimized
+    grids) of least error on those training draws.  Its one-off cost goes into ``cost["bespoke"]``.
+    """
+    sde, shape = lm.model.sde, tuple(lm.data.train.shape[1:])
+    grids_made = cost.get("_grids", {})
+    solvers: dict[int, ss.sampling.BespokeSolver] = {}
+    for budget in args.bespoke_nfes:
+        starts = []
+        for method, opts in BESPOKE_BASES:
+            named = [(g, ss.time_grid(sde, budget, g, t_end=T_END)) for g in ss.GRIDS]
+            key = (method, budget, tuple(sorted(opts.items())))
+            if key in grids_made:
+                named.append(("optimized", grids_made[key]))
+            starts += [ss.sampling.bespoke_from_base(sde, method, ts, opts, grid=g) for g, ts in named]
+        fit = ss.sampling.fit_bespoke(
+            lm.model, sde, budget, shape, starts=starts, pilot=args.bespoke_pilot,
+            iterations=args.bespoke_iters, lr=args.bespoke_lr, y=cycling(args.bespoke_pilot),
+            generator=torch.Generator().manual_seed(BESPOKE_SEED), reference_tol=args.opt_ref_tol,
+        )  # fmt: skip
+        solvers[budget] = fit.solver
+        st = fit.start
+        order = f", order {st.options['order']}" if "order" in st.options else ""
+        cost.setdefault("bespoke", {})[str(budget)] = {
+            "seconds": fit.seconds,
+            "pilot_nfe": fit.pilot_nfe,
+            "pilot": args.bespoke_pilot,
+            "iterations": args.bespoke_iters,
+            "lr": args.bespoke_lr,
+            "starts": len(starts),
+            "start": f"{st.base} [{st.grid}{order}]",
+            "pilot_error_start": fit.pilot_error_start,
+            "pilot_error": fit.pilot_error,
+            "solver": fit.solver.to_json(),
+        }
+        print(
+            f"  bespoke NFE {budget}: from {st.base} [{st.grid}{order}] pilot RMS "
+            f"{fit.pilot_error_start:.3e} -> {fit.pilot_error:.3e}, {fit.seconds:.0f} s",
+            flush=True,
+        )
+
+    def run(x_T: Tensor, y: Tensor, budget: int) -> tuple[Tensor, int]:
+        kw = {"solver": solvers[budget]}
+        res = ss.sample(lm.model, x_T=x_T, y=y, method="bespoke", t_end=T_END, denoise=False, **kw)
+        return res.x, res.nfe
+
+    return {("bespoke", "trained"): (run, False, tuple(args.bespoke_nfes))}
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -709,6 +783,9 @@ def measure(lm: Learned, args: argparse.Namespace) -> dict:
             print(f"[{lm.key}] v3 statistics: {cost.get('v3', cost.get('v3_error'))}", flush=True)
         if args.opt_nfes and args.opt_solvers:
             runs.update(optimized_runs(lm, args, cost))
+        if args.bespoke_nfes:
+            runs.update(bespoke_runs(lm, args, cost))
+        cost.pop("_grids", None)
         runs.update(diffusers_runs(lm))
         if not args.no_kdiffusion:
             runs.update(kdiffusion_runs(lm))
@@ -757,6 +834,69 @@ def measure(lm: Learned, args: argparse.Namespace) -> dict:
         "seconds": {"sweep": t_sweep, "quality": t_quality, "total": time.time() - t_start},
         "load": [load0[0], os.getloadavg()[0]],
     }
+
+
+def add_bespoke(lm: Learned, args: argparse.Namespace) -> dict:
+    """``--bespoke-only``: the model's ``result.json`` with bespoke rows added (peers not rerun).
+
+    The pathwise draws and their reference are made again exactly as :func:`measure` makes them
+    (seed 1, ``n_path`` and ``ref_tol`` of the stored run), so the new rows compare with the stored
+    ones; the budgets of ``--bespoke-nfes`` replace their bespoke cells, the others stay.  The
+    optimized grids of ``--opt-solvers`` are made again (the same seed: the stored run's
+    grids) as bespoke starts only; their rows and costs stay the stored ones.  Where a bespoke
+    solver becomes our best at a quality budget, our quality row there is
+    measured again with it (same seeds and samples).
+    """
+    path = args.work / lm.key / "result.json"
+    r = json.loads(path.read_text())
+    load0, t_start = os.getloadavg(), time.time()
+    model, shape = lm.model, tuple(lm.data.train.shape[1:])
+    cost = r["cost"]
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        x_T = torch.randn(r["n_path"], *shape, generator=g) * model.sde.prior_std()
+        y = cycling(r["n_path"])
+        ref = ss.sample(
+            model, x_T=x_T, y=y, method="dopri5", steps=1, t_end=T_END, denoise=False, rtol=r["ref_tol"],
+            atol=r["ref_tol"],
+        ).x  # fmt: skip
+        ref_x0 = model.denoise(ref, torch.full((r["n_path"],), T_END), y)
+    scratch: dict = {}
+    if args.opt_nfes and args.opt_solvers:
+        optimized_runs(lm, args, scratch)
+    cost["_grids"] = scratch.get("_grids", {})
+    runs = bespoke_runs(lm, args, cost)
+    cost.pop("_grids", None)
+    with torch.no_grad():
+        new = sweep(runs, x_T, y, ref, ref_x0, tuple(args.bespoke_nfes))
+        results = load_results(r)
+        for k, row in new.items():  # the budgets run now replace their cells; the others stay
+            results[k] = {**results.get(k, {}), **row}
+        r["results"] = [[list(k), {str(b): list(v) for b, v in row.items()}] for k, row in results.items()]
+        clf = None
+        for q in r["quality"]:
+            if q["side"] != "ours":
+                continue
+            b = best(results, q["nfe"], True)
+            if b is None or b[2] not in runs or q["nfe"] not in args.bespoke_nfes:
+                continue
+            if clf is None:
+                clf = reference_classifier(
+                    lm.data.train, lm.data.train_labels, epochs=lm.clf_epochs, seed=args.seed,
+                    cache_dir=args.work / "cache",
+                )  # fmt: skip
+            run, budget = runs[b[2]][0], q["nfe"]
+
+            def draw(xt: Tensor, yy: Tensor, run: Run = run, budget: int = budget) -> Tensor:
+                return run(xt, yy, budget)[0]
+
+            q.update({"config": list(b[2]), **quality(draw, lm, args, clf)})
+            print(f"[{lm.key}] {q}", flush=True)
+    command = " ".join(["PYTHONPATH=src python benchmarks/samplers_learned.py", *sys.argv[1:]])
+    r["bespoke_command"] = (f"{r['bespoke_command']}`, then `" if "bespoke_command" in r else "") + command
+    r["bespoke_seconds"] = r.get("bespoke_seconds", 0.0) + time.time() - t_start
+    r["bespoke_load"] = [r.get("bespoke_load", load0)[0], os.getloadavg()[0]]
+    return r
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -860,15 +1000,16 @@ def kept_from_page(old: str, key: str) -> tuple[tuple[str, str], list[str]] | No
 
 
 def _named(k: tuple[str, str]) -> bool:
-    return k[0] != "dpm_solver_v3" and not k[1].startswith("optimized")
+    return k[0] not in ("dpm_solver_v3", "bespoke") and not k[1].startswith("optimized")
 
 
 OPTION_SETS: list[tuple[str, Callable[[tuple[str, str]], bool]]] = [
     ("named grids, every solver but v3", _named),
     ("named grids, order 3 only", lambda k: _named(k) and (k[0] == "dpm_solver++_3m" or "order 3" in k[1])),
-    ("named + optimized grids", lambda k: k[0] != "dpm_solver_v3"),
-    ("named grids + DPM-Solver-v3", lambda k: not k[1].startswith("optimized")),
-    ("all", lambda k: True),
+    ("named + optimized grids", lambda k: k[0] not in ("dpm_solver_v3", "bespoke")),
+    ("named grids + DPM-Solver-v3", lambda k: k[0] != "bespoke" and not k[1].startswith("optimized")),
+    ("all but bespoke", lambda k: k[0] != "bespoke"),
+    ("all (bespoke solvers included)", lambda k: True),
 ]
 
 
@@ -882,6 +1023,17 @@ def model_lines(r: dict) -> list[str]:
         f"Model: {note}. Generated by `{r['command']}` (one thread); this model's run took "
         f"{r['seconds']['total']:.0f} s of wall time (load average {r['load'][0]:.1f} at its start, "
         f"{r['load'][1]:.1f} at its end, on the shared 2-core machine).",
+        *(
+            [
+                "",
+                f"Bespoke rows added to this run's stored results by `{r['bespoke_command']}` (the same "
+                f"draws and reference made again; peers not rerun), {r['bespoke_seconds']:.0f} s of wall "
+                f"time (load average {r['bespoke_load'][0]:.1f} at its start, {r['bespoke_load'][1]:.1f} "
+                "at its end).",
+            ]
+            if "bespoke_command" in r
+            else []
+        ),
         "",
         f"{r['n_path']} draws of `x_T` from the prior (labels cycling over the classes), RMS error per "
         f"pixel at `t_end = {T_END:g}` (no final denoising) against dopri5 at rtol = atol = "
@@ -940,6 +1092,15 @@ def model_lines(r: dict) -> list[str]:
                 f'- `grid="optimized"` for {k.rsplit(" ", 1)[0]} at NFE {k.rsplit(" ", 1)[1]}: pilot of '
                 f"{v['pilot']} draws, {v['pilot_nfe']} batched evaluations, {v['seconds']:.0f} s; from "
                 f"{v['start']}, pilot RMS {v['pilot_error_start']:.2e} -> {v['pilot_error']:.2e}."
+            )
+        for k, v in cost.get("bespoke", {}).items():
+            lines.append(
+                f"- bespoke solver (`fit_bespoke`) at NFE {k}: {v['pilot']} training draws of seed "
+                f"{BESPOKE_SEED} (held out from the {r['n_path']} pathwise draws), {v['iterations']} Adam "
+                f"iterations (lr {v['lr']:g}), {v['pilot_nfe']} batched forward evaluations (all but the "
+                f"last few with a backward pass), {v['seconds']:.0f} s; started from {v['start']} (the "
+                f"best of {v['starts']} base solver and grid pairs on the training draws), training RMS "
+                f"{v['pilot_error_start']:.2e} -> {v['pilot_error']:.2e}."
             )
     real = r["real"]
     lines += [
@@ -1043,6 +1204,14 @@ def main() -> None:
     p.add_argument("--opt-pilot", type=int, default=32, help="pilot draws of the optimized grids")
     p.add_argument("--opt-evals", type=int, default=2, help="golden-section evaluations per time")
     p.add_argument("--opt-ref-tol", type=float, default=1e-4, help="pilot reference tolerance")
+    p.add_argument("--bespoke-nfes", type=ints, default=(5, 10, 20), help="NFE budgets of bespoke solvers")
+    p.add_argument("--bespoke-pilot", type=int, default=128, help="training draws of the bespoke solvers")
+    p.add_argument("--bespoke-iters", type=int, default=100, help="Adam iterations of the bespoke solvers")
+    p.add_argument("--bespoke-lr", type=float, default=0.01, help="Adam learning rate of the bespoke solvers")
+    p.add_argument(
+        "--bespoke-only", action="store_true",
+        help="add bespoke rows to the models' existing result.json (same draws; peers not rerun)",
+    )  # fmt: skip
     p.add_argument("--no-kdiffusion", action="store_true")
     p.add_argument("--page-only", action="store_true", help="only assemble the page from cached results")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_samplers_learned.md")
@@ -1054,7 +1223,7 @@ def main() -> None:
                 raise SystemExit(f"unknown model {key!r}; choose from {', '.join(MODELS)}")
             lm = load_model(key, args.work / key, args.train_minutes, args.seed)
             print(f"[{key}] model: {lm.note}", flush=True)
-            result = measure(lm, args)
+            result = add_bespoke(lm, args) if args.bespoke_only else measure(lm, args)
             (args.work / key / "result.json").write_text(json.dumps(result, indent=1))
     write_page(args.work, args.out)
     print(args.out.read_text())

@@ -8,12 +8,16 @@ import torch
 import scoresde as ss
 from scoresde.guidance import MatrixOperator
 from scoresde.models import ClipDenoised, dynamic_threshold
-from scoresde.sampling import EMS
+from scoresde.sampling import EMS, bespoke_from_base
 
 _OPTIONS = {
     "pc": {"norms": "sample", "snr": 0.05},
     "langevin": {"norms": "sample", "snr": 0.05},
     "dpm_solver_v3": {"ems": EMS.constant(-12.0, 12.0, 1.0)},  # the DPM-Solver++ statistics
+    # DPM-Solver++(2M) on the run's grid (6 uniform steps on [eps, T]) as a bespoke solver.
+    "bespoke": {
+        "solver": bespoke_from_base(ss.VPSDE(), "dpm_solver++_2m", ss.time_grid(ss.VPSDE(), 6, "uniform"))
+    },
     "dps": {"operator": MatrixOperator(torch.eye(4)[:2]), "y_obs": torch.zeros(2), "zeta": 0.1},
 }
 

@@ -39,6 +39,7 @@ SAMPLERS_REQUIRED: dict[str, tuple[str, ...]] = {
     "deis": (),
     "ipndm": (),
     "dopri5": (),
+    "bespoke": ("solver",),
     "consistency": (),
     "reverse_diffusion": (),
     "ancestral": (),

@@ -8,6 +8,8 @@ specification :class:`SampleSpec` and its setup; :func:`sample`; the tuners that
 
 from scoresde._core.defaults import DEFAULT_SAMPLING, SamplingDefaults
 from scoresde.sampling.api import sample
+from scoresde.sampling.bespoke import BespokeSolver
+from scoresde.sampling.bespoke_fit import BespokeFit, bespoke_from_base, fit_bespoke
 from scoresde.sampling.dpm_solver_v3 import EMS
 from scoresde.sampling.ems import compute_ems
 from scoresde.sampling.first_step import AnalyticFirstStep, analytic_first_step
@@ -22,6 +24,8 @@ from scoresde.sampling.types import Sampler, SampleResult
 __all__ = [
     "ALIASES",
     "AnalyticFirstStep",
+    "BespokeFit",
+    "BespokeSolver",
     "DEFAULT_SAMPLING",
     "EMS",
     "GRIDS",
@@ -39,7 +43,9 @@ __all__ = [
     "SamplingRun",
     "SamplingStart",
     "analytic_first_step",
+    "bespoke_from_base",
     "compute_ems",
+    "fit_bespoke",
     "get_sampler",
     "optimize_grid",
     "sample",

@@ -12,6 +12,7 @@ Heun with churn).  The keys used before that naming stay accepted (:data:`ALIASE
 from __future__ import annotations
 
 from scoresde.sampling.adaptive import dopri5
+from scoresde.sampling.bespoke import bespoke
 from scoresde.sampling.consistency import consistency
 from scoresde.sampling.deis import deis, ipndm
 from scoresde.sampling.dpm_solver import dpm_solver_2s, dpm_solver_3s, dpm_solver_pp_2m, dpm_solver_pp_3m
@@ -139,6 +140,16 @@ SAMPLERS: SamplerTable = SamplerTable(
             order=5,
             stochastic=False,
             description="adaptive Dormand-Prince 5(4) via torchdiffeq (Song et al. 2021, Sec. 4.3)",
+            uses_grid=False,
+        ),
+        "bespoke": Sampler(
+            bespoke,
+            order=0,
+            stochastic=False,
+            description="bespoke non-stationary multistep solver with learned times and coefficients "
+            "solver= from fit_bespoke, 1 NFE per step (Shaul et al. 2024, Eq. 9-11; order 0: accuracy "
+            "set by its training on the model, not by a discretisation order)",
+            required=("solver",),
             uses_grid=False,
         ),
         "consistency": Sampler(
