@@ -7,7 +7,7 @@ starting point ``x_T`` and of the model's data predictions ``D_j = D(z_j, t_j)``
 coefficients that depend only on the grid.  Shaul et al. 2024 ("Bespoke Non-Stationary Solvers
 for Fast Sampling of Diffusion and Flow Models", BNS, Sec. 3, Eq. 9-11) take that family whole:
 
-    z_0 = x_T,    D_i = D(z_i, t_i),    z_{i+1} = a_i x_T + sum_{j <= i} b_{ij} D_i,
+    z_0 = x_T,    D_i = D(z_i, t_i),    z_{i+1} = a_i x_T + sum_{j <= i} b_{ij} D_j,
 
 for ``i = 0, ..., n - 1``, with free coefficients ``a_i``, ``b_{ij}`` (a lower-triangular
 matrix) and free times ``t_0 = T > t_1 > ... > t_n = t_end``; ``z_n`` is the output.  The paper
