@@ -1084,8 +1084,9 @@ def model_lines(r: dict) -> list[str]:
             )
         if "v3_error" in cost:
             lines.append(
-                "- DPM-Solver-v3: no rows; `compute_ems` needs a forward-mode Jacobian-vector product of "
-                f"the network, which failed: `{cost['v3_error']}`."
+                "- DPM-Solver-v3: no rows; `compute_ems` failed on this run's network: "
+                f"`{cost['v3_error']}` (forward-mode JVPs of the code then; `compute_ems` now falls back "
+                "to reverse over reverse, `scoresde.sampling.ems.jvp`: a rerun gives v3 rows)."
             )
         for k, v in cost.get("optimized", {}).items():
             lines.append(
