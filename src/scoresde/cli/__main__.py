@@ -45,6 +45,12 @@ TABLE: tuple[Entry, ...] = (
         "sample a trained checkpoint (optionally guided): PNG grid and .npz array or PNG folder",
     ),
     Entry(
+        "fit-solver",
+        "scoresde.cli.fit_solver",
+        "COMMAND",
+        "fit a bespoke few-step solver (Shaul et al. 2024) to a checkpoint, for `sample --solver`",
+    ),
+    Entry(
         "distill",
         "scoresde.cli.distill",
         "COMMAND",

@@ -22,7 +22,8 @@ every flag means the same everywhere):
   (:func:`compile_options`; all read with :func:`scoresde.cli._io.load_model`);
 - :func:`data_options`: ``--data``, ``--num``;
 - :func:`sampler_options`: ``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``,
-  ``--grid`` (one of :data:`scoresde.GRIDS`), ``--denoise``;
+  ``--grid`` (one of :data:`scoresde.GRIDS`), ``--denoise``; for ``sample`` and ``eval`` also
+  ``--solver PATH``, a bespoke solver of ``scoresde fit-solver`` (:mod:`scoresde.cli._bespoke`);
 - :func:`ode_options`: ``--rtol``, ``--atol``, ``--norm`` of the adaptive PF-ODE solver.
 
 Adding a subcommand or an option group: see "For developers" in ``docs/cli.md`` (a ``Command``
@@ -64,6 +65,7 @@ __all__ = [
     "ode_options",
     "runtime_options",
     "sampler_options",
+    "sampling_defaults",
     "smc_grid_default",
     "smc_options",
 ]
@@ -164,16 +166,25 @@ _IN_PYTHON = "scoresde.sample takes it in Python"
 _ELSEWHERE = {
     "dps": "scoresde inpaint runs it (--dps), and scoresde.sample takes it in Python",
     "dpm_solver_v3": "compute them with scoresde.sampling.compute_ems and call scoresde.sample in Python",
+    "bespoke": "scoresde sample and scoresde eval run it (--solver PATH, fitted by scoresde fit-solver), and "
+    "scoresde.sample takes it in Python",
 }
 
 
 def sampler_options(
-    method: str = "euler", steps: int = 100, grid: str = "uniform", optimized: bool = False
+    method: str = "euler",
+    steps: int = 100,
+    grid: str = "uniform",
+    optimized: bool = False,
+    solver: bool = False,
 ) -> list[Option]:
     """``--method`` (a key of :data:`scoresde.SAMPLERS`), ``--steps``, ``--grid`` (one of
     :data:`scoresde.GRIDS`), ``--denoise``; with ``optimized`` also ``--grid optimized`` and its
     pilot's ``--grid-pilot`` / ``--grid-seed``, and ``--grid auto`` (apply with
-    :func:`scoresde.sampling.grid_opt.grid_choice`)."""
+    :func:`scoresde.sampling.grid_opt.grid_choice`); with ``solver`` also ``--solver PATH``, a
+    bespoke solver of ``scoresde fit-solver`` (``--method bespoke``; apply with
+    :func:`scoresde.cli._bespoke.bespoke_options`, with :func:`sampling_defaults` as the
+    command's base layer)."""
     grids = (*GRIDS, AUTO_GRID, OPTIMIZED_GRID) if optimized else tuple(GRIDS)
     grid_help = "time grid"
     if optimized:
@@ -189,19 +200,36 @@ def sampler_options(
         if optimized
         else []
     )
+    if solver:
+        extra.append(
+            Option(
+                "solver",
+                "",
+                "a bespoke solver (Shaul et al. 2024) fitted for this model by `scoresde fit-solver`: its "
+                "solver.json or output folder; implies --method bespoke and the solver's --steps, and "
+                "replaces --grid by the solver's own times",
+                type=str,
+                metavar="PATH",
+            )
+        )
+    offered = {
+        k: required
+        for k, required in SAMPLERS_REQUIRED.items()
+        if not required or (solver and k == "bespoke")
+    }
     return [
         Option(
             "method",
             method,
-            "sampler, a key of scoresde.SAMPLERS (those that need no problem-specific options)",
+            "sampler, a key of scoresde.SAMPLERS (those that need no problem-specific options"
+            + ("; bespoke with --solver)" if solver else ")"),
             # The keys, and the old keys still accepted (scoresde.sampling.ALIASES).
-            choices=tuple(k for k, required in SAMPLERS_REQUIRED.items() if not required)
-            + tuple(a for a, k in ALIASES.items() if not SAMPLERS_REQUIRED[k]),
+            choices=tuple(offered) + tuple(a for a, k in ALIASES.items() if k in offered),
             what="sampler",
             elsewhere={
                 k: f"the sampler needs {', '.join(required)}; {_ELSEWHERE.get(k, _IN_PYTHON)}"
                 for k, required in SAMPLERS_REQUIRED.items()
-                if required
+                if k not in offered
             },
             metavar="METHOD",
         ),
@@ -238,6 +266,19 @@ def smc_grid_default(given: dict[str, Any]) -> dict[str, Any] | None:
     defaults to ``logsnr`` (:func:`scoresde.guidance.smc_sample`'s default); a ``--grid`` given
     in any way still wins."""
     return {"grid": "logsnr"} if given.get("smc") else None
+
+
+def sampling_defaults(given: dict[str, Any]) -> dict[str, Any] | None:
+    """The base layer of the sampling commands with ``--solver`` (``sample``, ``eval``): with
+    ``--solver PATH``, ``--method bespoke`` and the solver's step count
+    (:func:`scoresde.cli._bespoke.solver_defaults`), else :func:`distilled_grid_default`.
+    Settings given in any way still win (and are checked by
+    :func:`scoresde.cli._bespoke.bespoke_options`)."""
+    if given.get("solver"):
+        from scoresde.cli._bespoke import solver_defaults
+
+        return solver_defaults(given)
+    return distilled_grid_default(given)
 
 
 def distilled_grid_default(given: dict[str, Any]) -> dict[str, Any] | None:

@@ -52,6 +52,7 @@ COMMON_OPTIONS: list[Option] = [
 
 OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
     "sample": ("samples_*",),
+    "fit-solver": ("solver.json", "fit.json"),
     "encode": ("latents.npz", "encode.json"),
     "decode": ("samples.npz", "samples.png"),
     "interpolate": ("interpolation.npz", "interpolation.png"),

@@ -2,7 +2,8 @@
 
 Draws --num samples with a sampler of scoresde.SAMPLERS (by default the one `scoresde sample` uses,
 scoresde.sampling.DEFAULT_SAMPLING, so the score is that of the samples users draw; for a student
-of `scoresde distill --method progressive`, DDIM on its distilled grid, as `scoresde sample`) and compares
+of `scoresde distill --method progressive`, DDIM on its distilled grid, as `scoresde sample`; with
+--solver PATH, a bespoke solver of `scoresde fit-solver`) and compares
 them with --num held-out
 points: sliced Wasserstein-2, MMD^2 (RBF kernel, median bandwidth) and energy distance, in the
 data space (pixels for images).  For the bundled digits it also trains the reference classifier
@@ -30,16 +31,17 @@ import torch
 from torch import Tensor
 
 from scoresde._core.defaults import DEFAULT_SAMPLING
-from scoresde.cli._io import load_data, load_model, sampling_grid
+from scoresde.cli._bespoke import sampling_plan
+from scoresde.cli._io import load_data, load_model
 from scoresde.cli.command import (
     Command,
     Context,
     checkpoint_options,
     clip_options,
     data_options,
-    distilled_grid_default,
     runtime_options,
     sampler_options,
+    sampling_defaults,
 )
 from scoresde.io.loaded import LoadedModel
 from scoresde.settings import Option
@@ -69,7 +71,7 @@ def run(ctx: Context) -> int:
     loaded = load_model(ctx)
     info = loaded.info
     model = clip_denoised(loaded.model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
-    grid = sampling_grid(cfg, loaded, model.sde, ctx.device)
+    grid, options = sampling_plan(cfg, loaded, model.sde, ctx.device)
     held = load_data(cfg["data"], loaded, cfg["num"], cfg["seed"] + 1, split="test")
     other = load_data(cfg["data"], loaded, held.x.shape[0], cfg["seed"] + 2, split="train")
     n = min(held.x.shape[0], other.x.shape[0])
@@ -94,6 +96,7 @@ def run(ctx: Context) -> int:
         grid=grid,
         denoise=cfg["denoise"],
         device=ctx.device,
+        **options,
     )
     x, nfe = drawn.x, drawn.nfe
     if x is None:  # not rank 0: rank 0 writes the result
@@ -108,8 +111,9 @@ def run(ctx: Context) -> int:
         "sampler": {
             "method": cfg["method"],
             "steps": cfg["steps"],
-            "grid": grid if isinstance(grid, str) else cfg["grid"],
+            "grid": "solver" if "solver" in options else grid if isinstance(grid, str) else cfg["grid"],
             "nfe": nfe,
+            **({"solver": str(cfg["solver"])} if "solver" in options else {}),
         },
         "sample_seconds": round(seconds, 2),
         "finite": finite,
@@ -172,6 +176,7 @@ COMMAND = Command(
             steps=DEFAULT_SAMPLING.steps,
             grid=DEFAULT_SAMPLING.grid,
             optimized=True,
+            solver=True,
         ),
         *clip_options("auto"),
         Option("batch_size", 256, "samples per sampler batch", minimum=1),
@@ -195,5 +200,5 @@ COMMAND = Command(
         *runtime_options(),
     ],
     body=run,
-    base=distilled_grid_default,
+    base=sampling_defaults,
 )

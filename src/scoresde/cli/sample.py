@@ -3,7 +3,9 @@
 Plain, class-conditional (``--class``), classifier-free guided (``--guidance W``: Ho &
 Salimans 2022, needs a conditional model trained with label dropout) or classifier-guided
 (``--classifier PATH --classifier-scale S``: Song et al. 2021, Sec. 5, with a noise-conditional
-classifier from ``scoresde train-classifier``) samples.
+classifier from ``scoresde train-classifier``) samples.  ``--solver PATH`` samples with a bespoke
+solver fitted for the model by ``scoresde fit-solver`` (Shaul et al. 2024: ``--method bespoke``,
+the solver's steps and times).
 
 The .npz holds ``x`` (float32 samples in the model's space, ``(N, C, H, W)`` for images,
 ``[-1, 1]`` data range), ``images`` (uint8 ``(N, H, W, C)``) and ``y`` (labels, for
@@ -24,9 +26,9 @@ from scoresde.cli.command import (
     Context,
     checkpoint_options,
     clip_options,
-    distilled_grid_default,
     runtime_options,
     sampler_options,
+    sampling_defaults,
 )
 from scoresde.cli.names import SAMPLE_FORMATS
 from scoresde.settings import Option
@@ -34,7 +36,8 @@ from scoresde.settings import Option
 
 def run(ctx: Context) -> int:
     # The heavy imports (torch) happen here, when the command runs, not for --help.
-    from scoresde.cli._io import check_class, default_out, load_model, sampling_grid
+    from scoresde.cli._bespoke import describe, sampling_plan
+    from scoresde.cli._io import check_class, default_out, load_model
     from scoresde.data.heldout import cycle_labels
     from scoresde.guidance.select import guided_model
     from scoresde.io.samples import write_samples
@@ -55,8 +58,9 @@ def run(ctx: Context) -> int:
     check_class(label, classes, "a class-conditional model or a classifier")
     labels = None if not classes else cycle_labels(cfg["num"], classes, label)
     shape = loaded.shape
-    # A progressive student's own DDIM times, a name, or for --grid optimized a GridOptimizer.
-    grid = sampling_grid(cfg, loaded, model.sde, device)
+    # A progressive student's own DDIM times, a name, or for --grid optimized a GridOptimizer;
+    # with --solver, the bespoke solver (checked against the model) and the run's ends.
+    grid, options = sampling_plan(cfg, loaded, model.sde, device)
 
     # Sample i depends on (seed, i) only: any --batch-size and any number of torchrun processes
     # give the same samples (each rank draws its block of the indices, rank 0 gathers them).
@@ -75,6 +79,7 @@ def run(ctx: Context) -> int:
         grid=grid,
         denoise=cfg["denoise"],
         device=device,
+        **options,
     )
     x, nfe = drawn.x, drawn.nfe
     if x is None:  # not rank 0: rank 0 writes the result
@@ -90,6 +95,8 @@ def run(ctx: Context) -> int:
         f"sampled {cfg['num']} from {loaded.path} (step {loaded.step}) with {cfg['method']}, "
         f"{cfg['steps']} steps ({nfe} network evaluations per sample)"
     )
+    if "solver" in options:
+        print(describe(options["solver"], cfg["solver"]))
     optimized = grid.last if isinstance(grid, GridOptimizer) else None
     if optimized is not None:
         print(
@@ -113,6 +120,7 @@ COMMAND = Command(
             steps=DEFAULT_SAMPLING.steps,
             grid=DEFAULT_SAMPLING.grid,
             optimized=True,
+            solver=True,
         ),
         *clip_options("auto"),
         Option("num", 64, "number of samples", minimum=1, short="-n"),
@@ -140,5 +148,5 @@ COMMAND = Command(
         *runtime_options(seed_help="seed (each sample depends on it and its index only)"),
     ],
     body=run,
-    base=distilled_grid_default,
+    base=sampling_defaults,
 )
