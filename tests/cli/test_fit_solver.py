@@ -202,20 +202,24 @@ def test_method_bespoke_needs_a_solver(digits_ckpt, tmp_path, capsys) -> None:
     assert code == 2 and "scoresde sample" in err and "--solver" in err and "fit-solver" in err
 
 
-def test_eval_refuses_a_solver_of_other_steps(cond_ckpt, fitted, tmp_path, capsys) -> None:
+def test_eval_with_solver(cond_ckpt, fitted, tmp_path, capsys) -> None:
     argv = [
         "eval",
         "--checkpoint",
         cond_ckpt,
         "--solver",
         str(fitted),
-        "--steps",
-        "4",
-        "--out",
-        str(tmp_path),
+        "--num",
+        "8",
+        "--classifier-epochs",
+        "1",
     ]
-    code, _, err = _run(capsys, *argv)
+    code, _, err = _run(capsys, *argv, "--steps", "4", "--out", str(tmp_path / "bad"))
     assert code == 2 and "takes 3 steps" in err
+    code, _, err = _run(capsys, *argv, "--threads", "1", "--out", str(tmp_path / "ok"))
+    assert code == 0, err
+    sampler = json.loads((tmp_path / "ok" / "eval.json").read_text())["sampler"]
+    assert sampler == {"method": "bespoke", "steps": 3, "grid": "solver", "nfe": 4, "solver": str(fitted)}
 
 
 def test_fit_solver_on_an_unconditional_mlp_and_its_errors(digits_ckpt, tmp_path, capsys) -> None:
