@@ -13,6 +13,7 @@ import torch
 
 import scoresde as ss
 from scoresde.cli.__main__ import main
+from scoresde.guidance import ClassifierFreeGuidance
 from scoresde.io.checkpoint import load_checkpoint
 from scoresde.models.clipping import ClipDenoised
 from scoresde.sampling.bespoke import BespokeSolver
@@ -32,7 +33,8 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def cond_ckpt(tmp_path_factory) -> str:
-    """A class-conditional UNet on the 8x8 digits, trained for 2 steps (`scoresde train`'s run)."""
+    """A class-conditional UNet on the 8x8 digits with label dropout (classifier-free guidance),
+    trained for 2 steps (`scoresde train`'s run)."""
     root = tmp_path_factory.mktemp("cond")
     config = TrainConfig(
         base_channels=8,
@@ -49,6 +51,7 @@ def cond_ckpt(tmp_path_factory) -> str:
         progress=False,
         device="cpu",
         conditional=True,
+        label_dropout=0.2,
         out=str(root),
         name="cond",
     )
@@ -258,3 +261,45 @@ def test_fit_solver_on_an_unconditional_mlp_and_its_errors(digits_ckpt, tmp_path
     assert code == 2 and "--class" in err and "unconditional" in err
     code, _, err = _run(capsys, *bad, "--base", "magic", "--out", str(tmp_path / "d"))
     assert code == 2 and "magic" in err
+    code, _, err = _run(capsys, *bad, "--guidance", "2", "--out", str(tmp_path / "e"))
+    assert code == 2 and "--guidance" in err and "unconditional" in err
+
+
+def test_fit_solver_and_sample_with_guidance(cond_ckpt, tmp_path, capsys) -> None:
+    out = tmp_path / "cfg"
+    argv = [
+        "fit-solver",
+        "--checkpoint",
+        cond_ckpt,
+        *FIT,
+        "--guidance",
+        "2",
+        "--class",
+        "3",
+        "--out",
+        str(out),
+    ]
+    code, _, err = _run(capsys, *argv)
+    assert code == 0, err
+    report = json.loads((out / "fit.json").read_text())
+    assert report["guidance"] == 2.0 and report["labels"] == 3 and "--guidance 2" in report["sample_with"]
+    argv = [
+        "sample",
+        "--checkpoint",
+        cond_ckpt,
+        "--solver",
+        str(out),
+        "--guidance",
+        "2",
+        "--class",
+        "3",
+        "-n",
+        "2",
+    ]
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "s"))
+    assert code == 0, err
+    got = np.load(tmp_path / "s" / "samples_bespoke_3_seed0_class3_cfg2.npz")["x"]
+    solver = BespokeSolver.from_json(json.loads((out / "solver.json").read_text()))
+    model = ClipDenoised(ClassifierFreeGuidance(load_checkpoint(cond_ckpt).model, 2.0))
+    ref = ss.sample(model, shape=(2, 1, 8, 8), method="bespoke", solver=solver, seed=0, y=torch.full((2,), 3))
+    np.testing.assert_allclose(got, ref.x.numpy(), rtol=1e-6, atol=1e-6)

@@ -12,8 +12,8 @@ dopri5 solve of the model's probability-flow ODE from ``--pilot`` prior draws
 is never worse than its start on those draws.  Every draw comes from ``--seed`` (the prior
 draws, and for a class-conditional model the training labels, uniform over the classes, or all
 ``--class``).  The model is the one ``scoresde sample`` runs (``--checkpoint`` or ``--model``,
-with ``--clip-denoised``, default auto as ``sample``'s), so fit with the settings you will
-sample with.
+with ``--guidance`` and ``--clip-denoised``, default auto as ``sample``'s), so fit with the
+settings you will sample with.
 
 Writes ``solver.json`` (the solver; ``scoresde sample --solver PATH`` and ``scoresde eval
 --solver PATH`` run it, as does ``BespokeSolver.from_json`` in Python) and ``fit.json`` (the
@@ -57,6 +57,7 @@ def run(ctx: Context) -> int:
     from scoresde.cli._bespoke import SOLVER_FILE
     from scoresde.cli._io import check_class, default_out, load_model
     from scoresde.cli._json import write_json
+    from scoresde.guidance.select import guided_model
     from scoresde.models.consistency import ConsistencyModel
     from scoresde.sampling.bespoke_fit import fit_bespoke
     from scoresde.sampling.clip import clip_denoised
@@ -74,8 +75,9 @@ def run(ctx: Context) -> int:
             f"{loaded.distilled_grid.steps}-step grid; fit the solver to its teacher instead"
         )
     info = loaded.info
-    model = clip_denoised(loaded.model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
-    classes = info.num_classes
+    # The model `scoresde sample` runs with the same --guidance and --clip-denoised.
+    model, classes = guided_model(loaded.model, info, cfg["guidance"], device=device)
+    model = clip_denoised(model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
     label = cfg["class"]
     check_class(label, classes, "a class-conditional model")
 
@@ -108,6 +110,8 @@ def run(ctx: Context) -> int:
     solver_path = out / SOLVER_FILE
     solver_path.write_text(json.dumps(solver.to_json(), indent=2) + "\n")
     sample_with = f"scoresde sample {_source_flag(cfg)} --solver {solver_path}"
+    if cfg["guidance"] is not None:
+        sample_with += f" --guidance {cfg['guidance']:g}"
     if cfg["clip_denoised"] != "auto":
         sample_with += f" --clip-denoised {cfg['clip_denoised']}"
     report = {
@@ -123,6 +127,7 @@ def run(ctx: Context) -> int:
         "reference_tol": cfg["reference_tol"],
         "seed": cfg["seed"],
         "clip_denoised": cfg["clip_denoised"],
+        "guidance": cfg["guidance"],
         "labels": None if y is None else ("uniform" if label is None else label),
         "pilot_error_start": fit.pilot_error_start,
         "pilot_error": fit.pilot_error,
@@ -184,6 +189,13 @@ COMMAND = Command(
             None,
             "class-conditional models: train on this label (default: labels drawn uniformly from --seed)",
             type=int,
+        ),
+        Option(
+            "guidance",
+            None,
+            "fit for classifier-free guidance with this weight w (sample with the same --guidance; "
+            "a conditional model trained with label dropout)",
+            type=float,
         ),
         *clip_options("auto"),
         *runtime_options(seed_help="seed of the training draws (and labels)"),
