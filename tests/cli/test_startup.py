@@ -27,7 +27,11 @@ _PROBE = (
 )
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["sample", "--help"], []], ids=["top", "sample", "bare"])
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["sample", "--help"], ["fit-solver", "--help"], []],
+    ids=["top", "sample", "fit-solver", "bare"],
+)
 def test_help_imports_no_torch(argv: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
