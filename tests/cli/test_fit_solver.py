@@ -263,6 +263,10 @@ def test_fit_solver_on_an_unconditional_mlp_and_its_errors(digits_ckpt, tmp_path
     assert code == 2 and "magic" in err
     code, _, err = _run(capsys, *bad, "--guidance", "2", "--out", str(tmp_path / "e"))
     assert code == 2 and "--guidance" in err and "unconditional" in err
+    code, _, err = _run(capsys, *bad, "--reference-tol", "0", "--out", str(tmp_path / "f"))
+    assert code == 2 and "--reference-tol" in err and "> 0" in err
+    code, _, err = _run(capsys, *bad, "--lr", "0", "--out", str(tmp_path / "g"))
+    assert code == 2 and "lr" in err and "> 0" in err
 
 
 def test_fit_solver_and_sample_with_guidance(cond_ckpt, tmp_path, capsys) -> None:

@@ -154,6 +154,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "guidance": _finite,
     "classifier_scale": _finite,
     "rtol": _rtol,
+    "reference_tol": _rtol,
     "atol": _atol,
     "classes": _classes,
     "frames": _frames,
