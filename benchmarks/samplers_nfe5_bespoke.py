@@ -173,7 +173,8 @@ def main() -> None:
             if gap < 1e-6:
                 raise RuntimeError(f"{pname}: a held-out draw coincides with a {what} draw ({gap:.1e})")
         notes.append(
-            f"{pname}: dump reference vs a fresh dopri5 solve on {CHECK_DRAWS} draws: max |diff| {gap_ref:.1e}."
+            f"{pname}: dump reference vs a fresh dopri5 solve on {CHECK_DRAWS} draws: "
+            f"max |diff| {gap_ref:.1e}."
         )
         print(notes[-1], flush=True)
         if ("ref_val", pname) not in cache:
@@ -226,7 +227,8 @@ def main() -> None:
                     c = cache[k]
                     print(
                         f"[{pname}] NFE {nfe} {label} {s}: start {c['start']}, train {c['train'][0]:.3e} -> "
-                        f"{c['train'][1]:.3e}, val {c['val'][0]:.3e} -> {c['val'][1]:.3e}, {c['seconds']:.0f} s",
+                        f"{c['train'][1]:.3e}, val {c['val'][0]:.3e} -> {c['val'][1]:.3e}, "
+                        f"{c['seconds']:.0f} s",
                         flush=True,
                     )
                     fits.append((label, s, c, cost))
@@ -245,7 +247,8 @@ def main() -> None:
                     )
                     extra = " + AFS mean (1 call at 1024)" if lbl.startswith("AFS") else ""
                     rows.append(
-                        f"| {pname} | {nfe} | {lbl}: {s['pilot']} draws, {s['iterations']} it, lr {s['lr']:g} "
+                        f"| {pname} | {nfe} | {lbl}: {s['pilot']} draws, {s['iterations']} it, "
+                        f"lr {s['lr']:g} "
                         f"| {c['start']} | {c['train'][0]:.3f} -> {c['train'][1]:.3f} | "
                         f"{c['val'][0]:.3f} -> {c['val'][1]:.3f} {mark} | {float(e.mean().sqrt()):.3e} | "
                         f"{r:.2f} +- {se:.2f} | {frac:.2f} | {r2:.2f} +- {se2:.2f} | "
