@@ -191,6 +191,23 @@ def test_holdout_selection_is_never_worse_on_the_validation_draws() -> None:
         for solver, want in ((fit.solver, fit.val_error), (fit.start, fit.val_error_start)):
             x = ss.sample(oracle, x_T=x_val, method="bespoke", solver=solver, t_end=T_END, denoise=False).x
             assert float((x - ref).pow(2).mean().sqrt()) == pytest.approx(want, rel=1e-9)
+    # Validation draws of their own generator: the same whatever the pilot size.
+    own = [
+        fit_bespoke(
+            oracle,
+            sde,
+            4,
+            (2,),
+            t_end=T_END,
+            pilot=n,
+            holdout=32,
+            iterations=0,
+            dtype=torch.float64,
+            holdout_generator=torch.Generator().manual_seed(9),
+        ).val_error_start
+        for n in (8, 24)
+    ]
+    assert own[0] == own[1]
     # Without a holdout there is no validation error.
     plain = fit_bespoke(oracle, sde, 4, (2,), t_end=T_END, pilot=16, iterations=2, dtype=torch.float64)
     assert plain.holdout == 0 and plain.val_history == [] and plain.val_error != plain.val_error

@@ -209,6 +209,7 @@ def fit_bespoke(
     device: torch.device | str | None = None,
     holdout: int = 0,
     holdout_y: Tensor | None = None,
+    holdout_generator: torch.Generator | None = None,
     eval_every: int = 10,
     batch: int | None = None,
     loss: str = "mse",
@@ -236,6 +237,9 @@ def fit_bespoke(
         holdout: validation draws (0: none); when > 0 the returned solver is the iterate of
             least validation RMS error (see the module docstring).
         holdout_y: labels ``(holdout,)`` of the validation draws, for class-conditional models.
+        holdout_generator: the RNG of the validation draws (default: ``generator``, after the
+            training draws); its own generator keeps them the same across pilot sizes, so that
+            fits of other settings compare on the same validation draws.
         eval_every: iterations between measurements of the selection error (with a holdout, or
             with ``batch``); the last iterate is always measured.
         batch: training draws per Adam iteration (``None``: all ``pilot``); at most ``pilot``.
@@ -321,7 +325,8 @@ def fit_bespoke(
     x_val = ref_val = y_val = None
     if holdout > 0:
         # Drawn after the training draws, so those are the same with or without a holdout.
-        x_val = (torch.randn((holdout, *shape), generator=gen, dtype=torch.float64) * sde.prior_std()).to(
+        g_val = holdout_generator if holdout_generator is not None else gen
+        x_val = (torch.randn((holdout, *shape), generator=g_val, dtype=torch.float64) * sde.prior_std()).to(
             device=device, dtype=dtype
         )
         y_val = holdout_y.to(x_val.device) if holdout_y is not None else None
