@@ -659,10 +659,11 @@ def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
                 named.append(("optimized", grids_made[key]))
             starts += [ss.sampling.bespoke_from_base(sde, method, ts, opts, grid=g) for g, ts in named]
         hold = args.bespoke_holdout
+        ref_tol = args.bespoke_ref_tol or args.opt_ref_tol
         fit = ss.sampling.fit_bespoke(
             lm.model, sde, budget, shape, starts=starts, pilot=args.bespoke_pilot,
             iterations=args.bespoke_iters, lr=args.bespoke_lr, y=cycling(args.bespoke_pilot),
-            generator=torch.Generator().manual_seed(BESPOKE_SEED), reference_tol=args.opt_ref_tol,
+            generator=torch.Generator().manual_seed(BESPOKE_SEED), reference_tol=ref_tol,
             holdout=hold, holdout_y=cycling(hold) if hold else None,
             holdout_generator=torch.Generator().manual_seed(BESPOKE_HOLDOUT_SEED),
             eval_every=args.bespoke_eval_every, batch=args.bespoke_batch, loss=args.bespoke_loss,
@@ -676,6 +677,7 @@ def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
             "pilot": args.bespoke_pilot,
             "iterations": args.bespoke_iters,
             "lr": args.bespoke_lr,
+            "reference_tol": ref_tol,
             "starts": len(starts),
             "start": f"{st.base} [{st.grid}{order}]",
             "pilot_error_start": fit.pilot_error_start,
@@ -1252,6 +1254,12 @@ def main() -> None:
         type=int,
         default=0,
         help="validation draws of the bespoke fits (seed 4096): keep the iterate of least validation error",
+    )
+    p.add_argument(
+        "--bespoke-ref-tol",
+        type=float,
+        default=None,
+        help="dopri5 rtol = atol of the bespoke fits' references (default: --opt-ref-tol)",
     )
     p.add_argument("--bespoke-batch", type=int, default=None, help="minibatch of the bespoke fits' Adam")
     p.add_argument("--bespoke-eval-every", type=int, default=10, help="iterations between validations")
