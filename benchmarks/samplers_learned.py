@@ -1135,6 +1135,19 @@ def model_lines(r: dict) -> list[str]:
                     if v.get("holdout")
                     else ""
                 )
+                + (
+                    f" (the previous fit: {v['stored_val_error']:.2e} on the same validation draws)"
+                    if v.get("holdout") and "stored_val_error" in v
+                    else ""
+                )
+                + (
+                    f"; kept over a refit ({v['rejected']['pilot']} draws in minibatches of "
+                    f"{v['rejected']['batch']}, {v['rejected']['iterations']} iterations, reference at "
+                    f"{v['rejected']['reference_tol']:g}, {v['rejected']['seconds']:.0f} s) whose validation "
+                    f"RMS was {v['rejected']['val_error']:.2e} against this fit's {v['stored_val_error']:.2e}"
+                    if "rejected" in v
+                    else ""
+                )
                 + "."
             )
     real = r["real"]
