@@ -650,7 +650,14 @@ def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
     sde, shape = lm.model.sde, tuple(lm.data.train.shape[1:])
     grids_made = cost.get("_grids", {})
     solvers: dict[int, ss.sampling.BespokeSolver] = {}
-    for budget in args.bespoke_nfes:
+    if args.bespoke_from is not None:  # reuse stored fits (another run of the same model): no fitting
+        stored = json.loads(args.bespoke_from.read_text())["cost"]["bespoke"]
+        for budget in args.bespoke_nfes:
+            entry = stored[str(budget)]
+            solvers[budget] = ss.sampling.BespokeSolver.from_json(entry["solver"])
+            cost.setdefault("bespoke", {})[str(budget)] = {**entry, "reused_from": str(args.bespoke_from)}
+            print(f"  bespoke NFE {budget}: reused from {args.bespoke_from}", flush=True)
+    for budget in args.bespoke_nfes if args.bespoke_from is None else ():
         starts = []
         for method, opts in BESPOKE_BASES:
             named = [(g, ss.time_grid(sde, budget, g, t_end=T_END)) for g in ss.GRIDS]
@@ -1148,6 +1155,11 @@ def model_lines(r: dict) -> list[str]:
                     if "rejected" in v
                     else ""
                 )
+                + (
+                    f"; reused here from `{v['reused_from']}` (the same model and fit, not fitted again)"
+                    if "reused_from" in v
+                    else ""
+                )
                 + "."
             )
     real = r["real"]
@@ -1273,6 +1285,12 @@ def main() -> None:
         type=float,
         default=None,
         help="dopri5 rtol = atol of the bespoke fits' references (default: --opt-ref-tol)",
+    )
+    p.add_argument(
+        "--bespoke-from",
+        type=Path,
+        default=None,
+        help="a result.json of the same model whose bespoke fits are reused (not fitted again)",
     )
     p.add_argument("--bespoke-batch", type=int, default=None, help="minibatch of the bespoke fits' Adam")
     p.add_argument("--bespoke-eval-every", type=int, default=10, help="iterations between validations")
