@@ -59,7 +59,10 @@ from the best of our base solvers and grids on ``--bespoke-pilot`` prior draws o
 the pathwise draws (which are therefore held out); their one-off cost (seconds on the shared core,
 pilot network evaluations) is reported and not counted in the NFE.  ``--bespoke-only`` adds the
 bespoke rows to a model's stored ``result.json`` (the same pathwise draws and reference made again)
-without running the peers again.
+without running the peers again.  ``--bespoke-holdout`` validation draws (seed 4096, their own
+generator) choose the iterate of least validation error (every ``--bespoke-eval-every``
+iterations); ``--bespoke-batch`` trains by minibatch Adam; ``--bespoke-ref-tol`` sets the fits'
+reference tolerance; ``--bespoke-from RESULT.json`` reuses another run's fits of the same model.
 
 (b) Sample quality.  The best configuration (by the RMS of (a)) of ours and of the peers (any
 family) at NFE 10 and 20 sample ``--samples`` class-conditional images from each of ``--seeds``
