@@ -59,7 +59,10 @@ from the best of our base solvers and grids on ``--bespoke-pilot`` prior draws o
 the pathwise draws (which are therefore held out); their one-off cost (seconds on the shared core,
 pilot network evaluations) is reported and not counted in the NFE.  ``--bespoke-only`` adds the
 bespoke rows to a model's stored ``result.json`` (the same pathwise draws and reference made again)
-without running the peers again.
+without running the peers again.  ``--bespoke-holdout`` validation draws (seed 4096, their own
+generator) choose the iterate of least validation error (every ``--bespoke-eval-every``
+iterations); ``--bespoke-batch`` trains by minibatch Adam; ``--bespoke-ref-tol`` sets the fits'
+reference tolerance; ``--bespoke-from RESULT.json`` reuses another run's fits of the same model.
 
 (b) Sample quality.  The best configuration (by the RMS of (a)) of ours and of the peers (any
 family) at NFE 10 and 20 sample ``--samples`` class-conditional images from each of ``--seeds``
@@ -634,6 +637,10 @@ BESPOKE_SEED = 2024
 """Seed of the bespoke solvers' training draws: not the pathwise draws' (1), nor the quality
 seeds' (1000 + k), nor the optimized grids' pilot (12345)."""
 
+BESPOKE_HOLDOUT_SEED = 4096
+"""Seed of the bespoke fits' validation draws (``--bespoke-holdout``): one generator of their own,
+so every fit setting is chosen on the same validation draws, none of them the page's."""
+
 
 def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
     """A bespoke solver (:func:`scoresde.sampling.fit_bespoke`) per ``--bespoke-nfes`` budget.
@@ -646,7 +653,14 @@ def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
     sde, shape = lm.model.sde, tuple(lm.data.train.shape[1:])
     grids_made = cost.get("_grids", {})
     solvers: dict[int, ss.sampling.BespokeSolver] = {}
-    for budget in args.bespoke_nfes:
+    if args.bespoke_from is not None:  # reuse stored fits (another run of the same model): no fitting
+        stored = json.loads(args.bespoke_from.read_text())["cost"]["bespoke"]
+        for budget in args.bespoke_nfes:
+            entry = stored[str(budget)]
+            solvers[budget] = ss.sampling.BespokeSolver.from_json(entry["solver"])
+            cost.setdefault("bespoke", {})[str(budget)] = {**entry, "reused_from": str(args.bespoke_from)}
+            print(f"  bespoke NFE {budget}: reused from {args.bespoke_from}", flush=True)
+    for budget in args.bespoke_nfes if args.bespoke_from is None else ():
         starts = []
         for method, opts in BESPOKE_BASES:
             named = [(g, ss.time_grid(sde, budget, g, t_end=T_END)) for g in ss.GRIDS]
@@ -654,10 +668,15 @@ def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
             if key in grids_made:
                 named.append(("optimized", grids_made[key]))
             starts += [ss.sampling.bespoke_from_base(sde, method, ts, opts, grid=g) for g, ts in named]
+        hold = args.bespoke_holdout
+        ref_tol = args.bespoke_ref_tol or args.opt_ref_tol
         fit = ss.sampling.fit_bespoke(
             lm.model, sde, budget, shape, starts=starts, pilot=args.bespoke_pilot,
             iterations=args.bespoke_iters, lr=args.bespoke_lr, y=cycling(args.bespoke_pilot),
-            generator=torch.Generator().manual_seed(BESPOKE_SEED), reference_tol=args.opt_ref_tol,
+            generator=torch.Generator().manual_seed(BESPOKE_SEED), reference_tol=ref_tol,
+            holdout=hold, holdout_y=cycling(hold) if hold else None,
+            holdout_generator=torch.Generator().manual_seed(BESPOKE_HOLDOUT_SEED),
+            eval_every=args.bespoke_eval_every, batch=args.bespoke_batch, loss=args.bespoke_loss,
         )  # fmt: skip
         solvers[budget] = fit.solver
         st = fit.start
@@ -668,15 +687,29 @@ def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
             "pilot": args.bespoke_pilot,
             "iterations": args.bespoke_iters,
             "lr": args.bespoke_lr,
+            "reference_tol": ref_tol,
             "starts": len(starts),
             "start": f"{st.base} [{st.grid}{order}]",
             "pilot_error_start": fit.pilot_error_start,
             "pilot_error": fit.pilot_error,
             "solver": fit.solver.to_json(),
         }
+        if hold or args.bespoke_batch or args.bespoke_loss != "mse":
+            cost["bespoke"][str(budget)].update(
+                holdout=hold, holdout_seed=BESPOKE_HOLDOUT_SEED, batch=args.bespoke_batch,
+                loss=args.bespoke_loss, eval_every=args.bespoke_eval_every,
+                val_error_start=fit.val_error_start, val_error=fit.val_error,
+                best_iteration=fit.best_iteration, val_history=fit.val_history,
+            )  # fmt: skip
         print(
             f"  bespoke NFE {budget}: from {st.base} [{st.grid}{order}] pilot RMS "
-            f"{fit.pilot_error_start:.3e} -> {fit.pilot_error:.3e}, {fit.seconds:.0f} s",
+            f"{fit.pilot_error_start:.3e} -> {fit.pilot_error:.3e}, {fit.seconds:.0f} s"
+            + (
+                f"; validation RMS {fit.val_error_start:.3e} -> {fit.val_error:.3e} (iteration "
+                f"{fit.best_iteration}; {fit.val_history})"
+                if hold
+                else ""
+            ),
             flush=True,
         )
 
@@ -1102,7 +1135,35 @@ def model_lines(r: dict) -> list[str]:
                 f"iterations (lr {v['lr']:g}), {v['pilot_nfe']} batched forward evaluations (all but the "
                 f"last few with a backward pass), {v['seconds']:.0f} s; started from {v['start']} (the "
                 f"best of {v['starts']} base solver and grid pairs on the training draws), training RMS "
-                f"{v['pilot_error_start']:.2e} -> {v['pilot_error']:.2e}."
+                f"{v['pilot_error_start']:.2e} -> {v['pilot_error']:.2e}"
+                + (f"; minibatches of {v['batch']}" if v.get("batch") else "")
+                + (f"; loss {v['loss']}" if v.get("loss", "mse") != "mse" else "")
+                + (
+                    f"; the iterate of least RMS on {v['holdout']} validation draws of seed "
+                    f"{v['holdout_seed']} kept (iteration {v['best_iteration']}, validated every "
+                    f"{v['eval_every']}): validation RMS {v['val_error_start']:.2e} -> {v['val_error']:.2e}"
+                    if v.get("holdout")
+                    else ""
+                )
+                + (
+                    f" (the previous fit: {v['stored_val_error']:.2e} on the same validation draws)"
+                    if v.get("holdout") and "stored_val_error" in v
+                    else ""
+                )
+                + (
+                    f"; kept over a refit ({v['rejected']['pilot']} draws in minibatches of "
+                    f"{v['rejected']['batch']}, {v['rejected']['iterations']} iterations, reference at "
+                    f"{v['rejected']['reference_tol']:g}, {v['rejected']['seconds']:.0f} s) whose validation "
+                    f"RMS was {v['rejected']['val_error']:.2e} against this fit's {v['stored_val_error']:.2e}"
+                    if "rejected" in v
+                    else ""
+                )
+                + (
+                    f"; reused here from `{v['reused_from']}` (the same model and fit, not fitted again)"
+                    if "reused_from" in v
+                    else ""
+                )
+                + "."
             )
     real = r["real"]
     lines += [
@@ -1216,6 +1277,27 @@ def main() -> None:
     p.add_argument("--bespoke-pilot", type=int, default=128, help="training draws of the bespoke solvers")
     p.add_argument("--bespoke-iters", type=int, default=100, help="Adam iterations of the bespoke solvers")
     p.add_argument("--bespoke-lr", type=float, default=0.01, help="Adam learning rate of the bespoke solvers")
+    p.add_argument(
+        "--bespoke-holdout",
+        type=int,
+        default=0,
+        help="validation draws of the bespoke fits (seed 4096): keep the iterate of least validation error",
+    )
+    p.add_argument(
+        "--bespoke-ref-tol",
+        type=float,
+        default=None,
+        help="dopri5 rtol = atol of the bespoke fits' references (default: --opt-ref-tol)",
+    )
+    p.add_argument(
+        "--bespoke-from",
+        type=Path,
+        default=None,
+        help="a result.json of the same model whose bespoke fits are reused (not fitted again)",
+    )
+    p.add_argument("--bespoke-batch", type=int, default=None, help="minibatch of the bespoke fits' Adam")
+    p.add_argument("--bespoke-eval-every", type=int, default=10, help="iterations between validations")
+    p.add_argument("--bespoke-loss", default="mse", choices=("mse", "draw_rms"), help="bespoke training loss")
     p.add_argument(
         "--bespoke-only", action="store_true",
         help="add bespoke rows to the models' existing result.json (same draws; peers not rerun)",

@@ -166,3 +166,88 @@ def test_bad_input_gives_named_errors() -> None:
         ss.sample(oracle, shape=(2, 2), method="bespoke", solver=good, t_end=1e-2)
     with pytest.raises(ValueError, match="BespokeSolver"):
         ss.sample(oracle, shape=(2, 2), method="bespoke", solver=good.to_json(), t_end=T_END)
+
+
+def test_holdout_selection_is_never_worse_on_the_validation_draws() -> None:
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(_gmm2(), sde)
+    kw = {"t_end": T_END, "pilot": 16, "holdout": 48, "dtype": torch.float64, "reference_tol": 1e-9}
+    for lr, iterations in ((0.03, 20), (3.0, 12)):  # a sensible rate, and one that overshoots
+        fit = fit_bespoke(
+            oracle, sde, 4, (2,), iterations=iterations, lr=lr, eval_every=4,
+            generator=torch.Generator().manual_seed(5), **kw,
+        )  # fmt: skip
+        assert fit.holdout == 48 and fit.val_error <= fit.val_error_start
+        assert [k for k, _ in fit.val_history] == [0, 4, 8, 12, 16, 20][: iterations // 4 + 1]
+        assert fit.val_error == min(e for _, e in fit.val_history)
+        assert fit.val_history[0][1] == fit.val_error_start
+        # The validation draws follow the training draws in the generator: made again here, the
+        # returned solver's error on them is the recorded one (the same float64 solves).
+        g = torch.Generator().manual_seed(5)
+        torch.randn(16, 2, generator=g, dtype=torch.float64)
+        x_val = torch.randn(48, 2, generator=g, dtype=torch.float64) * sde.prior_std()
+        ends = fit.solver.times[[0, -1]]
+        ref = ss.sample(oracle, x_T=x_val, method="dopri5", grid=ends, denoise=False, rtol=1e-9, atol=1e-9).x
+        for solver, want in ((fit.solver, fit.val_error), (fit.start, fit.val_error_start)):
+            x = ss.sample(oracle, x_T=x_val, method="bespoke", solver=solver, t_end=T_END, denoise=False).x
+            assert float((x - ref).pow(2).mean().sqrt()) == pytest.approx(want, rel=1e-9)
+    # Validation draws of their own generator: the same whatever the pilot size.
+    own = [
+        fit_bespoke(
+            oracle,
+            sde,
+            4,
+            (2,),
+            t_end=T_END,
+            pilot=n,
+            holdout=32,
+            iterations=0,
+            dtype=torch.float64,
+            holdout_generator=torch.Generator().manual_seed(9),
+        ).val_error_start
+        for n in (8, 24)
+    ]
+    assert own[0] == own[1]
+    # Without a holdout there is no validation error.
+    plain = fit_bespoke(oracle, sde, 4, (2,), t_end=T_END, pilot=16, iterations=2, dtype=torch.float64)
+    assert plain.holdout == 0 and plain.val_history == [] and plain.val_error != plain.val_error
+
+
+def test_minibatch_fit_is_deterministic_for_a_seed() -> None:
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(_gmm2(), sde)
+    kw = {"t_end": T_END, "pilot": 64, "batch": 16, "iterations": 10, "eval_every": 5, "dtype": torch.float64}
+    runs = [
+        fit_bespoke(oracle, sde, 4, (2,), generator=torch.Generator().manual_seed(s), **kw) for s in (7, 7, 8)
+    ]
+    a, b, c = (r.solver for r in runs)
+    assert torch.equal(a.times, b.times) and torch.equal(a.a, b.a) and torch.equal(a.b, b.b)
+    assert runs[0].history == runs[1].history and len(runs[0].history) == 10
+    assert not torch.equal(a.b, c.b)
+    # Chosen by the whole pilot's error, measured at 0, 5 and 10: never worse than the start.
+    assert [k for k, _ in runs[0].val_history] == [0, 5, 10]
+    assert runs[0].pilot_error <= runs[0].pilot_error_start
+    per_draw = fit_bespoke(
+        oracle, sde, 4, (2,), generator=torch.Generator().manual_seed(7), loss="draw_rms", holdout=16, **kw
+    )
+    assert per_draw.val_error <= per_draw.val_error_start and not torch.equal(per_draw.solver.b, a.b)
+
+
+def test_generalisation_controls_give_named_errors() -> None:
+    sde = ss.VPSDE()
+    oracle = ss.AnalyticScore(_gmm2(), sde)
+    kw = {"pilot": 8, "iterations": 0}
+    with pytest.raises(ValueError, match="holdout must be an integer >= 0"):
+        fit_bespoke(oracle, sde, 4, (2,), holdout=-1, **kw)
+    with pytest.raises(ValueError, match="eval_every must be an integer >= 1"):
+        fit_bespoke(oracle, sde, 4, (2,), eval_every=0, **kw)
+    with pytest.raises(ValueError, match="batch must be an integer >= 1"):
+        fit_bespoke(oracle, sde, 4, (2,), batch=0, **kw)
+    with pytest.raises(ValueError, match=r"batch must be at most pilot \(8\)"):
+        fit_bespoke(oracle, sde, 4, (2,), batch=9, **kw)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        fit_bespoke(oracle, sde, 4, (2,), loss="l1", **kw)
+    with pytest.raises(ValueError, match="holdout_y has 3 labels for a holdout of 4"):
+        fit_bespoke(oracle, sde, 4, (2,), holdout=4, holdout_y=torch.zeros(3, dtype=torch.long), **kw)
+    with pytest.raises(ValueError, match="give labels for both"):
+        fit_bespoke(oracle, sde, 4, (2,), holdout=4, y=torch.zeros(8, dtype=torch.long), **kw)

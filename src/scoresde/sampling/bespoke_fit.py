@@ -24,6 +24,18 @@ is kept, so on the pilot the result is never worse than its start.  The fit cost
 starts' evaluations (``steps`` each) and ``(iterations + 1) * steps`` batched forward evaluations
 at the pilot size, each but the last with its backward pass (about twice a forward), plus the
 reference solve.
+
+Generalisation controls (all off by default, which is the behaviour above).  ``holdout > 0`` draws
+that many more prior draws (after the training draws, from the same generator) with their own
+dopri5 reference; every ``eval_every`` iterations (and at the last) the iterate's RMS error on
+them is measured, and the iterate of least *validation* error is returned (the start included, so
+on the validation draws it is never worse than its start): choosing by the training error
+rewards overfitting a small pilot.  ``batch`` trains by minibatch Adam: each iteration a random
+subset of ``batch`` training draws (chosen through the generator), so many more training draws
+cost the same per iteration; without a holdout the iterate is then chosen by its error on the
+whole pilot, measured every ``eval_every`` iterations.  ``loss="draw_rms"`` minimises the mean
+over draws of each draw's RMS error instead of the mean squared error (a draw with a large error
+weighs less).
 """
 
 from __future__ import annotations
@@ -139,7 +151,14 @@ class BespokeFit:
         pilot_nfe: batched forward model evaluations at the pilot size (reference included); each
             training iteration's backward pass costs about two more per forward.
         seconds: wall time of the fit.
-        history: the pilot RMS error at every iterate.
+        history: the training RMS error at every iterate (on the iteration's minibatch when
+            ``batch`` is set; then the last iterate has none).
+        holdout: the number of validation draws (0: none).
+        val_error_start: the start's RMS error on the validation draws (nan without a holdout).
+        val_error: the returned solver's RMS error on them (``<= val_error_start``).
+        val_history: ``(iteration, RMS error)`` at every iterate where the selection error
+            (validation, or the whole pilot's when minibatched without a holdout) was measured.
+        best_iteration: the iteration of the returned iterate (0: the start).
     """
 
     solver: BespokeSolver
@@ -150,6 +169,16 @@ class BespokeFit:
     pilot_nfe: int
     seconds: float
     history: list[float] = field(default_factory=list)
+    holdout: int = 0
+    val_error_start: float = math.nan
+    val_error: float = math.nan
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+    best_iteration: int = 0
+
+
+LOSSES = ("mse", "draw_rms")
+"""The training objectives of :func:`fit_bespoke`: the mean squared endpoint error, or the mean
+over draws of each draw's RMS endpoint error."""
 
 
 def _check_int(name: str, v: Any, lo: int) -> None:
@@ -178,6 +207,12 @@ def fit_bespoke(
     reference_tol: float = 1e-6,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
+    holdout: int = 0,
+    holdout_y: Tensor | None = None,
+    holdout_generator: torch.Generator | None = None,
+    eval_every: int = 10,
+    batch: int | None = None,
+    loss: str = "mse",
 ) -> BespokeFit:
     """Train a ``steps``-step bespoke solver for ``model`` from ``base`` on ``grid`` (BNS, Alg. 2).
 
@@ -199,21 +234,46 @@ def fit_bespoke(
         generator: the RNG of the training draws (default: seed 0).
         reference_tol: rtol = atol of the dopri5 reference solve.
         dtype, device: of the training draws.
+        holdout: validation draws (0: none); when > 0 the returned solver is the iterate of
+            least validation RMS error (see the module docstring).
+        holdout_y: labels ``(holdout,)`` of the validation draws, for class-conditional models.
+        holdout_generator: the RNG of the validation draws (default: ``generator``, after the
+            training draws); its own generator keeps them the same across pilot sizes, so that
+            fits of other settings compare on the same validation draws.
+        eval_every: iterations between measurements of the selection error (with a holdout, or
+            with ``batch``); the last iterate is always measured.
+        batch: training draws per Adam iteration (``None``: all ``pilot``); at most ``pilot``.
+        loss: the training objective, one of :data:`LOSSES`.
 
     Returns:
         A :class:`BespokeFit`.
 
     Raises:
-        ValueError: bad ``steps``/``pilot``/``iterations``/``lr``, a grid tensor of another
-            number of steps, labels of another batch, or a base with no bespoke form.
+        ValueError: bad ``steps``/``pilot``/``iterations``/``lr``/``holdout``/``eval_every``/
+            ``batch``/``loss``, a grid tensor of another number of steps, labels of another
+            batch, or a base with no bespoke form.
     """
     _check_int("steps", steps, 1)
     _check_int("pilot", pilot, 1)
     _check_int("iterations", iterations, 0)
+    _check_int("holdout", holdout, 0)
+    _check_int("eval_every", eval_every, 1)
+    if batch is not None:
+        _check_int("batch", batch, 1)
+        if batch > pilot:
+            raise ValueError(f"batch must be at most pilot ({pilot}), got {batch}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
     if y is not None and y.shape[0] != pilot:
         raise ValueError(f"y has {y.shape[0]} labels for a pilot of {pilot}")
+    if holdout_y is not None and (holdout == 0 or holdout_y.shape[0] != holdout):
+        raise ValueError(f"holdout_y has {holdout_y.shape[0]} labels for a holdout of {holdout}")
+    if (y is None) != (holdout_y is None) and holdout > 0:
+        raise ValueError(
+            "give labels for both the training draws (y) and the holdout (holdout_y), or neither"
+        )
     t_begin = time.time()
     if starts is None:
         if isinstance(grid, str):
@@ -246,26 +306,49 @@ def fit_bespoke(
     if y is not None:
         y = y.to(x_T.device)
     ends = ts[[0, -1]]
-    ref_res = sample(
-        model,
-        sde,
-        x_T=x_T,
-        y=y,
-        method="dopri5",
-        grid=ends,
-        denoise=False,
-        rtol=reference_tol,
-        atol=reference_tol,
-    )
-    ref = ref_res.x.detach()
-    nfe = ref_res.nfe
 
-    def loss_of(times: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    def reference(x: Tensor, labels: Tensor | None) -> tuple[Tensor, int]:
+        res = sample(
+            model,
+            sde,
+            x_T=x,
+            y=labels,
+            method="dopri5",
+            grid=ends,
+            denoise=False,
+            rtol=reference_tol,
+            atol=reference_tol,
+        )
+        return res.x.detach(), res.nfe
+
+    ref, nfe = reference(x_T, y)
+    x_val = ref_val = y_val = None
+    if holdout > 0:
+        # Drawn after the training draws, so those are the same with or without a holdout.
+        g_val = holdout_generator if holdout_generator is not None else gen
+        x_val = (torch.randn((holdout, *shape), generator=g_val, dtype=torch.float64) * sde.prior_std()).to(
+            device=device, dtype=dtype
+        )
+        y_val = holdout_y.to(x_val.device) if holdout_y is not None else None
+        ref_val, nfe_val = reference(x_val, y_val)
+        nfe += nfe_val
+
+    def squared(
+        times: Tensor, a: Tensor, b: Tensor, x0: Tensor, target: Tensor, labels: Tensor | None
+    ) -> Tensor:
+        """The squared endpoint error, ``(n, *shape)``."""
         with warnings.catch_warnings():
             # The model's time check reads each (differentiable) time once as a number.
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
-            x = bespoke_solve(model, x_T, times.to(dtype).unbind(), a.to(dtype), b.to(dtype), y=y)
-        return (x - ref).pow(2).mean()
+            x = bespoke_solve(model, x0, times.to(dtype).unbind(), a.to(dtype), b.to(dtype), y=labels)
+        return (x - target).pow(2)
+
+    def loss_of(times: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        return squared(times, a, b, x_T, ref, y).mean()
+
+    def rms_of(sq: Tensor) -> float:
+        m = sq.detach().mean()
+        return math.sqrt(float(m.double())) if bool(torch.isfinite(m)) else math.inf
 
     # The start: the candidate of least pilot error (the first of equals).
     start_errors = []
@@ -306,32 +389,78 @@ def fit_bespoke(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     history: list[float] = []
-    best_err, best = math.inf, None
+    val_history: list[tuple[int, float]] = []
+    err_start = min(start_errors)
+    # Selection: by the full-batch training error at every iterate (the default), by the
+    # validation error, or (minibatched, no holdout) by the whole pilot's error, measured every
+    # ``eval_every`` iterations; the start is measured exactly and taken unless beaten.
+    by_training = holdout == 0 and batch is None
+    sel_start = math.nan
+    if holdout > 0:
+        with torch.no_grad():
+            sel_start = rms_of(squared(start.times, start.a, start.b, x_val, ref_val, y_val))
+        nfe += steps
+        val_history.append((0, sel_start))
+    elif not by_training:
+        sel_start = err_start
+        val_history.append((0, sel_start))
+    best_err, best, best_k = math.inf, None, 0
     with torch.enable_grad():  # training needs gradients, whatever the caller's mode
         for k in range(iterations + 1):
             times, a, b = coefficients()
-            if k < iterations:
-                loss = loss_of(times, a, b)
-            else:
-                with torch.no_grad():
-                    loss = loss_of(times, a, b)
-            nfe += steps
-            err = math.sqrt(float(loss.detach().double())) if bool(torch.isfinite(loss)) else math.inf
-            history.append(err)
-            if err < best_err:
-                best_err, best = err, (times.detach().clone(), a.detach().clone(), b.detach().clone())
-            if k < iterations:
-                if not math.isfinite(err):
+            last = k == iterations
+            if batch is None or not last:
+                idx = None if batch is None or last else torch.randperm(pilot, generator=gen)[:batch]
+                xb, rb, yb = (
+                    (x_T, ref, y) if idx is None else (x_T[idx], ref[idx], None if y is None else y[idx])
+                )
+                with torch.set_grad_enabled(not last):
+                    sq = squared(times, a, b, xb, rb, yb)
+                    loss_v = sq.mean() if loss == "mse" else sq.flatten(1).mean(1).sqrt().mean()
+                nfe += steps
+                err = rms_of(sq)
+                history.append(err)
+                if by_training and err < best_err:
+                    best_err, best_k = err, k
+                    best = (times.detach().clone(), a.detach().clone(), b.detach().clone())
+                if not math.isfinite(err) or not bool(torch.isfinite(loss_v)):
+                    if not by_training:
+                        val_history.append((k, math.inf))
                     break
+            if not by_training and k > 0 and (k % eval_every == 0 or last):
+                with torch.no_grad():
+                    if holdout > 0:
+                        sel = rms_of(squared(times, a, b, x_val, ref_val, y_val))
+                    else:
+                        sel = rms_of(squared(times, a, b, x_T, ref, y))
+                nfe += steps
+                val_history.append((k, sel))
+                if sel < best_err:
+                    best_err, best_k = sel, k
+                    best = (times.detach().clone(), a.detach().clone(), b.detach().clone())
+            if not last:
                 opt.zero_grad()
-                loss.backward()
+                loss_v.backward()
                 opt.step()
                 sched.step()
-    err_start = min(start_errors)
     # An iterate replaces the start only where it is better by more than rounding (the start's
     # times rebuilt from their increments differ from the base's in the last bits).
-    if best is None or not best_err < err_start * (1 - 1e-9):
-        best, best_err = (start.times, start.a, start.b), err_start
+    ref_err = err_start if by_training else sel_start
+    if best is None or not best_err < ref_err * (1 - 1e-9):
+        best, best_err, best_k = (start.times, start.a, start.b), ref_err, 0
+    if by_training:
+        pilot_err = best_err
+    elif best_k == 0:
+        pilot_err = err_start
+    elif batch is None:
+        pilot_err = history[best_k]
+    elif holdout == 0:
+        pilot_err = best_err
+    else:  # minibatched: the chosen iterate's error on the whole pilot
+        with torch.no_grad():
+            pilot_err = rms_of(squared(*best, x_T, ref, y))
+        nfe += steps
+    val_err = best_err if holdout > 0 else math.nan
     seconds = time.time() - t_begin
     solver = BespokeSolver(
         times=best[0],
@@ -342,7 +471,7 @@ def fit_bespoke(
         options=dict(start.options),
         shape=shape,
         pilot_error_start=err_start,
-        pilot_error=best_err,
+        pilot_error=pilot_err,
         pilot_nfe=nfe,
         pilot=pilot,
         seconds=seconds,
@@ -357,4 +486,9 @@ def fit_bespoke(
         pilot_nfe=nfe,
         seconds=seconds,
         history=history,
+        holdout=holdout,
+        val_error_start=sel_start if holdout > 0 else math.nan,
+        val_error=val_err,
+        val_history=val_history,
+        best_iteration=best_k,
     )
