@@ -307,3 +307,27 @@ def test_fit_solver_and_sample_with_guidance(cond_ckpt, tmp_path, capsys) -> Non
     model = ClipDenoised(ClassifierFreeGuidance(load_checkpoint(cond_ckpt).model, 2.0))
     ref = ss.sample(model, shape=(2, 1, 8, 8), method="bespoke", solver=solver, seed=0, y=torch.full((2,), 3))
     np.testing.assert_allclose(got, ref.x.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_fit_solver_holdout_batch_and_loss(cond_ckpt, fitted, tmp_path, capsys) -> None:
+    """--holdout keeps the iterate of least validation error (never worse than the start there);
+    the training draws are those of a run without it (same start error); --batch and --loss reach
+    fit_bespoke; --batch above --pilot is a named error."""
+    out = tmp_path / "val"
+    code, text, _ = _run(
+        capsys,
+        "fit-solver", "--checkpoint", cond_ckpt, *FIT, "--holdout", "3", "--batch", "2",
+        "--loss", "draw_rms", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0 and "held-out draws" in text
+    report = json.loads((out / "fit.json").read_text())
+    assert report["holdout"] == 3 and report["batch"] == 2 and report["loss"] == "draw_rms"
+    assert report["validation_error"] <= report["validation_error_start"]
+    plain = json.loads((fitted / "fit.json").read_text())
+    # The same prior draws and labels: the same start and the same error of the start.
+    assert report["pilot_error_start"] == pytest.approx(plain["pilot_error_start"], rel=1e-6)
+    code, _, err = _run(
+        capsys, "fit-solver", "--checkpoint", cond_ckpt, *FIT, "--batch", "9", "--out", str(tmp_path / "b")
+    )
+    assert code == 2 and "batch" in err and "pilot" in err
+    assert not (tmp_path / "b" / "solver.json").exists()

@@ -9,9 +9,13 @@ with one network evaluation per step is one such solver) and its coefficients an
 trained by Adam (``--iterations``, ``--lr``) to minimise the endpoint error against a tight
 dopri5 solve of the model's probability-flow ODE from ``--pilot`` prior draws
 (:func:`scoresde.sampling.bespoke_fit.fit_bespoke`); the iterate of least error is kept, so it
-is never worse than its start on those draws.  Every draw comes from ``--seed`` (the prior
-draws, and for a class-conditional model the training labels, uniform over the classes, or all
-``--class``).  The model is the one ``scoresde sample`` runs (``--checkpoint`` or ``--model``,
+is never worse than its start on those draws.  With ``--holdout N`` the iterate of least error
+on ``N`` separate validation draws is kept instead (a small pilot overfits: choosing on the
+training error rewards it), ``--batch`` trains on random minibatches of the pilot (more draws at
+the same cost per step) and ``--loss draw_rms`` weighs each draw by its own RMS error.  Every
+draw comes from ``--seed`` (the prior draws, and for a class-conditional model the training
+labels, uniform over the classes, or all ``--class``; the validation draws and labels from
+``--seed + 1``).  The model is the one ``scoresde sample`` runs (``--checkpoint`` or ``--model``,
 with ``--guidance`` and ``--clip-denoised``, default auto as ``sample``'s), so fit with the
 settings you will sample with.
 
@@ -89,6 +93,16 @@ def run(ctx: Context) -> int:
             y = torch.randint(0, classes, (cfg["pilot"],), generator=generator)
         else:
             y = torch.full((cfg["pilot"],), label, dtype=torch.long)
+    # The validation draws (--holdout) and their labels come from --seed + 1, so the training
+    # draws are the same with or without them.
+    holdout = cfg["holdout"]
+    val_generator = torch.Generator().manual_seed(cfg["seed"] + 1)
+    y_val = None
+    if classes and holdout > 0:
+        if label is None:
+            y_val = torch.randint(0, classes, (holdout,), generator=val_generator)
+        else:
+            y_val = torch.full((holdout,), label, dtype=torch.long)
     fit = fit_bespoke(
         model,
         model.sde,
@@ -104,6 +118,11 @@ def run(ctx: Context) -> int:
         generator=generator,
         reference_tol=cfg["reference_tol"],
         device=device,
+        holdout=holdout,
+        holdout_y=y_val,
+        holdout_generator=val_generator if holdout > 0 else None,
+        batch=cfg["batch"],
+        loss=cfg["loss"],
     )
     solver = fit.solver
     out = ctx.out_dir(default_out(loaded.path, "solver"))
@@ -125,6 +144,9 @@ def run(ctx: Context) -> int:
         "lr": cfg["lr"],
         "learn_times": cfg["learn_times"],
         "reference_tol": cfg["reference_tol"],
+        "holdout": holdout,
+        "batch": cfg["batch"],
+        "loss": cfg["loss"],
         "seed": cfg["seed"],
         "clip_denoised": cfg["clip_denoised"],
         "guidance": cfg["guidance"],
@@ -132,6 +154,9 @@ def run(ctx: Context) -> int:
         "pilot_error_start": fit.pilot_error_start,
         "pilot_error": fit.pilot_error,
         "error_ratio": fit.pilot_error / fit.pilot_error_start if fit.pilot_error_start > 0 else None,
+        "validation_error_start": fit.val_error_start if holdout > 0 else None,
+        "validation_error": fit.val_error if holdout > 0 else None,
+        "best_iteration": fit.best_iteration,
         "pilot_nfe": fit.pilot_nfe,
         "seconds": round(fit.seconds, 3),
         "device": str(device),
@@ -148,6 +173,11 @@ def run(ctx: Context) -> int:
         f"{fit.pilot_error_start:.4g} at the start on {cfg['pilot']} draws, {cfg['iterations']} iterations, "
         f"{fit.pilot_nfe} batched network evaluations, {fit.seconds:.1f}s"
     )
+    if holdout > 0:
+        print(
+            f"validation RMS endpoint error {fit.val_error:.4g} vs {fit.val_error_start:.4g} at the start "
+            f"on {holdout} held-out draws (iterate {fit.best_iteration} kept)"
+        )
     print(f"wrote {solver_path}")
     print(f"wrote {out / 'fit.json'}")
     print(f"sample with: {sample_with}")
@@ -172,8 +202,34 @@ COMMAND = Command(
             metavar="METHOD",
         ),
         Option("grid", "logsnr", "the base's time grid (the start of the fitted times)", choices=GRIDS),
-        Option("pilot", 256, "training draws of the prior (each iteration solves all of them)", minimum=1),
+        Option(
+            "pilot",
+            256,
+            "training draws of the prior (each Adam step solves all of them, or --batch of them)",
+            minimum=1,
+        ),
         Option("iterations", 200, "Adam steps (0: the base solver itself)", minimum=0),
+        Option(
+            "holdout",
+            0,
+            "validation draws of the prior (from --seed + 1, with their own reference solve): keep the "
+            "iterate of least validation error instead of least training error (0: none)",
+            minimum=0,
+        ),
+        Option(
+            "batch",
+            None,
+            "training draws per Adam step, chosen at random from the --pilot draws (default: all)",
+            type=int,
+            minimum=1,
+        ),
+        Option(
+            "loss",
+            "mse",
+            "training objective: mse (mean squared endpoint error) or draw_rms (mean of each draw's RMS "
+            "error: a draw with a large error weighs less)",
+            choices=("mse", "draw_rms"),
+        ),
         Option(
             "lr", 5e-3, "Adam's learning rate (a relative change of the scaled coefficients)", minimum=0.0
         ),
