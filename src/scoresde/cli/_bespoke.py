@@ -129,6 +129,10 @@ def bespoke_options(cfg: dict[str, Any], sde: Any, shape: tuple[int, ...]) -> An
             "--method bespoke needs --solver PATH: a bespoke solver fitted for this model "
             "(the solver.json of `scoresde fit-solver`)"
         )
+    import torch
+
+    from scoresde.sampling.bespoke import check_ends
+
     solver = read_solver(path)  # a bad file first: it is why the defaults of --solver did not apply
     if method != "bespoke":
         raise ConfigError(
@@ -146,15 +150,14 @@ def bespoke_options(cfg: dict[str, Any], sde: Any, shape: tuple[int, ...]) -> An
         )
     s0, s1 = float(solver.times[0]), float(solver.times[-1])
     t0, t1 = float(sde.T), float(sde.eps)
-    if not (
-        math.isclose(s0, t0, rel_tol=1e-9, abs_tol=1e-12)
-        and math.isclose(s1, t1, rel_tol=1e-9, abs_tol=1e-12)
-    ):
+    try:
+        check_ends(solver, torch.tensor([t0, t1], dtype=torch.float64))
+    except ValueError:
         raise ConfigError(
             f"--solver: {str(path)!r} was fitted on the time interval [{s1:g}, {s0:g}], but this model's "
             f"{type(sde).__name__} runs from T={t0:g} to eps={t1:g}: the solver is for another model; "
             + _FIT_HINT
-        )
+        ) from None
     if solver.shape and tuple(solver.shape) != tuple(shape):
         raise ConfigError(
             f"--solver: {str(path)!r} was fitted on samples of shape {tuple(solver.shape)}, but this model's "
