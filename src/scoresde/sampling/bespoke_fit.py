@@ -396,7 +396,7 @@ def fit_bespoke(
     # ``eval_every`` iterations; the start is measured exactly and taken unless beaten.
     by_training = holdout == 0 and batch is None
     sel_start = math.nan
-    if holdout > 0:
+    if x_val is not None and ref_val is not None:  # holdout > 0
         with torch.no_grad():
             sel_start = rms_of(squared(start.times, start.a, start.b, x_val, ref_val, y_val))
         nfe += steps
@@ -429,7 +429,7 @@ def fit_bespoke(
                     break
             if not by_training and k > 0 and (k % eval_every == 0 or last):
                 with torch.no_grad():
-                    if holdout > 0:
+                    if x_val is not None and ref_val is not None:  # holdout > 0
                         sel = rms_of(squared(times, a, b, x_val, ref_val, y_val))
                     else:
                         sel = rms_of(squared(times, a, b, x_T, ref, y))
