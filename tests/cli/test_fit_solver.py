@@ -15,6 +15,7 @@ import scoresde as ss
 from scoresde.cli.__main__ import main
 from scoresde.guidance import ClassifierFreeGuidance
 from scoresde.io.checkpoint import load_checkpoint
+from scoresde.io.digest import weights_digest
 from scoresde.models.clipping import ClipDenoised
 from scoresde.sampling.bespoke import BespokeSolver
 from scoresde.sampling.bespoke_fit import bespoke_from_base
@@ -119,6 +120,7 @@ def test_sample_with_solver_equals_the_library(cond_ckpt, fitted, tmp_path, caps
         str(tmp_path),
     )
     assert code == 0, err
+    assert "warning" not in err  # the model, guidance and clipping it was fitted to
     assert "with bespoke, 3 steps (4 network evaluations per sample)" in out
     assert f"bespoke solver {fitted}: 3 steps, started at unipc" in out
     got = np.load(tmp_path / "samples_bespoke_3_seed0.npz")
@@ -267,6 +269,32 @@ def test_fit_solver_on_an_unconditional_mlp_and_its_errors(digits_ckpt, tmp_path
     assert code == 2 and "--reference-tol" in err and "> 0" in err
     code, _, err = _run(capsys, *bad, "--lr", "0", "--out", str(tmp_path / "g"))
     assert code == 2 and "lr" in err and "> 0" in err
+
+
+def test_solver_records_what_it_was_fitted_to(cond_ckpt, fitted, tmp_path, capsys) -> None:
+    data = json.loads((fitted / "solver.json").read_text())
+    fitted_for = data["fitted_for"]
+    # The digest of the weights `sample` loads (EMA), whatever the folder is called now.
+    assert fitted_for["weights_sha256"] == weights_digest(load_checkpoint(cond_ckpt).model)
+    assert fitted_for["guidance"] is None and fitted_for["class"] is None
+    assert fitted_for["clip_denoised"] == "auto" and fitted_for["step"] == 2
+    # The same solver on other weights, with guidance and for one class: it runs, with a warning
+    # naming each difference, and the samples are the solver's all the same.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**data, "fitted_for": {**fitted_for, "weights_sha256": "0" * 64}}))
+    argv = ["sample", "--checkpoint", cond_ckpt, "--solver", str(other), "-n", "2", "--guidance", "2"]
+    code, _, err = _run(capsys, *argv, "--class", "3", "--out", str(tmp_path / "s"))
+    assert code == 0, err
+    assert f"this run loads {cond_ckpt} (step 2), whose weights differ" in err
+    assert "a run with --guidance (none), this one has 2" in err
+    assert "a run with --class (none), this one has 3" in err
+    assert (tmp_path / "s" / "samples_bespoke_3_seed0_class3_cfg2.npz").exists()
+    # A solver.json without the record (written by Python) runs without a word.
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({k: v for k, v in data.items() if k != "fitted_for"}))
+    argv = ["sample", "--checkpoint", cond_ckpt, "--solver", str(bare), "-n", "2", "--guidance", "2"]
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "b"))
+    assert code == 0 and "warning" not in err, err
 
 
 def test_fit_solver_and_sample_with_guidance(cond_ckpt, tmp_path, capsys) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "SOLVER_FILE",
     "bespoke_options",
     "describe",
+    "fit_notes",
     "read_solver",
     "sampling_plan",
     "solver_defaults",
@@ -31,6 +33,11 @@ __all__ = [
 
 SOLVER_FILE = "solver.json"
 """The solver's file name in the output folder of ``scoresde fit-solver``."""
+
+FITTED_FOR = "fitted_for"
+"""The key of ``solver.json`` that records what the solver was fitted to (the weights'
+:func:`~scoresde.io.digest.weights_digest`, the checkpoint, its step, ``--guidance``,
+``--clip-denoised``, ``--class``); :func:`fit_notes` compares a run with it."""
 
 _FIT_HINT = "fit one for this model with `scoresde fit-solver`"
 
@@ -166,6 +173,38 @@ def bespoke_options(cfg: dict[str, Any], sde: Any, shape: tuple[int, ...]) -> An
     return solver
 
 
+def fit_notes(path: str | Path, loaded: Any, cfg: dict[str, Any]) -> list[str]:
+    """What differs between the run of ``cfg`` on ``loaded`` and what the solver at ``path`` was
+    fitted to (its ``fitted_for`` record; none for a file without one): other weights, another
+    ``--guidance``, ``--clip-denoised`` or ``--class``.  The solver still runs on another model
+    (its times and coefficients are a valid solver of any PF-ODE on the same interval), but its
+    error is then not the one ``fit-solver`` measured, so each difference is worth a warning."""
+    _, data = _read_json(path)
+    fitted = data.get(FITTED_FOR)
+    if not isinstance(fitted, dict):
+        return []
+    notes = []
+    where = f"--solver {str(path)!r} was fitted to"
+    digest = fitted.get("weights_sha256")
+    if digest and loaded.digest and digest != loaded.digest:
+        notes.append(
+            f"{where} {fitted.get('model')!s} (step {fitted.get('step')}), and this run loads "
+            f"{loaded.path} (step {loaded.step}), whose weights differ: it runs, but its error is not "
+            f"the one fit-solver measured; {_FIT_HINT}"
+        )
+    for key, flag in (("guidance", "--guidance"), ("clip_denoised", "--clip-denoised"), ("class", "--class")):
+        if key in fitted and fitted[key] != cfg.get(key):
+            notes.append(
+                f"{where} a run with {flag} {_shown(fitted[key])}, this one has {_shown(cfg.get(key))}: "
+                "a solver is fitted to one ODE, so refit it for this one for the error fit-solver measured"
+            )
+    return notes
+
+
+def _shown(v: Any) -> str:
+    return "(none)" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+
+
 def sampling_plan(cfg: dict[str, Any], loaded: Any, sde: Any, device: Any) -> tuple[Any, dict[str, Any]]:
     """``(grid, sampler options)`` of a sampling command's settings: with ``--solver``, the
     bespoke solver (:func:`bespoke_options`) and a grid that gives only the run's ends (``T``
@@ -183,6 +222,8 @@ def sampling_plan(cfg: dict[str, Any], loaded: Any, sde: Any, device: Any) -> tu
         return sampling_grid(cfg, loaded, sde, device), {}
     if loaded.distilled_grid is not None:
         loaded.distilled_grid.check(cfg["method"], cfg["steps"], cfg["grid"])  # refuses bespoke
+    for note in fit_notes(cfg["solver"], loaded, cfg):
+        print(f"warning: {note}", file=sys.stderr)
     return "uniform", {"solver": solver}
 
 

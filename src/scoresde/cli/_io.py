@@ -19,11 +19,12 @@ from scoresde.io.run_folder import RunFolder
 __all__ = ["check_class", "default_out", "load_data", "load_model", "mean_se", "sampling_grid"]
 
 
-def load_model(ctx: Any) -> LoadedModel:
+def load_model(ctx: Any, digest: bool = False) -> LoadedModel:
     """The checkpoint group's model (``--checkpoint`` / ``--raw``, or ``--model`` with
     ``--model-config`` / ``--weights``) on ``ctx.device``, frozen and in eval mode; with
     ``--compile on|freeze`` / ``--channels-last``, its network prepared by
-    :func:`scoresde.models.execution.prepare_model` (``on`` first checks that a compiler works)."""
+    :func:`scoresde.models.execution.prepare_model` (``on`` first checks that a compiler works).
+    ``digest``: also fingerprint the weights (``loaded.digest``), before any preparation."""
     cfg = ctx.cfg
     loaded = _load(
         cfg["checkpoint"],
@@ -33,6 +34,10 @@ def load_model(ctx: Any) -> LoadedModel:
         raw=cfg["raw"],
         device=ctx.device,
     )
+    if digest:
+        from scoresde.io.digest import weights_digest
+
+        loaded.digest = weights_digest(loaded.model)
     mode = cfg.get("compile", "off")
     if mode not in ("off", None, False) or cfg.get("channels_last"):
         from scoresde.models.execution import prepare_model

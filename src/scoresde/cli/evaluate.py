@@ -68,7 +68,7 @@ def run(ctx: Context) -> int:
     from scoresde.viz.pictures import save_picture
 
     cfg = ctx.cfg
-    loaded = load_model(ctx)
+    loaded = load_model(ctx, digest=bool(cfg.get("solver")))
     info = loaded.info
     model = clip_denoised(loaded.model, cfg["clip_denoised"], info.data_range, info.image_shape is not None)
     grid, options = sampling_plan(cfg, loaded, model.sde, ctx.device)

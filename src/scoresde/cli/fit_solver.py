@@ -58,7 +58,7 @@ def run(ctx: Context) -> int:
 
     import torch
 
-    from scoresde.cli._bespoke import SOLVER_FILE
+    from scoresde.cli._bespoke import FITTED_FOR, SOLVER_FILE
     from scoresde.cli._io import check_class, default_out, load_model
     from scoresde.cli._json import write_json
     from scoresde.guidance.select import guided_model
@@ -67,7 +67,7 @@ def run(ctx: Context) -> int:
     from scoresde.sampling.clip import clip_denoised
 
     cfg, device = ctx.cfg, ctx.device
-    loaded = load_model(ctx)
+    loaded = load_model(ctx, digest=True)
     if isinstance(loaded.model, ConsistencyModel):
         raise ValueError(
             f"{loaded.path} is a consistency model (a student of `scoresde distill`): it has no "
@@ -127,7 +127,16 @@ def run(ctx: Context) -> int:
     solver = fit.solver
     out = ctx.out_dir(default_out(loaded.path, "solver"))
     solver_path = out / SOLVER_FILE
-    solver_path.write_text(json.dumps(solver.to_json(), indent=2) + "\n")
+    # What the solver was fitted to, so that `sample --solver` can say when it runs on another.
+    fitted_for = {
+        "weights_sha256": loaded.digest,
+        "model": str(loaded.path),
+        "step": loaded.step,
+        "guidance": cfg["guidance"],
+        "clip_denoised": cfg["clip_denoised"],
+        "class": label,
+    }
+    solver_path.write_text(json.dumps({**solver.to_json(), FITTED_FOR: fitted_for}, indent=2) + "\n")
     sample_with = f"scoresde sample {_source_flag(cfg)} --solver {solver_path}"
     if cfg["guidance"] is not None:
         sample_with += f" --guidance {cfg['guidance']:g}"

@@ -48,7 +48,7 @@ def run(ctx: Context) -> int:
     from scoresde.sampling.grid_opt import GridOptimizer
 
     cfg, device = ctx.cfg, ctx.device
-    loaded = load_model(ctx)
+    loaded = load_model(ctx, digest=bool(cfg.get("solver")))
     model, classes = guided_model(
         loaded.model, loaded.info, cfg["guidance"], cfg["classifier"], cfg["classifier_scale"], device
     )

@@ -47,11 +47,13 @@ class DistilledGrid:
 class LoadedModel:
     """A model (EMA weights unless raw ones were asked for), frozen and in eval mode, and its
     typed ``info`` (:class:`~scoresde.io.info.CheckpointInfo`); ``distilled_grid``: the sampler
-    of a progressive-distillation student, else ``None``."""
+    of a progressive-distillation student, else ``None``; ``digest``: the weights' fingerprint
+    (:func:`scoresde.io.digest.weights_digest`) when the loader was asked for it, else ``""``."""
 
     model: Any
     info: CheckpointInfo
     distilled_grid: DistilledGrid | None = None
+    digest: str = ""
 
     @property
     def sde(self) -> Any:
