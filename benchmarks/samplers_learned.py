@@ -64,6 +64,12 @@ generator) choose the iterate of least validation error (every ``--bespoke-eval-
 iterations); ``--bespoke-batch`` trains by minibatch Adam; ``--bespoke-ref-tol`` sets the fits'
 reference tolerance; ``--bespoke-from RESULT.json`` reuses another run's fits of the same model.
 
+Each cell stores every draw's squared error besides its RMS, and each ratio of ours to the best
+peer is reported with the standard error of a paired bootstrap over the draws
+(:func:`ratio_bootstrap`: the two configurations fixed as chosen on all draws) and the fraction of
+resamples at or below the target 0.5.  ``benchmarks/samplers_learned_fresh.sh MODEL WORK`` reruns
+one model on fresh draws with its stored fits (``--path-seed``, ``--n-path``, ``--bespoke-from``).
+
 (b) Sample quality.  The best configuration (by the RMS of (a)) of ours and of the peers (any
 family) at NFE 10 and 20 sample ``--samples`` class-conditional images from each of ``--seeds``
 seeds; outputs clamped to [-1, 1] are scored by the library's reference classifier (trained on the
@@ -725,7 +731,9 @@ def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
 # Measurement of one model.
 # ---------------------------------------------------------------------------------------------- #
 def sweep(runs: dict, x_T: Tensor, y: Tensor, ref: Tensor, ref_x0: Tensor, nfes: tuple[int, ...]) -> dict:
-    """``{(family, option): {budget: (rms, nfe, median path)}}`` (an error text where one fails)."""
+    """``{(family, option): {budget: (rms, nfe, median path, per-draw squared errors)}}`` (an error
+    text where one fails); the last entry, a list of each draw's mean squared error per pixel (the
+    RMS is the root of its mean), feeds :func:`ratio_bootstrap`."""
     out: dict = {}
     for key, entry in runs.items():
         run, to_x0 = entry[0], entry[1]
@@ -735,7 +743,8 @@ def sweep(runs: dict, x_T: Tensor, y: Tensor, ref: Tensor, ref_x0: Tensor, nfes:
         for budget in budgets:
             try:
                 x, nfe = run(x_T, y, budget)
-                row[budget] = (rms(x, target), nfe, median_path(x, target))
+                per_draw = oracle_bench.per_draw(x, target.double()).tolist()
+                row[budget] = (rms(x, target), nfe, median_path(x, target), per_draw)
             except Exception as e:  # a configuration the scheduler refuses
                 row[budget] = (math.nan, f"error: {type(e).__name__}", math.nan)
         out[key] = row
@@ -773,6 +782,77 @@ def best(results: dict, budget: int, ours: bool, by: int = 0) -> tuple[float, in
         and math.isfinite(row[budget][by])
     ]
     return min(cands, key=lambda c: c[0]) if cands else None
+
+
+@dataclass
+class RatioSpread:
+    """Ours / best peer (pathwise RMS) with its draw-to-draw spread (:func:`ratio_bootstrap`).
+
+    Attributes:
+        ratio: the ratio on all draws.
+        se: its bootstrap standard error (standard deviation over the resamples).
+        p_half: the fraction of resamples whose ratio is at most 0.5 (the issue's target).
+    """
+
+    ratio: float
+    se: float
+    p_half: float
+
+
+BOOT_RESAMPLES, BOOT_SEED = 2000, 99
+"""The bootstrap of the page's ratios (the oracle benchmark's: ``samplers.BOOT``)."""
+
+
+def ratio_bootstrap(
+    ours: Tensor, peer: Tensor, resamples: int = BOOT_RESAMPLES, seed: int = BOOT_SEED
+) -> RatioSpread:
+    """Paired bootstrap (Efron & Tibshirani 1993, ch. 6) of ``sqrt(mean(ours) / mean(peer))``.
+
+    Args:
+        ours, peer: ``(draws,)`` per-draw squared errors of two fixed configurations on the same
+            draws (the RMS over all draws is the root of their mean).
+        resamples: bootstrap resamples.
+        seed: seed of the resampling generator (the same draw indices for both sides).
+
+    Returns:
+        The ratio on all draws, its standard error over the resamples, and the fraction of
+        resamples with ratio <= 0.5.  The configurations stay fixed (chosen once on all draws), so
+        the spread is that of the draws only, not of choosing the best option on them (which
+        ``samplers.bootstrap_ratio`` redoes per resample); with one option per side the two agree.
+    """
+    a, b = torch.as_tensor(ours, dtype=torch.float64), torch.as_tensor(peer, dtype=torch.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.numel() == 0:
+        raise ValueError(f"ours and peer must be equal non-empty (draws,) vectors: {a.shape}, {b.shape}")
+    n = a.numel()
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(n, (resamples, n), generator=g)
+    w = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(
+        1, idx, torch.ones(idx.shape, dtype=torch.float64)
+    )
+    reps = ((w @ a) / (w @ b)).sqrt()
+    return RatioSpread(
+        math.sqrt(float(a.mean() / b.mean())), float(reps.std()), float((reps <= 0.5).double().mean())
+    )
+
+
+def ratio_spread(res: dict, budget: int) -> RatioSpread | None:
+    """:func:`ratio_bootstrap` of our best and the best peer at ``budget`` (each chosen by the RMS
+    on all draws); ``None`` where a side is missing or a result stored no per-draw errors."""
+    bo, bp = best(res, budget, True), best(res, budget, False)
+    if bo is None or bp is None:
+        return None
+    eo, ep = res[bo[2]][budget], res[bp[2]][budget]
+    if len(eo) < 4 or len(ep) < 4:
+        return None
+    return ratio_bootstrap(torch.tensor(eo[3]), torch.tensor(ep[3]))
+
+
+def spread_cell(ratio: float, spread: RatioSpread | None) -> str:
+    """``0.47 ± 0.05 (P 0.72)``: the ratio, its standard error and P(ratio <= 0.5); ``-`` for the
+    spread of a result without per-draw errors."""
+    if spread is None:
+        return f"{ratio:.2f} ± - (P -)"
+    return f"{ratio:.2f} ± {spread.se:.2f} (P {spread.p_half:.2f})"
 
 
 def measure(lm: Learned, args: argparse.Namespace) -> dict:
@@ -973,6 +1053,7 @@ def summary_rows(r: dict, nfes: list[int]) -> tuple[str, str]:
     for n in (5, 10, 20):
         bo, bp = best(res, n, True), best(res, n, False)
         ratios.append(bo[0] / bp[0] if bo and bp else math.nan)
+    spreads = [ratio_spread(res, n) for n in (5, 10, 20)]
     met = [v <= 0.5 for v in ratios]
     verdict = "met" if all(met) else "not met" + (
         f" (met at NFE {', '.join(str(n) for n, m in zip((5, 10, 20), met, strict=True) if m)})"
@@ -981,7 +1062,7 @@ def summary_rows(r: dict, nfes: list[int]) -> tuple[str, str]:
     cell, fd_verdict = target_fd(r)
     target = (
         f"| {r['key']} | "
-        + " | ".join(f"{v:.2f}" for v in ratios)
+        + " | ".join(spread_cell(v, sp) for v, sp in zip(ratios, spreads, strict=True))
         + f" | {verdict} | {cell} | {fd_verdict} |"
     )
     cells = []
@@ -998,7 +1079,12 @@ def summary_lines(rows: list[tuple[str, str]], nfes: list[int]) -> list[str]:
         "",
         "Ours / best peer, pathwise RMS error (target <= 0.5 at NFE 5, 10 and 20); Frechet distance "
         "of our best at NFE 10 against the best peer's at NFE 20 (mean ± std over the seeds; target: "
-        "no worse, *met* when the difference is within the two spreads combined or negative).",
+        "no worse, *met* when the difference is within the two spreads combined or negative). "
+        "Each RMS ratio is given as `ratio ± s.e. (P p)`: the standard error of a paired bootstrap over "
+        f"the pathwise draws ({BOOT_RESAMPLES} resamples of seed {BOOT_SEED}; the same resampled draws "
+        "for both sides) with the two configurations fixed as chosen on all draws (so the spread omits "
+        "the choice of the best option), and p the fraction of resamples with ratio <= 0.5; `± -`: a "
+        "result stored without per-draw errors.",
         "",
         "| model | NFE 5 | NFE 10 | NFE 20 | RMS target | Frechet: ours NFE 10 vs peer NFE 20 "
         "| Frechet target |",
@@ -1074,8 +1160,8 @@ def model_lines(r: dict) -> list[str]:
         f"{r['ref_tol']:g} ({r['ref_nfe']} NFE); DPM-Solver-3 with 100 log-SNR steps (300 NFE) is "
         f"{r['floor']:.1e} from it (the floor of the RMS column).",
         "",
-        "| NFE | our best (RMS) | best peer (RMS) | ours / peer | our best (median path) | best peer "
-        "(median path) | ours / peer |",
+        "| NFE | our best (RMS) | best peer (RMS) | ours / peer ± s.e. (P <= 0.5) | our best (median "
+        "path) | best peer (median path) | ours / peer |",
         "|---|---|---|---|---|---|---|",
     ]
     for n in nfes:
@@ -1084,7 +1170,8 @@ def model_lines(r: dict) -> list[str]:
         if not (bo and bp and mo and mp):
             continue
         lines.append(
-            f"| {n} | {fmt(bo)} | {fmt(bp)} | {bo[0] / bp[0]:.2f} | {fmt(mo)} | {fmt(mp)} "
+            f"| {n} | {fmt(bo)} | {fmt(bp)} | {spread_cell(bo[0] / bp[0], ratio_spread(res, n))} | {fmt(mo)} "
+            f"| {fmt(mp)} "
             f"| {mo[0] / mp[0]:.2f} |"
         )
     lines += [

@@ -8,6 +8,7 @@ near the tight reference solve of the same ODE.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -89,3 +90,42 @@ def test_page_keeps_models_without_results(tmp_path: Path) -> None:
     assert "| vp8 | 0.51 | target row |" in new and "| vp8 | 0.51 | budgets row |" in new
     assert "reading | vp8 | written by hand" in new and "its tables" in new
     assert "stale" not in new  # ve8 had no summary rows on the page: not kept
+
+
+def test_ratio_bootstrap_is_paired_and_seeded() -> None:
+    """The bootstrap of ours / best peer resamples the same draws on both sides: a peer whose
+    per-draw errors are a fixed multiple of ours gives that ratio in every resample (no spread)."""
+    g = torch.Generator().manual_seed(0)
+    peer = torch.rand(64, generator=g, dtype=torch.float64) ** 4  # heavy-tailed, like path errors
+    fixed = bench.ratio_bootstrap(0.16 * peer, peer)
+    assert fixed.ratio == pytest.approx(0.4, rel=1e-12)
+    assert fixed.se == pytest.approx(0.0, abs=1e-12) and fixed.p_half == 1.0
+    assert bench.ratio_bootstrap(peer, peer).p_half == 0.0
+    ours = torch.rand(64, generator=g, dtype=torch.float64) ** 4 * 0.3
+    a, b = bench.ratio_bootstrap(ours, peer), bench.ratio_bootstrap(ours, peer)
+    assert a == b  # the same seed, the same resamples
+    assert a.ratio == pytest.approx(math.sqrt(float(ours.mean() / peer.mean())), rel=1e-12)
+    # Delta method for sqrt(mean a / mean b) on paired draws: a first-order check of the spread.
+    ra = ours / ours.mean() - peer / peer.mean()
+    delta = 0.5 * a.ratio * float(ra.std()) / math.sqrt(64)
+    assert 0.7 * delta < a.se < 1.3 * delta
+    # The oracle benchmark's bootstrap (best option re-chosen per resample) agrees for one option a side.
+    other = bench.oracle_bench.bootstrap_ratio(ours[None], peer[None])
+    assert other[0] == pytest.approx(a.ratio, rel=1e-12) and other[1] == pytest.approx(a.se, rel=1e-12)
+    assert other[4] == pytest.approx(a.p_half, abs=1e-12)
+    with pytest.raises(ValueError, match="equal non-empty"):
+        bench.ratio_bootstrap(ours, peer[:10])
+
+
+def test_ratio_spread_needs_per_draw_errors() -> None:
+    """A result stored before per-draw errors were kept gives no spread (the page shows ``-``)."""
+    old = {("unipc", "logsnr"): {5: (0.1, 5, 0.1)}, ("diffusers DDIM", "trailing"): {5: (0.4, 5, 0.4)}}
+    assert bench.ratio_spread(old, 5) is None
+    assert bench.spread_cell(0.25, None) == "0.25 ± - (P -)"
+    new = {
+        ("unipc", "logsnr"): {5: (0.1, 5, 0.1, [0.01, 0.01])},
+        ("diffusers DDIM", "trailing"): {5: (0.4, 5, 0.4, [0.16, 0.16])},
+    }
+    sp = bench.ratio_spread(new, 5)
+    assert sp is not None and sp.ratio == pytest.approx(0.25) and sp.p_half == 1.0
+    assert bench.spread_cell(0.25, sp) == "0.25 ± 0.00 (P 1.00)"
