@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -224,3 +225,56 @@ def test_fit_bespoke_through_the_first_step_uses_the_wrapped_models_reference() 
     assert fit.pilot_nfe == ref.nfe + 5 * 5
     out = ss.sample(afs, x_T=x_T, y=y, method="bespoke", solver=fit.solver, t_end=1e-3, denoise=False)
     assert out.nfe == 5
+
+
+def test_bespoke_solver_carries_the_first_step_and_runs_on_the_bare_model() -> None:
+    """A solver fitted through the analytic first step stores its per-label means (JSON round trip
+    exact) and reproduces the wrapped run on the bare model, with one evaluation fewer than steps."""
+    from scoresde.sampling import BespokeSolver, bespoke_from_base, fit_bespoke
+
+    cond, sde = _conditional()
+    afs = analytic_first_step(cond, (8,), generator=torch.Generator().manual_seed(5), pilot=64, num_classes=3)
+    start = bespoke_from_base(sde, "dpm_solver++_2m", ss.time_grid(sde, 4, "logsnr", t_end=1e-3))
+    assert (
+        start.first_step_mean is None and start.evaluations == 4 and "first_step_mean" not in start.to_json()
+    )
+    fit = fit_bespoke(
+        afs, sde, 4, (8,), starts=[start], pilot=16, iterations=2, y=_labels(16),
+        generator=torch.Generator().manual_seed(9), reference_tol=1e-6,
+    )  # fmt: skip
+    solver = fit.solver
+    assert solver.first_step_classes == 3 and torch.equal(solver.first_step_mean, afs.mean)
+    assert solver.steps == 4 and solver.evaluations == 3
+    back = BespokeSolver.from_json(json.loads(json.dumps(solver.to_json())))
+    assert back.first_step_classes == 3 and torch.equal(back.first_step_mean, solver.first_step_mean)
+    x_T = torch.randn(12, 8, generator=torch.Generator().manual_seed(3)) * sde.prior_std()
+    y = _labels(12)
+    run = dict(x_T=x_T, y=y, method="bespoke", t_end=1e-3, denoise=False)
+    wrapped = ss.sample(afs, solver=solver, **run)
+    bare = ss.sample(cond, solver=back, **run)
+    assert wrapped.nfe == bare.nfe == 3
+    assert torch.equal(wrapped.x, bare.x)  # the same arithmetic: D_0 is the label's mean either way
+    with pytest.raises(ValueError, match="one mean per label"):
+        ss.sample(cond, solver=back, x_T=x_T, method="bespoke", t_end=1e-3, denoise=False)
+    with pytest.raises(ValueError, match="label 5 out of range"):
+        ss.sample(cond, solver=back, **{**run, "y": torch.full((12,), 5)})
+
+
+def test_bespoke_solver_first_step_fields_are_checked() -> None:
+    from scoresde.sampling import BespokeSolver, bespoke_from_base
+
+    _, sde = _conditional()
+    good = bespoke_from_base(sde, "ddim", ss.time_grid(sde, 3, "logsnr"))
+    fields = dict(times=good.times, a=good.a, b=good.b)
+    with pytest.raises(ValueError, match="needs first_step_mean"):
+        BespokeSolver(**fields, first_step_classes=3)
+    with pytest.raises(ValueError, match="one row per class"):
+        BespokeSolver(**fields, first_step_mean=torch.zeros(2, 8), first_step_classes=3)
+    with pytest.raises(ValueError, match="finite"):
+        BespokeSolver(**fields, first_step_mean=torch.full((8,), math.nan))
+    with pytest.raises(ValueError, match="first_step_classes must be"):
+        BespokeSolver(**fields, first_step_mean=torch.zeros(1, 8), first_step_classes=0)
+    # One unconditional mean: no labels taken at the first step.
+    one = BespokeSolver(**fields, first_step_mean=torch.ones(8))
+    out = ss.sample(_problem()[0], solver=one, x_T=torch.randn(5, 8), method="bespoke", denoise=False)
+    assert out.nfe == 2

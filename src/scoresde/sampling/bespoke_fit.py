@@ -182,6 +182,13 @@ LOSSES = ("mse", "draw_rms")
 over draws of each draw's RMS endpoint error."""
 
 
+def _first_step_of(model: ScoreFunction, t0: float) -> dict[str, Any]:
+    """The solver fields that carry ``model``'s analytic first step (where it answers ``t0``)."""
+    if isinstance(model, AnalyticFirstStep) and model.evaluations(t0) == 0:
+        return {"first_step_mean": model.mean.detach(), "first_step_classes": model.num_classes}
+    return {}
+
+
 def _check_int(name: str, v: Any, lo: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
@@ -250,7 +257,9 @@ def fit_bespoke(
             (default ``model``; for an :class:`~scoresde.sampling.AnalyticFirstStep` its wrapped
             model, whose ODE the solver approximates: the reference must not take the stored
             mean at ``T``).  A solver trained through an analytic first step has one free
-            evaluation per solve, which the ``pilot_nfe`` count leaves out.
+            evaluation per solve, which the ``pilot_nfe`` count leaves out; the returned solver
+            carries its mean(s) (:attr:`~scoresde.sampling.BespokeSolver.first_step_mean`), so it
+            runs on the bare model too.
 
     Returns:
         A :class:`BespokeFit`.
@@ -487,6 +496,7 @@ def fit_bespoke(
         pilot=pilot,
         seconds=seconds,
         iterations=iterations,
+        **_first_step_of(model, float(ts[0])),
     )
     return BespokeFit(
         solver=solver,
