@@ -63,6 +63,10 @@ without running the peers again.  ``--bespoke-holdout`` validation draws (seed 4
 generator) choose the iterate of least validation error (every ``--bespoke-eval-every``
 iterations); ``--bespoke-batch`` trains by minibatch Adam; ``--bespoke-ref-tol`` sets the fits'
 reference tolerance; ``--bespoke-from RESULT.json`` reuses another run's fits of the same model.
+``--bespoke-only --bespoke-afs`` fits, per budget ``n``, an (n+1)-step bespoke solver through the
+analytic first step (one stored data prediction per label at ``T``, from ``--afs-pilot`` prior
+draws of its own seed under each label: Zhou et al. 2024) on the same training and validation
+draws, and keeps it only where its validation RMS beats the stored fit's (:func:`afs_bespoke_runs`).
 
 (b) Sample quality.  The best configuration (by the RMS of (a)) of ours and of the peers (any
 family) at NFE 10 and 20 sample ``--samples`` class-conditional images from each of ``--seeds``
