@@ -63,6 +63,10 @@ without running the peers again.  ``--bespoke-holdout`` validation draws (seed 4
 generator) choose the iterate of least validation error (every ``--bespoke-eval-every``
 iterations); ``--bespoke-batch`` trains by minibatch Adam; ``--bespoke-ref-tol`` sets the fits'
 reference tolerance; ``--bespoke-from RESULT.json`` reuses another run's fits of the same model.
+``--bespoke-only --bespoke-afs`` fits, per budget ``n``, an (n+1)-step bespoke solver through the
+analytic first step (one stored data prediction per label at ``T``, from ``--afs-pilot`` prior
+draws of its own seed under each label: Zhou et al. 2024) on the same training and validation
+draws, and keeps it only where its validation RMS beats the stored fit's (:func:`afs_bespoke_runs`).
 
 Each cell stores every draw's squared error besides its RMS, and each ratio of ours to the best
 peer is reported with the standard error of a paired bootstrap over the draws
@@ -727,6 +731,135 @@ def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
     return {("bespoke", "trained"): (run, False, tuple(args.bespoke_nfes))}
 
 
+AFS_SEED = 31337
+"""Seed of the analytic first step's pilot (``--bespoke-afs``): none of the other seeds above, nor
+the pathwise draws' (1, 7) or DPM-Solver-v3's pilot (7)."""
+
+AFS_ROW = ("bespoke", "AFS + trained")
+"""The row of the ``--bespoke-afs`` solvers (cells only where they beat the stored fit on validation)."""
+
+
+def afs_bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
+    """``--bespoke-afs``: per ``--bespoke-nfes`` budget ``n``, an (n+1)-step bespoke solver through
+    the analytic first step (:func:`scoresde.sampling.analytic_first_step`, one mean per label from
+    ``--afs-pilot`` prior draws of seed :data:`AFS_SEED` under each of the 10 labels), fitted as
+    :func:`bespoke_runs` fits (the same training draws of seed :data:`BESPOKE_SEED`, validation
+    draws of seed :data:`BESPOKE_HOLDOUT_SEED`, reference tolerance and Adam settings; the reference
+    is the network's own ODE, not the wrapper's), from the best of :data:`BESPOKE_BASES` on every
+    named (n+1)-step grid run through the wrapper.  The model's stored n-step fit
+    (``cost["bespoke"][n]["solver"]``) is measured on the same validation draws; the AFS solver is
+    kept for budget ``n`` only where its validation RMS is lower (:func:`afs_settle` then moves it
+    into the results).  Everything goes into ``cost["bespoke"][n]["afs"]``.
+    """
+    sde, shape = lm.model.sde, tuple(lm.data.train.shape[1:])
+    hold = args.bespoke_holdout
+    if not hold:
+        raise SystemExit("--bespoke-afs chooses on validation draws: give --bespoke-holdout")
+    ref_tol = args.bespoke_ref_tol or args.opt_ref_tol
+    t0 = time.time()
+    with torch.no_grad():
+        afs = ss.sampling.analytic_first_step(
+            lm.model, shape, generator=torch.Generator().manual_seed(AFS_SEED), pilot=args.afs_pilot,
+            num_classes=10,
+        )  # fmt: skip
+    afs_seconds = time.time() - t0
+    print(f"  AFS means: {args.afs_pilot} draws x 10 labels, {afs_seconds:.1f} s", flush=True)
+    solvers: dict[int, ss.sampling.BespokeSolver] = {}
+    for budget in args.bespoke_nfes:
+        entry = cost.get("bespoke", {}).get(str(budget))
+        if entry is None:
+            raise SystemExit(f"--bespoke-afs: no stored bespoke fit at NFE {budget} to compare with")
+        stored = ss.sampling.BespokeSolver.from_json(entry["solver"])
+
+        def validation(**kw: object) -> dict:
+            return dict(
+                reference_tol=ref_tol, holdout=hold, holdout_y=cycling(hold),
+                holdout_generator=torch.Generator().manual_seed(BESPOKE_HOLDOUT_SEED),
+                generator=torch.Generator().manual_seed(BESPOKE_SEED), **kw,
+            )  # fmt: skip
+
+        # The stored fit on the validation draws (no training: its start error there).
+        check = ss.sampling.fit_bespoke(
+            lm.model, sde, budget, shape, starts=[stored], pilot=1, iterations=0, y=cycling(1), **validation()
+        )
+        stored_val = check.val_error_start
+        steps = budget + 1
+        starts = [
+            ss.sampling.bespoke_from_base(sde, method, ss.time_grid(sde, steps, g, t_end=T_END), opts, grid=g)
+            for method, opts in BESPOKE_BASES
+            for g in ss.GRIDS
+        ]
+        fit = ss.sampling.fit_bespoke(
+            afs, sde, steps, shape, starts=starts, pilot=args.bespoke_pilot, iterations=args.bespoke_iters,
+            lr=args.bespoke_lr, y=cycling(args.bespoke_pilot), eval_every=args.bespoke_eval_every,
+            batch=args.bespoke_batch, loss=args.bespoke_loss, reference_model=lm.model, **validation(),
+        )  # fmt: skip
+        kept = fit.val_error < stored_val * (1 - 1e-9)
+        if kept:
+            solvers[budget] = fit.solver
+        st = fit.start
+        order = f", order {st.options['order']}" if "order" in st.options else ""
+        entry["afs"] = {
+            "kept": kept,
+            "means_pilot": args.afs_pilot,
+            "means_seed": AFS_SEED,
+            "means_seconds": afs_seconds,
+            "means": afs.mean.tolist(),
+            "stored_val_error": stored_val,
+            "seconds": fit.seconds,
+            "pilot_nfe": fit.pilot_nfe,
+            "pilot": args.bespoke_pilot,
+            "iterations": args.bespoke_iters,
+            "lr": args.bespoke_lr,
+            "reference_tol": ref_tol,
+            "batch": args.bespoke_batch,
+            "loss": args.bespoke_loss,
+            "holdout": hold,
+            "eval_every": args.bespoke_eval_every,
+            "starts": len(starts),
+            "start": f"{st.base} [{st.grid}{order}], {steps} steps",
+            "pilot_error_start": fit.pilot_error_start,
+            "pilot_error": fit.pilot_error,
+            "val_error_start": fit.val_error_start,
+            "val_error": fit.val_error,
+            "best_iteration": fit.best_iteration,
+            "val_history": fit.val_history,
+            "solver": fit.solver.to_json(),
+        }
+        print(
+            f"  AFS + {steps}-step bespoke at NFE {budget}: from {st.base} [{st.grid}{order}] training RMS "
+            f"{fit.pilot_error_start:.3e} -> {fit.pilot_error:.3e}, validation {fit.val_error_start:.3e} -> "
+            f"{fit.val_error:.3e} (iteration {fit.best_iteration}) vs the stored fit's {stored_val:.3e}: "
+            f"{'kept' if kept else 'not kept'}; {fit.seconds:.0f} s",
+            flush=True,
+        )
+    every = {b: entry["afs"]["solver"] for b, entry in cost["bespoke"].items() if "afs" in entry}
+
+    def run(x_T: Tensor, y: Tensor, budget: int) -> tuple[Tensor, int]:
+        solver = ss.sampling.BespokeSolver.from_json(every[str(budget)])
+        res = ss.sample(afs, x_T=x_T, y=y, method="bespoke", solver=solver, t_end=T_END, denoise=False)
+        return res.x, res.nfe
+
+    # Every budget is swept (its page-draw error recorded, not chosen on); afs_settle keeps the kept.
+    return {AFS_ROW: (run, False, tuple(args.bespoke_nfes))}
+
+
+def afs_settle(results: dict, cost: dict, budgets: tuple[int, ...]) -> None:
+    """After the sweep of :func:`afs_bespoke_runs`: record each budget's AFS cell in its cost entry;
+    where the AFS solver was kept (on validation) it replaces the stored fit's cell, else it goes."""
+    row = results.get(AFS_ROW, {})
+    plain = results.get(("bespoke", "trained"), {})
+    for b in budgets:
+        a = cost["bespoke"][str(b)]["afs"]
+        a["page_cell"] = list(row[b]) if b in row else None
+        if a["kept"]:
+            a["replaced_cell"] = list(plain.pop(b)) if b in plain else None
+        else:
+            row.pop(b, None)
+    if not row:
+        results.pop(AFS_ROW, None)
+
+
 # ---------------------------------------------------------------------------------------------- #
 # Measurement of one model.
 # ---------------------------------------------------------------------------------------------- #
@@ -979,13 +1112,15 @@ def add_bespoke(lm: Learned, args: argparse.Namespace) -> dict:
     if args.opt_nfes and args.opt_solvers:
         optimized_runs(lm, args, scratch)
     cost["_grids"] = scratch.get("_grids", {})
-    runs = bespoke_runs(lm, args, cost)
+    runs = afs_bespoke_runs(lm, args, cost) if args.bespoke_afs else bespoke_runs(lm, args, cost)
     cost.pop("_grids", None)
     with torch.no_grad():
         new = sweep(runs, x_T, y, ref, ref_x0, tuple(args.bespoke_nfes))
         results = load_results(r)
         for k, row in new.items():  # the budgets run now replace their cells; the others stay
             results[k] = {**results.get(k, {}), **row}
+        if args.bespoke_afs:
+            afs_settle(results, cost, tuple(args.bespoke_nfes))
         r["results"] = [[list(k), {str(b): list(v) for b, v in row.items()}] for k, row in results.items()]
         clf = None
         for q in r["quality"]:
@@ -1252,6 +1387,9 @@ def model_lines(r: dict) -> list[str]:
                 )
                 + "."
             )
+        for k, v in cost.get("bespoke", {}).items():
+            if "afs" in v:
+                lines.append(afs_line(k, v["afs"], r))
     real = r["real"]
     lines += [
         "",
@@ -1288,6 +1426,37 @@ def model_lines(r: dict) -> list[str]:
                 )
         lines.append(f"| {family} | {option} | " + " | ".join(cells) + " |")
     return [*lines, "", "</details>", ""]
+
+
+def afs_line(k: str, a: dict, r: dict) -> str:
+    """The one-off cost and the verdict of an ``--bespoke-afs`` fit at NFE ``k``."""
+    res = load_results(r)
+    peer = best(res, int(k), False)
+    page = (
+        f"{a['page_cell'][0]:.2e}" + (f", {a['page_cell'][0] / peer[0]:.2f} of the best peer" if peer else "")
+        if a.get("page_cell")
+        else "not measured"
+    )
+    return (
+        f"- analytic first step + {int(k) + 1}-step bespoke solver at NFE {k} (`--bespoke-afs`): one mean "
+        f"per label from {a['means_pilot']} prior draws of seed {a['means_seed']} under each of the 10 "
+        f"labels (10 batched evaluations, {a['means_seconds']:.1f} s); fitted on the wrapped model on the "
+        f"same {a['pilot']} training draws (minibatches of {a['batch']}, loss {a['loss']}), "
+        f"{a['iterations']} Adam iterations (lr {a['lr']:g}), reference at {a['reference_tol']:g}, from "
+        f"{a['start']} (the best of {a['starts']} starts), {a['pilot_nfe']} batched evaluations, "
+        f"{a['seconds']:.0f} s; validation RMS ({a['holdout']} draws of seed {BESPOKE_HOLDOUT_SEED}) "
+        f"{a['val_error_start']:.2e} -> {a['val_error']:.2e} (iteration {a['best_iteration']}) against "
+        f"the stored {k}-step fit's {a['stored_val_error']:.2e}: "
+        + (
+            f"**kept** (row `AFS + trained`; on the page's draws {page}, the stored fit's cell "
+            f"{a['replaced_cell'][0]:.2e} moved here)"
+            if a["kept"] and a.get("replaced_cell")
+            else (
+                "**kept** (row `AFS + trained`)" if a["kept"] else f"not kept (on the page's draws: {page})"
+            )
+        )
+        + "."
+    )
 
 
 def write_page(work: Path, out: Path) -> None:
@@ -1389,6 +1558,12 @@ def main() -> None:
         "--bespoke-only", action="store_true",
         help="add bespoke rows to the models' existing result.json (same draws; peers not rerun)",
     )  # fmt: skip
+    p.add_argument(
+        "--bespoke-afs", action="store_true",
+        help="with --bespoke-only: fit analytic-first-step + (n+1)-step bespoke solvers, kept where they "
+        "beat the stored fits on the validation draws",
+    )  # fmt: skip
+    p.add_argument("--afs-pilot", type=int, default=256, help="prior draws per label of the AFS means")
     p.add_argument("--no-kdiffusion", action="store_true")
     p.add_argument("--page-only", action="store_true", help="only assemble the page from cached results")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_samplers_learned.md")
@@ -1400,6 +1575,8 @@ def main() -> None:
                 raise SystemExit(f"unknown model {key!r}; choose from {', '.join(MODELS)}")
             lm = load_model(key, args.work / key, args.train_minutes, args.seed)
             print(f"[{key}] model: {lm.note}", flush=True)
+            if args.bespoke_afs and not args.bespoke_only:
+                raise SystemExit("--bespoke-afs adds to a stored run: give --bespoke-only")
             result = add_bespoke(lm, args) if args.bespoke_only else measure(lm, args)
             (args.work / key / "result.json").write_text(json.dumps(result, indent=1))
     write_page(args.work, args.out)

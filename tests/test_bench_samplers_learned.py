@@ -129,3 +129,20 @@ def test_ratio_spread_needs_per_draw_errors() -> None:
     sp = bench.ratio_spread(new, 5)
     assert sp is not None and sp.ratio == pytest.approx(0.25) and sp.p_half == 1.0
     assert bench.spread_cell(0.25, sp) == "0.25 ± 0.00 (P 1.00)"
+
+
+def test_afs_settle_keeps_only_the_fits_chosen_on_validation() -> None:
+    """``--bespoke-afs``: a kept AFS fit's page cell replaces the stored fit's (recorded in its cost
+    entry); a rejected one's page cell is recorded only, never left in the results to be chosen on."""
+    plain, afs = ("bespoke", "trained"), bench.AFS_ROW
+    results = {plain: {5: (0.3, 5, 0.2), 10: (0.1, 10, 0.05)}, afs: {5: (0.25, 5, 0.2), 10: (0.2, 10, 0.1)}}
+    cost = {"bespoke": {"5": {"afs": {"kept": True}}, "10": {"afs": {"kept": False}}}}
+    bench.afs_settle(results, cost, (5, 10))
+    assert results[plain] == {10: (0.1, 10, 0.05)} and results[afs] == {5: (0.25, 5, 0.2)}
+    assert cost["bespoke"]["5"]["afs"]["replaced_cell"] == [0.3, 5, 0.2]
+    assert cost["bespoke"]["10"]["afs"]["page_cell"] == [0.2, 10, 0.1]
+    assert "replaced_cell" not in cost["bespoke"]["10"]["afs"]
+    # Nothing kept: the AFS row goes.
+    results = {plain: {5: (0.3, 5, 0.2)}, afs: {5: (0.4, 5, 0.3)}}
+    bench.afs_settle(results, {"bespoke": {"5": {"afs": {"kept": False}}}}, (5,))
+    assert afs not in results and results[plain] == {5: (0.3, 5, 0.2)}

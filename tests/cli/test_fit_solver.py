@@ -359,3 +359,32 @@ def test_fit_solver_holdout_batch_and_loss(cond_ckpt, fitted, tmp_path, capsys) 
     )
     assert code == 2 and "batch" in err and "pilot" in err
     assert not (tmp_path / "b" / "solver.json").exists()
+
+
+def test_sample_with_a_solver_carrying_the_analytic_first_step(cond_ckpt, fitted, tmp_path, capsys) -> None:
+    """A solver with per-label first-step means (``BespokeSolver.first_step_mean``): the CLI runs it
+    with one network evaluation fewer than its steps, and its samples are the library's."""
+    from scoresde.sampling import analytic_first_step
+
+    model = load_checkpoint(cond_ckpt).model
+    solver = BespokeSolver.from_json(json.loads((fitted / "solver.json").read_text()))
+    afs = analytic_first_step(
+        model, (1, 8, 8), generator=torch.Generator().manual_seed(0), pilot=4, num_classes=10
+    )
+    solver.first_step_mean, solver.first_step_classes = afs.mean, 10
+    path = tmp_path / "afs.json"
+    path.write_text(json.dumps(solver.to_json()))
+    code, out, err = _run(capsys, "sample", "--checkpoint", cond_ckpt, "--solver", str(path), "-n", "4",
+                          "--out", str(tmp_path / "out"))  # fmt: skip
+    assert code == 0, err
+    assert "with bespoke, 3 steps (3 network evaluations per sample)" in out  # 2 + the final denoising
+    got = np.load(tmp_path / "out" / "samples_bespoke_3_seed0.npz")
+    ref = ss.sample(
+        ClipDenoised(model),
+        shape=(4, 1, 8, 8),
+        method="bespoke",
+        solver=solver,
+        seed=0,
+        y=torch.arange(4) % 10,
+    )
+    np.testing.assert_allclose(got["x"], ref.x.numpy(), rtol=1e-6, atol=1e-6)

@@ -21,6 +21,11 @@ to minimise the endpoint error against a tight solve of the same ODE
 :class:`BespokeSolver` holds one such solver (JSON for storage beside a checkpoint);
 ``ss.sample(model, method="bespoke", solver=solver, ...)`` runs it: ``n`` model evaluations on
 its own times, between the run's ``t_start`` and ``t_end``, which must be the solver's ends.
+
+A solver trained through the analytic first step (Zhou et al. 2024;
+:func:`scoresde.sampling.analytic_first_step`) carries the stored data prediction at
+``times[0]`` (one mean, or one per label): its first prediction ``D_0`` is that mean, not a model
+evaluation, so it runs ``n`` steps on ``n - 1`` evaluations, on the bare model.
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ class BespokeSolver:
         pilot_error: RMS endpoint error of this solver on the training draws.
         pilot_nfe: forward model evaluations (batched) spent fitting it, the reference included.
         pilot: number of training draws; seconds: wall time of the fit; iterations: Adam steps.
+        first_step_mean: ``None``, or the analytic first step's data prediction at ``times[0]``
+            (shape ``D``, or ``(first_step_classes, *D)``: one row per label), float64; then
+            ``D_0`` is this mean and the solver makes ``steps - 1`` model evaluations.
+        first_step_classes: ``None`` (one mean) or the number of label rows of ``first_step_mean``.
     """
 
     times: Tensor
@@ -75,6 +84,8 @@ class BespokeSolver:
     pilot: int = 0
     seconds: float = 0.0
     iterations: int = 0
+    first_step_mean: Tensor | None = None
+    first_step_classes: int | None = None
 
     def __post_init__(self) -> None:
         self.times = torch.as_tensor(self.times, dtype=torch.float64).detach().clone()
@@ -99,14 +110,42 @@ class BespokeSolver:
         if bool((torch.triu(self.b, diagonal=1) != 0).any()):
             raise ValueError("b must be lower triangular: step i combines the predictions D_0 .. D_i only")
         self.shape = tuple(int(s) for s in self.shape)
+        if self.first_step_mean is None:
+            if self.first_step_classes is not None:
+                raise ValueError("first_step_classes needs first_step_mean (the per-label means)")
+        else:
+            self.first_step_mean = torch.as_tensor(self.first_step_mean, dtype=torch.float64).detach().clone()
+            if not bool(torch.isfinite(self.first_step_mean).all()):
+                raise ValueError("the analytic first step's mean of a bespoke solver must be finite")
+            c = self.first_step_classes
+            if c is not None:
+                if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+                    raise ValueError(f"first_step_classes must be an integer >= 1 or None, got {c!r}")
+                if self.first_step_mean.ndim < 1 or self.first_step_mean.shape[0] != c:
+                    raise ValueError(
+                        f"first_step_mean needs one row per class: shape ({c}, *D), "
+                        f"got {tuple(self.first_step_mean.shape)}"
+                    )
 
     @property
     def steps(self) -> int:
-        """The number of steps (= model evaluations)."""
+        """The number of steps (= model evaluations, one fewer with an analytic first step)."""
         return len(self.times) - 1
 
+    @property
+    def evaluations(self) -> int:
+        """Model evaluations of one solve: ``steps``, less the free first one of an analytic first step."""
+        return self.steps - (0 if self.first_step_mean is None else 1)
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (floats written with ``repr``: the round trip is exact)."""
+        """A JSON-serialisable dict (floats written with ``repr``: the round trip is exact); the
+        analytic first step's keys only where it has one."""
+        afs: dict[str, Any] = {}
+        if self.first_step_mean is not None:
+            afs = {
+                "first_step_mean": self.first_step_mean.tolist(),
+                "first_step_classes": self.first_step_classes,
+            }
         return {
             "times": [float(v) for v in self.times.tolist()],
             "a": [float(v) for v in self.a.tolist()],
@@ -121,6 +160,7 @@ class BespokeSolver:
             "pilot": self.pilot,
             "seconds": self.seconds,
             "iterations": self.iterations,
+            **afs,
         }
 
     @classmethod
@@ -147,6 +187,14 @@ class BespokeSolver:
             pilot=int(d.get("pilot", 0)),
             seconds=float(d.get("seconds", 0.0)),
             iterations=int(d.get("iterations", 0)),
+            first_step_mean=(
+                None
+                if d.get("first_step_mean") is None
+                else torch.tensor(d["first_step_mean"], dtype=torch.float64)
+            ),
+            first_step_classes=(
+                None if d.get("first_step_classes") is None else int(d["first_step_classes"])
+            ),
         )
 
 
@@ -165,6 +213,7 @@ def bespoke_solve(
     *,
     y: Tensor | None = None,
     callback: Callback | None = None,
+    first: Tensor | None = None,
 ) -> Tensor:
     """``z_n`` of BNS's recursion from ``z_0 = x`` (differentiable in ``times``, ``a``, ``b``).
 
@@ -175,12 +224,14 @@ def bespoke_solve(
         a, b: the coefficients (tensors of ``x``'s dtype; gradients flow through them).
         y: labels for class-conditional models.
         callback: ``callback(i, t_{i+1}, z_{i+1})`` after every step.
+        first: the first data prediction ``D_0`` (``(B, *D)``) if given (an analytic first
+            step): the model is then not evaluated at ``times[0]``.
     """
     steps = len(a)
     preds: list[Tensor] = []
     z = x
     for i in range(steps):
-        preds.append(model.denoise(z, times[i], y))
+        preds.append(first if i == 0 and first is not None else model.denoise(z, times[i], y))
         z = a[i] * x
         for j in range(i + 1):
             z = z + b[i, j] * preds[j]
@@ -216,12 +267,14 @@ def bespoke(
 ) -> Tensor:
     """A learned non-stationary multistep solver (Shaul et al. 2024, BNS, Eq. 9-11), 1 NFE per step.
 
-    Steps on ``solver.times`` (``solver.steps`` model evaluations); the run's grid gives only
-    its ends, which must be the solver's (:func:`check_ends`).  Fit one with
+    Steps on ``solver.times`` (``solver.steps`` model evaluations, ``steps - 1`` with an analytic
+    first step: its stored mean for the label of each sample is ``D_0``); the run's grid gives
+    only its ends, which must be the solver's (:func:`check_ends`).  Fit one with
     :func:`scoresde.sampling.bespoke_fit.fit_bespoke`.
 
     Raises:
-        ValueError: no ``solver``, or a run over another interval than the solver's.
+        ValueError: no ``solver``, a run over another interval than the solver's, or (with per-label
+            first-step means) labels missing or out of range.
     """
     if not isinstance(solver, BespokeSolver):
         raise ValueError(f"method 'bespoke' needs solver= a BespokeSolver, got {type(solver).__name__}")
@@ -230,4 +283,13 @@ def bespoke(
     times = solver.times.to(device=device, dtype=dtype).unbind()
     a = solver.a.to(device=device, dtype=dtype)
     b = solver.b.to(device=device, dtype=dtype)
-    return bespoke_solve(model, x, times, a, b, y=y, callback=callback)
+    first = None
+    if solver.first_step_mean is not None:
+        from scoresde.sampling.first_step import AnalyticFirstStep
+
+        # Its answer at times[0] (the label checks included); the model is not called there.
+        afs = AnalyticFirstStep(
+            model, solver.first_step_mean, float(solver.times[0]), solver.first_step_classes
+        )
+        first = afs(x, times[0].expand(x.shape[0]), y)
+    return bespoke_solve(model, x, times, a, b, y=y, callback=callback, first=first)

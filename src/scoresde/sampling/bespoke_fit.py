@@ -53,6 +53,7 @@ from torch import Tensor
 from scoresde.models.base import ScoreFunction
 from scoresde.sampling.api import sample
 from scoresde.sampling.bespoke import BespokeSolver, bespoke_solve, check_ends
+from scoresde.sampling.first_step import AnalyticFirstStep
 from scoresde.sampling.grid_opt import check_tunable
 from scoresde.sampling.grids import check_grid, time_grid
 from scoresde.sampling.registry import canonical_method, get_sampler
@@ -181,6 +182,13 @@ LOSSES = ("mse", "draw_rms")
 over draws of each draw's RMS endpoint error."""
 
 
+def _first_step_of(model: ScoreFunction, t0: float) -> dict[str, Any]:
+    """The solver fields that carry ``model``'s analytic first step (where it answers ``t0``)."""
+    if isinstance(model, AnalyticFirstStep) and model.evaluations(t0) == 0:
+        return {"first_step_mean": model.mean.detach(), "first_step_classes": model.num_classes}
+    return {}
+
+
 def _check_int(name: str, v: Any, lo: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
@@ -213,6 +221,7 @@ def fit_bespoke(
     eval_every: int = 10,
     batch: int | None = None,
     loss: str = "mse",
+    reference_model: ScoreFunction | None = None,
 ) -> BespokeFit:
     """Train a ``steps``-step bespoke solver for ``model`` from ``base`` on ``grid`` (BNS, Alg. 2).
 
@@ -244,6 +253,13 @@ def fit_bespoke(
             with ``batch``); the last iterate is always measured.
         batch: training draws per Adam iteration (``None``: all ``pilot``); at most ``pilot``.
         loss: the training objective, one of :data:`LOSSES`.
+        reference_model: the model whose tight dopri5 solve gives the reference endpoints
+            (default ``model``; for an :class:`~scoresde.sampling.AnalyticFirstStep` its wrapped
+            model, whose ODE the solver approximates: the reference must not take the stored
+            mean at ``T``).  A solver trained through an analytic first step has one free
+            evaluation per solve, which the ``pilot_nfe`` count leaves out; the returned solver
+            carries its mean(s) (:attr:`~scoresde.sampling.BespokeSolver.first_step_mean`), so it
+            runs on the bare model too.
 
     Returns:
         A :class:`BespokeFit`.
@@ -274,6 +290,8 @@ def fit_bespoke(
         raise ValueError(
             "give labels for both the training draws (y) and the holdout (holdout_y), or neither"
         )
+    if reference_model is None:
+        reference_model = model.model if isinstance(model, AnalyticFirstStep) else model
     t_begin = time.time()
     if starts is None:
         if isinstance(grid, str):
@@ -298,6 +316,8 @@ def fit_bespoke(
                 )
             check_ends(c, candidates[0].times)
         ts = candidates[0].times
+    # Batched evaluations per solve: one fewer where the model answers the first time for free.
+    per_solve = steps - (1 if model.evaluations(float(ts[0])) == 0 else 0)
     shape = tuple(int(s) for s in shape)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     x_T = (torch.randn((pilot, *shape), generator=gen, dtype=torch.float64) * sde.prior_std()).to(
@@ -309,7 +329,7 @@ def fit_bespoke(
 
     def reference(x: Tensor, labels: Tensor | None) -> tuple[Tensor, int]:
         res = sample(
-            model,
+            reference_model,
             sde,
             x_T=x,
             y=labels,
@@ -356,7 +376,7 @@ def fit_bespoke(
         for c in candidates:
             e = float(loss_of(c.times, c.a, c.b).double().sqrt())
             start_errors.append(e if math.isfinite(e) else math.inf)
-            nfe += steps
+            nfe += per_solve
     start = candidates[min(range(len(candidates)), key=start_errors.__getitem__)]
     ts = start.times
 
@@ -399,7 +419,7 @@ def fit_bespoke(
     if x_val is not None and ref_val is not None:  # holdout > 0
         with torch.no_grad():
             sel_start = rms_of(squared(start.times, start.a, start.b, x_val, ref_val, y_val))
-        nfe += steps
+        nfe += per_solve
         val_history.append((0, sel_start))
     elif not by_training:
         sel_start = err_start
@@ -417,7 +437,7 @@ def fit_bespoke(
                 with torch.set_grad_enabled(not last):
                     sq = squared(times, a, b, xb, rb, yb)
                     loss_v = sq.mean() if loss == "mse" else sq.flatten(1).mean(1).sqrt().mean()
-                nfe += steps
+                nfe += per_solve
                 err = rms_of(sq)
                 history.append(err)
                 if by_training and err < best_err:
@@ -433,7 +453,7 @@ def fit_bespoke(
                         sel = rms_of(squared(times, a, b, x_val, ref_val, y_val))
                     else:
                         sel = rms_of(squared(times, a, b, x_T, ref, y))
-                nfe += steps
+                nfe += per_solve
                 val_history.append((k, sel))
                 if sel < best_err:
                     best_err, best_k = sel, k
@@ -459,7 +479,7 @@ def fit_bespoke(
     else:  # minibatched: the chosen iterate's error on the whole pilot
         with torch.no_grad():
             pilot_err = rms_of(squared(*best, x_T, ref, y))
-        nfe += steps
+        nfe += per_solve
     val_err = best_err if holdout > 0 else math.nan
     seconds = time.time() - t_begin
     solver = BespokeSolver(
@@ -476,6 +496,7 @@ def fit_bespoke(
         pilot=pilot,
         seconds=seconds,
         iterations=iterations,
+        **_first_step_of(model, float(ts[0])),
     )
     return BespokeFit(
         solver=solver,

@@ -16,6 +16,13 @@ of prior draws (one batched evaluation, once per model):
 ``steps = n + 1`` spends ``n`` evaluations (``sample`` counts them so: the wrapper declares that a
 call at ``t_start`` costs none).  On the oracle benchmark's anisotropic 32-D and 64-D mixtures at
 NFE 5 it lowers the error of the best 5-step solver (docs/bench_samplers_nfe5.md).
+
+Class-conditional models: ``D(x_T, T, y)`` hardly depends on ``x_T`` but strongly on the label
+``y`` (under the VE SDE with a large ``sigma_max`` it is about the class mean), so
+``num_classes=C`` stores one mean per label, each from its own batched pilot evaluation of the
+same prior draws, ``m_c = mean_p D(x_p, T, c)``; the wrapper answers each sample with the row of
+its label.  A guided model (classifier-free guidance, ...) is wrapped like any other: the means are
+whatever it returns (give ``C + 1`` classes to store the null label's mean too).
 """
 
 from __future__ import annotations
@@ -38,18 +45,42 @@ class AnalyticFirstStep(ScoreFunction):
     ``model.denoise``.  Wrap outermost: a wrapper around this one that copies ``nfe_per_call``
     counts the free call as one.
 
+    With ``num_classes`` the means are per label: ``mean`` has shape ``(num_classes, *D)`` and a
+    call at ``t_start`` returns ``mean[y]`` (labels ``y`` required, in ``[0, num_classes)``).
+
     Args:
         model: the score model.
-        mean: the data prediction at ``t_start``, of the shape ``D`` of one sample.
+        mean: the data prediction at ``t_start``, of the shape ``D`` of one sample, or
+            ``(num_classes, *D)``: one row per label.
         t_start: the time it stands for (the solver grid's first time).
+        num_classes: ``None`` (one unconditional mean) or the number of label rows of ``mean``.
+
+    Raises:
+        ValueError: ``num_classes`` not an integer >= 1, or ``mean`` without one row per class.
     """
 
-    def __init__(self, model: ScoreFunction, mean: Tensor, t_start: float) -> None:
+    def __init__(
+        self, model: ScoreFunction, mean: Tensor, t_start: float, num_classes: int | None = None
+    ) -> None:
         super().__init__(model.sde, "x0")
+        if num_classes is not None:
+            if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+                raise ValueError(f"num_classes must be an integer >= 1 or None, got {num_classes!r}")
+            if mean.ndim < 1 or mean.shape[0] != num_classes:
+                raise ValueError(
+                    f"per-label means need one row per class: shape ({num_classes}, *D), "
+                    f"got {tuple(mean.shape)}"
+                )
         self.model = model
         self.mean = mean
         self.t_start = float(t_start)
+        self.num_classes = num_classes
         self.nfe_per_call = model.nfe_per_call
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape ``D`` of one sample."""
+        return tuple(self.mean.shape[1:] if self.num_classes is not None else self.mean.shape)
 
     def _at_start(self, t: Tensor | float) -> bool:
         t = torch.as_tensor(t, dtype=torch.float64)
@@ -61,17 +92,37 @@ class AnalyticFirstStep(ScoreFunction):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         if self._at_start(t):
-            if y is not None:
+            if tuple(x.shape[1:]) != self.sample_shape:
                 raise ValueError(
-                    "the analytic first step stores one unconditional mean; it does not take labels y "
-                    "(run a class-conditional model without it)"
+                    f"samples of shape {tuple(x.shape[1:])}, but the mean has {self.sample_shape}"
                 )
-            if tuple(x.shape[1:]) != tuple(self.mean.shape):
-                raise ValueError(
-                    f"samples of shape {tuple(x.shape[1:])}, but the mean has {tuple(self.mean.shape)}"
-                )
-            return self.mean.to(device=x.device, dtype=x.dtype).expand_as(x)
+            if self.num_classes is None:
+                if y is not None:
+                    raise ValueError(
+                        "the analytic first step stores one unconditional mean; it does not take labels y "
+                        "(for a class-conditional model make it with num_classes=)"
+                    )
+                return self.mean.to(device=x.device, dtype=x.dtype).expand_as(x)
+            return self.mean.to(device=x.device, dtype=x.dtype)[self._labels(y, x.shape[0]).to(x.device)]
         return self.model.denoise(x, t, y)
+
+    def _labels(self, y: Tensor | None, batch: int) -> Tensor:
+        """``y`` checked against the per-label means: ``batch`` integer labels in range."""
+        if y is None:
+            raise ValueError(
+                f"the analytic first step stores one mean per label ({self.num_classes} classes): "
+                "pass labels y=(B,)"
+            )
+        if not torch.is_tensor(y) or y.is_floating_point() or y.is_complex() or y.shape != (batch,):
+            raise ValueError(f"y must be an integer tensor of shape ({batch},), got {getattr(y, 'shape', y)}")
+        assert self.num_classes is not None
+        bad = (y < 0) | (y >= self.num_classes)
+        if bool(bad.any()):
+            raise ValueError(
+                f"label {int(y[bad][0])} out of range: the analytic first step stores means for "
+                f"classes 0..{self.num_classes - 1}"
+            )
+        return y.long()
 
 
 @torch.no_grad()
@@ -85,26 +136,37 @@ def analytic_first_step(
     t_start: float | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
+    num_classes: int | None = None,
 ) -> AnalyticFirstStep:
     """``model`` wrapped with the analytic first step, its mean from ``pilot`` prior draws.
 
-    Cost: one batched evaluation at the pilot batch size.  Then run a grid solver through the
+    Cost: one batched evaluation at the pilot batch size (``num_classes`` of them with per-label
+    means: the same ``pilot`` prior draws under every label).  Then run a grid solver through the
     result with one step more than the NFE budget, from ``t_start``::
 
         afs = ss.sampling.analytic_first_step(model, (d,), generator=torch.Generator().manual_seed(0))
         out = ss.sample(afs, x_T=x_T, method="unipc", steps=6, order=3)   # out.nfe == 5
 
+    A class-conditional model: ``analytic_first_step(model, shape, generator=g, num_classes=10)``,
+    then ``ss.sample(afs, x_T=x_T, y=labels, ...)``.
+
     Args:
-        model: any unconditional score model.
+        model: any score model (class-conditional ones with ``num_classes``).
         shape: the shape ``D`` of one sample.
         generator: RNG for the pilot's prior draws.
         pilot: the pilot batch size.
         sde: defaults to ``model.sde``.
         t_start: the time of the first step (default ``sde.T``).
         dtype, device: of the pilot draws.
+        num_classes: ``None``: one mean, the model called without labels; else one mean per label
+            ``0 .. num_classes - 1`` (the model called with each label in turn).
 
     Returns:
         An :class:`AnalyticFirstStep`.
+
+    Raises:
+        TypeError: no explicit generator.
+        ValueError: ``pilot`` or ``num_classes`` not an integer >= 1.
     """
     if not isinstance(generator, torch.Generator):
         raise TypeError(
@@ -112,10 +174,21 @@ def analytic_first_step(
         )
     if isinstance(pilot, bool) or not isinstance(pilot, int) or pilot < 1:
         raise ValueError(f"pilot must be an integer >= 1, got {pilot!r}")
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
+        raise ValueError(f"num_classes must be an integer >= 1 or None, got {num_classes!r}")
     sde = model.sde if sde is None else sde
     t0 = float(sde.T if t_start is None else t_start)
     x = sde.prior_sample((pilot, *shape), generator=generator, dtype=dtype)
     if device is not None:
         x = x.to(device)
-    mean = model.denoise(x, torch.full((pilot,), t0, dtype=x.dtype, device=x.device)).double().mean(0)
-    return AnalyticFirstStep(model, mean, t0)
+    t = torch.full((pilot,), t0, dtype=x.dtype, device=x.device)
+    if num_classes is None:
+        mean = model.denoise(x, t).double().mean(0)
+        return AnalyticFirstStep(model, mean, t0)
+    means = [
+        model.denoise(x, t, torch.full((pilot,), c, dtype=torch.long, device=x.device)).double().mean(0)
+        for c in range(num_classes)
+    ]
+    return AnalyticFirstStep(model, torch.stack(means), t0, num_classes=num_classes)
