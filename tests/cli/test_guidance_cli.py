@@ -310,8 +310,8 @@ def test_options_that_do_not_apply_are_refused(ckpts, tmp_path, capsys, monkeypa
 
     real = cli_io.load_model
 
-    def zero_one(ctx):
-        loaded = real(ctx)
+    def zero_one(ctx, **kwargs):
+        loaded = real(ctx, **kwargs)
         return dataclasses.replace(loaded, info=dataclasses.replace(loaded.info, data_range=(0.0, 1.0)))
 
     monkeypatch.setattr(cli_io, "load_model", zero_one)
