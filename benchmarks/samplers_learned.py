@@ -652,6 +652,25 @@ BESPOKE_HOLDOUT_SEED = 4096
 so every fit setting is chosen on the same validation draws, none of them the page's."""
 
 
+def fit_record(fit: ss.sampling.BespokeFit, args: argparse.Namespace, ref_tol: float, starts: int) -> dict:
+    """The cost entry of one bespoke fit: its settings, start, errors, one-off cost and solver."""
+    st = fit.start
+    order = f", order {st.options['order']}" if "order" in st.options else ""
+    return {
+        "seconds": fit.seconds,
+        "pilot_nfe": fit.pilot_nfe,
+        "pilot": args.bespoke_pilot,
+        "iterations": args.bespoke_iters,
+        "lr": args.bespoke_lr,
+        "reference_tol": ref_tol,
+        "starts": starts,
+        "start": f"{st.base} [{st.grid}{order}]",
+        "pilot_error_start": fit.pilot_error_start,
+        "pilot_error": fit.pilot_error,
+        "solver": fit.solver.to_json(),
+    }
+
+
 def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
     """A bespoke solver (:func:`scoresde.sampling.fit_bespoke`) per ``--bespoke-nfes`` budget.
 
@@ -691,19 +710,7 @@ def bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
         solvers[budget] = fit.solver
         st = fit.start
         order = f", order {st.options['order']}" if "order" in st.options else ""
-        cost.setdefault("bespoke", {})[str(budget)] = {
-            "seconds": fit.seconds,
-            "pilot_nfe": fit.pilot_nfe,
-            "pilot": args.bespoke_pilot,
-            "iterations": args.bespoke_iters,
-            "lr": args.bespoke_lr,
-            "reference_tol": ref_tol,
-            "starts": len(starts),
-            "start": f"{st.base} [{st.grid}{order}]",
-            "pilot_error_start": fit.pilot_error_start,
-            "pilot_error": fit.pilot_error,
-            "solver": fit.solver.to_json(),
-        }
+        cost.setdefault("bespoke", {})[str(budget)] = fit_record(fit, args, ref_tol, len(starts))
         if hold or args.bespoke_batch or args.bespoke_loss != "mse":
             cost["bespoke"][str(budget)].update(
                 holdout=hold, holdout_seed=BESPOKE_HOLDOUT_SEED, batch=args.bespoke_batch,
@@ -806,25 +813,16 @@ def afs_bespoke_runs(lm: Learned, args: argparse.Namespace, cost: dict) -> dict:
             "means_seconds": afs_seconds,
             "means": afs.mean.tolist(),
             "stored_val_error": stored_val,
-            "seconds": fit.seconds,
-            "pilot_nfe": fit.pilot_nfe,
-            "pilot": args.bespoke_pilot,
-            "iterations": args.bespoke_iters,
-            "lr": args.bespoke_lr,
-            "reference_tol": ref_tol,
+            **fit_record(fit, args, ref_tol, len(starts)),
             "batch": args.bespoke_batch,
             "loss": args.bespoke_loss,
             "holdout": hold,
             "eval_every": args.bespoke_eval_every,
-            "starts": len(starts),
             "start": f"{st.base} [{st.grid}{order}], {steps} steps",
-            "pilot_error_start": fit.pilot_error_start,
-            "pilot_error": fit.pilot_error,
             "val_error_start": fit.val_error_start,
             "val_error": fit.val_error,
             "best_iteration": fit.best_iteration,
             "val_history": fit.val_history,
-            "solver": fit.solver.to_json(),
         }
         print(
             f"  AFS + {steps}-step bespoke at NFE {budget}: from {st.base} [{st.grid}{order}] training RMS "
